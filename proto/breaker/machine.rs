@@ -1,0 +1,605 @@
+//! The status machine of one protector.
+//!
+//! Design note. All state lives in [`Protector`], a plain value: the daemon keeps one per
+//! name in a map, a client keeps one per LOCAL fallback. Every public operation first
+//! applies, in chronological order, the expiries due by `now` (trial permits, the
+//! override, `open_until` under `auto_half_open`), each at its own instant, then does its
+//! own work. The caller publishes the returned [`Change`]s in order.
+//!
+//! Edge cases decided here:
+//! - Trial permits exist only in HALF_OPEN; every transition drops them (their generation
+//!   is gone, so their reports are stale anyway).
+//! - A permit with id 0 is untracked: valid while its generation is current and the
+//!   protector is CLOSED or under DISABLED. A report of a DISABLED call after DISABLED
+//!   ended in OPEN or HALF_OPEN is therefore stale, as SEMANTICS.md asks.
+//! - While an override holds nothing is evaluated: outcomes, expired trials included, go
+//!   into the window, and the rule is next checked on an outcome recorded after it ends.
+//! - With `auto_half_open`, OPEN moves to HALF_OPEN at `open_until`, or at the instant an
+//!   override ended if that is later.
+//! - `now` earlier than an instant already seen is tolerated: durations saturate at zero.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::Time;
+use super::policy::Policy;
+use super::window::Window;
+
+/// The status of the status machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Every call is admitted.
+    Closed,
+    /// Calls are rejected until `open_until`.
+    Open,
+    /// Trial calls decide between CLOSED and OPEN.
+    HalfOpen,
+}
+
+/// An operator's override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OverrideKind {
+    /// Reject every call.
+    ForcedOpen,
+    /// Admit every call; record outcomes, never trip.
+    Disabled,
+}
+
+/// An override in force, with its optional expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Override {
+    /// Which override.
+    pub kind: OverrideKind,
+    /// When it ends by itself; `None` = until cleared.
+    pub expires_at: Option<Time>,
+}
+
+/// How a call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Counted as a success.
+    Success,
+    /// Counted as a failure.
+    Failure,
+    /// Recorded nowhere; releases a trial permit.
+    Ignored,
+}
+
+/// What an admitted call carries back to its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permit {
+    /// The generation it was issued in.
+    pub generation: u64,
+    /// Non-zero for a tracked HALF_OPEN trial; 0 otherwise.
+    pub id: u64,
+    /// When a trial permit expires; `None` for untracked permits.
+    pub expires_at: Option<Time>,
+}
+
+/// Why a call was admitted or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionReason {
+    /// Admitted: CLOSED.
+    Closed,
+    /// Admitted as a HALF_OPEN trial.
+    Trial,
+    /// Admitted: a DISABLED override holds.
+    Disabled,
+    /// Rejected: OPEN before `open_until`.
+    Open,
+    /// Rejected: HALF_OPEN with every trial permit in flight.
+    TrialsExhausted,
+    /// Rejected: a FORCED_OPEN override holds.
+    ForcedOpen,
+}
+
+/// The answer to an acquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The call may go ahead.
+    Admitted {
+        /// To send back with the report.
+        permit: Permit,
+        /// Closed, Trial or Disabled.
+        reason: DecisionReason,
+    },
+    /// The call must not go ahead.
+    Rejected {
+        /// Open, TrialsExhausted or ForcedOpen.
+        reason: DecisionReason,
+        /// When asking again may succeed; `None` when no time is known (a FORCED_OPEN
+        /// override without expiry).
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Decision {
+    /// Whether the call was admitted.
+    pub fn is_admitted(&self) -> bool {
+        matches!(self, Decision::Admitted { .. })
+    }
+}
+
+/// Why a status transition happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransitionReason {
+    /// CLOSED to OPEN by the trip rule.
+    FailureLimit,
+    /// OPEN to HALF_OPEN at `open_until`.
+    CooldownElapsed,
+    /// HALF_OPEN to CLOSED: the full trial window passed.
+    TrialsSucceeded,
+    /// HALF_OPEN to OPEN: the full trial window failed.
+    TrialsFailed,
+    /// HALF_OPEN decided by an expired trial permit (counted as a failure).
+    PermitExpired,
+    /// An operator's SetStatus.
+    Manual,
+}
+
+/// One status transition, as published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Status before.
+    pub from: Status,
+    /// Status after.
+    pub to: Status,
+    /// Why.
+    pub reason: TransitionReason,
+    /// The generation entered.
+    pub generation: u64,
+    /// When `to` is OPEN: when its cooldown ends.
+    pub open_until: Option<Time>,
+    /// The instant it took effect.
+    pub at: Time,
+}
+
+/// A change the caller must publish, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A status transition.
+    Transition(Transition),
+    /// The override of this kind reached its expiry and no longer holds.
+    OverrideExpired {
+        /// The override that ended.
+        kind: OverrideKind,
+        /// Its expiry instant.
+        at: Time,
+    },
+}
+
+/// Lifetime counters of one protector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Acquires admitted.
+    pub admitted: u64,
+    /// Acquires rejected.
+    pub rejected: u64,
+    /// Successes recorded.
+    pub successes: u64,
+    /// Failures recorded, expired trials included.
+    pub failures: u64,
+    /// IGNORED outcomes accepted.
+    pub ignored: u64,
+    /// Reports refused as stale.
+    pub stale_reports: u64,
+    /// Trial permits that expired unreported.
+    pub expired_permits: u64,
+}
+
+/// The result of [`Protector::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireResult {
+    /// Admitted or rejected.
+    pub decision: Decision,
+    /// What changed, in order (expiries due, then the lazy OPEN to HALF_OPEN).
+    pub changes: Vec<Change>,
+}
+
+/// The result of [`Protector::report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportResult {
+    /// False when the report was stale and changed nothing.
+    pub accepted: bool,
+    /// The transition this report's outcome caused, if any (also last in `changes`).
+    pub transition: Option<Transition>,
+    /// What changed, in order (expiries due, then `transition`).
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TrialSlot {
+    id: u64,
+    expires_at: Time,
+}
+
+/// One protector: policy, status, window, trials, override and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protector {
+    policy: Policy,
+    status: Status,
+    generation: u64,
+    /// Set exactly while OPEN.
+    open_until: Option<Time>,
+    window: Window,
+    consecutive_failures: u64,
+    /// Outstanding trial permits, in id order (ids only grow).
+    trials: VecDeque<TrialSlot>,
+    next_permit_id: u64,
+    override_: Option<Override>,
+    /// When the last override ended: `auto_half_open` never fires before it.
+    resumed_at: Time,
+    counters: Counters,
+}
+
+/// A scheduled expiry found by [`Protector::due`].
+enum Due {
+    Override,
+    Trial(u64),
+    HalfOpen,
+}
+
+impl Protector {
+    /// A new protector: CLOSED, generation 1, an empty window.
+    pub fn new(policy: Policy) -> Protector {
+        Protector {
+            window: Window::new(policy.closed_window()),
+            policy,
+            status: Status::Closed,
+            generation: 1,
+            open_until: None,
+            consecutive_failures: 0,
+            trials: VecDeque::new(),
+            next_permit_id: 1,
+            override_: None,
+            resumed_at: Time::ZERO,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// The status of the status machine (an override may hold it still).
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    /// Starts at 1; +1 on every transition.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+    /// While OPEN: when a trial may go (possibly in the past).
+    pub fn open_until(&self) -> Option<Time> {
+        self.open_until
+    }
+    /// The current window.
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+    /// Failures since the last success or entry into CLOSED.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive_failures
+    }
+    /// Trial permits outstanding.
+    pub fn trials_in_flight(&self) -> u32 {
+        self.trials.len() as u32
+    }
+    /// The override in force, if any.
+    pub fn override_state(&self) -> Option<Override> {
+        self.override_
+    }
+    /// Lifetime counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The earliest instant at which [`Protector::tick`] would change something, if any.
+    /// The daemon's scheduler wakes for it; nothing is lost if it wakes late, since every
+    /// expiry takes effect at its own instant.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let override_end = self.override_.and_then(|o| o.expires_at);
+        let trial = self.trials.iter().map(|t| t.expires_at).min();
+        let half_open = self.auto_half_open_at();
+        [override_end, trial, half_open].into_iter().flatten().min()
+    }
+
+    /// Applies every expiry due by `now`.
+    pub fn tick(&mut self, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        changes
+    }
+
+    /// May a call go ahead at `now`?
+    pub fn acquire(&mut self, now: Time) -> AcquireResult {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let decision = match self.override_.map(|o| o.kind) {
+            Some(OverrideKind::ForcedOpen) => Decision::Rejected {
+                reason: DecisionReason::ForcedOpen,
+                retry_after: self
+                    .override_
+                    .and_then(|o| o.expires_at)
+                    .map(|e| e.saturating_sub(now)),
+            },
+            Some(OverrideKind::Disabled) => Decision::Admitted {
+                permit: self.untracked_permit(),
+                reason: DecisionReason::Disabled,
+            },
+            None => match self.status {
+                Status::Closed => Decision::Admitted {
+                    permit: self.untracked_permit(),
+                    reason: DecisionReason::Closed,
+                },
+                Status::Open => {
+                    let until = self.open_until.unwrap_or(now);
+                    if now < until {
+                        Decision::Rejected {
+                            reason: DecisionReason::Open,
+                            retry_after: Some(until - now),
+                        }
+                    } else {
+                        let t = self.enter(Status::HalfOpen, TransitionReason::CooldownElapsed, now, None);
+                        changes.push(Change::Transition(t));
+                        self.admit_trial(now)
+                    }
+                }
+                Status::HalfOpen => self.admit_trial(now),
+            },
+        };
+        if decision.is_admitted() {
+            self.counters.admitted += 1;
+        } else {
+            self.counters.rejected += 1;
+        }
+        AcquireResult { decision, changes }
+    }
+
+    /// Records how an admitted call went. A stale permit (another generation, a trial
+    /// already reported or expired, an untracked permit where none is valid) is refused
+    /// and changes nothing but the stale counter.
+    pub fn report(&mut self, permit: Permit, outcome: Outcome, now: Time) -> ReportResult {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let valid = permit.generation == self.generation
+            && if permit.id == 0 {
+                self.status == Status::Closed
+                    || self.override_.is_some_and(|o| o.kind == OverrideKind::Disabled)
+            } else {
+                self.take_trial(permit.id)
+            };
+        if !valid {
+            self.counters.stale_reports += 1;
+            return ReportResult {
+                accepted: false,
+                transition: None,
+                changes,
+            };
+        }
+        self.record(outcome);
+        let transition = self.evaluate(outcome, now, false);
+        changes.extend(transition.map(Change::Transition));
+        ReportResult {
+            accepted: true,
+            transition,
+            changes,
+        }
+    }
+
+    /// An operator's SetStatus: the same transition as the natural one, reason MANUAL.
+    /// Setting the current status re-enters it. `open_for` replaces the cooldown when
+    /// entering OPEN. The manual transition is the last change returned.
+    pub fn set_status(&mut self, to: Status, open_for: Option<Duration>, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let t = self.enter(to, TransitionReason::Manual, now, open_for);
+        changes.push(Change::Transition(t));
+        changes
+    }
+
+    /// Sets (`Some`) or clears (`None`) the override. Clearing resumes the status machine
+    /// where it was; an `auto_half_open` cooldown that elapsed meanwhile fires at `now`.
+    pub fn set_override(&mut self, new: Option<Override>, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        if self.override_.is_some() && new.is_none() {
+            self.resumed_at = now;
+        }
+        self.override_ = new;
+        self.advance(now, &mut changes);
+        changes
+    }
+
+    /// Replaces the policy. The status, generation, `open_until` and outstanding trials
+    /// stay; the window starts anew at the size the new policy gives the current status.
+    pub fn update_policy(&mut self, policy: Policy, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        self.policy = policy;
+        self.window = Window::new(self.window_size_for(self.status));
+        self.advance(now, &mut changes);
+        changes
+    }
+
+    fn untracked_permit(&self) -> Permit {
+        Permit {
+            generation: self.generation,
+            id: 0,
+            expires_at: None,
+        }
+    }
+
+    fn admit_trial(&mut self, now: Time) -> Decision {
+        if let Some(limit) = self.policy.trial_limit()
+            && self.trials.len() >= limit as usize
+        {
+            let earliest = self.trials.iter().map(|t| t.expires_at).min().unwrap_or(now);
+            return Decision::Rejected {
+                reason: DecisionReason::TrialsExhausted,
+                retry_after: Some(earliest.saturating_sub(now)),
+            };
+        }
+        let id = self.next_permit_id;
+        self.next_permit_id += 1;
+        let expires_at = now + self.policy.permit_ttl();
+        self.trials.push_back(TrialSlot { id, expires_at });
+        Decision::Admitted {
+            permit: Permit {
+                generation: self.generation,
+                id,
+                expires_at: Some(expires_at),
+            },
+            reason: DecisionReason::Trial,
+        }
+    }
+
+    /// Removes trial `id` if outstanding.
+    fn take_trial(&mut self, id: u64) -> bool {
+        match self.trials.binary_search_by_key(&id, |t| t.id) {
+            Ok(i) => {
+                self.trials.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => {
+                self.window.push(false);
+                self.counters.successes += 1;
+                self.consecutive_failures = 0;
+            }
+            Outcome::Failure => {
+                self.window.push(true);
+                self.counters.failures += 1;
+                self.consecutive_failures += 1;
+            }
+            Outcome::Ignored => self.counters.ignored += 1,
+        }
+    }
+
+    /// Checks the rule of the current status after `outcome` was recorded at `at`.
+    fn evaluate(&mut self, outcome: Outcome, at: Time, expired: bool) -> Option<Transition> {
+        if self.override_.is_some() || outcome == Outcome::Ignored || !self.window.is_full() {
+            return None;
+        }
+        let (len, failures, successes) = (self.window.len(), self.window.failures(), self.window.successes());
+        match self.status {
+            Status::Closed if outcome == Outcome::Failure => self
+                .policy
+                .failure_limit()
+                .reached_by(failures, len)
+                .then(|| self.enter(Status::Open, TransitionReason::FailureLimit, at, None)),
+            Status::HalfOpen => {
+                let close = match self.policy.success_limit() {
+                    Some(s) => s.reached_by(successes, len),
+                    None => !self.policy.failure_limit().reached_by(failures, len),
+                };
+                let (to, reason) = match (close, expired) {
+                    (true, false) => (Status::Closed, TransitionReason::TrialsSucceeded),
+                    (false, false) => (Status::Open, TransitionReason::TrialsFailed),
+                    (true, true) => (Status::Closed, TransitionReason::PermitExpired),
+                    (false, true) => (Status::Open, TransitionReason::PermitExpired),
+                };
+                Some(self.enter(to, reason, at, None))
+            }
+            _ => None,
+        }
+    }
+
+    fn window_size_for(&self, status: Status) -> u32 {
+        match status {
+            Status::HalfOpen => self.policy.half_open_window(),
+            Status::Closed | Status::Open => self.policy.closed_window(),
+        }
+    }
+
+    /// Performs a transition at `at` and returns it.
+    fn enter(&mut self, to: Status, reason: TransitionReason, at: Time, open_for: Option<Duration>) -> Transition {
+        let from = self.status;
+        self.status = to;
+        self.generation += 1;
+        self.trials.clear();
+        match to {
+            Status::Closed => {
+                self.window = Window::new(self.window_size_for(to));
+                self.consecutive_failures = 0;
+                self.open_until = None;
+            }
+            Status::Open => {
+                // The window it tripped with is kept for inspection.
+                let cooldown = open_for.unwrap_or(self.policy.cooldown());
+                self.open_until = Some(at.saturating_add(cooldown));
+            }
+            Status::HalfOpen => {
+                self.window = Window::new(self.window_size_for(to));
+                self.open_until = None;
+            }
+        }
+        Transition {
+            from,
+            to,
+            reason,
+            generation: self.generation,
+            open_until: self.open_until,
+            at,
+        }
+    }
+
+    fn auto_half_open_at(&self) -> Option<Time> {
+        match (self.status, self.override_, self.open_until) {
+            (Status::Open, None, Some(until)) if self.policy.auto_half_open() => {
+                Some(until.max(self.resumed_at))
+            }
+            _ => None,
+        }
+    }
+
+    /// The earliest expiry due by `now`, with its instant.
+    fn due(&self, now: Time) -> Option<(Time, Due)> {
+        let override_end = self
+            .override_
+            .and_then(|o| o.expires_at)
+            .map(|t| (t, Due::Override));
+        let trial = self
+            .trials
+            .iter()
+            .min_by_key(|t| (t.expires_at, t.id))
+            .map(|t| (t.expires_at, Due::Trial(t.id)));
+        let half_open = self.auto_half_open_at().map(|t| (t, Due::HalfOpen));
+        [override_end, trial, half_open]
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| *t <= now)
+            .min_by_key(|(t, _)| *t)
+    }
+
+    /// Applies every expiry due by `now`, earliest first, each at its own instant.
+    fn advance(&mut self, now: Time, changes: &mut Vec<Change>) {
+        while let Some((at, due)) = self.due(now) {
+            match due {
+                Due::Override => {
+                    if let Some(o) = self.override_.take() {
+                        self.resumed_at = at;
+                        changes.push(Change::OverrideExpired { kind: o.kind, at });
+                    }
+                }
+                Due::Trial(id) => {
+                    self.take_trial(id);
+                    self.counters.expired_permits += 1;
+                    self.record(Outcome::Failure);
+                    if let Some(t) = self.evaluate(Outcome::Failure, at, true) {
+                        changes.push(Change::Transition(t));
+                    }
+                }
+                Due::HalfOpen => {
+                    let t = self.enter(Status::HalfOpen, TransitionReason::CooldownElapsed, at, None);
+                    changes.push(Change::Transition(t));
+                }
+            }
+        }
+    }
+}

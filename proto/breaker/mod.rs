@@ -1,0 +1,43 @@
+//! The protector status machine: pure, std only, with time passed in.
+//!
+//! Both the daemon (for the whole fleet) and the clients (for their LOCAL fallback) run
+//! this code, so it does no I/O, reads no clock and spawns nothing. Every operation takes
+//! `now` (a [`Time`]: the duration since the Unix epoch) and returns the [`Change`]s the
+//! caller must publish, in the order they happened.
+//!
+//! The rules are SEMANTICS.md section 2:
+//!
+//! - CLOSED admits every call; outcomes go into a count window of `failure_limit.d`
+//!   slots; only a recorded FAILURE checks the trip rule (window full and
+//!   failures/len >= failure_limit).
+//! - OPEN rejects until `open_until`; the first Acquire at or after it (or the machine
+//!   itself with `auto_half_open`) moves to HALF_OPEN with reason COOLDOWN_ELAPSED.
+//! - HALF_OPEN admits at most `trial_permits` trials in flight. Trials are leases: each
+//!   is tracked by id until reported or expired, and an expiry counts as a FAILURE at
+//!   its own instant. When the trial window is full it decides CLOSED or OPEN.
+//! - Every transition adds one to the generation; a permit carries its generation and
+//!   a report from another generation is stale and changes nothing.
+//! - Overrides (FORCED_OPEN, DISABLED) hold the machine still: outcomes are recorded
+//!   but no transition is evaluated until an outcome is recorded after the override ends.
+//!
+//! Layout: [`policy`] the validated rules, [`window`] the outcome window, [`machine`]
+//! the status machine itself.
+
+pub mod machine;
+pub mod policy;
+pub mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use machine::{
+    AcquireResult, Change, Counters, Decision, DecisionReason, Outcome, Override, OverrideKind,
+    Permit, Protector, ReportResult, Status, Transition, TransitionReason,
+};
+pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicySpec};
+pub use window::Window;
+
+/// An instant, as the duration since the Unix epoch (UTC). The daemon derives it from a
+/// monotonic clock anchored to the wall clock at start, so it never goes backwards while
+/// the process lives; the machine still tolerates a `now` earlier than one it has seen.
+pub type Time = std::time::Duration;

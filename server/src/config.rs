@@ -1,0 +1,98 @@
+//! Every setting of the daemon, with its default.
+//!
+//! (Loading from flags, environment and a TOML file lives in `config` too: see
+//! [`Config::load`] once written.)
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use resilient_circuit_api::breaker::PolicySpec;
+
+/// The daemon's whole configuration. `Config::default()` is what `cargo run --release`
+/// starts with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where to listen. Default 127.0.0.1:50051.
+    pub listen: SocketAddr,
+    /// Configured limits; over one, RESOURCE_EXHAUSTED.
+    pub limits: Limits,
+    /// Watch buffers, history and progress.
+    pub watch: WatchConfig,
+    /// How long shutdown may take before open connections are dropped. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Protectors to create at start (EnsureProtector semantics: an existing one is
+    /// left as it is).
+    pub protectors: Vec<ProtectorConfig>,
+}
+
+/// Configured limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most protectors at once. Default 100,000.
+    pub max_protectors: usize,
+    /// Most open Watch streams at once. Default 10,000.
+    pub max_watchers: usize,
+    /// Longest protector name in bytes. Default 256 (also the contract's maximum).
+    pub max_name_len: usize,
+    /// Largest request message in bytes. Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// Most concurrent HTTP/2 streams per connection. Default 1,024.
+    pub max_concurrent_streams: u32,
+    /// Most names in one Watch filter. Default 1,000.
+    pub max_watch_names: usize,
+}
+
+/// Watch settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Events a watcher may fall behind before it gets RESYNC. Default 1,024.
+    pub buffer: usize,
+    /// Events kept for `start_revision` replay. Default 10,000.
+    pub history: usize,
+    /// PROGRESS interval when a request does not set one. Default 10 s.
+    pub progress_interval: Duration,
+}
+
+/// A protector created at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectorConfig {
+    /// Its name.
+    pub name: String,
+    /// Its policy (checked when the daemon starts).
+    pub policy: PolicySpec,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            limits: Limits::default(),
+            watch: WatchConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
+            protectors: Vec::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_protectors: 100_000,
+            max_watchers: 10_000,
+            max_name_len: 256,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 1024,
+            max_watch_names: 1000,
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            buffer: 1024,
+            history: 10_000,
+            progress_interval: Duration::from_secs(10),
+        }
+    }
+}

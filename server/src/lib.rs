@@ -1,0 +1,31 @@
+//! circuitd: the daemon that holds every named circuit protector for a fleet.
+//!
+//! Many processes ask it whether a call may go ahead (Acquire), tell it how the call went
+//! (Report) and stream every change (Watch). The status machine itself is the pure
+//! `resilient_circuit_api::breaker`; this crate gives it a home, a clock, a revision and
+//! a network face.
+//!
+//! Layout (dependencies point one way: `service -> registry -> breaker`,
+//! `service -> watch`, `registry -> watch`):
+//! - [`config`]: every setting, its default, and the TOML file.
+//! - [`error`]: the daemon's error type and its one mapping to `tonic::Status`.
+//! - [`validate`]: requests into typed values, or INVALID_ARGUMENT naming the field.
+//! - [`clock`]: tokio's (pausable) clock anchored to the wall clock.
+//! - [`registry`]: the map of protectors; runs the machine and publishes changes.
+//! - [`watch`]: the revision, the bounded history and the watch streams.
+//! - [`scheduler`]: one task that applies expiries at their instants.
+//! - [`service`]: the thin gRPC layer.
+//! - [`server`]: [`serve`], which wires it all to a listener and shuts it down.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod registry;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod validate;
+pub mod watch;
+
+pub use config::Config;
+pub use server::{ServeError, serve};

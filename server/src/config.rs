@@ -1,12 +1,40 @@
-//! Every setting of the daemon, with its default.
+//! Every setting of the daemon, with its default, and how they are loaded.
 //!
-//! (Loading from flags, environment and a TOML file lives in `config` too: see
-//! [`Config::load`] once written.)
+//! [`Settings::load`] takes each setting from the first of: a command-line flag, its
+//! `CIRCUITD_*` environment variable, the TOML file named by `--config`, the default
+//! below. It checks every rule once (no limit may be zero, `max_name_len` is 1 to 256,
+//! each `[[protectors]]` entry has a valid name and policy and a name of its own) and
+//! its errors name the flag, variable or file key at fault.
+//! `server/circuitd.example.toml` documents the file.
+//!
+//! Layout: `args` the command line and environment, `file` the TOML shape, `load` the
+//! precedence and the rules.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use resilient_circuit_api::breaker::PolicySpec;
+
+mod args;
+mod file;
+mod load;
+#[cfg(test)]
+mod tests;
+
+pub use args::Args;
+pub use load::{ConfigError, MAX_NAME_LEN, Settings, Source};
+
+/// How the binary writes its logs (to stderr). Not part of [`Config`]: the daemon
+/// library does not care how its host logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines. The default.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// The daemon's whole configuration. `Config::default()` is what `cargo run --release`
 /// starts with.

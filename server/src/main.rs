@@ -1,1 +1,88 @@
-fn main() {}
+//! The `circuitd` binary: load the settings, start logging, bind, serve until SIGINT or
+//! SIGTERM. Everything else lives in the `circuitd` library.
+//!
+//! Logs go to stderr. Once bound, the binary also prints `listening on ADDR` (the bound
+//! address, so `--listen 127.0.0.1:0` reveals its port) as one line on stdout, for
+//! whoever started it.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use circuitd::config::{ConfigError, LogFormat, Settings};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_process() {
+        Ok(settings) => settings,
+        // clap prints help, version and usage errors itself, with the right exit code.
+        Err(ConfigError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("circuitd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(settings)));
+    match run {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("circuitd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    init_tracing(settings.log_format)?;
+    let config = settings.config;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+    let shutdown = shutdown_signal()?;
+    tracing::info!("circuitd listening on {bound}");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {bound}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write the bound address to stdout")?;
+    drop(stdout);
+    circuitd::serve(listener, config, shutdown).await?;
+    tracing::info!("circuitd stopped");
+    Ok(())
+}
+
+/// Level from RUST_LOG (default "info"); a RUST_LOG that does not parse is an error
+/// rather than silently ignored.
+fn init_tracing(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .try_from_env()
+        .context("invalid RUST_LOG")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+/// Completes on the first SIGINT (ctrl-c) or SIGTERM. The handlers are installed before
+/// this returns, so a signal that arrives while the daemon starts is not lost.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!("{name} received, shutting down");
+    })
+}

@@ -1,8 +1,30 @@
-//! [`serve`]: binds the services to a listener and runs until shutdown.
+//! [`serve`]: wires the registry, the scheduler and the services to a listener, and
+//! shuts them down in the order that keeps clients safe.
+//!
+//! Shutdown order: health turns NOT_SERVING, new calls get UNAVAILABLE, every Watch
+//! stream ends (with UNAVAILABLE, so clients reconnect), the transport drains in-flight
+//! unary calls, and the process is free to exit. An open stream would otherwise hold
+//! the transport's graceful shutdown forever, so the whole sequence is also capped by
+//! `shutdown_grace`, after which remaining connections are dropped.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use resilient_circuit_api::DESCRIPTOR_SET;
+use resilient_circuit_api::breaker::Policy;
+use resilient_circuit_api::v1::admin_service_server::AdminServiceServer;
+use resilient_circuit_api::v1::protector_service_server::ProtectorServiceServer;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
 
 use crate::Config;
+use crate::clock::Clock;
+use crate::registry::Registry;
+use crate::watch::WatchHub;
+use crate::{scheduler, service, validate};
 
 /// Why [`serve`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -10,19 +32,121 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Server reflection could not be built from the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
     /// The configuration was refused.
     #[error("configuration: {0}")]
     Config(String),
 }
 
-/// Serves the v1 contract on `listener` until `shutdown` completes, then ends every open
-/// stream and returns within the configured grace period.
+/// Builds the registry and creates the configured protectors.
+fn registry(config: &Config, shutdown: &CancellationToken) -> Result<Arc<Registry>, ServeError> {
+    let hub = Arc::new(WatchHub::new(
+        &config.watch,
+        config.limits.max_watchers,
+        0,
+        shutdown.clone(),
+    ));
+    let registry = Arc::new(Registry::new(config.limits.max_protectors, hub, Clock::new()));
+    for p in &config.protectors {
+        let refuse = |e: String| ServeError::Config(format!("protector {:?}: {e}", p.name));
+        validate::name("name", &p.name, config.limits.max_name_len).map_err(|e| refuse(e.to_string()))?;
+        let policy = Policy::try_new(p.policy).map_err(|e| refuse(e.to_string()))?;
+        registry
+            .ensure(&p.name, policy)
+            .map_err(|e| refuse(e.to_string()))?;
+    }
+    Ok(registry)
+}
+
+/// Serves the v1 contract, health and reflection on `listener` until `shutdown`
+/// completes, then ends every open stream and returns within `config.shutdown_grace`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let _ = (listener, config);
-    shutdown.await;
-    Ok(())
+    let draining = CancellationToken::new();
+    let registry = registry(&config, &draining)?;
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&registry), draining.clone()));
+
+    let (protector_api, admin_api) = service::services(
+        Arc::clone(&registry),
+        config.limits.clone(),
+        config.watch.clone(),
+        draining.clone(),
+    );
+    let max_message = config.limits.max_message_bytes;
+    let protector_service = ProtectorServiceServer::new(protector_api).max_decoding_message_size(max_message);
+    let admin_service = AdminServiceServer::new(admin_api).max_decoding_message_size(max_message);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ProtectorServiceServer<service::ProtectorApi>>()
+        .await;
+    health
+        .set_serving::<AdminServiceServer<service::AdminApi>>()
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    // tonic ignores its own tcp_nodelay for an incoming stream; small RPCs want it.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        })
+    });
+
+    let begin_drain = {
+        let draining = draining.clone();
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, new calls UNAVAILABLE, watches ending");
+            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_not_serving::<ProtectorServiceServer<service::ProtectorApi>>()
+                .await;
+            health
+                .set_not_serving::<AdminServiceServer<service::AdminApi>>()
+                .await;
+            draining.cancel();
+        }
+    };
+
+    let transport = Server::builder()
+        .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .add_service(protector_service)
+        .add_service(admin_service)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(incoming, begin_drain);
+
+    let grace = config.shutdown_grace;
+    let result = tokio::select! {
+        result = transport => result.map_err(ServeError::from),
+        () = async {
+            draining.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "shutdown grace elapsed; dropping the remaining connections");
+            Ok(())
+        }
+    };
+    draining.cancel();
+    let _ = scheduler.await;
+    tracing::info!("stopped");
+    result
 }

@@ -1,1 +1,385 @@
-//! service
+//! The gRPC face: thin. Each RPC turns its request into typed values (or
+//! INVALID_ARGUMENT naming the field), calls the registry, and converts the answer back.
+//! No business logic lives here.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use resilient_circuit_api::breaker::{Decision, policy::MAX_COOLDOWN};
+use resilient_circuit_api::convert;
+use resilient_circuit_api::v1::{
+    self, admin_service_server::AdminService, protector_service_server::ProtectorService,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::config::{Limits, WatchConfig};
+use crate::error::Error;
+use crate::registry::{Acquired, Registry};
+use crate::validate;
+use crate::watch::{Filter, WatchError, WatchParams};
+
+/// The default and the largest ListProtectors page.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+/// The bounds of a requested PROGRESS interval.
+const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_PROGRESS_INTERVAL: Duration = Duration::from_secs(3600);
+/// The bounds of an override's `expires_after`.
+const MIN_OVERRIDE: Duration = Duration::from_millis(1);
+
+/// What both services share.
+#[derive(Debug)]
+struct Shared {
+    registry: Arc<Registry>,
+    limits: Limits,
+    watch: WatchConfig,
+    /// Cancelled when shutdown begins: new calls get UNAVAILABLE.
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    fn ready(&self) -> Result<(), Error> {
+        if self.shutdown.is_cancelled() {
+            Err(Error::Unavailable)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn name(&self, field: &str, name: &str) -> Result<(), Error> {
+        self.ready()?;
+        validate::name(field, name, self.limits.max_name_len)
+    }
+}
+
+/// `ProtectorService`, the data plane.
+#[derive(Debug, Clone)]
+pub struct ProtectorApi(Arc<Shared>);
+
+/// `AdminService`, the control plane.
+#[derive(Debug, Clone)]
+pub struct AdminApi(Arc<Shared>);
+
+/// Both services over one registry.
+pub fn services(
+    registry: Arc<Registry>,
+    limits: Limits,
+    watch: WatchConfig,
+    shutdown: CancellationToken,
+) -> (ProtectorApi, AdminApi) {
+    let shared = Arc::new(Shared {
+        registry,
+        limits,
+        watch,
+        shutdown,
+    });
+    (ProtectorApi(Arc::clone(&shared)), AdminApi(shared))
+}
+
+fn acquire_response(a: Acquired) -> v1::AcquireResponse {
+    let (decision, permit, retry_after, reason) = match a.decision {
+        Decision::Admitted { permit, reason } => (v1::Decision::Admitted, Some(permit.into()), None, reason),
+        Decision::Rejected { reason, retry_after } => (
+            v1::Decision::Rejected,
+            None,
+            retry_after.map(convert::duration),
+            reason,
+        ),
+    };
+    v1::AcquireResponse {
+        decision: decision as i32,
+        status: v1::Status::from(a.status) as i32,
+        permit,
+        retry_after,
+        reason: v1::DecisionReason::from(reason) as i32,
+        revision: a.revision,
+    }
+}
+
+/// The page token is the last name of the previous page, hex-encoded so that clients
+/// treat it as opaque.
+fn encode_token(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_token(token: &str) -> Result<String, Error> {
+    let invalid = || {
+        Error::invalid(
+            "page_token",
+            "not a token from a previous ListProtectors response",
+        )
+    };
+    if token.len() % 2 != 0 {
+        return Err(invalid());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| token.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(invalid)?;
+    String::from_utf8(bytes).map_err(|_| invalid())
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl ProtectorService for ProtectorApi {
+    async fn ensure_protector(
+        &self,
+        request: Request<v1::EnsureProtectorRequest>,
+    ) -> Result<Response<v1::EnsureProtectorResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let policy = validate::policy("policy", req.policy.as_ref())?;
+        let ensured = self.0.registry.ensure(&req.name, policy)?;
+        Ok(Response::new(v1::EnsureProtectorResponse {
+            policy_matches: *ensured.view.protector.policy() == policy,
+            protector: Some(ensured.view.to_proto()),
+            created: ensured.created,
+            revision: ensured.revision,
+        }))
+    }
+
+    async fn acquire(
+        &self,
+        request: Request<v1::AcquireRequest>,
+    ) -> Result<Response<v1::AcquireResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let acquired = self.0.registry.acquire(&req.name)?;
+        Ok(Response::new(acquire_response(acquired)))
+    }
+
+    async fn report(
+        &self,
+        request: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::ReportResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let permit = validate::permit("permit", req.permit.as_ref())?;
+        let outcome = validate::outcome("outcome", req.outcome)?;
+        let reported = self.0.registry.report(&req.name, permit, outcome)?;
+        Ok(Response::new(v1::ReportResponse {
+            accepted: reported.accepted,
+            status: v1::Status::from(reported.status) as i32,
+            revision: reported.revision,
+            transition: reported.transition.map(Into::into),
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, request: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let req = request.into_inner();
+        self.0.ready()?;
+        let filter = match req.filter {
+            None => {
+                return Err(Error::invalid("filter", "set one of names, prefix or all").into());
+            }
+            Some(v1::watch_request::Filter::All(all)) => {
+                if !all {
+                    return Err(Error::invalid("all", "must be true when set").into());
+                }
+                Filter::Prefix(String::new())
+            }
+            Some(v1::watch_request::Filter::Prefix(prefix)) => {
+                if prefix.len() > self.0.limits.max_name_len {
+                    return Err(Error::invalid(
+                        "prefix",
+                        format!(
+                            "{} bytes, longer than any name ({})",
+                            prefix.len(),
+                            self.0.limits.max_name_len
+                        ),
+                    )
+                    .into());
+                }
+                Filter::Prefix(prefix)
+            }
+            Some(v1::watch_request::Filter::Names(list)) => {
+                if list.names.is_empty() {
+                    return Err(Error::invalid("names.names", "list at least one name").into());
+                }
+                let max = self.0.limits.max_watch_names;
+                if list.names.len() > max {
+                    return Err(Error::ResourceExhausted {
+                        limit: "max_watch_names",
+                        description: format!(
+                            "{} names in one Watch, more than the maximum of {max}",
+                            list.names.len()
+                        ),
+                    }
+                    .into());
+                }
+                for (i, name) in list.names.iter().enumerate() {
+                    validate::name(&format!("names.names[{i}]"), name, self.0.limits.max_name_len)?;
+                }
+                Filter::Names(list.names.into_iter().collect::<HashSet<_>>())
+            }
+        };
+        let progress_interval = validate::duration_in(
+            "progress_interval",
+            req.progress_interval.as_ref(),
+            MIN_PROGRESS_INTERVAL,
+            MAX_PROGRESS_INTERVAL,
+        )?
+        .unwrap_or(self.0.watch.progress_interval);
+        let params = WatchParams {
+            filter,
+            start_revision: req.start_revision,
+            progress_interval,
+        };
+        let registry = Arc::clone(&self.0.registry);
+        let stream = registry
+            .hub()
+            .watch(registry.clone(), params)
+            .map_err(|e| match e {
+                WatchError::TooManyWatchers(_) => Error::ResourceExhausted {
+                    limit: "max_watchers",
+                    description: e.to_string(),
+                },
+            })?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_protector(
+        &self,
+        request: Request<v1::GetProtectorRequest>,
+    ) -> Result<Response<v1::GetProtectorResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let revision = self.0.registry.hub().revision();
+        let view = self.0.registry.get(&req.name)?;
+        Ok(Response::new(v1::GetProtectorResponse {
+            protector: Some(view.to_proto()),
+            revision: revision.max(view.mod_revision),
+        }))
+    }
+
+    async fn list_protectors(
+        &self,
+        request: Request<v1::ListProtectorsRequest>,
+    ) -> Result<Response<v1::ListProtectorsResponse>, Status> {
+        let req = request.into_inner();
+        self.0.ready()?;
+        let page_size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("{n} is above the maximum of {MAX_PAGE_SIZE}"),
+                )
+                .into());
+            }
+            n => n,
+        };
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(decode_token(&req.page_token)?)
+        };
+        let revision = self.0.registry.hub().revision();
+        let (page, more) = self
+            .0
+            .registry
+            .list(&req.prefix, page_size as usize, after.as_deref());
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => encode_token(&last.name),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListProtectorsResponse {
+            protectors: page.iter().map(|v| v.to_proto()).collect(),
+            next_page_token,
+            revision,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn set_status(
+        &self,
+        request: Request<v1::SetStatusRequest>,
+    ) -> Result<Response<v1::SetStatusResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let status = validate::status("status", req.status)?;
+        let open_for =
+            validate::duration_in("open_for", req.open_for.as_ref(), Duration::ZERO, MAX_COOLDOWN)?;
+        if open_for.is_some() && status != resilient_circuit_api::breaker::Status::Open {
+            return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
+        }
+        let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for)?;
+        Ok(Response::new(v1::SetStatusResponse {
+            protector: Some(view.to_proto()),
+            transition: Some(transition.into()),
+            revision,
+        }))
+    }
+
+    async fn set_override(
+        &self,
+        request: Request<v1::SetOverrideRequest>,
+    ) -> Result<Response<v1::SetOverrideResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let kind = validate::override_kind("kind", req.kind)?;
+        let expires_after = validate::duration_in(
+            "expires_after",
+            req.expires_after.as_ref(),
+            MIN_OVERRIDE,
+            MAX_COOLDOWN,
+        )?;
+        if kind.is_none() && expires_after.is_some() {
+            return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
+        }
+        let (view, revision) = self.0.registry.set_override(&req.name, kind, expires_after)?;
+        Ok(Response::new(v1::SetOverrideResponse {
+            protector: Some(view.to_proto()),
+            revision,
+        }))
+    }
+
+    async fn update_policy(
+        &self,
+        request: Request<v1::UpdatePolicyRequest>,
+    ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let policy = validate::policy("policy", req.policy.as_ref())?;
+        let (view, revision) = self.0.registry.update_policy(&req.name, policy)?;
+        Ok(Response::new(v1::UpdatePolicyResponse {
+            protector: Some(view.to_proto()),
+            revision,
+        }))
+    }
+
+    async fn delete_protector(
+        &self,
+        request: Request<v1::DeleteProtectorRequest>,
+    ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let revision = self.0.registry.delete(&req.name)?;
+        Ok(Response::new(v1::DeleteProtectorResponse { revision }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        for name in ["a", "payments.eu-west", "ünïcode/名前"] {
+            assert_eq!(decode_token(&encode_token(name)).unwrap(), name);
+        }
+        for bad in ["abc", "zz", "ff"] {
+            assert!(decode_token(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The command line and its environment variables.
+//!
+//! Every flag has an environment variable (`--max-protectors` and
+//! `CIRCUITD_MAX_PROTECTORS`). The environment comes in as a map rather than being read
+//! by clap, so tests never depend on the process environment: the command is built with
+//! clap's own environment lookup switched off, and each variable whose flag is absent is
+//! handed to clap as if it were that flag.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use super::LogFormat;
+use super::load::ConfigError;
+
+/// The `circuitd` command line. No field has a clap default: an absent flag must fall
+/// through to the environment, then the file, then [`Config::default`](super::Config).
+#[derive(Debug, Clone, Default, PartialEq, Parser)]
+#[command(
+    name = "circuitd",
+    version,
+    about = "The resilient-circuit daemon: one authority for every named circuit protector.",
+    after_help = "Precedence: flag, then environment variable, then config file, then default."
+)]
+pub struct Args {
+    /// Address to listen on [default: 127.0.0.1:50051]
+    #[arg(long, env = "CIRCUITD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// TOML config file; a named file that is missing is an error [default: none]
+    #[arg(long, env = "CIRCUITD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr [default: text]
+    #[arg(long, env = "CIRCUITD_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Most protectors at once [default: 100000]
+    #[arg(long, env = "CIRCUITD_MAX_PROTECTORS", value_name = "N")]
+    pub max_protectors: Option<usize>,
+    /// Most open Watch streams at once [default: 10000]
+    #[arg(long, env = "CIRCUITD_MAX_WATCHERS", value_name = "N")]
+    pub max_watchers: Option<usize>,
+    /// Longest protector name in bytes, 1 to 256 [default: 256]
+    #[arg(long, env = "CIRCUITD_MAX_NAME_LEN", value_name = "N")]
+    pub max_name_len: Option<usize>,
+    /// Largest request message in bytes [default: 4194304]
+    #[arg(long, env = "CIRCUITD_MAX_MESSAGE_BYTES", value_name = "N")]
+    pub max_message_bytes: Option<usize>,
+    /// Most concurrent HTTP/2 streams per connection [default: 1024]
+    #[arg(long, env = "CIRCUITD_MAX_CONCURRENT_STREAMS", value_name = "N")]
+    pub max_concurrent_streams: Option<u32>,
+    /// Most names in one Watch filter [default: 1000]
+    #[arg(long, env = "CIRCUITD_MAX_WATCH_NAMES", value_name = "N")]
+    pub max_watch_names: Option<usize>,
+    /// Events a watcher may fall behind before it gets RESYNC [default: 1024]
+    #[arg(long, env = "CIRCUITD_WATCH_BUFFER", value_name = "N")]
+    pub watch_buffer: Option<usize>,
+    /// Events kept for start_revision replay [default: 10000]
+    #[arg(long, env = "CIRCUITD_WATCH_HISTORY", value_name = "N")]
+    pub watch_history: Option<usize>,
+    /// PROGRESS interval when a Watch does not set one, e.g. 10s or 500ms [default: 10s]
+    #[arg(long, env = "CIRCUITD_PROGRESS_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub progress_interval: Option<Duration>,
+    /// How long shutdown may take before connections are dropped [default: 5s]
+    #[arg(long, env = "CIRCUITD_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// Parsed flags plus, for each setting taken from the environment, its variable, keyed
+/// by the clap id (the field name), so errors can name where a value came from.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Parsed {
+    pub(super) args: Args,
+    pub(super) from_env: HashMap<String, String>,
+}
+
+/// Parses `argv` (program name first) with `env` standing in for the process
+/// environment. An empty variable counts as unset.
+pub(super) fn parse<I, T>(argv: I, env: &HashMap<String, String>) -> Result<Parsed, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut vars = Vec::new();
+    let cmd = Args::command().mut_args(|arg| {
+        let Some(var) = arg.get_env().and_then(|v| v.to_str()).map(str::to_owned) else {
+            return arg;
+        };
+        let help = format!(
+            "{} [env: {var}]",
+            arg.get_help().map(ToString::to_string).unwrap_or_default()
+        );
+        vars.push((arg.get_id().to_string(), arg.get_long().map(str::to_owned), var));
+        arg.env(None).help(help)
+    });
+    let mut argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let given = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(ConfigError::Args)?;
+
+    let mut from_env = HashMap::new();
+    for (id, long, var) in vars {
+        let (Some(long), Some(value)) = (long, env.get(&var).filter(|v| !v.is_empty())) else {
+            continue;
+        };
+        if given.value_source(&id).is_some() {
+            continue;
+        }
+        let flag = OsString::from(format!("--{long}={value}"));
+        // Checked alone first, so a bad value is blamed on its variable rather than on
+        // a flag the user never typed.
+        if let Err(e) = cmd
+            .clone()
+            .try_get_matches_from([OsString::from("circuitd"), flag.clone()])
+        {
+            return Err(ConfigError::Env {
+                var,
+                message: clap_message(&e),
+            });
+        }
+        argv.push(flag);
+        from_env.insert(id, var);
+    }
+    let matches = cmd.try_get_matches_from(argv).map_err(ConfigError::Args)?;
+    let args = Args::from_arg_matches(&matches).map_err(ConfigError::Args)?;
+    Ok(Parsed { args, from_env })
+}
+
+/// The first line of a clap error, without its "error: " prefix.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}

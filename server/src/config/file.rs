@@ -1,0 +1,99 @@
+//! The TOML file, as written. Every key is optional except a protector's `name`,
+//! `cooldown` and `failure_limit`; an unknown key is an error so that a typo is never
+//! silently ignored. Values are only parsed here; range rules are checked in `load`,
+//! where the flag and environment layers are known too.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de};
+
+use super::LogFormat;
+
+/// The whole file. See `circuitd.example.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) listen: Option<SocketAddr>,
+    pub(super) log_format: Option<LogFormat>,
+    pub(super) shutdown_grace: Option<FileDuration>,
+    #[serde(default)]
+    pub(super) limits: FileLimits,
+    #[serde(default)]
+    pub(super) watch: FileWatch,
+    #[serde(default)]
+    pub(super) protectors: Vec<FileProtector>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLimits {
+    pub(super) max_protectors: Option<usize>,
+    pub(super) max_watchers: Option<usize>,
+    pub(super) max_name_len: Option<usize>,
+    pub(super) max_message_bytes: Option<usize>,
+    pub(super) max_concurrent_streams: Option<u32>,
+    pub(super) max_watch_names: Option<usize>,
+}
+
+/// `[watch]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileWatch {
+    pub(super) buffer: Option<usize>,
+    pub(super) history: Option<usize>,
+    pub(super) progress_interval: Option<FileDuration>,
+}
+
+/// One `[[protectors]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileProtector {
+    pub(super) name: String,
+    pub(super) cooldown: FileDuration,
+    pub(super) failure_limit: FileFraction,
+    pub(super) success_limit: Option<FileFraction>,
+    pub(super) trial_permits: Option<u32>,
+    pub(super) permit_ttl: Option<FileDuration>,
+    #[serde(default)]
+    pub(super) auto_half_open: bool,
+}
+
+/// A duration written the human way: "30s", "500ms", "1h 30m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileDuration(pub(super) Duration);
+
+impl From<FileDuration> for Duration {
+    fn from(FileDuration(d): FileDuration) -> Duration {
+        d
+    }
+}
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map(FileDuration).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?}: {e} (write e.g. \"10s\" or \"500ms\")"
+            ))
+        })
+    }
+}
+
+/// A fraction written "n/d", kept unreduced because d is the window size. Only its
+/// shape is checked here; its range is the policy's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileFraction(pub(super) (u32, u32));
+
+impl<'de> Deserialize<'de> for FileFraction {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = text
+            .split_once('/')
+            .and_then(|(n, d)| Some((n.trim().parse().ok()?, d.trim().parse().ok()?)));
+        parsed.map(FileFraction).ok_or_else(|| {
+            de::Error::custom(format!("invalid fraction {text:?} (write \"n/d\", e.g. \"2/5\")"))
+        })
+    }
+}

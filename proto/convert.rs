@@ -205,9 +205,7 @@ fn fraction_error(field: &str, e: InvalidFraction, (n, d): (u32, u32)) -> FieldE
         InvalidFraction::ZeroNumerator => (".numerator", "must be at least 1"),
         InvalidFraction::ZeroDenominator => (".denominator", "must be at least 1"),
         InvalidFraction::DenominatorTooLarge => (".denominator", "must be at most 10000"),
-        InvalidFraction::NumeratorAboveDenominator => {
-            ("", "the numerator must not exceed the denominator")
-        }
+        InvalidFraction::NumeratorAboveDenominator => ("", "the numerator must not exceed the denominator"),
     };
     FieldError::new(
         format!("{field}{part}"),
@@ -219,13 +217,10 @@ fn policy_error(e: InvalidPolicy, spec: &PolicySpec) -> FieldError {
     let field = e.field();
     match e {
         InvalidPolicy::FailureLimit(f) => fraction_error(field, f, spec.failure_limit),
-        InvalidPolicy::SuccessLimit(f) => {
-            fraction_error(field, f, spec.success_limit.unwrap_or((0, 0)))
+        InvalidPolicy::SuccessLimit(f) => fraction_error(field, f, spec.success_limit.unwrap_or((0, 0))),
+        InvalidPolicy::CooldownTooLong => {
+            FieldError::new(field, format!("must be at most 30 days, got {:?}", spec.cooldown))
         }
-        InvalidPolicy::CooldownTooLong => FieldError::new(
-            field,
-            format!("must be at most 30 days, got {:?}", spec.cooldown),
-        ),
         InvalidPolicy::TrialPermitsTooMany => FieldError::new(
             field,
             format!(
@@ -233,14 +228,12 @@ fn policy_error(e: InvalidPolicy, spec: &PolicySpec) -> FieldError {
                 spec.trial_permits.unwrap_or_default()
             ),
         ),
-        InvalidPolicy::PermitTtlTooShort => FieldError::new(
-            field,
-            format!("must be at least 1ms, got {:?}", spec.permit_ttl),
-        ),
-        InvalidPolicy::PermitTtlTooLong => FieldError::new(
-            field,
-            format!("must be at most 1h, got {:?}", spec.permit_ttl),
-        ),
+        InvalidPolicy::PermitTtlTooShort => {
+            FieldError::new(field, format!("must be at least 1ms, got {:?}", spec.permit_ttl))
+        }
+        InvalidPolicy::PermitTtlTooLong => {
+            FieldError::new(field, format!("must be at most 1h, got {:?}", spec.permit_ttl))
+        }
     }
 }
 
@@ -370,227 +363,5 @@ pub fn protector(name: &str, p: &breaker::Protector, mod_revision: u64) -> v1::P
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::breaker::{Outcome, OverrideKind, Policy, Protector, Status};
-
-    fn ts(seconds: i64, nanos: i32) -> prost_types::Timestamp {
-        prost_types::Timestamp { seconds, nanos }
-    }
-    fn dur(seconds: i64, nanos: i32) -> prost_types::Duration {
-        prost_types::Duration { seconds, nanos }
-    }
-    fn frac(numerator: u32, denominator: u32) -> Option<v1::Fraction> {
-        Some(v1::Fraction {
-            numerator,
-            denominator,
-        })
-    }
-
-    #[test]
-    fn instants_round_trip_and_bad_timestamps_are_refused() {
-        for t in [Time::ZERO, Duration::new(1_700_000_000, 999_999_999)] {
-            assert_eq!(time(&timestamp(t)), Some(t));
-        }
-        for bad in [ts(-1, 0), ts(1, -1), ts(1, 1_000_000_000)] {
-            assert_eq!(time(&bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn durations_round_trip_and_malformed_ones_are_refused() {
-        for d in [
-            Duration::ZERO,
-            Duration::new(30, 5),
-            Duration::from_nanos(1),
-        ] {
-            assert_eq!(std_duration(&duration(d)), Ok(d));
-        }
-        use DurationError::*;
-        let cases = [
-            (dur(-1, 0), Negative),
-            (dur(0, -1), Negative),
-            (dur(-1, -5), Negative),
-            (dur(0, 1_000_000_000), NanosOutOfRange),
-            (dur(0, -1_000_000_000), NanosOutOfRange),
-            (dur(1, -1), SignMismatch),
-            (dur(-1, 1), SignMismatch),
-        ];
-        for (d, want) in cases {
-            assert_eq!(std_duration(&d), Err(want), "{d:?}");
-        }
-    }
-
-    #[test]
-    fn enums_round_trip_and_unspecified_is_refused() {
-        for s in [Status::Closed, Status::Open, Status::HalfOpen] {
-            assert_eq!(Status::try_from(v1::Status::from(s)), Ok(s));
-        }
-        for o in [Outcome::Success, Outcome::Failure, Outcome::Ignored] {
-            assert_eq!(Outcome::try_from(v1::Outcome::from(o)), Ok(o));
-        }
-        for k in [OverrideKind::ForcedOpen, OverrideKind::Disabled] {
-            assert_eq!(override_kind(v1::OverrideKind::from(k)), Ok(Some(k)));
-        }
-        assert_eq!(override_kind(v1::OverrideKind::None), Ok(None));
-        let err = Status::try_from(v1::Status::Unspecified).unwrap_err();
-        assert_eq!(err.value, "STATUS_UNSPECIFIED");
-        assert!(Outcome::try_from(v1::Outcome::Unspecified).is_err());
-        assert!(override_kind(v1::OverrideKind::Unspecified).is_err());
-        let reason = v1::DecisionReason::from(breaker::DecisionReason::TrialsExhausted);
-        assert_eq!(reason, v1::DecisionReason::TrialsExhausted);
-        let reason = v1::TransitionReason::from(breaker::TransitionReason::PermitExpired);
-        assert_eq!(reason, v1::TransitionReason::PermitExpired);
-    }
-
-    #[test]
-    fn policies_round_trip_with_defaults_and_fractions_as_given() {
-        assert_eq!(policy(&v1::Policy::default()), Ok(Policy::default()));
-        let specs = [
-            PolicySpec::default(),
-            PolicySpec {
-                cooldown: Duration::from_millis(2500),
-                failure_limit: (5, 10),
-                success_limit: Some((1, 1)),
-                trial_permits: Some(0),
-                permit_ttl: Duration::from_millis(1),
-                auto_half_open: true,
-            },
-            PolicySpec {
-                success_limit: Some((3, 4)),
-                trial_permits: Some(10_000),
-                ..PolicySpec::default()
-            },
-        ];
-        for spec in specs {
-            let p = Policy::try_new(spec).unwrap();
-            let wire = v1::Policy::from(&p);
-            assert!(wire.cooldown.is_some() && wire.permit_ttl.is_some());
-            assert!(wire.failure_limit.is_some());
-            assert_eq!(wire.trial_permits, spec.trial_permits);
-            assert_eq!(policy(&wire), Ok(p));
-        }
-    }
-
-    #[test]
-    fn invalid_policies_name_the_field() {
-        let fl = |n, d| v1::Policy {
-            failure_limit: frac(n, d),
-            ..Default::default()
-        };
-        let sl = |n, d| v1::Policy {
-            success_limit: frac(n, d),
-            ..Default::default()
-        };
-        let cd = |s, n| v1::Policy {
-            cooldown: Some(dur(s, n)),
-            ..Default::default()
-        };
-        let ttl = |s, n| v1::Policy {
-            permit_ttl: Some(dur(s, n)),
-            ..Default::default()
-        };
-        let cases = [
-            (fl(0, 5), "failure_limit.numerator"),
-            (fl(6, 5), "failure_limit"),
-            (fl(0, 0), "failure_limit.denominator"),
-            (fl(1, 10_001), "failure_limit.denominator"),
-            (sl(0, 5), "success_limit.numerator"),
-            (sl(2, 1), "success_limit"),
-            (cd(-1, 0), "cooldown"),
-            (cd(31 * 24 * 3600, 0), "cooldown"),
-            (ttl(1, -1), "permit_ttl"),
-            (ttl(0, 0), "permit_ttl"),
-            (ttl(3601, 0), "permit_ttl"),
-            (
-                v1::Policy {
-                    trial_permits: Some(10_001),
-                    ..Default::default()
-                },
-                "trial_permits",
-            ),
-        ];
-        for (p, field) in cases {
-            let err = policy(&p).unwrap_err();
-            assert_eq!(err.field, field, "{p:?}: {err}");
-            assert!(!err.description.is_empty());
-        }
-        let err = policy(&fl(6, 5)).unwrap_err();
-        assert!(err.description.contains("6/5"), "{err}");
-    }
-
-    #[test]
-    fn permits_round_trip_without_the_expiry() {
-        let bp = |generation, id, expires_at| breaker::Permit {
-            generation,
-            id,
-            expires_at,
-        };
-        let wp = |generation, id, expires_at| v1::Permit {
-            generation,
-            id,
-            expires_at,
-        };
-        let untracked = bp(3, 0, None);
-        assert_eq!(permit(&untracked.into()), Ok(untracked));
-        let wire = v1::Permit::from(bp(4, 9, Some(Duration::from_secs(5))));
-        assert_eq!(wire, wp(4, 9, Some(ts(5, 0))));
-        assert_eq!(permit(&wire), Ok(bp(4, 9, None)));
-        assert_eq!(permit(&wp(2, 0, Some(ts(1, 0)))), Ok(bp(2, 0, None)));
-        assert_eq!(permit(&wp(0, 1, None)).unwrap_err().field, "generation");
-    }
-
-    #[test]
-    fn a_protector_fills_every_field() {
-        let spec = PolicySpec {
-            failure_limit: (2, 3),
-            ..PolicySpec::default()
-        };
-        let mut p = Protector::new(Policy::try_new(spec).unwrap());
-        let now = Duration::from_secs(100);
-        let breaker::Decision::Admitted { permit, .. } = p.acquire(now).decision else {
-            panic!("a new protector admits");
-        };
-        p.report(permit, Outcome::Success, now);
-        p.report(permit, Outcome::Failure, now);
-        let wire = protector("db", &p, 42);
-        assert_eq!((wire.name.as_str(), wire.mod_revision), ("db", 42));
-        assert_eq!(
-            (wire.status, wire.generation),
-            (v1::Status::Closed as i32, 1)
-        );
-        assert_eq!(wire.r#override, Some(no_override()));
-        assert_eq!(wire.policy.and_then(|p| p.failure_limit), frac(2, 3));
-        let w = wire.window.unwrap();
-        assert_eq!((w.size, w.successes, w.failures), (3, 1, 1));
-        assert_eq!(
-            w.outcomes,
-            [v1::Outcome::Success as i32, v1::Outcome::Failure as i32]
-        );
-        let counters = wire.counters.map(|c| (c.admitted, c.successes, c.failures));
-        assert_eq!(counters, Some((1, 1, 1)));
-        assert_eq!(wire.consecutive_failures, 1);
-
-        let forced = breaker::Override {
-            kind: OverrideKind::ForcedOpen,
-            expires_at: None,
-        };
-        p.set_override(Some(forced), now);
-        let changes = p.set_status(Status::Open, None, now);
-        let wire = protector("db", &p, 43);
-        let kind = wire.r#override.map(|o| o.kind);
-        assert_eq!(kind, Some(v1::OverrideKind::ForcedOpen as i32));
-        assert_eq!(wire.open_until, Some(ts(100, 0)));
-        let Some(breaker::Change::Transition(t)) = changes.last() else {
-            panic!("SetStatus transitions");
-        };
-        // The generated getter `Transition::from` shadows `From::from`, hence `into`.
-        let t: v1::Transition = (*t).into();
-        assert_eq!((t.from(), t.to()), (v1::Status::Closed, v1::Status::Open));
-        assert_eq!(t.reason(), v1::TransitionReason::Manual);
-        assert_eq!(
-            (t.generation, t.at, t.open_until),
-            (2, Some(ts(100, 0)), Some(ts(100, 0)))
-        );
-    }
-}
+#[path = "convert_tests.rs"]
+mod tests;

@@ -518,7 +518,13 @@ impl Protector {
     }
 
     /// Performs a transition at `at` and returns it.
-    fn enter(&mut self, to: Status, reason: TransitionReason, at: Time, open_for: Option<Duration>) -> Transition {
+    fn enter(
+        &mut self,
+        to: Status,
+        reason: TransitionReason,
+        at: Time,
+        open_for: Option<Duration>,
+    ) -> Transition {
         let from = self.status;
         self.status = to;
         self.generation += 1;

@@ -87,7 +87,8 @@ impl Fraction {
 
     /// Whether `count / len >= n / d`, exactly (no floating point). False when `len` is 0.
     pub fn reached_by(self, count: u32, len: u32) -> bool {
-        len > 0 && u64::from(count) * u64::from(self.denominator) >= u64::from(self.numerator) * u64::from(len)
+        len > 0
+            && u64::from(count) * u64::from(self.denominator) >= u64::from(self.numerator) * u64::from(len)
     }
 }
 

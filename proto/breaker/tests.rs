@@ -4,10 +4,12 @@
 //! [`overrides`] overrides, stale reports and counters, [`validation`] policy rules and
 //! the window, [`library`] the behaviours the Python library documents, [`model`] an
 //! independent reference model written from the rules, [`props`] proptests that drive
-//! the real [`Protector`] and the model side by side, plus invariants.
+//! the real [`Protector`] and the model side by side, [`invariants`] proptests of the
+//! machine alone.
 //!
 //! Every test runs on an invented clock: instants are offsets from [`T0`].
 
+mod invariants;
 mod library;
 mod model;
 mod overrides;
@@ -18,7 +20,7 @@ mod validation;
 use std::time::Duration;
 
 use super::{
-    Change, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Status, Time,
+    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Status, Time,
     Transition,
 };
 
@@ -65,10 +67,7 @@ fn admit(p: &mut Protector, now: Time) -> (Permit, DecisionReason) {
 #[track_caller]
 fn reject(p: &mut Protector, now: Time) -> (DecisionReason, Option<Duration>) {
     match p.acquire(now).decision {
-        Decision::Rejected {
-            reason,
-            retry_after,
-        } => (reason, retry_after),
+        Decision::Rejected { reason, retry_after } => (reason, retry_after),
         other => panic!("expected rejection at {now:?}, got {other:?}"),
     }
 }
@@ -146,4 +145,15 @@ fn trip(p: &mut Protector, now: Time) -> Transition {
     assert_eq!(t.len(), 1, "one failure should trip {p:?}");
     assert_eq!(p.status(), Status::Open);
     t[0]
+}
+
+/// Every observable part of a protector except `stale_reports`.
+fn observable(p: &Protector) -> impl PartialEq + std::fmt::Debug {
+    let counters = Counters {
+        stale_reports: 0,
+        ..*p.counters()
+    };
+    let state = (p.status(), p.generation(), p.open_until(), p.window().clone());
+    let more = (p.consecutive_failures(), p.trials_in_flight(), p.override_state());
+    (state, more, counters, p.next_deadline(), *p.policy())
 }

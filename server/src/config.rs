@@ -21,7 +21,6 @@ mod load;
 #[cfg(test)]
 mod tests;
 
-pub use args::Args;
 pub use load::{ConfigError, MAX_NAME_LEN, Settings, Source};
 
 /// How the binary writes its logs (to stderr). Not part of [`Config`]: the daemon

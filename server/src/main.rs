@@ -6,7 +6,7 @@
 //! whoever started it.
 
 use std::future::Future;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -52,20 +52,26 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("cannot write the bound address to stdout")?;
     drop(stdout);
     circuitd::serve(listener, config, shutdown).await?;
-    tracing::info!("circuitd stopped");
     Ok(())
 }
 
 /// Level from RUST_LOG (default "info"); a RUST_LOG that does not parse is an error
 /// rather than silently ignored.
 fn init_tracing(format: LogFormat) -> anyhow::Result<()> {
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(directives) => directives,
+        Err(std::env::VarError::NotPresent) => String::new(),
+        Err(e) => anyhow::bail!("invalid RUST_LOG: {e}"),
+    };
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
-        .try_from_env()
-        .context("invalid RUST_LOG")?;
+        .parse(&directives)
+        .with_context(|| format!("invalid RUST_LOG {directives:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal; in a file they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

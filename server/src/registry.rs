@@ -182,11 +182,11 @@ impl Registry {
     pub fn acquire(&self, name: &str) -> Result<Acquired, Error> {
         self.with_entry(name, |entry, now| {
             let result = entry.protector.acquire(now);
-            self.publish_changes(name, entry, &result.changes);
+            let revision = self.publish_changes(name, entry, &result.changes);
             Acquired {
                 decision: result.decision,
                 status: entry.protector.status(),
-                revision: self.hub.revision(),
+                revision,
             }
         })
     }
@@ -195,12 +195,14 @@ impl Registry {
     pub fn report(&self, name: &str, permit: Permit, outcome: Outcome) -> Result<Reported, Error> {
         self.with_entry(name, |entry, now| {
             let result = entry.protector.report(permit, outcome, now);
-            self.publish_changes(name, entry, &result.changes);
+            // With a transition, this is exactly its revision: a client can tell the
+            // event it will hear on Watch from this answer.
+            let revision = self.publish_changes(name, entry, &result.changes);
             Reported {
                 accepted: result.accepted,
                 status: entry.protector.status(),
                 transition: result.transition,
-                revision: self.hub.revision(),
+                revision,
             }
         })
     }

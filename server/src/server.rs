@@ -30,10 +30,10 @@ use crate::{scheduler, service, validate};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The transport failed.
-    #[error("transport: {0}")]
+    #[error("the gRPC transport failed")]
     Transport(#[from] tonic::transport::Error),
     /// Server reflection could not be built from the descriptor set.
-    #[error("reflection: {0}")]
+    #[error("server reflection could not be built")]
     Reflection(#[from] tonic_reflection::server::Error),
     /// The configuration was refused.
     #[error("configuration: {0}")]

@@ -50,6 +50,19 @@ impl Shared {
         }
     }
 
+    /// A prefix can match nothing longer than a name, so a longer one is a mistake.
+    fn prefix(&self, field: &str, prefix: &str) -> Result<(), Error> {
+        self.ready()?;
+        let max = self.limits.max_name_len;
+        if prefix.len() > max {
+            return Err(Error::invalid(
+                field,
+                format!("is {} bytes, longer than any name can be ({max})", prefix.len()),
+            ));
+        }
+        Ok(())
+    }
+
     fn name(&self, field: &str, name: &str) -> Result<(), Error> {
         self.ready()?;
         validate::name(field, name, self.limits.max_name_len)
@@ -187,17 +200,7 @@ impl ProtectorService for ProtectorApi {
                 Filter::Prefix(String::new())
             }
             Some(v1::watch_request::Filter::Prefix(prefix)) => {
-                if prefix.len() > self.0.limits.max_name_len {
-                    return Err(Error::invalid(
-                        "prefix",
-                        format!(
-                            "{} bytes, longer than any name ({})",
-                            prefix.len(),
-                            self.0.limits.max_name_len
-                        ),
-                    )
-                    .into());
-                }
+                self.0.prefix("prefix", &prefix)?;
                 Filter::Prefix(prefix)
             }
             Some(v1::watch_request::Filter::Names(list)) => {
@@ -215,9 +218,7 @@ impl ProtectorService for ProtectorApi {
                     }
                     .into());
                 }
-                for (i, name) in list.names.iter().enumerate() {
-                    validate::name(&format!("names.names[{i}]"), name, self.0.limits.max_name_len)?;
-                }
+                validate::names("names.names", &list.names, self.0.limits.max_name_len)?;
                 Filter::Names(list.names.into_iter().collect::<HashSet<_>>())
             }
         };
@@ -265,7 +266,7 @@ impl ProtectorService for ProtectorApi {
         request: Request<v1::ListProtectorsRequest>,
     ) -> Result<Response<v1::ListProtectorsResponse>, Status> {
         let req = request.into_inner();
-        self.0.ready()?;
+        self.0.prefix("prefix", &req.prefix)?;
         let page_size = match req.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if n > MAX_PAGE_SIZE => {

@@ -222,3 +222,27 @@ pub fn watch_all() -> v1::WatchRequest {
         ..Default::default()
     }
 }
+
+/// The real `circuitd` binary of this checkout, built (or found up to date) by cargo
+/// first, so a process-level test never runs a stale build. It sits beside this test's
+/// own executable (`<target>/<profile>/deps/<test>`).
+pub fn circuitd_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from <target>/<profile>/deps");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", "circuitd", "--bin", "circuitd"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p circuitd failed: {status}");
+    let binary = profile_dir.join(format!("circuitd{}", std::env::consts::EXE_SUFFIX));
+    assert!(binary.exists(), "no binary at {}", binary.display());
+    binary
+}

@@ -20,7 +20,10 @@ fn the_same_calls_leave_three_fifths_closed() {
     let mut p = protector(|s| s.failure_limit = (3, 5));
     assert_eq!(calls(&mut p, "SSSSS SFSSSSFS", at(0)), vec![]);
     assert_eq!(p.status(), Status::Closed);
-    assert_eq!(p.window().iter().collect::<Vec<_>>(), [false, false, false, true, false]);
+    assert_eq!(
+        p.window().iter().collect::<Vec<_>>(),
+        [false, false, false, true, false]
+    );
 }
 
 /// Trips, lets the cooldown (0) pass, then reports `script` as trials in HALF_OPEN.
@@ -49,7 +52,10 @@ fn three_fifths_successes_close_half_open() {
     });
     let decided = half_open_then(&mut p, "FSFSS");
     assert_eq!(decided.len(), 1);
-    assert_eq!((decided[0].to, decided[0].reason), (Status::Closed, TransitionReason::TrialsSucceeded));
+    assert_eq!(
+        (decided[0].to, decided[0].reason),
+        (Status::Closed, TransitionReason::TrialsSucceeded)
+    );
 }
 
 #[test]
@@ -57,7 +63,10 @@ fn without_a_success_limit_two_fifths_failures_reopen_half_open() {
     let mut p = protector(|s| s.failure_limit = (2, 5));
     let decided = half_open_then(&mut p, "FSFSS");
     assert_eq!(decided.len(), 1);
-    assert_eq!((decided[0].to, decided[0].reason), (Status::Open, TransitionReason::TrialsFailed));
+    assert_eq!(
+        (decided[0].to, decided[0].reason),
+        (Status::Open, TransitionReason::TrialsFailed)
+    );
 }
 
 #[test]
@@ -69,7 +78,10 @@ fn the_default_policy_opens_on_the_first_failure_and_one_trial_closes_it() {
     let (permit, reason) = admit(&mut p, at(0));
     assert_eq!((reason, p.status()), (DecisionReason::Trial, Status::HalfOpen));
     let closed = accept(&mut p, permit, Outcome::Success, at(0)).expect("one trial decides");
-    assert_eq!((closed.to, closed.reason), (Status::Closed, TransitionReason::TrialsSucceeded));
+    assert_eq!(
+        (closed.to, closed.reason),
+        (Status::Closed, TransitionReason::TrialsSucceeded)
+    );
     assert_eq!(admit(&mut p, at(0)).1, DecisionReason::Closed);
 }
 

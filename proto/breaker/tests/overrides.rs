@@ -1,7 +1,7 @@
 //! Overrides, stale reports, IGNORED, consecutive failures and the counters.
 
 use super::*;
-use crate::breaker::{Counters, Override, OverrideKind, TransitionReason};
+use crate::breaker::{Override, OverrideKind, TransitionReason};
 
 fn forced(expires_at: Option<Time>) -> Option<Override> {
     Some(Override {
@@ -20,8 +20,11 @@ fn disabled(expires_at: Option<Time>) -> Option<Override> {
 #[test]
 fn forced_open_rejects_with_the_time_to_its_expiry() {
     // (expiry, now, retry_after)
-    let rows: &[(Option<u64>, u64, Option<Duration>)] =
-        &[(None, 5, None), (Some(100), 5, Some(ms(95))), (Some(100), 99, Some(ms(1)))];
+    let rows: &[(Option<u64>, u64, Option<Duration>)] = &[
+        (None, 5, None),
+        (Some(100), 5, Some(ms(95))),
+        (Some(100), 99, Some(ms(1))),
+    ];
     for &(expiry, now, retry) in rows {
         let mut p = protector(|_| {});
         p.set_override(forced(expiry.map(at)), at(0));
@@ -49,7 +52,14 @@ fn disabled_admits_every_call_records_it_and_never_trips() {
         for i in 0..10 {
             let (permit, reason) = admit(&mut p, at(i));
             assert_eq!(reason, DecisionReason::Disabled);
-            assert_eq!(permit, Permit { generation, id: 0, expires_at: None });
+            assert_eq!(
+                permit,
+                Permit {
+                    generation,
+                    id: 0,
+                    expires_at: None
+                }
+            );
             assert_eq!(accept(&mut p, permit, Outcome::Failure, at(i)), None);
         }
         assert_eq!((p.status(), p.generation()), (status, generation));
@@ -65,7 +75,13 @@ fn outcomes_under_an_override_wait_for_the_next_outcome_after_it() {
     for kind in [OverrideKind::ForcedOpen, OverrideKind::Disabled] {
         let mut p = protector(|s| s.failure_limit = (1, 2));
         let before = [admit(&mut p, at(0)).0, admit(&mut p, at(0)).0];
-        p.set_override(Some(Override { kind, expires_at: None }), at(1));
+        p.set_override(
+            Some(Override {
+                kind,
+                expires_at: None,
+            }),
+            at(1),
+        );
         for permit in before {
             assert_eq!(accept(&mut p, permit, Outcome::Failure, at(2)), None, "{kind:?}");
         }
@@ -99,14 +115,23 @@ fn trials_reported_or_expired_under_forced_open_decide_nothing() {
     let (permit, _) = admit(&mut p, at(600));
     // The next outcome is evaluated over the full window: S,F then S is F,S: 1/2.
     let t = accept(&mut p, permit, Outcome::Success, at(601)).expect("decides");
-    assert_eq!((t.to, t.reason), (Status::Closed, TransitionReason::TrialsSucceeded));
+    assert_eq!(
+        (t.to, t.reason),
+        (Status::Closed, TransitionReason::TrialsSucceeded)
+    );
 }
 
 #[test]
 fn an_override_expires_at_its_own_instant() {
     for kind in [OverrideKind::ForcedOpen, OverrideKind::Disabled] {
         let mut p = protector(|_| {});
-        p.set_override(Some(Override { kind, expires_at: Some(at(50)) }), at(0));
+        p.set_override(
+            Some(Override {
+                kind,
+                expires_at: Some(at(50)),
+            }),
+            at(0),
+        );
         assert_eq!(p.next_deadline(), Some(at(50)));
         assert_eq!(p.tick(at(49)), vec![]);
         let expired = vec![Change::OverrideExpired { kind, at: at(50) }];
@@ -127,12 +152,20 @@ fn auto_half_open_waits_for_the_override_to_end() {
         trip(&mut p, at(0));
         p.set_override(forced(by_expiry.then(|| at(end))), at(10));
         assert_eq!(p.tick(at(end - 1)), vec![], "nothing moves under the override");
-        let mut changes = if by_expiry { vec![] } else { p.set_override(None, at(end)) };
+        let mut changes = if by_expiry {
+            vec![]
+        } else {
+            p.set_override(None, at(end))
+        };
         changes.extend(p.tick(at(end + 7_000)));
         let half_open = transitions(&changes);
         assert_eq!(half_open.len(), 1, "{changes:?}");
         assert_eq!(half_open[0].reason, TransitionReason::CooldownElapsed);
-        assert_eq!(half_open[0].at, at(end.max(1_000)), "by expiry {by_expiry}, end {end}");
+        assert_eq!(
+            half_open[0].at,
+            at(end.max(1_000)),
+            "by expiry {by_expiry}, end {end}"
+        );
     }
 }
 
@@ -156,7 +189,11 @@ fn set_status_under_an_override_moves_the_machine_underneath() {
 #[test]
 fn disabled_calls_reported_after_disabled_ends_open_or_half_open_are_stale() {
     // (status underneath, accepted after DISABLED ended)
-    let rows = [(Status::Closed, true), (Status::Open, false), (Status::HalfOpen, false)];
+    let rows = [
+        (Status::Closed, true),
+        (Status::Open, false),
+        (Status::HalfOpen, false),
+    ];
     for (status, accepted) in rows {
         for by_expiry in [false, true] {
             let mut p = protector(|s| s.cooldown = secs(60));
@@ -173,17 +210,6 @@ fn disabled_calls_reported_after_disabled_ends_open_or_half_open_are_stale() {
     }
 }
 
-/// Every observable part of a protector except `stale_reports`.
-fn observable(p: &Protector) -> impl PartialEq + std::fmt::Debug {
-    let counters = Counters {
-        stale_reports: 0,
-        ..*p.counters()
-    };
-    let state = (p.status(), p.generation(), p.open_until(), p.window().clone());
-    let more = (p.consecutive_failures(), p.trials_in_flight(), p.override_state());
-    (state, more, counters, p.next_deadline(), *p.policy())
-}
-
 #[test]
 fn stale_reports_are_refused_and_change_nothing_but_their_counter() {
     type Setup = fn(&mut Protector) -> Permit;
@@ -195,7 +221,10 @@ fn stale_reports_are_refused_and_change_nothing_but_their_counter() {
         }),
         ("future generation", |p| {
             let (permit, _) = admit(p, at(0));
-            Permit { generation: permit.generation + 1, ..permit }
+            Permit {
+                generation: permit.generation + 1,
+                ..permit
+            }
         }),
         ("trial reported twice", |p| {
             p.set_status(Status::HalfOpen, None, at(0));
@@ -215,17 +244,32 @@ fn stale_reports_are_refused_and_change_nothing_but_their_counter() {
         }),
         ("id 0 in HALF_OPEN", |p| {
             p.set_status(Status::HalfOpen, None, at(0));
-            Permit { generation: p.generation(), id: 0, expires_at: None }
+            Permit {
+                generation: p.generation(),
+                id: 0,
+                expires_at: None,
+            }
         }),
         ("fabricated trial id", |p| {
             p.set_status(Status::HalfOpen, None, at(0));
             let permit = trials(p, 1, at(0))[0];
-            Permit { id: permit.id + 40, ..permit }
+            Permit {
+                id: permit.id + 40,
+                ..permit
+            }
         }),
-        ("a trial id in CLOSED", |p| Permit { generation: p.generation(), id: 1, expires_at: None }),
+        ("a trial id in CLOSED", |p| Permit {
+            generation: p.generation(),
+            id: 1,
+            expires_at: None,
+        }),
         ("id 0 in OPEN", |p| {
             p.set_status(Status::Open, None, at(0));
-            Permit { generation: p.generation(), id: 0, expires_at: None }
+            Permit {
+                generation: p.generation(),
+                id: 0,
+                expires_at: None,
+            }
         }),
     ];
     for &(name, setup) in rows {
@@ -258,7 +302,10 @@ fn ignored_releases_a_trial_permit_and_records_nothing() {
     assert_eq!(reject(&mut p, at(0)).0, DecisionReason::TrialsExhausted);
     let consecutive = p.consecutive_failures();
     assert_eq!(accept(&mut p, permit, Outcome::Ignored, at(1)), None);
-    assert_eq!((p.status(), p.trials_in_flight(), p.window().len()), (Status::HalfOpen, 0, 0));
+    assert_eq!(
+        (p.status(), p.trials_in_flight(), p.window().len()),
+        (Status::HalfOpen, 0, 0)
+    );
     assert_eq!(p.consecutive_failures(), consecutive);
     assert_eq!(admit(&mut p, at(1)).1, DecisionReason::Trial);
     // In CLOSED too: the window and the streak stay as they were.

@@ -53,7 +53,11 @@ fn closed_trips_only_on_a_recorded_failure_with_a_full_window() {
             assert!(p.window().is_full());
             assert!(limit_reached(limit, p.window().failures(), p.window().len()));
         } else {
-            assert_eq!((p.status(), p.generation()), (Status::Closed, 1), "{limit:?} {script}");
+            assert_eq!(
+                (p.status(), p.generation()),
+                (Status::Closed, 1),
+                "{limit:?} {script}"
+            );
         }
     }
 }
@@ -136,7 +140,11 @@ fn auto_half_open_takes_effect_at_open_until_even_when_noticed_later() {
             open_until: None,
             at: at(10_000),
         };
-        assert_eq!(changes, vec![Change::Transition(expected)], "{how} late by {late}");
+        assert_eq!(
+            changes,
+            vec![Change::Transition(expected)],
+            "{how} late by {late}"
+        );
         assert_eq!(p.status(), Status::HalfOpen);
         assert_eq!(p.tick(now + secs(1)), vec![], "{how}");
     }
@@ -236,7 +244,11 @@ fn an_expired_trial_counts_as_a_failure_at_its_own_instant() {
                 open_until: (to == Status::Open).then(|| at(1_100) + secs(1)),
                 at: at(1_100),
             };
-            assert_eq!(changes.first(), Some(&Change::Transition(expected)), "{sl:?} {notice}");
+            assert_eq!(
+                changes.first(),
+                Some(&Change::Transition(expected)),
+                "{sl:?} {notice}"
+            );
             assert_eq!(p.counters().expired_permits, 1);
             assert_eq!(p.counters().failures, 2);
         }
@@ -313,11 +325,17 @@ fn half_open_rejects_when_every_trial_permit_is_in_flight() {
     let first = trials(&mut p, 1, at(0))[0];
     let second = trials(&mut p, 1, at(300))[0];
     assert_eq!(second.id, first.id + 1);
-    assert_eq!(reject(&mut p, at(500)), (DecisionReason::TrialsExhausted, Some(ms(500))));
+    assert_eq!(
+        reject(&mut p, at(500)),
+        (DecisionReason::TrialsExhausted, Some(ms(500)))
+    );
     accept(&mut p, first, Outcome::Success, at(600));
     let third = trials(&mut p, 1, at(600))[0];
     // The earliest outstanding is now the second one.
-    assert_eq!(reject(&mut p, at(700)), (DecisionReason::TrialsExhausted, Some(ms(600))));
+    assert_eq!(
+        reject(&mut p, at(700)),
+        (DecisionReason::TrialsExhausted, Some(ms(600)))
+    );
     accept(&mut p, second, Outcome::Ignored, at(800));
     accept(&mut p, third, Outcome::Success, at(800));
     assert_eq!(p.trials_in_flight(), 0);
@@ -341,7 +359,9 @@ fn the_trial_limit_defaults_to_the_half_open_window_and_zero_is_unlimited() {
             s.trial_permits = tp;
         });
         p.set_status(Status::HalfOpen, None, at(0));
-        let admitted = (0..50).take_while(|_| p.acquire(at(1)).decision.is_admitted()).count();
+        let admitted = (0..50)
+            .take_while(|_| p.acquire(at(1)).decision.is_admitted())
+            .count();
         assert_eq!(admitted, limit.unwrap_or(50), "{fl:?} {sl:?} {tp:?}");
     }
 }
@@ -351,9 +371,18 @@ fn every_admission_and_rejection_reason() {
     use crate::breaker::{Override, OverrideKind};
     let mut p = protector(|s| s.cooldown = secs(1));
     assert_eq!(admit(&mut p, at(0)).1, DecisionReason::Closed);
-    p.set_override(Some(Override { kind: OverrideKind::Disabled, expires_at: None }), at(0));
+    p.set_override(
+        Some(Override {
+            kind: OverrideKind::Disabled,
+            expires_at: None,
+        }),
+        at(0),
+    );
     assert_eq!(admit(&mut p, at(0)).1, DecisionReason::Disabled);
-    let forced = Override { kind: OverrideKind::ForcedOpen, expires_at: Some(at(40)) };
+    let forced = Override {
+        kind: OverrideKind::ForcedOpen,
+        expires_at: Some(at(40)),
+    };
     p.set_override(Some(forced), at(0));
     assert_eq!(reject(&mut p, at(10)), (DecisionReason::ForcedOpen, Some(ms(30))));
     p.set_override(None, at(10));
@@ -399,7 +428,11 @@ fn update_policy_keeps_the_status_and_starts_a_new_window() {
         if status != Closed {
             p.set_status(status, Some(secs(9)), at(0));
         }
-        let in_flight = if status == HalfOpen { trials(&mut p, 2, at(0)).len() as u32 } else { 0 };
+        let in_flight = if status == HalfOpen {
+            trials(&mut p, 2, at(0)).len() as u32
+        } else {
+            0
+        };
         let before = p.clone();
         let next = policy(|s| {
             s.failure_limit = (3, 7);
@@ -408,7 +441,10 @@ fn update_policy_keeps_the_status_and_starts_a_new_window() {
         });
         assert_eq!(p.update_policy(next, at(1)), vec![], "{status:?}");
         assert_eq!(p.policy(), &next);
-        assert_eq!((p.status(), p.generation()), (before.status(), before.generation()));
+        assert_eq!(
+            (p.status(), p.generation()),
+            (before.status(), before.generation())
+        );
         assert_eq!(p.open_until(), before.open_until());
         assert_eq!(p.trials_in_flight(), in_flight);
         assert_eq!(p.consecutive_failures(), before.consecutive_failures());

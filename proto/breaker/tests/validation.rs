@@ -9,35 +9,71 @@ fn try_new_names_the_first_rule_violated_and_its_field() {
     use InvalidFraction::{DenominatorTooLarge, NumeratorAboveDenominator, ZeroDenominator, ZeroNumerator};
     type Edit = fn(&mut PolicySpec);
     let rows: &[(Edit, InvalidPolicy, &str)] = &[
-        (|s| s.cooldown = MAX_COOLDOWN + ms(1), InvalidPolicy::CooldownTooLong, "cooldown"),
-        (|s| s.failure_limit = (0, 5), InvalidPolicy::FailureLimit(ZeroNumerator), "failure_limit"),
+        (
+            |s| s.cooldown = MAX_COOLDOWN + ms(1),
+            InvalidPolicy::CooldownTooLong,
+            "cooldown",
+        ),
+        (
+            |s| s.failure_limit = (0, 5),
+            InvalidPolicy::FailureLimit(ZeroNumerator),
+            "failure_limit",
+        ),
         (
             |s| s.failure_limit = (6, 5),
             InvalidPolicy::FailureLimit(NumeratorAboveDenominator),
             "failure_limit",
         ),
-        (|s| s.failure_limit = (0, 0), InvalidPolicy::FailureLimit(ZeroDenominator), "failure_limit"),
+        (
+            |s| s.failure_limit = (0, 0),
+            InvalidPolicy::FailureLimit(ZeroDenominator),
+            "failure_limit",
+        ),
         (
             |s| s.failure_limit = (5, 10_001),
             InvalidPolicy::FailureLimit(DenominatorTooLarge),
             "failure_limit",
         ),
-        (|s| s.success_limit = Some((0, 5)), InvalidPolicy::SuccessLimit(ZeroNumerator), "success_limit"),
+        (
+            |s| s.success_limit = Some((0, 5)),
+            InvalidPolicy::SuccessLimit(ZeroNumerator),
+            "success_limit",
+        ),
         (
             |s| s.success_limit = Some((6, 5)),
             InvalidPolicy::SuccessLimit(NumeratorAboveDenominator),
             "success_limit",
         ),
-        (|s| s.success_limit = Some((0, 0)), InvalidPolicy::SuccessLimit(ZeroDenominator), "success_limit"),
+        (
+            |s| s.success_limit = Some((0, 0)),
+            InvalidPolicy::SuccessLimit(ZeroDenominator),
+            "success_limit",
+        ),
         (
             |s| s.success_limit = Some((5, 10_001)),
             InvalidPolicy::SuccessLimit(DenominatorTooLarge),
             "success_limit",
         ),
-        (|s| s.trial_permits = Some(10_001), InvalidPolicy::TrialPermitsTooMany, "trial_permits"),
-        (|s| s.permit_ttl = Duration::from_micros(999), InvalidPolicy::PermitTtlTooShort, "permit_ttl"),
-        (|s| s.permit_ttl = Duration::ZERO, InvalidPolicy::PermitTtlTooShort, "permit_ttl"),
-        (|s| s.permit_ttl = MAX_PERMIT_TTL + ms(1), InvalidPolicy::PermitTtlTooLong, "permit_ttl"),
+        (
+            |s| s.trial_permits = Some(10_001),
+            InvalidPolicy::TrialPermitsTooMany,
+            "trial_permits",
+        ),
+        (
+            |s| s.permit_ttl = Duration::from_micros(999),
+            InvalidPolicy::PermitTtlTooShort,
+            "permit_ttl",
+        ),
+        (
+            |s| s.permit_ttl = Duration::ZERO,
+            InvalidPolicy::PermitTtlTooShort,
+            "permit_ttl",
+        ),
+        (
+            |s| s.permit_ttl = MAX_PERMIT_TTL + ms(1),
+            InvalidPolicy::PermitTtlTooLong,
+            "permit_ttl",
+        ),
     ];
     for (i, &(edit, error, field)) in rows.iter().enumerate() {
         let mut spec = PolicySpec::default();
@@ -81,7 +117,10 @@ fn the_default_policy_is_the_documented_one() {
     assert_eq!(p.trial_permits(), None);
     assert_eq!(p.permit_ttl(), secs(30));
     assert!(!p.auto_half_open());
-    assert_eq!((p.closed_window(), p.half_open_window(), p.trial_limit()), (1, 1, Some(1)));
+    assert_eq!(
+        (p.closed_window(), p.half_open_window(), p.trial_limit()),
+        (1, 1, Some(1))
+    );
 }
 
 #[test]

@@ -105,7 +105,7 @@ pub enum ConfigError {
         rule: String,
     },
     /// A `[[protectors]]` entry has a name the daemon would refuse.
-    #[error("config file {}: protectors[{index}].name {name:?} {rule}", path.display())]
+    #[error("config file {}: protectors[{index}].name {name:?}: {rule}", path.display())]
     ProtectorName {
         /// The file.
         path: PathBuf,
@@ -374,20 +374,13 @@ fn name_len(p: Picked<usize>) -> Result<usize, ConfigError> {
     Ok(p.value)
 }
 
-/// The daemon's name rule: 1 to `max_len` bytes of UTF-8, no whitespace or control
-/// characters. `None` when the name is acceptable, else the rule it breaks.
-pub(super) fn name_rule(name: &str, max_len: usize) -> Option<String> {
-    if name.is_empty() {
-        Some("must not be empty".to_owned())
-    } else if name.len() > max_len {
-        Some(format!(
-            "is {} bytes, more than max_name_len ({max_len})",
-            name.len()
-        ))
-    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("must not contain whitespace or control characters".to_owned())
-    } else {
-        None
+/// The daemon's own name rule, so a name the file accepts is one the API accepts.
+/// `None` when the name is acceptable, else the rule it breaks.
+fn name_rule(name: &str, max_len: usize) -> Option<String> {
+    match crate::validate::name("name", name, max_len) {
+        Ok(()) => None,
+        Err(crate::error::Error::InvalidArgument { description, .. }) => Some(description),
+        Err(other) => Some(other.to_string()),
     }
 }
 

@@ -25,6 +25,9 @@ use super::Time;
 use super::policy::Policy;
 use super::window::Window;
 
+mod state;
+pub use state::{InvalidState, ProtectorState};
+
 /// The status of the status machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -229,6 +232,9 @@ pub struct Protector {
     override_: Option<Override>,
     /// When the last override ended: `auto_half_open` never fires before it.
     resumed_at: Time,
+    /// How long the current OPEN was entered for (the cooldown or a manual `open_for`),
+    /// so a restart can cap `open_until` however the wall clock moved.
+    open_for: Duration,
     counters: Counters,
 }
 
@@ -253,6 +259,7 @@ impl Protector {
             next_permit_id: 1,
             override_: None,
             resumed_at: Time::ZERO,
+            open_for: Duration::ZERO,
             counters: Counters::default(),
         }
     }
@@ -538,6 +545,7 @@ impl Protector {
             Status::Open => {
                 // The window it tripped with is kept for inspection.
                 let cooldown = open_for.unwrap_or(self.policy.cooldown());
+                self.open_for = cooldown;
                 self.open_until = Some(at.saturating_add(cooldown));
             }
             Status::HalfOpen => {

@@ -24,6 +24,9 @@ use super::{
     Transition,
 };
 
+/// A fraction n/d as a policy spec gives it.
+type Limit = (u32, u32);
+
 /// The epoch of every test: a fixed, realistic wall-clock instant.
 const T0: Time = Time::from_secs(1_700_000_000);
 

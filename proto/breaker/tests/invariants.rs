@@ -80,7 +80,7 @@ fn drive(
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1_024))]
 
     #[test]
     fn never_more_trials_in_flight_than_the_limit(spec in spec(), ops in ops(false)) {

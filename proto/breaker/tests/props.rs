@@ -1,12 +1,13 @@
 //! Proptests: the real [`Protector`] against the [`Model`] on random policies and random
-//! sequences of operations, and the machine's invariants on its own.
+//! sequences of operations, compared after every step. The generators live here and
+//! serve [`super::invariants`] too.
 //!
-//! Failing seeds are kept in `props.regressions` beside this file, which is committed so
-//! every run replays them first.
+//! Failing seeds are kept in `props.regressions` beside this file (for every proptest of
+//! this module and of `invariants`), committed so every run replays them first.
 
-use proptest::prelude::*;
 use std::collections::HashSet;
 
+use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
@@ -323,7 +324,7 @@ impl Run {
 }
 
 proptest! {
-    #![proptest_config(config(1_024))]
+    #![proptest_config(config(4_096))]
 
     #[test]
     fn the_machine_agrees_with_the_model(spec in spec(), ops in ops(true)) {

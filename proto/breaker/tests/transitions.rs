@@ -6,7 +6,7 @@ use crate::breaker::TransitionReason;
 #[test]
 fn closed_trips_only_on_a_recorded_failure_with_a_full_window() {
     // (failure_limit, script, index of the report that trips, if any)
-    let rows: &[((u32, u32), &str, Option<usize>)] = &[
+    let rows: &[(Limit, &str, Option<usize>)] = &[
         ((1, 1), "F", Some(0)),
         ((1, 1), "SSSF", Some(3)),
         ((1, 3), "FF", None),
@@ -155,7 +155,7 @@ fn half_open_decides_when_its_window_is_full() {
     // (failure_limit, success_limit, trial outcomes, status after, reason)
     use Status::{Closed, Open};
     use TransitionReason::{TrialsFailed, TrialsSucceeded};
-    let rows: &[((u32, u32), Option<(u32, u32)>, &str, Status, TransitionReason)] = &[
+    let rows: &[(Limit, Option<Limit>, &str, Status, TransitionReason)] = &[
         ((1, 1), None, "S", Closed, TrialsSucceeded),
         ((1, 1), None, "F", Open, TrialsFailed),
         ((2, 5), None, "FSFSS", Open, TrialsFailed),
@@ -206,7 +206,7 @@ fn half_open_decides_when_its_window_is_full() {
 #[test]
 fn an_expired_trial_counts_as_a_failure_at_its_own_instant() {
     // (success_limit, outcomes reported before the expiry, status after)
-    let rows: &[(Option<(u32, u32)>, &str, Status)] = &[
+    let rows: &[(Option<Limit>, &str, Status)] = &[
         (None, "", Status::Open),
         (Some((1, 2)), "S", Status::Closed),
         (Some((2, 2)), "S", Status::Open),
@@ -344,13 +344,14 @@ fn half_open_rejects_when_every_trial_permit_is_in_flight() {
 
 #[test]
 fn the_trial_limit_defaults_to_the_half_open_window_and_zero_is_unlimited() {
-    // (failure_limit, success_limit, trial_permits, trials admitted before a rejection)
-    let rows: &[((u32, u32), Option<(u32, u32)>, Option<u32>, Option<usize>)] = &[
-        ((1, 1), None, None, Some(1)),
-        ((2, 6), None, None, Some(6)),
-        ((2, 6), Some((1, 3)), None, Some(3)),
-        ((2, 6), None, Some(2), Some(2)),
-        ((1, 1), None, Some(0), None),
+    // (failure_limit, success_limit, trial_permits, trials admitted before a rejection;
+    // 50 is all of them: unlimited)
+    let rows: &[(Limit, Option<Limit>, Option<u32>, usize)] = &[
+        ((1, 1), None, None, 1),
+        ((2, 6), None, None, 6),
+        ((2, 6), Some((1, 3)), None, 3),
+        ((2, 6), None, Some(2), 2),
+        ((1, 1), None, Some(0), 50),
     ];
     for &(fl, sl, tp, limit) in rows {
         let mut p = protector(|s| {
@@ -362,7 +363,7 @@ fn the_trial_limit_defaults_to_the_half_open_window_and_zero_is_unlimited() {
         let admitted = (0..50)
             .take_while(|_| p.acquire(at(1)).decision.is_admitted())
             .count();
-        assert_eq!(admitted, limit.unwrap_or(50), "{fl:?} {sl:?} {tp:?}");
+        assert_eq!(admitted, limit, "{fl:?} {sl:?} {tp:?}");
     }
 }
 

@@ -200,8 +200,11 @@ async fn a_watcher_that_never_reads_holds_shutdown_no_longer_than_the_grace() {
 
 #[tokio::test]
 async fn sigterm_stops_the_binary_with_status_zero_and_ends_its_watches() {
+    let data = TempDir::new("sigterm");
+    let data_dir = data.path().join("data");
     let mut child = tokio::process::Command::new(circuitd_binary())
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

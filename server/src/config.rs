@@ -50,6 +50,36 @@ pub struct Config {
     /// Protectors to create at start (EnsureProtector semantics: an existing one is
     /// left as it is).
     pub protectors: Vec<ProtectorConfig>,
+    /// Durable state. `None` keeps everything in memory: the library's default, so
+    /// tests and embedders opt in. The `circuitd` binary defaults to `./data`.
+    pub store: Option<StoreSettings>,
+}
+
+/// Where and how state is kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The data directory, created if absent. The binary's default: `data` in the
+    /// working directory.
+    pub data_dir: std::path::PathBuf,
+    /// Truncate a damaged journal at the damage instead of refusing to start.
+    pub repair: bool,
+    /// How often outcomes that changed no status are written. Default 100 ms: a crash
+    /// loses at most the outcomes and counters of the last interval, never a transition.
+    pub flush_interval: Duration,
+    /// How large a journal segment grows before a snapshot replaces it. Default 64 MiB.
+    pub segment_bytes: u64,
+}
+
+impl StoreSettings {
+    /// The defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<std::path::PathBuf>) -> StoreSettings {
+        StoreSettings {
+            data_dir: data_dir.into(),
+            repair: false,
+            flush_interval: Duration::from_millis(100),
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Configured limits.
@@ -97,6 +127,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
+            store: None,
         }
     }
 }

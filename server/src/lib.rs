@@ -24,6 +24,7 @@ pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod validate;
 pub mod watch;
 

@@ -23,6 +23,7 @@ use tonic_health::ServingStatus;
 use crate::Config;
 use crate::clock::Clock;
 use crate::registry::Registry;
+use crate::store::{self, Journal, StoreConfig, StoreError};
 use crate::watch::WatchHub;
 use crate::{scheduler, service, validate};
 
@@ -38,26 +39,88 @@ pub enum ServeError {
     /// The configuration was refused.
     #[error("configuration: {0}")]
     Config(String),
+    /// The store could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Builds the registry and creates the configured protectors.
-fn registry(config: &Config, shutdown: &CancellationToken) -> Result<Arc<Registry>, ServeError> {
+/// What serving needs besides the registry: the journal and the lock on its directory.
+struct Durable {
+    journal: Arc<Journal>,
+    _lock: std::fs::File,
+}
+
+/// Opens the store (if any), recovers, builds the hub and registry, and creates the
+/// configured protectors.
+async fn registry(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<Registry>, Option<Durable>), ServeError> {
+    let recovered = match &config.store {
+        None => None,
+        Some(settings) => {
+            let store_config = StoreConfig {
+                dir: settings.data_dir.clone(),
+                repair: settings.repair,
+                segment_bytes: settings.segment_bytes,
+            };
+            let recovered = tokio::task::spawn_blocking(move || store::open(&store_config))
+                .await
+                .map_err(|e| ServeError::Config(format!("the store could not be opened: {e}")))??;
+            tracing::info!(
+                dir = %settings.data_dir.display(),
+                protectors = recovered.protectors.len(),
+                revision = recovered.revision,
+                "recovered durable state"
+            );
+            Some(recovered)
+        }
+    };
+    let revision = recovered.as_ref().map_or(0, |r| r.revision);
     let hub = Arc::new(WatchHub::new(
         &config.watch,
         config.limits.max_watchers,
-        0,
+        revision,
+        recovered.is_some(),
         shutdown.clone(),
     ));
-    let registry = Arc::new(Registry::new(config.limits.max_protectors, hub, Clock::new()));
+    let (registry, durable) = match recovered {
+        None => (
+            Registry::new(config.limits.max_protectors, hub, Clock::new(), None),
+            None,
+        ),
+        Some(r) => {
+            let delivering = Arc::downgrade(&hub);
+            r.journal.set_on_durable(Box::new(move |seq| {
+                if let Some(hub) = delivering.upgrade() {
+                    hub.deliver_through(seq);
+                }
+            }));
+            let registry = Registry::new(
+                config.limits.max_protectors,
+                hub,
+                Clock::new(),
+                Some(Arc::clone(&r.journal)),
+            );
+            registry.restore(r.protectors).map_err(ServeError::Config)?;
+            let durable = Durable {
+                journal: r.journal,
+                _lock: r.lock,
+            };
+            (registry, Some(durable))
+        }
+    };
+    let registry = Arc::new(registry);
     for p in &config.protectors {
         let refuse = |e: String| ServeError::Config(format!("protector {:?}: {e}", p.name));
         validate::name("name", &p.name, config.limits.max_name_len).map_err(|e| refuse(e.to_string()))?;
         let policy = Policy::try_new(p.policy).map_err(|e| refuse(e.to_string()))?;
         registry
             .ensure(&p.name, policy)
+            .await
             .map_err(|e| refuse(e.to_string()))?;
     }
-    Ok(registry)
+    Ok((registry, durable))
 }
 
 /// Serves the v1 contract, health and reflection on `listener` until `shutdown`
@@ -68,8 +131,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let draining = CancellationToken::new();
-    let registry = registry(&config, &draining)?;
+    let (registry, durable) = registry(&config, &draining).await?;
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&registry), draining.clone()));
+    let flush_interval = config
+        .store
+        .as_ref()
+        .map_or(std::time::Duration::from_millis(100), |s| s.flush_interval);
+    let store_task = tokio::spawn(Arc::clone(&registry).run_store(flush_interval, draining.clone()));
 
     let (protector_api, admin_api) = service::services(
         Arc::clone(&registry),
@@ -147,6 +215,11 @@ pub async fn serve(
     };
     draining.cancel();
     let _ = scheduler.await;
+    let _ = store_task.await;
+    if let Some(durable) = durable {
+        let journal = Arc::clone(&durable.journal);
+        let _ = tokio::task::spawn_blocking(move || journal.close()).await;
+    }
     tracing::info!("stopped");
     result
 }

@@ -126,7 +126,7 @@ fn decode_token(token: &str) -> Result<String, Error> {
             "not a token from a previous ListProtectors response",
         )
     };
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes = (0..token.len())
@@ -148,7 +148,7 @@ impl ProtectorService for ProtectorApi {
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let ensured = self.0.registry.ensure(&req.name, policy)?;
+        let ensured = self.0.registry.ensure(&req.name, policy).await?;
         Ok(Response::new(v1::EnsureProtectorResponse {
             policy_matches: *ensured.view.protector.policy() == policy,
             protector: Some(ensured.view.to_proto()),
@@ -163,7 +163,7 @@ impl ProtectorService for ProtectorApi {
     ) -> Result<Response<v1::AcquireResponse>, Status> {
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
-        let acquired = self.0.registry.acquire(&req.name)?;
+        let acquired = self.0.registry.acquire(&req.name).await?;
         Ok(Response::new(acquire_response(acquired)))
     }
 
@@ -175,7 +175,7 @@ impl ProtectorService for ProtectorApi {
         self.0.name("name", &req.name)?;
         let permit = validate::permit("permit", req.permit.as_ref())?;
         let outcome = validate::outcome("outcome", req.outcome)?;
-        let reported = self.0.registry.report(&req.name, permit, outcome)?;
+        let reported = self.0.registry.report(&req.name, permit, outcome).await?;
         Ok(Response::new(v1::ReportResponse {
             accepted: reported.accepted,
             status: v1::Status::from(reported.status) as i32,
@@ -314,7 +314,7 @@ impl AdminService for AdminApi {
         if open_for.is_some() && status != resilient_circuit_api::breaker::Status::Open {
             return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
         }
-        let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for)?;
+        let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for).await?;
         Ok(Response::new(v1::SetStatusResponse {
             protector: Some(view.to_proto()),
             transition: Some(transition.into()),
@@ -338,7 +338,11 @@ impl AdminService for AdminApi {
         if kind.is_none() && expires_after.is_some() {
             return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
         }
-        let (view, revision) = self.0.registry.set_override(&req.name, kind, expires_after)?;
+        let (view, revision) = self
+            .0
+            .registry
+            .set_override(&req.name, kind, expires_after)
+            .await?;
         Ok(Response::new(v1::SetOverrideResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -352,7 +356,7 @@ impl AdminService for AdminApi {
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let (view, revision) = self.0.registry.update_policy(&req.name, policy)?;
+        let (view, revision) = self.0.registry.update_policy(&req.name, policy).await?;
         Ok(Response::new(v1::UpdatePolicyResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -365,7 +369,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
-        let revision = self.0.registry.delete(&req.name)?;
+        let revision = self.0.registry.delete(&req.name).await?;
         Ok(Response::new(v1::DeleteProtectorResponse { revision }))
     }
 }

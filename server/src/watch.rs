@@ -90,8 +90,31 @@ pub enum WatchError {
 }
 
 struct HubState {
+    /// The last revision handed out.
     revision: u64,
+    /// The last revision delivered to watchers (equal to `revision` without a store).
+    delivered: u64,
     history: VecDeque<Arc<Published>>,
+    /// With a store: changes waiting for their record to be durable, in revision order,
+    /// each with the journal sequence number that makes it so.
+    pending: VecDeque<(u64, Arc<Published>)>,
+}
+
+/// A change's event, built once its revision is known.
+pub type EventFn<'a> = Box<dyn FnOnce(u64) -> Event + 'a>;
+
+/// Writes the record that makes a change durable, given the revision of the change's
+/// last event (None when it published none); returns the journal's sequence number.
+pub type RecordFn<'a> = Box<dyn FnOnce(Option<u64>) -> Result<u64, crate::store::StoreError> + 'a>;
+
+/// What [`WatchHub::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The revision of the last event, or the delivered revision when there was none.
+    pub revision: u64,
+    /// The journal sequence number to wait for before acknowledging, if a record was
+    /// written.
+    pub seq: Option<u64>,
 }
 
 /// The daemon-wide revision, the history and the fan-out to watchers.
@@ -103,6 +126,8 @@ pub struct WatchHub {
     watchers: AtomicUsize,
     max_watchers: usize,
     history_cap: usize,
+    /// Whether changes wait for a store before delivery.
+    durable: bool,
     shutdown: CancellationToken,
 }
 
@@ -127,28 +152,34 @@ enum Start {
 
 impl WatchHub {
     /// A hub whose revision continues from `revision`; `shutdown` ends every stream.
+    /// With `durable`, committed changes wait for [`WatchHub::deliver_through`].
     pub fn new(
         config: &WatchConfig,
         max_watchers: usize,
         revision: u64,
+        durable: bool,
         shutdown: CancellationToken,
     ) -> WatchHub {
         let (tx, _) = broadcast::channel(config.buffer.max(1));
         WatchHub {
             state: Mutex::new(HubState {
                 revision,
+                delivered: revision,
                 history: VecDeque::new(),
+                pending: VecDeque::new(),
             }),
             revision: AtomicU64::new(revision),
             tx,
             watchers: AtomicUsize::new(0),
             max_watchers,
             history_cap: config.history,
+            durable,
             shutdown,
         }
     }
 
-    /// The revision of the latest change.
+    /// The revision of the latest change delivered to watchers (with a store: the latest
+    /// durable one).
     pub fn revision(&self) -> u64 {
         self.revision.load(Ordering::Acquire)
     }
@@ -164,30 +195,71 @@ impl WatchHub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes one change about `name`: takes the next revision, builds the event with
-    /// it, records it in the history and hands it to every watcher. Never waits for a
-    /// watcher. Returns the revision.
-    pub fn publish(&self, name: &str, event: impl FnOnce(u64) -> Event) -> u64 {
+    /// Commits one operation's changes about `name`: takes the next revision for each
+    /// event, then (with a store) has `record` write the protector's state with the last
+    /// of them, all under one short lock, so revisions and the journal agree on order.
+    /// Without a store each event is delivered at once; with one, the events wait until
+    /// [`WatchHub::deliver_through`] hears their record is durable, so a watcher never
+    /// sees a change a crash could take back. Never waits for a watcher.
+    pub fn commit(
+        &self,
+        name: &str,
+        events: Vec<EventFn<'_>>,
+        record: Option<RecordFn<'_>>,
+    ) -> Result<Committed, crate::store::StoreError> {
         let mut state = self.lock();
-        let revision = state.revision + 1;
-        let published = Arc::new(Published {
-            name: name.to_owned(),
-            event: v1::WatchEvent {
-                revision,
-                event: Some(event(revision)),
-            },
-        });
+        let mut made = Vec::with_capacity(events.len());
+        for event in events {
+            let revision = state.revision + 1;
+            state.revision = revision;
+            made.push(Arc::new(Published {
+                name: name.to_owned(),
+                event: v1::WatchEvent {
+                    revision,
+                    event: Some(event(revision)),
+                },
+            }));
+        }
+        let last = made.last().map(|p| p.event.revision);
+        let seq = match (self.durable, record) {
+            (true, Some(record)) => Some(record(last)?),
+            _ => None,
+        };
+        match seq {
+            Some(seq) => state.pending.extend(made.into_iter().map(|p| (seq, p))),
+            None => {
+                for published in made {
+                    self.deliver(&mut state, published);
+                }
+            }
+        }
+        Ok(Committed {
+            revision: last.unwrap_or(state.delivered),
+            seq,
+        })
+    }
+
+    /// Delivers, in order, every pending change whose record is durable up to `seq`.
+    pub fn deliver_through(&self, seq: u64) {
+        let mut state = self.lock();
+        while state.pending.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((_, published)) = state.pending.pop_front() {
+                self.deliver(&mut state, published);
+            }
+        }
+    }
+
+    fn deliver(&self, state: &mut HubState, published: Arc<Published>) {
         if self.history_cap > 0 {
             if state.history.len() == self.history_cap {
                 state.history.pop_front();
             }
             state.history.push_back(Arc::clone(&published));
         }
-        state.revision = revision;
-        self.revision.store(revision, Ordering::Release);
+        state.delivered = published.event.revision;
+        self.revision.store(state.delivered, Ordering::Release);
         // An error only means nobody is watching.
         let _ = self.tx.send(published);
-        revision
     }
 
     fn subscribe(
@@ -197,7 +269,7 @@ impl WatchHub {
     ) -> (broadcast::Receiver<Arc<Published>>, Start) {
         let state = self.lock();
         let rx = self.tx.subscribe();
-        let base = state.revision;
+        let base = state.delivered;
         let start = match start_revision {
             None => Start::Snapshot { base },
             Some(s) if s == base => Start::Replay {

@@ -246,3 +246,37 @@ pub fn circuitd_binary() -> std::path::PathBuf {
     assert!(binary.exists(), "no binary at {}", binary.display());
     binary
 }
+
+/// A new, empty directory under the system's temporary directory, unique to this call;
+/// removed when the returned guard drops.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates it; `label` makes it recognisable.
+    pub fn new(label: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "resilient-circuit-{label}-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

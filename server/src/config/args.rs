@@ -66,6 +66,23 @@ pub struct Args {
     /// How long shutdown may take before connections are dropped [default: 5s]
     #[arg(long, env = "CIRCUITD_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Where durable state lives (created if absent). Default: `data` in the working
+    /// directory.
+    #[arg(long, env = "CIRCUITD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep everything in memory: a restart forgets every protector.
+    #[arg(long, env = "CIRCUITD_IN_MEMORY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub in_memory: Option<bool>,
+    /// Truncate a damaged journal at the damage instead of refusing to start (every
+    /// change recorded after the damage is lost).
+    #[arg(long, env = "CIRCUITD_REPAIR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub repair: Option<bool>,
+    /// How often outcomes that changed no status are written (default 100ms).
+    #[arg(long, env = "CIRCUITD_FLUSH_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// How large a journal segment grows before a snapshot replaces it (default 67108864).
+    #[arg(long, env = "CIRCUITD_SEGMENT_BYTES", value_name = "N")]
+    pub segment_bytes: Option<u64>,
 }
 
 /// Parsed flags plus, for each setting taken from the environment, its variable, keyed

@@ -23,6 +23,18 @@ pub(super) struct FileConfig {
     pub(super) watch: FileWatch,
     #[serde(default)]
     pub(super) protectors: Vec<FileProtector>,
+    #[serde(default)]
+    pub(super) store: FileStore,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStore {
+    pub(super) data_dir: Option<std::path::PathBuf>,
+    pub(super) in_memory: Option<bool>,
+    pub(super) flush_interval: Option<FileDuration>,
+    pub(super) segment_bytes: Option<u64>,
 }
 
 /// `[limits]`.

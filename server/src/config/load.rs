@@ -12,7 +12,7 @@ use resilient_circuit_api::breaker::{InvalidPolicy, Policy, PolicySpec};
 
 use super::args::{self, Parsed};
 use super::file::{FileConfig, FileProtector};
-use super::{Config, Limits, LogFormat, ProtectorConfig, WatchConfig};
+use super::{Config, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig};
 
 /// The contract's limit on a protector name; `max_name_len` may lower it, never raise it.
 pub const MAX_NAME_LEN: usize = 256;
@@ -212,6 +212,9 @@ impl Settings {
     }
 }
 
+/// The binary's data directory when none is configured: `data` in the working directory.
+pub const DEFAULT_DATA_DIR: &str = "data";
+
 /// The three sources, consulted in order for each setting.
 struct Layers<'a> {
     parsed: &'a Parsed,
@@ -323,12 +326,43 @@ impl Layers<'_> {
             Some((path, file)) => protectors(path, &file.protectors, &limits)?,
             None => Vec::new(),
         };
+        let in_memory = pick!(self, in_memory, store.in_memory, false).value;
+        let store = if in_memory {
+            None
+        } else {
+            let defaults = StoreSettings::new(DEFAULT_DATA_DIR);
+            Some(StoreSettings {
+                data_dir: self
+                    .pick(
+                        "data_dir",
+                        self.parsed.args.data_dir.clone(),
+                        "store.data_dir",
+                        |f| f.store.data_dir.clone(),
+                        defaults.data_dir.clone(),
+                    )
+                    .value,
+                repair: self.parsed.args.repair.unwrap_or(false),
+                flush_interval: positive_duration(pick!(
+                    self,
+                    flush_interval,
+                    store.flush_interval,
+                    defaults.flush_interval
+                ))?,
+                segment_bytes: positive(pick!(
+                    self,
+                    segment_bytes,
+                    store.segment_bytes,
+                    defaults.segment_bytes
+                ))?,
+            })
+        };
         let config = Config {
             listen: pick!(self, listen, listen, d.listen).value,
             limits,
             watch,
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
+            store,
         };
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
         Ok(Settings { config, log_format })

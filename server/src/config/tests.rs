@@ -58,7 +58,7 @@ fn defaults_without_any_source() {
     assert_eq!(
         s,
         Settings {
-            config: Config::default(),
+            config: binary_defaults(),
             log_format: LogFormat::Text
         }
     );
@@ -175,7 +175,7 @@ fn an_empty_variable_counts_as_unset() {
         &[("CIRCUITD_MAX_WATCHERS", ""), ("CIRCUITD_CONFIG", "")],
         None,
     );
-    assert_eq!(s.config, Config::default());
+    assert_eq!(s.config, binary_defaults());
 }
 
 #[test]
@@ -437,4 +437,50 @@ fn more_protectors_than_the_limit_are_refused() {
             .len(),
         2
     );
+}
+
+/// The binary persists by default, to `data` in the working directory; everything else
+/// is the library's default.
+fn binary_defaults() -> Config {
+    Config {
+        store: Some(crate::config::StoreSettings::new("data")),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn store_settings_from_flags_env_and_file() {
+    let file = r#"
+[store]
+data_dir = "/var/lib/circuitd"
+flush_interval = "250ms"
+segment_bytes = 1048576
+"#;
+    let s = load_ok(&["--config", "c.toml"], &[], Some(file));
+    let store = s.config.store.expect("durable");
+    assert_eq!(store.data_dir, std::path::PathBuf::from("/var/lib/circuitd"));
+    assert_eq!(store.flush_interval, std::time::Duration::from_millis(250));
+    assert_eq!(store.segment_bytes, 1_048_576);
+    assert!(!store.repair);
+
+    let s = load_ok(
+        &["--config", "c.toml", "--data-dir", "/tmp/x", "--repair"],
+        &[],
+        Some(file),
+    );
+    let store = s.config.store.expect("durable");
+    assert_eq!(store.data_dir, std::path::PathBuf::from("/tmp/x"));
+    assert!(store.repair);
+
+    assert_eq!(
+        load_ok(&["--config", "c.toml", "--in-memory"], &[], Some(file))
+            .config
+            .store,
+        None
+    );
+    assert_eq!(
+        load_ok(&[], &[("CIRCUITD_IN_MEMORY", "true")], None).config.store,
+        None
+    );
+    assert!(load_ok(&["--in-memory=false"], &[], None).config.store.is_some());
 }

@@ -1,0 +1,229 @@
+//! The registry's side of durability: the records it writes, the batch flush, the
+//! snapshot it hands the store, and recovery.
+//!
+//! Every record is the whole state of one protector, versioned by the journal sequence
+//! number it was written at (see `store`). An operation that publishes a change, hands
+//! out or takes back a trial permit writes its record inside the entry guard (through
+//! the hub, so revision order and journal order agree) and waits for it after the guard
+//! is released. Anything else only raises the entry's `dirty` flag; the flush task writes
+//! those entries every `flush_interval` without waiting.
+
+use std::sync::Arc;
+
+use resilient_circuit_api::breaker::Protector;
+
+use super::{Entry, Registry};
+use crate::error::Error;
+use crate::store::record::{Body, Record, Snapshot, StoredProtector};
+use crate::store::{self, Journal, StoreError};
+use crate::watch::RecordFn;
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "a change could not be made durable");
+        Error::Unavailable
+    }
+}
+
+impl Registry {
+    /// The journal, if the daemon is durable.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.store.as_ref()
+    }
+
+    /// The record storing `protector`'s state; its mod_revision is the revision of the
+    /// operation's last event, or `keep_revision` when it published none.
+    pub(super) fn put_record<'a>(
+        &'a self,
+        name: &'a str,
+        protector: &'a Protector,
+        keep_revision: u64,
+    ) -> Option<RecordFn<'a>> {
+        let journal = self.store.as_ref()?;
+        Some(Box::new(move |last: Option<u64>| {
+            let mod_revision = last.unwrap_or(keep_revision);
+            journal.append(|seq| Record {
+                seq,
+                revision: mod_revision,
+                body: Some(Body::Put(StoredProtector::new(
+                    name,
+                    protector,
+                    mod_revision,
+                    seq,
+                ))),
+            })
+        }))
+    }
+
+    /// The record of `name`'s deletion.
+    pub(super) fn delete_record<'a>(&'a self, name: &'a str) -> Option<RecordFn<'a>> {
+        let journal = self.store.as_ref()?;
+        Some(Box::new(move |last: Option<u64>| {
+            journal.append(|seq| Record {
+                seq,
+                revision: last.unwrap_or_default(),
+                body: Some(Body::Delete(name.to_owned())),
+            })
+        }))
+    }
+
+    /// Marks the entry for the next batch flush (once per flush, however many calls).
+    pub(super) fn mark_dirty(&self, name: &str, entry: &mut Entry) {
+        if self.store.is_some() && !entry.dirty {
+            entry.dirty = true;
+            self.dirty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name.to_owned());
+        }
+    }
+
+    /// Waits until the journal holds `seq` (nothing to wait for in memory).
+    pub(super) async fn durable(&self, seq: Option<u64>) -> Result<(), Error> {
+        match (&self.store, seq) {
+            (Some(journal), Some(seq)) => Ok(journal.durable(seq).await?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes every entry marked dirty; returns how many. Does not wait for the fsync.
+    pub fn flush_dirty(&self) -> Result<usize, Error> {
+        let Some(journal) = &self.store else {
+            return Ok(0);
+        };
+        let names = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut written = 0;
+        for name in names {
+            if let Some(mut entry) = self.map.get_mut(name.as_str())
+                && entry.dirty
+            {
+                let mod_revision = entry.mod_revision;
+                let seq = journal.append(|seq| Record {
+                    seq,
+                    revision: mod_revision,
+                    body: Some(Body::Put(StoredProtector::new(
+                        &name,
+                        &entry.protector,
+                        mod_revision,
+                        seq,
+                    ))),
+                })?;
+                entry.version = seq;
+                entry.dirty = false;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// A snapshot of every protector for segments from `first_segment` on: each state is
+    /// versioned at the journal's sequence number when it was read, under its guard, so
+    /// any later record of it replays over it and any earlier one does not.
+    pub fn snapshot(&self, journal: &Journal, first_segment: u64) -> Snapshot {
+        let names: Vec<String> = self.map.iter().map(|e| e.key().clone()).collect();
+        let mut protectors = Vec::with_capacity(names.len());
+        let mut revision = self.hub.revision();
+        for name in names {
+            if let Some(entry) = self.map.get(name.as_str()) {
+                let version = journal.last_seq();
+                revision = revision.max(entry.mod_revision);
+                protectors.push(StoredProtector::new(
+                    &name,
+                    &entry.protector,
+                    entry.mod_revision,
+                    version,
+                ));
+            }
+        }
+        Snapshot {
+            revision,
+            first_segment,
+            protectors,
+        }
+    }
+
+    /// Loads what recovery found: every protector back in the map, its deadlines capped
+    /// at now plus their configured length (a wall clock that went backwards never
+    /// lengthens a cooldown), and scheduled. A record that does not make a valid
+    /// protector refuses the start.
+    pub fn restore(&self, protectors: Vec<StoredProtector>) -> Result<(), String> {
+        let now = self.clock.now();
+        for stored in protectors {
+            let mut protector = stored
+                .protector()
+                .map_err(|e| format!("the stored state of protector {:?} is invalid: {e}", stored.name))?;
+            let rebased = protector.rebase(now);
+            let next = protector.next_deadline();
+            self.map.insert(
+                stored.name.clone(),
+                Entry {
+                    protector,
+                    mod_revision: stored.mod_revision,
+                    scheduled: next,
+                    version: stored.version,
+                    dirty: false,
+                },
+            );
+            if rebased && let Some(mut entry) = self.map.get_mut(stored.name.as_str()) {
+                self.mark_dirty(&stored.name, &mut entry);
+            }
+            if let Some(next) = next {
+                self.scheduler.schedule(next, &stored.name);
+            }
+            self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// The store's background work until `shutdown`: the batch flush every
+    /// `flush_interval`, and a snapshot whenever the journal asks for one. On shutdown,
+    /// a last flush; the caller then closes the journal.
+    pub async fn run_store(
+        self: Arc<Self>,
+        flush_interval: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let Some(journal) = self.store.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = self.flush_dirty() {
+                        tracing::error!(error = %e, "batch flush failed");
+                    }
+                }
+                () = journal.compaction_due() => {
+                    if let Err(e) = self.compact(&journal).await {
+                        tracing::error!(error = %e, "snapshot failed; the journal keeps growing until one succeeds");
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.flush_dirty() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+
+    async fn compact(self: &Arc<Self>, journal: &Arc<Journal>) -> Result<(), StoreError> {
+        let rotating = Arc::clone(journal);
+        let segment = tokio::task::spawn_blocking(move || rotating.rotate())
+            .await
+            .map_err(|_| StoreError::Failed)??;
+        let snapshot = self.snapshot(journal, segment);
+        let dir = journal.dir().to_owned();
+        let count = snapshot.protectors.len();
+        tokio::task::spawn_blocking(move || store::write_snapshot(&dir, &snapshot))
+            .await
+            .map_err(|_| StoreError::Failed)??;
+        tracing::info!(
+            protectors = count,
+            segment,
+            "snapshot written; older journal segments removed"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+//! The journal: an append-only, fsync'd log of records in numbered segments, with group
+//! commit on one writer thread.
+//!
+//! Appenders never touch the disk: [`Journal::append`] frames the record into a shared
+//! buffer under a short mutex and returns its sequence number. The writer thread takes
+//! the whole buffer, writes it, `fdatasync`s, and only then announces the new durable
+//! sequence number (to async waiters and to the `on_durable` callback that releases
+//! watch events). Many concurrent changes thus share one fsync.
+//!
+//! A failed write or fsync is final: the journal refuses every later append, and every
+//! waiter hears that its change is not durable (the daemon answers UNAVAILABLE rather
+//! than acknowledge what it could not keep).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+
+use prost::Message;
+use tokio::sync::watch;
+
+use super::StoreError;
+use super::format::{SEGMENT_MAGIC, frame};
+use super::record::Record;
+
+/// What waiters see: the highest durable sequence number, and whether the journal failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Every record with a sequence number up to this is on disk.
+    pub durable: u64,
+    /// The journal failed; nothing more will become durable.
+    pub failed: bool,
+}
+
+struct Pending {
+    buf: Vec<u8>,
+    /// The last sequence number handed out.
+    seq: u64,
+    rotate: bool,
+    closing: bool,
+    failed: bool,
+}
+
+/// The name of segment `n` in `dir`.
+pub fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("journal-{n:016}.log"))
+}
+
+/// Makes a rename or a new file in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+/// The journal of one data directory.
+pub struct Journal {
+    dir: PathBuf,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    progress: watch::Sender<Progress>,
+    on_durable: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Set by the writer when the current segment outgrew `segment_bytes`.
+    compaction_due: AtomicBool,
+    compaction: tokio::sync::Notify,
+    /// The segment the writer appends to, and how many rotations completed.
+    rotated: Mutex<u64>,
+    rotated_cv: Condvar,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("progress", &*self.progress.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Starts the writer on segment `segment` (opened for append, its contents already
+    /// valid), continuing after sequence number `seq`.
+    pub fn start(
+        dir: &Path,
+        segment: u64,
+        file: File,
+        segment_len: u64,
+        seq: u64,
+        segment_bytes: u64,
+    ) -> Arc<Journal> {
+        let journal = Arc::new(Journal {
+            dir: dir.to_owned(),
+            pending: Mutex::new(Pending {
+                buf: Vec::new(),
+                seq,
+                rotate: false,
+                closing: false,
+                failed: false,
+            }),
+            wake: Condvar::new(),
+            progress: watch::channel(Progress {
+                durable: seq,
+                failed: false,
+            })
+            .0,
+            on_durable: OnceLock::new(),
+            compaction_due: AtomicBool::new(false),
+            compaction: tokio::sync::Notify::new(),
+            rotated: Mutex::new(segment),
+            rotated_cv: Condvar::new(),
+            writer: Mutex::new(None),
+        });
+        let writer = Arc::clone(&journal);
+        let handle = std::thread::Builder::new()
+            .name("circuitd-journal".into())
+            .spawn(move || writer.write_loop(segment, file, segment_len, segment_bytes))
+            .expect("spawn the journal writer thread");
+        *lock(&journal.writer) = Some(handle);
+        journal
+    }
+
+    /// Registers what runs after each fsync with the new durable sequence number.
+    pub fn set_on_durable(&self, f: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.on_durable.set(f);
+    }
+
+    /// Frames the record built for the next sequence number into the buffer; returns
+    /// that sequence number, or an error once the journal has failed or closed.
+    pub fn append(&self, record: impl FnOnce(u64) -> Record) -> Result<u64, StoreError> {
+        let mut p = lock(&self.pending);
+        if p.failed || p.closing {
+            return Err(StoreError::Failed);
+        }
+        p.seq += 1;
+        let seq = p.seq;
+        let bytes = record(seq).encode_to_vec();
+        frame(&bytes, &mut p.buf);
+        drop(p);
+        self.wake.notify_one();
+        Ok(seq)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last sequence number handed out.
+    pub fn last_seq(&self) -> u64 {
+        lock(&self.pending).seq
+    }
+
+    /// Waits until `seq` is durable.
+    pub async fn durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut rx = self.progress.subscribe();
+        let p = *rx
+            .wait_for(|p| p.durable >= seq || p.failed)
+            .await
+            .map_err(|_| StoreError::Failed)?;
+        if p.durable >= seq {
+            Ok(())
+        } else {
+            Err(StoreError::Failed)
+        }
+    }
+
+    /// Resolves when the current segment has outgrown its size and a snapshot is due.
+    pub async fn compaction_due(&self) {
+        while !self.compaction_due.swap(false, Ordering::AcqRel) {
+            self.compaction.notified().await;
+        }
+    }
+
+    /// Makes the writer finish the current segment and start the next; returns the new
+    /// segment's number once every record appended before the call is in an older one.
+    /// Blocking: call it off the async runtime.
+    pub fn rotate(&self) -> Result<u64, StoreError> {
+        let before = *lock(&self.rotated);
+        {
+            let mut p = lock(&self.pending);
+            if p.failed {
+                return Err(StoreError::Failed);
+            }
+            p.rotate = true;
+        }
+        self.wake.notify_one();
+        let mut current = lock(&self.rotated);
+        while *current == before {
+            if lock(&self.pending).failed {
+                return Err(StoreError::Failed);
+            }
+            current = self
+                .rotated_cv
+                .wait_timeout(current, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(*current)
+    }
+
+    /// Flushes what is buffered, stops the writer and waits for it. Blocking.
+    pub fn close(&self) {
+        lock(&self.pending).closing = true;
+        self.wake.notify_one();
+        if let Some(handle) = lock(&self.writer).take() {
+            let _ = handle.join();
+        }
+    }
+
+    fn fail(&self, what: &str, e: &std::io::Error) {
+        tracing::error!(dir = %self.dir.display(), error = %e, "journal {what} failed: no further change can be made durable");
+        lock(&self.pending).failed = true;
+        self.progress.send_modify(|p| p.failed = true);
+    }
+
+    fn write_loop(&self, mut segment: u64, mut file: File, mut len: u64, segment_bytes: u64) {
+        loop {
+            let (buf, seq, rotate, closing) = {
+                let mut p = lock(&self.pending);
+                while p.buf.is_empty() && !p.rotate && !p.closing {
+                    p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                let rotate = std::mem::take(&mut p.rotate);
+                (std::mem::take(&mut p.buf), p.seq, rotate, p.closing)
+            };
+            if !buf.is_empty() {
+                if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+                    self.fail("write", &e);
+                    return;
+                }
+                len += buf.len() as u64;
+                // Watchers hear of a change before its writer is answered, so a client
+                // that resumes a Watch from an answer's revision never finds it missing.
+                if let Some(f) = self.on_durable.get() {
+                    f(seq);
+                }
+                self.progress.send_modify(|p| p.durable = seq);
+                if len > segment_bytes && !rotate {
+                    self.compaction_due.store(true, Ordering::Release);
+                    self.compaction.notify_one();
+                }
+            }
+            if rotate {
+                match self.open_segment(segment + 1) {
+                    Ok(next) => {
+                        segment += 1;
+                        file = next;
+                        len = SEGMENT_MAGIC.len() as u64;
+                        *lock(&self.rotated) = segment;
+                        self.rotated_cv.notify_all();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a new journal segment");
+                        lock(&self.pending).failed = true;
+                        self.progress.send_modify(|p| p.failed = true);
+                        self.rotated_cv.notify_all();
+                        return;
+                    }
+                }
+            }
+            if closing && lock(&self.pending).buf.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn open_segment(&self, n: u64) -> Result<File, StoreError> {
+        create_segment(&self.dir, n)
+    }
+}
+
+/// Creates segment `n` holding only its magic, durably.
+pub fn create_segment(dir: &Path, n: u64) -> Result<File, StoreError> {
+    let path = segment_path(dir, n);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    file.write_all(SEGMENT_MAGIC)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io(&path, e))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Lists the segment numbers present in `dir`, ascending.
+pub fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("journal-")
+            .and_then(|rest| rest.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            found.push(n);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves the data consistent, poisoned or not.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

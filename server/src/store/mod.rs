@@ -1,0 +1,331 @@
+//! Durable state: a restart forgets nothing.
+//!
+//! Design note. Why a journal of our own rather than an embedded database: the promises
+//! are exactly a log's — a change is acknowledged once its record is fsync'd, a crash can
+//! only tear the last append, and damage anywhere else must stop the daemon with a
+//! message rather than be papered over. A framed, checksummed, append-only file gives
+//! each of those directly and testably (truncate it at any byte, flip any bit), costs one
+//! small crate (crc32fast), and group commit on one writer thread keeps the hot path free
+//! of I/O.
+//!
+//! Layout of the data directory:
+//! - `LOCK`: held (OS file lock) by the running daemon, so two never share a directory.
+//! - `journal-NNNNNNNNNNNNNNNN.log`: segments of records, replayed in order; each record is
+//!   the whole state of one protector (or its deletion) with a version.
+//! - `snapshot.bin`: every protector at one moment, and the first segment to replay on top
+//!   of it. When the current segment passes `segment_bytes`, the daemon rotates to a new
+//!   segment, writes a snapshot, and deletes the older segments.
+//!
+//! What is durable before it is acknowledged: every create, delete, policy change,
+//! override and status transition (and the revision with it), every HALF_OPEN trial
+//! permit handed out or reported. What is written in batches: outcomes recorded in CLOSED
+//! that cause no transition, rejections and stale reports (counters), written every
+//! `flush_interval` (default 100 ms). A crash can lose at most those from the last
+//! interval — window entries and counters, never a transition.
+//!
+//! Recovery: the snapshot (a damaged one refuses to start), then every segment from its
+//! `first_segment`. A torn last record is dropped with one warning and the file truncated
+//! before it; damage anywhere else refuses to start, naming the file and the byte, and
+//! suggesting `--repair` (truncate at the damage, losing what follows) or a restore.
+
+pub mod format;
+pub mod journal;
+pub mod record;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prost::Message;
+
+pub use journal::{Journal, Progress};
+use record::{Body, Record, Snapshot, StoredProtector};
+
+/// Why the store cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Another process holds the directory.
+    #[error("data directory {} is in use by another circuitd (its LOCK file is held)", .0.display())]
+    Locked(PathBuf),
+    /// A journal segment is damaged before its last record.
+    #[error(
+        "journal {} is damaged at byte {offset} ({detail}); the records after it cannot be trusted. \
+         Restore the data directory from a backup, or start once with --repair to truncate the journal \
+         at the damage (every change recorded after it is lost)",
+        file.display()
+    )]
+    Damaged {
+        /// The segment.
+        file: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The snapshot is damaged.
+    #[error(
+        "snapshot {} is damaged ({detail}); restore the data directory from a backup \
+         (--repair cannot rebuild a snapshot)",
+        file.display()
+    )]
+    SnapshotDamaged {
+        /// The snapshot file.
+        file: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The journal failed earlier; nothing more can be made durable.
+    #[error("the journal failed; no change can be made durable")]
+    Failed,
+}
+
+impl StoreError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// How the store is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The data directory (created if absent).
+    pub dir: PathBuf,
+    /// Truncate a damaged journal at the damage instead of refusing to start.
+    pub repair: bool,
+    /// How large a segment grows before a snapshot replaces it.
+    pub segment_bytes: u64,
+}
+
+/// What recovery found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Every protector, in no particular order.
+    pub protectors: Vec<StoredProtector>,
+    /// The daemon-wide revision to continue from.
+    pub revision: u64,
+    /// The journal, open for appends.
+    pub journal: Arc<Journal>,
+    /// The lock on the directory, held while this lives.
+    pub lock: File,
+}
+
+fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join("snapshot.bin")
+}
+
+/// Opens (or creates) the data directory, recovers its state and starts the journal.
+/// Blocking: call it before serving, or off the async runtime.
+pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
+    let dir = &config.dir;
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::io(&lock_path, e))?;
+    lock.try_lock().map_err(|_| StoreError::Locked(dir.clone()))?;
+    let _ = fs::remove_file(dir.join("snapshot.bin.tmp"));
+
+    let mut state: HashMap<String, StoredProtector> = HashMap::new();
+    let mut revision = 0;
+    let mut first_segment = 1;
+    let snapshot = snapshot_path(dir);
+    if snapshot.exists() {
+        let snap = read_snapshot(&snapshot)?;
+        revision = snap.revision;
+        first_segment = snap.first_segment;
+        for p in snap.protectors {
+            state.insert(p.name.clone(), p);
+        }
+    }
+
+    let mut seq = 0;
+    let present = journal::segments(dir)?;
+    for &n in present.iter().filter(|&&n| n < first_segment) {
+        let path = journal::segment_path(dir, n);
+        fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+    }
+    let mut live: Vec<u64> = present.into_iter().filter(|&n| n >= first_segment).collect();
+    let mut i = 0;
+    while i < live.len() {
+        let n = live[i];
+        let last = i + 1 == live.len();
+        let path = journal::segment_path(dir, n);
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let (records, end) = if bytes.len() < format::SEGMENT_MAGIC.len() && last {
+            // A crash while the segment was being created.
+            (
+                Vec::new(),
+                format::End::Torn {
+                    offset: 0,
+                    detail: "incomplete segment header".into(),
+                },
+            )
+        } else if !bytes.starts_with(format::SEGMENT_MAGIC) {
+            (
+                Vec::new(),
+                format::End::Damaged {
+                    offset: 0,
+                    detail: "not a journal segment".into(),
+                },
+            )
+        } else {
+            format::read_frames::<Record>(&bytes, format::SEGMENT_MAGIC.len())
+        };
+        for (offset, record) in records {
+            if record.seq <= seq {
+                return Err(StoreError::Damaged {
+                    file: path,
+                    offset,
+                    detail: "sequence numbers go backwards".into(),
+                });
+            }
+            seq = record.seq;
+            revision = revision.max(record.revision);
+            apply(&mut state, record);
+        }
+        match end {
+            format::End::Clean => {}
+            format::End::Torn { offset, detail } if last => {
+                tracing::warn!(file = %path.display(), offset, %detail, "dropping a torn last journal record (a crash during its write)");
+                truncate(&path, offset.max(format::SEGMENT_MAGIC.len() as u64), offset == 0)?;
+            }
+            format::End::Torn { offset, detail } | format::End::Damaged { offset, detail } => {
+                damaged(&path, offset, &detail, config, &live[i..])?;
+                live.truncate(i + 1);
+            }
+        }
+        i += 1;
+    }
+
+    let (segment, file, len) = match live.last() {
+        Some(&n) => {
+            let path = journal::segment_path(dir, n);
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(&path, e))?;
+            let len = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+            (n, file, len)
+        }
+        None => {
+            let file = journal::create_segment(dir, first_segment)?;
+            (first_segment, file, format::SEGMENT_MAGIC.len() as u64)
+        }
+    };
+    let journal = Journal::start(dir, segment, file, len, seq, config.segment_bytes);
+    Ok(Recovered {
+        protectors: state.into_values().collect(),
+        revision,
+        journal,
+        lock,
+    })
+}
+
+/// Damage at `offset` of `path`: with `--repair`, truncates there, deletes the later
+/// segments and returns Ok (the caller stops replaying); otherwise the refusal.
+fn damaged(
+    path: &Path,
+    offset: u64,
+    detail: &str,
+    config: &StoreConfig,
+    rest: &[u64],
+) -> Result<(), StoreError> {
+    if !config.repair {
+        return Err(StoreError::Damaged {
+            file: path.to_owned(),
+            offset,
+            detail: detail.to_owned(),
+        });
+    }
+    tracing::warn!(file = %path.display(), offset, %detail, "--repair: truncating the journal at the damage; every change after it is lost");
+    truncate(path, offset.max(format::SEGMENT_MAGIC.len() as u64), offset == 0)?;
+    for &later in rest.iter().skip(1) {
+        let p = journal::segment_path(&config.dir, later);
+        tracing::warn!(file = %p.display(), "--repair: deleting a journal segment after the damage");
+        fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+    }
+    Ok(())
+}
+
+/// Cuts `path` to `len` bytes durably; `rewrite_magic` when even its header was bad.
+fn truncate(path: &Path, len: u64, rewrite_magic: bool) -> Result<(), StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    file.set_len(if rewrite_magic { 0 } else { len })
+        .map_err(|e| StoreError::io(path, e))?;
+    if rewrite_magic {
+        file.write_all(format::SEGMENT_MAGIC)
+            .map_err(|e| StoreError::io(path, e))?;
+    }
+    file.sync_all().map_err(|e| StoreError::io(path, e))
+}
+
+fn apply(state: &mut HashMap<String, StoredProtector>, record: Record) {
+    match record.body {
+        Some(Body::Put(p)) if state.get(&p.name).is_none_or(|old| old.version < p.version) => {
+            state.insert(p.name.clone(), p);
+        }
+        Some(Body::Delete(name)) if state.get(&name).is_some_and(|old| old.version < record.seq) => {
+            state.remove(&name);
+        }
+        _ => {}
+    }
+}
+
+fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
+    let bytes = fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let damaged = |detail: String| StoreError::SnapshotDamaged {
+        file: path.to_owned(),
+        detail,
+    };
+    if !bytes.starts_with(format::SNAPSHOT_MAGIC) {
+        return Err(damaged("not a snapshot file".into()));
+    }
+    let (mut frames, end) = format::read_frames::<Snapshot>(&bytes, format::SNAPSHOT_MAGIC.len());
+    match (end, frames.len()) {
+        (format::End::Clean, 1) => Ok(frames.remove(0).1),
+        (format::End::Clean, n) => Err(damaged(format!("{n} frames instead of one"))),
+        (format::End::Torn { detail, .. } | format::End::Damaged { detail, .. }, _) => Err(damaged(detail)),
+    }
+}
+
+/// Writes `snapshot` durably as the directory's snapshot, then deletes the segments it
+/// makes unnecessary. Blocking.
+pub fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), StoreError> {
+    let tmp = dir.join("snapshot.bin.tmp");
+    let mut bytes = format::SNAPSHOT_MAGIC.to_vec();
+    format::frame(&snapshot.encode_to_vec(), &mut bytes);
+    let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    let path = snapshot_path(dir);
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    journal::sync_dir(dir)?;
+    for n in journal::segments(dir)? {
+        if n < snapshot.first_segment {
+            let p = journal::segment_path(dir, n);
+            fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! What the store writes: one record per protector state or deletion, and the snapshot.
+//!
+//! Records are protobuf (prost) messages declared here rather than in the public
+//! contract: they are the daemon's private format. Every record carries the whole state
+//! of one protector, so replay is "last version wins" and needs no per-change logic, and
+//! `version` (the journal sequence number the record was written at) orders a record
+//! against a snapshot taken while the journal moved on.
+
+use std::time::Duration;
+
+use resilient_circuit_api::breaker::{
+    Counters, Override, OverrideKind, PolicySpec, Protector, ProtectorState, Status, Time,
+};
+
+/// One journal record.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Record {
+    /// The journal sequence number (also the version of the state it carries).
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// The daemon-wide revision when the record was written.
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    /// A protector's whole state, or its deletion.
+    #[prost(oneof = "Body", tags = "3, 4")]
+    pub body: Option<Body>,
+}
+
+/// What a record says.
+// A record lives only while it is encoded or replayed; boxing the common variant would
+// cost an allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    /// The protector now has this state.
+    #[prost(message, tag = "3")]
+    Put(StoredProtector),
+    /// The protector of this name was deleted.
+    #[prost(string, tag = "4")]
+    Delete(String),
+}
+
+/// A snapshot: every protector at the time it was taken.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Snapshot {
+    /// The daemon-wide revision when it was taken.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// The first journal segment to replay on top of it.
+    #[prost(uint64, tag = "2")]
+    pub first_segment: u64,
+    /// Every protector, each with its version.
+    #[prost(message, repeated, tag = "3")]
+    pub protectors: Vec<StoredProtector>,
+}
+
+/// A trial permit in flight.
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct StoredTrial {
+    /// Its id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// When it expires, in nanoseconds since the Unix epoch.
+    #[prost(uint64, tag = "2")]
+    pub expires_at: u64,
+}
+
+/// One protector's whole state. Instants are nanoseconds since the Unix epoch (UTC),
+/// so a restart knows the absolute deadline, not a duration to start again.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredProtector {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The version of this state (a journal sequence number).
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    #[prost(uint64, tag = "3")]
+    pub mod_revision: u64,
+    #[prost(uint64, tag = "4")]
+    pub cooldown: u64,
+    #[prost(uint32, tag = "5")]
+    pub failure_n: u32,
+    #[prost(uint32, tag = "6")]
+    pub failure_d: u32,
+    #[prost(uint32, optional, tag = "7")]
+    pub success_n: Option<u32>,
+    #[prost(uint32, optional, tag = "8")]
+    pub success_d: Option<u32>,
+    #[prost(uint32, optional, tag = "9")]
+    pub trial_permits: Option<u32>,
+    #[prost(uint64, tag = "10")]
+    pub permit_ttl: u64,
+    #[prost(bool, tag = "11")]
+    pub auto_half_open: bool,
+    /// 1 CLOSED, 2 OPEN, 3 HALF_OPEN (the contract's numbers).
+    #[prost(int32, tag = "12")]
+    pub status: i32,
+    #[prost(uint64, tag = "13")]
+    pub generation: u64,
+    #[prost(uint64, optional, tag = "14")]
+    pub open_until: Option<u64>,
+    #[prost(uint64, tag = "15")]
+    pub open_for: u64,
+    #[prost(uint32, tag = "16")]
+    pub window_size: u32,
+    /// Outcomes oldest first, one bit each (1 = failure), `window_len` of them.
+    #[prost(bytes = "vec", tag = "17")]
+    pub window: Vec<u8>,
+    #[prost(uint32, tag = "18")]
+    pub window_len: u32,
+    #[prost(uint64, tag = "19")]
+    pub consecutive_failures: u64,
+    #[prost(message, repeated, tag = "20")]
+    pub trials: Vec<StoredTrial>,
+    #[prost(uint64, tag = "21")]
+    pub next_permit_id: u64,
+    /// 0 none, 2 FORCED_OPEN, 3 DISABLED (the contract's numbers).
+    #[prost(int32, tag = "22")]
+    pub override_kind: i32,
+    #[prost(uint64, optional, tag = "23")]
+    pub override_expires_at: Option<u64>,
+    #[prost(uint64, tag = "24")]
+    pub resumed_at: u64,
+    /// admitted, rejected, successes, failures, ignored, stale_reports, expired_permits.
+    #[prost(uint64, repeated, tag = "25")]
+    pub counters: Vec<u64>,
+}
+
+fn nanos(t: Time) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn time(n: u64) -> Time {
+    Duration::from_nanos(n)
+}
+
+impl StoredProtector {
+    /// The stored form of `protector`.
+    pub fn new(name: &str, protector: &Protector, mod_revision: u64, version: u64) -> StoredProtector {
+        let s = protector.to_state();
+        let mut window = vec![0u8; s.window.len().div_ceil(8)];
+        for (i, failed) in s.window.iter().enumerate() {
+            if *failed {
+                window[i / 8] |= 1 << (i % 8);
+            }
+        }
+        let c = s.counters;
+        StoredProtector {
+            name: name.to_owned(),
+            version,
+            mod_revision,
+            cooldown: nanos(s.policy.cooldown),
+            failure_n: s.policy.failure_limit.0,
+            failure_d: s.policy.failure_limit.1,
+            success_n: s.policy.success_limit.map(|f| f.0),
+            success_d: s.policy.success_limit.map(|f| f.1),
+            trial_permits: s.policy.trial_permits,
+            permit_ttl: nanos(s.policy.permit_ttl),
+            auto_half_open: s.policy.auto_half_open,
+            status: match s.status {
+                Status::Closed => 1,
+                Status::Open => 2,
+                Status::HalfOpen => 3,
+            },
+            generation: s.generation,
+            open_until: s.open_until.map(nanos),
+            open_for: nanos(s.open_for),
+            window_size: s.window_size,
+            window_len: s.window.len() as u32,
+            window,
+            consecutive_failures: s.consecutive_failures,
+            trials: s
+                .trials
+                .iter()
+                .map(|&(id, at)| StoredTrial {
+                    id,
+                    expires_at: nanos(at),
+                })
+                .collect(),
+            next_permit_id: s.next_permit_id,
+            override_kind: match s.override_state.map(|o| o.kind) {
+                None => 0,
+                Some(OverrideKind::ForcedOpen) => 2,
+                Some(OverrideKind::Disabled) => 3,
+            },
+            override_expires_at: s.override_state.and_then(|o| o.expires_at).map(nanos),
+            resumed_at: nanos(s.resumed_at),
+            counters: vec![
+                c.admitted,
+                c.rejected,
+                c.successes,
+                c.failures,
+                c.ignored,
+                c.stale_reports,
+                c.expired_permits,
+            ],
+        }
+    }
+
+    /// The protector back, checked; the error says what is wrong.
+    pub fn protector(&self) -> Result<Protector, String> {
+        let status = match self.status {
+            1 => Status::Closed,
+            2 => Status::Open,
+            3 => Status::HalfOpen,
+            n => return Err(format!("unknown status {n}")),
+        };
+        let override_state = match self.override_kind {
+            0 => None,
+            k @ (2 | 3) => Some(Override {
+                kind: if k == 2 {
+                    OverrideKind::ForcedOpen
+                } else {
+                    OverrideKind::Disabled
+                },
+                expires_at: self.override_expires_at.map(time),
+            }),
+            n => return Err(format!("unknown override kind {n}")),
+        };
+        let success_limit = match (self.success_n, self.success_d) {
+            (Some(n), Some(d)) => Some((n, d)),
+            (None, None) => None,
+            _ => return Err("half a success_limit".into()),
+        };
+        if self.window.len() < (self.window_len as usize).div_ceil(8) {
+            return Err("window shorter than its length".into());
+        }
+        let window = (0..self.window_len as usize)
+            .map(|i| self.window[i / 8] & (1 << (i % 8)) != 0)
+            .collect();
+        let [
+            admitted,
+            rejected,
+            successes,
+            failures,
+            ignored,
+            stale_reports,
+            expired_permits,
+        ] = <[u64; 7]>::try_from(self.counters.as_slice()).map_err(|_| "counters: expected 7 values")?;
+        Protector::restore(ProtectorState {
+            policy: PolicySpec {
+                cooldown: time(self.cooldown),
+                failure_limit: (self.failure_n, self.failure_d),
+                success_limit,
+                trial_permits: self.trial_permits,
+                permit_ttl: time(self.permit_ttl),
+                auto_half_open: self.auto_half_open,
+            },
+            status,
+            generation: self.generation,
+            open_until: self.open_until.map(time),
+            open_for: time(self.open_for),
+            window_size: self.window_size,
+            window,
+            consecutive_failures: self.consecutive_failures,
+            trials: self.trials.iter().map(|t| (t.id, time(t.expires_at))).collect(),
+            next_permit_id: self.next_permit_id,
+            override_state,
+            resumed_at: time(self.resumed_at),
+            counters: Counters {
+                admitted,
+                rejected,
+                successes,
+                failures,
+                ignored,
+                stale_reports,
+                expired_permits,
+            },
+        })
+        .map_err(|e| e.to_string())
+    }
+}

@@ -361,8 +361,8 @@ async fn bad_watch_and_list_requests_are_named() {
     };
     let watch = |filter, progress_interval| v1::WatchRequest {
         filter,
-        start_revision: None,
         progress_interval,
+        ..Default::default()
     };
     let all = Some(Filter::All(true));
     let watches = [
@@ -522,7 +522,10 @@ async fn max_watchers_refuses_the_one_too_many_until_a_watch_ends() {
     let first_event = tokio::time::timeout(DEADLINE, third.message()).await;
     let first_event = first_event.expect("an event in time").expect("a live stream");
     let synced = first_event.expect("an event").event;
-    assert_eq!(synced, Some(v1::watch_event::Event::Synced(v1::Synced {})));
+    assert!(
+        matches!(synced, Some(v1::watch_event::Event::Synced(_))),
+        "{synced:?}"
+    );
     let refused = p.watch(watch_all()).await.map(drop).unwrap_err();
     assert_eq!(exhausted_limit(refused), "max_watchers");
 }

@@ -136,12 +136,11 @@ async fn a_start_at_the_current_revision_is_synced_at_once() {
     history(&daemon, 3).await;
     let mut client = daemon.protectors().await;
     let mut watcher = Watcher::open(&mut client, from(watch_all(), 5)).await;
-    assert_eq!(
-        watcher.next().await,
-        v1::WatchEvent {
-            revision: 5,
-            event: Some(Event::Synced(v1::Synced {})),
-        }
+    let synced = watcher.next().await;
+    assert_eq!(synced.revision, 5);
+    assert!(
+        matches!(synced.event, Some(Event::Synced(v1::Synced { epoch })) if epoch != 0),
+        "{synced:?}"
     );
     let mut admin = daemon.admin().await;
     assert_eq!(set_status(&mut admin, "y.b", v1::Status::Open).await, 6);
@@ -184,7 +183,7 @@ async fn a_start_older_than_the_history_is_compacted() {
     for want in &seen[12..] {
         assert_eq!(&watcher.next().await, want);
     }
-    assert_eq!(watcher.next().await.event, Some(Event::Synced(v1::Synced {})));
+    assert!(matches!(watcher.next().await.event, Some(Event::Synced(_))));
     for start in [0, 2, 11] {
         expect_compacted(&daemon, start, 20).await;
     }
@@ -333,6 +332,42 @@ async fn snapshots_taken_while_writers_run_add_up_to_the_daemon_state() {
     for reader in readers {
         let (local, resyncs) = reader.await.expect("reader");
         assert_eq!(local, truth, "after {resyncs} resyncs");
+    }
+    daemon.stop().await.expect("clean stop");
+}
+
+/// A start revision from another history (another epoch) is never compared with this
+/// daemon's revisions: RESYNC, snapshot, SYNCED; the daemon's own epoch resumes.
+#[tokio::test]
+async fn a_start_revision_from_another_epoch_is_resynced() {
+    let daemon = Daemon::start().await;
+    history(&daemon, 3).await;
+    let mut client = daemon.protectors().await;
+    let mut first = Watcher::open(&mut client, watch_all()).await;
+    let epoch = match first.next_until_synced().await {
+        Some(Event::Synced(v1::Synced { epoch })) => epoch,
+        other => panic!("expected SYNCED, got {other:?}"),
+    };
+    let mut same = Watcher::open(
+        &mut client,
+        v1::WatchRequest {
+            start_epoch: Some(epoch),
+            ..from(watch_all(), 5)
+        },
+    )
+    .await;
+    assert!(matches!(same.next().await.event, Some(Event::Synced(_))));
+    let mut other = Watcher::open(
+        &mut client,
+        v1::WatchRequest {
+            start_epoch: Some(epoch.wrapping_add(1)),
+            ..from(watch_all(), 5)
+        },
+    )
+    .await;
+    match other.next().await.event {
+        Some(Event::Resync(r)) => assert_eq!(r.reason, v1::ResyncReason::Compacted as i32),
+        e => panic!("expected RESYNC, got {e:?}"),
     }
     daemon.stop().await.expect("clean stop");
 }

@@ -26,189 +26,9 @@ use super::policy::Policy;
 use super::window::Window;
 
 mod state;
+mod types;
 pub use state::{InvalidState, ProtectorState};
-
-/// The status of the status machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// Every call is admitted.
-    Closed,
-    /// Calls are rejected until `open_until`.
-    Open,
-    /// Trial calls decide between CLOSED and OPEN.
-    HalfOpen,
-}
-
-/// An operator's override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OverrideKind {
-    /// Reject every call.
-    ForcedOpen,
-    /// Admit every call; record outcomes, never trip.
-    Disabled,
-}
-
-/// An override in force, with its optional expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Override {
-    /// Which override.
-    pub kind: OverrideKind,
-    /// When it ends by itself; `None` = until cleared.
-    pub expires_at: Option<Time>,
-}
-
-/// How a call went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Counted as a success.
-    Success,
-    /// Counted as a failure.
-    Failure,
-    /// Recorded nowhere; releases a trial permit.
-    Ignored,
-}
-
-/// What an admitted call carries back to its report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Permit {
-    /// The generation it was issued in.
-    pub generation: u64,
-    /// Non-zero for a tracked HALF_OPEN trial; 0 otherwise.
-    pub id: u64,
-    /// When a trial permit expires; `None` for untracked permits.
-    pub expires_at: Option<Time>,
-}
-
-/// Why a call was admitted or rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DecisionReason {
-    /// Admitted: CLOSED.
-    Closed,
-    /// Admitted as a HALF_OPEN trial.
-    Trial,
-    /// Admitted: a DISABLED override holds.
-    Disabled,
-    /// Rejected: OPEN before `open_until`.
-    Open,
-    /// Rejected: HALF_OPEN with every trial permit in flight.
-    TrialsExhausted,
-    /// Rejected: a FORCED_OPEN override holds.
-    ForcedOpen,
-}
-
-/// The answer to an acquire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// The call may go ahead.
-    Admitted {
-        /// To send back with the report.
-        permit: Permit,
-        /// Closed, Trial or Disabled.
-        reason: DecisionReason,
-    },
-    /// The call must not go ahead.
-    Rejected {
-        /// Open, TrialsExhausted or ForcedOpen.
-        reason: DecisionReason,
-        /// When asking again may succeed; `None` when no time is known (a FORCED_OPEN
-        /// override without expiry).
-        retry_after: Option<Duration>,
-    },
-}
-
-impl Decision {
-    /// Whether the call was admitted.
-    pub fn is_admitted(&self) -> bool {
-        matches!(self, Decision::Admitted { .. })
-    }
-}
-
-/// Why a status transition happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransitionReason {
-    /// CLOSED to OPEN by the trip rule.
-    FailureLimit,
-    /// OPEN to HALF_OPEN at `open_until`.
-    CooldownElapsed,
-    /// HALF_OPEN to CLOSED: the full trial window passed.
-    TrialsSucceeded,
-    /// HALF_OPEN to OPEN: the full trial window failed.
-    TrialsFailed,
-    /// HALF_OPEN decided by an expired trial permit (counted as a failure).
-    PermitExpired,
-    /// An operator's SetStatus.
-    Manual,
-}
-
-/// One status transition, as published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
-    /// Status before.
-    pub from: Status,
-    /// Status after.
-    pub to: Status,
-    /// Why.
-    pub reason: TransitionReason,
-    /// The generation entered.
-    pub generation: u64,
-    /// When `to` is OPEN: when its cooldown ends.
-    pub open_until: Option<Time>,
-    /// The instant it took effect.
-    pub at: Time,
-}
-
-/// A change the caller must publish, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// A status transition.
-    Transition(Transition),
-    /// The override of this kind reached its expiry and no longer holds.
-    OverrideExpired {
-        /// The override that ended.
-        kind: OverrideKind,
-        /// Its expiry instant.
-        at: Time,
-    },
-}
-
-/// Lifetime counters of one protector.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Acquires admitted.
-    pub admitted: u64,
-    /// Acquires rejected.
-    pub rejected: u64,
-    /// Successes recorded.
-    pub successes: u64,
-    /// Failures recorded, expired trials included.
-    pub failures: u64,
-    /// IGNORED outcomes accepted.
-    pub ignored: u64,
-    /// Reports refused as stale.
-    pub stale_reports: u64,
-    /// Trial permits that expired unreported.
-    pub expired_permits: u64,
-}
-
-/// The result of [`Protector::acquire`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcquireResult {
-    /// Admitted or rejected.
-    pub decision: Decision,
-    /// What changed, in order (expiries due, then the lazy OPEN to HALF_OPEN).
-    pub changes: Vec<Change>,
-}
-
-/// The result of [`Protector::report`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportResult {
-    /// False when the report was stale and changed nothing.
-    pub accepted: bool,
-    /// The transition this report's outcome caused, if any (also last in `changes`).
-    pub transition: Option<Transition>,
-    /// What changed, in order (expiries due, then `transition`).
-    pub changes: Vec<Change>,
-}
+pub use types::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TrialSlot {
@@ -392,6 +212,57 @@ impl Protector {
             transition,
             changes,
         }
+    }
+
+    /// Records outcomes of calls admitted locally while the protector was CLOSED in
+    /// `generation` (a client's cached mode): `successes` SUCCESS outcomes first, then
+    /// `outcomes` in order. They are judged exactly as reports of untracked permits of that
+    /// generation, one by one: once the protector trips (or had already moved on), the
+    /// rest are stale.
+    pub fn report_batch(
+        &mut self,
+        generation: u64,
+        successes: u64,
+        outcomes: &[Outcome],
+        now: Time,
+    ) -> BatchResult {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let mut result = BatchResult::default();
+        let untracked_valid = |p: &Protector| {
+            generation == p.generation
+                && (p.status == Status::Closed
+                    || p.override_.is_some_and(|o| o.kind == OverrideKind::Disabled))
+        };
+        if successes > 0 {
+            if untracked_valid(self) {
+                // A success never trips, so only the newest `size` of them can matter.
+                for _ in 0..successes.min(u64::from(self.window.size())) {
+                    self.window.push(false);
+                }
+                self.counters.successes += successes;
+                self.consecutive_failures = 0;
+                result.accepted += successes;
+            } else {
+                self.counters.stale_reports += successes;
+                result.stale += successes;
+            }
+        }
+        for &outcome in outcomes {
+            if !untracked_valid(self) {
+                self.counters.stale_reports += 1;
+                result.stale += 1;
+                continue;
+            }
+            self.record(outcome);
+            result.accepted += 1;
+            if let Some(t) = self.evaluate(outcome, now, false) {
+                result.transition.get_or_insert(t);
+                changes.push(Change::Transition(t));
+            }
+        }
+        result.changes = changes;
+        result
     }
 
     /// An operator's SetStatus: the same transition as the natural one, reason MANUAL.

@@ -31,8 +31,8 @@ pub mod window;
 mod tests;
 
 pub use machine::{
-    AcquireResult, Change, Counters, Decision, DecisionReason, InvalidState, Outcome, Override, OverrideKind,
-    Permit, Protector, ProtectorState, ReportResult, Status, Transition, TransitionReason,
+    AcquireResult, BatchResult, Change, Counters, Decision, DecisionReason, InvalidState, Outcome, Override,
+    OverrideKind, Permit, Protector, ProtectorState, ReportResult, Status, Transition, TransitionReason,
 };
 pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicySpec};
 pub use window::Window;

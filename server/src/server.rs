@@ -77,10 +77,12 @@ async fn registry(
         }
     };
     let revision = recovered.as_ref().map_or(0, |r| r.revision);
+    let epoch = recovered.as_ref().map_or_else(store::new_epoch, |r| r.epoch);
     let hub = Arc::new(WatchHub::new(
         &config.watch,
         config.limits.max_watchers,
         revision,
+        epoch,
         recovered.is_some(),
         shutdown.clone(),
     ));

@@ -77,6 +77,8 @@ pub struct WatchParams {
     pub filter: Filter,
     /// Replay the changes after this revision instead of a snapshot.
     pub start_revision: Option<u64>,
+    /// The epoch `start_revision` belongs to, if the client knows it.
+    pub start_epoch: Option<u64>,
     /// Idle time before PROGRESS.
     pub progress_interval: Duration,
 }
@@ -128,6 +130,8 @@ pub struct WatchHub {
     history_cap: usize,
     /// Whether changes wait for a store before delivery.
     durable: bool,
+    /// This history of revisions (see `Synced.epoch`).
+    epoch: u64,
     shutdown: CancellationToken,
 }
 
@@ -157,6 +161,7 @@ impl WatchHub {
         config: &WatchConfig,
         max_watchers: usize,
         revision: u64,
+        epoch: u64,
         durable: bool,
         shutdown: CancellationToken,
     ) -> WatchHub {
@@ -174,8 +179,14 @@ impl WatchHub {
             max_watchers,
             history_cap: config.history,
             durable,
+            epoch,
             shutdown,
         }
+    }
+
+    /// This daemon's epoch: the identity of its history of revisions.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The revision of the latest change delivered to watchers (with a store: the latest
@@ -265,6 +276,7 @@ impl WatchHub {
     fn subscribe(
         &self,
         start_revision: Option<u64>,
+        start_epoch: Option<u64>,
         filter: &Filter,
     ) -> (broadcast::Receiver<Arc<Published>>, Start) {
         let state = self.lock();
@@ -272,6 +284,8 @@ impl WatchHub {
         let base = state.delivered;
         let start = match start_revision {
             None => Start::Snapshot { base },
+            // Another history: its revisions mean nothing here.
+            Some(_) if start_epoch.is_some_and(|e| e != self.epoch) => Start::Compacted { base },
             Some(s) if s == base => Start::Replay {
                 base,
                 events: Vec::new(),
@@ -302,7 +316,7 @@ impl WatchHub {
         params: WatchParams,
     ) -> Result<impl Stream<Item = Result<v1::WatchEvent, tonic::Status>> + Send + 'static, WatchError> {
         let slot = WatcherSlot::try_new(Arc::clone(self))?;
-        let (rx, start) = self.subscribe(params.start_revision, &params.filter);
+        let (rx, start) = self.subscribe(params.start_revision, params.start_epoch, &params.filter);
         let mut watcher = Watcher {
             hub: Arc::clone(self),
             source,
@@ -322,7 +336,7 @@ impl WatchHub {
             Start::Replay { base, events } => {
                 watcher.last_seen = base;
                 watcher.out.extend(events.iter().map(|p| p.event.clone()));
-                watcher.out.push_back(synced(base));
+                watcher.out.push_back(synced(base, self.epoch));
             }
             Start::Compacted { base } => {
                 watcher.out.push_back(resync(base, v1::ResyncReason::Compacted));
@@ -380,10 +394,10 @@ struct Watcher<S> {
     _slot: WatcherSlot,
 }
 
-fn synced(revision: u64) -> v1::WatchEvent {
+fn synced(revision: u64, epoch: u64) -> v1::WatchEvent {
     v1::WatchEvent {
         revision,
-        event: Some(Event::Synced(v1::Synced {})),
+        event: Some(Event::Synced(v1::Synced { epoch })),
     }
 }
 
@@ -408,7 +422,7 @@ impl<S: SnapshotSource> Watcher<S> {
 
     /// After `Lagged`: a fresh subscription, RESYNC, and a new snapshot.
     fn resync_lagged(&mut self) {
-        let (rx, start) = self.hub.subscribe(None, &self.filter);
+        let (rx, start) = self.hub.subscribe(None, None, &self.filter);
         self.rx = rx;
         let base = match start {
             Start::Snapshot { base } | Start::Replay { base, .. } | Start::Compacted { base } => base,
@@ -459,7 +473,7 @@ impl<S: SnapshotSource> Watcher<S> {
                     }
                     None => {
                         self.snapshot = None;
-                        return self.sent(synced(base));
+                        return self.sent(synced(base, self.hub.epoch));
                     }
                 }
             }

@@ -201,6 +201,16 @@ impl Watcher {
             .unwrap_or_else(|_| panic!("nothing on the watch stream within {DEADLINE:?}"))
     }
 
+    /// Skips snapshots; returns the SYNCED event (or whatever else came first).
+    pub async fn next_until_synced(&mut self) -> Option<v1::watch_event::Event> {
+        loop {
+            match self.next().await.event {
+                Some(v1::watch_event::Event::Snapshot(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Reads the initial snapshot up to SYNCED; returns the snapshots and SYNCED's revision.
     pub async fn snapshot(&mut self) -> (Vec<v1::Protector>, u64) {
         let mut protectors = Vec::new();

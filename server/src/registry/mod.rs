@@ -113,6 +113,23 @@ pub struct Reported {
     pub revision: u64,
 }
 
+/// The answer to [`Registry::report_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct BatchReported {
+    /// Outcomes recorded.
+    pub accepted: u64,
+    /// Outcomes refused as stale.
+    pub stale: u64,
+    /// The status after the batch.
+    pub status: Status,
+    /// The generation after the batch.
+    pub generation: u64,
+    /// The first transition the batch caused, if any.
+    pub transition: Option<Transition>,
+    /// The revision the answer reflects.
+    pub revision: u64,
+}
+
 /// Every protector of the daemon.
 pub struct Registry {
     map: DashMap<String, Entry>,
@@ -263,6 +280,33 @@ impl Registry {
                 Reported {
                     accepted: result.accepted,
                     status: entry.protector.status(),
+                    transition: result.transition,
+                    revision: committed.revision,
+                },
+                committed.seq,
+            ))
+        })?;
+        self.durable(seq).await?;
+        Ok(reported)
+    }
+
+    /// Records a batch of outcomes of calls a client admitted locally in `generation`.
+    pub async fn report_batch(
+        &self,
+        name: &str,
+        generation: u64,
+        successes: u64,
+        outcomes: &[Outcome],
+    ) -> Result<BatchReported, Error> {
+        let (reported, seq) = self.with_entry(name, |entry, now| {
+            let result = entry.protector.report_batch(generation, successes, outcomes, now);
+            let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), Keep::Batched)?;
+            Ok((
+                BatchReported {
+                    accepted: result.accepted,
+                    stale: result.stale,
+                    status: entry.protector.status(),
+                    generation: entry.protector.generation(),
                     transition: result.transition,
                     revision: committed.revision,
                 },

@@ -110,9 +110,48 @@ pub struct StoreConfig {
     pub segment_bytes: u64,
 }
 
+/// A new epoch: an identity for a history of revisions that is, for all practical
+/// purposes, never reused (the time in nanoseconds and the process id, mixed).
+pub fn new_epoch() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // splitmix64's finaliser: spreads nearby inputs far apart.
+    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
+}
+
+/// The directory's epoch, created on first use: it stays while the directory's history
+/// of revisions does.
+fn epoch(dir: &Path) -> Result<u64, StoreError> {
+    let path = dir.join("EPOCH");
+    match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| StoreError::SnapshotDamaged {
+            file: path.clone(),
+            detail: "not a number".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let epoch = new_epoch();
+            let tmp = dir.join("EPOCH.tmp");
+            let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            writeln!(file, "{epoch}")
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StoreError::io(&tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+            journal::sync_dir(dir)?;
+            Ok(epoch)
+        }
+        Err(e) => Err(StoreError::io(&path, e)),
+    }
+}
+
 /// What recovery found.
 #[derive(Debug)]
 pub struct Recovered {
+    /// The directory's epoch.
+    pub epoch: u64,
     /// Every protector, in no particular order.
     pub protectors: Vec<StoredProtector>,
     /// The daemon-wide revision to continue from.
@@ -141,6 +180,7 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         .map_err(|e| StoreError::io(&lock_path, e))?;
     lock.try_lock().map_err(|_| StoreError::Locked(dir.clone()))?;
     let _ = fs::remove_file(dir.join("snapshot.bin.tmp"));
+    let epoch = epoch(dir)?;
 
     let mut state: HashMap<String, StoredProtector> = HashMap::new();
     let mut revision = 0;
@@ -231,6 +271,7 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
     };
     let journal = Journal::start(dir, segment, file, len, seq, config.segment_bytes);
     Ok(Recovered {
+        epoch,
         protectors: state.into_values().collect(),
         revision,
         journal,

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use resilient_circuit_api::breaker::{Decision, policy::MAX_COOLDOWN};
+use resilient_circuit_api::breaker::Decision;
 use resilient_circuit_api::convert;
-use resilient_circuit_api::v1::{
-    self, admin_service_server::AdminService, protector_service_server::ProtectorService,
-};
+use resilient_circuit_api::v1::{self, protector_service_server::ProtectorService};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+
+mod admin;
+mod session;
 
 use crate::config::{Limits, WatchConfig};
 use crate::error::Error;
@@ -66,6 +67,27 @@ impl Shared {
     fn name(&self, field: &str, name: &str) -> Result<(), Error> {
         self.ready()?;
         validate::name(field, name, self.limits.max_name_len)
+    }
+
+    /// Acquire, for the unary call and the session alike.
+    async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
+        self.name("name", &req.name)?;
+        let acquired = self.registry.acquire(&req.name).await?;
+        Ok(acquire_response(acquired))
+    }
+
+    /// Report, for the unary call and the session alike.
+    async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
+        self.name("name", &req.name)?;
+        let permit = validate::permit("permit", req.permit.as_ref())?;
+        let outcome = validate::outcome("outcome", req.outcome)?;
+        let reported = self.registry.report(&req.name, permit, outcome).await?;
+        Ok(v1::ReportResponse {
+            accepted: reported.accepted,
+            status: v1::Status::from(reported.status) as i32,
+            revision: reported.revision,
+            transition: reported.transition.map(Into::into),
+        })
     }
 }
 
@@ -161,27 +183,35 @@ impl ProtectorService for ProtectorApi {
         &self,
         request: Request<v1::AcquireRequest>,
     ) -> Result<Response<v1::AcquireResponse>, Status> {
-        let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let acquired = self.0.registry.acquire(&req.name).await?;
-        Ok(Response::new(acquire_response(acquired)))
+        Ok(Response::new(self.0.acquire(request.into_inner()).await?))
     }
 
     async fn report(
         &self,
         request: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportResponse>, Status> {
-        let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let permit = validate::permit("permit", req.permit.as_ref())?;
-        let outcome = validate::outcome("outcome", req.outcome)?;
-        let reported = self.0.registry.report(&req.name, permit, outcome).await?;
-        Ok(Response::new(v1::ReportResponse {
-            accepted: reported.accepted,
-            status: v1::Status::from(reported.status) as i32,
-            revision: reported.revision,
-            transition: reported.transition.map(Into::into),
-        }))
+        Ok(Response::new(self.0.report(request.into_inner()).await?))
+    }
+
+    type SessionStream = session::SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<tonic::Streaming<v1::SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.0.ready()?;
+        Ok(Response::new(session::open(
+            Arc::clone(&self.0),
+            request.into_inner(),
+        )))
+    }
+
+    async fn report_batch(
+        &self,
+        request: Request<v1::ReportBatchRequest>,
+    ) -> Result<Response<v1::ReportBatchResponse>, Status> {
+        self.0.ready()?;
+        Ok(Response::new(self.0.report_batch(request.into_inner()).await))
     }
 
     type WatchStream = WatchStream;
@@ -232,6 +262,7 @@ impl ProtectorService for ProtectorApi {
         let params = WatchParams {
             filter,
             start_revision: req.start_revision,
+            start_epoch: req.start_epoch,
             progress_interval,
         };
         let registry = Arc::clone(&self.0.registry);
@@ -297,80 +328,6 @@ impl ProtectorService for ProtectorApi {
             next_page_token,
             revision,
         }))
-    }
-}
-
-#[tonic::async_trait]
-impl AdminService for AdminApi {
-    async fn set_status(
-        &self,
-        request: Request<v1::SetStatusRequest>,
-    ) -> Result<Response<v1::SetStatusResponse>, Status> {
-        let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let status = validate::status("status", req.status)?;
-        let open_for =
-            validate::duration_in("open_for", req.open_for.as_ref(), Duration::ZERO, MAX_COOLDOWN)?;
-        if open_for.is_some() && status != resilient_circuit_api::breaker::Status::Open {
-            return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
-        }
-        let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for).await?;
-        Ok(Response::new(v1::SetStatusResponse {
-            protector: Some(view.to_proto()),
-            transition: Some(transition.into()),
-            revision,
-        }))
-    }
-
-    async fn set_override(
-        &self,
-        request: Request<v1::SetOverrideRequest>,
-    ) -> Result<Response<v1::SetOverrideResponse>, Status> {
-        let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let kind = validate::override_kind("kind", req.kind)?;
-        let expires_after = validate::duration_in(
-            "expires_after",
-            req.expires_after.as_ref(),
-            MIN_OVERRIDE,
-            MAX_COOLDOWN,
-        )?;
-        if kind.is_none() && expires_after.is_some() {
-            return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
-        }
-        let (view, revision) = self
-            .0
-            .registry
-            .set_override(&req.name, kind, expires_after)
-            .await?;
-        Ok(Response::new(v1::SetOverrideResponse {
-            protector: Some(view.to_proto()),
-            revision,
-        }))
-    }
-
-    async fn update_policy(
-        &self,
-        request: Request<v1::UpdatePolicyRequest>,
-    ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
-        let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let policy = validate::policy("policy", req.policy.as_ref())?;
-        let (view, revision) = self.0.registry.update_policy(&req.name, policy).await?;
-        Ok(Response::new(v1::UpdatePolicyResponse {
-            protector: Some(view.to_proto()),
-            revision,
-        }))
-    }
-
-    async fn delete_protector(
-        &self,
-        request: Request<v1::DeleteProtectorRequest>,
-    ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
-        let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let revision = self.0.registry.delete(&req.name).await?;
-        Ok(Response::new(v1::DeleteProtectorResponse { revision }))
     }
 }
 

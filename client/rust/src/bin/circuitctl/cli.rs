@@ -1,0 +1,341 @@
+//! The command line: every subcommand, flag and value parser.
+//!
+//! Values are parsed only for their shape here (a duration, `n/d`, a status word); whether
+//! a value is allowed (1 <= n <= d, a cooldown of at most 30 days...) is the daemon's call,
+//! so one authority decides and its INVALID_ARGUMENT names the field. A malformed value is
+//! a usage error (exit 2); a well-formed but invalid one is the daemon's error (exit 1).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use resilient_circuit_api::v1;
+
+/// The operator's CLI for circuitd, the daemon that holds every named circuit protector.
+///
+/// Exit codes: 0 success; 1 the daemon answered with an error; 2 usage error; 3 the daemon
+/// cannot be reached (or is shutting down); 4 `acquire` was rejected.
+///
+/// Values are checked here for their shape only: a malformed duration or fraction is a
+/// usage error (2). A well-formed value the daemon refuses, such as `--failure-limit 6/5`,
+/// is its INVALID_ARGUMENT, printed with the field at fault (1).
+#[derive(Debug, Parser)]
+#[command(name = "circuitctl", version)]
+pub struct Cli {
+    /// The daemon's address.
+    #[arg(
+        long,
+        global = true,
+        env = "CIRCUIT_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        value_parser = address
+    )]
+    pub addr: String,
+
+    /// How long to wait for the connection and for each answer (watch: for the stream to start).
+    #[arg(long, global = true, default_value = "5s", value_parser = duration)]
+    pub timeout: Duration,
+
+    /// Print the proto3 JSON mapping of each response instead of a table (watch: one
+    /// object per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One operation.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List protectors in name order.
+    List {
+        /// Only names starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Most protectors per page (0 = the daemon's default of 100).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
+        /// Start from this page token (printed on stderr after a partial listing).
+        #[arg(long, default_value = "", conflicts_with = "all_pages")]
+        page_token: String,
+        /// Follow next_page_token until the last page (with --json: one response holding
+        /// every page).
+        #[arg(long)]
+        all_pages: bool,
+    },
+    /// Show one protector's whole state.
+    Get {
+        /// The protector's name.
+        name: String,
+    },
+    /// Create a protector if it does not exist (an existing one is never changed).
+    Ensure {
+        /// The protector's name.
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Ask whether a call may go ahead. Exits 0 when admitted, 4 when rejected.
+    Acquire {
+        /// The protector's name.
+        name: String,
+    },
+    /// Report how an admitted call went, with the permit `acquire` printed.
+    Report {
+        /// The protector's name.
+        name: String,
+        /// The permit id (0 for a call admitted in CLOSED or under DISABLED).
+        #[arg(long)]
+        permit: u64,
+        /// The generation the permit was issued in.
+        #[arg(long)]
+        generation: u64,
+        /// How the call went.
+        #[arg(long)]
+        outcome: OutcomeArg,
+    },
+    /// Stream changes, one line per event, until ctrl-c or the stream ends.
+    ///
+    /// Each line: timestamp (a transition's own instant, else when received), revision,
+    /// event kind, name, change (status, from→to, or override), reason; `-` where a field
+    /// does not apply. Exits 0 on ctrl-c, at the stream's clean end or after --count
+    /// messages; non-zero when the stream fails (3 when the daemon goes away).
+    Watch(WatchArgs),
+    /// Move a protector's status machine by hand (reason MANUAL).
+    SetStatus {
+        /// The protector's name.
+        name: String,
+        /// The status to enter; the current one is re-entered.
+        status: StatusArg,
+        /// Only with open: stay OPEN this long instead of the policy's cooldown.
+        #[arg(long, value_parser = duration)]
+        open_for: Option<Duration>,
+    },
+    /// Set or clear an override.
+    Override {
+        /// The protector's name.
+        name: String,
+        /// forced-open rejects every call, disabled admits every call, none clears.
+        kind: OverrideArg,
+        /// The override ends by itself after this long.
+        #[arg(long, value_parser = duration)]
+        expires_after: Option<Duration>,
+    },
+    /// Replace a protector's policy (its window starts anew). Unset flags take their defaults.
+    UpdatePolicy {
+        /// The protector's name.
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Delete a protector; its outstanding permits become stale.
+    Delete {
+        /// The protector's name.
+        name: String,
+    },
+}
+
+/// The policy flags shared by `ensure` and `update-policy`; an unset flag takes the
+/// daemon's default.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// How long OPEN rejects before a trial call may go, e.g. 30s (default 0).
+    #[arg(long, value_parser = duration)]
+    pub cooldown: Option<Duration>,
+    /// Trip when the window of d outcomes holds at least n/d failures, e.g. 2/5 (default 1/1).
+    #[arg(long, value_parser = fraction, value_name = "N/D")]
+    pub failure_limit: Option<v1::Fraction>,
+    /// HALF_OPEN closes when its window of d outcomes holds at least n/d successes.
+    #[arg(long, value_parser = fraction, value_name = "N/D")]
+    pub success_limit: Option<v1::Fraction>,
+    /// Most trial calls in flight in HALF_OPEN (0 = unlimited; default the window size).
+    #[arg(long)]
+    pub trial_permits: Option<u32>,
+    /// How long a trial permit lives without a report (default 30s).
+    #[arg(long, value_parser = duration)]
+    pub permit_ttl: Option<Duration>,
+    /// The daemon moves OPEN to HALF_OPEN itself when the cooldown ends.
+    #[arg(long)]
+    pub auto_half_open: bool,
+}
+
+impl PolicyArgs {
+    /// The policy message; unset fields are left for the daemon's defaults.
+    pub fn to_policy(&self) -> v1::Policy {
+        let duration = |d: Option<Duration>| d.map(resilient_circuit_api::convert::duration);
+        v1::Policy {
+            cooldown: duration(self.cooldown),
+            failure_limit: self.failure_limit,
+            success_limit: self.success_limit,
+            trial_permits: self.trial_permits,
+            permit_ttl: duration(self.permit_ttl),
+            auto_half_open: self.auto_half_open,
+        }
+    }
+}
+
+/// What `watch` follows and how.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Watch only these protectors (default: every protector).
+    #[arg(conflicts_with = "prefix")]
+    pub names: Vec<String>,
+    /// Watch the protectors whose names start with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Replay the changes after this revision instead of starting with a snapshot.
+    #[arg(long)]
+    pub start_revision: Option<u64>,
+    /// The epoch (from a SYNCED line) that --start-revision belongs to; a daemon with
+    /// another history answers RESYNC instead of replaying.
+    #[arg(long, value_name = "EPOCH", requires = "start_revision")]
+    pub start_epoch: Option<u64>,
+    /// How long the stream may be idle before the daemon sends PROGRESS (100ms to 1h).
+    #[arg(long, value_parser = duration)]
+    pub progress_interval: Option<Duration>,
+    /// Exit 0 after printing this many messages (snapshots, SYNCED and PROGRESS count).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+impl WatchArgs {
+    /// The Watch request.
+    pub fn to_request(&self) -> v1::WatchRequest {
+        use v1::watch_request::Filter;
+        let filter = match (&self.prefix, self.names.is_empty()) {
+            (Some(prefix), _) => Filter::Prefix(prefix.clone()),
+            (None, false) => Filter::Names(v1::NameList {
+                names: self.names.clone(),
+            }),
+            (None, true) => Filter::All(true),
+        };
+        v1::WatchRequest {
+            filter: Some(filter),
+            start_revision: self.start_revision,
+            start_epoch: self.start_epoch,
+            progress_interval: self
+                .progress_interval
+                .map(resilient_circuit_api::convert::duration),
+        }
+    }
+}
+
+/// A status to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    /// CLOSED.
+    Closed,
+    /// OPEN.
+    Open,
+    /// HALF_OPEN.
+    HalfOpen,
+}
+
+impl From<StatusArg> for v1::Status {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Closed => v1::Status::Closed,
+            StatusArg::Open => v1::Status::Open,
+            StatusArg::HalfOpen => v1::Status::HalfOpen,
+        }
+    }
+}
+
+/// An override to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverrideArg {
+    /// Reject every call.
+    ForcedOpen,
+    /// Admit every call; outcomes never trip.
+    Disabled,
+    /// Clear the override.
+    None,
+}
+
+impl From<OverrideArg> for v1::OverrideKind {
+    fn from(k: OverrideArg) -> Self {
+        match k {
+            OverrideArg::ForcedOpen => v1::OverrideKind::ForcedOpen,
+            OverrideArg::Disabled => v1::OverrideKind::Disabled,
+            OverrideArg::None => v1::OverrideKind::None,
+        }
+    }
+}
+
+/// A call's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeArg {
+    /// The call succeeded.
+    Success,
+    /// The call failed.
+    Failure,
+    /// Count it nowhere; only release a trial permit.
+    Ignored,
+}
+
+impl From<OutcomeArg> for v1::Outcome {
+    fn from(o: OutcomeArg) -> Self {
+        match o {
+            OutcomeArg::Success => v1::Outcome::Success,
+            OutcomeArg::Failure => v1::Outcome::Failure,
+            OutcomeArg::Ignored => v1::Outcome::Ignored,
+        }
+    }
+}
+
+/// An absolute URI with a scheme and a host, e.g. `http://10.0.0.5:50051`.
+fn address(s: &str) -> Result<String, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(s.to_owned()).map_err(|e| e.to_string());
+    match endpoint {
+        Ok(e) if e.uri().scheme().is_some() && e.uri().authority().is_some() => Ok(s.to_owned()),
+        Ok(_) => Err("expected a URI such as http://127.0.0.1:50051".to_owned()),
+        Err(e) => Err(format!("{e} (expected a URI such as http://127.0.0.1:50051)")),
+    }
+}
+
+/// A human duration such as `30s`, `1m30s` or `250ms`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 30s, 5m, 250ms)"))
+}
+
+/// `n/d`, two unsigned integers. Their range is left to the daemon.
+fn fraction(s: &str) -> Result<v1::Fraction, String> {
+    let shape = || format!("expected N/D such as 2/5, got {s:?}");
+    let (n, d) = s.split_once('/').ok_or_else(shape)?;
+    let part = |p: &str| p.trim().parse::<u32>().map_err(|_| shape());
+    Ok(v1::Fraction {
+        numerator: part(n)?,
+        denominator: part(d)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_are_parsed_for_shape_only() {
+        let f = fraction("2/5").expect("2/5");
+        assert_eq!((f.numerator, f.denominator), (2, 5));
+        let f = fraction("6/5").expect("out of range is the daemon's call");
+        assert_eq!((f.numerator, f.denominator), (6, 5));
+        for bad in ["", "2", "2/", "/5", "a/5", "2/5/7", "-1/5", "2.5/5"] {
+            assert!(fraction(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn addresses_need_a_scheme_and_a_host() {
+        assert!(address("http://127.0.0.1:50051").is_ok());
+        assert!(address("https://circuitd.internal").is_ok());
+        for bad in ["nonsense", "127.0.0.1:50051", "", "http://"] {
+            assert!(address(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

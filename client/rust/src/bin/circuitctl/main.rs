@@ -1,0 +1,41 @@
+//! circuitctl: the operator's command line for circuitd.
+//!
+//! Every subcommand is one RPC (list may page, watch streams) printed as an aligned table
+//! or, with `--json`, as the proto3 JSON mapping of the response. Exit codes: 0 success,
+//! 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached,
+//! 4 `acquire` was rejected.
+//!
+//! Layout: `cli` the flags and value parsers, `commands` the requests, `watch` the change
+//! stream, `view` how each answer looks, `render` tables, colour and JSON, `error` failures
+//! and exit codes.
+
+mod cli;
+mod commands;
+mod error;
+mod render;
+mod view;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("circuitctl: cannot start the async runtime: {e}");
+            return ExitCode::from(error::EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        // The reader went away (`circuitctl watch | head`): nothing is left to tell.
+        Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            failure.exit_code()
+        }
+    }
+}

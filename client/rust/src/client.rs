@@ -1,0 +1,217 @@
+//! [`Client`]: one cheap-to-clone connection to the daemon.
+//!
+//! Design note. A client owns one lazily connected `tonic` channel, so constructing it
+//! never waits for the daemon and never fails because the daemon is down; only an
+//! invalid address is an error. Every [`Protector`] made from it shares that channel,
+//! the client's settings, its link (whether the daemon is worth asking right now,
+//! with the reconnect backoff) and its counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use resilient_circuit_api::breaker::Policy as ProtectorPolicy;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Error;
+use crate::link::{Backoff, Link};
+use crate::protector::{Protector, ProtectorBuilder};
+
+/// The default deadline of one Acquire before the fallback decides.
+pub const DEFAULT_ACQUIRE_DEADLINE: Duration = Duration::from_millis(50);
+/// The default limit of a Report, an EnsureProtector or opening a Watch.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default first reconnect backoff.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
+/// The default longest reconnect backoff.
+pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// The default time after which a silent Watch stream is taken for dead.
+pub const DEFAULT_WATCH_STALENESS: Duration = Duration::from_secs(30);
+
+/// The settings every protector of a client shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) acquire_deadline: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) watch_staleness: Duration,
+}
+
+/// Client-wide counters (see [`ClientStats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) fallback_decisions: AtomicU64,
+    pub(crate) reports_lost: AtomicU64,
+    pub(crate) reports_dropped: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every protector of one client shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) uri: String,
+    pub(crate) channel: Channel,
+    pub(crate) config: Config,
+    pub(crate) link: Link,
+    pub(crate) stats: Stats,
+}
+
+/// A snapshot of a client's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Acquires the declared fallbacks answered because the daemon could not be asked.
+    pub fallback_decisions: u64,
+    /// Reports of daemon permits that could not reach the daemon (logged, not retried).
+    pub reports_lost: u64,
+    /// Reports of permits the ALLOW fallback gave out, which nothing records.
+    pub reports_dropped: u64,
+    /// How many times the link to the daemon went down.
+    pub link_downs: u64,
+    /// Whether the link is down now (fallbacks answer without trying the network).
+    pub link_down: bool,
+}
+
+/// A connection to `circuitd`, shared by every [`Protector`] made from it.
+///
+/// Cloning is cheap: the clones share one channel, one link state and one set of
+/// counters.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+/// Options of a [`Client`]; see [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    uri: String,
+    config: Config,
+    backoff: Backoff,
+}
+
+impl ClientBuilder {
+    /// How long one Acquire may take before the protector's fallback decides
+    /// (default 50 ms). Re-creating a protector the daemon lost counts against it too.
+    pub fn acquire_deadline(mut self, deadline: Duration) -> Self {
+        self.config.acquire_deadline = deadline;
+        self
+    }
+
+    /// How long a Report, an EnsureProtector or opening a Watch may take (default 1 s).
+    /// Also the connection timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// The backoff after a failure to reach the daemon: capped exponential with full
+    /// jitter, from `initial` (default 50 ms) up to `cap` (default 5 s).
+    pub fn reconnect_backoff(mut self, initial: Duration, cap: Duration) -> Self {
+        self.backoff = Backoff {
+            initial,
+            cap: cap.max(initial),
+        };
+        self
+    }
+
+    /// How long a Watch stream may stay silent before it is taken for dead and
+    /// reopened (default 30 s). The daemon is asked for PROGRESS messages at a third of
+    /// it (at least 100 ms), so a live stream is never silent that long.
+    pub fn watch_staleness(mut self, staleness: Duration) -> Self {
+        self.config.watch_staleness = staleness.max(Duration::from_millis(300));
+        self
+    }
+
+    /// The client. Fails only when the address is not a valid `http://` URI; the
+    /// connection itself is made on first use. Needs a Tokio runtime.
+    pub async fn build(self) -> Result<Client, Error> {
+        let invalid = |reason: String| Error::InvalidUri {
+            uri: self.uri.clone(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(self.uri.clone()).map_err(|e| invalid(e.to_string()))?;
+        match endpoint.uri().scheme_str() {
+            Some("http" | "https") => {}
+            Some(other) => return Err(invalid(format!("unsupported scheme {other:?}: use http://"))),
+            None => return Err(invalid("missing scheme: use http://host:port".to_owned())),
+        }
+        if endpoint.uri().host().is_none() {
+            return Err(invalid("missing host".to_owned()));
+        }
+        let channel = endpoint
+            .connect_timeout(self.config.request_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Client {
+            shared: Arc::new(Shared {
+                uri: self.uri,
+                channel,
+                config: self.config,
+                link: Link::new(self.backoff),
+                stats: Stats::default(),
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A client of the daemon at `uri` (e.g. `http://127.0.0.1:50051`) with every
+    /// default. A daemon that is down does not fail this; an invalid URI does.
+    pub async fn connect(uri: impl Into<String>) -> Result<Client, Error> {
+        Client::builder(uri).build().await
+    }
+
+    /// A builder for a client with options.
+    pub fn builder(uri: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            uri: uri.into(),
+            config: Config {
+                acquire_deadline: DEFAULT_ACQUIRE_DEADLINE,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                watch_staleness: DEFAULT_WATCH_STALENESS,
+            },
+            backoff: Backoff {
+                initial: DEFAULT_BACKOFF_INITIAL,
+                cap: DEFAULT_BACKOFF_CAP,
+            },
+        }
+    }
+
+    /// The daemon's address.
+    pub fn uri(&self) -> &str {
+        &self.shared.uri
+    }
+
+    /// The protector `name`, created with `policy` if the daemon does not have it yet
+    /// (an existing protector keeps its own policy; a mismatch is logged at warn level).
+    /// Fails when the daemon cannot be asked; without a declared fallback, calls are
+    /// rejected while the daemon cannot be reached later on. To create a protector
+    /// while the daemon is down, declare a fallback with [`Client::protector_builder`].
+    pub async fn protector(
+        &self,
+        name: impl Into<String>,
+        policy: ProtectorPolicy,
+    ) -> Result<Protector, Error> {
+        self.protector_builder(name).policy(policy).build().await
+    }
+
+    /// A builder for the protector `name`, to declare its policy and fallback.
+    pub fn protector_builder(&self, name: impl Into<String>) -> ProtectorBuilder {
+        ProtectorBuilder::new(Arc::clone(&self.shared), name.into())
+    }
+
+    /// The client-wide counters.
+    pub fn stats(&self) -> ClientStats {
+        let s = &self.shared.stats;
+        ClientStats {
+            fallback_decisions: s.fallback_decisions.load(Ordering::Relaxed),
+            reports_lost: s.reports_lost.load(Ordering::Relaxed),
+            reports_dropped: s.reports_dropped.load(Ordering::Relaxed),
+            link_downs: self.shared.link.downs(),
+            link_down: self.shared.link.is_down(),
+        }
+    }
+}

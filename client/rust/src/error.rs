@@ -1,0 +1,84 @@
+//! What a protected call can end with besides its own result.
+
+use std::time::Duration;
+
+use resilient_circuit_api::breaker::{DecisionReason, Status};
+
+/// A call the protector did not let through. Carries what the library's
+/// `ProtectedCallError` lacked: the status and when to ask again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("protector {name:?} rejected the call ({reason:?}, status {status:?}{})", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
+pub struct Rejection {
+    /// The protector's name.
+    pub name: String,
+    /// The protector's status when it rejected.
+    pub status: Status,
+    /// Why: Open, TrialsExhausted or ForcedOpen; with `fallback` set, the local reason.
+    pub reason: DecisionReason,
+    /// When asking again may succeed, if known.
+    pub retry_after: Option<Duration>,
+    /// True when the daemon could not be asked and the declared fallback decided.
+    pub fallback: bool,
+}
+
+/// How a protected call, or a composition of policies around it, ended in error.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    /// The protector rejected the call; it did not run.
+    #[error(transparent)]
+    Rejected(Rejection),
+    /// The call ran and failed with its own error.
+    #[error("the protected call failed")]
+    Failed(#[source] E),
+    /// A retry policy gave up after `attempts` attempts; `last` is the final error.
+    #[error("gave up after {attempts} attempts")]
+    RetryLimitReached {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The error of the last attempt.
+        #[source]
+        last: Box<CallError<E>>,
+    },
+}
+
+impl<E> CallError<E> {
+    /// The rejection, if the call (or its last attempt) was rejected.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            CallError::Rejected(r) => Some(r),
+            CallError::Failed(_) => None,
+            CallError::RetryLimitReached { last, .. } => last.rejection(),
+        }
+    }
+
+    /// The call's own error, if it (or its last attempt) ran and failed.
+    pub fn failure(&self) -> Option<&E> {
+        match self {
+            CallError::Rejected(_) => None,
+            CallError::Failed(e) => Some(e),
+            CallError::RetryLimitReached { last, .. } => last.failure(),
+        }
+    }
+}
+
+/// Errors of the client itself (not of a protected call).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The daemon's address is not a valid URI.
+    #[error("invalid daemon address {uri:?}: {reason}")]
+    InvalidUri {
+        /// The address given.
+        uri: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The daemon answered with an error status.
+    #[error("the daemon answered {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The daemon could not be reached in time.
+    #[error("the daemon could not be reached within {0:?}")]
+    Timeout(Duration),
+    /// The daemon sent something this client cannot understand.
+    #[error("unexpected answer from the daemon: {0}")]
+    Protocol(String),
+}

@@ -1,0 +1,364 @@
+//! Status-change notifications: exactly once per transition, from two sources.
+//!
+//! Design note. A transition reaches a [`Protector`](crate::Protector) handle either in
+//! the answer to its own Report (fired at once, on the reporting task) or on the Watch
+//! stream a background task reads for that one name. Both feed one [`Notifier`], which
+//! fires each generation once: a generation is unique within one life of a protector,
+//! so the notifier keeps the generations fired above a floor and drops repeats. A
+//! transition that arrives late (the Watch lagging behind a report) still fires, once.
+//!
+//! Resets. A protector deleted and created again, or re-created by a daemon that
+//! restarted without its state, starts again at generation 1. The notifier resets on
+//! CREATED, after DELETED, on a snapshot whose generation went backwards, and when a
+//! RESYNC reveals a new history (its revision is below the one the stream resumed from:
+//! the daemon's revisions started over). After a reset or a resync, a snapshot whose
+//! status differs from the last one known fires a synthetic change (no `reason`).
+//!
+//! Revisions order information from one history: a snapshot older than what the
+//! notifier already applied (a report's answer can overtake the stream) is ignored.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use resilient_circuit_api::breaker::{Status, TransitionReason};
+use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use resilient_circuit_api::v1::{self, watch_event::Event};
+use resilient_circuit_api::{convert, v1::watch_request::Filter};
+
+use crate::client::Shared;
+
+/// One status transition of a protector, as the daemon announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The protector's name.
+    pub name: String,
+    /// The status before.
+    pub from: Status,
+    /// The status after.
+    pub to: Status,
+    /// Why; `None` for a change reconciled from a snapshot after the watch missed
+    /// events, where the daemon's reason is not known.
+    pub reason: Option<TransitionReason>,
+    /// The generation entered; unique within one life of the protector.
+    pub generation: u64,
+    /// When `to` is OPEN: when the cooldown ends.
+    pub open_until: Option<SystemTime>,
+}
+
+pub(crate) type Callback = Arc<dyn Fn(&StatusChange) + Send + Sync + 'static>;
+
+/// The most generations remembered above the floor; older ones count as fired.
+const MAX_REMEMBERED: usize = 256;
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Every generation at or below it counts as fired.
+    floor: u64,
+    /// Generations above the floor already fired.
+    fired: BTreeSet<u64>,
+    /// The status of the highest generation known, if known.
+    status: Option<Status>,
+    /// The revision of the newest information applied.
+    revision: u64,
+}
+
+impl Seen {
+    fn highest(&self) -> u64 {
+        self.fired.last().copied().unwrap_or(0).max(self.floor)
+    }
+
+    fn reset(&mut self, generation: u64) {
+        self.floor = generation;
+        self.fired.clear();
+    }
+}
+
+/// Fires the callbacks of one protector, once per transition.
+pub(crate) struct Notifier {
+    name: String,
+    callbacks: Mutex<Vec<Callback>>,
+    seen: Mutex<Seen>,
+    /// See [`Notifier::restart_watch`].
+    restart: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("name", &self.name)
+            .field("callbacks", &lock(&self.callbacks).len())
+            .field("seen", &*lock(&self.seen))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Updates never leave the value half-done, so a lock poisoned by a panicking
+    // callback's caller is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn status(wire: i32) -> Option<Status> {
+    v1::Status::try_from(wire)
+        .ok()
+        .and_then(|s| Status::try_from(s).ok())
+}
+
+fn reason(wire: i32) -> Option<TransitionReason> {
+    Some(match v1::TransitionReason::try_from(wire).ok()? {
+        v1::TransitionReason::Unspecified => return None,
+        v1::TransitionReason::FailureLimit => TransitionReason::FailureLimit,
+        v1::TransitionReason::CooldownElapsed => TransitionReason::CooldownElapsed,
+        v1::TransitionReason::TrialsSucceeded => TransitionReason::TrialsSucceeded,
+        v1::TransitionReason::TrialsFailed => TransitionReason::TrialsFailed,
+        v1::TransitionReason::PermitExpired => TransitionReason::PermitExpired,
+        v1::TransitionReason::Manual => TransitionReason::Manual,
+    })
+}
+
+fn wall(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
+    ts.and_then(convert::time).map(|t| SystemTime::UNIX_EPOCH + t)
+}
+
+/// A wire transition as a [`StatusChange`]; `None` when it is malformed.
+pub(crate) fn change(name: &str, t: &v1::Transition) -> Option<StatusChange> {
+    Some(StatusChange {
+        name: name.to_owned(),
+        from: status(t.from)?,
+        to: status(t.to)?,
+        reason: Some(reason(t.reason)?),
+        generation: t.generation,
+        open_until: wall(t.open_until.as_ref()),
+    })
+}
+
+impl Notifier {
+    pub(crate) fn new(name: String) -> Notifier {
+        Notifier {
+            name,
+            callbacks: Mutex::new(Vec::new()),
+            seen: Mutex::new(Seen::default()),
+            restart: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(crate) fn subscribe(&self, callback: Callback) {
+        lock(&self.callbacks).push(callback);
+    }
+
+    fn fire(&self, change: &StatusChange) {
+        let callbacks = lock(&self.callbacks).clone();
+        for callback in callbacks {
+            callback(change);
+        }
+    }
+
+    /// A transition, from a report's answer or the Watch stream.
+    pub(crate) fn transition(&self, change: StatusChange, revision: u64) {
+        {
+            let mut s = lock(&self.seen);
+            let g = change.generation;
+            if g <= s.floor || !s.fired.insert(g) {
+                return;
+            }
+            if g == s.highest() {
+                s.status = Some(change.to);
+            }
+            s.revision = s.revision.max(revision);
+            while s.fired.first() == Some(&(s.floor + 1)) || s.fired.len() > MAX_REMEMBERED {
+                if let Some(first) = s.fired.pop_first() {
+                    s.floor = first;
+                }
+            }
+        }
+        tracing::debug!(name = %change.name, from = ?change.from, to = ?change.to, generation = change.generation, "status change");
+        self.fire(&change);
+    }
+
+    /// A protector's whole state: a Watch snapshot, or EnsureProtector's answer
+    /// (`created` then means a new life of the protector).
+    pub(crate) fn snapshot(&self, p: &v1::Protector, revision: u64, created: bool) {
+        let Some(now) = status(p.status) else { return };
+        let synthetic = {
+            let mut s = lock(&self.seen);
+            if !created && revision < s.revision {
+                return;
+            }
+            s.revision = revision;
+            let highest = s.highest();
+            let moved = s.status.is_some_and(|before| before != now);
+            // Below the highest generation at a newer revision: a new life of the
+            // protector. Above it: transitions the stream missed.
+            let synthetic = created || p.generation != highest;
+            if synthetic {
+                s.reset(p.generation);
+            }
+            let synthetic = synthetic && moved;
+            let before = s.status.replace(now);
+            synthetic.then(|| StatusChange {
+                name: self.name.clone(),
+                from: before.unwrap_or(now),
+                to: now,
+                reason: None,
+                generation: p.generation,
+                open_until: wall(p.open_until.as_ref()),
+            })
+        };
+        if let Some(change) = synthetic {
+            tracing::debug!(name = %change.name, to = ?change.to, "status reconciled from a snapshot");
+            self.fire(&change);
+        }
+    }
+
+    /// Whether the notifier knows a status, i.e. whether the protector was seen before.
+    pub(crate) fn knows_status(&self) -> bool {
+        lock(&self.seen).status.is_some()
+    }
+
+    /// Makes the watch task start over from a snapshot: the protector was created again
+    /// by this client, so the revision the task would resume from may belong to the
+    /// daemon's lost history (a restarted daemon counts revisions from zero again).
+    pub(crate) fn restart_watch(&self) {
+        self.restart.notify_one();
+    }
+
+    /// The protector was deleted: its next life starts from nothing.
+    pub(crate) fn deleted(&self, revision: u64) {
+        let mut s = lock(&self.seen);
+        s.reset(0);
+        s.status = None;
+        s.revision = revision;
+    }
+
+    /// The daemon's revisions started over (it restarted without its state).
+    pub(crate) fn new_history(&self) {
+        let mut s = lock(&self.seen);
+        s.reset(0);
+        // The new history's revisions are not comparable with the old ones, and the
+        // snapshot that follows carries its protector's own (older) revision.
+        s.revision = 0;
+    }
+}
+
+/// Whether a status means the daemon could not be reached (rather than that it refused).
+pub(crate) fn unreachable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Internal
+            | Code::Aborted
+    )
+}
+
+/// Reads the Watch of one protector for as long as its handles live (the caller aborts
+/// the task), reconnecting with the client's backoff and resuming from the last revision.
+pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>) {
+    let staleness = shared.config.watch_staleness;
+    // The daemon sends PROGRESS when idle, so a silent stream is a dead one.
+    let progress = (staleness / 3).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+    let backoff = shared.link.backoff();
+    let mut resume: Option<u64> = None;
+    // The daemon's history the resume revision belongs to: a daemon that restarted
+    // without its state has a new epoch, and answers a resume with RESYNC.
+    let mut epoch: Option<u64> = None;
+    let mut failures = 0u32;
+    loop {
+        let mut rpc = ProtectorServiceClient::new(shared.channel.clone());
+        let request = v1::WatchRequest {
+            filter: Some(Filter::Names(v1::NameList {
+                names: vec![notifier.name.clone()],
+            })),
+            start_revision: resume,
+            start_epoch: resume.and(epoch),
+            progress_interval: Some(convert::duration(progress)),
+        };
+        let why = match tokio::time::timeout(shared.config.request_timeout, rpc.watch(request)).await {
+            Err(_) => format!("no answer within {:?}", shared.config.request_timeout),
+            Ok(Err(status)) => {
+                if unreachable(&status) {
+                    shared.link.failed(&status.message());
+                }
+                format!("{}: {}", status.code(), status.message())
+            }
+            Ok(Ok(response)) => {
+                let started_from = resume;
+                let mut stream = response.into_inner();
+                loop {
+                    let received = tokio::select! {
+                        biased;
+                        () = notifier.restart.notified() => None,
+                        received = tokio::time::timeout(staleness, stream.message()) => Some(received),
+                    };
+                    let Some(received) = received else {
+                        resume = None;
+                        failures = 0;
+                        break "the protector was created again".to_owned();
+                    };
+                    match received {
+                        Err(_) => break format!("nothing received for {staleness:?}"),
+                        Ok(Ok(None)) => break "the stream ended".to_owned(),
+                        Ok(Err(status)) => {
+                            if unreachable(&status) {
+                                shared.link.failed(&status.message());
+                            }
+                            break format!("{}: {}", status.code(), status.message());
+                        }
+                        Ok(Ok(Some(event))) => {
+                            shared.link.up();
+                            failures = 0;
+                            if let Some(v1::watch_event::Event::Synced(synced)) = &event.event {
+                                epoch = Some(synced.epoch);
+                            }
+                            apply(&notifier, event, started_from, &mut resume);
+                        }
+                    }
+                }
+            }
+        };
+        let delay = backoff.delay(failures);
+        failures = failures.saturating_add(1);
+        tracing::debug!(name = %notifier.name, why = %why, retry_in = ?delay, resume_from = ?resume, "watch interrupted");
+        // A reconnect delay, not synchronisation: the stream is gone and the daemon is
+        // given time to come back. A re-created protector needs a snapshot at once.
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = notifier.restart.notified() => resume = None,
+        }
+    }
+}
+
+fn apply(notifier: &Notifier, event: v1::WatchEvent, started_from: Option<u64>, resume: &mut Option<u64>) {
+    let revision = event.revision;
+    match event.event {
+        Some(Event::Snapshot(p)) => notifier.snapshot(&p, revision, false),
+        Some(Event::Created(p)) => {
+            notifier.snapshot(&p, revision, true);
+            *resume = Some(revision);
+        }
+        Some(Event::StatusChanged(sc)) => {
+            if let Some(change) = sc.transition.as_ref().and_then(|t| change(&sc.name, t)) {
+                notifier.transition(change, revision);
+            }
+            *resume = Some(revision);
+        }
+        Some(Event::Deleted(_)) => {
+            notifier.deleted(revision);
+            *resume = Some(revision);
+        }
+        Some(Event::Resync(_)) if started_from.is_some_and(|from| revision < from) => {
+            tracing::info!(name = %notifier.name, revision, "the daemon's history started over");
+            notifier.new_history();
+        }
+        // A resync within the same history: the snapshot that follows reconciles.
+        Some(Event::Resync(_)) => {}
+        Some(Event::Synced(_) | Event::Progress(_) | Event::PolicyUpdated(_) | Event::OverrideChanged(_)) => {
+            *resume = Some(revision)
+        }
+        None => {}
+    }
+}

@@ -1,0 +1,446 @@
+//! circuitctl against a real circuitd started in this process on an ephemeral port.
+//!
+//! Each test owns its daemon (on a runtime of its own, so the test body can block on the
+//! child process) and checks both the table and the `--json` form of every command, the
+//! exit codes, and a live `watch` read line by line with a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+/// How long a test waits for something it expects before it fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A daemon on `127.0.0.1:0`, served by a runtime of its own.
+struct Daemon {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), circuitd::ServeError>>>,
+    runtime: Runtime,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = runtime.spawn(circuitd::serve(
+            listener,
+            circuitd::Config::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Daemon {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            runtime,
+        }
+    }
+
+    /// circuitctl pointed at this daemon, with a clean environment.
+    #[track_caller]
+    fn ctl(&self) -> Command {
+        let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
+        cmd.env_remove("CIRCUIT_ADDR")
+            .env_remove("NO_COLOR")
+            .arg("--addr")
+            .arg(format!("http://{}", self.addr))
+            .timeout(DEADLINE);
+        cmd
+    }
+
+    /// Shuts the daemon down and waits for `serve` to return.
+    fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().expect("running");
+        self.runtime.block_on(task).expect("serve task").expect("serve");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Runs `cmd`, asserts its exit code, and returns (stdout, stderr).
+#[track_caller]
+fn run(cmd: &mut Command, code: i32) -> (String, String) {
+    let out = cmd.output().expect("run circuitctl");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// Runs `circuitctl --json args..`, expecting exit `code`, and parses its stdout.
+#[track_caller]
+fn json(d: &Daemon, args: &[&str], code: i32) -> Value {
+    let (stdout, _) = run(d.ctl().arg("--json").args(args), code);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The value of the `key` row of a field/value table.
+#[track_caller]
+fn field<'a>(table: &'a str, key: &str) -> &'a str {
+    table
+        .lines()
+        .find_map(|line| {
+            let (k, v) = line.split_once("  ")?;
+            (k == key).then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {key:?} row in\n{table}"))
+}
+
+#[test]
+fn ensure_get_and_list_print_tables_and_json() {
+    let d = Daemon::start();
+    let policy = [
+        "--cooldown",
+        "30s",
+        "--failure-limit",
+        "2/5",
+        "--success-limit",
+        "3/5",
+        "--trial-permits",
+        "2",
+        "--permit-ttl",
+        "1m",
+        "--auto-half-open",
+    ];
+    let (out, _) = run(d.ctl().args(["ensure", "db.payments"]).args(policy), 0);
+    assert_eq!(field(&out, "created"), "yes");
+    assert_eq!(field(&out, "status"), "CLOSED");
+    assert_eq!(field(&out, "cooldown"), "30s");
+    assert_eq!(field(&out, "failure limit"), "2/5");
+    assert_eq!(field(&out, "success limit"), "3/5");
+    assert_eq!(field(&out, "trial permits"), "2");
+    assert_eq!(field(&out, "permit ttl"), "1m");
+    assert_eq!(field(&out, "auto half-open"), "yes");
+    assert!(!out.contains('\x1b'), "colour on a pipe:\n{out}");
+
+    let again = json(&d, &["ensure", "db.payments"], 0);
+    assert!(again.get("created").is_none(), "{again}");
+    assert!(again.get("policyMatches").is_none(), "{again}");
+    let same: Vec<&str> = ["ensure", "db.payments"].into_iter().chain(policy).collect();
+    assert_eq!(json(&d, &same, 0)["policyMatches"], true);
+    run(d.ctl().args(["ensure", "db.orders"]), 0);
+    run(d.ctl().args(["ensure", "cache.users"]), 0);
+
+    let (out, _) = run(d.ctl().args(["get", "db.payments"]), 0);
+    assert_eq!(field(&out, "name"), "db.payments");
+    assert_eq!(field(&out, "generation"), "1");
+    assert_eq!(field(&out, "window"), "0 of 5: 0 successes, 0 failures");
+    let got = json(&d, &["get", "db.payments"], 0);
+    let p = &got["protector"];
+    assert_eq!(p["name"], "db.payments");
+    assert_eq!(p["status"], "STATUS_CLOSED");
+    assert_eq!(p["generation"], "1");
+    assert_eq!(p["policy"]["cooldown"], "30s");
+    assert_eq!(p["policy"]["permitTtl"], "60s");
+    assert_eq!(p["policy"]["failureLimit"]["numerator"], 2);
+    assert_eq!(p["policy"]["successLimit"]["denominator"], 5);
+    assert_eq!(p["policy"]["autoHalfOpen"], true);
+
+    let (out, _) = run(d.ctl().args(["list", "--prefix", "db."]), 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("STATUS"));
+    assert!(lines[1].starts_with("db.orders ") && lines[1].contains("CLOSED"));
+    assert!(lines[2].starts_with("db.payments ") && lines[2].contains("0/5"));
+
+    let (out, err) = run(d.ctl().args(["list", "--page-size", "1"]), 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(err.contains("--page-token"), "{err}");
+    let all = json(&d, &["list", "--page-size", "1", "--all-pages"], 0);
+    let names: Vec<&str> = all["protectors"]
+        .as_array()
+        .expect("protectors")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["cache.users", "db.orders", "db.payments"]);
+    assert!(all.get("nextPageToken").is_none(), "{all}");
+}
+
+#[test]
+fn acquire_and_report_a_failure_trip_the_protector() {
+    let d = Daemon::start();
+    run(d.ctl().args(["ensure", "svc", "--cooldown", "10m"]), 0);
+    let (out, _) = run(d.ctl().args(["acquire", "svc"]), 0);
+    assert_eq!(field(&out, "decision"), "ADMITTED");
+    assert_eq!(field(&out, "reason"), "CLOSED");
+    assert_eq!(field(&out, "permit"), "0");
+    assert_eq!(field(&out, "generation"), "1");
+
+    let a = json(&d, &["acquire", "svc"], 0);
+    assert_eq!(a["decision"], "DECISION_ADMITTED");
+    let generation = a["permit"]["generation"].as_str().expect("generation");
+    assert_eq!(generation, "1");
+    let report = ["report", "svc", "--permit", "0", "--generation", generation];
+    let (out, _) = run(d.ctl().args(report).args(["--outcome", "failure"]), 0);
+    assert_eq!(field(&out, "accepted"), "yes");
+    assert_eq!(field(&out, "status"), "OPEN");
+    let transition = field(&out, "transition");
+    assert!(
+        transition.starts_with("CLOSED→OPEN FAILURE_LIMIT, generation 2, open until "),
+        "{transition}"
+    );
+
+    let stale: Vec<&str> = report.into_iter().chain(["--outcome", "success"]).collect();
+    let r = json(&d, &stale, 0);
+    assert!(r.get("accepted").is_none(), "a stale report was accepted: {r}");
+    assert_eq!(r["status"], "STATUS_OPEN");
+
+    let (out, _) = run(d.ctl().args(["acquire", "svc"]), 4);
+    assert_eq!(field(&out, "decision"), "REJECTED");
+    assert_eq!(field(&out, "reason"), "OPEN");
+    assert!(field(&out, "retry after").starts_with("9m"), "{out}");
+    let rejected = json(&d, &["acquire", "svc"], 4);
+    assert_eq!(rejected["reason"], "DECISION_REASON_OPEN");
+    assert!(
+        rejected["retryAfter"]
+            .as_str()
+            .expect("retryAfter")
+            .ends_with('s')
+    );
+}
+
+#[test]
+fn admin_commands_change_status_override_and_policy() {
+    let d = Daemon::start();
+    run(d.ctl().args(["ensure", "api"]), 0);
+
+    let (out, _) = run(d.ctl().args(["set-status", "api", "open", "--open-for", "5m"]), 0);
+    assert!(field(&out, "transition").starts_with("CLOSED→OPEN MANUAL, generation 2"));
+    assert!(field(&out, "open until").contains("(in 4m"), "{out}");
+    let s = json(&d, &["set-status", "api", "half-open"], 0);
+    assert_eq!(s["transition"]["from"], "STATUS_OPEN");
+    assert_eq!(s["transition"]["to"], "STATUS_HALF_OPEN");
+    assert_eq!(s["transition"]["reason"], "TRANSITION_REASON_MANUAL");
+    run(d.ctl().args(["set-status", "api", "closed"]), 0);
+
+    let args = ["override", "api", "forced-open", "--expires-after", "10m"];
+    let (out, _) = run(d.ctl().args(args), 0);
+    assert!(field(&out, "override").starts_with("FORCED_OPEN until "), "{out}");
+    let (out, _) = run(d.ctl().args(["acquire", "api"]), 4);
+    assert_eq!(field(&out, "reason"), "FORCED_OPEN");
+    let o = json(&d, &["override", "api", "none"], 0);
+    assert_eq!(o["protector"]["override"]["kind"], "OVERRIDE_KIND_NONE");
+    run(d.ctl().args(["acquire", "api"]), 0);
+
+    let (out, _) = run(
+        d.ctl().args(["update-policy", "api", "--failure-limit", "3/10"]),
+        0,
+    );
+    assert_eq!(field(&out, "failure limit"), "3/10");
+    assert_eq!(field(&out, "window"), "0 of 10: 0 successes, 0 failures");
+    let u = json(&d, &["update-policy", "api", "--cooldown", "1.5s"], 0);
+    assert_eq!(u["protector"]["policy"]["cooldown"], "1.500s");
+
+    let (out, _) = run(d.ctl().args(["delete", "api"]), 0);
+    assert!(out.starts_with("deleted api at revision "), "{out}");
+    run(d.ctl().args(["ensure", "api"]), 0);
+    let del = json(&d, &["delete", "api"], 0);
+    assert!(del["revision"].as_str().is_some(), "{del}");
+    run(d.ctl().args(["get", "api"]), 1);
+}
+
+#[test]
+fn errors_exit_with_their_codes_and_say_why() {
+    let d = Daemon::start();
+
+    let (_, err) = run(d.ctl().args(["get", "nosuch"]), 1);
+    assert!(err.starts_with("circuitctl: NOT_FOUND: "), "{err}");
+    assert!(err.contains("nosuch"), "{err}");
+
+    // Well-formed but out of range: the daemon decides and names the field.
+    let (_, err) = run(d.ctl().args(["ensure", "x", "--failure-limit", "6/5"]), 1);
+    assert!(err.starts_with("circuitctl: INVALID_ARGUMENT: "), "{err}");
+    assert!(err.contains("\n  field policy.failure_limit"), "{err}");
+    // Not a fraction at all: circuitctl's own parsing refuses it.
+    let (_, err) = run(d.ctl().args(["ensure", "x", "--failure-limit", "2-5"]), 2);
+    assert!(err.contains("--failure-limit"), "{err}");
+
+    run(d.ctl().arg("frobnicate"), 2);
+    let report = ["report", "x", "--permit", "0", "--generation", "1"];
+    run(d.ctl().args(report).args(["--outcome", "maybe"]), 2);
+    run(d.ctl().args(["set-status", "x", "sideways"]), 2);
+    run(d.ctl().args(["watch", "--count", "0"]), 2);
+
+    // A port that was just free: nothing listens there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr");
+    drop(free);
+    let uri = format!("http://{addr}");
+    let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
+    cmd.env("CIRCUIT_ADDR", &uri).arg("list").timeout(DEADLINE);
+    let (_, err) = run(&mut cmd, 3);
+    assert!(err.contains(&format!("cannot reach circuitd at {uri}")), "{err}");
+}
+
+/// A running `circuitctl watch` whose stdout lines arrive on a channel.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn spawn(d: &Daemon, args: &[&str]) -> Watch {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_circuitctl"))
+            .env_remove("NO_COLOR")
+            .args(["--addr", &format!("http://{}", d.addr)])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn circuitctl watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// The next line, failing the test after [`DEADLINE`].
+    #[track_caller]
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|e| panic!("no watch line within {DEADLINE:?}: {e}"))
+    }
+
+    /// The six fields of the next line.
+    #[track_caller]
+    fn fields(&self) -> Vec<String> {
+        self.line().split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// Waits for the process to exit (its stdout closes) and returns its exit code.
+    #[track_caller]
+    fn exit_code(mut self) -> Option<i32> {
+        loop {
+            match self.lines.recv_timeout(DEADLINE) {
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("watch did not exit"),
+            }
+        }
+        self.child.wait().expect("wait for watch").code()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_prints_one_line_per_event_and_stops_after_count() {
+    let d = Daemon::start();
+    run(d.ctl().args(["ensure", "w.one"]), 0);
+    let w = Watch::spawn(
+        &d,
+        &[
+            "watch",
+            "--prefix",
+            "w.",
+            "--count",
+            "5",
+            "--progress-interval",
+            "1h",
+        ],
+    );
+    assert_eq!(w.fields()[2..5], ["SNAPSHOT", "w.one", "CLOSED"]);
+    assert_eq!(w.fields()[2], "SYNCED");
+
+    run(d.ctl().args(["ensure", "w.two"]), 0);
+    run(d.ctl().args(["ensure", "other"]), 0);
+    run(d.ctl().args(["set-status", "w.one", "open"]), 0);
+    run(d.ctl().args(["delete", "w.two"]), 0);
+    assert_eq!(w.fields()[2..5], ["CREATED", "w.two", "CLOSED"]);
+    let changed = w.fields();
+    assert_eq!(changed.len(), 6, "{changed:?}");
+    assert_eq!(changed[2..], ["STATUS_CHANGED", "w.one", "CLOSED→OPEN", "MANUAL"]);
+    let revision: u64 = changed[1].parse().expect("revision");
+    let deleted = w.fields();
+    assert_eq!(deleted[2..], ["DELETED", "w.two", "-", "-"]);
+    assert!(deleted[1].parse::<u64>().expect("revision") > revision);
+    assert_eq!(w.exit_code(), Some(0));
+}
+
+#[test]
+fn watch_json_replays_and_reports_progress() {
+    let d = Daemon::start();
+    run(d.ctl().args(["ensure", "j"]), 0);
+    let created = json(&d, &["get", "j"], 0)["revision"]
+        .as_str()
+        .expect("revision")
+        .to_owned();
+    run(d.ctl().args(["set-status", "j", "open"]), 0);
+
+    let args = [
+        "--json",
+        "watch",
+        "j",
+        "--start-revision",
+        &created,
+        "--progress-interval",
+        "100ms",
+        "--count",
+        "3",
+    ];
+    let (out, _) = run(d.ctl().args(args), 0);
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.len(), 3, "{out}");
+    let change = &events[0]["statusChanged"];
+    assert_eq!(change["name"], "j");
+    assert_eq!(change["transition"]["to"], "STATUS_OPEN");
+    assert!(events[1].get("synced").is_some(), "{}", events[1]);
+    assert!(events[2].get("progress").is_some(), "{}", events[2]);
+    assert!(events[2]["revision"].as_str().is_some(), "{}", events[2]);
+}
+
+#[test]
+fn watch_exits_non_zero_when_the_daemon_goes_away() {
+    let d = Daemon::start();
+    let w = Watch::spawn(&d, &["watch"]);
+    assert_eq!(w.fields()[2], "SYNCED");
+    d.stop();
+    assert_eq!(w.exit_code(), Some(3));
+}

@@ -1,0 +1,192 @@
+//! Each declared fallback with the daemon stopped: answers within the acquire deadline,
+//! decides as declared, and hands back to the daemon once it is back on the same
+//! address, with the protector's Watch resumed.
+//!
+//! Real time here: the deadline is what is measured.
+
+mod support;
+
+use std::time::Duration;
+
+use resilient_circuit::{CallPermit, Client, DecisionReason, Fallback, Protector, Rejection, Status};
+use resilient_circuit_api::v1;
+use support::{DEADLINE, Daemon, changes, next_change, policy};
+use tokio::time::Instant;
+
+const ACQUIRE_DEADLINE: Duration = Duration::from_millis(50);
+const SLACK: Duration = Duration::from_millis(20);
+const BACK_WITHIN: Duration = Duration::from_secs(2);
+const NAME: &str = "fallback";
+
+/// What a mode must decide for the `i`th acquire of the outage.
+type Check = fn(usize, Result<CallPermit, Rejection>) -> Option<CallPermit>;
+
+async fn outage(fallback: Fallback, check: Check) {
+    let mut daemon = Daemon::start().await;
+    let client = Client::builder(daemon.uri())
+        .acquire_deadline(ACQUIRE_DEADLINE)
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .build()
+        .await
+        .expect("client");
+    let p = client
+        .protector_builder(NAME)
+        .policy(policy(Duration::from_secs(60), (1, 1)))
+        .fallback(fallback)
+        .build()
+        .await
+        .expect("protector");
+    let (on_change, mut changes) = changes();
+    p.on_status_change(on_change);
+
+    // Another process trips the protector; hearing of it proves the watch is live, so
+    // it has a revision to resume from after the outage.
+    daemon.raw_call(NAME, v1::Outcome::Failure).await;
+    let trip = next_change(&mut changes).await;
+    assert_eq!((trip.to, trip.generation), (Status::Open, 2), "{trip:?}");
+    daemon.set_status(NAME, v1::Status::Closed).await;
+    assert_eq!(next_change(&mut changes).await.to, Status::Closed);
+
+    daemon.stop().await;
+    for i in 0..20 {
+        let asked = Instant::now();
+        let decision = p.acquire().await;
+        let took = asked.elapsed();
+        assert!(took <= ACQUIRE_DEADLINE + SLACK, "acquire {i} took {took:?}");
+        if let Some(permit) = check(i, decision) {
+            assert!(permit.is_fallback());
+            permit.failure().await;
+        }
+    }
+    assert_eq!(p.fallback_decisions(), 20);
+    let stats = client.stats();
+    assert_eq!(stats.fallback_decisions, 20);
+    assert!(stats.link_down && stats.link_downs >= 1, "{stats:?}");
+
+    // The daemon comes back, empty, on the same address: the client ensures the
+    // protector again and the daemon decides once more.
+    daemon.start_again().await;
+    let back = Instant::now();
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        assert!(
+            back.elapsed() < BACK_WITHIN,
+            "still deciding locally after {BACK_WITHIN:?}"
+        );
+        poll.tick().await;
+        match p.acquire().await {
+            Ok(permit) if !permit.is_fallback() => {
+                assert_eq!(permit.success().await.status, Some(Status::Closed));
+                break;
+            }
+            Ok(permit) => drop(permit.ignore().await),
+            Err(rejection) => assert!(rejection.fallback, "{rejection:?}"),
+        }
+    }
+    let decided_locally = p.fallback_decisions();
+    p.call(|| async { Ok::<_, ()>(()) })
+        .await
+        .expect("the daemon admits");
+    assert_eq!(p.fallback_decisions(), decided_locally);
+
+    // The watch resumed: another process trips the protector again and this client
+    // hears of it (streamed, or reconciled from the snapshot the resumed watch starts
+    // with if the trip came first).
+    daemon.raw_call(NAME, v1::Outcome::Failure).await;
+    let give_up = Instant::now() + DEADLINE;
+    loop {
+        assert!(
+            Instant::now() < give_up,
+            "the trip after the restart was not announced"
+        );
+        let c = next_change(&mut changes).await;
+        if c.to == Status::Open {
+            assert_eq!(c.generation, 2, "{c:?}");
+            break;
+        }
+    }
+}
+
+fn admitted(i: usize, decision: Result<CallPermit, Rejection>) -> Option<CallPermit> {
+    Some(decision.unwrap_or_else(|r| panic!("acquire {i}: ALLOW rejected: {r:?}")))
+}
+
+fn denied(i: usize, decision: Result<CallPermit, Rejection>) -> Option<CallPermit> {
+    let r = decision
+        .err()
+        .unwrap_or_else(|| panic!("acquire {i}: DENY admitted"));
+    assert!(r.fallback && r.retry_after.is_none(), "{r:?}");
+    assert_eq!((r.status, r.reason), (Status::Open, DecisionReason::Open));
+    None
+}
+
+/// The local machine with failure limit 1/1: the first call is admitted and fails,
+/// which trips it; every later one is rejected by it with its cooldown.
+fn local(i: usize, decision: Result<CallPermit, Rejection>) -> Option<CallPermit> {
+    match (i, decision) {
+        (0, Ok(permit)) => Some(permit),
+        (0, Err(r)) => panic!("the local machine starts CLOSED: {r:?}"),
+        (_, Ok(_)) => panic!("acquire {i}: the local machine did not trip"),
+        (_, Err(r)) => {
+            assert!(r.fallback, "{r:?}");
+            assert_eq!((r.status, r.reason), (Status::Open, DecisionReason::Open));
+            assert!(
+                r.retry_after.is_some_and(|d| d <= Duration::from_secs(60)),
+                "{r:?}"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_admits_while_the_daemon_is_down() {
+    outage(Fallback::Allow, admitted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_rejects_while_the_daemon_is_down() {
+    outage(Fallback::Deny, denied).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_runs_the_status_machine_in_process() {
+    outage(Fallback::Local, local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_fallback_lets_a_protector_start_while_the_daemon_is_down() {
+    let mut daemon = Daemon::start().await;
+    daemon.stop().await;
+    let client = Client::connect(daemon.uri())
+        .await
+        .expect("a down daemon never fails connect");
+    let err = client
+        .protector(NAME, policy(Duration::ZERO, (1, 1)))
+        .await
+        .expect_err("no fallback declared");
+    assert!(matches!(err, resilient_circuit::Error::Status(_)), "{err:?}");
+    let p: Protector = client
+        .protector_builder(NAME)
+        .fallback(Fallback::Allow)
+        .build()
+        .await
+        .expect("a declared fallback starts without the daemon");
+    p.acquire().await.expect("ALLOW").success().await;
+    assert_eq!(p.fallback_decisions(), 1);
+
+    daemon.start_again().await;
+    let back = Instant::now();
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        assert!(back.elapsed() < BACK_WITHIN, "the daemon was not asked again");
+        poll.tick().await;
+        let permit = p.acquire().await.expect("ALLOW or the daemon");
+        if !permit.is_fallback() {
+            assert!(permit.success().await.accepted);
+            break;
+        }
+        permit.ignore().await;
+    }
+    assert!(daemon.inspect(NAME).await.counters.expect("counters").successes >= 1);
+}

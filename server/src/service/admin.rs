@@ -1,0 +1,85 @@
+//! `AdminService`, the control plane: thin, like the data plane.
+
+use std::time::Duration;
+
+use resilient_circuit_api::breaker::policy::MAX_COOLDOWN;
+use resilient_circuit_api::v1::{self, admin_service_server::AdminService};
+use tonic::{Request, Response, Status};
+
+use super::{AdminApi, MIN_OVERRIDE};
+use crate::error::Error;
+use crate::validate;
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn set_status(
+        &self,
+        request: Request<v1::SetStatusRequest>,
+    ) -> Result<Response<v1::SetStatusResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let status = validate::status("status", req.status)?;
+        let open_for =
+            validate::duration_in("open_for", req.open_for.as_ref(), Duration::ZERO, MAX_COOLDOWN)?;
+        if open_for.is_some() && status != resilient_circuit_api::breaker::Status::Open {
+            return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
+        }
+        let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for).await?;
+        Ok(Response::new(v1::SetStatusResponse {
+            protector: Some(view.to_proto()),
+            transition: Some(transition.into()),
+            revision,
+        }))
+    }
+
+    async fn set_override(
+        &self,
+        request: Request<v1::SetOverrideRequest>,
+    ) -> Result<Response<v1::SetOverrideResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let kind = validate::override_kind("kind", req.kind)?;
+        let expires_after = validate::duration_in(
+            "expires_after",
+            req.expires_after.as_ref(),
+            MIN_OVERRIDE,
+            MAX_COOLDOWN,
+        )?;
+        if kind.is_none() && expires_after.is_some() {
+            return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
+        }
+        let (view, revision) = self
+            .0
+            .registry
+            .set_override(&req.name, kind, expires_after)
+            .await?;
+        Ok(Response::new(v1::SetOverrideResponse {
+            protector: Some(view.to_proto()),
+            revision,
+        }))
+    }
+
+    async fn update_policy(
+        &self,
+        request: Request<v1::UpdatePolicyRequest>,
+    ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let policy = validate::policy("policy", req.policy.as_ref())?;
+        let (view, revision) = self.0.registry.update_policy(&req.name, policy).await?;
+        Ok(Response::new(v1::UpdatePolicyResponse {
+            protector: Some(view.to_proto()),
+            revision,
+        }))
+    }
+
+    async fn delete_protector(
+        &self,
+        request: Request<v1::DeleteProtectorRequest>,
+    ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
+        let req = request.into_inner();
+        self.0.name("name", &req.name)?;
+        let revision = self.0.registry.delete(&req.name).await?;
+        Ok(Response::new(v1::DeleteProtectorResponse { revision }))
+    }
+}

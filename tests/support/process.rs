@@ -1,0 +1,321 @@
+//! The real `circuitd` binary as a child process: start it on a data directory, learn
+//! its address from the `listening on ADDR` line, stop it with SIGTERM or kill it with
+//! SIGKILL, and read what it wrote to stderr.
+//!
+//! The binary prints its address once bound, which is before it recovers its store, so
+//! the line alone does not prove it serves: [`Circuitd::launch`] also waits for one
+//! answered RPC, and a binary that refuses to start (and exits) is reported as
+//! [`Launch::Refused`] with its exit status and stderr.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use resilient_circuit_api::v1;
+use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
+use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// How long a launch, a stop or a single RPC may take before the test fails.
+pub const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The binary, built once per test executable (every test of a file shares it).
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(super::support::circuitd_binary)
+}
+
+/// A running `circuitd` child process.
+#[derive(Debug)]
+pub struct Circuitd {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+/// How a process ended.
+#[derive(Debug)]
+pub struct Exit {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Exit {
+    /// Fails the test if the process panicked (message or exit code 101).
+    #[track_caller]
+    pub fn assert_no_panic(&self) {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "circuitd panicked:\n{}",
+            self.stderr
+        );
+        assert_ne!(
+            self.status.code(),
+            Some(101),
+            "circuitd panicked:\n{}",
+            self.stderr
+        );
+    }
+}
+
+/// What starting the binary came to.
+#[derive(Debug)]
+pub enum Launch {
+    /// It answered an RPC.
+    Serving(Circuitd),
+    /// It exited without serving.
+    Refused(Exit),
+}
+
+impl Launch {
+    /// The running daemon; fails the test if it refused to start.
+    #[track_caller]
+    pub fn serving(self) -> Circuitd {
+        match self {
+            Launch::Serving(d) => d,
+            Launch::Refused(exit) => panic!("circuitd refused to start ({}):\n{}", exit.status, exit.stderr),
+        }
+    }
+
+    /// How it exited; fails the test if it serves.
+    #[track_caller]
+    pub fn refused(self) -> Exit {
+        match self {
+            Launch::Refused(exit) => exit,
+            Launch::Serving(d) => panic!(
+                "circuitd started although it should have refused:\n{}",
+                d.stderr()
+            ),
+        }
+    }
+}
+
+impl Circuitd {
+    /// Starts the binary on `data_dir` with `extra` flags; fails the test if it does
+    /// not serve.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Circuitd {
+        Circuitd::launch(data_dir, extra).await.serving()
+    }
+
+    /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
+    /// until it serves or exits.
+    pub async fn launch(data_dir: &Path, extra: &[&str]) -> Launch {
+        let mut command = Command::new(binary());
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        // The binary reads its settings from CIRCUITD_* variables too; the test's own
+        // environment must not change what it runs with.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CIRCUITD_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command.spawn().expect("spawn circuitd");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_reader = {
+            let mut pipe = child.stderr.take().expect("piped stderr");
+            let sink = Arc::clone(&stderr);
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&chunk[..n]);
+                }
+            })
+        };
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = tokio::time::timeout(PROCESS_DEADLINE, lines.next_line())
+                .await
+                .expect("circuitd printed nothing on stdout in time")
+                .expect("read circuitd's stdout");
+            match line {
+                Some(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break Some(addr.trim().parse::<SocketAddr>().expect("a socket address"));
+                    }
+                }
+                None => break None,
+            }
+        };
+        let mut daemon = Circuitd {
+            child,
+            addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        if addr.is_some() && daemon.answers().await {
+            // Later lines (none are expected) must not fill the pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Launch::Serving(daemon);
+        }
+        Launch::Refused(daemon.wait().await)
+    }
+
+    /// Whether one ListProtectors is answered (false once the process is gone).
+    async fn answers(&self) -> bool {
+        let call = async {
+            let mut client = ProtectorServiceClient::new(self.channel().await.ok()?);
+            client
+                .list_protectors(v1::ListProtectorsRequest {
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        };
+        tokio::time::timeout(PROCESS_DEADLINE, call)
+            .await
+            .expect("circuitd neither answered nor exited in time")
+            .is_some()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
+    }
+
+    /// The daemon's URI.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A new connection.
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(self.uri())
+            .expect("uri")
+            .connect_timeout(PROCESS_DEADLINE)
+            .timeout(PROCESS_DEADLINE)
+            .connect()
+            .await
+    }
+
+    /// A data-plane client on a new connection.
+    pub async fn protectors(&self) -> ProtectorServiceClient<Channel> {
+        ProtectorServiceClient::new(self.channel().await.expect("connect to circuitd"))
+    }
+
+    /// A control-plane client on a new connection.
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel().await.expect("connect to circuitd"))
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// SIGKILL: the process dies at once, wherever it was.
+    pub async fn kill(self) -> Exit {
+        self.signal("-KILL");
+        self.wait().await
+    }
+
+    /// SIGTERM: a clean shutdown; fails the test unless it exits with success.
+    pub async fn terminate(self) -> Exit {
+        self.signal("-TERM");
+        let exit = self.wait().await;
+        assert!(
+            exit.status.success(),
+            "circuitd did not stop cleanly ({}):\n{}",
+            exit.status,
+            exit.stderr
+        );
+        exit
+    }
+
+    async fn wait(mut self) -> Exit {
+        let status = tokio::time::timeout(PROCESS_DEADLINE, self.child.wait())
+            .await
+            .expect("circuitd did not exit in time")
+            .expect("wait for circuitd");
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(PROCESS_DEADLINE, reader).await;
+        }
+        Exit {
+            status,
+            stderr: self.stderr(),
+        }
+    }
+}
+
+/// Copies every file of `from` into `to` (a flat directory, as a data directory is).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the data directory") {
+        let entry = entry.expect("a directory entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy a file");
+        }
+    }
+}
+
+/// The journal segments of `dir`, oldest first.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read the data directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("journal-") && n.ends_with(".log"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every protector the daemon holds, in name order, and the revision of the answer.
+pub async fn list_all(client: &mut ProtectorServiceClient<Channel>) -> (Vec<v1::Protector>, u64) {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_protectors(v1::ListProtectorsRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("ListProtectors")
+            .into_inner();
+        all.extend(page.protectors);
+        if page.next_page_token.is_empty() {
+            return (all, page.revision);
+        }
+        page_token = page.next_page_token;
+    }
+}

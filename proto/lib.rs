@@ -28,6 +28,19 @@ pub mod v1 {
     tonic::include_proto!("resilient_circuit.v1");
 }
 
+/// The benchmark baseline (package `resilient_circuit.bench.v1`): an echo service that the
+/// load generator serves itself, never circuitd.
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::all
+)]
+pub mod bench {
+    tonic::include_proto!("resilient_circuit.bench.v1");
+}
+
 /// The encoded `FileDescriptorSet` of the v1 contract and everything it imports, for
 /// server reflection.
 pub const DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("resilient_circuit_descriptor");

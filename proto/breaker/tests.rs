@@ -9,6 +9,7 @@
 //!
 //! Every test runs on an invented clock: instants are offsets from [`T0`].
 
+mod batch;
 mod invariants;
 mod library;
 mod model;

@@ -29,4 +29,4 @@ pub mod validate;
 pub mod watch;
 
 pub use config::Config;
-pub use server::{ServeError, serve};
+pub use server::{Prepared, ServeError, prepare, serve};

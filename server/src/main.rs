@@ -45,13 +45,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr().context("cannot read the bound address")?;
     let shutdown = shutdown_signal()?;
+    // Recover first: `listening on` promises that the daemon can answer.
+    let prepared = circuitd::prepare(config).await?;
     tracing::info!("circuitd listening on {bound}");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {bound}")
         .and_then(|()| stdout.flush())
         .context("cannot write the bound address to stdout")?;
     drop(stdout);
-    circuitd::serve(listener, config, shutdown).await?;
+    prepared.serve(listener, shutdown).await?;
     Ok(())
 }
 

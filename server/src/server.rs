@@ -125,6 +125,38 @@ async fn registry(
     Ok((registry, durable))
 }
 
+/// A daemon whose state is recovered (and whose data directory is locked), ready to
+/// serve. Preparing first lets the binary announce that it listens only once it can
+/// answer, and refuse to start before that when the store is damaged.
+#[derive(Debug)]
+pub struct Prepared {
+    config: Config,
+    draining: CancellationToken,
+    registry: Arc<Registry>,
+    durable: Option<Durable>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("journal", &self.journal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens and recovers the store (if configured), builds the registry and creates the
+/// configured protectors.
+pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
+    let draining = CancellationToken::new();
+    let (registry, durable) = registry(&config, &draining).await?;
+    Ok(Prepared {
+        config,
+        draining,
+        registry,
+        durable,
+    })
+}
+
 /// Serves the v1 contract, health and reflection on `listener` until `shutdown`
 /// completes, then ends every open stream and returns within `config.shutdown_grace`.
 pub async fn serve(
@@ -132,96 +164,116 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let draining = CancellationToken::new();
-    let (registry, durable) = registry(&config, &draining).await?;
-    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&registry), draining.clone()));
-    let flush_interval = config
-        .store
-        .as_ref()
-        .map_or(std::time::Duration::from_millis(100), |s| s.flush_interval);
-    let store_task = tokio::spawn(Arc::clone(&registry).run_store(flush_interval, draining.clone()));
+    prepare(config).await?.serve(listener, shutdown).await
+}
 
-    let (protector_api, admin_api) = service::services(
-        Arc::clone(&registry),
-        config.limits.clone(),
-        config.watch.clone(),
-        draining.clone(),
-    );
-    let max_message = config.limits.max_message_bytes;
-    let protector_service = ProtectorServiceServer::new(protector_api).max_decoding_message_size(max_message);
-    let admin_service = AdminServiceServer::new(admin_api).max_decoding_message_size(max_message);
+impl Prepared {
+    /// Serves until `shutdown` completes; see [`serve`].
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Prepared {
+            config,
+            draining,
+            registry,
+            durable,
+        } = self;
+        let scheduler = tokio::spawn(scheduler::run(Arc::clone(&registry), draining.clone()));
+        let flush_interval = config
+            .store
+            .as_ref()
+            .map_or(std::time::Duration::from_millis(100), |s| s.flush_interval);
+        let store_task = tokio::spawn(Arc::clone(&registry).run_store(flush_interval, draining.clone()));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ProtectorServiceServer<service::ProtectorApi>>()
-        .await;
-    health
-        .set_serving::<AdminServiceServer<service::AdminApi>>()
-        .await;
-    health.set_service_status("", ServingStatus::Serving).await;
+        let (protector_api, admin_api) = service::services(
+            Arc::clone(&registry),
+            config.limits.clone(),
+            config.watch.clone(),
+            draining.clone(),
+        );
+        let max_message = config.limits.max_message_bytes;
+        let protector_service =
+            ProtectorServiceServer::new(protector_api).max_decoding_message_size(max_message);
+        let admin_service = AdminServiceServer::new(admin_api).max_decoding_message_size(max_message);
 
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ProtectorServiceServer<service::ProtectorApi>>()
+            .await;
+        health
+            .set_serving::<AdminServiceServer<service::AdminApi>>()
+            .await;
+        health.set_service_status("", ServingStatus::Serving).await;
 
-    // tonic ignores its own tcp_nodelay for an incoming stream; small RPCs want it.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        // tonic ignores its own tcp_nodelay for an incoming stream; small RPCs want it.
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            })
+        });
+
+        let begin_drain = {
+            let draining = draining.clone();
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: health NOT_SERVING, new calls UNAVAILABLE, watches ending");
+                health.set_service_status("", ServingStatus::NotServing).await;
+                health
+                    .set_not_serving::<ProtectorServiceServer<service::ProtectorApi>>()
+                    .await;
+                health
+                    .set_not_serving::<AdminServiceServer<service::AdminApi>>()
+                    .await;
+                draining.cancel();
             }
-        })
-    });
+        };
 
-    let begin_drain = {
-        let draining = draining.clone();
-        let health = health.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutting down: health NOT_SERVING, new calls UNAVAILABLE, watches ending");
-            health.set_service_status("", ServingStatus::NotServing).await;
-            health
-                .set_not_serving::<ProtectorServiceServer<service::ProtectorApi>>()
-                .await;
-            health
-                .set_not_serving::<AdminServiceServer<service::AdminApi>>()
-                .await;
-            draining.cancel();
+        let transport = Server::builder()
+            .max_concurrent_streams(config.limits.max_concurrent_streams)
+            .http2_max_pending_accept_reset_streams(Some(64))
+            .add_service(protector_service)
+            .add_service(admin_service)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(incoming, begin_drain);
+
+        let grace = config.shutdown_grace;
+        let result = tokio::select! {
+            result = transport => result.map_err(ServeError::from),
+            () = async {
+                draining.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "shutdown grace elapsed; dropping the remaining connections");
+                Ok(())
+            }
+        };
+        draining.cancel();
+        let _ = scheduler.await;
+        let _ = store_task.await;
+        if let Some(durable) = durable {
+            // Calls that finished while the transport drained may have left batched state.
+            if let Err(e) = registry.flush_dirty() {
+                tracing::error!(error = %e, "final flush failed");
+            }
+            let journal = Arc::clone(&durable.journal);
+            let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         }
-    };
-
-    let transport = Server::builder()
-        .max_concurrent_streams(config.limits.max_concurrent_streams)
-        .http2_max_pending_accept_reset_streams(Some(64))
-        .add_service(protector_service)
-        .add_service(admin_service)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, begin_drain);
-
-    let grace = config.shutdown_grace;
-    let result = tokio::select! {
-        result = transport => result.map_err(ServeError::from),
-        () = async {
-            draining.cancelled().await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(?grace, "shutdown grace elapsed; dropping the remaining connections");
-            Ok(())
-        }
-    };
-    draining.cancel();
-    let _ = scheduler.await;
-    let _ = store_task.await;
-    if let Some(durable) = durable {
-        let journal = Arc::clone(&durable.journal);
-        let _ = tokio::task::spawn_blocking(move || journal.close()).await;
+        tracing::info!("stopped");
+        result
     }
-    tracing::info!("stopped");
-    result
 }

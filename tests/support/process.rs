@@ -72,7 +72,7 @@ impl Exit {
 #[derive(Debug)]
 pub enum Launch {
     /// It answered an RPC.
-    Serving(Circuitd),
+    Serving(Box<Circuitd>),
     /// It exited without serving.
     Refused(Exit),
 }
@@ -82,7 +82,7 @@ impl Launch {
     #[track_caller]
     pub fn serving(self) -> Circuitd {
         match self {
-            Launch::Serving(d) => d,
+            Launch::Serving(d) => *d,
             Launch::Refused(exit) => panic!("circuitd refused to start ({}):\n{}", exit.status, exit.stderr),
         }
     }
@@ -162,7 +162,7 @@ impl Circuitd {
                 None => break None,
             }
         };
-        let mut daemon = Circuitd {
+        let daemon = Circuitd {
             child,
             addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             stderr,
@@ -171,7 +171,7 @@ impl Circuitd {
         if addr.is_some() && daemon.answers().await {
             // Later lines (none are expected) must not fill the pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Launch::Serving(daemon);
+            return Launch::Serving(Box::new(daemon));
         }
         Launch::Refused(daemon.wait().await)
     }
@@ -317,5 +317,14 @@ pub async fn list_all(client: &mut ProtectorServiceClient<Channel>) -> (Vec<v1::
             return (all, page.revision);
         }
         page_token = page.next_page_token;
+    }
+}
+
+/// The epoch a fresh Watch's SYNCED carries: the identity of the daemon's history.
+pub async fn synced_epoch(client: &mut ProtectorServiceClient<Channel>) -> u64 {
+    let mut watcher = super::support::Watcher::open(client, super::support::watch_all()).await;
+    match watcher.next_until_synced().await {
+        Some(v1::watch_event::Event::Synced(s)) => s.epoch,
+        other => panic!("expected SYNCED, got {other:?}"),
     }
 }

@@ -61,9 +61,13 @@
 //! - [`backoff`], [`retry`], [`safety_net`]: the library's other policies, and the
 //!   [`policy::Policy`] trait that composes them.
 //! - Private: `link` (whether the daemon is worth asking now, with the reconnect
-//!   backoff) and `watcher` (the Watch task and the exactly-once notifier).
+//!   backoff), `session` (Acquire and Report pipelined on one stream, the default
+//!   [`Transport`]), `cached` (the local decisions of a cached protector, see
+//!   [`ProtectorBuilder::cached`], and its batched reports) and `watcher` (the Watch
+//!   task and the exactly-once notifier).
 
 pub mod backoff;
+mod cached;
 pub mod client;
 pub mod error;
 mod link;
@@ -71,9 +75,10 @@ pub mod policy;
 pub mod protector;
 pub mod retry;
 pub mod safety_net;
+mod session;
 mod watcher;
 
-pub use client::{Client, ClientBuilder, ClientStats};
+pub use client::{Client, ClientBuilder, ClientStats, Transport};
 pub use error::{CallError, Error, Rejection};
 pub use protector::{CallPermit, Fallback, Protector, ProtectorBuilder, Resolved, StatusChange};
 pub use resilient_circuit_api::breaker::{DecisionReason, TransitionReason};

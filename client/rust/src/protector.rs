@@ -10,7 +10,15 @@
 //! A [`CallPermit`] always ends in exactly one report: resolved explicitly, or IGNORED
 //! from its `Drop` when it is dropped unresolved (a cancelled call future included), so
 //! a trial permit is never held until it expires.
+//!
+//! Cached mode ([`ProtectorBuilder::cached`]): while the protector's own Watch stream is
+//! synced and fresh and the protector is CLOSED with no override, decisions are taken
+//! in this process and successes go to the daemon in batches; OPEN rejects here until
+//! `open_until`; everything else is asked of the daemon as above. What this costs —
+//! calls admitted between another client's trip and its arrival here — is spelled out
+//! in the `cached` module's note, reproduced in the builder's docs.
 
+mod builder;
 mod fallback;
 mod permit;
 
@@ -25,11 +33,15 @@ use resilient_circuit_api::v1::{self, Decision};
 use tokio::task::AbortHandle;
 use tonic::transport::Channel;
 
+pub use crate::cached::DEFAULT_CACHED_STALENESS;
+use crate::cached::{Cache, Local, Reporter};
+
+pub use self::builder::ProtectorBuilder;
 pub use self::fallback::Fallback;
 use self::fallback::LocalMachine;
 pub use self::permit::{CallPermit, Resolved};
 use crate::client::{Shared, Stats};
-use crate::error::{CallError, Error, Rejection};
+use crate::error::{CallError, Rejection};
 use crate::link::Attempt;
 pub use crate::watcher::StatusChange;
 use crate::watcher::{self, Notifier};
@@ -66,6 +78,9 @@ pub(crate) struct Inner {
     fallback_decisions: AtomicU64,
     notifier: Arc<Notifier>,
     watch: Mutex<Option<AbortHandle>>,
+    /// Cached mode: the local model and the task flushing its successes.
+    cache: Option<Arc<Cache>>,
+    flusher: Mutex<Option<AbortHandle>>,
 }
 
 impl Drop for Inner {
@@ -74,85 +89,14 @@ impl Drop for Inner {
         if let Some(task) = watch.take() {
             task.abort();
         }
-    }
-}
-
-/// Options of a [`Protector`]; see [`Client::protector_builder`](crate::Client::protector_builder).
-#[derive(Debug)]
-pub struct ProtectorBuilder {
-    shared: Arc<Shared>,
-    name: String,
-    policy: ProtectorPolicy,
-    fallback: Option<Fallback>,
-}
-
-impl ProtectorBuilder {
-    pub(crate) fn new(shared: Arc<Shared>, name: String) -> ProtectorBuilder {
-        ProtectorBuilder {
-            shared,
-            name,
-            policy: ProtectorPolicy::default(),
-            fallback: None,
-        }
-    }
-
-    /// The policy to create the protector with if the daemon does not have it (default:
-    /// every default of the daemon).
-    pub fn policy(mut self, policy: ProtectorPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Who decides when the daemon cannot be asked. Declaring one also lets
-    /// [`build`](Self::build) succeed while the daemon is down: the protector is then
-    /// created on the daemon once it is back.
-    pub fn fallback(mut self, fallback: Fallback) -> Self {
-        self.fallback = Some(fallback);
-        self
-    }
-
-    /// Ensures the protector on the daemon and returns its handle. Fails when the
-    /// daemon refuses (an invalid name, a limit), and when it cannot be reached and no
-    /// fallback was declared.
-    pub async fn build(self) -> Result<Protector, Error> {
-        let fallback = self.fallback.unwrap_or_default();
-        let inner = Arc::new(Inner {
-            local: (fallback == Fallback::Local).then(|| LocalMachine::new(self.policy)),
-            notifier: Arc::new(Notifier::new(self.name.clone())),
-            name: self.name,
-            policy: self.policy,
-            shared: self.shared,
-            fallback,
-            declared: self.fallback.is_some(),
-            ensured: AtomicBool::new(false),
-            fallback_decisions: AtomicU64::new(0),
-            watch: Mutex::new(None),
-        });
-        if inner.declared && inner.shared.link.attempt() == Attempt::Skip {
-            return Ok(Protector { inner });
-        }
-        let timeout = inner.shared.config.request_timeout;
-        let mut rpc = inner.rpc();
-        match tokio::time::timeout(timeout, inner.ensure(&mut rpc)).await {
-            Ok(Ok(())) => inner.shared.link.up(),
-            Ok(Err(status)) if watcher::unreachable(&status) => {
-                inner.shared.link.failed(&status.message());
-                if !inner.declared {
-                    return Err(Error::Status(status));
-                }
-            }
-            Ok(Err(status)) => return Err(Error::Status(status)),
-            Err(_) => {
-                inner
-                    .shared
-                    .link
-                    .failed(&format_args!("EnsureProtector took over {timeout:?}"));
-                if !inner.declared {
-                    return Err(Error::Timeout(timeout));
-                }
+        let flusher = self.flusher.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = flusher.take() {
+            task.abort();
+            // The successes counted since the last flush still go out.
+            if let (Ok(runtime), Some(reporter)) = (tokio::runtime::Handle::try_current(), self.reporter()) {
+                runtime.spawn(async move { reporter.send(None).await });
             }
         }
-        Ok(Protector { inner })
     }
 }
 
@@ -174,9 +118,51 @@ fn decision_reason(wire: i32) -> Option<DecisionReason> {
     })
 }
 
+/// Starts the protector's Watch task unless it runs already.
+fn start_watch(inner: &Arc<Inner>) {
+    let mut watch = inner.watch.lock().unwrap_or_else(|e| e.into_inner());
+    if watch.is_some() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let task = runtime.spawn(watcher::run(
+                Arc::clone(&inner.shared),
+                Arc::clone(&inner.notifier),
+                inner.cache.clone(),
+            ));
+            *watch = Some(task.abort_handle());
+        }
+        Err(_) => tracing::warn!(
+            name = %inner.name,
+            "no Tokio runtime: status changes are announced only for this client's own reports"
+        ),
+    }
+}
+
 impl Inner {
     fn rpc(&self) -> ProtectorServiceClient<Channel> {
         ProtectorServiceClient::new(self.shared.channel.clone())
+    }
+
+    /// What a cached protector's reports need; `None` when not cached.
+    pub(crate) fn reporter(&self) -> Option<Reporter> {
+        Some(Reporter {
+            name: self.name.clone(),
+            shared: Arc::clone(&self.shared),
+            cache: Arc::clone(self.cache.as_ref()?),
+            notifier: Arc::clone(&self.notifier),
+        })
+    }
+
+    /// A transition this client's own report caused.
+    pub(crate) fn learned(&self, t: &v1::Transition, revision: u64) {
+        if let Some(cache) = &self.cache {
+            cache.transition(t);
+        }
+        if let Some(change) = watcher::change(&self.name, t) {
+            self.notifier.transition(change, revision);
+        }
     }
 
     async fn ensure(&self, rpc: &mut ProtectorServiceClient<Channel>) -> Result<(), tonic::Status> {
@@ -209,6 +195,9 @@ impl Inner {
         }
         if let Some(p) = &response.protector {
             self.notifier.snapshot(p, p.mod_revision, response.created);
+            if let Some(cache) = &self.cache {
+                cache.snapshot(p, response.created);
+            }
         }
         self.ensured.store(true, Ordering::Release);
         Ok(())
@@ -220,17 +209,14 @@ impl Inner {
         if !self.ensured.load(Ordering::Acquire) {
             self.ensure(&mut rpc).await?;
         }
-        let request = || v1::AcquireRequest {
-            name: self.name.clone(),
-        };
-        match rpc.acquire(request()).await {
+        match self.shared.acquire(&self.name).await {
             Err(status) if status.code() == tonic::Code::NotFound => {
                 self.ensured.store(false, Ordering::Release);
                 tracing::info!(name = %self.name, "the daemon does not know the protector; ensuring it again");
                 self.ensure(&mut rpc).await?;
-                rpc.acquire(request()).await.map(tonic::Response::into_inner)
+                self.shared.acquire(&self.name).await
             }
-            other => other.map(tonic::Response::into_inner),
+            other => other,
         }
     }
 
@@ -249,6 +235,22 @@ impl Inner {
                 fallback: false,
             })),
             _ => Err(format!("decision {} is not ADMITTED or REJECTED", a.decision)),
+        }
+    }
+
+    /// A cached protector's local decision, if it can take one.
+    #[inline]
+    fn decide_cached(self: &Arc<Self>) -> Option<Result<CallPermit, Rejection>> {
+        match self.cache.as_ref()?.decide() {
+            Local::Admit(generation) => Some(Ok(CallPermit::cached(Arc::clone(self), generation))),
+            Local::Reject(retry_after) => Some(Err(Rejection {
+                name: self.name.clone(),
+                status: Status::Open,
+                reason: DecisionReason::Open,
+                retry_after: Some(retry_after),
+                fallback: false,
+            })),
+            Local::Remote => None,
         }
     }
 
@@ -313,6 +315,18 @@ impl Inner {
 }
 
 impl Protector {
+    /// The handle; a cached protector's Watch and flusher start now, after the ensure (a
+    /// watch opened before the protector exists would see it created and restart once
+    /// for nothing).
+    fn started(inner: Arc<Inner>) -> Protector {
+        if let Some(reporter) = inner.reporter() {
+            start_watch(&inner);
+            let task = tokio::spawn(reporter.flush_forever());
+            *inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        }
+        Protector { inner }
+    }
+
     /// The protector's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -332,7 +346,15 @@ impl Protector {
     /// resolve the permit with its outcome. Answers within the client's acquire
     /// deadline; a rejection carries the status and, when known, when to ask again.
     pub async fn acquire(&self) -> Result<CallPermit, Rejection> {
+        if let Some(local) = self.inner.decide_cached() {
+            return local;
+        }
         self.inner.acquire().await
+    }
+
+    /// Whether this protector is in cached mode (see [`ProtectorBuilder::cached`]).
+    pub fn is_cached(&self) -> bool {
+        self.inner.cache.is_some()
     }
 
     /// Acquires, runs `f` and reports: `Ok` as SUCCESS, every `Err` as FAILURE.
@@ -402,21 +424,6 @@ impl Protector {
     /// clone of its own protector keeps the protector, and its watch, alive for good.
     pub fn on_status_change(&self, callback: impl Fn(&StatusChange) + Send + Sync + 'static) {
         self.inner.notifier.subscribe(Arc::new(callback));
-        let mut watch = self.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
-        if watch.is_none() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    let task = runtime.spawn(watcher::run(
-                        Arc::clone(&self.inner.shared),
-                        Arc::clone(&self.inner.notifier),
-                    ));
-                    *watch = Some(task.abort_handle());
-                }
-                Err(_) => tracing::warn!(
-                    name = %self.inner.name,
-                    "no Tokio runtime: status changes are announced only for this client's own reports"
-                ),
-            }
-        }
+        start_watch(&self.inner);
     }
 }

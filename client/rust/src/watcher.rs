@@ -26,6 +26,7 @@ use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use resilient_circuit_api::{convert, v1::watch_request::Filter};
 
+use crate::cached::Cache;
 use crate::client::Shared;
 
 /// One status transition of a protector, as the daemon announced it.
@@ -257,10 +258,16 @@ pub(crate) fn unreachable(status: &tonic::Status) -> bool {
 
 /// Reads the Watch of one protector for as long as its handles live (the caller aborts
 /// the task), reconnecting with the client's backoff and resuming from the last revision.
-pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>) {
-    let staleness = shared.config.watch_staleness;
-    // The daemon sends PROGRESS when idle, so a silent stream is a dead one.
-    let progress = (staleness / 3).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+/// A cached protector's `cache` is fed too: it may decide locally only while this
+/// stream is synced and heard from within its staleness bound (see `cached`).
+pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, cache: Option<Arc<Cache>>) {
+    let staleness = cache
+        .as_ref()
+        .map_or(shared.config.watch_staleness, |c| c.staleness());
+    // The daemon sends PROGRESS when idle, so a silent stream is a dead one. A cached
+    // protector asks for it more often: its staleness bound is short.
+    let share = if cache.is_some() { 4 } else { 3 };
+    let progress = (staleness / share).clamp(Duration::from_millis(100), Duration::from_secs(3600));
     let backoff = shared.link.backoff();
     let mut resume: Option<u64> = None;
     // The daemon's history the resume revision belongs to: a daemon that restarted
@@ -314,12 +321,19 @@ pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>) {
                             if let Some(v1::watch_event::Event::Synced(synced)) = &event.event {
                                 epoch = Some(synced.epoch);
                             }
+                            if let Some(cache) = &cache {
+                                cache.heard();
+                                feed(cache, &event, started_from);
+                            }
                             apply(&notifier, event, started_from, &mut resume);
                         }
                     }
                 }
             }
         };
+        if let Some(cache) = &cache {
+            cache.unsynced();
+        }
         let delay = backoff.delay(failures);
         failures = failures.saturating_add(1);
         tracing::debug!(name = %notifier.name, why = %why, retry_in = ?delay, resume_from = ?resume, "watch interrupted");
@@ -329,6 +343,29 @@ pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>) {
             () = tokio::time::sleep(delay) => {}
             () = notifier.restart.notified() => resume = None,
         }
+    }
+}
+
+/// What a Watch event tells a cached protector's model.
+fn feed(cache: &Cache, event: &v1::WatchEvent, started_from: Option<u64>) {
+    match &event.event {
+        Some(Event::Snapshot(p)) => cache.snapshot(p, false),
+        Some(Event::Created(p)) => cache.snapshot(p, true),
+        Some(Event::StatusChanged(sc)) => {
+            if let Some(t) = &sc.transition {
+                cache.transition(t);
+            }
+        }
+        Some(Event::Deleted(_)) => cache.deleted(),
+        Some(Event::OverrideChanged(oc)) => {
+            cache.overridden(oc.r#override.as_ref().map_or(0, |o| o.kind));
+        }
+        Some(Event::Resync(_)) if started_from.is_some_and(|from| event.revision < from) => {
+            cache.new_history()
+        }
+        Some(Event::Resync(_)) => cache.unsynced(),
+        Some(Event::Synced(_)) => cache.synced(),
+        Some(Event::Progress(_) | Event::PolicyUpdated(_)) | None => {}
     }
 }
 

@@ -521,9 +521,12 @@ impl Registry {
             if keep == Keep::Batched {
                 self.mark_dirty(name, entry);
             }
+            // Nothing to write, but the answer must not rest on a state a crash could
+            // still take back: wait for this protector's last record too (at once, in
+            // the common case where it is long on disk).
             return Ok(crate::watch::Committed {
                 revision: self.hub.revision(),
-                seq: None,
+                seq: self.store.as_ref().map(|_| entry.version).filter(|&v| v > 0),
             });
         }
         let published = !first.is_empty();

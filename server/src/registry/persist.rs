@@ -139,6 +139,7 @@ impl Registry {
             revision,
             first_segment,
             protectors,
+            last_seq: journal.last_seq(),
         }
     }
 

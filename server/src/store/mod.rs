@@ -23,6 +23,10 @@
 //! `flush_interval` (default 100 ms). A crash can lose at most those from the last
 //! interval — window entries and counters, never a transition.
 //!
+//! `EPOCH` names the directory's history of revisions (see `Synced.epoch`). `--repair`
+//! replaces it, since revisions after the damage will be handed out again; after
+//! restoring a directory from a backup, delete `EPOCH` for the same reason.
+//!
 //! Recovery: the snapshot (a damaged one refuses to start), then every segment from its
 //! `first_segment`. A torn last record is dropped with one warning and the file truncated
 //! before it; damage anywhere else refuses to start, naming the file and the byte, and
@@ -84,6 +88,13 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// The EPOCH file does not hold a number.
+    #[error(
+        "{} is damaged (not a number); delete it to start a new history of revisions \
+         (watchers will resync)",
+        .0.display()
+    )]
+    EpochDamaged(PathBuf),
     /// The journal failed earlier; nothing more can be made durable.
     #[error("the journal failed; no change can be made durable")]
     Failed,
@@ -128,23 +139,29 @@ pub fn new_epoch() -> u64 {
 fn epoch(dir: &Path) -> Result<u64, StoreError> {
     let path = dir.join("EPOCH");
     match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| StoreError::SnapshotDamaged {
-            file: path.clone(),
-            detail: "not a number".into(),
-        }),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| StoreError::EpochDamaged(path.clone())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let epoch = new_epoch();
-            let tmp = dir.join("EPOCH.tmp");
-            let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            writeln!(file, "{epoch}")
-                .and_then(|()| file.sync_all())
-                .map_err(|e| StoreError::io(&tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-            journal::sync_dir(dir)?;
+            write_epoch(dir, epoch)?;
             Ok(epoch)
         }
         Err(e) => Err(StoreError::io(&path, e)),
     }
+}
+
+/// Replaces the directory's epoch, durably.
+fn write_epoch(dir: &Path, epoch: u64) -> Result<(), StoreError> {
+    let path = dir.join("EPOCH");
+    let tmp = dir.join("EPOCH.tmp");
+    let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    writeln!(file, "{epoch}")
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    journal::sync_dir(dir)
 }
 
 /// What recovery found.
@@ -180,16 +197,19 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         .map_err(|e| StoreError::io(&lock_path, e))?;
     lock.try_lock().map_err(|_| StoreError::Locked(dir.clone()))?;
     let _ = fs::remove_file(dir.join("snapshot.bin.tmp"));
-    let epoch = epoch(dir)?;
+    let mut epoch = epoch(dir)?;
+    let mut repaired = false;
 
     let mut state: HashMap<String, StoredProtector> = HashMap::new();
     let mut revision = 0;
     let mut first_segment = 1;
+    let mut snapshot_seq = 0;
     let snapshot = snapshot_path(dir);
     if snapshot.exists() {
         let snap = read_snapshot(&snapshot)?;
         revision = snap.revision;
         first_segment = snap.first_segment;
+        snapshot_seq = snap.last_seq;
         for p in snap.protectors {
             state.insert(p.name.clone(), p);
         }
@@ -249,11 +269,23 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
             format::End::Torn { offset, detail } | format::End::Damaged { offset, detail } => {
                 damaged(&path, offset, &detail, config, &live[i..])?;
                 live.truncate(i + 1);
+                repaired = true;
             }
         }
         i += 1;
     }
 
+    if repaired {
+        // Revisions after the damage were durable, so watchers may have seen them; the
+        // numbers will now be handed out again for other changes. A new epoch makes
+        // every watcher that resumes from the old history resync instead.
+        epoch = new_epoch();
+        write_epoch(dir, epoch)?;
+        tracing::warn!(
+            epoch,
+            "--repair: a new epoch; watchers resuming from before the repair will resync"
+        );
+    }
     let (segment, file, len) = match live.last() {
         Some(&n) => {
             let path = journal::segment_path(dir, n);
@@ -269,7 +301,16 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
             (first_segment, file, format::SEGMENT_MAGIC.len() as u64)
         }
     };
-    let journal = Journal::start(dir, segment, file, len, seq, config.segment_bytes);
+    // New records must outrank every version the snapshot holds, even when the journal
+    // after it is empty.
+    let journal = Journal::start(
+        dir,
+        segment,
+        file,
+        len,
+        seq.max(snapshot_seq),
+        config.segment_bytes,
+    );
     Ok(Recovered {
         epoch,
         protectors: state.into_values().collect(),

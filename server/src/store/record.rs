@@ -52,6 +52,10 @@ pub struct Snapshot {
     /// Every protector, each with its version.
     #[prost(message, repeated, tag = "3")]
     pub protectors: Vec<StoredProtector>,
+    /// The journal's last sequence number when the snapshot was complete: the journal
+    /// continues above it, so no later record can look older than a state in here.
+    #[prost(uint64, tag = "4")]
+    pub last_seq: u64,
 }
 
 /// A trial permit in flight.

@@ -30,8 +30,18 @@ impl Resolved {
 #[derive(Debug)]
 enum Grant {
     Daemon(v1::Permit),
+    /// Admitted by a cached protector in this CLOSED generation.
+    Cached(u64),
     Local(breaker::Permit),
     Allowed,
+}
+
+/// A report that needs the network.
+#[derive(Debug)]
+enum Remote {
+    Daemon(v1::Permit),
+    /// A FAILURE of a cached permit, sent at once.
+    CachedFailure(u64),
 }
 
 /// A call the protector admitted. Resolve it with the call's outcome; dropped
@@ -62,6 +72,14 @@ impl CallPermit {
         }
     }
 
+    pub(super) fn cached(protector: Arc<Inner>, generation: u64) -> CallPermit {
+        CallPermit {
+            protector,
+            trial: false,
+            grant: Some(Grant::Cached(generation)),
+        }
+    }
+
     pub(super) fn allowed(protector: Arc<Inner>) -> CallPermit {
         CallPermit {
             protector,
@@ -75,20 +93,44 @@ impl CallPermit {
         self.trial
     }
 
-    /// Whether the declared fallback gave this permit out, not the daemon.
+    /// Whether the declared fallback gave this permit out, not the daemon (nor a cached
+    /// protector on the daemon's word).
     pub fn is_fallback(&self) -> bool {
-        !matches!(self.grant, Some(Grant::Daemon(_)))
+        !matches!(self.grant, Some(Grant::Daemon(_) | Grant::Cached(_)))
+    }
+
+    /// Whether a cached protector admitted this call locally, without asking the daemon
+    /// (see [`ProtectorBuilder::cached`](crate::ProtectorBuilder::cached)).
+    pub fn is_local(&self) -> bool {
+        matches!(self.grant, Some(Grant::Cached(_)))
+    }
+
+    /// The generation the call was admitted in, when the daemon's word admitted it
+    /// (directly, or through a cached protector); `None` for a fallback's permit.
+    pub fn generation(&self) -> Option<u64> {
+        match self.grant.as_ref()? {
+            Grant::Daemon(p) => Some(p.generation),
+            Grant::Cached(generation) => Some(*generation),
+            Grant::Local(_) | Grant::Allowed => None,
+        }
     }
 
     /// Reports how the call went. Never fails: a report that cannot reach the daemon
     /// is logged and counted in [`ClientStats::reports_lost`](crate::client::ClientStats).
+    ///
+    /// A cached protector's local permit: a SUCCESS (or IGNORED) resolves at once with
+    /// `accepted` true and `status` `None` (it is queued for the next batch); a FAILURE
+    /// is sent at once and answers like a unary report.
     pub async fn resolve(mut self, outcome: Outcome) -> Resolved {
         match self
             .grant
             .take()
             .map(|g| report_in_process(&self.protector, g, outcome))
         {
-            Some(Err(permit)) => report_to_daemon(&self.protector, permit, outcome).await,
+            Some(Err(Remote::Daemon(permit))) => report_to_daemon(&self.protector, permit, outcome).await,
+            Some(Err(Remote::CachedFailure(generation))) => {
+                report_cached(&self.protector, generation, outcome).await
+            }
             Some(Ok(resolved)) => resolved,
             None => Resolved::NOT_RECORDED,
         }
@@ -113,7 +155,8 @@ impl CallPermit {
 impl Drop for CallPermit {
     fn drop(&mut self) {
         let Some(grant) = self.grant.take() else { return };
-        let Err(permit) = report_in_process(&self.protector, grant, Outcome::Ignored) else {
+        // IGNORED of a cached permit needs no report, so only a daemon permit is left.
+        let Err(Remote::Daemon(permit)) = report_in_process(&self.protector, grant, Outcome::Ignored) else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
@@ -137,10 +180,23 @@ fn lost(protector: &Inner, outcome: Outcome, why: &str) {
     tracing::warn!(name = %protector.name, ?outcome, why, "a report could not reach the daemon and is dropped");
 }
 
-/// Reports a fallback's permit, which needs no I/O; gives a daemon permit back.
-fn report_in_process(protector: &Inner, grant: Grant, outcome: Outcome) -> Result<Resolved, v1::Permit> {
+/// Reports what needs no I/O (a fallback's permit, a cached success); gives the rest back.
+fn report_in_process(protector: &Inner, grant: Grant, outcome: Outcome) -> Result<Resolved, Remote> {
     match grant {
-        Grant::Daemon(permit) => Err(permit),
+        Grant::Daemon(permit) => Err(Remote::Daemon(permit)),
+        Grant::Cached(generation) => match (outcome, &protector.cache) {
+            (Outcome::Failure, _) => Err(Remote::CachedFailure(generation)),
+            (outcome, Some(cache)) => {
+                if outcome == Outcome::Success {
+                    cache.success(generation);
+                }
+                Ok(Resolved {
+                    accepted: true,
+                    status: None,
+                })
+            }
+            (_, None) => unreachable!("a cached permit comes from a cached protector"),
+        },
         Grant::Local(permit) => Ok(Resolved {
             accepted: protector
                 .local
@@ -163,21 +219,12 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
         return Resolved::NOT_RECORDED;
     }
     let timeout = protector.shared.config.request_timeout;
-    let request = v1::ReportRequest {
-        name: protector.name.clone(),
-        permit: Some(permit),
-        outcome: v1::Outcome::from(outcome) as i32,
-    };
-    match tokio::time::timeout(timeout, protector.rpc().report(request)).await {
-        Ok(Ok(response)) => {
+    let report = protector.shared.report(&protector.name, permit, outcome);
+    match tokio::time::timeout(timeout, report).await {
+        Ok(Ok(r)) => {
             link.up();
-            let r = response.into_inner();
-            if let Some(change) = r
-                .transition
-                .as_ref()
-                .and_then(|t| watcher::change(&protector.name, t))
-            {
-                protector.notifier.transition(change, r.revision);
+            if let Some(t) = &r.transition {
+                protector.learned(t, r.revision);
             }
             Resolved {
                 accepted: r.accepted,
@@ -198,5 +245,20 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
             lost(protector, outcome, &why);
             Resolved::NOT_RECORDED
         }
+    }
+}
+
+/// A cached permit's FAILURE: sent at once, after the pending successes, and its answer
+/// applied to the local state before this returns.
+async fn report_cached(protector: &Inner, generation: u64, outcome: Outcome) -> Resolved {
+    let Some(reporter) = protector.reporter() else {
+        return Resolved::NOT_RECORDED;
+    };
+    match reporter.send(Some((generation, outcome))).await {
+        Some(r) if r.error.is_none() => Resolved {
+            accepted: r.stale == 0,
+            status: status(r.status),
+        },
+        _ => Resolved::NOT_RECORDED,
     }
 }

@@ -133,6 +133,8 @@ pub enum Command {
         /// The protector's name.
         name: String,
     },
+    /// Drive load for a while and print decisions/s and latency (see `bench --help`).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// The policy flags shared by `ensure` and `update-policy`; an unset flag takes the
@@ -294,7 +296,7 @@ fn address(s: &str) -> Result<String, String> {
 }
 
 /// A human duration such as `30s`, `1m30s` or `250ms`.
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 30s, 5m, 250ms)"))
 }
 

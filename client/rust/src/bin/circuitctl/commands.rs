@@ -19,7 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::cli::{Cli, Command};
 use crate::error::{EXIT_REJECTED, Failure};
 use crate::render::{self, Json, Style, Wire};
-use crate::{view, watch};
+use crate::{bench, view, watch};
 
 /// A connection to the daemon and how to print its answers.
 #[derive(Debug)]
@@ -33,6 +33,11 @@ pub struct Session {
 
 /// Runs the command line's command; `Ok` carries the exit code of an answered command.
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let command = match cli.command {
+        // The load generator opens connections of its own, and none in echo mode.
+        Command::Bench(args) => return bench::run(args, &cli.addr, cli.timeout, cli.json).await,
+        command => command,
+    };
     let json = if cli.json { Some(Json::new()?) } else { None };
     let channel = connect(&cli.addr, cli.timeout).await?;
     let session = Session {
@@ -42,11 +47,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         json,
         style: Style::detect(),
     };
-    session.dispatch(cli.command).await
+    session.dispatch(command).await
 }
 
 /// Connects eagerly, so an unreachable daemon is told apart from an error answer.
-async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Failure> {
+pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Failure> {
     let endpoint = Endpoint::from_shared(addr.to_owned())
         .map_err(|e| anyhow!("invalid --addr {addr:?}: {e}"))?
         .connect_timeout(timeout);
@@ -171,6 +176,7 @@ impl Session {
                 let r = self.call(self.admin().delete_protector(req)).await?;
                 self.show(&r, || view::delete(&name, &r))
             }
+            Command::Bench(args) => bench::run(args, &self.addr, self.timeout, self.json.is_some()).await,
         }
     }
 

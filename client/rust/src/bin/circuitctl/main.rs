@@ -5,10 +5,11 @@
 //! 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached,
 //! 4 `acquire` was rejected.
 //!
-//! Layout: `cli` the flags and value parsers, `commands` the requests, `watch` the change
-//! stream, `view` how each answer looks, `render` tables, colour and JSON, `error` failures
-//! and exit codes.
+//! Layout: `cli` the flags and value parsers, `commands` the requests, `bench` the load
+//! generator, `watch` the change stream, `view` how each answer looks, `render` tables,
+//! colour and JSON, `error` failures and exit codes.
 
+mod bench;
 mod cli;
 mod commands;
 mod error;
@@ -22,7 +23,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The load generator needs every core; each other command is a few calls.
+    let mut builder = if matches!(cli.command, cli::Command::Bench(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("circuitctl: cannot start the async runtime: {e}");

@@ -1,0 +1,168 @@
+"""One connection to the daemon per address and process, shared by every protector.
+
+Design note. A connection owns a lazily connected gRPC channel (constructing it never
+waits for the daemon), the link state with its reconnect backoff, counters, and the
+batcher: the background thread that sends the successes of locally admitted calls
+(cached mode) in one ReportBatch every `flush_interval`. A protector hands itself to the
+batcher when its first pending success arrives, so a busy protector costs the batcher one
+wake-up per interval, not one per call. After a fork the child starts over with new
+connections (channels and threads do not survive a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from ._generated import admin_pb2_grpc, protector_pb2, protector_pb2_grpc
+from ._link import Link
+
+log = logging.getLogger("resilient_circuit_client")
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ADDRESS_VARIABLE = "RESILIENT_CIRCUIT_ADDRESS"
+
+#: How long a Report, a ReportBatch, an EnsureProtector or a GetProtector may take.
+REQUEST_TIMEOUT = 1.0
+#: How often the batcher sends pending successes.
+FLUSH_INTERVAL = 0.05
+
+# The daemon could not be reached (rather than: it refused).
+UNREACHABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
+def unreachable(error: grpc.RpcError) -> bool:
+    return error.code() in UNREACHABLE
+
+
+class Batched(Protocol):
+    """What the batcher needs of a protector."""
+
+    name: str
+
+    def take_pending(self) -> list[protector_pb2.OutcomeBatch]: ...
+
+    def apply_batch_result(self, result: protector_pb2.OutcomeBatchResult, revision: int) -> None: ...
+
+    def batch_lost(self, count: int, why: str) -> None: ...
+
+
+@dataclass
+class Stats:
+    fallback_decisions: int = 0
+    reports_lost: int = 0
+    reports_dropped: int = 0
+    batches_sent: int = 0
+
+
+class Connection:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+        self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.link = Link()
+        self.stats = Stats()
+        self._cond = threading.Condition()
+        self._dirty: list[Batched] = []
+        self._flusher: threading.Thread | None = None
+        self.closed = threading.Event()
+
+    def wake(self, protector: Batched) -> None:
+        """`protector` has pending successes for the next batch."""
+        with self._cond:
+            self._dirty.append(protector)
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name=f"resilient-circuit-batcher {self.address}", daemon=True
+                )
+                self._flusher.start()
+            self._cond.notify()
+
+    def _flush_loop(self) -> None:
+        while not self.closed.is_set():
+            with self._cond:
+                while not self._dirty:
+                    self._cond.wait()
+            # Lets successes accumulate for one interval: a period, not synchronisation.
+            if self.closed.wait(FLUSH_INTERVAL):
+                return
+            with self._cond:
+                dirty, self._dirty = self._dirty, []
+            self.send(dirty)
+
+    def send(self, protectors: list[Batched]) -> None:
+        """Sends the pending outcomes of `protectors` in one ReportBatch."""
+        owners: list[Batched] = []
+        batches: list[protector_pb2.OutcomeBatch] = []
+        for p in dict.fromkeys(protectors):
+            for b in p.take_pending():
+                owners.append(p)
+                batches.append(b)
+        if not batches:
+            return
+        self.report_batch(owners, batches)
+
+    def report_batch(self, owners: list[Batched], batches: list[protector_pb2.OutcomeBatch]) -> bool:
+        """Sends `batches` (from `owners`, one each) and applies the answer; False when lost."""
+        request = protector_pb2.ReportBatchRequest(batches=batches)
+        why = None
+        if self.link.down:
+            why = "the link to the daemon is down"
+        else:
+            try:
+                response = self.protectors.ReportBatch(request, timeout=REQUEST_TIMEOUT)
+            except grpc.RpcError as e:
+                why = f"{e.code().name}: {e.details()}"
+                if unreachable(e):
+                    self.link.failed(why)
+            else:
+                self.link.up()
+                self.stats.batches_sent += 1
+                for owner, result in zip(owners, response.results):
+                    owner.apply_batch_result(result, response.revision)
+                return True
+        for owner, batch in zip(owners, batches):
+            owner.batch_lost(batch.successes + len(batch.outcomes), why)
+        return False
+
+
+_lock = threading.Lock()
+_connections: dict[str, Connection] = {}
+
+
+def resolve_address(address: str | None) -> str:
+    return address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
+
+
+def connection(address: str) -> Connection:
+    with _lock:
+        conn = _connections.get(address)
+        if conn is None:
+            conn = _connections[address] = Connection(address)
+        return conn
+
+
+def _forget_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for conn in _connections.values():
+        conn.closed.set()
+    _connections.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,82 @@
+"""Whether the daemon is worth asking right now (the Rust client's link, ported).
+
+Design note. After a failure to reach the daemon the link is *down* for a backoff period
+(capped exponential, full jitter: attempt n waits uniformly in [0, min(cap, initial*2^n)]);
+while it lasts every caller answers from its fallback at once instead of paying the
+acquire deadline again. When the period ends, the first caller to notice becomes the
+probe and pushes the next attempt a fresh backoff away before it tries, so concurrent
+callers keep answering from the fallback. Any answer from the daemon (an RPC or a Watch
+message) marks the link up. The link never gives up: the backoff stops growing at its cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+log = logging.getLogger("resilient_circuit_client")
+
+ASK, PROBE, SKIP = "ask", "probe", "skip"
+
+
+def backoff_delay(initial: float, cap: float, attempt: int) -> float:
+    """Full-jitter capped exponential delay before retry `attempt` (0 = the first)."""
+    ceiling = min(cap, initial * (2 ** min(attempt, 20)))
+    return random.uniform(0.0, ceiling) if ceiling > 0 else 0.0
+
+
+class Link:
+    """The shared up/down state of one connection."""
+
+    def __init__(self, initial: float = 0.05, cap: float = 5.0) -> None:
+        self.initial = initial
+        self.cap = max(cap, initial)
+        self._lock = threading.Lock()
+        self.down = False
+        self._failures = 0
+        self._next_try = 0.0
+        self._warned = False
+        self.downs = 0
+
+    def attempt(self) -> str:
+        if not self.down:
+            return ASK
+        with self._lock:
+            now = time.monotonic()
+            if not self.down:
+                return ASK
+            if now < self._next_try:
+                return SKIP
+            self._next_try = now + backoff_delay(self.initial, self.cap, self._failures)
+            return PROBE
+
+    def up(self) -> None:
+        if not self.down and not self._failures:
+            return
+        with self._lock:
+            if self.down:
+                log.info("the daemon is reachable again after %d failures", self._failures)
+            self.down = False
+            self._failures = 0
+            self._warned = False
+
+    def failed(self, why: str) -> None:
+        with self._lock:
+            delay = backoff_delay(self.initial, self.cap, self._failures)
+            self._next_try = time.monotonic() + delay
+            self._failures += 1
+            if not self.down:
+                self.down = True
+                self.downs += 1
+                log.warning("the daemon cannot be reached (%s); answering from fallbacks for %.3fs", why, delay)
+            else:
+                log.debug("the daemon is still unreachable (%s); next try in %.3fs", why, delay)
+
+    def first_fallback(self) -> bool:
+        """Whether this fallback decision is the first since the link went down."""
+        with self._lock:
+            first = not self._warned
+            self._warned = True
+            return first

@@ -1,0 +1,463 @@
+"""The daemon side of one protector: acquire, report, cached decisions and the watch.
+
+Design note. Every call is decided by the daemon or, in cached mode (the default), from
+what the Watch stream says about the daemon:
+
+- **Cached fast path.** While the Watch stream is synced and fresh, the protector is
+  CLOSED and no override holds, a call is admitted locally in the generation the stream
+  announced. Its SUCCESS is counted and sent with others in one ReportBatch by the
+  connection's batcher; its FAILURE is sent at once (after this protector's pending
+  successes, in one ReportBatch) and the answer, a trip included, is applied before the
+  call returns, so a process sees its own trips. Calls admitted in a generation the
+  daemon has left are judged stale there, exactly as CLOSED permits of that generation.
+- **Remote path.** Otherwise (not cached, OPEN, HALF_OPEN, an override, the stream not
+  live) each call is an Acquire under the acquire deadline (50 ms) and a Report; every
+  HALF_OPEN trial is the daemon's.
+- **Fallback.** When the daemon cannot be asked in time, or the link is in its backoff
+  period, the declared fallback decides: "allow" admits (outcomes recorded nowhere),
+  "deny" rejects, "local" asks an in-process status machine with the same policy.
+
+State the watch thread and callers share is guarded by `_lock`; the fast path reads
+`_fast_gen` and `_fresh_until` without it (each is replaced whole).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Callable, Optional
+
+import grpc
+
+from . import _connection
+from ._connection import REQUEST_TIMEOUT, Connection, unreachable
+from ._generated import protector_pb2, types_pb2
+from ._link import SKIP
+from ._machine import Machine, Permit
+from ._notifier import Notifier
+from ._wire import STATUS_NAMES, machine_settings, reason_name, seconds_of
+from .exceptions import ProtectedCallError, ProtectionException
+
+log = logging.getLogger("resilient_circuit_client")
+
+CLOSED = types_pb2.STATUS_CLOSED
+CACHED, DAEMON, LOCAL, ALLOWED = "cached", "daemon", "local", "allowed"
+OUTCOMES = {"SUCCESS": types_pb2.OUTCOME_SUCCESS, "FAILURE": types_pb2.OUTCOME_FAILURE, "IGNORED": types_pb2.OUTCOME_IGNORED}
+NO_OVERRIDE = (types_pb2.OVERRIDE_KIND_UNSPECIFIED, types_pb2.OVERRIDE_KIND_NONE)
+
+_runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        name: str,
+        address: str,
+        policy: types_pb2.Policy,
+        fallback: str,
+        cached: bool,
+        acquire_deadline: float,
+        watch_staleness: float,
+        fire: Callable[[str, str], None],
+        status_of: Callable[[int], object],
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.policy = policy
+        self.fallback = fallback
+        self.cached = cached
+        self.acquire_deadline = acquire_deadline
+        self.watch_staleness = watch_staleness
+        self.status_of = status_of
+        self.local = Machine(**machine_settings(policy)) if fallback == "local" else None
+        self._local_lock = threading.Lock()
+        self.notifier = Notifier(name, fire)
+        self.fallback_decisions = 0
+        self.has_callback = False
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        _runtimes.add(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.conn: Optional[Connection] = None
+        self.started = False
+        self.ensured = False
+        # (status, generation, no override) as last known, and the revision it reflects.
+        self._view: Optional[tuple[int, int, bool]] = None
+        self._view_rev = 0
+        self._live = False
+        self._fresh_until = 0.0
+        # The generation cached calls are admitted in; 0 = take the remote path.
+        self._fast_gen = 0
+        self._pend_gen = 0
+        self._pend_count = 0
+        self._pend_old: list[tuple[int, int]] = []
+        self._watch_call = None
+        self._watch_restart = False
+        self._closed = threading.Event()
+        # Set while the Watch stream is live / not live, for whoever must wait for either.
+        self.synced = threading.Event()
+        self.unsynced = threading.Event()
+        self.unsynced.set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connects, ensures the protector (within the request timeout) and starts the watch."""
+        if self.started:
+            return
+        with self._start_lock:
+            if self.started:
+                return
+            self.conn = _connection.connection(self.address)
+            if self.conn.link.attempt() != SKIP:
+                try:
+                    self.ensure(REQUEST_TIMEOUT)
+                    self.conn.link.up()
+                except grpc.RpcError as e:
+                    if not unreachable(e):
+                        raise ProtectionException(f"the daemon refused protector {self.name!r}: {e.details()}") from e
+                    self.conn.link.failed(f"{e.code().name}: {e.details()}")
+            if self.cached or self.has_callback:
+                self.start_watch()
+            self.started = True
+
+    def start_watch(self) -> None:
+        with self._lock:
+            if getattr(self, "_watch_thread_started", False) and not self._closed.is_set():
+                return
+            self._watch_thread_started = True
+        from ._watch import run
+
+        thread = threading.Thread(target=run, args=(self,), name=f"resilient-circuit-watch {self.name}", daemon=True)
+        thread.start()
+
+    def close(self) -> None:
+        """Stops the watch and sends pending successes."""
+        self._closed.set()
+        call = self._watch_call
+        if call is not None:
+            call.cancel()
+        if self.conn is not None:
+            self.conn.send([self])
+
+    # -- the view the fast path reads --------------------------------------------------
+
+    def _recompute(self) -> None:
+        v = self._view
+        ok = self.cached and self._live and v is not None and v[0] == CLOSED and v[2]
+        self._fast_gen = v[1] if ok else 0
+
+    def set_view(self, status: int, generation: int, no_override: Optional[bool], revision: int, force: bool = False) -> None:
+        with self._lock:
+            if not force and revision < self._view_rev:
+                return
+            if no_override is None:
+                no_override = self._view[2] if self._view is not None else True
+            self._view = (status, generation, no_override)
+            self._view_rev = revision
+            self._recompute()
+
+    def forget_view(self, revision: int) -> None:
+        with self._lock:
+            self._view = None
+            self._view_rev = revision
+            self._recompute()
+
+    def set_override(self, no_override: bool, revision: int) -> None:
+        with self._lock:
+            if self._view is not None and revision >= self._view_rev:
+                self._view = (self._view[0], self._view[1], no_override)
+                self._view_rev = revision
+                self._recompute()
+
+    def set_live(self, live: bool, fresh_until: float = 0.0) -> None:
+        with self._lock:
+            self._live = live
+            self._fresh_until = fresh_until
+            self._recompute()
+        if live:
+            self.unsynced.clear()
+            self.synced.set()
+        else:
+            self.synced.clear()
+            self.unsynced.set()
+
+    def touch(self, fresh_until: float) -> None:
+        self._fresh_until = fresh_until
+
+    def new_history(self) -> None:
+        with self._lock:
+            self._view_rev = 0
+        self.notifier.new_history()
+
+    def fast_generation(self) -> int:
+        """The generation to admit a call in locally, or 0 for the remote path."""
+        gen = self._fast_gen
+        if gen and time.monotonic() < self._fresh_until:
+            return gen
+        return 0
+
+    # -- daemon RPCs ---------------------------------------------------------------------
+
+    def ensure(self, timeout: float) -> None:
+        response = self.conn.protectors.EnsureProtector(
+            protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy), timeout=timeout
+        )
+        p = response.protector
+        if not response.policy_matches:
+            log.warning("protector %r exists on the daemon with another policy; the daemon's applies", self.name)
+            if self.local is not None:
+                with self._local_lock:
+                    self.local.update_policy(**machine_settings(p.policy))
+        if response.created and self.notifier.knows_status():
+            log.info("protector %r was created again (deleted, or the daemon restarted)", self.name)
+            self.restart_watch()
+        self.notifier.snapshot(STATUS_NAMES[p.status], p.generation, p.mod_revision, response.created)
+        self.set_view(p.status, p.generation, p.override.kind in NO_OVERRIDE, response.revision, force=response.created)
+        self.ensured = True
+
+    def restart_watch(self) -> None:
+        self._watch_restart = True
+        call = self._watch_call
+        if call is not None:
+            call.cancel()
+
+    def _ask(self) -> protector_pb2.AcquireResponse:
+        end = time.monotonic() + self.acquire_deadline
+        left = lambda: max(0.001, end - time.monotonic())  # noqa: E731
+        request = protector_pb2.AcquireRequest(name=self.name)
+        if not self.ensured:
+            self.ensure(left())
+        try:
+            return self.conn.protectors.Acquire(request, timeout=left())
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        self.ensured = False
+        log.info("the daemon does not know protector %r; ensuring it again", self.name)
+        self.ensure(left())
+        return self.conn.protectors.Acquire(request, timeout=left())
+
+    def acquire(self) -> tuple[str, object]:
+        """A ticket to resolve with the call's outcome, or ProtectedCallError."""
+        self.start()
+        gen = self.fast_generation()
+        if gen:
+            return CACHED, gen
+        call = self._watch_call
+        if self._live and call is not None and time.monotonic() >= self._fresh_until:
+            # A silent stream is a dead one: the watch thread reopens it.
+            self.set_live(False)
+            call.cancel()
+        link = self.conn.link
+        if link.attempt() == SKIP:
+            return self._decide_locally("the link to the daemon is down")
+        try:
+            response = self._ask()
+        except grpc.RpcError as e:
+            why = f"{e.code().name}: {e.details()}"
+            if not unreachable(e):
+                raise ProtectionException(f"the daemon refused an Acquire of {self.name!r}: {why}") from e
+            link.failed(why)
+            return self._decide_locally(why)
+        link.up()
+        if response.decision == types_pb2.DECISION_ADMITTED:
+            if response.reason == types_pb2.DECISION_REASON_CLOSED:
+                self.set_view(CLOSED, response.permit.generation, True, response.revision)
+            elif response.reason == types_pb2.DECISION_REASON_TRIAL:
+                # This Acquire may have ended the cooldown (the lazy OPEN -> HALF_OPEN).
+                self.set_view(response.status, response.permit.generation, None, response.revision)
+                self.notifier.entered(response.permit.generation, "HALF_OPEN", response.revision)
+            return DAEMON, response.permit
+        raise ProtectedCallError(
+            name=self.name,
+            status=self.status_of(response.status),
+            reason=reason_name(response.reason),
+            retry_after=seconds_of(response.retry_after) if response.HasField("retry_after") else None,
+        )
+
+    def _decide_locally(self, why: str) -> tuple[str, object]:
+        self.fallback_decisions += 1
+        self.conn.stats.fallback_decisions += 1
+        level = logging.WARNING if self.conn.link.first_fallback() else logging.DEBUG
+        log.log(level, "protector %r: the daemon could not be asked (%s); fallback %s decides", self.name, why, self.fallback)
+        if self.fallback == "allow":
+            return ALLOWED, None
+        if self.fallback == "local":
+            with self._local_lock:
+                decision, _ = self.local.acquire(time.monotonic())
+                status = self.local.status
+            if isinstance(decision, Permit):
+                return LOCAL, decision
+            raise ProtectedCallError(
+                name=self.name,
+                status=self.status_of(status),
+                reason=decision.reason,
+                retry_after=None if decision.retry_after is None else _timedelta(decision.retry_after),
+                fallback=True,
+            )
+        raise ProtectedCallError(name=self.name, status=self.status_of(types_pb2.STATUS_OPEN), reason="OPEN", fallback=True)
+
+    def resolve(self, ticket: tuple[str, object], outcome: str) -> None:
+        kind, data = ticket
+        if kind == CACHED:
+            if outcome == "SUCCESS":
+                self.pending_success(data)
+            elif outcome == "FAILURE":
+                self.report_now(data, outcome)
+        elif kind == DAEMON:
+            self._report(data, outcome)
+        elif kind == LOCAL:
+            with self._local_lock:
+                self.local.report(data, outcome, time.monotonic())
+        else:
+            self.conn.stats.reports_dropped += 1
+
+    def _report(self, permit: types_pb2.Permit, outcome: str) -> None:
+        conn = self.conn
+        if conn.link.down:
+            self.batch_lost(1, "the link to the daemon is down")
+            return
+        request = protector_pb2.ReportRequest(name=self.name, permit=permit, outcome=OUTCOMES[outcome])
+        try:
+            r = conn.protectors.Report(request, timeout=REQUEST_TIMEOUT)
+        except grpc.RpcError as e:
+            why = f"{e.code().name}: {e.details()}"
+            if unreachable(e):
+                conn.link.failed(why)
+            self.batch_lost(1, why)
+            return
+        conn.link.up()
+        if r.HasField("transition"):
+            self.apply_transition(r.transition, r.revision)
+
+    def apply_transition(self, t: types_pb2.Transition, revision: int) -> None:
+        self.set_view(t.to, t.generation, None, revision)
+        self.notifier.transition(STATUS_NAMES[getattr(t, "from")], STATUS_NAMES[t.to], t.generation, revision)
+
+    # -- cached mode: pending successes and immediate failures ----------------------------
+
+    def pending_success(self, gen: int) -> None:
+        with self._lock:
+            if gen == self._pend_gen:
+                self._pend_count += 1
+                if self._pend_count > 1:
+                    return
+            else:
+                if self._pend_count:
+                    self._pend_old.append((self._pend_gen, self._pend_count))
+                self._pend_gen, self._pend_count = gen, 1
+        self.conn.wake(self)
+
+    def _take(self) -> list[tuple[int, int]]:
+        with self._lock:
+            items = self._pend_old
+            if self._pend_count:
+                items.append((self._pend_gen, self._pend_count))
+            self._pend_old, self._pend_count = [], 0
+        return items
+
+    def take_pending(self) -> list[protector_pb2.OutcomeBatch]:
+        return [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in self._take()]
+
+    def report_now(self, gen: int, outcome: str) -> None:
+        """Sends this protector's pending successes, then `outcome`, and applies the answer."""
+        items = self._take()
+        batches = [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in items if g != gen]
+        own = sum(n for g, n in items if g == gen)
+        batches.append(
+            protector_pb2.OutcomeBatch(name=self.name, generation=gen, successes=own, outcomes=[OUTCOMES[outcome]])
+        )
+        self.conn.report_batch([self] * len(batches), batches)
+
+    def apply_batch_result(self, result: protector_pb2.OutcomeBatchResult, revision: int) -> None:
+        if result.HasField("error"):
+            if result.error.code == grpc.StatusCode.NOT_FOUND.value[0]:
+                self.ensured = False
+                self.forget_view(revision)
+            log.warning("protector %r: a batch of reports failed: %s", self.name, result.error.message)
+            return
+        if result.HasField("transition"):
+            self.apply_transition(result.transition, revision)
+        else:
+            self.set_view(result.status, result.generation, None, revision)
+
+    def batch_lost(self, count: int, why: Optional[str]) -> None:
+        self.conn.stats.reports_lost += count
+        log.debug("protector %r: %d reports could not reach the daemon (%s)", self.name, count, why)
+
+    def flush(self) -> None:
+        """Sends this process's pending reports now, so a read sees them."""
+        if self.conn is not None:
+            self.conn.send([self])
+
+    def get(self) -> types_pb2.Protector:
+        """The daemon's protector, after this process's pending reports."""
+        self.start()
+        self.flush()
+        request = protector_pb2.GetProtectorRequest(name=self.name)
+        try:
+            response = self.conn.protectors.GetProtector(request, timeout=REQUEST_TIMEOUT)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                if unreachable(e):
+                    self.conn.link.failed(f"{e.code().name}: {e.details()}")
+                raise
+            self.ensure(REQUEST_TIMEOUT)
+            response = self.conn.protectors.GetProtector(request, timeout=REQUEST_TIMEOUT)
+        self.conn.link.up()
+        p = response.protector
+        self.set_view(p.status, p.generation, p.override.kind in NO_OVERRIDE, response.revision)
+        return p
+
+    def set_status(self, status: int) -> None:
+        from ._generated import admin_pb2
+
+        self.start()
+        self.flush()
+        request = admin_pb2.SetStatusRequest(name=self.name, status=status)
+        try:
+            response = self.conn.admin.SetStatus(request, timeout=REQUEST_TIMEOUT)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            self.ensure(REQUEST_TIMEOUT)
+            response = self.conn.admin.SetStatus(request, timeout=REQUEST_TIMEOUT)
+        self.apply_transition(response.transition, response.revision)
+
+
+def _timedelta(seconds: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+def _reset_after_fork() -> None:
+    for runtime in list(_runtimes):
+        runtime._lock = threading.Lock()
+        runtime._start_lock = threading.Lock()
+        runtime._local_lock = threading.Lock()
+        runtime.notifier._lock = threading.Lock()
+        runtime._watch_thread_started = False
+        runtime._reset()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _flush_at_exit() -> None:
+    # The batcher is a daemon thread: successes still pending when the interpreter
+    # exits would be lost without this last send.
+    for runtime in list(_runtimes):
+        if runtime.conn is not None and not runtime._closed.is_set():
+            runtime.flush()
+
+
+atexit.register(_flush_at_exit)

@@ -1,0 +1,262 @@
+"""The library's `circuit_breaker` module, backed by circuitd: `CircuitProtectorPolicy`.
+
+The decorator keeps the library's signature, status machine and callbacks, and the
+protector it guards lives in the daemon, so every process naming the same `resource_key`
+shares it. Beyond the library (each with a default that keeps its behaviour):
+
+- `address`: the daemon (else `$RESILIENT_CIRCUIT_ADDRESS`, else 127.0.0.1:50051).
+- `fallback`: who decides when the daemon cannot be asked within `acquire_deadline`
+  (50 ms): "deny" (the default: reject), "allow" (admit, record nothing) or "local" (an
+  in-process status machine with the same policy).
+- `cached` (default True): decide calls locally while the daemon says CLOSED (see
+  `_protector`); False asks the daemon for every call.
+- `trial_permits`, `permit_ttl`: the daemon's HALF_OPEN settings (SEMANTICS.md).
+
+Documented differences from the library:
+
+- A success_limit of 1/1 means unset, as in the library (HALF_OPEN then uses the failure
+  rule over a window of failure_limit's denominator).
+- Without `resource_key` the protector gets a unique name ("anonymous-" and a random hex
+  id), not one derived from a memory address, which another process could reuse.
+- Async functions are awaited before the outcome is reported (the library counted the
+  coroutine object as a success).
+- A `ProtectedCallError` raised by an inner protector is reported as IGNORED (the call
+  never reached the service); a `RetryLimitReached` counts as its last exception.
+- `on_status_change(policy, old, new)` fires once per transition: at once for transitions
+  this process's own reports or status assignments cause, and from the Watch stream for
+  the others. Transitions of a LOCAL fallback's in-process machine are not announced.
+- A late success does not end a cooldown early: the daemon fences reports by generation.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import asyncio
+import uuid
+from datetime import timedelta
+from fractions import Fraction
+from typing import Callable, Iterator, Optional
+
+from ._generated import types_pb2
+from ._protector import CACHED, Runtime
+from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy
+from .exceptions import ProtectedCallError, ProtectionException, last_error
+
+FALLBACKS = ("deny", "allow", "local")
+
+
+class CircuitStatus(enum.Enum):
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+def _status(wire: int) -> Optional[CircuitStatus]:
+    name = STATUS_NAMES.get(wire)
+    return CircuitStatus(name) if name in CircuitStatus.__members__ else None
+
+
+class ExecutionLog:
+    """The protector's window of recent outcomes, as the daemon held it when read.
+
+    Items are True for a success and False for a failure, oldest first, as in the library.
+    """
+
+    def __init__(self, size: int, items: list[bool]) -> None:
+        self.size = size
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[bool]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"<ExecutionLog(size={self.size}): {self._items}>"
+
+    @property
+    def is_full(self) -> bool:
+        return len(self) >= self.size
+
+    @property
+    def success_count(self) -> int:
+        return self._items.count(True)
+
+    @property
+    def failure_count(self) -> int:
+        return self._items.count(False)
+
+    @property
+    def success_rate(self) -> Fraction:
+        return Fraction(self.success_count, len(self))
+
+    @property
+    def failure_rate(self) -> Fraction:
+        return Fraction(self.failure_count, len(self))
+
+
+class CircuitProtectorPolicy:
+    DEFAULT_THRESHOLD = Fraction(1, 1)
+
+    def __init__(
+        self,
+        *,
+        resource_key: Optional[str] = None,
+        cooldown: timedelta = timedelta(0),
+        failure_limit: LimitLike = DEFAULT_THRESHOLD,
+        success_limit: LimitLike = DEFAULT_THRESHOLD,
+        should_handle: Callable[[Exception], bool] = lambda e: True,
+        on_status_change: Optional[Callable[["CircuitProtectorPolicy", CircuitStatus, CircuitStatus], None]] = None,
+        address: Optional[str] = None,
+        fallback: str = "deny",
+        cached: bool = True,
+        acquire_deadline: timedelta = timedelta(milliseconds=50),
+        watch_staleness: timedelta = timedelta(seconds=3),
+        trial_permits: Optional[int] = None,
+        permit_ttl: Optional[timedelta] = None,
+    ) -> None:
+        from ._connection import resolve_address
+
+        if fallback not in FALLBACKS:
+            raise ValueError(f"`fallback` must be one of {FALLBACKS}, got {fallback!r}")
+        self.resource_key = resource_key or f"anonymous-{uuid.uuid4().hex}"
+        self.cooldown = cooldown
+        self.failure_limit = failure_limit
+        self.success_limit = success_limit
+        self.should_consider_failure = should_handle
+        self._on_status_change = on_status_change
+        self.address = resolve_address(address)
+        self._rt = Runtime(
+            name=self.resource_key,
+            address=self.address,
+            policy=wire_policy(
+                cooldown=cooldown,
+                failure_limit=failure_limit,
+                success_limit=success_limit,
+                trial_permits=trial_permits,
+                permit_ttl=permit_ttl,
+            ),
+            fallback=fallback,
+            cached=cached,
+            acquire_deadline=acquire_deadline.total_seconds(),
+            watch_staleness=max(0.3, watch_staleness.total_seconds()),
+            fire=self._fire,
+            status_of=_status,
+        )
+        if on_status_change is not None:
+            self._rt.has_callback = True
+            self._rt.start()
+
+    @property
+    def fallback(self) -> str:
+        return self._rt.fallback
+
+    @property
+    def fallback_decisions(self) -> int:
+        """How many calls the fallback decided because the daemon could not be asked."""
+        return self._rt.fallback_decisions
+
+    def _fire(self, old: str, new: str) -> None:
+        self.on_status_change(CircuitStatus(old), CircuitStatus(new))
+
+    def on_status_change(self, current: CircuitStatus, new: CircuitStatus) -> None:
+        """Called once per transition of the protector (see the module notes)."""
+        if self._on_status_change is not None:
+            self._on_status_change(self, current, new)
+
+    @property
+    def status(self) -> CircuitStatus:
+        """The daemon's status, after this process's pending reports. When the daemon
+        cannot be reached: the LOCAL fallback's status, else the last one known."""
+        try:
+            return _status(self._rt.get().status)
+        except Exception as error:
+            rt = self._rt
+            if rt.local is not None:
+                return CircuitStatus(rt.local.status)
+            if rt.notifier.status in CircuitStatus.__members__:
+                return CircuitStatus(rt.notifier.status)
+            raise ProtectionException(f"the status of {self.resource_key!r} is unknown: {error}") from error
+
+    @status.setter
+    def status(self, new_status: CircuitStatus) -> None:
+        try:
+            self._rt.set_status(STATUS_VALUES[CircuitStatus(new_status).value])
+        except ProtectionException:
+            raise
+        except Exception as error:
+            raise ProtectionException(f"could not set the status of {self.resource_key!r}: {error}") from error
+
+    @property
+    def execution_log(self) -> ExecutionLog:
+        """The daemon's window of recent outcomes, after this process's pending reports."""
+        try:
+            window = self._rt.get().window
+        except Exception as error:
+            raise ProtectionException(f"the execution log of {self.resource_key!r} is unknown: {error}") from error
+        items = [o == types_pb2.OUTCOME_SUCCESS for o in window.outcomes]
+        return ExecutionLog(window.size, items)
+
+    def close(self) -> None:
+        """Stops this protector's watch and sends its pending reports."""
+        self._rt.close()
+
+    def _outcome(self, error: BaseException) -> str:
+        if not isinstance(error, Exception):
+            return "IGNORED"
+        last = last_error(error)
+        if isinstance(last, ProtectedCallError):
+            return "IGNORED"
+        return "FAILURE" if self.should_consider_failure(last) else "SUCCESS"
+
+    def __call__(self, func: Callable) -> Callable:
+        rt = self._rt
+        outcome_of = self._outcome
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def decorated_async(*args, **kwargs):
+                gen = rt.fast_generation() if rt.started else 0
+                ticket = (CACHED, gen) if gen else await asyncio.to_thread(rt.acquire)
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as error:
+                    outcome = outcome_of(error)
+                    if ticket[0] == CACHED and outcome != "FAILURE":
+                        rt.resolve(ticket, outcome)
+                    else:
+                        await asyncio.to_thread(rt.resolve, ticket, outcome)
+                    raise
+                if ticket[0] == CACHED:
+                    rt.pending_success(ticket[1])
+                else:
+                    await asyncio.to_thread(rt.resolve, ticket, "SUCCESS")
+                return result
+
+            return decorated_async
+
+        @functools.wraps(func)
+        def decorated(*args, **kwargs):
+            gen = rt.fast_generation() if rt.started else 0
+            if gen:
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as error:
+                    rt.resolve((CACHED, gen), outcome_of(error))
+                    raise
+                rt.pending_success(gen)
+                return result
+            ticket = rt.acquire()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as error:
+                rt.resolve(ticket, outcome_of(error))
+                raise
+            rt.resolve(ticket, "SUCCESS")
+            return result
+
+        return decorated

@@ -1,0 +1,69 @@
+"""Starting and stopping a real circuitd for the tests (and bench.py)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import signal
+import subprocess
+import threading
+
+WORKSPACE = pathlib.Path(__file__).resolve().parents[3]
+
+
+def circuitd_binary(profile: str = "debug") -> pathlib.Path:
+    """$CIRCUITD_BIN, else the workspace's binary, built with cargo first."""
+    given = os.environ.get("CIRCUITD_BIN")
+    if given:
+        return pathlib.Path(given)
+    args = ["cargo", "build", "--quiet", "-p", "circuitd"]
+    if profile == "release":
+        args.append("--release")
+    subprocess.run(args, cwd=WORKSPACE, check=True)
+    return WORKSPACE / "target" / profile / "circuitd"
+
+
+class Daemon:
+    """A circuitd with in-memory state (on a port the OS picks unless `listen` is given,
+    e.g. the address of a daemon that stopped); `address` once it listens."""
+
+    def __init__(self, binary: pathlib.Path, *, listen: str = "127.0.0.1:0", startup_deadline: float = 30.0) -> None:
+        self.process = subprocess.Popen(
+            [str(binary), "--listen", listen, "--in-memory"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            for line in self.process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            while True:
+                line = lines.get(timeout=startup_deadline)
+                if line is None:
+                    raise RuntimeError(f"circuitd exited with {self.process.wait()} before listening")
+                if line.startswith("listening on "):
+                    self.address = line.removeprefix("listening on ").strip()
+                    break
+        except queue.Empty:
+            self.process.kill()
+            raise RuntimeError(f"circuitd did not print `listening on` within {startup_deadline}s") from None
+        except BaseException:
+            self.process.kill()
+            raise
+
+    def stop(self, deadline: float = 10.0) -> int:
+        """SIGTERM, then the exit status (killed if it outlives `deadline`)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()

@@ -1,0 +1,169 @@
+//! `circuitctl bench`: the load generator.
+//!
+//! A run drives decisions (an Acquire, then a Report when admitted) at a fixed number in
+//! flight for a fixed time, after a warmup, and prints decisions per second and the
+//! latency of one whole decision. With `--baseline` it first drives the same shape
+//! against an echo service it serves itself on 127.0.0.1:0 (two Echo calls per decision,
+//! or two messages on an EchoStream), so the figure is also a ratio to what the transport
+//! alone manages on this machine at this moment. Everything is bounded: the run ends
+//! after warmup + duration, and answers still missing `--timeout` later are abandoned.
+//!
+//! Layout: `tally` the window, counters and workload; `unary`, `pipeline` and `cached`
+//! the three shapes; `echo` the baseline server; `run` connecting, preparing the protectors and
+//! counting transitions; `report` the summary.
+
+mod cached;
+mod echo;
+mod pipeline;
+mod report;
+mod run;
+mod tally;
+mod unary;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::{Args, ValueEnum};
+
+use crate::error::Failure;
+
+/// What `bench` drives and how hard.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// unary: Acquire then Report as two calls; session: both pipelined on Session
+    /// streams; cached: the client library's protectors in cached mode (local decisions,
+    /// batched successes; its baseline is the unary one); echo: the baseline alone (in
+    /// the unary shape).
+    #[arg(long, value_enum, default_value_t = BenchMode::Unary)]
+    pub mode: BenchMode,
+    /// Decisions in flight at once, across all connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// HTTP/2 connections (each with one stream in session mode); workers take them in
+    /// turn. At most --concurrency are used.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+    /// Protectors, named bench-0 .. bench-(P-1); worker i of N uses bench-(i + kN mod P).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub protectors: u32,
+    /// How long to measure (at most 1h).
+    #[arg(long, default_value = "10s", value_parser = measured)]
+    pub duration: Duration,
+    /// How long to run before measuring (at most 10m).
+    #[arg(long, default_value = "1s", value_parser = warmup)]
+    pub warmup: Duration,
+    /// The share of admitted calls reported as failures, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub failure_rate: f64,
+    /// Use a policy that trips on every failure and half-opens at once (failure_limit 1/1,
+    /// cooldown 0, one trial), so failures drive transitions; without it the policy is
+    /// failure_limit 1000/1000 with a 1s cooldown, which only a failure rate near 1 trips.
+    #[arg(long)]
+    pub trip: bool,
+    /// Run the echo baseline first, in the same shape, and report the ratio.
+    #[arg(long)]
+    pub baseline: bool,
+    /// The seed of the outcome sequences.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// What a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    /// Acquire and Report as unary calls.
+    Unary,
+    /// Acquire and Report pipelined on Session streams.
+    Session,
+    /// The client library's cached mode.
+    Cached,
+    /// The echo baseline only.
+    Echo,
+}
+
+impl BenchMode {
+    fn word(self) -> &'static str {
+        match self {
+            BenchMode::Unary => "unary",
+            BenchMode::Session => "session",
+            BenchMode::Cached => "cached",
+            BenchMode::Echo => "echo",
+        }
+    }
+}
+
+/// Runs the benchmark against the daemon at `addr` (not contacted in echo mode) and
+/// prints the result; `timeout` bounds connecting, each setup call, and the wait for
+/// answers after the run.
+pub async fn run(args: BenchArgs, addr: &str, timeout: Duration, json: bool) -> Result<ExitCode, Failure> {
+    let plan = run::Plan::new(&args, timeout);
+    let baseline = if args.baseline || args.mode == BenchMode::Echo {
+        Some(plan.against_echo(args.mode).await?)
+    } else {
+        None
+    };
+    let (measured, baseline) = match (args.mode, baseline) {
+        (BenchMode::Echo, Some(echo)) => (echo, None),
+        (_, baseline) => (plan.against_daemon(args.mode, addr).await?, baseline),
+    };
+    let summary = report::Summary {
+        args: &args,
+        connections: plan.connections(),
+        measured: &measured,
+        baseline: baseline.as_ref(),
+    };
+    let text = if json { summary.json() } else { summary.text() };
+    print!("{text}");
+    if let Some(why) = &measured.tally.first_error {
+        eprintln!(
+            "circuitctl bench: {} request(s) failed in the window; the first: {why}",
+            measured.tally.errors
+        );
+    }
+    if measured.tally.decisions() == 0 {
+        return Err(anyhow!("no decision completed in the measured window").into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn measured(s: &str) -> Result<Duration, String> {
+    let d = crate::cli::duration(s)?;
+    if d.is_zero() || d > Duration::from_secs(3600) {
+        return Err("expected more than 0 and at most 1h".to_owned());
+    }
+    Ok(d)
+}
+
+fn warmup(s: &str) -> Result<Duration, String> {
+    let d = crate::cli::duration(s)?;
+    if d > Duration::from_secs(600) {
+        return Err("expected at most 10m".to_owned());
+    }
+    Ok(d)
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("expected a number from 0.0 to 1.0, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_bounded() {
+        assert!(measured("0s").is_err());
+        assert!(measured("2h").is_err());
+        assert_eq!(measured("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(warmup("0s"), Ok(Duration::ZERO));
+        assert!(warmup("11m").is_err());
+        for bad in ["-0.1", "1.5", "NaN", "x", ""] {
+            assert!(rate(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(rate("0.25"), Ok(0.25));
+    }
+}

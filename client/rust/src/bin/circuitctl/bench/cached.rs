@@ -1,0 +1,92 @@
+//! The cached shape: decisions taken by the client library in this process, with
+//! protectors built in cached mode, each worker acquiring and resolving permits as an
+//! application would. Latency here is the library's own: a local decision costs
+//! nanoseconds, so the figure shows what the application pays per call, not a round trip.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use resilient_circuit::{Client, Protector};
+use resilient_circuit_api::v1;
+use tokio::task::JoinSet;
+
+use super::tally::{Tally, Window, Workload};
+use crate::error::Failure;
+
+/// Local decisions a worker takes between yields: a local decision never waits, so
+/// without a yield a worker would keep its thread from the Watch streams and flushers.
+const DECISIONS_PER_YIELD: u64 = 256;
+
+/// A client on `addr` and one cached protector per name, each synced with the daemon.
+pub async fn prepare(
+    addr: &str,
+    workload: &Workload,
+    policy: &v1::Policy,
+    timeout: Duration,
+) -> Result<(Client, Arc<[Protector]>), Failure> {
+    let policy =
+        resilient_circuit_api::convert::policy(policy).map_err(|e| anyhow!("the bench policy: {e}"))?;
+    let client = tokio::time::timeout(timeout, Client::connect(addr.to_owned()))
+        .await
+        .map_err(|_| anyhow!("no connection to {addr} within {timeout:?}"))?
+        .context("cannot connect the client library")?;
+    let mut protectors = Vec::with_capacity(workload.names.len());
+    for name in workload.names.iter() {
+        let build = client
+            .protector_builder(name.clone())
+            .policy(policy)
+            .cached(true)
+            .build();
+        let protector = tokio::time::timeout(timeout, build)
+            .await
+            .map_err(|_| anyhow!("{name}: not ready within {timeout:?}"))?
+            .with_context(|| format!("{name}: cannot build the cached protector"))?;
+        protectors.push(protector);
+    }
+    Ok((client, protectors.into()))
+}
+
+/// Runs `workload.concurrency` workers on the cached protectors (`protectors[i]` is the
+/// one named `workload.names[i]`).
+pub async fn run(protectors: &Arc<[Protector]>, workload: &Workload, window: Window) -> Tally {
+    let mut workers = JoinSet::new();
+    for worker in 0..workload.concurrency {
+        let protectors = Arc::clone(protectors);
+        let workload = workload.clone();
+        workers.spawn(async move {
+            let mut tally = Tally::new();
+            let mut rng = workload.rng(worker);
+            let mut iteration = 0u64;
+            loop {
+                let started = Instant::now();
+                if !window.open_at(started) {
+                    return tally;
+                }
+                let protector = &protectors[workload.index(worker, iteration)];
+                iteration += 1;
+                match protector.acquire().await {
+                    Ok(permit) => {
+                        let _ = match workload.outcome(&mut rng) {
+                            v1::Outcome::Failure => permit.failure().await,
+                            _ => permit.success().await,
+                        };
+                        tally.decided(&window, started, true);
+                    }
+                    Err(_) => tally.decided(&window, started, false),
+                }
+                if iteration.is_multiple_of(DECISIONS_PER_YIELD) {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+    let mut total = Tally::new();
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(tally) => total.merge(&tally),
+            Err(e) => total.failed(&window, format!("a worker ended abnormally: {e}")),
+        }
+    }
+    total
+}

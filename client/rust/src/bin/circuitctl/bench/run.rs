@@ -1,0 +1,351 @@
+//! One run: connect, prepare the protectors, open the streams, then measure.
+//!
+//! Everything that costs time before the first decision (connecting, EnsureProtector,
+//! opening streams) happens before the window opens, so a short run measures only
+//! decisions. Transitions are counted from the daemon itself: the sum of the protectors'
+//! generations (each transition adds one) when the window opens and when it closes.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use futures_util::{StreamExt, TryStreamExt};
+use resilient_circuit_api::bench::echo_service_client::EchoServiceClient;
+use resilient_circuit_api::v1;
+use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
+use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::cached;
+use super::echo::EchoServer;
+use super::pipeline::{self, EchoStream, Session};
+use super::tally::{Tally, Window, Workload};
+use super::unary::{self, Target};
+use super::{BenchArgs, BenchMode};
+use crate::commands::connect;
+use crate::error::Failure;
+
+/// Setup calls in flight at once while preparing many protectors.
+const SETUP_CONCURRENCY: usize = 32;
+
+/// What one run measured.
+#[derive(Debug)]
+pub struct Measured {
+    /// The decisions completed in the window.
+    pub tally: Tally,
+    /// The window's length.
+    pub duration: Duration,
+    /// Transitions the daemon made in the window (none for the echo baseline).
+    pub transitions: Option<u64>,
+    /// Counters of the client library, in cached mode.
+    pub extra: Vec<(&'static str, u64)>,
+}
+
+impl Measured {
+    /// Decisions per second of the window.
+    pub fn rate(&self) -> f64 {
+        self.tally.decisions() as f64 / self.duration.as_secs_f64()
+    }
+}
+
+/// The settings every run of one invocation shares.
+#[derive(Debug)]
+pub struct Plan {
+    workload: Workload,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    timeout: Duration,
+    policy: v1::Policy,
+}
+
+/// A stream opened on one connection, with the workers it carries.
+enum Opened {
+    Session(
+        mpsc::Sender<v1::SessionRequest>,
+        tonic::Streaming<v1::SessionResponse>,
+    ),
+    Echo(
+        mpsc::Sender<resilient_circuit_api::bench::EchoRequest>,
+        tonic::Streaming<resilient_circuit_api::bench::EchoResponse>,
+    ),
+}
+
+impl Plan {
+    /// The plan for `args`.
+    pub fn new(args: &BenchArgs, timeout: Duration) -> Plan {
+        let concurrency = args.concurrency as usize;
+        let fraction = |numerator, denominator| {
+            Some(v1::Fraction {
+                numerator,
+                denominator,
+            })
+        };
+        let policy = if args.trip {
+            v1::Policy {
+                cooldown: Some(prost_types::Duration::default()),
+                failure_limit: fraction(1, 1),
+                success_limit: fraction(1, 1),
+                trial_permits: Some(1),
+                ..v1::Policy::default()
+            }
+        } else {
+            v1::Policy {
+                cooldown: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+                failure_limit: fraction(1000, 1000),
+                ..v1::Policy::default()
+            }
+        };
+        Plan {
+            workload: Workload {
+                names: (0..args.protectors).map(|i| format!("bench-{i}")).collect(),
+                concurrency,
+                failure_rate: args.failure_rate,
+                seed: args.seed,
+            },
+            connections: (args.connections as usize).min(concurrency),
+            warmup: args.warmup,
+            duration: args.duration,
+            timeout,
+            policy,
+        }
+    }
+
+    /// Connections actually used.
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
+    /// The echo baseline in the shape of `mode`, on a server of its own.
+    pub async fn against_echo(&self, mode: BenchMode) -> Result<Measured, Failure> {
+        let server = EchoServer::start()?;
+        let uri = server.uri();
+        let result = async {
+            let channels = self.connect(&uri).await?;
+            let tally = if mode == BenchMode::Session {
+                let mut opened = Vec::new();
+                for channel in &channels {
+                    let (tx, rx) = mpsc::channel(self.workload.concurrency);
+                    let mut client = EchoServiceClient::new(channel.clone());
+                    let call = client.echo_stream(ReceiverStream::new(rx));
+                    opened.push(Opened::Echo(tx, self.call(&uri, call).await?));
+                }
+                self.pipelined(opened).await
+            } else {
+                let targets: Vec<Target> = channels
+                    .iter()
+                    .map(|c| Target::Echo(EchoServiceClient::new(c.clone())))
+                    .collect();
+                unary::run(&targets, &self.workload, self.window()).await
+            };
+            Ok::<_, Failure>(tally)
+        }
+        .await;
+        server.stop().await?;
+        Ok(Measured {
+            tally: result?,
+            duration: self.duration,
+            transitions: None,
+            extra: Vec::new(),
+        })
+    }
+
+    /// The daemon at `addr`, in unary, session or cached mode.
+    pub async fn against_daemon(&self, mode: BenchMode, addr: &str) -> Result<Measured, Failure> {
+        let channels = self.connect(addr).await?;
+        self.ensure(addr, &channels[0]).await?;
+        let library = if mode == BenchMode::Cached {
+            Some(cached::prepare(addr, &self.workload, &self.policy, self.timeout).await?)
+        } else {
+            None
+        };
+        let opened = if mode == BenchMode::Session {
+            let mut opened = Vec::new();
+            for channel in &channels {
+                let (tx, rx) = mpsc::channel(self.workload.concurrency);
+                let mut client = ProtectorServiceClient::new(channel.clone());
+                let call = client.session(ReceiverStream::new(rx));
+                opened.push(Opened::Session(tx, self.call(addr, call).await?));
+            }
+            opened
+        } else {
+            Vec::new()
+        };
+        let window = self.window();
+        let before = {
+            let channel = channels[0].clone();
+            let names = self.workload.names.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(window.warm_end.into()).await;
+                generations(channel, &names).await
+            })
+        };
+        let tally = if let Some((_, protectors)) = &library {
+            cached::run(protectors, &self.workload, window).await
+        } else if mode == BenchMode::Session {
+            self.pipelined_in(opened, window).await
+        } else {
+            let targets: Vec<Target> = channels
+                .iter()
+                .map(|c| Target::Daemon(ProtectorServiceClient::new(c.clone())))
+                .collect();
+            unary::run(&targets, &self.workload, window).await
+        };
+        let after = generations(channels[0].clone(), &self.workload.names).await;
+        let before = before
+            .await
+            .map_err(|e| anyhow!("counting generations failed: {e}"))?;
+        let transitions = match (before, after) {
+            (Ok(before), Ok(after)) => after.saturating_sub(before),
+            (Err(status), _) | (_, Err(status)) => return Err(Failure::from_status(addr, status)),
+        };
+        let extra = match library {
+            Some((client, _)) => {
+                let stats = client.stats();
+                vec![
+                    ("batched_accepted", stats.batched_accepted),
+                    ("batched_stale", stats.batched_stale),
+                    ("batched_lost", stats.batched_lost),
+                    ("fallback_decisions", stats.fallback_decisions),
+                ]
+            }
+            None => Vec::new(),
+        };
+        Ok(Measured {
+            tally,
+            duration: self.duration,
+            transitions: Some(transitions),
+            extra,
+        })
+    }
+
+    fn window(&self) -> Window {
+        Window::starting_now(self.warmup, self.duration, self.timeout)
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Vec<Channel>, Failure> {
+        let mut channels = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            channels.push(connect(addr, self.timeout).await?);
+        }
+        Ok(channels)
+    }
+
+    /// Awaits a setup call for at most `--timeout`.
+    async fn call<T>(
+        &self,
+        addr: &str,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(Failure::from_status(addr, status)),
+            Err(_) => Err(Failure::Rpc(tonic::Status::deadline_exceeded(format!(
+                "no answer from {addr} within {:?}",
+                self.timeout
+            )))),
+        }
+    }
+
+    /// Creates the protectors, or brings existing ones to the bench policy and CLOSED, so
+    /// a run never starts from what an earlier run left behind.
+    async fn ensure(&self, addr: &str, channel: &Channel) -> Result<(), Failure> {
+        let names = self.workload.names.iter().cloned();
+        futures_util::stream::iter(names)
+            .map(|name| self.ensure_one(addr, channel, name))
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn ensure_one(&self, addr: &str, channel: &Channel, name: String) -> Result<(), Failure> {
+        let req = v1::EnsureProtectorRequest {
+            name: name.clone(),
+            policy: Some(self.policy),
+        };
+        let mut client = ProtectorServiceClient::new(channel.clone());
+        let ensured = self.call(addr, client.ensure_protector(req)).await?;
+        let mut admin = AdminServiceClient::new(channel.clone());
+        if !ensured.policy_matches {
+            let req = v1::UpdatePolicyRequest {
+                name: name.clone(),
+                policy: Some(self.policy),
+            };
+            self.call(addr, admin.update_policy(req)).await?;
+        }
+        let status = ensured.protector.map(|p| p.status);
+        if status != Some(v1::Status::Closed as i32) {
+            let req = v1::SetStatusRequest {
+                name,
+                status: v1::Status::Closed as i32,
+                open_for: None,
+            };
+            self.call(addr, admin.set_status(req)).await?;
+        }
+        Ok(())
+    }
+
+    async fn pipelined(&self, opened: Vec<Opened>) -> Tally {
+        self.pipelined_in(opened, self.window()).await
+    }
+
+    /// Spreads the workers over the opened streams and drives them all in `window`.
+    async fn pipelined_in(&self, opened: Vec<Opened>, window: Window) -> Tally {
+        let streams = opened.len().max(1);
+        let mut drivers = JoinSet::new();
+        let mut first = 0;
+        for (i, stream) in opened.into_iter().enumerate() {
+            let slots =
+                self.workload.concurrency / streams + usize::from(i < self.workload.concurrency % streams);
+            let workload = self.workload.clone();
+            match stream {
+                Opened::Session(tx, rx) => {
+                    drivers.spawn(pipeline::drive::<Session>(tx, rx, workload, first, slots, window))
+                }
+                Opened::Echo(tx, rx) => drivers.spawn(pipeline::drive::<EchoStream>(
+                    tx, rx, workload, first, slots, window,
+                )),
+            };
+            first += slots;
+        }
+        let mut total = Tally::new();
+        while let Some(joined) = drivers.join_next().await {
+            match joined {
+                Ok(tally) => total.merge(&tally),
+                Err(e) => total.failed(&window, format!("a stream driver ended abnormally: {e}")),
+            }
+        }
+        total
+    }
+}
+
+/// The sum of the generations of the protectors called `names`.
+async fn generations(channel: Channel, names: &Arc<[String]>) -> Result<u64, tonic::Status> {
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut client = ProtectorServiceClient::new(channel);
+    let mut sum = 0u64;
+    let mut page_token = String::new();
+    loop {
+        let req = v1::ListProtectorsRequest {
+            prefix: "bench-".to_owned(),
+            page_size: 1000,
+            page_token,
+        };
+        let page = client.list_protectors(req).await?.into_inner();
+        sum += page
+            .protectors
+            .iter()
+            .filter(|p| wanted.contains(p.name.as_str()))
+            .map(|p| p.generation)
+            .sum::<u64>();
+        if page.next_page_token.is_empty() {
+            return Ok(sum);
+        }
+        page_token = page.next_page_token;
+    }
+}

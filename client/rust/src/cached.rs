@@ -1,0 +1,482 @@
+//! Cached mode: decisions taken in this process while the Watch stream vouches for the
+//! protector's status.
+//!
+//! Design note. A cached protector keeps a *model* of the daemon's protector (status,
+//! generation, override, `open_until`), fed by its own Watch stream and by the answers
+//! to its own reports, and publishes a one-word summary of it: mode and generation in
+//! one `AtomicU64`. A decision is one load of that word (plus, on one admission in 32
+//! per thread, a clock read against the freshness bound; see `clock_due`):
+//!
+//! | model | decision |
+//! |---|---|
+//! | CLOSED, no override, stream synced and fresh | admitted here: a permit marked local, carrying the generation |
+//! | OPEN, no override, synced and fresh, before `open_until` | rejected here, `retry_after = open_until - now` |
+//! | anything else: HALF_OPEN, an override, OPEN past `open_until` or with an unknown `open_until`, a stream not synced, broken, or silent longer than the staleness bound | asked of the daemon (remote Acquire), then the declared fallback |
+//!
+//! So every HALF_OPEN trial permit comes from the daemon. *Fresh* means a Watch message
+//! arrived within the staleness bound (default [`DEFAULT_CACHED_STALENESS`], 2 s; the
+//! daemon is asked for PROGRESS every quarter of it, 500 ms, so a live stream is never
+//! silent that long); a stream that breaks or resyncs stops local decisions at once.
+//!
+//! Outcomes. A SUCCESS of a local permit increments a counter (an `AtomicU64` holding
+//! a generation tag and a count); a background flusher swaps it out every
+//! [`FLUSH_INTERVAL`] (50 ms), or as soon as it reaches [`FLUSH_AT`] (1,000), and
+//! sends one ReportBatch. A FAILURE is sent at once: a ReportBatch with the pending
+//! successes first and then the FAILURE, whose answer updates the model before the
+//! call returns, so this process stops admitting on its own trip immediately. IGNORED
+//! needs no report (CLOSED permits are not tracked). Every outcome travels with the
+//! generation its permit was admitted in, so the daemon fences it like a unary report.
+//!
+//! The window. Between the moment another client's report trips the protector on the
+//! daemon and the moment the STATUS_CHANGED event reaches this process's Watch stream,
+//! the model still says CLOSED, and calls are admitted here. This is the price of not
+//! asking, and it is bounded by the Watch delivery latency (measured by
+//! `examples/trip_latency.rs` on 2 shared cores, loopback: from the tripping Report's
+//! answer to the last local admission, p50 under 15 µs and p99 under 0.4 ms; from the
+//! moment that Report is sent, p99 under 0.6 ms), or, should the stream stall, by the
+//! staleness bound. Precisely:
+//! - calls admitted in the window run against a protector that is already OPEN;
+//! - their outcomes carry the old generation, so the daemon refuses them as stale
+//!   (counted in its `stale_reports` and in [`ClientStats::batched_stale`]); they never
+//!   touch the OPEN window, never extend the cooldown, and never count as trials;
+//! - a FAILURE among them is sent at once and answered stale with the new status, which
+//!   also stops admission here before that call returns;
+//! - no HALF_OPEN trial can be taken in the window: trials always come from the daemon;
+//! - successes still waiting for the flusher when the generation ends (at most one
+//!   [`FLUSH_INTERVAL`] of them, calls admitted and finished *before* the trip) arrive
+//!   with the old generation too and are refused as stale: a batched success reaches
+//!   the daemon's window up to 50 ms late, so it cannot dilute a trip that happens
+//!   meanwhile, as a unary report could have.
+//!
+//! [`ClientStats::batched_stale`]: crate::ClientStats::batched_stale
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use resilient_circuit_api::breaker::{Outcome, Status};
+use resilient_circuit_api::v1;
+use resilient_circuit_api::{convert, v1::OverrideKind};
+
+use crate::client::{Shared, Stats};
+use crate::watcher::{self, Notifier};
+
+/// The default staleness bound of a cached protector's Watch stream.
+pub const DEFAULT_CACHED_STALENESS: Duration = Duration::from_secs(2);
+/// How often pending successes are sent.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Pending successes that trigger a flush before the interval ends.
+pub const FLUSH_AT: u64 = 1_000;
+
+const MODE_BITS: u32 = 2;
+const MODE_MASK: u64 = (1 << MODE_BITS) - 1;
+const REMOTE: u64 = 0;
+const CLOSED: u64 = 1;
+const OPEN: u64 = 2;
+
+/// The success counter: the low bits count, the high bits tag the generation counted.
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const TAG_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
+
+fn tag(generation: u64) -> u64 {
+    (generation & TAG_MASK) << COUNT_BITS
+}
+
+/// What the cache decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Local {
+    /// Admitted here, in this generation.
+    Admit(u64),
+    /// Rejected here: OPEN for this much longer.
+    Reject(Duration),
+    /// The daemon must decide.
+    Remote,
+}
+
+/// What the Watch stream and the answers told about the daemon's protector.
+#[derive(Debug, Default)]
+struct Model {
+    /// The stream is up and has sent SYNCED since it (re)started.
+    synced: bool,
+    status: Option<Status>,
+    generation: u64,
+    overridden: bool,
+    open_until: Option<SystemTime>,
+}
+
+/// Successes of generations other than the one the counter is tagged with.
+#[derive(Debug, Default)]
+struct Tally {
+    /// The full generation the counter's tag stands for.
+    generation: u64,
+    older: Vec<(u64, u64)>,
+}
+
+/// The cached state of one protector (see the module note).
+#[derive(Debug)]
+pub(crate) struct Cache {
+    base: std::time::Instant,
+    /// Mode in the low bits, generation above.
+    word: AtomicU64,
+    /// Nanoseconds since `base` until which the stream counts as fresh.
+    fresh_until: AtomicU64,
+    /// Nanoseconds since `base` when OPEN ends.
+    open_until: AtomicU64,
+    staleness: Duration,
+    successes: AtomicU64,
+    tally: Mutex<Tally>,
+    model: Mutex<Model>,
+    flush_now: tokio::sync::Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update leaves the value whole, so a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn status(wire: i32) -> Option<Status> {
+    v1::Status::try_from(wire)
+        .ok()
+        .and_then(|s| Status::try_from(s).ok())
+}
+
+fn wall(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
+    ts.and_then(convert::time).map(|t| SystemTime::UNIX_EPOCH + t)
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+/// Local admissions between two clock reads on one thread (see [`clock_due`]).
+const CLOCK_EVERY: u32 = 32;
+
+thread_local! {
+    static ADMISSIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this admission re-checks freshness against the clock. The Watch task's own
+/// timer ends local decisions at the staleness bound; the clock is the backstop for a
+/// runtime too starved to run that task, and reading it costs as much as the rest of a
+/// decision, so each thread reads it on one admission in [`CLOCK_EVERY`]: a thread admits
+/// at most that many calls past the bound before it notices.
+#[inline]
+fn clock_due() -> bool {
+    ADMISSIONS.with(|n| {
+        let seen = n.get();
+        n.set(seen.wrapping_add(1));
+        seen % CLOCK_EVERY == 0
+    })
+}
+
+impl Cache {
+    pub(crate) fn new(staleness: Duration) -> Cache {
+        Cache {
+            base: std::time::Instant::now(),
+            word: AtomicU64::new(REMOTE),
+            fresh_until: AtomicU64::new(0),
+            open_until: AtomicU64::new(0),
+            staleness,
+            successes: AtomicU64::new(0),
+            tally: Mutex::new(Tally::default()),
+            model: Mutex::new(Model::default()),
+            flush_now: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(crate) fn staleness(&self) -> Duration {
+        self.staleness
+    }
+
+    fn now(&self) -> u64 {
+        nanos(self.base.elapsed())
+    }
+
+    /// The local decision: lock-free, allocation-free.
+    #[inline]
+    pub(crate) fn decide(&self) -> Local {
+        let word = self.word.load(Ordering::Acquire);
+        match word & MODE_MASK {
+            CLOSED if !clock_due() || self.now() < self.fresh_until.load(Ordering::Relaxed) => {
+                Local::Admit(word >> MODE_BITS)
+            }
+            OPEN => {
+                let now = self.now();
+                let until = self.open_until.load(Ordering::Relaxed);
+                if now < self.fresh_until.load(Ordering::Relaxed) && now < until {
+                    Local::Reject(Duration::from_nanos(until - now))
+                } else {
+                    Local::Remote
+                }
+            }
+            _ => Local::Remote,
+        }
+    }
+
+    /// Publishes the model's summary for [`decide`](Self::decide).
+    fn publish(&self, m: &Model) {
+        // Generation 0 is no generation: the protector is not known (yet, or any more).
+        let vouched = m.synced && !m.overridden && m.generation > 0;
+        let mode = match (vouched, m.status, m.open_until) {
+            (true, Some(Status::Closed), _) => CLOSED,
+            (true, Some(Status::Open), Some(until)) => {
+                let left = until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+                self.open_until
+                    .store(self.now().saturating_add(nanos(left)), Ordering::Relaxed);
+                OPEN
+            }
+            _ => REMOTE,
+        };
+        self.word
+            .store((m.generation << MODE_BITS) | mode, Ordering::Release);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Model)) {
+        let mut m = lock(&self.model);
+        f(&mut m);
+        self.publish(&m);
+    }
+
+    /// A Watch message arrived: the stream is alive for another staleness bound.
+    pub(crate) fn heard(&self) {
+        let until = self.now().saturating_add(nanos(self.staleness));
+        self.fresh_until.store(until, Ordering::Relaxed);
+    }
+
+    /// SYNCED: the model now reflects the daemon up to the stream's present.
+    pub(crate) fn synced(&self) {
+        self.update(|m| m.synced = true);
+    }
+
+    /// The stream broke, went silent, or resyncs: nothing vouches for the model.
+    pub(crate) fn unsynced(&self) {
+        self.update(|m| m.synced = false);
+    }
+
+    /// The daemon's revisions started over: its generations too.
+    pub(crate) fn new_history(&self) {
+        self.update(|m| {
+            m.synced = false;
+            m.status = None;
+            m.generation = 0;
+        });
+    }
+
+    /// A protector's whole state. `created`: a new life, whose generations restart.
+    pub(crate) fn snapshot(&self, p: &v1::Protector, created: bool) {
+        self.update(|m| {
+            if !created && p.generation < m.generation {
+                return;
+            }
+            m.status = status(p.status);
+            m.generation = p.generation;
+            m.overridden = p
+                .r#override
+                .as_ref()
+                .is_some_and(|o| o.kind != OverrideKind::None as i32);
+            m.open_until = wall(p.open_until.as_ref());
+        });
+    }
+
+    /// A transition, from the stream or an answer. An older one changes nothing.
+    pub(crate) fn transition(&self, t: &v1::Transition) {
+        self.update(|m| {
+            if t.generation < m.generation {
+                return;
+            }
+            m.status = status(t.to);
+            m.generation = t.generation;
+            m.open_until = wall(t.open_until.as_ref());
+        });
+    }
+
+    /// The status and generation a batch's answer reports.
+    fn answered(&self, r: &v1::OutcomeBatchResult) {
+        if let Some(t) = &r.transition {
+            self.transition(t);
+        }
+        self.update(|m| {
+            if r.generation > m.generation || (r.generation == m.generation && status(r.status) != m.status) {
+                m.status = status(r.status);
+                m.generation = r.generation;
+                // The answer does not carry `open_until`: only the Watch event will.
+                m.open_until = None;
+            }
+        });
+    }
+
+    pub(crate) fn overridden(&self, kind: i32) {
+        self.update(|m| m.overridden = kind != OverrideKind::None as i32);
+    }
+
+    pub(crate) fn deleted(&self) {
+        self.update(|m| {
+            m.status = None;
+            m.generation = 0;
+        });
+    }
+
+    /// Counts a SUCCESS of a permit admitted in `generation`.
+    #[inline]
+    pub(crate) fn success(&self, generation: u64) {
+        let tag = tag(generation);
+        let mut w = self.successes.load(Ordering::Relaxed);
+        while w & !COUNT_MASK == tag {
+            match self
+                .successes
+                .compare_exchange_weak(w, w + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if (w + 1) & COUNT_MASK == FLUSH_AT {
+                        self.flush_now.notify_one();
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+        self.success_elsewhere(generation);
+    }
+
+    /// A success of another generation than the counter's: the counter moves on to a
+    /// newer (or the current) generation; a late one is kept aside.
+    #[cold]
+    fn success_elsewhere(&self, generation: u64) {
+        let mut t = lock(&self.tally);
+        // The tag changes only under this lock.
+        if self.successes.load(Ordering::Relaxed) & !COUNT_MASK == tag(generation) {
+            self.successes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let current = self.word.load(Ordering::Acquire) >> MODE_BITS;
+        if generation > t.generation || generation == current {
+            let before = self.successes.swap(tag(generation) | 1, Ordering::Relaxed);
+            let previous = t.generation;
+            add(&mut t.older, previous, before & COUNT_MASK);
+            t.generation = generation;
+        } else {
+            add(&mut t.older, generation, 1);
+        }
+    }
+
+    /// Takes every pending success, oldest generations first.
+    fn take(&self, name: &str) -> Vec<v1::OutcomeBatch> {
+        let mut t = lock(&self.tally);
+        let counted = self.successes.fetch_and(!COUNT_MASK, Ordering::Relaxed) & COUNT_MASK;
+        let generation = t.generation;
+        let mut taken = std::mem::take(&mut t.older);
+        add(&mut taken, generation, counted);
+        taken
+            .into_iter()
+            .map(|(generation, successes)| v1::OutcomeBatch {
+                name: name.to_owned(),
+                generation,
+                successes,
+                outcomes: Vec::new(),
+            })
+            .collect()
+    }
+}
+
+fn add(counts: &mut Vec<(u64, u64)>, generation: u64, n: u64) {
+    if n == 0 || generation == 0 {
+        return;
+    }
+    match counts.iter_mut().find(|(g, _)| *g == generation) {
+        Some((_, count)) => *count += n,
+        None => counts.push((generation, n)),
+    }
+}
+
+/// What a cached protector's reports need.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporter {
+    pub(crate) name: String,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) notifier: Arc<Notifier>,
+}
+
+impl Reporter {
+    /// Sends the pending successes and, if given, one more outcome of `generation`.
+    /// Answers the result of the last batch, when the daemon answered it.
+    pub(crate) async fn send(&self, last: Option<(u64, Outcome)>) -> Option<v1::OutcomeBatchResult> {
+        let mut batches = self.cache.take(&self.name);
+        if let Some((generation, outcome)) = last {
+            let outcome = v1::Outcome::from(outcome) as i32;
+            match batches.last_mut().filter(|b| b.generation == generation) {
+                Some(b) => b.outcomes.push(outcome),
+                None => batches.push(v1::OutcomeBatch {
+                    name: self.name.clone(),
+                    generation,
+                    successes: 0,
+                    outcomes: vec![outcome],
+                }),
+            }
+        }
+        if batches.is_empty() {
+            return None;
+        }
+        let outcomes: u64 = batches
+            .iter()
+            .map(|b| b.successes + b.outcomes.len() as u64)
+            .sum();
+        let stats = &self.shared.stats;
+        let link = &self.shared.link;
+        let timeout = self.shared.config.request_timeout;
+        let why = if link.is_down() {
+            "the link to the daemon is down".to_owned()
+        } else {
+            match tokio::time::timeout(timeout, self.shared.report_batch(batches)).await {
+                Ok(Ok(answer)) => {
+                    link.up();
+                    for r in &answer.results {
+                        if let Some(e) = &r.error {
+                            tracing::warn!(name = %self.name, code = e.code, message = %e.message, "the daemon refused a batch of outcomes");
+                            continue;
+                        }
+                        Stats::add(&stats.batched_accepted, r.accepted);
+                        Stats::add(&stats.batched_stale, r.stale);
+                        self.cache.answered(r);
+                        if let Some(change) =
+                            r.transition.as_ref().and_then(|t| watcher::change(&self.name, t))
+                        {
+                            self.notifier.transition(change, answer.revision);
+                        }
+                    }
+                    return answer.results.into_iter().last();
+                }
+                Ok(Err(status)) => {
+                    let why = format!("{}: {}", status.code(), status.message());
+                    if watcher::unreachable(&status) {
+                        link.failed(&why);
+                    }
+                    why
+                }
+                Err(_) => {
+                    let why = format!("no answer within {timeout:?}");
+                    link.failed(&why);
+                    why
+                }
+            }
+        };
+        Stats::add(&stats.batched_lost, outcomes);
+        tracing::warn!(name = %self.name, outcomes, why, "outcomes of locally admitted calls could not reach the daemon");
+        None
+    }
+
+    /// Sends pending successes every [`FLUSH_INTERVAL`], or at once past [`FLUSH_AT`],
+    /// until aborted.
+    pub(crate) async fn flush_forever(self) {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.cache.flush_now.notified() => {}
+            }
+            self.send(None).await;
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! [`ProtectorBuilder`]: a protector's policy, fallback and mode.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use resilient_circuit_api::breaker::Policy as ProtectorPolicy;
+
+use super::fallback::LocalMachine;
+use super::{DEFAULT_CACHED_STALENESS, Fallback, Inner, Protector};
+use crate::cached::Cache;
+use crate::client::Shared;
+use crate::error::Error;
+use crate::link::Attempt;
+use crate::watcher::{self, Notifier};
+
+/// Options of a [`Protector`]; see [`Client::protector_builder`](crate::Client::protector_builder).
+#[derive(Debug)]
+pub struct ProtectorBuilder {
+    shared: Arc<Shared>,
+    name: String,
+    policy: ProtectorPolicy,
+    fallback: Option<Fallback>,
+    cached: Option<Duration>,
+}
+
+impl ProtectorBuilder {
+    pub(crate) fn new(shared: Arc<Shared>, name: String) -> ProtectorBuilder {
+        ProtectorBuilder {
+            shared,
+            name,
+            policy: ProtectorPolicy::default(),
+            fallback: None,
+            cached: None,
+        }
+    }
+
+    /// Cached mode: decide locally while this protector's Watch stream is synced and
+    /// fresh and the protector is CLOSED with no override; successes are sent in
+    /// batches, a failure at once (its answer updates the local state before the call
+    /// returns); OPEN rejects locally until `open_until`; HALF_OPEN trials, overrides
+    /// and a stale stream go to the daemon, then to the fallback. The staleness bound is
+    /// [`DEFAULT_CACHED_STALENESS`] (2 s, with PROGRESS asked every 500 ms) unless set
+    /// with [`cached_staleness`](Self::cached_staleness).
+    ///
+    /// The window: calls this process admits between another client's trip and the
+    /// Watch event announcing it run against an OPEN protector; their outcomes carry the
+    /// old generation and are counted stale by the daemon (and in
+    /// [`ClientStats::batched_stale`](crate::ClientStats::batched_stale)). The window
+    /// lasts as long as the Watch delivery (sub-millisecond on loopback), at worst the
+    /// staleness bound.
+    pub fn cached(mut self, cached: bool) -> Self {
+        self.cached = cached.then(|| self.cached.unwrap_or(DEFAULT_CACHED_STALENESS));
+        self
+    }
+
+    /// Cached mode with this staleness bound (at least 300 ms): local decisions stop
+    /// when the Watch stream has been silent this long. Implies [`cached`](Self::cached).
+    pub fn cached_staleness(mut self, staleness: Duration) -> Self {
+        self.cached = Some(staleness.max(Duration::from_millis(300)));
+        self
+    }
+
+    /// The policy to create the protector with if the daemon does not have it (default:
+    /// every default of the daemon).
+    pub fn policy(mut self, policy: ProtectorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Who decides when the daemon cannot be asked. Declaring one also lets
+    /// [`build`](Self::build) succeed while the daemon is down: the protector is then
+    /// created on the daemon once it is back.
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// Ensures the protector on the daemon and returns its handle. Fails when the
+    /// daemon refuses (an invalid name, a limit), and when it cannot be reached and no
+    /// fallback was declared.
+    pub async fn build(self) -> Result<Protector, Error> {
+        let fallback = self.fallback.unwrap_or_default();
+        let inner = Arc::new(Inner {
+            local: (fallback == Fallback::Local).then(|| LocalMachine::new(self.policy)),
+            notifier: Arc::new(Notifier::new(self.name.clone())),
+            name: self.name,
+            policy: self.policy,
+            shared: self.shared,
+            fallback,
+            declared: self.fallback.is_some(),
+            ensured: AtomicBool::new(false),
+            fallback_decisions: AtomicU64::new(0),
+            watch: Mutex::new(None),
+            cache: self.cached.map(|staleness| Arc::new(Cache::new(staleness))),
+            flusher: Mutex::new(None),
+        });
+
+        if inner.declared && inner.shared.link.attempt() == Attempt::Skip {
+            return Ok(Protector::started(inner));
+        }
+        let timeout = inner.shared.config.request_timeout;
+        let mut rpc = inner.rpc();
+        match tokio::time::timeout(timeout, inner.ensure(&mut rpc)).await {
+            Ok(Ok(())) => inner.shared.link.up(),
+            Ok(Err(status)) if watcher::unreachable(&status) => {
+                inner.shared.link.failed(&status.message());
+                if !inner.declared {
+                    return Err(Error::Status(status));
+                }
+            }
+            Ok(Err(status)) => return Err(Error::Status(status)),
+            Err(_) => {
+                inner
+                    .shared
+                    .link
+                    .failed(&format_args!("EnsureProtector took over {timeout:?}"));
+                if !inner.declared {
+                    return Err(Error::Timeout(timeout));
+                }
+            }
+        }
+        Ok(Protector::started(inner))
+    }
+}

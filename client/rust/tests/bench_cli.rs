@@ -1,0 +1,236 @@
+//! `circuitctl bench` against a real circuitd served in this process on an ephemeral port.
+//!
+//! Each test owns its daemon on a runtime of its own, so the test body can block on the
+//! child process while the daemon answers. Runs are short (300 ms, no warmup): these
+//! tests check that the load generator works and reports what it promises, not how fast
+//! anything is.
+
+mod support;
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use resilient_circuit_api::v1;
+use serde_json::Value;
+use support::Daemon;
+use tokio::runtime::Runtime;
+
+/// How long one circuitctl run may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A daemon, and the runtime whose workers serve it.
+struct Served {
+    daemon: Daemon,
+    runtime: Runtime,
+}
+
+impl Served {
+    fn start() -> Served {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let daemon = runtime.block_on(Daemon::start());
+        Served { daemon, runtime }
+    }
+
+    /// `circuitctl --addr <daemon> bench args..`.
+    fn bench(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
+        cmd.env_remove("CIRCUIT_ADDR")
+            .arg("--addr")
+            .arg(self.daemon.uri())
+            .arg("bench")
+            .args(args)
+            .timeout(DEADLINE);
+        cmd
+    }
+
+    fn inspect(&self, name: &str) -> v1::Protector {
+        self.runtime.block_on(self.daemon.inspect(name))
+    }
+}
+
+/// Runs `cmd`, expecting exit `code`; returns stdout and stderr.
+#[track_caller]
+fn run(cmd: &mut Command, code: i32) -> (String, String) {
+    let out = cmd.output().expect("run circuitctl");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// Runs a bench with `--json`, expecting success, and parses its one object.
+#[track_caller]
+fn bench_json(served: &Served, args: &[&str]) -> Value {
+    let (stdout, _) = run(served.bench(args).arg("--json"), 0);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[track_caller]
+fn positive(report: &Value, field: &str) -> f64 {
+    let x = report[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} is not a number in {report:#}"));
+    assert!(x > 0.0, "{field} = {x} in {report:#}");
+    x
+}
+
+const SHORT: [&str; 6] = ["--duration", "300ms", "--warmup", "0s", "--concurrency", "4"];
+
+#[track_caller]
+fn check_short_run_with_baseline(report: &Value, mode: &str) {
+    assert_eq!(report["mode"], mode);
+    assert_eq!(report["concurrency"], 4);
+    assert_eq!(report["connections"], 1);
+    assert_eq!(report["protectors"], 1);
+    assert_eq!(report["duration_s"], 0.3);
+    assert_eq!(report["errors"], 0, "{report:#}");
+    for field in [
+        "decisions_per_sec",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+        "baseline_decisions_per_sec",
+        "ratio_to_baseline",
+    ] {
+        positive(report, field);
+    }
+    assert!(
+        report["p50_us"].as_f64() <= report["p99_us"].as_f64(),
+        "{report:#}"
+    );
+    assert!(
+        report["p99_us"].as_f64() <= report["p999_us"].as_f64(),
+        "{report:#}"
+    );
+    let rate = report["decisions_per_sec"].as_f64().expect("a number");
+    let decisions = report["decisions"].as_f64().expect("a number");
+    assert!((rate * 0.3 - decisions).abs() < 1.0, "{report:#}");
+}
+
+#[test]
+fn unary_reports_its_figures_and_the_baseline_ratio() {
+    let served = Served::start();
+    let mut args = vec!["--mode", "unary", "--baseline"];
+    args.extend(SHORT);
+    let report = bench_json(&served, &args);
+    check_short_run_with_baseline(&report, "unary");
+    assert_eq!(report["admitted"], report["decisions"], "{report:#}");
+    assert_eq!(report["transitions"], 0, "{report:#}");
+    let p = served.inspect("bench-0");
+    let limit = p.policy.and_then(|p| p.failure_limit).expect("a failure limit");
+    assert_eq!((limit.numerator, limit.denominator), (1000, 1000));
+    assert!(
+        p.counters.expect("counters").successes >= report["decisions"].as_u64().expect("a count"),
+        "the daemon saw fewer reports than the bench counted"
+    );
+}
+
+#[test]
+fn session_reports_its_figures_and_the_baseline_ratio() {
+    let served = Served::start();
+    let mut args = vec!["--mode", "session", "--baseline"];
+    args.extend(SHORT);
+    let report = bench_json(&served, &args);
+    check_short_run_with_baseline(&report, "session");
+    assert_eq!(report["admitted"], report["decisions"], "{report:#}");
+}
+
+#[test]
+fn the_summary_names_rate_latency_and_ratio() {
+    let served = Served::start();
+    let mut args = vec!["--mode", "session", "--baseline", "--connections", "2"];
+    args.extend(SHORT);
+    let (stdout, _) = run(&mut served.bench(&args), 0);
+    for expected in [
+        "bench session: 4 in flight on 2 connections, 1 protector",
+        "decisions/s",
+        "latency µs",
+        "p999",
+        "echo baseline",
+        "ratio",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in\n{stdout}");
+    }
+}
+
+#[test]
+fn a_tripping_workload_counts_the_daemons_transitions() {
+    let served = Served::start();
+    let mut args = vec![
+        "--mode",
+        "unary",
+        "--trip",
+        "--failure-rate",
+        "1.0",
+        "--protectors",
+        "4",
+    ];
+    args.extend(SHORT);
+    let report = bench_json(&served, &args);
+    positive(&report, "transitions_per_sec");
+    let transitions = positive(&report, "transitions");
+    let generations: u64 = (0..4)
+        .map(|i| served.inspect(&format!("bench-{i}")).generation)
+        .sum();
+    assert!(generations as f64 >= transitions, "{generations} < {transitions}");
+    assert!(report.get("ratio_to_baseline").is_none(), "{report:#}");
+}
+
+#[test]
+fn cached_mode_decides_in_the_client_library() {
+    let served = Served::start();
+    let mut args = vec!["--mode", "cached"];
+    args.extend(SHORT);
+    let report = bench_json(&served, &args);
+    assert_eq!(report["mode"], "cached");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    for field in ["decisions_per_sec", "p50_us", "p99_us", "p999_us"] {
+        positive(&report, field);
+    }
+    assert!(report["batched_accepted"].is_u64(), "{report:#}");
+}
+
+#[test]
+fn echo_mode_needs_no_daemon() {
+    let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
+    cmd.env_remove("CIRCUIT_ADDR")
+        .args([
+            "--addr",
+            "http://127.0.0.1:9",
+            "--json",
+            "bench",
+            "--mode",
+            "echo",
+        ])
+        .args(SHORT)
+        .timeout(DEADLINE);
+    let (stdout, _) = run(&mut cmd, 0);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["mode"], "echo");
+    positive(&report, "decisions_per_sec");
+    assert!(report.get("transitions").is_none(), "{report:#}");
+}
+
+#[test]
+fn malformed_flags_are_usage_errors() {
+    let served = Served::start();
+    for bad in [
+        &["--mode", "nonsense"][..],
+        &["--concurrency", "0"],
+        &["--failure-rate", "1.5"],
+        &["--duration", "0s"],
+        &["--duration", "2h"],
+        &["--no-such-flag"],
+    ] {
+        let (_, stderr) = run(&mut served.bench(bad), 2);
+        assert!(!stderr.is_empty(), "{bad:?} printed no usage error");
+    }
+}

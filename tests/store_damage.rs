@@ -1,0 +1,429 @@
+//! A damaged store: the last journal record cut at every byte recovers the state
+//! before it (with one warning); a flipped byte either drops that last record or refuses
+//! the start with a message naming the file, the byte and `--repair`, never a panic; and
+//! `--repair` keeps every record before damage in the middle.
+//!
+//! Every offset and every byte goes through the store in-process (`circuitd::store::open`,
+//! what the binary runs at start); every cut and every byte of the last record, and a
+//! sample of the bytes before it, also go through the real binary.
+
+#[path = "support/process.rs"]
+mod process;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use circuitd::store::format::{self, HEADER, SEGMENT_MAGIC};
+use circuitd::store::record::Record;
+use circuitd::store::{self, StoreConfig, StoreError};
+use process::{Circuitd, copy_dir, list_all, segments, synced_epoch};
+use resilient_circuit_api::{convert, v1};
+use support::*;
+
+/// The whole state the daemon answers with: every protector and the revision.
+type State = (Vec<v1::Protector>, u64);
+
+/// A data directory built by the real binary, with the state after each change.
+struct Built {
+    dir: TempDir,
+    /// `states[k]`: the state after the first `k` changes (each wrote one record).
+    states: Vec<State>,
+    /// The last journal segment and where each of its records starts.
+    segment: PathBuf,
+    starts: Vec<u64>,
+    len: u64,
+    /// The epoch watchers saw: the identity of this history of revisions.
+    epoch: u64,
+}
+
+impl Built {
+    fn last_start(&self) -> u64 {
+        *self.starts.last().expect("records")
+    }
+
+    /// The record holding byte `at` of the segment, if any.
+    fn record_at(&self, at: u64) -> Option<usize> {
+        self.starts.iter().rposition(|&s| s <= at)
+    }
+
+    /// A copy of the data directory in `scratch` (emptied first); its segment's path.
+    fn copy_into(&self, scratch: &Path) -> PathBuf {
+        let _ = std::fs::remove_dir_all(scratch);
+        copy_dir(self.dir.path(), scratch);
+        scratch.join(self.segment.file_name().expect("a file name"))
+    }
+}
+
+/// Starts the binary, makes changes that each write exactly one record (nothing is
+/// left for a batch flush), recording the state after each, and stops it with SIGTERM.
+async fn build() -> Built {
+    let dir = TempDir::new("store-damage");
+    let daemon = Circuitd::start(dir.path(), &["--flush-interval", "1h"]).await;
+    let mut client = daemon.protectors().await;
+    let mut admin = daemon.admin().await;
+    let hour = Some(duration(Duration::from_secs(3600)));
+    let mut states = vec![list_all(&mut client).await];
+    assert_eq!(states[0], (Vec::new(), 0));
+
+    ensure(
+        &mut client,
+        "alpha",
+        policy(Duration::from_secs(3600), (2, 2), None),
+    )
+    .await;
+    states.push(list_all(&mut client).await);
+    let beta = v1::Policy {
+        trial_permits: Some(3),
+        ..policy(Duration::from_secs(7), (3, 4), Some((1, 2)))
+    };
+    ensure(&mut client, "beta", beta).await;
+    states.push(list_all(&mut client).await);
+    admin
+        .set_override(v1::SetOverrideRequest {
+            name: "beta".into(),
+            kind: v1::OverrideKind::Disabled as i32,
+            expires_after: hour,
+        })
+        .await
+        .expect("SetOverride");
+    states.push(list_all(&mut client).await);
+    // The first outcome waits for a flush that never comes in time; the second trips
+    // the protector and stores both.
+    call(&mut client, "alpha", v1::Outcome::Failure).await;
+    let trip = call(&mut client, "alpha", v1::Outcome::Failure).await;
+    assert_eq!(trip.status, v1::Status::Open as i32);
+    states.push(list_all(&mut client).await);
+    ensure(&mut client, "gamma", Default::default()).await;
+    states.push(list_all(&mut client).await);
+    admin
+        .set_status(v1::SetStatusRequest {
+            name: "gamma".into(),
+            status: v1::Status::Open as i32,
+            open_for: hour,
+        })
+        .await
+        .expect("SetStatus");
+    states.push(list_all(&mut client).await);
+    admin
+        .update_policy(v1::UpdatePolicyRequest {
+            name: "beta".into(),
+            policy: Some(policy(Duration::from_secs(9), (1, 3), None)),
+        })
+        .await
+        .expect("UpdatePolicy");
+    states.push(list_all(&mut client).await);
+    admin
+        .set_override(v1::SetOverrideRequest {
+            name: "gamma".into(),
+            kind: v1::OverrideKind::ForcedOpen as i32,
+            expires_after: None,
+        })
+        .await
+        .expect("SetOverride");
+    states.push(list_all(&mut client).await);
+    let epoch = synced_epoch(&mut client).await;
+    daemon.terminate().await;
+
+    let segment = segments(dir.path()).pop().expect("a journal segment");
+    let bytes = std::fs::read(&segment).expect("read the segment");
+    let (records, end) = format::read_frames::<Record>(&bytes, SEGMENT_MAGIC.len());
+    assert_eq!(end, format::End::Clean);
+    assert_eq!(
+        records.len(),
+        states.len() - 1,
+        "one record per change: {records:?}"
+    );
+    for ((_, record), state) in records.iter().zip(&states[1..]) {
+        assert_eq!(
+            record.revision, state.1,
+            "records are in the order of the changes"
+        );
+    }
+    Built {
+        dir,
+        states,
+        segment,
+        epoch,
+        starts: records.iter().map(|(at, _)| *at).collect(),
+        len: bytes.len() as u64,
+    }
+}
+
+/// Recovers `dir` in-process as the binary would at start.
+fn recover(dir: &Path, repair: bool) -> Result<State, StoreError> {
+    let recovered = store::open(&StoreConfig {
+        dir: dir.to_owned(),
+        repair,
+        segment_bytes: 64 * 1024 * 1024,
+    })?;
+    recovered.journal.close();
+    let mut protectors: Vec<v1::Protector> = recovered
+        .protectors
+        .iter()
+        .map(|s| {
+            convert::protector(
+                &s.name,
+                &s.protector().expect("a valid stored protector"),
+                s.mod_revision,
+            )
+        })
+        .collect();
+    protectors.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((protectors, recovered.revision))
+}
+
+fn truncate(path: &Path, len: u64) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open the segment");
+    file.set_len(len).expect("truncate the segment");
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).expect("read the segment");
+    bytes[at as usize] ^= 0x5a;
+    std::fs::write(path, bytes).expect("write the segment");
+}
+
+fn warnings(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.contains(" WARN ")).count()
+}
+
+/// What a refusal must say: the file, the byte, and the remedy.
+#[track_caller]
+fn assert_refusal(exit: &process::Exit, segment: &Path, offset: u64) {
+    exit.assert_no_panic();
+    assert!(!exit.status.success(), "refused with success:\n{}", exit.stderr);
+    for needle in [
+        segment.display().to_string(),
+        format!("at byte {offset}"),
+        "--repair".into(),
+    ] {
+        assert!(
+            exit.stderr.contains(&needle),
+            "no {needle:?} in:\n{}",
+            exit.stderr
+        );
+    }
+}
+
+/// Up to `n` values spread evenly over `from..=to`, both ends included.
+fn spread(from: u64, to: u64, n: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = (0..n).map(|i| from + (to - from) * i / (n - 1)).collect();
+    out.dedup();
+    out
+}
+
+#[tokio::test]
+async fn every_cut_of_the_last_record_recovers_the_state_before_it() {
+    let built = build().await;
+    let n = built.states.len() - 1;
+    let (last, len) = (built.last_start(), built.len);
+    let scratch = TempDir::new("store-damage-cut");
+    for cut in last..=len {
+        let segment = built.copy_into(scratch.path());
+        truncate(&segment, cut);
+        let state = recover(scratch.path(), false).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let expected = if cut == len {
+            &built.states[n]
+        } else {
+            &built.states[n - 1]
+        };
+        assert_eq!(&state, expected, "cut at {cut} of {len}");
+        let kept = std::fs::metadata(&segment).expect("segment").len();
+        assert_eq!(
+            kept,
+            if cut == len { len } else { last },
+            "cut at {cut}: the torn bytes stay"
+        );
+    }
+
+    // The binary starts in milliseconds: every cut goes through it too.
+    let twice = spread(last + 1, len - 1, 5);
+    for cut in last..=len {
+        let segment = built.copy_into(scratch.path());
+        truncate(&segment, cut);
+        let daemon = Circuitd::start(scratch.path(), &[]).await;
+        let mut client = daemon.protectors().await;
+        let torn = cut != last && cut != len;
+        let expected = if cut == len {
+            &built.states[n]
+        } else {
+            &built.states[n - 1]
+        };
+        assert_eq!(&list_all(&mut client).await, expected, "cut at {cut} of {len}");
+        let exit = daemon.terminate().await;
+        assert_eq!(
+            warnings(&exit.stderr),
+            usize::from(torn),
+            "cut at {cut}:\n{}",
+            exit.stderr
+        );
+        if torn {
+            assert!(exit.stderr.contains("torn"), "cut at {cut}:\n{}", exit.stderr);
+        }
+        if twice.contains(&cut) {
+            // The cut was made durable: the next start is clean and the same.
+            let again = Circuitd::start(scratch.path(), &[]).await;
+            let mut client = again.protectors().await;
+            assert_eq!(
+                &list_all(&mut client).await,
+                expected,
+                "cut at {cut}, second start"
+            );
+            let exit = again.terminate().await;
+            assert_eq!(
+                warnings(&exit.stderr),
+                0,
+                "cut at {cut}, second start:\n{}",
+                exit.stderr
+            );
+        }
+    }
+}
+
+/// What a flip at `at` must come to: `None` when the start drops the last record,
+/// else the refusal's offset.
+fn expected_refusal(built: &Built, at: u64) -> Option<u64> {
+    let Some(r) = built.record_at(at) else {
+        return Some(0);
+    };
+    let start = built.starts[r];
+    let last_payload = r + 1 == built.starts.len() && at >= start + HEADER as u64;
+    (!last_payload).then_some(start)
+}
+
+#[tokio::test]
+async fn a_flipped_byte_drops_the_last_record_or_refuses_naming_the_file_and_repair() {
+    let built = build().await;
+    let n = built.states.len() - 1;
+    let scratch = TempDir::new("store-damage-flip");
+    for at in 0..built.len {
+        let segment = built.copy_into(scratch.path());
+        flip(&segment, at);
+        match (recover(scratch.path(), false), expected_refusal(&built, at)) {
+            (Ok(state), None) => assert_eq!(state, built.states[n - 1], "flip at {at}"),
+            (Err(StoreError::Damaged { file, offset, .. }), Some(expected)) => {
+                assert_eq!((file, offset), (segment, expected), "flip at {at}");
+            }
+            (got, expected) => panic!("flip at {at}: {got:?}, expected a refusal at {expected:?}"),
+        }
+    }
+
+    // Through the binary: every byte of the last record, and every fifth before it.
+    let last = built.last_start();
+    let flips = (0..last).step_by(5).chain(last..built.len);
+    for at in flips {
+        let segment = built.copy_into(scratch.path());
+        flip(&segment, at);
+        match (
+            Circuitd::launch(scratch.path(), &[]).await,
+            expected_refusal(&built, at),
+        ) {
+            (process::Launch::Serving(daemon), None) => {
+                let mut client = daemon.protectors().await;
+                assert_eq!(list_all(&mut client).await, built.states[n - 1], "flip at {at}");
+                let exit = daemon.terminate().await;
+                assert_eq!(warnings(&exit.stderr), 1, "flip at {at}:\n{}", exit.stderr);
+            }
+            (process::Launch::Refused(exit), Some(offset)) => assert_refusal(&exit, &segment, offset),
+            (launch, expected) => panic!("flip at {at}: {launch:?}, expected a refusal at {expected:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn repair_keeps_every_record_before_the_damage() {
+    let built = build().await;
+    let n = built.states.len() - 1;
+    let scratch = TempDir::new("store-damage-repair");
+    // In-process, damage in each record before the last: the records before it stay.
+    for (r, &start) in built.starts.iter().enumerate().take(n - 1) {
+        for at in [start + 1, start + HEADER as u64 + 1] {
+            built.copy_into(scratch.path());
+            flip(&scratch.path().join(built.segment.file_name().expect("name")), at);
+            let state = recover(scratch.path(), true).unwrap_or_else(|e| panic!("flip at {at}: {e}"));
+            assert_eq!(
+                state, built.states[r],
+                "--repair after a flip at {at} (record {r})"
+            );
+        }
+    }
+
+    let r = n / 2;
+    let at = built.starts[r] + HEADER as u64 + 2;
+    let segment = built.copy_into(scratch.path());
+    flip(&segment, at);
+    let refused = Circuitd::launch(scratch.path(), &[]).await.refused();
+    assert_refusal(&refused, &segment, built.starts[r]);
+    let repaired = Circuitd::start(scratch.path(), &["--repair"]).await;
+    let mut client = repaired.protectors().await;
+    let expected = &built.states[r];
+    assert_eq!(
+        &list_all(&mut client).await,
+        expected,
+        "--repair after record {r}"
+    );
+    let exit = repaired.terminate().await;
+    assert!(exit.stderr.contains("--repair"), "{}", exit.stderr);
+
+    // The repair is durable, and the revision continues from what was kept.
+    let after = Circuitd::start(scratch.path(), &[]).await;
+    let mut client = after.protectors().await;
+    assert_eq!(&list_all(&mut client).await, expected, "the start after --repair");
+    let created = client
+        .ensure_protector(v1::EnsureProtectorRequest {
+            name: "delta".into(),
+            policy: None,
+        })
+        .await
+        .expect("EnsureProtector")
+        .into_inner();
+    assert_eq!(created.revision, expected.1 + 1);
+    after.terminate().await;
+}
+
+#[tokio::test]
+async fn after_repair_a_watcher_resuming_from_the_lost_history_resyncs() {
+    let built = build().await;
+    let n = built.states.len() - 1;
+    let scratch = TempDir::new("store-damage-epoch");
+    let r = n / 2;
+    let segment = built.copy_into(scratch.path());
+    flip(&segment, built.starts[r] + HEADER as u64 + 2);
+    let repaired = Circuitd::start(scratch.path(), &["--repair"]).await;
+    let mut client = repaired.protectors().await;
+    // Watchers saw revisions up to `seen` before the damage; the repaired daemon reuses
+    // the revisions after `kept` for new changes, so a watcher holding `seen` from the
+    // old history must not be handed a replay that silently skips them.
+    let (kept, seen) = (built.states[r].1, built.states[n].1);
+    for i in kept..=seen {
+        let created = client
+            .ensure_protector(v1::EnsureProtectorRequest {
+                name: format!("new-{i}"),
+                policy: None,
+            })
+            .await
+            .expect("EnsureProtector")
+            .into_inner();
+        assert_eq!(created.revision, i + 1);
+    }
+    let mut resumed = Watcher::open(
+        &mut client,
+        v1::WatchRequest {
+            start_revision: Some(seen),
+            start_epoch: Some(built.epoch),
+            ..watch_all()
+        },
+    )
+    .await;
+    let first = resumed.next().await;
+    assert!(
+        matches!(first.event, Some(v1::watch_event::Event::Resync(ref r)) if r.reason == v1::ResyncReason::Compacted as i32),
+        "revisions {}..={seen} were rewritten by --repair, yet a watcher resuming from {seen} got {first:?}",
+        kept + 1
+    );
+    repaired.terminate().await;
+}

@@ -135,18 +135,19 @@ def test_an_override_takes_calls_off_the_fast_path(address, key):
     assert policy.status is CircuitStatus.CLOSED
 
 
-def test_a_noop_protected_function_runs_over_40000_times_a_second(address, key):
+def test_a_burst_of_noop_calls_is_decided_locally_and_every_success_counted(address, key):
+    # Throughput is measured by bench.py (see BENCHMARKS.md), not by a timed test; this
+    # checks what makes it fast: no call asks the daemon, and no outcome is lost.
     policy = CircuitProtectorPolicy(resource_key=key, address=address)
     noop = noop_of(policy)
     synced(policy, noop)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 0.3:
-        for _ in range(1000):
-            noop()
-        calls += 1000
-    rate = calls / (time.perf_counter() - start)
-    assert rate >= 40_000, f"{rate:.0f} calls/s"
-    assert counters(policy).successes == calls + 1
+    admitted_before = counters(policy).admitted
+    calls = 20_000
+    for _ in range(calls):
+        noop()
+    after = counters(policy)
+    assert after.admitted == admitted_before, "a cached call asked the daemon"
+    assert after.successes == calls + 1
 
 
 def test_successes_pending_at_exit_reach_the_daemon(address, key):

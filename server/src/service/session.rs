@@ -1,7 +1,7 @@
 //! The streaming data plane: `Session` (pipelined Acquire and Report on one stream) and
 //! `ReportBatch` (outcomes of locally admitted calls).
 //!
-//! A session is one task per stream (per client connection, not per protector). It reads
+//! A session is a state machine polled by the transport (no task of its own). It reads
 //! requests while fewer than [`MAX_IN_FLIGHT`] are unanswered, runs each exactly as the
 //! unary call would, and writes each answer as soon as it is ready: most finish at once,
 //! and one that waits for the journal never holds up those behind it. A request's error
@@ -11,11 +11,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::future::Future;
+
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use resilient_circuit_api::v1::{self, session_request, session_response};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::Shared;
@@ -43,7 +43,7 @@ pub fn session_error(e: Error) -> v1::SessionError {
     }
 }
 
-async fn answer(shared: &Shared, request: v1::SessionRequest) -> v1::SessionResponse {
+async fn answer(shared: Arc<Shared>, request: v1::SessionRequest) -> v1::SessionResponse {
     let response = match request.request {
         Some(session_request::Request::Acquire(req)) => match shared.acquire(req).await {
             Ok(r) => session_response::Response::Acquire(r),
@@ -64,37 +64,74 @@ async fn answer(shared: &Shared, request: v1::SessionRequest) -> v1::SessionResp
     }
 }
 
-/// Starts serving one session stream.
-pub fn open(shared: Arc<Shared>, mut inbound: tonic::Streaming<v1::SessionRequest>) -> SessionStream {
-    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    tokio::spawn(async move {
-        let mut in_flight = FuturesUnordered::new();
-        let mut reading = true;
+type Answering = Pin<Box<dyn Future<Output = v1::SessionResponse> + Send>>;
+
+/// One session's state, driven by the transport polling its response stream: reading a
+/// request and writing an answer happen on the connection's own task, with no task or
+/// channel in between (each would cost a cross-thread wake-up per message).
+struct Session {
+    shared: Arc<Shared>,
+    inbound: tonic::Streaming<v1::SessionRequest>,
+    /// Answers still waiting (for the journal, in practice).
+    in_flight: FuturesUnordered<Answering>,
+    reading: bool,
+    ended: bool,
+}
+
+impl Session {
+    async fn next(&mut self) -> Option<Result<v1::SessionResponse, Status>> {
         loop {
+            if self.ended {
+                return None;
+            }
+            if self.shared.shutdown.is_cancelled() {
+                self.ended = true;
+                return Some(Err(Status::unavailable("circuitd is shutting down")));
+            }
+            if !self.reading && self.in_flight.is_empty() {
+                return None;
+            }
             tokio::select! {
                 biased;
-                () = shared.shutdown.cancelled() => {
-                    let _ = tx.send(Err(Status::unavailable("circuitd is shutting down"))).await;
-                    return;
+                () = self.shared.shutdown.cancelled() => continue,
+                Some(response) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    return Some(Ok(response));
                 }
-                Some(response) = in_flight.next() => {
-                    if tx.send(Ok(response)).await.is_err() {
-                        return;
+                received = self.inbound.message(), if self.reading && self.in_flight.len() < MAX_IN_FLIGHT => {
+                    match received {
+                        Ok(Some(request)) => {
+                            let mut answering: Answering = Box::pin(answer(Arc::clone(&self.shared), request));
+                            // Most answers are ready at once: send them without queueing.
+                            if let Some(response) = (&mut answering).now_or_never() {
+                                return Some(Ok(response));
+                            }
+                            self.in_flight.push(answering);
+                        }
+                        Ok(None) => self.reading = false,
+                        Err(status) => {
+                            tracing::debug!(%status, "session stream broke");
+                            self.ended = true;
+                            return None;
+                        }
                     }
                 }
-                received = inbound.message(), if reading && in_flight.len() < MAX_IN_FLIGHT => match received {
-                    Ok(Some(request)) => in_flight.push(answer(&shared, request)),
-                    Ok(None) => reading = false,
-                    Err(status) => {
-                        tracing::debug!(%status, "session stream broke");
-                        return;
-                    }
-                },
-                else => return,
             }
         }
-    });
-    Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+/// Starts serving one session stream.
+pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>) -> SessionStream {
+    let session = Session {
+        shared,
+        inbound,
+        in_flight: FuturesUnordered::new(),
+        reading: true,
+        ended: false,
+    };
+    Box::pin(futures_util::stream::unfold(session, |mut s| async move {
+        s.next().await.map(|item| (item, s))
+    }))
 }
 
 impl Shared {

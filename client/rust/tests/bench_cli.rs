@@ -199,6 +199,67 @@ fn cached_mode_decides_in_the_client_library() {
 }
 
 #[test]
+fn acquire_only_decisions_are_never_reported() {
+    let served = Served::start();
+    let mut args = vec!["--mode", "unary", "--acquire-only"];
+    args.extend(SHORT);
+    let report = bench_json(&served, &args);
+    assert_eq!(report["acquire_only"], true, "{report:#}");
+    assert!(report.get("transitions").is_none(), "not counted: {report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert_eq!(report["admitted"], report["decisions"], "{report:#}");
+    for field in ["decisions_per_sec", "p50_us", "p99_us", "p999_us"] {
+        positive(&report, field);
+    }
+    let counters = served.inspect("bench-0").counters.expect("counters");
+    assert!(
+        counters.admitted >= report["decisions"].as_u64().expect("a count"),
+        "{counters:?}"
+    );
+    assert_eq!(
+        (counters.successes, counters.failures),
+        (0, 0),
+        "a report was sent"
+    );
+}
+
+#[test]
+fn watch_mode_times_every_delivery_of_every_transition() {
+    let served = Served::start();
+    let args = [
+        "--mode",
+        "watch",
+        "--watchers",
+        "5",
+        "--transitions",
+        "3",
+        "--connections",
+        "2",
+    ];
+    let report = bench_json(&served, &args);
+    assert_eq!(report["mode"], "watch");
+    assert_eq!(report["watchers"], 5);
+    assert_eq!(report["connections"], 2);
+    assert_eq!(report["deliveries"], 15, "{report:#}");
+    assert_eq!(report["unmatched"], 0, "{report:#}");
+    let field = |name: &str| positive(&report, name);
+    assert!(field("p50_us") <= field("p99_us"), "{report:#}");
+    assert!(field("p99_us") <= field("p999_us"), "{report:#}");
+    assert!(field("p999_us") <= field("max_us") * 1.001, "{report:#}");
+    assert!(
+        field("last_watcher_p50_us") <= field("last_watcher_p99_us"),
+        "{report:#}"
+    );
+    assert!(
+        field("last_watcher_p99_us") <= field("max_us") * 1.001,
+        "{report:#}"
+    );
+    let p = served.inspect("bench-watch");
+    assert_eq!(p.generation, 4, "generation 1 and three transitions: {p:?}");
+    assert_eq!(p.status, v1::Status::Open as i32, "OPEN, CLOSED, OPEN: {p:?}");
+}
+
+#[test]
 fn echo_mode_needs_no_daemon() {
     let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
     cmd.env_remove("CIRCUIT_ADDR")

@@ -9,7 +9,7 @@
 //! after warmup + duration, and answers still missing `--timeout` later are abandoned.
 //!
 //! Layout: `tally` the window, counters and workload; `unary`, `pipeline` and `cached`
-//! the three shapes; `echo` the baseline server; `run` connecting, preparing the protectors and
+//! the three shapes of decisions; `watch` the fan-out of transitions to watchers; `echo` the baseline server; `run` connecting, preparing the protectors and
 //! counting transitions; `report` the summary.
 
 mod cached;
@@ -19,6 +19,7 @@ mod report;
 mod run;
 mod tally;
 mod unary;
+mod watch;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,16 +35,17 @@ pub struct BenchArgs {
     /// unary: Acquire then Report as two calls; session: both pipelined on Session
     /// streams; cached: the client library's protectors in cached mode (local decisions,
     /// batched successes; its baseline is the unary one); echo: the baseline alone (in
-    /// the unary shape).
+    /// the unary shape); watch: how long SetStatus takes to reach --watchers Watch streams.
     #[arg(long, value_enum, default_value_t = BenchMode::Unary)]
     pub mode: BenchMode,
     /// Decisions in flight at once, across all connections.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: u32,
     /// HTTP/2 connections (each with one stream in session mode); workers take them in
-    /// turn. At most --concurrency are used.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub connections: u32,
+    /// turn. At most --concurrency are used. Default 1; in watch mode 8, the watchers
+    /// spread over them.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: Option<u32>,
     /// Protectors, named bench-0 .. bench-(P-1); worker i of N uses bench-(i + kN mod P).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub protectors: u32,
@@ -67,6 +69,19 @@ pub struct BenchArgs {
     /// The seed of the outcome sequences.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Each decision is one Acquire, never reported (unary and session modes): what an
+    /// Acquire alone costs. The default policy never trips without failures.
+    #[arg(long)]
+    pub acquire_only: bool,
+    /// Watch mode: Watch streams to open, all on one protector.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub watchers: u32,
+    /// Watch mode: SetStatus calls to make, one at a time, alternating OPEN and CLOSED.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub transitions: u32,
+    /// Watch mode: keep the streams open this long after the transitions (at most 1h).
+    #[arg(long, default_value = "0s", value_parser = hold)]
+    pub hold: Duration,
 }
 
 /// What a run drives.
@@ -80,6 +95,8 @@ pub enum BenchMode {
     Cached,
     /// The echo baseline only.
     Echo,
+    /// Transitions fanned out to Watch streams.
+    Watch,
 }
 
 impl BenchMode {
@@ -89,6 +106,7 @@ impl BenchMode {
             BenchMode::Session => "session",
             BenchMode::Cached => "cached",
             BenchMode::Echo => "echo",
+            BenchMode::Watch => "watch",
         }
     }
 }
@@ -97,6 +115,9 @@ impl BenchMode {
 /// prints the result; `timeout` bounds connecting, each setup call, and the wait for
 /// answers after the run.
 pub async fn run(args: BenchArgs, addr: &str, timeout: Duration, json: bool) -> Result<ExitCode, Failure> {
+    if args.mode == BenchMode::Watch {
+        return watch::run(&args, addr, timeout, json).await;
+    }
     let plan = run::Plan::new(&args, timeout);
     let baseline = if args.baseline || args.mode == BenchMode::Echo {
         Some(plan.against_echo(args.mode).await?)
@@ -143,6 +164,14 @@ fn warmup(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn hold(s: &str) -> Result<Duration, String> {
+    let d = crate::cli::duration(s)?;
+    if d > Duration::from_secs(3600) {
+        return Err("expected at most 1h".to_owned());
+    }
+    Ok(d)
+}
+
 fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -161,6 +190,8 @@ mod tests {
         assert_eq!(measured("300ms"), Ok(Duration::from_millis(300)));
         assert_eq!(warmup("0s"), Ok(Duration::ZERO));
         assert!(warmup("11m").is_err());
+        assert!(hold("2h").is_err());
+        assert_eq!(hold("5s"), Ok(Duration::from_secs(5)));
         for bad in ["-0.1", "1.5", "NaN", "x", ""] {
             assert!(rate(bad).is_err(), "{bad:?} accepted");
         }

@@ -179,6 +179,7 @@ pub async fn drive<P: Pipeline>(
         };
         let name = workload.name(s.worker, s.iteration);
         match P::answer(response, s.awaiting_acquire) {
+            Answer::Admitted(_) if workload.acquire_only => tally.decided(&window, s.started, true),
             Answer::Admitted(permit) => {
                 s.awaiting_acquire = false;
                 let outcome = workload.outcome(&mut rng);

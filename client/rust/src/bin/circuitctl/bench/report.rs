@@ -31,6 +31,7 @@ impl Summary<'_> {
             "warmup_s": self.args.warmup.as_secs_f64(),
             "failure_rate": self.args.failure_rate,
             "trip": self.args.trip,
+            "acquire_only": self.args.acquire_only,
             "decisions": m.tally.decisions(),
             "admitted": m.tally.admitted,
             "rejected": m.tally.rejected,
@@ -71,6 +72,7 @@ impl Summary<'_> {
             BenchMode::Unary => "Acquire + Report, two unary calls",
             BenchMode::Session => "Acquire + Report, pipelined on a Session",
             BenchMode::Echo => "two unary Echo calls",
+            BenchMode::Watch => "a Watch delivery",
             BenchMode::Cached => "the library's acquire + resolve, cached",
         };
         let mut out = format!(
@@ -89,6 +91,11 @@ impl Summary<'_> {
             m.tally.rejected,
             m.tally.errors,
         );
+        let what = if a.acquire_only && a.mode != BenchMode::Cached {
+            "one Acquire, not reported"
+        } else {
+            what
+        };
         out += &format!("  latency µs      {}   (one decision: {what})\n", quantiles(m));
         if let Some(t) = m.transitions {
             out += &format!(

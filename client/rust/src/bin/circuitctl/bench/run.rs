@@ -107,8 +107,9 @@ impl Plan {
                 concurrency,
                 failure_rate: args.failure_rate,
                 seed: args.seed,
+                acquire_only: args.acquire_only,
             },
-            connections: (args.connections as usize).min(concurrency),
+            connections: (args.connections.unwrap_or(1) as usize).min(concurrency),
             warmup: args.warmup,
             duration: args.duration,
             timeout,
@@ -177,14 +178,16 @@ impl Plan {
             Vec::new()
         };
         let window = self.window();
-        let before = {
+        // An acquire-only run reports nothing, so it cannot trip: it skips the count,
+        // whose listing of every protector would otherwise load the window's first moments.
+        let before = (!self.workload.acquire_only).then(|| {
             let channel = channels[0].clone();
             let names = self.workload.names.clone();
             tokio::spawn(async move {
                 tokio::time::sleep_until(window.warm_end.into()).await;
                 generations(channel, &names).await
             })
-        };
+        });
         let tally = if let Some((_, protectors)) = &library {
             cached::run(protectors, &self.workload, window).await
         } else if mode == BenchMode::Session {
@@ -196,13 +199,20 @@ impl Plan {
                 .collect();
             unary::run(&targets, &self.workload, window).await
         };
-        let after = generations(channels[0].clone(), &self.workload.names).await;
-        let before = before
-            .await
-            .map_err(|e| anyhow!("counting generations failed: {e}"))?;
-        let transitions = match (before, after) {
-            (Ok(before), Ok(after)) => after.saturating_sub(before),
-            (Err(status), _) | (_, Err(status)) => return Err(Failure::from_status(addr, status)),
+        let transitions = match before {
+            None => None,
+            Some(before) => {
+                let after = generations(channels[0].clone(), &self.workload.names).await;
+                let before = before
+                    .await
+                    .map_err(|e| anyhow!("counting generations failed: {e}"))?;
+                match (before, after) {
+                    (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
+                    (Err(status), _) | (_, Err(status)) => {
+                        return Err(Failure::from_status(addr, status));
+                    }
+                }
+            }
         };
         let extra = match library {
             Some((client, _)) => {
@@ -219,7 +229,7 @@ impl Plan {
         Ok(Measured {
             tally,
             duration: self.duration,
-            transitions: Some(transitions),
+            transitions,
             extra,
         })
     }

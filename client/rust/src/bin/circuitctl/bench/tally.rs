@@ -165,6 +165,8 @@ pub struct Workload {
     pub failure_rate: f64,
     /// The seed of every worker's outcome sequence.
     pub seed: u64,
+    /// Whether a decision ends at its Acquire (admitted calls are never reported).
+    pub acquire_only: bool,
 }
 
 impl Workload {
@@ -205,6 +207,7 @@ mod tests {
             concurrency,
             failure_rate,
             seed: 7,
+            acquire_only: false,
         }
     }
 

@@ -108,6 +108,7 @@ async fn work(mut target: Target, workload: Workload, worker: usize, window: Win
             () = &mut give_up => return tally,
         };
         let answer = match acquired {
+            Ok(Answer::Admitted(_)) if workload.acquire_only => Ok(Answer::Reported),
             Ok(Answer::Admitted(permit)) => {
                 let outcome = workload.outcome(&mut rng);
                 tokio::select! {

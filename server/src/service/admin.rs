@@ -10,12 +10,27 @@ use super::{AdminApi, MIN_OVERRIDE};
 use crate::error::Error;
 use crate::validate;
 
+/// One line per control-plane change on the `circuitd::audit` target: who asked (the
+/// peer's address), what, and the revision. It is written once the change is durable
+/// and before the answer leaves, so the log never shows a change the daemon could lose,
+/// nor misses one it acknowledged. Route it apart with `RUST_LOG=circuitd::audit=info`.
+fn audit(
+    peer: Option<std::net::SocketAddr>,
+    rpc: &str,
+    name: &str,
+    detail: impl std::fmt::Debug,
+    revision: u64,
+) {
+    tracing::info!(target: "circuitd::audit", rpc, name, peer = ?peer, detail = ?detail, revision, "admin change");
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn set_status(
         &self,
         request: Request<v1::SetStatusRequest>,
     ) -> Result<Response<v1::SetStatusResponse>, Status> {
+        let peer = request.remote_addr();
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
         let status = validate::status("status", req.status)?;
@@ -25,6 +40,7 @@ impl AdminService for AdminApi {
             return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
         }
         let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for).await?;
+        audit(peer, "SetStatus", &req.name, (status, open_for), revision);
         Ok(Response::new(v1::SetStatusResponse {
             protector: Some(view.to_proto()),
             transition: Some(transition.into()),
@@ -36,6 +52,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::SetOverrideRequest>,
     ) -> Result<Response<v1::SetOverrideResponse>, Status> {
+        let peer = request.remote_addr();
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
         let kind = validate::override_kind("kind", req.kind)?;
@@ -53,6 +70,7 @@ impl AdminService for AdminApi {
             .registry
             .set_override(&req.name, kind, expires_after)
             .await?;
+        audit(peer, "SetOverride", &req.name, (kind, expires_after), revision);
         Ok(Response::new(v1::SetOverrideResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -63,10 +81,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::UpdatePolicyRequest>,
     ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
+        let peer = request.remote_addr();
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
         let (view, revision) = self.0.registry.update_policy(&req.name, policy).await?;
+        audit(peer, "UpdatePolicy", &req.name, policy.spec(), revision);
         Ok(Response::new(v1::UpdatePolicyResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -77,9 +97,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::DeleteProtectorRequest>,
     ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
+        let peer = request.remote_addr();
         let req = request.into_inner();
         self.0.name("name", &req.name)?;
         let revision = self.0.registry.delete(&req.name).await?;
+        audit(peer, "DeleteProtector", &req.name, (), revision);
         Ok(Response::new(v1::DeleteProtectorResponse { revision }))
     }
 }

@@ -1,0 +1,52 @@
+//! Every control-plane change leaves one audit line (target `circuitd::audit`) naming the
+//! call, the protector, the peer and the revision; data-plane calls leave none.
+
+#[path = "support/process.rs"]
+mod process;
+mod support;
+
+use process::Circuitd;
+use resilient_circuit_api::v1;
+use support::*;
+
+#[tokio::test]
+async fn each_admin_change_is_audited_once_with_its_revision() {
+    let dir = TempDir::new("audit");
+    let daemon = Circuitd::start(dir.path(), &[]).await;
+    let mut client = daemon.protectors().await;
+    let mut admin = daemon.admin().await;
+    ensure(&mut client, "audited", v1::Policy::default()).await;
+    call(&mut client, "audited", v1::Outcome::Success).await;
+    let set = admin
+        .set_status(v1::SetStatusRequest {
+            name: "audited".into(),
+            status: v1::Status::Open as i32,
+            open_for: None,
+        })
+        .await
+        .expect("SetStatus")
+        .into_inner();
+    let deleted = admin
+        .delete_protector(v1::DeleteProtectorRequest {
+            name: "audited".into(),
+        })
+        .await
+        .expect("DeleteProtector")
+        .into_inner();
+    let exit = daemon.terminate().await;
+    let audit: Vec<&str> = exit
+        .stderr
+        .lines()
+        .filter(|l| l.contains("circuitd::audit"))
+        .collect();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    for (line, rpc, revision) in [
+        (audit[0], "SetStatus", set.revision),
+        (audit[1], "DeleteProtector", deleted.revision),
+    ] {
+        assert!(line.contains(&format!("rpc=\"{rpc}\"")), "{line}");
+        assert!(line.contains("name=\"audited\""), "{line}");
+        assert!(line.contains("peer=Some(127.0.0.1:"), "{line}");
+        assert!(line.contains(&format!("revision={revision}")), "{line}");
+    }
+}

@@ -206,6 +206,7 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
         retry_after: None,
         reason: v1::DecisionReason::Closed as i32,
         revision: 1,
+        transition: None,
     };
     assert_eq!(closed, want);
     report(&mut client, "a", untracked, v1::Outcome::Failure).await;
@@ -240,6 +241,8 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
     let t = transition(half_open);
     assert_eq!((t.from, t.to), (OPEN, HALF_OPEN));
     assert_eq!(t.reason, v1::TransitionReason::CooldownElapsed as i32);
+    // The acquire that caused it answers with the same transition.
+    assert_eq!(trial.transition.as_ref(), Some(&t));
     let at = t.at.expect("at");
     assert_eq!(nanos(&expires_at) - nanos(&at), 30_000_000_000, "permit_ttl 30 s");
 

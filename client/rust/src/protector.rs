@@ -222,6 +222,11 @@ impl Inner {
 
     /// The daemon's answer as a permit or a rejection; `Err` when it makes no sense.
     fn answer(self: &Arc<Self>, a: v1::AcquireResponse) -> Result<Result<CallPermit, Rejection>, String> {
+        // Announce the transition this acquire caused (OPEN to HALF_OPEN) before the
+        // trial's own report can announce the next one.
+        if let Some(t) = &a.transition {
+            self.learned(t, a.revision);
+        }
         match Decision::try_from(a.decision) {
             Ok(Decision::Admitted) => {
                 let permit = a.permit.ok_or("an admission without a permit")?;

@@ -96,6 +96,8 @@ pub struct Acquired {
     pub decision: Decision,
     /// The status after the decision.
     pub status: Status,
+    /// The last transition the acquire caused (or applied, for an expiry due), if any.
+    pub transition: Option<Transition>,
     /// The revision the answer reflects.
     pub revision: u64,
 }
@@ -253,10 +255,15 @@ impl Registry {
                 _ => Keep::Batched,
             };
             let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), keep)?;
+            let transition = result.changes.iter().rev().find_map(|c| match c {
+                Change::Transition(t) => Some(*t),
+                Change::OverrideExpired { .. } => None,
+            });
             Ok((
                 Acquired {
                     decision: result.decision,
                     status: entry.protector.status(),
+                    transition,
                     revision: committed.revision,
                 },
                 committed.seq,

@@ -132,6 +132,7 @@ fn acquire_response(a: Acquired) -> v1::AcquireResponse {
         retry_after,
         reason: v1::DecisionReason::from(reason) as i32,
         revision: a.revision,
+        transition: a.transition.map(Into::into),
     }
 }
 

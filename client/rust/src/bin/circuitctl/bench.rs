@@ -73,7 +73,8 @@ pub struct BenchArgs {
     /// Acquire alone costs. The default policy never trips without failures.
     #[arg(long)]
     pub acquire_only: bool,
-    /// Watch mode: Watch streams to open, all on one protector.
+    /// Watch mode: Watch streams to open, all on one protector. The daemon serves at most
+    /// --max-concurrent-streams (1,024 by default) per connection: the rest wait for one.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub watchers: u32,
     /// Watch mode: SetStatus calls to make, one at a time, alternating OPEN and CLOSED.

@@ -3,7 +3,8 @@
 //! Everything that costs time before the first decision (connecting, EnsureProtector,
 //! opening streams) happens before the window opens, so a short run measures only
 //! decisions. Transitions are counted from the daemon itself: the sum of the protectors'
-//! generations (each transition adds one) when the window opens and when it closes.
+//! generations (each transition adds one) when the window opens and when it closes, in
+//! runs that report failures (without them nothing can leave CLOSED).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -178,9 +179,11 @@ impl Plan {
             Vec::new()
         };
         let window = self.window();
-        // An acquire-only run reports nothing, so it cannot trip: it skips the count,
-        // whose listing of every protector would otherwise load the window's first moments.
-        let before = (!self.workload.acquire_only).then(|| {
+        // Only reported failures can move a protector from the CLOSED it starts in, so a
+        // run without them skips the count: listing every protector (100,000 of them at
+        // scale) would load the daemon during the window it measures.
+        let counting = self.workload.failure_rate > 0.0 && !self.workload.acquire_only;
+        let before = counting.then(|| {
             let channel = channels[0].clone();
             let names = self.workload.names.clone();
             tokio::spawn(async move {

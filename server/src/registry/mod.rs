@@ -22,8 +22,10 @@
 
 mod persist;
 
+use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -145,6 +147,10 @@ pub struct Registry {
     store: Option<Arc<Journal>>,
     /// Names whose `dirty` flag went up since the last flush.
     dirty: Mutex<Vec<String>>,
+    /// Every name in order, for ListProtectors pages and prefix snapshots without
+    /// sorting the whole map each time. Changed only by create and delete (under the
+    /// entry's guard), never on the hot path.
+    names: RwLock<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -174,6 +180,7 @@ impl Registry {
             clock,
             store,
             dirty: Mutex::new(Vec::new()),
+            names: RwLock::new(BTreeSet::new()),
         }
     }
 
@@ -231,6 +238,7 @@ impl Registry {
                     version: committed.seq.unwrap_or(0),
                     dirty: false,
                 });
+                self.index_insert(name);
                 let ensured = Ensured {
                     view: view(name, &entry),
                     created: true,
@@ -422,6 +430,7 @@ impl Registry {
                 });
                 let committed = self.hub.commit(name, vec![deleted], self.delete_record(name))?;
                 e.remove();
+                self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
                 (committed.revision, committed.seq)
             }
@@ -441,13 +450,7 @@ impl Registry {
     /// A page of at most `page_size` protectors whose names start with `prefix` and sort
     /// after `after`, in name order, and whether more follow.
     pub fn list(&self, prefix: &str, page_size: usize, after: Option<&str>) -> (Vec<View>, bool) {
-        let mut names: Vec<String> = self
-            .map
-            .iter()
-            .filter(|e| e.key().starts_with(prefix) && after.is_none_or(|a| e.key().as_str() > a))
-            .map(|e| e.key().clone())
-            .collect();
-        names.sort_unstable();
+        let names = self.names_from(prefix, after, page_size + 1);
         let more = names.len() > page_size;
         let page = names
             .iter()
@@ -455,6 +458,33 @@ impl Registry {
             .filter_map(|n| self.map.get(n.as_str()).map(|e| view(n, &e)))
             .collect();
         (page, more)
+    }
+
+    /// Up to `limit` names starting with `prefix` and sorting after `after`, in order:
+    /// a range of the index, so a page costs its own size, not the fleet's.
+    fn names_from(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<String> {
+        let index = self.names.read().unwrap_or_else(|e| e.into_inner());
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        index
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|n| n.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn index_insert(&self, name: &str) {
+        self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+    }
+
+    fn index_remove(&self, name: &str) {
+        self.names.write().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
     fn reserve(&self) -> Result<(), Error> {
@@ -566,12 +596,7 @@ impl SnapshotSource for Registry {
                 .filter(|n| self.map.contains_key(n.as_str()))
                 .cloned()
                 .collect(),
-            Filter::Prefix(prefix) => self
-                .map
-                .iter()
-                .filter(|e| e.key().starts_with(prefix.as_str()))
-                .map(|e| e.key().clone())
-                .collect(),
+            Filter::Prefix(prefix) => self.names_from(prefix, None, usize::MAX),
         };
         names.sort_unstable();
         names

@@ -168,6 +168,7 @@ impl Registry {
             if rebased && let Some(mut entry) = self.map.get_mut(stored.name.as_str()) {
                 self.mark_dirty(&stored.name, &mut entry);
             }
+            self.index_insert(&stored.name);
             if let Some(next) = next {
                 self.scheduler.schedule(next, &stored.name);
             }

@@ -1,13 +1,15 @@
 //! The revision, the bounded history and the Watch streams.
 //!
 //! Design note. Every change (create, delete, transition, policy update, override) is
-//! published through [`WatchHub::publish`], which under one short mutex takes the next
+//! committed through [`WatchHub::commit`], which under one short mutex takes the next
 //! daemon-wide revision, appends the event to a bounded history (for `start_revision`
 //! replay) and hands it to a `tokio::sync::broadcast` channel. Writers never wait for
 //! watchers: a broadcast send never blocks, and the ring is shared, so an idle watcher
 //! costs a receiver, not a buffer. A watcher that falls more than `watch.buffer` events
 //! behind gets `Lagged` from the channel; it then sends RESYNC and a fresh snapshot —
-//! never a silent gap.
+//! never a silent gap. With a store, committed events wait in `pending` until the
+//! journal says their record is durable ([`WatchHub::deliver_through`]), so no watcher
+//! ever hears of a change a crash could take back.
 //!
 //! Lock order: the registry publishes while holding a protector's entry guard, so the
 //! hub never touches the registry while holding its mutex. A snapshot is therefore taken

@@ -167,7 +167,7 @@ pub struct Counters {
     pub expired_permits: u64,
 }
 
-/// The result of [`Protector::acquire`].
+/// The result of [`Protector::acquire`](super::Protector::acquire).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquireResult {
     /// Admitted or rejected.
@@ -176,7 +176,7 @@ pub struct AcquireResult {
     pub changes: Vec<Change>,
 }
 
-/// The result of [`Protector::report_batch`].
+/// The result of [`Protector::report_batch`](super::Protector::report_batch).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchResult {
     /// Outcomes recorded.
@@ -189,7 +189,7 @@ pub struct BatchResult {
     pub changes: Vec<Change>,
 }
 
-/// The result of [`Protector::report`].
+/// The result of [`Protector::report`](super::Protector::report).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportResult {
     /// False when the report was stale and changed nothing.

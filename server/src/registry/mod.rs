@@ -11,7 +11,7 @@
 //! Lock order is entry guard, then the hub's mutex (and the journal's buffer inside it),
 //! then the scheduler's mutex; none of those ever calls back into the map.
 //!
-//! Fields of [`Entry`]:
+//! Fields of `Entry`:
 //! - `protector`: the status machine's whole state.
 //! - `mod_revision`: the revision of this protector's last change, so a snapshot says
 //!   which changes it already reflects.

@@ -254,3 +254,26 @@ async fn a_lost_watch_sends_decisions_to_the_daemon_then_the_fallback() {
     assert_eq!(permit.generation(), Some(1));
     permit.success().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_handle_gives_a_cached_one_for_the_same_protector() {
+    let daemon = Daemon::start().await;
+    let name = "cached-from-plain";
+    let client = Client::connect(daemon.uri()).await.expect("client");
+    let plain = client
+        .protector(name, policy(COOLDOWN, (5, 10)))
+        .await
+        .expect("protector");
+    assert!(!plain.is_cached());
+    let cached = plain.cached().await.expect("cached handle");
+    assert!(cached.is_cached() && !plain.is_cached());
+    assert_eq!(cached.name(), plain.name());
+    let permit = until_local(&cached).await;
+    assert_eq!(permit.generation(), Some(1));
+    permit.success().await;
+    // The plain handle still asks the daemon.
+    let remote = plain.acquire().await.expect("CLOSED admits");
+    assert!(!remote.is_local());
+    remote.success().await;
+    assert!(cached.cached().await.expect("already cached").is_cached());
+}

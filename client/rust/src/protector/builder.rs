@@ -124,3 +124,23 @@ impl ProtectorBuilder {
         Ok(Protector::started(inner))
     }
 }
+
+impl Protector {
+    /// A cached-mode handle on the same protector, with the same policy and fallback
+    /// (see [`ProtectorBuilder::cached`]): decisions are local while the daemon says
+    /// CLOSED. This handle itself is unchanged; a handle already cached is returned as
+    /// it is.
+    pub async fn cached(&self) -> Result<Protector, Error> {
+        if self.is_cached() {
+            return Ok(self.clone());
+        }
+        let inner = &self.inner;
+        let mut builder = ProtectorBuilder::new(Arc::clone(&inner.shared), inner.name.clone())
+            .policy(inner.policy)
+            .cached(true);
+        if inner.declared {
+            builder = builder.fallback(inner.fallback);
+        }
+        builder.build().await
+    }
+}

@@ -97,6 +97,9 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// Most names in one Watch filter. Default 1,000.
     pub max_watch_names: usize,
+    /// Most client connections open at once. Default 10,000. Past it the daemon stops
+    /// accepting (newcomers wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
 }
 
 /// Watch settings.
@@ -141,6 +144,7 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
             max_watch_names: 1000,
+            max_connections: 10_000,
         }
     }
 }

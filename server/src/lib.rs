@@ -11,6 +11,7 @@
 //! - [`error`]: the daemon's error type and its one mapping to `tonic::Status`.
 //! - [`validate`]: requests into typed values, or INVALID_ARGUMENT naming the field.
 //! - [`clock`]: tokio's (pausable) clock anchored to the wall clock.
+//! - [`connections`]: the cap on open client connections.
 //! - [`registry`]: the map of protectors; runs the machine and publishes changes
 //!   (`registry/persist.rs`: what it journals, the batch flush, snapshots, recovery).
 //! - [`store`]: the fsync'd journal, snapshots and recovery of the data directory.
@@ -23,6 +24,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod registry;
 pub mod scheduler;

@@ -14,8 +14,6 @@ use resilient_circuit_api::DESCRIPTOR_SET;
 use resilient_circuit_api::breaker::Policy;
 use resilient_circuit_api::v1::admin_service_server::AdminServiceServer;
 use resilient_circuit_api::v1::protector_service_server::ProtectorServiceServer;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -215,14 +213,7 @@ impl Prepared {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        // tonic ignores its own tcp_nodelay for an incoming stream; small RPCs want it.
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                }
-            })
-        });
+        let incoming = crate::connections::incoming(listener, config.limits.max_connections);
 
         let begin_drain = {
             let draining = draining.clone();

@@ -54,6 +54,9 @@ pub struct Args {
     /// Most names in one Watch filter [default: 1000]
     #[arg(long, env = "CIRCUITD_MAX_WATCH_NAMES", value_name = "N")]
     pub max_watch_names: Option<usize>,
+    /// Most client connections open at once; past it, newcomers wait [default: 10000]
+    #[arg(long, env = "CIRCUITD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Events a watcher may fall behind before it gets RESYNC [default: 1024]
     #[arg(long, env = "CIRCUITD_WATCH_BUFFER", value_name = "N")]
     pub watch_buffer: Option<usize>,

@@ -47,6 +47,7 @@ pub(super) struct FileLimits {
     pub(super) max_message_bytes: Option<usize>,
     pub(super) max_concurrent_streams: Option<u32>,
     pub(super) max_watch_names: Option<usize>,
+    pub(super) max_connections: Option<usize>,
 }
 
 /// `[watch]`.

@@ -311,6 +311,12 @@ impl Layers<'_> {
                 limits.max_watch_names,
                 d.limits.max_watch_names
             ))?,
+            max_connections: positive(pick!(
+                self,
+                max_connections,
+                limits.max_connections,
+                d.limits.max_connections
+            ))?,
         };
         let watch = WatchConfig {
             buffer: positive(pick!(self, watch_buffer, watch.buffer, d.watch.buffer))?,

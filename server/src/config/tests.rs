@@ -110,6 +110,7 @@ fn file_values_replace_defaults() {
         max_message_bytes: 14,
         max_concurrent_streams: 15,
         max_watch_names: 16,
+        max_connections: 10_000,
     };
     assert_eq!(c.limits, limits);
     let watch = WatchConfig {
@@ -203,6 +204,7 @@ fn zero_is_refused_for_every_limit_naming_its_source() {
         ("max-message-bytes", "limits.max_message_bytes"),
         ("max-concurrent-streams", "limits.max_concurrent_streams"),
         ("max-watch-names", "limits.max_watch_names"),
+        ("max-connections", "limits.max_connections"),
         ("watch-buffer", "watch.buffer"),
         ("watch-history", "watch.history"),
     ];

@@ -428,9 +428,8 @@ impl Reporter {
         let why = if link.is_down() {
             "the link to the daemon is down".to_owned()
         } else {
-            match tokio::time::timeout(timeout, self.shared.report_batch(batches)).await {
-                Ok(Ok(answer)) => {
-                    link.up();
+            match link.ask(timeout, self.shared.report_batch(batches)).await {
+                Ok(answer) => {
                     for r in &answer.results {
                         if let Some(e) = &r.error {
                             tracing::warn!(name = %self.name, code = e.code, message = %e.message, "the daemon refused a batch of outcomes");
@@ -447,18 +446,7 @@ impl Reporter {
                     }
                     return answer.results.into_iter().last();
                 }
-                Ok(Err(status)) => {
-                    let why = format!("{}: {}", status.code(), status.message());
-                    if watcher::unreachable(&status) {
-                        link.failed(&why);
-                    }
-                    why
-                }
-                Err(_) => {
-                    let why = format!("no answer within {timeout:?}");
-                    link.failed(&why);
-                    why
-                }
+                Err(why) => why,
             }
         };
         Stats::add(&stats.batched_lost, outcomes);

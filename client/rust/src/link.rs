@@ -145,6 +145,34 @@ impl Link {
         self.downs.load(Ordering::Relaxed)
     }
 
+    /// Runs one RPC with `timeout`, noting on the link how it went: up on any answer,
+    /// failed when the daemon could not be reached (a transport-level status, or no
+    /// answer in time). An error comes back as the sentence to log.
+    pub(crate) async fn ask<T>(
+        &self,
+        timeout: Duration,
+        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(answer)) => {
+                self.up();
+                Ok(answer)
+            }
+            Ok(Err(status)) => {
+                let why = format!("{}: {}", status.code(), status.message());
+                if crate::watcher::unreachable(&status) {
+                    self.failed(&why);
+                }
+                Err(why)
+            }
+            Err(_) => {
+                let why = format!("no answer within {timeout:?}");
+                self.failed(&why);
+                Err(why)
+            }
+        }
+    }
+
     /// The backoff the link uses, for other reconnecting loops of the same client.
     pub(crate) fn backoff(&self) -> Backoff {
         self.backoff

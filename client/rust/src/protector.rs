@@ -264,27 +264,12 @@ impl Inner {
         let why = match link.attempt() {
             Attempt::Skip => "the link to the daemon is down".to_owned(),
             Attempt::Ask | Attempt::Probe => {
-                let deadline = self.shared.config.acquire_deadline;
-                match tokio::time::timeout(deadline, self.ask()).await {
-                    Ok(Ok(response)) => {
-                        link.up();
-                        match self.answer(response) {
-                            Ok(decision) => return decision,
-                            Err(why) => why,
-                        }
-                    }
-                    Ok(Err(status)) => {
-                        let why = format!("{}: {}", status.code(), status.message());
-                        if watcher::unreachable(&status) {
-                            link.failed(&why);
-                        }
-                        why
-                    }
-                    Err(_) => {
-                        let why = format!("no answer within {deadline:?}");
-                        link.failed(&why);
-                        why
-                    }
+                match link.ask(self.shared.config.acquire_deadline, self.ask()).await {
+                    Ok(response) => match self.answer(response) {
+                        Ok(decision) => return decision,
+                        Err(why) => why,
+                    },
+                    Err(why) => why,
                 }
             }
         };

@@ -7,7 +7,6 @@ use resilient_circuit_api::v1;
 
 use super::{Inner, status};
 use crate::client::Stats;
-use crate::watcher;
 
 /// How a permit's report ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,9 +219,8 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
     }
     let timeout = protector.shared.config.request_timeout;
     let report = protector.shared.report(&protector.name, permit, outcome);
-    match tokio::time::timeout(timeout, report).await {
-        Ok(Ok(r)) => {
-            link.up();
+    match link.ask(timeout, report).await {
+        Ok(r) => {
             if let Some(t) = &r.transition {
                 protector.learned(t, r.revision);
             }
@@ -231,17 +229,7 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
                 status: status(r.status),
             }
         }
-        Ok(Err(status)) => {
-            let why = format!("{}: {}", status.code(), status.message());
-            if watcher::unreachable(&status) {
-                link.failed(&why);
-            }
-            lost(protector, outcome, &why);
-            Resolved::NOT_RECORDED
-        }
-        Err(_) => {
-            let why = format!("no answer within {timeout:?}");
-            link.failed(&why);
+        Err(why) => {
             lost(protector, outcome, &why);
             Resolved::NOT_RECORDED
         }

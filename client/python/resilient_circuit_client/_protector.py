@@ -272,9 +272,15 @@ class Runtime:
             if response.reason == types_pb2.DECISION_REASON_CLOSED:
                 self.set_view(CLOSED, response.permit.generation, True, response.revision)
             elif response.reason == types_pb2.DECISION_REASON_TRIAL:
-                # This Acquire may have ended the cooldown (the lazy OPEN -> HALF_OPEN).
-                self.set_view(response.status, response.permit.generation, None, response.revision)
-                self.notifier.entered(response.permit.generation, "HALF_OPEN", response.revision)
+                if response.HasField("transition"):
+                    # This Acquire ended the cooldown (the lazy OPEN -> HALF_OPEN): the
+                    # daemon says so, and it fires before the trial's own outcome can
+                    # announce the next transition.
+                    self.apply_transition(response.transition, response.revision)
+                else:
+                    # A daemon that does not say: infer it from the generation.
+                    self.set_view(response.status, response.permit.generation, None, response.revision)
+                    self.notifier.entered(response.permit.generation, "HALF_OPEN", response.revision)
             return DAEMON, response.permit
         raise ProtectedCallError(
             name=self.name,

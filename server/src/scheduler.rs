@@ -44,16 +44,6 @@ impl Scheduler {
         }
     }
 
-    /// Deadlines queued (stale ones included).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn pop_due(&self, now: Time) -> Vec<String> {
         let mut heap = self.lock();
         let mut due = Vec::new();

@@ -1,9 +1,11 @@
-//! [`serve`]: wires the registry, the scheduler and the services to a listener, and
-//! shuts them down in the order that keeps clients safe.
+//! [`prepare`] recovers the store and builds the registry; [`serve`] wires the registry,
+//! the scheduler, the store's background work and the services to a listener, and shuts
+//! them down in the order that keeps clients safe.
 //!
-//! Shutdown order: health turns NOT_SERVING, new calls get UNAVAILABLE, every Watch
-//! stream ends (with UNAVAILABLE, so clients reconnect), the transport drains in-flight
-//! unary calls, and the process is free to exit. An open stream would otherwise hold
+//! Shutdown order: health turns NOT_SERVING, new calls get UNAVAILABLE, every Watch and
+//! Session stream ends (with UNAVAILABLE, so clients reconnect), the transport drains
+//! in-flight unary calls, batched state is flushed and the journal closed, and the
+//! process is free to exit. An open stream would otherwise hold
 //! the transport's graceful shutdown forever, so the whole sequence is also capped by
 //! `shutdown_grace`, after which remaining connections are dropped.
 

@@ -9,7 +9,8 @@
 //! returns the journal sequence number it waits for after the guard is gone.
 //!
 //! Lock order is entry guard, then the hub's mutex (and the journal's buffer inside it),
-//! then the scheduler's mutex; none of those ever calls back into the map.
+//! then the name index (create and delete only), then the scheduler's mutex; none of
+//! those ever calls back into the map.
 //!
 //! Fields of `Entry`:
 //! - `protector`: the status machine's whole state.

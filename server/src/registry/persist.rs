@@ -26,11 +26,6 @@ impl From<StoreError> for Error {
 }
 
 impl Registry {
-    /// The journal, if the daemon is durable.
-    pub fn journal(&self) -> Option<&Arc<Journal>> {
-        self.store.as_ref()
-    }
-
     /// The record storing `protector`'s state; its mod_revision is the revision of the
     /// operation's last event, or `keep_revision` when it published none.
     pub(super) fn put_record<'a>(

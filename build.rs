@@ -1,5 +1,4 @@
-//! Compiles `proto/resilient_circuit/v1/*.proto` (and the benchmark baseline
-//! `proto/resilient_circuit/bench/v1/echo.proto`) into Rust with tonic-prost-build, fed
+//! Compiles `proto/resilient_circuit/v1/*.proto` into Rust with tonic-prost-build, fed
 //! by protox (pure Rust), so no system `protoc` is needed. The encoded descriptor set,
 //! imports included, is written to `OUT_DIR/resilient_circuit_descriptor.bin` for
 //! server reflection.
@@ -32,13 +31,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;
 
-    // The benchmark baseline is compiled on its own, so it never appears in the
-    // contract's descriptor set (and so in circuitd's reflection).
-    let echo = PathBuf::from("proto/resilient_circuit/bench/v1/echo.proto");
-    println!("cargo:rerun-if-changed={}", echo.display());
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(protox::compile([&echo], ["proto"])?)?;
     Ok(())
 }

@@ -9,8 +9,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::breaker::{self, Fraction, InvalidFraction, InvalidPolicy, PolicySpec, Time};
 use crate::v1;
+use resilient_circuit_breaker::{
+    self as breaker, Fraction, InvalidFraction, InvalidPolicy, PolicySpec, Time,
+};
 
 const NANOS_PER_SECOND: i32 = 1_000_000_000;
 

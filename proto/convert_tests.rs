@@ -1,7 +1,7 @@
 //! Tests of the wire conversions.
 
 use super::*;
-use crate::breaker::{Outcome, OverrideKind, Policy, Protector, Status};
+use resilient_circuit_breaker::{Outcome, OverrideKind, Policy, Protector, Status};
 
 fn ts(seconds: i64, nanos: i32) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos }

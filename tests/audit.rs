@@ -1,12 +1,8 @@
 //! Every control-plane change leaves one audit line (target `circuitd::audit`) naming the
 //! call, the protector, the peer and the revision; data-plane calls leave none.
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
-
-use process::Circuitd;
 use resilient_circuit_api::v1;
+use support::process::Circuitd;
 use support::*;
 
 #[tokio::test]

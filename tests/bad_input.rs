@@ -2,8 +2,6 @@
 //! google.rpc.BadRequest, NOT_FOUND naming the protector, RESOURCE_EXHAUSTED naming the
 //! configured limit; and none of them changes anything or stops the daemon.
 
-mod support;
-
 use std::time::Duration;
 
 use circuitd::Config;

@@ -1,8 +1,6 @@
 //! `max_connections`: past the limit the daemon stops accepting, and a newcomer is
 //! served as soon as an open connection closes.
 
-mod support;
-
 use std::time::Duration;
 
 use circuitd::Config;

@@ -2,8 +2,6 @@
 //! the fencing of stale reports and the number of trials admitted at the instant
 //! HALF_OPEN begins follow the rules exactly, however the calls interleave.
 
-mod support;
-
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;

@@ -10,19 +10,15 @@
 //! The kill moments come from a seeded generator, so a failure names its seed and
 //! iteration.
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use process::{Circuitd, list_all};
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
+use support::process::{Circuitd, list_all};
 use support::*;
 use tonic::transport::Channel;
 

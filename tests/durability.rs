@@ -2,21 +2,17 @@
 //! SIGTERM, comes back on the same data directory with every acknowledged change, its
 //! cooldowns ending at the instants it announced, and its revision continuing.
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
-
 use std::time::{Duration, SystemTime};
 
 use circuitd::store::record::{Body, Record, Snapshot, StoredProtector};
 use circuitd::store::{self, StoreConfig};
-use process::{Circuitd, list_all, synced_epoch};
-use resilient_circuit_api::breaker::{self, Decision, Outcome, PolicySpec, Protector};
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
+use resilient_circuit_breaker::{self as breaker, Decision, Outcome, PolicySpec, Protector};
+use support::process::{Circuitd, list_all, synced_epoch};
 use support::*;
 use tonic::transport::Channel;
 

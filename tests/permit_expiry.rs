@@ -2,8 +2,6 @@
 //! own instant: the protector is never stuck in HALF_OPEN, and the expired permit's late
 //! report is stale.
 
-mod support;
-
 use std::time::Duration;
 
 use resilient_circuit_api::convert;

@@ -1,8 +1,6 @@
 //! ReportBatch: outcomes of locally admitted calls, judged as reports of CLOSED permits
 //! of the batch's generation; each batch succeeds or fails on its own.
 
-mod support;
-
 use std::time::Duration;
 
 use resilient_circuit_api::v1;

@@ -1,8 +1,6 @@
 //! Every RPC's success path against the real daemon, with exact values: the data plane,
 //! the control plane, health and reflection.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
 use resilient_circuit_api::convert;

@@ -2,8 +2,6 @@
 //! calls' semantics; a request's error is answered in the stream, which goes on; the
 //! daemon's shutdown ends the stream with UNAVAILABLE.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -2,17 +2,15 @@
 //! calls never get a wrong answer, health turns NOT_SERVING, and the daemon stops
 //! promptly, in process and as the real binary on SIGTERM.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use circuitd::config::ProtectorConfig;
-use resilient_circuit_api::breaker::PolicySpec;
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
+use resilient_circuit_breaker::PolicySpec;
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;

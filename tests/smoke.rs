@@ -1,7 +1,5 @@
 //! The shortest path through the daemon: create, acquire, fail, trip, watch it happen.
 
-mod support;
-
 use std::time::Duration;
 
 use resilient_circuit_api::v1;

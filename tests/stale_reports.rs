@@ -1,8 +1,6 @@
 //! A stale report is refused and changes nothing: the protector, its revision and every
 //! counter but `stale_reports` stay as they were.
 
-mod support;
-
 use std::time::Duration;
 
 use resilient_circuit_api::v1;

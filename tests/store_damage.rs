@@ -7,18 +7,14 @@
 //! what the binary runs at start); every cut and every byte of the last record, and a
 //! sample of the bytes before it, also go through the real binary.
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use circuitd::store::format::{self, HEADER, SEGMENT_MAGIC};
 use circuitd::store::record::Record;
 use circuitd::store::{self, StoreConfig, StoreError};
-use process::{Circuitd, copy_dir, list_all, segments, synced_epoch};
 use resilient_circuit_api::{convert, v1};
+use support::process::{Circuitd, copy_dir, list_all, segments, synced_epoch};
 use support::*;
 
 /// The whole state the daemon answers with: every protector and the revision.

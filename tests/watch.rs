@@ -2,8 +2,6 @@
 //! matching its filter, in revision order and without gaps; a watcher that stops reading
 //! is resynced instead of slowing anyone down; an idle stream hears PROGRESS.
 
-mod support;
-
 use std::time::Duration;
 
 use resilient_circuit_api::v1;

@@ -1,8 +1,6 @@
 //! Resuming a Watch from a revision (replay from the history, SYNCED at once, or RESYNC
 //! COMPACTED and a snapshot), and snapshots that stay consistent while writers run.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

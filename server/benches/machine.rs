@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use resilient_circuit_api::breaker::{
+use resilient_circuit_breaker::{
     Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Status, Time,
 };
 

@@ -20,7 +20,7 @@ use circuitd::clock::Clock;
 use circuitd::registry::Registry;
 use circuitd::watch::WatchHub;
 use criterion::{Criterion, criterion_group, criterion_main};
-use resilient_circuit_api::breaker::{Decision, Outcome, Policy, PolicySpec};
+use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 

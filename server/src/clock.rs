@@ -6,7 +6,7 @@
 //! is read once, at start, and time then advances with tokio's monotonic clock, which
 //! tests can pause and advance.
 
-use resilient_circuit_api::breaker::Time;
+use resilient_circuit_breaker::Time;
 use std::time::SystemTime;
 use tokio::time::Instant;
 

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::PolicySpec;
+use resilient_circuit_breaker::PolicySpec;
 
 mod args;
 mod file;

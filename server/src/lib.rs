@@ -2,7 +2,7 @@
 //!
 //! Many processes ask it whether a call may go ahead (Acquire), tell it how the call went
 //! (Report) and stream every change (Watch). The status machine itself is the pure
-//! `resilient_circuit_api::breaker`; this crate gives it a home, a clock, a revision and
+//! `resilient_circuit_breaker`; this crate gives it a home, a clock, a revision and
 //! a network face.
 //!
 //! Layout (dependencies point one way: `service -> registry -> breaker`,

@@ -14,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use resilient_circuit_api::breaker::Time;
+use resilient_circuit_breaker::Time;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

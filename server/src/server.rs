@@ -13,9 +13,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use resilient_circuit_api::DESCRIPTOR_SET;
-use resilient_circuit_api::breaker::Policy;
 use resilient_circuit_api::v1::admin_service_server::AdminServiceServer;
 use resilient_circuit_api::v1::protector_service_server::ProtectorServiceServer;
+use resilient_circuit_breaker::Policy;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;

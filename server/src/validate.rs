@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use resilient_circuit_api::breaker;
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1;
+use resilient_circuit_breaker as breaker;
 
 use crate::error::Error;
 

@@ -6,7 +6,6 @@
 //! the line alone does not prove it serves: [`Circuitd::launch`] also waits for one
 //! answered RPC, and a binary that refuses to start (and exits) is reported as
 //! [`Launch::Refused`] with its exit status and stderr.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ pub const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
 /// The binary, built once per test executable (every test of a file shares it).
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(super::support::circuitd_binary)
+    BINARY.get_or_init(crate::circuitd_binary)
 }
 
 /// A running `circuitd` child process.
@@ -322,7 +321,7 @@ pub async fn list_all(client: &mut ProtectorServiceClient<Channel>) -> (Vec<v1::
 
 /// The epoch a fresh Watch's SYNCED carries: the identity of the daemon's history.
 pub async fn synced_epoch(client: &mut ProtectorServiceClient<Channel>) -> u64 {
-    let mut watcher = super::support::Watcher::open(client, super::support::watch_all()).await;
+    let mut watcher = crate::Watcher::open(client, crate::watch_all()).await;
     match watcher.next_until_synced().await {
         Some(v1::watch_event::Event::Synced(s)) => s.epoch,
         other => panic!("expected SYNCED, got {other:?}"),

@@ -54,9 +54,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use resilient_circuit_api::breaker::{Outcome, Status};
 use resilient_circuit_api::v1;
 use resilient_circuit_api::{convert, v1::OverrideKind};
+use resilient_circuit_breaker::{Outcome, Status};
 
 use crate::client::{Shared, Stats};
 use crate::watcher::{self, Notifier};

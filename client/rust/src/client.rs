@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::{Outcome, Policy as ProtectorPolicy};
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
+use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Error;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::{DecisionReason, Status};
+use resilient_circuit_breaker::{DecisionReason, Status};
 
 /// A call the protector did not let through. Carries what the library's
 /// `ProtectedCallError` lacked: the status and when to ask again.

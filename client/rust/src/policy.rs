@@ -22,7 +22,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use resilient_circuit_api::breaker::Outcome;
+use resilient_circuit_breaker::Outcome;
 
 use crate::error::CallError;
 use crate::protector::Protector;

@@ -26,10 +26,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use resilient_circuit_api::breaker::{DecisionReason, Outcome, Policy as ProtectorPolicy, Status};
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, Decision};
+use resilient_circuit_breaker::{DecisionReason, Outcome, Policy as ProtectorPolicy, Status};
 use tokio::task::AbortHandle;
 use tonic::transport::Channel;
 

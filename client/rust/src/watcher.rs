@@ -21,10 +21,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use resilient_circuit_api::breaker::{Status, TransitionReason};
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use resilient_circuit_api::{convert, v1::watch_request::Filter};
+use resilient_circuit_breaker::{Status, TransitionReason};
 
 use crate::cached::Cache;
 use crate::client::Shared;

@@ -12,7 +12,7 @@ use resilient_circuit::policy::Policy;
 use resilient_circuit::retry::RetryWithBackoff;
 use resilient_circuit::safety_net::SafetyNet;
 use resilient_circuit::{CallError, Rejection, Status};
-use resilient_circuit_api::breaker::DecisionReason;
+use resilient_circuit_breaker::DecisionReason;
 use tokio::time::Instant;
 
 const MS: Duration = Duration::from_millis(1);

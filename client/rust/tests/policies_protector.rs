@@ -13,9 +13,9 @@ use resilient_circuit::protector::Protector;
 use resilient_circuit::retry::RetryWithBackoff;
 use resilient_circuit::safety_net::SafetyNet;
 use resilient_circuit::{CallError, Outcome, PolicySpec, ProtectorPolicy, Status};
-use resilient_circuit_api::breaker::DecisionReason;
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use resilient_circuit_breaker::DecisionReason;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::{InvalidPolicy, Policy, PolicySpec};
+use resilient_circuit_breaker::{InvalidPolicy, Policy, PolicySpec};
 
 use super::args::{self, Parsed};
 use super::file::{FileConfig, FileProtector};

@@ -3,7 +3,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::PolicySpec;
+use resilient_circuit_breaker::PolicySpec;
 
 use super::*;
 

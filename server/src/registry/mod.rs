@@ -31,12 +31,12 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
-use resilient_circuit_api::breaker::{
+use resilient_circuit_api::convert;
+use resilient_circuit_api::v1::{self, watch_event::Event};
+use resilient_circuit_breaker::{
     Change, Decision, DecisionReason, Outcome, Override, OverrideKind, Permit, Policy, Protector, Status,
     Time, Transition,
 };
-use resilient_circuit_api::convert;
-use resilient_circuit_api::v1::{self, watch_event::Event};
 
 use crate::clock::Clock;
 use crate::error::Error;

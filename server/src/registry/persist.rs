@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use resilient_circuit_api::breaker::Protector;
+use resilient_circuit_breaker::Protector;
 
 use super::{Entry, Registry};
 use crate::error::Error;

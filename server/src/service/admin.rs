@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::policy::MAX_COOLDOWN;
 use resilient_circuit_api::v1::{self, admin_service_server::AdminService};
+use resilient_circuit_breaker::policy::MAX_COOLDOWN;
 use tonic::{Request, Response, Status};
 
 use super::{AdminApi, MIN_OVERRIDE};
@@ -36,7 +36,7 @@ impl AdminService for AdminApi {
         let status = validate::status("status", req.status)?;
         let open_for =
             validate::duration_in("open_for", req.open_for.as_ref(), Duration::ZERO, MAX_COOLDOWN)?;
-        if open_for.is_some() && status != resilient_circuit_api::breaker::Status::Open {
+        if open_for.is_some() && status != resilient_circuit_breaker::Status::Open {
             return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
         }
         let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for).await?;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use resilient_circuit_api::breaker::Decision;
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, protector_service_server::ProtectorService};
+use resilient_circuit_breaker::Decision;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::{
+use resilient_circuit_breaker::{
     Counters, Override, OverrideKind, PolicySpec, Protector, ProtectorState, Status, Time,
 };
 

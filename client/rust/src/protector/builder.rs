@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use resilient_circuit_api::breaker::Policy as ProtectorPolicy;
+use resilient_circuit_breaker::Policy as ProtectorPolicy;
 
 use super::fallback::LocalMachine;
 use super::{DEFAULT_CACHED_STALENESS, Fallback, Inner, Protector};

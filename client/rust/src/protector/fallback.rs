@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use resilient_circuit_api::breaker::{self, Decision, DecisionReason, Outcome, Time};
+use resilient_circuit_breaker::{self as breaker, Decision, DecisionReason, Outcome, Time};
 use tokio::time::Instant;
 
 use crate::error::Rejection;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use resilient_circuit_api::breaker::{self, Outcome, Status};
 use resilient_circuit_api::v1;
+use resilient_circuit_breaker::{self as breaker, Outcome, Status};
 
 use super::{Inner, status};
 use crate::client::Stats;

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use super::{Change, Decision, DecisionReason, Outcome, Permit, PolicySpec, Status, Time, Transition};
-use crate::breaker::{Counters, Override, OverrideKind, TransitionReason};
+use crate::{Counters, Override, OverrideKind, TransitionReason};
 
 /// One protector, by the rules.
 #[derive(Debug, Clone)]

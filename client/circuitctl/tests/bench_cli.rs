@@ -5,6 +5,7 @@
 //! tests check that the load generator works and reports what it promises, not how fast
 //! anything is.
 
+#[path = "../../rust/tests/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
 use super::model::Model;
 use super::*;
-use crate::breaker::{Override, OverrideKind, TransitionReason};
+use crate::{Override, OverrideKind, TransitionReason};
 
 /// One thing a caller or the clock does.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! Policy validation, one row per rule, and the outcome window.
 
 use super::*;
-use crate::breaker::policy::{MAX_COOLDOWN, MAX_PERMIT_TTL, MIN_PERMIT_TTL};
-use crate::breaker::{Fraction, InvalidFraction, InvalidPolicy, Window};
+use crate::policy::{MAX_COOLDOWN, MAX_PERMIT_TTL, MIN_PERMIT_TTL};
+use crate::{Fraction, InvalidFraction, InvalidPolicy, Window};
 
 #[test]
 fn try_new_names_the_first_rule_violated_and_its_field() {

@@ -1,7 +1,7 @@
 //! The behaviours the Python library documents, one test each, as the daemon keeps them.
 
 use super::*;
-use crate::breaker::TransitionReason;
+use crate::TransitionReason;
 
 #[test]
 fn two_failures_in_the_last_five_trip_two_fifths() {

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::props::{Op, Run, config, ops, spec};
 use super::*;
-use crate::breaker::OverrideKind;
+use crate::OverrideKind;
 
 /// What the invariants see of one operation.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! One table row per transition of the machine and per decision reason.
 
 use super::*;
-use crate::breaker::TransitionReason;
+use crate::TransitionReason;
 
 #[test]
 fn closed_trips_only_on_a_recorded_failure_with_a_full_window() {
@@ -369,7 +369,7 @@ fn the_trial_limit_defaults_to_the_half_open_window_and_zero_is_unlimited() {
 
 #[test]
 fn every_admission_and_rejection_reason() {
-    use crate::breaker::{Override, OverrideKind};
+    use crate::{Override, OverrideKind};
     let mut p = protector(|s| s.cooldown = secs(1));
     assert_eq!(admit(&mut p, at(0)).1, DecisionReason::Closed);
     p.set_override(

@@ -9,8 +9,8 @@ use std::pin::Pin;
 
 use anyhow::Context;
 use futures_util::{Stream, StreamExt};
-use resilient_circuit_api::bench::echo_service_server::{EchoService, EchoServiceServer};
-use resilient_circuit_api::bench::{EchoRequest, EchoResponse};
+use resilient_circuit_loadgen::echo::echo_service_server::{EchoService, EchoServiceServer};
+use resilient_circuit_loadgen::echo::{EchoRequest, EchoResponse};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};

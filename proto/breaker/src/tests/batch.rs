@@ -2,7 +2,7 @@
 //! reports of untracked permits of the batch's generation, one by one.
 
 use super::*;
-use crate::breaker::{BatchResult, Override, OverrideKind, TransitionReason};
+use crate::{BatchResult, Override, OverrideKind, TransitionReason};
 
 fn disabled(expires_at: Option<Time>) -> Option<Override> {
     Some(Override {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::breaker::Time;
+use crate::Time;
 
 /// The status of the status machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! Overrides, stale reports, IGNORED, consecutive failures and the counters.
 
 use super::*;
-use crate::breaker::{Override, OverrideKind, TransitionReason};
+use crate::{Override, OverrideKind, TransitionReason};
 
 fn forced(expires_at: Option<Time>) -> Option<Override> {
     Some(Override {

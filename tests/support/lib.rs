@@ -1,8 +1,12 @@
 //! The end-to-end harness: a real `circuitd` on `127.0.0.1:0` and real gRPC clients.
 //!
-//! Every test file declares `mod support;` and uses what it needs, so not every helper
-//! is used by every file.
-#![allow(dead_code)]
+//! The package `resilient-circuit-tests` exposes it as the library `support`; each test
+//! file uses what it needs.
+//!
+//! Layout: this file the in-process daemon and the request helpers, [`process`] the real
+//! binary as a child process.
+
+pub mod process;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use tonic::transport::Channel;
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A daemon running in this process on an ephemeral loopback port.
+#[derive(Debug)]
 pub struct Daemon {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -173,6 +178,7 @@ pub async fn call(
 }
 
 /// A Watch stream and helpers to read it with a deadline.
+#[derive(Debug)]
 pub struct Watcher {
     stream: tonic::Streaming<v1::WatchEvent>,
 }
@@ -259,6 +265,7 @@ pub fn circuitd_binary() -> std::path::PathBuf {
 
 /// A new, empty directory under the system's temporary directory, unique to this call;
 /// removed when the returned guard drops.
+#[derive(Debug)]
 pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {

@@ -4,10 +4,10 @@
 
 use std::pin::pin;
 
-use resilient_circuit_api::bench::EchoRequest;
-use resilient_circuit_api::bench::echo_service_client::EchoServiceClient;
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use resilient_circuit_loadgen::echo::EchoRequest;
+use resilient_circuit_loadgen::echo::echo_service_client::EchoServiceClient;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 

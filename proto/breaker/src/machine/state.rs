@@ -6,9 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Counters, Override, Protector, Status, TrialSlot};
-use crate::breaker::Time;
-use crate::breaker::policy::{InvalidPolicy, Policy, PolicySpec};
-use crate::breaker::window::Window;
+use crate::Time;
+use crate::policy::{InvalidPolicy, Policy, PolicySpec};
+use crate::window::Window;
 
 /// Every field of a [`Protector`], as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl Protector {
                 "open_until must be set exactly while OPEN",
             ));
         }
-        if state.window_size == 0 || state.window_size > crate::breaker::policy::MAX_DENOMINATOR {
+        if state.window_size == 0 || state.window_size > crate::policy::MAX_DENOMINATOR {
             return Err(InvalidState::Inconsistent("window size out of range"));
         }
         if state.window.len() > state.window_size as usize {
@@ -163,7 +163,7 @@ impl Protector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breaker::{Outcome, OverrideKind};
+    use crate::{Outcome, OverrideKind};
 
     const T0: Time = Duration::from_secs(1_700_000_000);
 
@@ -176,7 +176,7 @@ mod tests {
         let mut p = Protector::new(Policy::try_new(spec).unwrap());
         for outcome in [Outcome::Success, Outcome::Failure, Outcome::Failure] {
             let a = p.acquire(T0);
-            let crate::breaker::Decision::Admitted { permit, .. } = a.decision else {
+            let crate::Decision::Admitted { permit, .. } = a.decision else {
                 panic!("rejected")
             };
             p.report(permit, outcome, T0);

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use futures_util::{StreamExt, TryStreamExt};
-use resilient_circuit_api::bench::echo_service_client::EchoServiceClient;
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use resilient_circuit_loadgen::echo::echo_service_client::EchoServiceClient;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
@@ -72,8 +72,8 @@ enum Opened {
         tonic::Streaming<v1::SessionResponse>,
     ),
     Echo(
-        mpsc::Sender<resilient_circuit_api::bench::EchoRequest>,
-        tonic::Streaming<resilient_circuit_api::bench::EchoResponse>,
+        mpsc::Sender<resilient_circuit_loadgen::echo::EchoRequest>,
+        tonic::Streaming<resilient_circuit_loadgen::echo::EchoResponse>,
     ),
 }
 

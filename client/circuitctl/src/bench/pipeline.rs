@@ -11,8 +11,8 @@
 use std::pin::pin;
 use std::time::Instant;
 
-use resilient_circuit_api::bench::{EchoRequest, EchoResponse};
 use resilient_circuit_api::v1::{self, session_request, session_response};
+use resilient_circuit_loadgen::echo::{EchoRequest, EchoResponse};
 use tokio::sync::mpsc;
 
 use super::tally::{Answer, Tally, Window, Workload};

@@ -190,7 +190,7 @@ impl Protector {
         let mut changes = Vec::new();
         self.advance(now, &mut changes);
         let valid = permit.generation == self.generation
-            && if permit.id == 0 {
+            && if !permit.is_trial() {
                 self.status == Status::Closed
                     || self.override_.is_some_and(|o| o.kind == OverrideKind::Disabled)
             } else {

@@ -56,6 +56,18 @@ pub struct Permit {
     pub expires_at: Option<Time>,
 }
 
+impl Permit {
+    /// The id of every permit that is not a HALF_OPEN trial: CLOSED and DISABLED
+    /// admissions are not tracked, so they carry no id.
+    pub const UNTRACKED: u64 = 0;
+
+    /// Whether this is a tracked HALF_OPEN trial (a lease that must be reported or
+    /// expires as a FAILURE), rather than an untracked CLOSED or DISABLED admission.
+    pub fn is_trial(&self) -> bool {
+        self.id != Permit::UNTRACKED
+    }
+}
+
 /// Why a call was admitted or rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecisionReason {

@@ -1,7 +1,9 @@
 //! A damaged store: the last journal record cut at every byte recovers the state
-//! before it (with one warning); a flipped byte either drops that last record or refuses
-//! the start with a message naming the file, the byte and `--repair`, never a panic; and
-//! `--repair` keeps every record before damage in the middle.
+//! before it (with one warning); so does any tail that holds no valid frame after the
+//! last good one (zeros where a crash left the file longer than its data); a flipped byte
+//! either drops that last record or refuses the start with a message naming the file,
+//! the byte and `--repair`, never a panic; and `--repair` keeps every record before
+//! damage in the middle.
 //!
 //! Every offset and every byte goes through the store in-process (`circuitd::store::open`,
 //! what the binary runs at start); every cut and every byte of the last record, and a
@@ -11,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use circuitd::store::format::{self, HEADER, SEGMENT_MAGIC};
-use circuitd::store::record::Record;
+use circuitd::store::record::{Body, Record, RecordGroup, StoredProtector};
 use circuitd::store::{self, StoreConfig, StoreError};
+use prost::Message;
 use resilient_circuit_api::{convert, v1};
+use resilient_circuit_breaker::{Policy, PolicySpec, Protector};
 use support::process::{Circuitd, copy_dir, list_all, segments, synced_epoch};
 use support::*;
 
@@ -123,8 +127,15 @@ async fn build() -> Built {
 
     let segment = segments(dir.path()).pop().expect("a journal segment");
     let bytes = std::fs::read(&segment).expect("read the segment");
-    let (records, end) = format::read_frames::<Record>(&bytes, SEGMENT_MAGIC.len());
+    let (groups, end) = format::read_frames::<RecordGroup>(&bytes, SEGMENT_MAGIC.len());
     assert_eq!(end, format::End::Clean);
+    // Each change waited for its fsync before the next: one group commit, one frame and
+    // one record per change.
+    assert!(groups.iter().all(|(_, g)| g.records.len() == 1), "{groups:?}");
+    let records: Vec<_> = groups
+        .into_iter()
+        .map(|(at, mut g)| (at, g.records.remove(0)))
+        .collect();
     assert_eq!(
         records.len(),
         states.len() - 1,
@@ -280,15 +291,15 @@ async fn every_cut_of_the_last_record_recovers_the_state_before_it() {
     }
 }
 
-/// What a flip at `at` must come to: `None` when the start drops the last record,
+/// What a flip at `at` must come to: `None` when the start drops the last record (any
+/// byte of it: header or payload, it cannot be told from a crash during its write),
 /// else the refusal's offset.
 fn expected_refusal(built: &Built, at: u64) -> Option<u64> {
     let Some(r) = built.record_at(at) else {
         return Some(0);
     };
-    let start = built.starts[r];
-    let last_payload = r + 1 == built.starts.len() && at >= start + HEADER as u64;
-    (!last_payload).then_some(start)
+    let last = r + 1 == built.starts.len();
+    (!last).then_some(built.starts[r])
 }
 
 #[tokio::test]
@@ -327,6 +338,66 @@ async fn a_flipped_byte_drops_the_last_record_or_refuses_naming_the_file_and_rep
             (process::Launch::Refused(exit), Some(offset)) => assert_refusal(&exit, &segment, offset),
             (launch, expected) => panic!("flip at {at}: {launch:?}, expected a refusal at {expected:?}"),
         }
+    }
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open the segment");
+    file.write_all(bytes).expect("append to the segment");
+}
+
+#[tokio::test]
+async fn a_tail_with_no_valid_frame_is_torn_and_every_acknowledged_record_stays() {
+    let built = build().await;
+    let n = built.states.len() - 1;
+    let scratch = TempDir::new("store-damage-tail");
+    // What a crash leaves when the file grew before its data reached the disk: zeros, or
+    // a group commit whose frame is cut and filled with zeros in the middle.
+    let cut_group = {
+        let bytes = std::fs::read(&built.segment).expect("read the segment");
+        let mut last = bytes[built.last_start() as usize..].to_vec();
+        let middle = last.len() / 2;
+        last[HEADER + 1..middle].fill(0);
+        last
+    };
+    for (label, tail) in [
+        ("300 zero bytes", vec![0u8; 300]),
+        ("a zero-filled header", vec![0u8; HEADER]),
+        ("a group commit zeroed in its middle", cut_group),
+    ] {
+        let segment = built.copy_into(scratch.path());
+        append(&segment, &tail);
+        let state = recover(scratch.path(), false).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(state, built.states[n], "{label}");
+        assert_eq!(
+            std::fs::metadata(&segment).expect("segment").len(),
+            built.len,
+            "{label}: the tail is cut off"
+        );
+    }
+
+    // The reproduction: the real binary killed, 300 zero bytes after its last record.
+    let segment = built.copy_into(scratch.path());
+    append(&segment, &[0u8; 300]);
+    let daemon = Circuitd::start(scratch.path(), &[]).await;
+    let mut client = daemon.protectors().await;
+    assert_eq!(list_all(&mut client).await, built.states[n]);
+    let exit = daemon.kill().await;
+    assert_eq!(warnings(&exit.stderr), 1, "{}", exit.stderr);
+    assert!(exit.stderr.contains("torn"), "{}", exit.stderr);
+
+    // Damage with a valid frame after it is damage to acknowledged records: refused.
+    let segment = built.copy_into(scratch.path());
+    let second_last = built.starts[n - 2];
+    flip(&segment, second_last + 1);
+    append(&segment, &[0u8; 300]);
+    match recover(scratch.path(), false) {
+        Err(StoreError::Damaged { offset, .. }) => assert_eq!(offset, second_last),
+        other => panic!("damage before the last record: {other:?}"),
     }
 }
 
@@ -422,4 +493,57 @@ async fn after_repair_a_watcher_resuming_from_the_lost_history_resyncs() {
         kept + 1
     );
     repaired.terminate().await;
+}
+
+#[test]
+fn a_segment_of_the_older_layout_is_read_and_never_appended_to() {
+    let dir = TempDir::new("store-legacy");
+    let config = StoreConfig {
+        dir: dir.path().to_owned(),
+        repair: false,
+        segment_bytes: 64 * 1024 * 1024,
+    };
+    let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
+    // One record per frame, as segments were written before group frames.
+    let mut bytes = format::LEGACY_SEGMENT_MAGIC.to_vec();
+    for seq in 1..=3 {
+        let name = format!("p{seq}");
+        let record = Record {
+            seq,
+            revision: seq,
+            body: Some(Body::Put(StoredProtector::new(&name, &protector, seq, seq))),
+        };
+        format::frame(&record.encode_to_vec(), &mut bytes);
+    }
+    let legacy = dir.path().join("journal-0000000000000001.log");
+    std::fs::write(&legacy, &bytes).expect("write the segment");
+
+    let recovered = store::open(&config).expect("a legacy segment is read");
+    assert_eq!((recovered.protectors.len(), recovered.revision), (3, 3));
+    recovered
+        .journal
+        .append(|seq| Record {
+            seq,
+            revision: 4,
+            body: Some(Body::Delete("p1".into())),
+        })
+        .expect("append");
+    recovered.journal.close();
+    drop(recovered);
+
+    assert_eq!(
+        std::fs::read(&legacy).expect("read"),
+        bytes,
+        "the legacy segment is untouched"
+    );
+    let present = segments(dir.path());
+    assert_eq!(present.len(), 2, "{present:?}");
+    assert!(
+        std::fs::read(&present[1])
+            .expect("read")
+            .starts_with(SEGMENT_MAGIC)
+    );
+    let again = store::open(&config).expect("both layouts are read");
+    assert_eq!((again.protectors.len(), again.revision), (2, 4));
+    again.journal.close();
 }

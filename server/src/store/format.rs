@@ -1,7 +1,10 @@
 //! The on-disk framing of journal segments and the snapshot, and reading them back.
 //!
-//! A segment is the 8-byte magic `RCJRNL1\n` followed by frames; the snapshot file is
-//! `RCSNAP1\n` followed by exactly one frame. A frame is
+//! A segment is the 8-byte magic `RCJRNL2\n` followed by frames, one per group commit,
+//! each holding a [`RecordGroup`](super::record::RecordGroup): every record that one
+//! write and one fsync made durable together. (Segments written before group frames start
+//! with `RCJRNL1\n` and hold one record per frame; they are still read.) The snapshot
+//! file is `RCSNAP1\n` followed by exactly one frame. A frame is
 //!
 //! ```text
 //! u32 LE payload length | u32 LE CRC-32 of the payload | u32 LE CRC-32 of the 8 bytes before | payload
@@ -16,11 +19,21 @@
 //!   a crash during the last append leaves;
 //! - damaged: anything else (a bad header, a bad payload with more bytes after it, a
 //!   payload that does not decode).
+//!
+//! Why a group is one frame: a crash during a group commit can leave any mix of its
+//! bytes on disk (a prefix, blocks of zeros where the file grew before its data was
+//! written, later blocks without earlier ones), and none of that group was acknowledged,
+//! since acknowledgement waits for the fsync. A later group is written only after this
+//! one's fsync. So damage followed by no valid frame ([`valid_frame_from`] finds none) is
+//! the unacknowledged tail of a crash, and damage followed by a valid frame is damage to
+//! acknowledged records.
 
 use prost::Message;
 
-/// The first bytes of every journal segment.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RCJRNL1\n";
+/// The first bytes of every journal segment written now: one frame per group commit.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RCJRNL2\n";
+/// The first bytes of a segment written before group frames: one frame per record.
+pub const LEGACY_SEGMENT_MAGIC: &[u8; 8] = b"RCJRNL1\n";
 /// The first bytes of the snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP1\n";
 /// Header bytes before each payload.
@@ -64,6 +77,20 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(b)
+}
+
+/// The offset of the first frame at or after `from` whose header and payload both pass
+/// their checksums, if any: scanning byte by byte, since after damage nothing says where
+/// the next frame would start.
+pub fn valid_frame_from(bytes: &[u8], from: usize) -> Option<u64> {
+    (from..bytes.len().saturating_sub(HEADER - 1)).find_map(|at| {
+        let len = u32_at(bytes, at) as usize;
+        let header_ok = crc32fast::hash(&bytes[at..at + 8]) == u32_at(bytes, at + 8);
+        let body = at + HEADER;
+        let fits = len <= MAX_PAYLOAD && body + len <= bytes.len();
+        (header_ok && fits && crc32fast::hash(&bytes[body..body + len]) == u32_at(bytes, at + 4))
+            .then_some(at as u64)
+    })
 }
 
 /// Reads the frames of `bytes` from `start`, decoding each payload as `M`; returns the
@@ -137,6 +164,27 @@ mod tests {
             frame(&r.encode_to_vec(), &mut bytes);
         }
         bytes
+    }
+
+    #[test]
+    fn a_valid_frame_is_found_after_damage_and_never_in_zeros_or_a_torn_frame() {
+        let whole = records(3);
+        let second = records(1).len();
+        let third = records(2).len();
+        assert_eq!(
+            valid_frame_from(&whole, SEGMENT_MAGIC.len()),
+            Some(SEGMENT_MAGIC.len() as u64)
+        );
+        assert_eq!(valid_frame_from(&whole, second + 1), Some(third as u64));
+        let mut zeros = records(2);
+        zeros.extend_from_slice(&[0u8; 300]);
+        assert_eq!(valid_frame_from(&zeros, third), None);
+        for cut in third + 1..whole.len() {
+            assert_eq!(valid_frame_from(&whole[..cut], third), None, "cut at {cut}");
+        }
+        let mut flipped = whole.clone();
+        flipped[second + 2] ^= 0x10;
+        assert_eq!(valid_frame_from(&flipped, second), Some(third as u64));
     }
 
     #[test]

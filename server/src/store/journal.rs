@@ -1,9 +1,11 @@
 //! The journal: an append-only, fsync'd log of records in numbered segments, with group
 //! commit on one writer thread.
 //!
-//! Appenders never touch the disk: [`Journal::append`] frames the record into a shared
+//! Appenders never touch the disk: [`Journal::append`] encodes the record into a shared
 //! buffer under a short mutex and returns its sequence number. The writer thread takes
-//! the whole buffer, writes it, `fdatasync`s, and only then announces the new durable
+//! the whole buffer, writes it as one frame (a `RecordGroup`, so a crash mid-write leaves
+//! one bad frame, which recovery can tell from damage), `fdatasync`s, and only then
+//! announces the new durable
 //! sequence number (to async waiters and to the `on_durable` callback that releases
 //! watch events). Many concurrent changes thus share one fsync.
 //!
@@ -18,12 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
-use prost::Message;
 use tokio::sync::watch;
 
 use super::StoreError;
-use super::format::{SEGMENT_MAGIC, frame};
-use super::record::Record;
+use super::format::{HEADER, SEGMENT_MAGIC, frame};
+use super::record::{GROUP_RECORDS_TAG, Record};
 
 /// What waiters see: the highest durable sequence number, and whether the journal failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +137,7 @@ impl Journal {
         }
         p.seq += 1;
         let seq = p.seq;
-        let bytes = record(seq).encode_to_vec();
-        frame(&bytes, &mut p.buf);
+        prost::encoding::message::encode(GROUP_RECORDS_TAG, &record(seq), &mut p.buf);
         drop(p);
         self.wake.notify_one();
         Ok(seq)
@@ -231,11 +231,13 @@ impl Journal {
                 (std::mem::take(&mut p.buf), p.seq, rotate, p.closing)
             };
             if !buf.is_empty() {
-                if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+                let mut group = Vec::with_capacity(buf.len() + HEADER);
+                frame(&buf, &mut group);
+                if let Err(e) = file.write_all(&group).and_then(|()| file.sync_data()) {
                     self.fail("write", &e);
                     return;
                 }
-                len += buf.len() as u64;
+                len += group.len() as u64;
                 // Watchers hear of a change before its writer is answered, so a client
                 // that resumes a Watch from an answer's revision never finds it missing.
                 if let Some(f) = self.on_durable.get() {

@@ -45,7 +45,7 @@ use std::sync::Arc;
 use prost::Message;
 
 pub use journal::{Journal, Progress};
-use record::{Body, Record, Snapshot, StoredProtector};
+use record::{Body, Record, RecordGroup, Snapshot, StoredProtector};
 
 /// Why the store cannot start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -222,32 +222,15 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
     }
     let mut live: Vec<u64> = present.into_iter().filter(|&n| n >= first_segment).collect();
+    let mut legacy_last = false;
     let mut i = 0;
     while i < live.len() {
         let n = live[i];
         let last = i + 1 == live.len();
         let path = journal::segment_path(dir, n);
         let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-        let (records, end) = if bytes.len() < format::SEGMENT_MAGIC.len() && last {
-            // A crash while the segment was being created.
-            (
-                Vec::new(),
-                format::End::Torn {
-                    offset: 0,
-                    detail: "incomplete segment header".into(),
-                },
-            )
-        } else if !bytes.starts_with(format::SEGMENT_MAGIC) {
-            (
-                Vec::new(),
-                format::End::Damaged {
-                    offset: 0,
-                    detail: "not a journal segment".into(),
-                },
-            )
-        } else {
-            format::read_frames::<Record>(&bytes, format::SEGMENT_MAGIC.len())
-        };
+        let (records, end) = read_segment(&bytes, last);
+        legacy_last = last && bytes.starts_with(format::LEGACY_SEGMENT_MAGIC);
         for (offset, record) in records {
             if record.seq <= seq {
                 return Err(StoreError::Damaged {
@@ -262,8 +245,12 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         }
         match end {
             format::End::Clean => {}
-            format::End::Torn { offset, detail } if last => {
-                tracing::warn!(file = %path.display(), offset, %detail, "dropping a torn last journal record (a crash during its write)");
+            // Nothing valid after the bad bytes: the group commit a crash interrupted,
+            // which nobody was told of (see `format`).
+            format::End::Torn { offset, detail } | format::End::Damaged { offset, detail }
+                if last && format::valid_frame_from(&bytes, offset as usize).is_none() =>
+            {
+                tracing::warn!(file = %path.display(), offset, %detail, "dropping a torn journal tail (a crash during its write; none of it was acknowledged)");
                 truncate(&path, offset.max(format::SEGMENT_MAGIC.len() as u64), offset == 0)?;
             }
             format::End::Torn { offset, detail } | format::End::Damaged { offset, detail } => {
@@ -287,6 +274,11 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         );
     }
     let (segment, file, len) = match live.last() {
+        // Frames of the older layout are read, never appended to: continue in a new one.
+        Some(&n) if legacy_last => {
+            let file = journal::create_segment(dir, n + 1)?;
+            (n + 1, file, format::SEGMENT_MAGIC.len() as u64)
+        }
         Some(&n) => {
             let path = journal::segment_path(dir, n);
             let file = OpenOptions::new()
@@ -318,6 +310,36 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         journal,
         lock,
     })
+}
+
+/// The records of one segment's bytes with their frames' offsets, and how it ends;
+/// `last` when no segment follows (only there can a crash leave a short header).
+fn read_segment(bytes: &[u8], last: bool) -> (Vec<(u64, Record)>, format::End) {
+    let magic = format::SEGMENT_MAGIC.len();
+    if bytes.len() < magic && last {
+        // A crash while the segment was being created.
+        let end = format::End::Torn {
+            offset: 0,
+            detail: "incomplete segment header".into(),
+        };
+        return (Vec::new(), end);
+    }
+    if bytes.starts_with(format::SEGMENT_MAGIC) {
+        let (groups, end) = format::read_frames::<RecordGroup>(bytes, magic);
+        let records = groups
+            .into_iter()
+            .flat_map(|(offset, g)| g.records.into_iter().map(move |r| (offset, r)))
+            .collect();
+        (records, end)
+    } else if bytes.starts_with(format::LEGACY_SEGMENT_MAGIC) {
+        format::read_frames::<Record>(bytes, magic)
+    } else {
+        let end = format::End::Damaged {
+            offset: 0,
+            detail: "not a journal segment".into(),
+        };
+        (Vec::new(), end)
+    }
 }
 
 /// Damage at `offset` of `path`: with `--repair`, truncates there, deletes the later

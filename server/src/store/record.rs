@@ -26,6 +26,19 @@ pub struct Record {
     pub body: Option<Body>,
 }
 
+/// The records one group commit made durable together: the payload of one journal
+/// frame (see `format`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordGroup {
+    /// In sequence order.
+    #[prost(message, repeated, tag = "1")]
+    pub records: Vec<Record>,
+}
+
+/// The field number of [`RecordGroup::records`], for appending one encoded record at a
+/// time to a group being built.
+pub const GROUP_RECORDS_TAG: u32 = 1;
+
 /// What a record says.
 // A record lives only while it is encoded or replayed; boxing the common variant would
 // cost an allocation per record for nothing.

@@ -472,6 +472,7 @@ async fn a_wall_clock_that_went_backwards_never_lengthens_a_cooldown() {
         dir: dir.path().to_owned(),
         repair: false,
         segment_bytes: 64 * 1024 * 1024,
+        faults: None,
     })
     .expect("open an empty store");
     recovered
@@ -517,6 +518,7 @@ async fn a_change_made_right_after_a_snapshot_survives_the_next_restart() {
         dir: dir.path().to_owned(),
         repair: false,
         segment_bytes: 64 * 1024 * 1024,
+        faults: None,
     })
     .expect("open an empty store");
     let mut version = 0;

@@ -163,6 +163,7 @@ fn recover(dir: &Path, repair: bool) -> Result<State, StoreError> {
         dir: dir.to_owned(),
         repair,
         segment_bytes: 64 * 1024 * 1024,
+        faults: None,
     })?;
     recovered.journal.close();
     let mut protectors: Vec<v1::Protector> = recovered
@@ -502,6 +503,7 @@ fn a_segment_of_the_older_layout_is_read_and_never_appended_to() {
         dir: dir.path().to_owned(),
         repair: false,
         segment_bytes: 64 * 1024 * 1024,
+        faults: None,
     };
     let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
     // One record per frame, as segments were written before group frames.
@@ -546,4 +548,105 @@ fn a_segment_of_the_older_layout_is_read_and_never_appended_to() {
     let again = store::open(&config).expect("both layouts are read");
     assert_eq!((again.protectors.len(), again.revision), (2, 4));
     again.journal.close();
+}
+
+#[tokio::test]
+async fn a_write_that_fails_acknowledges_nothing_and_keeps_everything_before_it() {
+    use circuitd::store::faults::{Faults, WriteFault};
+    let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
+    let put = |name: &str, revision: u64| {
+        let name = name.to_owned();
+        let protector = protector.clone();
+        move |seq| Record {
+            seq,
+            revision,
+            body: Some(Body::Put(StoredProtector::new(&name, &protector, revision, seq))),
+        }
+    };
+    for fault in [WriteFault::DiskFull, WriteFault::Io, WriteFault::Short] {
+        let dir = TempDir::new("store-faults");
+        let faults = Faults::new();
+        let config = StoreConfig {
+            dir: dir.path().to_owned(),
+            repair: false,
+            segment_bytes: 64 * 1024 * 1024,
+            faults: Some(faults.clone()),
+        };
+        let recovered = store::open(&config).expect("open an empty store");
+        let journal = &recovered.journal;
+        let kept = journal.append(put("kept", 1)).expect("append");
+        journal.durable(kept).await.expect("durable before the fault");
+
+        faults.fail_writes(fault);
+        let lost = journal.append(put("lost", 2)).expect("append");
+        assert!(journal.durable(lost).await.is_err(), "{fault:?}: acknowledged");
+        assert!(
+            journal.append(put("after", 3)).is_err(),
+            "{fault:?}: the journal goes on"
+        );
+        recovered.journal.close();
+        drop(recovered);
+
+        // The disk has room again: a restart finds what was acknowledged, nothing else.
+        faults.clear();
+        let again = store::open(&config).unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        let names: Vec<&str> = again.protectors.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!((names, again.revision), (vec!["kept"], 1), "{fault:?}");
+        again.journal.close();
+    }
+}
+
+#[tokio::test]
+async fn an_fsync_that_fails_once_fails_the_journal_and_a_held_one_acknowledges_nothing_yet() {
+    use circuitd::store::faults::Faults;
+    let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
+    let dir = TempDir::new("store-fsync");
+    let faults = Faults::new();
+    let config = StoreConfig {
+        dir: dir.path().to_owned(),
+        repair: false,
+        segment_bytes: 64 * 1024 * 1024,
+        faults: Some(faults.clone()),
+    };
+    let recovered = store::open(&config).expect("open an empty store");
+    let journal = std::sync::Arc::clone(&recovered.journal);
+    let record = |name: &str, revision: u64| {
+        let name = name.to_owned();
+        let protector = protector.clone();
+        move |seq| Record {
+            seq,
+            revision,
+            body: Some(Body::Put(StoredProtector::new(&name, &protector, revision, seq))),
+        }
+    };
+
+    // A slow disk: the fsync waits at the gate, and so does the acknowledgement.
+    faults.hold_syncs();
+    let slow = journal.append(record("slow", 1)).expect("append");
+    let waiting = tokio::spawn({
+        let journal = std::sync::Arc::clone(&journal);
+        async move { journal.durable(slow).await }
+    });
+    let held = {
+        let faults = faults.clone();
+        tokio::task::spawn_blocking(move || faults.wait_until_held(1, DEADLINE))
+            .await
+            .expect("join")
+    };
+    assert!(held, "the fsync never reached the gate");
+    assert!(!waiting.is_finished(), "acknowledged before its fsync");
+    faults.release_syncs();
+    waiting
+        .await
+        .expect("join")
+        .expect("durable once the fsync is done");
+
+    // An fsync that fails once: after a failed fsync the page cache cannot be trusted,
+    // so the journal takes nothing more.
+    faults.fail_next_sync();
+    let failed = journal.append(record("failed", 2)).expect("append");
+    assert!(journal.durable(failed).await.is_err());
+    assert!(journal.append(record("after", 3)).is_err());
+    journal.close();
+    drop(recovered);
 }

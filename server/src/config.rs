@@ -68,6 +68,9 @@ pub struct StoreSettings {
     pub flush_interval: Duration,
     /// How large a journal segment grows before a snapshot replaces it. Default 64 MiB.
     pub segment_bytes: u64,
+    /// Faults to inject into the journal (tests of an in-process daemon only; no flag or
+    /// file key sets it).
+    pub faults: Option<crate::store::faults::Faults>,
 }
 
 impl StoreSettings {
@@ -78,6 +81,7 @@ impl StoreSettings {
             repair: false,
             flush_interval: Duration::from_millis(100),
             segment_bytes: 64 * 1024 * 1024,
+            faults: None,
         }
     }
 }

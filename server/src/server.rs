@@ -63,6 +63,7 @@ async fn registry(
                 dir: settings.data_dir.clone(),
                 repair: settings.repair,
                 segment_bytes: settings.segment_bytes,
+                faults: settings.faults.clone(),
             };
             let recovered = tokio::task::spawn_blocking(move || store::open(&store_config))
                 .await

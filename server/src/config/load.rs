@@ -360,6 +360,7 @@ impl Layers<'_> {
                     store.segment_bytes,
                     defaults.segment_bytes
                 ))?,
+                faults: None,
             })
         };
         let config = Config {

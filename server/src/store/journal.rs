@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use tokio::sync::watch;
 
 use super::StoreError;
+use super::faults::Faults;
 use super::format::{HEADER, SEGMENT_MAGIC, frame};
 use super::record::{GROUP_RECORDS_TAG, Record};
 
@@ -59,6 +60,10 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// The journal of one data directory.
 pub struct Journal {
     dir: PathBuf,
+    /// Injected by tests; `None` in production.
+    faults: Option<Faults>,
+    /// Why the journal failed (the file and the error), once it has.
+    failure: Mutex<Option<String>>,
     pending: Mutex<Pending>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
@@ -91,9 +96,12 @@ impl Journal {
         segment_len: u64,
         seq: u64,
         segment_bytes: u64,
+        faults: Option<Faults>,
     ) -> Arc<Journal> {
         let journal = Arc::new(Journal {
             dir: dir.to_owned(),
+            faults,
+            failure: Mutex::new(None),
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
                 seq,
@@ -171,6 +179,17 @@ impl Journal {
         }
     }
 
+    /// Why the journal failed (the file and the operating system's error), if it has.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// Resolves once the journal has failed: nothing more can be made durable.
+    pub async fn failed(&self) {
+        let mut rx = self.progress.subscribe();
+        let _ = rx.wait_for(|p| p.failed).await;
+    }
+
     /// Resolves when the current segment has outgrown its size and a snapshot is due.
     pub async fn compaction_due(&self) {
         while !self.compaction_due.swap(false, Ordering::AcqRel) {
@@ -214,8 +233,9 @@ impl Journal {
         }
     }
 
-    fn fail(&self, what: &str, e: &std::io::Error) {
-        tracing::error!(dir = %self.dir.display(), error = %e, "journal {what} failed: no further change can be made durable");
+    fn fail(&self, file: &Path, e: &std::io::Error) {
+        tracing::error!(file = %file.display(), error = %e, "journal write failed: no further change can be made durable");
+        *lock(&self.failure) = Some(format!("{}: {e}", file.display()));
         lock(&self.pending).failed = true;
         self.progress.send_modify(|p| p.failed = true);
     }
@@ -233,8 +253,8 @@ impl Journal {
             if !buf.is_empty() {
                 let mut group = Vec::with_capacity(buf.len() + HEADER);
                 frame(&buf, &mut group);
-                if let Err(e) = file.write_all(&group).and_then(|()| file.sync_data()) {
-                    self.fail("write", &e);
+                if let Err(e) = self.write_and_sync(&mut file, &group) {
+                    self.fail(&segment_path(&self.dir, segment), &e);
                     return;
                 }
                 len += group.len() as u64;
@@ -260,6 +280,7 @@ impl Journal {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start a new journal segment");
+                        *lock(&self.failure) = Some(e.to_string());
                         lock(&self.pending).failed = true;
                         self.progress.send_modify(|p| p.failed = true);
                         self.rotated_cv.notify_all();
@@ -270,6 +291,13 @@ impl Journal {
             if closing && lock(&self.pending).buf.is_empty() {
                 return;
             }
+        }
+    }
+
+    fn write_and_sync(&self, file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+        match &self.faults {
+            None => file.write_all(bytes).and_then(|()| file.sync_data()),
+            Some(faults) => faults.write(file, bytes).and_then(|()| faults.sync(file)),
         }
     }
 

@@ -32,6 +32,7 @@
 //! before it; damage anywhere else refuses to start, naming the file and the byte, and
 //! suggesting `--repair` (truncate at the damage, losing what follows) or a restore.
 
+pub mod faults;
 pub mod format;
 pub mod journal;
 pub mod record;
@@ -119,6 +120,8 @@ pub struct StoreConfig {
     pub repair: bool,
     /// How large a segment grows before a snapshot replaces it.
     pub segment_bytes: u64,
+    /// Faults to inject into the journal's writes and fsyncs (tests only).
+    pub faults: Option<faults::Faults>,
 }
 
 /// A new epoch: an identity for a history of revisions that is, for all practical
@@ -302,6 +305,7 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         len,
         seq.max(snapshot_seq),
         config.segment_bytes,
+        config.faults.clone(),
     );
     Ok(Recovered {
         epoch,

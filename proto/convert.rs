@@ -109,8 +109,10 @@ macro_rules! to_wire {
     };
 }
 
-macro_rules! from_wire {
+macro_rules! both_ways {
     ($name:ident: $($variant:ident),+) => {
+        to_wire!($name: $($variant),+);
+
         impl TryFrom<v1::$name> for breaker::$name {
             type Error = Unspecified;
             fn try_from(v: v1::$name) -> Result<Self, Unspecified> {
@@ -123,12 +125,10 @@ macro_rules! from_wire {
     };
 }
 
-to_wire!(Status: Closed, Open, HalfOpen);
-from_wire!(Status: Closed, Open, HalfOpen);
-to_wire!(Outcome: Success, Failure, Ignored);
-from_wire!(Outcome: Success, Failure, Ignored);
-to_wire!(DecisionReason: Closed, Trial, Disabled, Open, TrialsExhausted, ForcedOpen);
-to_wire!(TransitionReason:
+both_ways!(Status: Closed, Open, HalfOpen);
+both_ways!(Outcome: Success, Failure, Ignored);
+both_ways!(DecisionReason: Closed, Trial, Disabled, Open, TrialsExhausted, ForcedOpen);
+both_ways!(TransitionReason:
     FailureLimit, CooldownElapsed, TrialsSucceeded, TrialsFailed, PermitExpired, Manual);
 to_wire!(OverrideKind: ForcedOpen, Disabled);
 
@@ -170,6 +170,31 @@ impl fmt::Display for FieldError {
 }
 
 impl std::error::Error for FieldError {}
+
+/// An enum field of an incoming message: UNSPECIFIED and values this contract does not
+/// know are refused.
+fn enum_field<W, B>(field: &str, raw: i32) -> Result<B, FieldError>
+where
+    W: TryFrom<i32>,
+    B: TryFrom<W, Error = Unspecified>,
+{
+    let wire = W::try_from(raw).map_err(|_| FieldError::new(field, format!("{raw} is not a known value")))?;
+    B::try_from(wire).map_err(|e| FieldError::new(field, e.to_string()))
+}
+
+/// A timestamp field of an incoming message (see [`time`]).
+fn instant(field: &str, ts: &prost_types::Timestamp) -> Result<Time, FieldError> {
+    time(ts).ok_or_else(|| {
+        FieldError::new(
+            field,
+            "must not be before the Unix epoch, with nanos in 0..1000000000",
+        )
+    })
+}
+
+fn required<'m, T>(field: &str, value: Option<&'m T>) -> Result<&'m T, FieldError> {
+    value.ok_or_else(|| FieldError::new(field, "is required"))
+}
 
 fn fraction(f: Fraction) -> v1::Fraction {
     v1::Fraction {
@@ -270,17 +295,81 @@ impl From<breaker::Permit> for v1::Permit {
 /// A wire permit as a [`breaker::Permit`]. `expires_at` is dropped: the daemon tracks
 /// each trial's expiry itself and never trusts the client's copy.
 pub fn permit(p: &v1::Permit) -> Result<breaker::Permit, FieldError> {
-    if p.generation == 0 {
+    Ok(breaker::Permit {
+        generation: generation(p.generation)?,
+        id: p.id,
+        expires_at: None,
+    })
+}
+
+fn generation(g: u64) -> Result<u64, FieldError> {
+    if g == 0 {
         return Err(FieldError::new(
             "generation",
             "must be at least 1 (generations start at 1)",
         ));
     }
-    Ok(breaker::Permit {
-        generation: p.generation,
-        id: p.id,
-        expires_at: None,
-    })
+    Ok(g)
+}
+
+/// The answer to an Acquire: the decision, with the protector's status after it, the
+/// revision it reflects and the transition it caused (OPEN to HALF_OPEN), if any.
+pub fn acquire_response(
+    decision: breaker::Decision,
+    status: breaker::Status,
+    revision: u64,
+    transition: Option<breaker::Transition>,
+) -> v1::AcquireResponse {
+    let (kind, permit, reason, retry_after) = match decision {
+        breaker::Decision::Admitted { permit, reason } => {
+            (v1::Decision::Admitted, Some(permit.into()), reason, None)
+        }
+        breaker::Decision::Rejected { reason, retry_after } => {
+            (v1::Decision::Rejected, None, reason, retry_after.map(duration))
+        }
+    };
+    v1::AcquireResponse {
+        decision: kind.into(),
+        status: v1::Status::from(status).into(),
+        permit,
+        retry_after,
+        reason: v1::DecisionReason::from(reason).into(),
+        revision,
+        transition: transition.map(Into::into),
+    }
+}
+
+/// The decision an Acquire's answer carries: ADMITTED with its permit (as [`permit`]
+/// reads it) or REJECTED with its `retry_after`, and a reason either way. The status,
+/// revision and transition beside it are read on their own.
+pub fn decision(a: &v1::AcquireResponse) -> Result<breaker::Decision, FieldError> {
+    let reason = || enum_field::<v1::DecisionReason, _>("reason", a.reason);
+    match v1::Decision::try_from(a.decision) {
+        Ok(v1::Decision::Admitted) => {
+            let p = required("permit", a.permit.as_ref())?;
+            let permit =
+                permit(p).map_err(|e| FieldError::new(format!("permit.{}", e.field), e.description))?;
+            Ok(breaker::Decision::Admitted {
+                permit,
+                reason: reason()?,
+            })
+        }
+        Ok(v1::Decision::Rejected) => Ok(breaker::Decision::Rejected {
+            reason: reason()?,
+            retry_after: a
+                .retry_after
+                .as_ref()
+                .map(|d| std_duration(d).map_err(|e| FieldError::new("retry_after", e.to_string())))
+                .transpose()?,
+        }),
+        _ => Err(FieldError::new(
+            "decision",
+            format!(
+                "must be DECISION_ADMITTED or DECISION_REJECTED, got {}",
+                a.decision
+            ),
+        )),
+    }
 }
 
 impl From<breaker::Transition> for v1::Transition {
@@ -294,6 +383,23 @@ impl From<breaker::Transition> for v1::Transition {
             at: Some(timestamp(t.at)),
         }
     }
+}
+
+/// A wire transition as a [`breaker::Transition`]: both statuses and the reason
+/// specified, a generation of at least 1, `at` set and both instants well formed.
+pub fn transition(t: &v1::Transition) -> Result<breaker::Transition, FieldError> {
+    Ok(breaker::Transition {
+        from: enum_field::<v1::Status, _>("from", t.from)?,
+        to: enum_field::<v1::Status, _>("to", t.to)?,
+        reason: enum_field::<v1::TransitionReason, _>("reason", t.reason)?,
+        generation: generation(t.generation)?,
+        open_until: t
+            .open_until
+            .as_ref()
+            .map(|ts| instant("open_until", ts))
+            .transpose()?,
+        at: instant("at", required("at", t.at.as_ref())?)?,
+    })
 }
 
 /// A window as sent on the wire, outcomes oldest first.

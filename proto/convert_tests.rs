@@ -69,6 +69,35 @@ fn enums_round_trip_and_unspecified_is_refused() {
 }
 
 #[test]
+fn reasons_round_trip_and_unspecified_is_refused() {
+    use breaker::{DecisionReason as D, TransitionReason as T};
+    for r in [
+        D::Closed,
+        D::Trial,
+        D::Disabled,
+        D::Open,
+        D::TrialsExhausted,
+        D::ForcedOpen,
+    ] {
+        assert_eq!(D::try_from(v1::DecisionReason::from(r)), Ok(r));
+    }
+    for r in [
+        T::FailureLimit,
+        T::CooldownElapsed,
+        T::TrialsSucceeded,
+        T::TrialsFailed,
+        T::PermitExpired,
+        T::Manual,
+    ] {
+        assert_eq!(T::try_from(v1::TransitionReason::from(r)), Ok(r));
+    }
+    let err = D::try_from(v1::DecisionReason::Unspecified).unwrap_err();
+    assert_eq!(err.value, "DECISION_REASON_UNSPECIFIED");
+    let err = T::try_from(v1::TransitionReason::Unspecified).unwrap_err();
+    assert_eq!(err.value, "TRANSITION_REASON_UNSPECIFIED");
+}
+
+#[test]
 fn policies_round_trip_with_defaults_and_fractions_as_given() {
     assert_eq!(policy(&v1::Policy::default()), Ok(Policy::default()));
     let specs = [
@@ -214,4 +243,179 @@ fn a_protector_fills_every_field() {
         (t.generation, t.at, t.open_until),
         (2, Some(ts(100, 0)), Some(ts(100, 0)))
     );
+}
+
+fn a_transition() -> breaker::Transition {
+    breaker::Transition {
+        from: Status::Closed,
+        to: Status::Open,
+        reason: breaker::TransitionReason::FailureLimit,
+        generation: 2,
+        open_until: Some(Duration::new(130, 5)),
+        at: Duration::from_secs(100),
+    }
+}
+
+#[test]
+fn transitions_round_trip_and_malformed_ones_name_the_field() {
+    let t = a_transition();
+    assert_eq!(transition(&t.into()), Ok(t));
+    let closed = breaker::Transition {
+        to: Status::Closed,
+        open_until: None,
+        ..t
+    };
+    assert_eq!(transition(&closed.into()), Ok(closed));
+
+    let wire = || -> v1::Transition { t.into() };
+    let cases = [
+        (v1::Transition { from: 0, ..wire() }, "from"),
+        (v1::Transition { to: 99, ..wire() }, "to"),
+        (v1::Transition { reason: 0, ..wire() }, "reason"),
+        (
+            v1::Transition {
+                generation: 0,
+                ..wire()
+            },
+            "generation",
+        ),
+        (v1::Transition { at: None, ..wire() }, "at"),
+        (
+            v1::Transition {
+                at: Some(ts(-1, 0)),
+                ..wire()
+            },
+            "at",
+        ),
+        (
+            v1::Transition {
+                open_until: Some(ts(1, 1_000_000_000)),
+                ..wire()
+            },
+            "open_until",
+        ),
+    ];
+    for (bad, field) in cases {
+        let err = transition(&bad).unwrap_err();
+        assert_eq!(err.field, field, "{bad:?}: {err}");
+    }
+    let err = transition(&v1::Transition { from: 0, ..wire() }).unwrap_err();
+    assert_eq!(err.description, "STATUS_UNSPECIFIED is not accepted");
+    let err = transition(&v1::Transition { to: 99, ..wire() }).unwrap_err();
+    assert_eq!(err.description, "99 is not a known value");
+}
+
+#[test]
+fn acquire_answers_round_trip_their_decision() {
+    let trial = breaker::Permit {
+        generation: 3,
+        id: 7,
+        expires_at: Some(Duration::from_secs(160)),
+    };
+    let admitted = breaker::Decision::Admitted {
+        permit: trial,
+        reason: breaker::DecisionReason::Trial,
+    };
+    let moved = breaker::Transition {
+        from: Status::Open,
+        to: Status::HalfOpen,
+        reason: breaker::TransitionReason::CooldownElapsed,
+        generation: 3,
+        open_until: None,
+        at: Duration::from_secs(130),
+    };
+    let wire = acquire_response(admitted, Status::HalfOpen, 12, Some(moved));
+    assert_eq!(wire.status(), v1::Status::HalfOpen);
+    assert_eq!(wire.revision, 12);
+    assert_eq!(wire.permit, Some(trial.into()));
+    assert_eq!(wire.transition.as_ref().map(transition), Some(Ok(moved)));
+    // The permit comes back as `permit` reads it: without the expiry.
+    let read = breaker::Permit {
+        expires_at: None,
+        ..trial
+    };
+    let want = breaker::Decision::Admitted {
+        permit: read,
+        reason: breaker::DecisionReason::Trial,
+    };
+    assert_eq!(decision(&wire), Ok(want));
+
+    for retry_after in [Some(Duration::from_millis(1500)), None] {
+        let rejected = breaker::Decision::Rejected {
+            reason: breaker::DecisionReason::Open,
+            retry_after,
+        };
+        let wire = acquire_response(rejected, Status::Open, 13, None);
+        assert_eq!((wire.permit, wire.transition), (None, None));
+        assert_eq!(decision(&wire), Ok(rejected));
+    }
+}
+
+#[test]
+fn malformed_acquire_answers_name_the_field() {
+    let rejected = breaker::Decision::Rejected {
+        reason: breaker::DecisionReason::Open,
+        retry_after: None,
+    };
+    let wire = || acquire_response(rejected, Status::Open, 1, None);
+    let admitted = || v1::AcquireResponse {
+        decision: v1::Decision::Admitted.into(),
+        reason: v1::DecisionReason::Closed.into(),
+        permit: Some(v1::Permit {
+            generation: 1,
+            id: 0,
+            expires_at: None,
+        }),
+        ..wire()
+    };
+    assert!(decision(&admitted()).is_ok());
+    let cases = [
+        (
+            v1::AcquireResponse {
+                decision: 0,
+                ..wire()
+            },
+            "decision",
+        ),
+        (
+            v1::AcquireResponse {
+                decision: 9,
+                ..wire()
+            },
+            "decision",
+        ),
+        (v1::AcquireResponse { reason: 0, ..wire() }, "reason"),
+        (
+            v1::AcquireResponse {
+                retry_after: Some(dur(-1, 0)),
+                ..wire()
+            },
+            "retry_after",
+        ),
+        (
+            v1::AcquireResponse {
+                reason: 0,
+                ..admitted()
+            },
+            "reason",
+        ),
+        (
+            v1::AcquireResponse {
+                permit: None,
+                ..admitted()
+            },
+            "permit",
+        ),
+        (
+            v1::AcquireResponse {
+                permit: Some(v1::Permit::default()),
+                ..admitted()
+            },
+            "permit.generation",
+        ),
+    ];
+    for (bad, field) in cases {
+        let err = decision(&bad).unwrap_err();
+        assert_eq!(err.field, field, "{bad:?}: {err}");
+    }
 }

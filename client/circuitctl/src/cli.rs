@@ -44,9 +44,19 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// One operation.
+/// One operation: a request to the daemon, or a load run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// One request (a watch: one stream), its answer printed.
+    #[command(flatten)]
+    Request(Request),
+    /// Drive load for a while and print decisions/s and latency (see `bench --help`).
+    Bench(resilient_circuit_loadgen::Args),
+}
+
+/// A request to the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Request {
     /// List protectors in name order.
     List {
         /// Only names starting with this.
@@ -133,8 +143,6 @@ pub enum Command {
         /// The protector's name.
         name: String,
     },
-    /// Drive load for a while and print decisions/s and latency (see `bench --help`).
-    Bench(crate::bench::BenchArgs),
 }
 
 /// The policy flags shared by `ensure` and `update-policy`; an unset flag takes the
@@ -296,7 +304,7 @@ fn address(s: &str) -> Result<String, String> {
 }
 
 /// A human duration such as `30s`, `1m30s` or `250ms`.
-pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 30s, 5m, 250ms)"))
 }
 

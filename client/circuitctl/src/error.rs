@@ -56,21 +56,29 @@ impl Failure {
     }
 
     /// Classifies a status from a call to `addr`: a transport failure or a daemon that is
-    /// shutting down means it cannot be reached; anything else is its answer.
+    /// shutting down means it cannot be reached; anything else is its answer. The load
+    /// generator's rule serves, so `bench` and every other command agree.
     pub fn from_status(addr: &str, status: tonic::Status) -> Failure {
-        if status.code() == tonic::Code::Unavailable {
-            return Failure::Unreachable {
-                addr: addr.to_owned(),
-                cause: status.message().to_owned(),
-            };
-        }
-        Failure::Rpc(status)
+        resilient_circuit_loadgen::Error::from_status(addr, status).into()
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Other(e)
+    }
+}
+
+/// The load generator's failures, told apart as this module tells its own.
+impl From<resilient_circuit_loadgen::Error> for Failure {
+    fn from(e: resilient_circuit_loadgen::Error) -> Self {
+        use resilient_circuit_loadgen::Error;
+        match e {
+            Error::Unreachable { addr, cause } => Failure::Unreachable { addr, cause },
+            Error::Status(status) => Failure::Rpc(status),
+            Error::Io(e) => Failure::from(e),
+            other @ Error::Other { .. } => Failure::Other(other.into()),
+        }
     }
 }
 

@@ -1,19 +1,33 @@
 //! circuitctl: the operator's command line for circuitd.
 //!
-//! Every subcommand is one RPC (list may page, watch streams) printed as an aligned table
-//! or, with `--json`, as the proto3 JSON mapping of the response. Exit codes: 0 success,
-//! 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached,
-//! 4 `acquire` was rejected.
+//! Every subcommand but `bench` is one RPC (list may page, watch streams) printed as an
+//! aligned table or, with `--json`, as the proto3 JSON mapping of the response. Exit
+//! codes: 0 success, 1 the daemon answered with an error, 2 usage error, 3 the daemon
+//! cannot be reached, 4 `acquire` was rejected. The requests go through the generated
+//! stubs of `resilient-circuit-api`, not the client library, whose calls add deadlines,
+//! fallbacks and protector creation an operator's command must not have (see `commands`).
 //!
-//! Layout: `cli` the flags and value parsers, `commands` the requests, `bench` the load
-//! generator, `watch` the change stream, `view` how each answer looks, `render` tables,
-//! colour and JSON, `error` failures and exit codes.
+//! `circuitctl bench` is the load generator, a package of its own
+//! (`resilient-circuit-loadgen`, in `client/loadgen`): its flags are flattened into this
+//! command line, its errors mapped onto the same exit codes, and its eager connection
+//! serves every command.
+//!
+//! Layout:
+//! - `cli`: the flags and value parsers.
+//! - `commands`: each subcommand's request (`bench` hands over to the load generator).
+//! - `session`: the connection, the bounded call, and printing an answer.
+//! - `watch`: the change stream, printed live.
+//! - `view`: how each answer looks; `render`: tables, colour and JSON.
+//! - `error`: failures and exit codes.
+//!
+//! Imports point one way: `commands` uses `watch`, which uses `session` and `view`, which
+//! use `render`; `cli` and `error` use no other module.
 
-mod bench;
 mod cli;
 mod commands;
 mod error;
 mod render;
+mod session;
 mod view;
 mod watch;
 

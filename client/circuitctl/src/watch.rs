@@ -11,8 +11,8 @@ use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use tonic::transport::Channel;
 
-use crate::commands::Session;
 use crate::error::Failure;
+use crate::session::Session;
 use crate::view;
 
 /// Streams `request` until one of the ends above.

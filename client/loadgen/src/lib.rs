@@ -1,10 +1,54 @@
-//! The resilient-circuit load generator.
+//! The resilient-circuit load generator, run as `circuitctl bench`: how many decisions a
+//! second circuitd takes, how long one takes, and how long a transition takes to reach
+//! its watchers, measured from a client as an application would see it.
 //!
-//! Layout: [`echo`] the generated benchmark baseline (package
-//! `resilient_circuit.bench.v1`): an echo service that the load generator serves itself,
-//! never circuitd, so a figure can be read as a ratio to what the transport alone manages.
+//! A run drives decisions (an Acquire, then a Report when admitted) at a fixed number in
+//! flight for a fixed time, after a warmup, and prints decisions per second and the
+//! latency of one whole decision. With `--baseline` it first drives the same shape
+//! against an echo service it serves itself on 127.0.0.1:0 (two Echo calls per decision,
+//! or two messages on an EchoStream), so the figure is also a ratio to what the transport
+//! alone manages on this machine at this moment. Everything is bounded: the run ends
+//! after warmup + duration, and answers still missing `--timeout` later are abandoned.
+//! What it measured on which machine is in BENCHMARKS.md, never here.
+//!
+//! The caller parses [`Args`] with clap (they are a `clap::Args` to flatten into its own
+//! command line) and calls [`run`], which prints the summary on stdout, as text or one
+//! JSON object, and notes on stderr. A failed run is an [`Error`] that tells a daemon
+//! that cannot be reached apart from an error status it answered and from anything else.
+//!
+//! Layout:
+//! - [`args`]: [`Args`], the flags, and [`Mode`], what a run drives.
+//! - [`error`]: [`Error`], why a run failed.
+//! - [`daemon`]: [`connect`], the eager connection, and setup calls bounded by the timeout.
+//! - `plan`: one run: connecting, preparing the protectors, opening the streams, counting
+//!   the daemon's transitions.
+//! - `tally`: the measured window, the counters and latencies, the workload.
+//! - `unary`, `pipeline` and `cached`: the three shapes of decisions.
+//! - `watch`: the fan-out of transitions to watchers, with figures of its own.
+//! - `baseline`: the echo server; [`echo`], its generated code.
+//! - `report`: how a run's result looks.
 
-/// The benchmark baseline (package `resilient_circuit.bench.v1`).
+pub mod args;
+mod baseline;
+mod cached;
+pub mod daemon;
+pub mod error;
+mod pipeline;
+mod plan;
+mod report;
+mod tally;
+mod unary;
+mod watch;
+
+use std::time::Duration;
+
+pub use args::{Args, Mode};
+pub use daemon::connect;
+pub use error::Error;
+
+/// The benchmark baseline (package `resilient_circuit.bench.v1`): an echo service that
+/// the load generator serves itself, never circuitd, so a figure can be read as a ratio
+/// to what the transport alone manages.
 #[allow(
     missing_docs,
     missing_debug_implementations,
@@ -14,4 +58,42 @@
 )]
 pub mod echo {
     tonic::include_proto!("resilient_circuit.bench.v1");
+}
+
+/// Runs the benchmark `args` describe against the daemon at `addr` (not contacted in echo
+/// mode) and prints the result, as one JSON object with `json`; `timeout` bounds
+/// connecting, each setup call, and the wait for answers after the run.
+pub async fn run(args: &Args, addr: &str, timeout: Duration, json: bool) -> Result<(), Error> {
+    if args.mode == Mode::Watch {
+        return watch::run(args, addr, timeout, json).await;
+    }
+    let plan = plan::Plan::new(args, timeout);
+    let baseline = if args.baseline || args.mode == Mode::Echo {
+        Some(plan.against_echo(args.mode).await?)
+    } else {
+        None
+    };
+    let (measured, baseline) = match (args.mode, baseline) {
+        (Mode::Echo, Some(echo)) => (echo, None),
+        (_, baseline) => (plan.against_daemon(args.mode, addr).await?, baseline),
+    };
+    let summary = report::Summary {
+        args,
+        connections: plan.connections(),
+        measured: &measured,
+        baseline: baseline.as_ref(),
+    };
+    let text = if json { summary.json() } else { summary.text() };
+    print!("{text}");
+    if let Some(why) = &measured.tally.first_error {
+        eprintln!(
+            "{}: {} request(s) failed in the window; the first: {why}",
+            report::NOTE,
+            measured.tally.errors
+        );
+    }
+    if measured.tally.decisions() == 0 {
+        return Err(Error::other("no decision completed in the measured window"));
+    }
+    Ok(())
 }

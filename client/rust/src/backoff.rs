@@ -19,6 +19,8 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
 
+use crate::sync::lock;
+
 /// A delay schedule for retries.
 pub trait Backoff: Send + Sync + fmt::Debug {
     /// The wait after failed attempt `attempt` (1 for the first attempt; 0 is read as 1).
@@ -200,12 +202,7 @@ impl ExponentialDelay {
 impl Backoff for ExponentialDelay {
     fn delay(&self, attempt: u32) -> Duration {
         match &self.seeded {
-            Some(rng) => {
-                // A panic while drawing cannot leave the generator half-updated in a way
-                // that matters: any state is a valid state.
-                let mut rng = rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                self.delay_with(attempt, &mut *rng)
-            }
+            Some(rng) => self.delay_with(attempt, &mut *lock(rng)),
             None => self.delay_with(attempt, &mut rand::rng()),
         }
     }

@@ -30,10 +30,8 @@
 //! The window. Between the moment another client's report trips the protector on the
 //! daemon and the moment the STATUS_CHANGED event reaches this process's Watch stream,
 //! the model still says CLOSED, and calls are admitted here. This is the price of not
-//! asking, and it is bounded by the Watch delivery latency (measured by
-//! `examples/trip_latency.rs` on 2 shared cores, loopback: from the tripping Report's
-//! answer to the last local admission, p50 under 15 µs and p99 under 0.4 ms; from the
-//! moment that Report is sent, p99 under 0.6 ms), or, should the stream stall, by the
+//! asking, and it is bounded by the Watch delivery latency (`examples/trip_latency.rs`
+//! measures it; BENCHMARKS.md has the figures), or, should the stream stall, by the
 //! staleness bound. Precisely:
 //! - calls admitted in the window run against a protector that is already OPEN;
 //! - their outcomes carry the old generation, so the daemon refuses them as stale
@@ -54,12 +52,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use resilient_circuit_api::v1;
-use resilient_circuit_api::{convert, v1::OverrideKind};
-use resilient_circuit_breaker::{Outcome, Status};
+use resilient_circuit_api::convert;
+use resilient_circuit_api::v1::{self, watch_event::Event};
+use resilient_circuit_breaker::{Outcome, Status, Transition};
 
-use crate::client::{Shared, Stats};
-use crate::watcher::{self, Notifier};
+use crate::sync::lock;
+use crate::transport::{Connection, Stats};
+use crate::watcher::{Follower, Notifier, StatusChange, wall};
 
 /// The default staleness bound of a cached protector's Watch stream.
 pub const DEFAULT_CACHED_STALENESS: Duration = Duration::from_secs(2);
@@ -130,19 +129,9 @@ pub(crate) struct Cache {
     flush_now: tokio::sync::Notify,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update leaves the value whole, so a poisoned lock is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn status(wire: i32) -> Option<Status> {
-    v1::Status::try_from(wire)
-        .ok()
-        .and_then(|s| Status::try_from(s).ok())
-}
-
-fn wall(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
-    ts.and_then(convert::time).map(|t| SystemTime::UNIX_EPOCH + t)
+/// Whether an override holds: unless the daemon says NONE, the daemon decides.
+fn overrides(o: Option<&v1::Override>) -> bool {
+    !matches!(o.map(|o| convert::override_kind(o.kind())), Some(Ok(None)))
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -183,10 +172,6 @@ impl Cache {
             model: Mutex::new(Model::default()),
             flush_now: tokio::sync::Notify::new(),
         }
-    }
-
-    pub(crate) fn staleness(&self) -> Duration {
-        self.staleness
     }
 
     fn now(&self) -> u64 {
@@ -239,23 +224,23 @@ impl Cache {
     }
 
     /// A Watch message arrived: the stream is alive for another staleness bound.
-    pub(crate) fn heard(&self) {
+    fn heard(&self) {
         let until = self.now().saturating_add(nanos(self.staleness));
         self.fresh_until.store(until, Ordering::Relaxed);
     }
 
     /// SYNCED: the model now reflects the daemon up to the stream's present.
-    pub(crate) fn synced(&self) {
+    fn synced(&self) {
         self.update(|m| m.synced = true);
     }
 
     /// The stream broke, went silent, or resyncs: nothing vouches for the model.
-    pub(crate) fn unsynced(&self) {
+    fn unsynced(&self) {
         self.update(|m| m.synced = false);
     }
 
     /// The daemon's revisions started over: its generations too.
-    pub(crate) fn new_history(&self) {
+    fn new_history(&self) {
         self.update(|m| {
             m.synced = false;
             m.status = None;
@@ -269,36 +254,35 @@ impl Cache {
             if !created && p.generation < m.generation {
                 return;
             }
-            m.status = status(p.status);
+            m.status = Status::try_from(p.status()).ok();
             m.generation = p.generation;
-            m.overridden = p
-                .r#override
-                .as_ref()
-                .is_some_and(|o| o.kind != OverrideKind::None as i32);
-            m.open_until = wall(p.open_until.as_ref());
+            m.overridden = overrides(p.r#override.as_ref());
+            m.open_until = p.open_until.as_ref().and_then(convert::time).map(wall);
         });
     }
 
     /// A transition, from the stream or an answer. An older one changes nothing.
-    pub(crate) fn transition(&self, t: &v1::Transition) {
+    pub(crate) fn transition(&self, t: &Transition) {
         self.update(|m| {
             if t.generation < m.generation {
                 return;
             }
-            m.status = status(t.to);
+            m.status = Some(t.to);
             m.generation = t.generation;
-            m.open_until = wall(t.open_until.as_ref());
+            m.open_until = t.open_until.map(wall);
         });
     }
 
-    /// The status and generation a batch's answer reports.
-    fn answered(&self, r: &v1::OutcomeBatchResult) {
-        if let Some(t) = &r.transition {
+    /// The status and generation a batch's answer reports, with the transition it
+    /// carried.
+    fn answered(&self, r: &v1::OutcomeBatchResult, transition: Option<&Transition>) {
+        if let Some(t) = transition {
             self.transition(t);
         }
+        let status = Status::try_from(r.status()).ok();
         self.update(|m| {
-            if r.generation > m.generation || (r.generation == m.generation && status(r.status) != m.status) {
-                m.status = status(r.status);
+            if r.generation > m.generation || (r.generation == m.generation && status != m.status) {
+                m.status = status;
                 m.generation = r.generation;
                 // The answer does not carry `open_until`: only the Watch event will.
                 m.open_until = None;
@@ -306,11 +290,11 @@ impl Cache {
         });
     }
 
-    pub(crate) fn overridden(&self, kind: i32) {
-        self.update(|m| m.overridden = kind != OverrideKind::None as i32);
+    fn overridden(&self, o: Option<&v1::Override>) {
+        self.update(|m| m.overridden = overrides(o));
     }
 
-    pub(crate) fn deleted(&self) {
+    fn deleted(&self) {
         self.update(|m| {
             m.status = None;
             m.generation = 0;
@@ -389,11 +373,43 @@ fn add(counts: &mut Vec<(u64, u64)>, generation: u64, n: u64) {
     }
 }
 
+/// What the Watch stream tells the model.
+impl Follower for Cache {
+    fn staleness(&self) -> Duration {
+        self.staleness
+    }
+
+    fn event(&self, event: &v1::WatchEvent, started_from: Option<u64>) {
+        self.heard();
+        match &event.event {
+            Some(Event::Snapshot(p)) => self.snapshot(p, false),
+            Some(Event::Created(p)) => self.snapshot(p, true),
+            Some(Event::StatusChanged(sc)) => {
+                if let Some(t) = sc.transition.as_ref().and_then(|t| convert::transition(t).ok()) {
+                    self.transition(&t);
+                }
+            }
+            Some(Event::Deleted(_)) => self.deleted(),
+            Some(Event::OverrideChanged(oc)) => self.overridden(oc.r#override.as_ref()),
+            Some(Event::Resync(_)) if started_from.is_some_and(|from| event.revision < from) => {
+                self.new_history()
+            }
+            Some(Event::Resync(_)) => self.unsynced(),
+            Some(Event::Synced(_)) => self.synced(),
+            Some(Event::Progress(_) | Event::PolicyUpdated(_)) | None => {}
+        }
+    }
+
+    fn interrupted(&self) {
+        self.unsynced();
+    }
+}
+
 /// What a cached protector's reports need.
 #[derive(Debug, Clone)]
 pub(crate) struct Reporter {
     pub(crate) name: String,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) connection: Arc<Connection>,
     pub(crate) cache: Arc<Cache>,
     pub(crate) notifier: Arc<Notifier>,
 }
@@ -422,13 +438,13 @@ impl Reporter {
             .iter()
             .map(|b| b.successes + b.outcomes.len() as u64)
             .sum();
-        let stats = &self.shared.stats;
-        let link = &self.shared.link;
-        let timeout = self.shared.config.request_timeout;
+        let stats = &self.connection.stats;
+        let link = &self.connection.link;
+        let timeout = self.connection.config.request_timeout;
         let why = if link.is_down() {
             "the link to the daemon is down".to_owned()
         } else {
-            match link.ask(timeout, self.shared.report_batch(batches)).await {
+            match link.ask(timeout, self.connection.report_batch(batches)).await {
                 Ok(answer) => {
                     for r in &answer.results {
                         if let Some(e) = &r.error {
@@ -437,10 +453,10 @@ impl Reporter {
                         }
                         Stats::add(&stats.batched_accepted, r.accepted);
                         Stats::add(&stats.batched_stale, r.stale);
-                        self.cache.answered(r);
-                        if let Some(change) =
-                            r.transition.as_ref().and_then(|t| watcher::change(&self.name, t))
-                        {
+                        let transition = r.transition.as_ref().and_then(|t| convert::transition(t).ok());
+                        self.cache.answered(r, transition.as_ref());
+                        if let Some(t) = transition {
+                            let change = StatusChange::announced(&self.name, &t);
                             self.notifier.transition(change, answer.revision);
                         }
                     }

@@ -1,31 +1,24 @@
-//! [`Client`]: one cheap-to-clone connection to the daemon.
+//! [`Client`]: one cheap-to-clone connection to the daemon, its options
+//! ([`ClientBuilder`]) and counters ([`ClientStats`]).
 //!
 //! Design note. A client owns one lazily connected `tonic` channel, so constructing it
 //! never waits for the daemon and never fails because the daemon is down; only an
-//! invalid address is an error. Every [`Protector`] made from it shares that channel,
-//! the client's settings, its link (whether the daemon is worth asking right now,
-//! with the reconnect backoff) and its counters.
-//!
-//! Transport. By default Acquire and Report travel on one `Session` stream per client
-//! (see `session`), pipelined and correlated by id: on loopback a stream carries an
-//! order of magnitude more messages per second than unary calls do. Their semantics,
-//! the acquire deadline and the fallbacks are the same either way;
-//! [`ClientBuilder::transport`] picks [`Transport::Unary`] for one HTTP/2 request per
-//! call.
+//! invalid address is an error. Every [`Protector`] made from it shares that connection:
+//! the channel, the client's settings, its link (whether the daemon is worth asking
+//! right now, with the reconnect backoff) and its counters. How Acquire and Report
+//! travel is the [`Transport`] (see `transport`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
-use resilient_circuit_api::v1::{self, session_request, session_response};
-use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
-use tonic::transport::{Channel, Endpoint};
+use resilient_circuit_breaker::Policy as ProtectorPolicy;
+use tonic::transport::Endpoint;
 
 use crate::error::Error;
-use crate::link::{Backoff, Link};
+use crate::link::Reconnect;
 use crate::protector::{Protector, ProtectorBuilder};
-use crate::session::Session;
+pub use crate::transport::Transport;
+use crate::transport::{Config, Connection, Stats};
 
 /// The default deadline of one Acquire before the fallback decides.
 pub const DEFAULT_ACQUIRE_DEADLINE: Duration = Duration::from_millis(50);
@@ -37,133 +30,6 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// The default time after which a silent Watch stream is taken for dead.
 pub const DEFAULT_WATCH_STALENESS: Duration = Duration::from_secs(30);
-
-/// How Acquire and Report reach the daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Transport {
-    /// One bidirectional `Session` stream per client, requests pipelined on it (the
-    /// default). A daemon without the Session RPC is answered with unary calls.
-    #[default]
-    Session,
-    /// One unary RPC per Acquire and per Report.
-    Unary,
-}
-
-/// The settings every protector of a client shares.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Config {
-    pub(crate) acquire_deadline: Duration,
-    pub(crate) request_timeout: Duration,
-    pub(crate) watch_staleness: Duration,
-    pub(crate) transport: Transport,
-}
-
-/// Client-wide counters (see [`ClientStats`]).
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) fallback_decisions: AtomicU64,
-    pub(crate) reports_lost: AtomicU64,
-    pub(crate) reports_dropped: AtomicU64,
-    pub(crate) batched_accepted: AtomicU64,
-    pub(crate) batched_stale: AtomicU64,
-    pub(crate) batched_lost: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-/// What every protector of one client shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) uri: String,
-    pub(crate) channel: Channel,
-    pub(crate) config: Config,
-    pub(crate) link: Link,
-    pub(crate) stats: Stats,
-    pub(crate) session: Session,
-}
-
-fn unexpected(what: &str) -> tonic::Status {
-    tonic::Status::internal(format!("the session answered {what}"))
-}
-
-impl Shared {
-    fn rpc(&self) -> ProtectorServiceClient<Channel> {
-        ProtectorServiceClient::new(self.channel.clone())
-    }
-
-    fn streams(&self) -> bool {
-        self.config.transport == Transport::Session && !self.session.unsupported()
-    }
-
-    /// One Acquire, on the client's transport.
-    pub(crate) async fn acquire(&self, name: &str) -> Result<v1::AcquireResponse, tonic::Status> {
-        let request = || v1::AcquireRequest {
-            name: name.to_owned(),
-        };
-        if self.streams() {
-            match self
-                .session
-                .call(session_request::Request::Acquire(request()))
-                .await
-            {
-                Ok(session_response::Response::Acquire(a)) => return Ok(a),
-                Ok(_) => return Err(unexpected("an Acquire with something else")),
-                Err(status) if status.code() == tonic::Code::Unimplemented => self.session.mark_unsupported(),
-                Err(status) => return Err(status),
-            }
-        }
-        self.rpc()
-            .acquire(request())
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    /// One Report, on the client's transport.
-    pub(crate) async fn report(
-        &self,
-        name: &str,
-        permit: v1::Permit,
-        outcome: Outcome,
-    ) -> Result<v1::ReportResponse, tonic::Status> {
-        let request = |permit| v1::ReportRequest {
-            name: name.to_owned(),
-            permit: Some(permit),
-            outcome: v1::Outcome::from(outcome) as i32,
-        };
-        if self.streams() {
-            let asked = session_request::Request::Report(request(permit));
-            match self.session.call(asked).await {
-                Ok(session_response::Response::Report(r)) => return Ok(r),
-                Ok(_) => return Err(unexpected("a Report with something else")),
-                Err(status) if status.code() == tonic::Code::Unimplemented => self.session.mark_unsupported(),
-                Err(status) => return Err(status),
-            }
-        }
-        self.rpc()
-            .report(request(permit))
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    /// Outcomes of locally admitted calls, in one ReportBatch.
-    pub(crate) async fn report_batch(
-        &self,
-        batches: Vec<v1::OutcomeBatch>,
-    ) -> Result<v1::ReportBatchResponse, tonic::Status> {
-        self.rpc()
-            .report_batch(v1::ReportBatchRequest { batches })
-            .await
-            .map(tonic::Response::into_inner)
-    }
-}
 
 /// A snapshot of a client's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -193,7 +59,7 @@ pub struct ClientStats {
 /// counters.
 #[derive(Debug, Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    connection: Arc<Connection>,
 }
 
 /// Options of a [`Client`]; see [`Client::builder`].
@@ -201,7 +67,7 @@ pub struct Client {
 pub struct ClientBuilder {
     uri: String,
     config: Config,
-    backoff: Backoff,
+    backoff: Reconnect,
 }
 
 impl ClientBuilder {
@@ -222,10 +88,7 @@ impl ClientBuilder {
     /// The backoff after a failure to reach the daemon: capped exponential with full
     /// jitter, from `initial` (default 50 ms) up to `cap` (default 5 s).
     pub fn reconnect_backoff(mut self, initial: Duration, cap: Duration) -> Self {
-        self.backoff = Backoff {
-            initial,
-            cap: cap.max(initial),
-        };
+        self.backoff = Reconnect::new(initial, cap);
         self
     }
 
@@ -264,14 +127,7 @@ impl ClientBuilder {
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Client {
-            shared: Arc::new(Shared {
-                uri: self.uri,
-                session: Session::new(channel.clone()),
-                channel,
-                config: self.config,
-                link: Link::new(self.backoff),
-                stats: Stats::default(),
-            }),
+            connection: Arc::new(Connection::new(self.uri, channel, self.config, self.backoff)),
         })
     }
 }
@@ -293,16 +149,13 @@ impl Client {
                 watch_staleness: DEFAULT_WATCH_STALENESS,
                 transport: Transport::default(),
             },
-            backoff: Backoff {
-                initial: DEFAULT_BACKOFF_INITIAL,
-                cap: DEFAULT_BACKOFF_CAP,
-            },
+            backoff: Reconnect::new(DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_CAP),
         }
     }
 
     /// The daemon's address.
     pub fn uri(&self) -> &str {
-        &self.shared.uri
+        &self.connection.uri
     }
 
     /// The protector `name`, created with `policy` if the daemon does not have it yet
@@ -320,21 +173,22 @@ impl Client {
 
     /// A builder for the protector `name`, to declare its policy and fallback.
     pub fn protector_builder(&self, name: impl Into<String>) -> ProtectorBuilder {
-        ProtectorBuilder::new(Arc::clone(&self.shared), name.into())
+        ProtectorBuilder::new(Arc::clone(&self.connection), name.into())
     }
 
     /// The client-wide counters.
     pub fn stats(&self) -> ClientStats {
-        let s = &self.shared.stats;
+        let c = &self.connection;
+        let s = &c.stats;
         ClientStats {
-            fallback_decisions: s.fallback_decisions.load(Ordering::Relaxed),
-            reports_lost: s.reports_lost.load(Ordering::Relaxed),
-            reports_dropped: s.reports_dropped.load(Ordering::Relaxed),
-            link_downs: self.shared.link.downs(),
-            link_down: self.shared.link.is_down(),
-            batched_accepted: s.batched_accepted.load(Ordering::Relaxed),
-            batched_stale: s.batched_stale.load(Ordering::Relaxed),
-            batched_lost: s.batched_lost.load(Ordering::Relaxed),
+            fallback_decisions: Stats::get(&s.fallback_decisions),
+            reports_lost: Stats::get(&s.reports_lost),
+            reports_dropped: Stats::get(&s.reports_dropped),
+            link_downs: c.link.downs(),
+            link_down: c.link.is_down(),
+            batched_accepted: Stats::get(&s.batched_accepted),
+            batched_stale: Stats::get(&s.batched_stale),
+            batched_lost: Stats::get(&s.batched_lost),
         }
     }
 }

@@ -44,20 +44,28 @@ pub enum CallError<E> {
 impl<E> CallError<E> {
     /// The rejection, if the call (or its last attempt) was rejected.
     pub fn rejection(&self) -> Option<&Rejection> {
-        match self {
+        match self.last() {
             CallError::Rejected(r) => Some(r),
-            CallError::Failed(_) => None,
-            CallError::RetryLimitReached { last, .. } => last.rejection(),
+            _ => None,
         }
     }
 
     /// The call's own error, if it (or its last attempt) ran and failed.
     pub fn failure(&self) -> Option<&E> {
-        match self {
-            CallError::Rejected(_) => None,
+        match self.last() {
             CallError::Failed(e) => Some(e),
-            CallError::RetryLimitReached { last, .. } => last.failure(),
+            _ => None,
         }
+    }
+
+    /// The error that decided: this one, or for a retry's give-up the error of its last
+    /// attempt, through any number of nested give-ups. Never `RetryLimitReached`.
+    pub(crate) fn last(&self) -> &CallError<E> {
+        let mut error = self;
+        while let CallError::RetryLimitReached { last, .. } = error {
+            error = last;
+        }
+        error
     }
 }
 

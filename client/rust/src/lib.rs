@@ -51,20 +51,24 @@
 //! }
 //! ```
 //!
-//! Layout:
-//! - [`client`]: [`Client`], one cheap-to-clone connection to the daemon, its options
-//!   ([`ClientBuilder`]) and counters ([`ClientStats`]).
-//! - [`protector`]: [`Protector`], the handle that acquires, runs and reports a call, the
-//!   two-step [`CallPermit`], its [`Fallback`] when the daemon is down or slow, and
-//!   [`StatusChange`] notifications.
-//! - [`error`]: [`CallError`], [`Rejection`] and the client's own [`Error`].
-//! - [`backoff`], [`retry`], [`safety_net`]: the library's other policies, and the
-//!   [`policy::Policy`] trait that composes them.
-//! - Private: `link` (whether the daemon is worth asking now, with the reconnect
-//!   backoff), `session` (Acquire and Report pipelined on one stream, the default
-//!   [`Transport`]), `cached` (the local decisions of a cached protector, see
-//!   [`ProtectorBuilder::cached`], and its batched reports) and `watcher` (the Watch
-//!   task and the exactly-once notifier).
+//! Layout. The core reads top to bottom, each module using only those below it:
+//! - [`client`]: the facade: [`Client`], one cheap-to-clone connection to the daemon,
+//!   its options ([`ClientBuilder`]) and counters ([`ClientStats`]).
+//! - [`protector`]: [`Protector`], the handle that acquires, runs and reports a call, its
+//!   [`ProtectorBuilder`], the two-step [`CallPermit`], its [`Fallback`] when the daemon
+//!   is down or slow, and [`StatusChange`] notifications.
+//! - `cached` (private): the local decisions of a cached protector (see
+//!   [`ProtectorBuilder::cached`]) and its batched reports.
+//! - `watcher` (private): the Watch task and the exactly-once notifier.
+//! - `transport` (private): every RPC the client makes, Acquire and Report on the
+//!   [`Transport`] chosen (unary, or pipelined on one `Session` stream, the default).
+//! - `link` (private): whether the daemon is worth asking now, with the reconnect
+//!   backoff (the [`backoff::ExponentialDelay`] schedule, fully jittered).
+//!
+//! Beside the core: [`error`] ([`CallError`], [`Rejection`] and the client's own
+//! [`Error`]); the library's other policies, [`backoff`], [`retry`] and [`safety_net`],
+//! and the [`policy::Policy`] trait that composes them with protectors; `sync` (private),
+//! the one lock helper.
 
 pub mod backoff;
 mod cached;
@@ -75,7 +79,8 @@ pub mod policy;
 pub mod protector;
 pub mod retry;
 pub mod safety_net;
-mod session;
+mod sync;
+mod transport;
 mod watcher;
 
 pub use client::{Client, ClientBuilder, ClientStats, Transport};

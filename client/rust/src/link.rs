@@ -15,22 +15,29 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Capped exponential backoff with full jitter: attempt `n` (from 0) waits a uniformly
-/// random time in `[0, min(cap, initial * 2^n)]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Backoff {
-    pub(crate) initial: Duration,
-    pub(crate) cap: Duration,
+use crate::backoff::ExponentialDelay;
+use crate::sync::lock;
+
+/// The reconnect backoff: the [`ExponentialDelay`] schedule doubling from `initial` up
+/// to `cap`, with full jitter in place of its own: attempt `n` (from 0) waits a
+/// uniformly random time in `[0, min(cap, initial * 2^n)]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Reconnect {
+    schedule: ExponentialDelay,
 }
 
-impl Backoff {
+impl Reconnect {
+    /// From `initial` up to `cap` (raised to `initial` if below it).
+    pub(crate) fn new(initial: Duration, cap: Duration) -> Reconnect {
+        let schedule = ExponentialDelay::try_new(initial, cap.max(initial), 2.0, 0.0)
+            .expect("doubling without jitter, up to a cap no lower than the start, is valid");
+        Reconnect { schedule }
+    }
+
     /// The delay before attempt `attempt` (0 = the first retry).
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .initial
-            .checked_mul(1u32 << attempt.min(20))
-            .unwrap_or(self.cap)
-            .min(self.cap);
+        // The growth stops after 20 doublings even below the cap.
+        let ceiling = self.schedule.base_delay(attempt.min(20) + 1);
         if ceiling.is_zero() {
             return ceiling;
         }
@@ -64,13 +71,13 @@ struct LinkState {
 /// The shared up/down state of one client's connection.
 #[derive(Debug)]
 pub(crate) struct Link {
-    backoff: Backoff,
+    backoff: Reconnect,
     state: Mutex<LinkState>,
     downs: AtomicU64,
 }
 
 impl Link {
-    pub(crate) fn new(backoff: Backoff) -> Link {
+    pub(crate) fn new(backoff: Reconnect) -> Link {
         Link {
             backoff,
             state: Mutex::new(LinkState {
@@ -83,14 +90,9 @@ impl Link {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
-        // Every update leaves the state whole, so a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether to ask the daemon now (see the module note).
     pub(crate) fn attempt(&self) -> Attempt {
-        let mut s = self.lock();
+        let mut s = lock(&self.state);
         if !s.down {
             return Attempt::Ask;
         }
@@ -104,7 +106,7 @@ impl Link {
 
     /// The daemon answered.
     pub(crate) fn up(&self) {
-        let mut s = self.lock();
+        let mut s = lock(&self.state);
         if s.down {
             tracing::info!(failures = s.failures, "the daemon is reachable again");
         }
@@ -115,7 +117,7 @@ impl Link {
 
     /// The daemon could not be reached; `why` is logged when this takes the link down.
     pub(crate) fn failed(&self, why: &dyn std::fmt::Display) {
-        let mut s = self.lock();
+        let mut s = lock(&self.state);
         let delay = self.backoff.delay(s.failures);
         s.next_try = Instant::now() + delay;
         s.failures = s.failures.saturating_add(1);
@@ -131,13 +133,13 @@ impl Link {
     /// Whether this fallback decision is the first since the link went down (it is then
     /// announced at warn level, the rest at debug).
     pub(crate) fn first_fallback(&self) -> bool {
-        let mut s = self.lock();
+        let mut s = lock(&self.state);
         !std::mem::replace(&mut s.warned, true)
     }
 
     /// Whether the link is currently down.
     pub(crate) fn is_down(&self) -> bool {
-        self.lock().down
+        lock(&self.state).down
     }
 
     /// How many times the link went down.
@@ -160,7 +162,7 @@ impl Link {
             }
             Ok(Err(status)) => {
                 let why = format!("{}: {}", status.code(), status.message());
-                if crate::watcher::unreachable(&status) {
+                if unreachable(&status) {
                     self.failed(&why);
                 }
                 Err(why)
@@ -174,7 +176,21 @@ impl Link {
     }
 
     /// The backoff the link uses, for other reconnecting loops of the same client.
-    pub(crate) fn backoff(&self) -> Backoff {
-        self.backoff
+    pub(crate) fn backoff(&self) -> &Reconnect {
+        &self.backoff
     }
+}
+
+/// Whether a status means the daemon could not be reached (rather than that it refused).
+pub(crate) fn unreachable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Internal
+            | Code::Aborted
+    )
 }

@@ -62,35 +62,22 @@ impl<E, P: Policy<E> + ?Sized> Policy<E> for Arc<P> {
     }
 }
 
-/// How a protector counts an attempt's result, given how it counts the call's own errors.
-fn outcome_of<T, E>(result: &Result<T, CallError<E>>, classify: &impl Fn(&E) -> Outcome) -> Outcome {
-    match result {
-        Ok(_) => Outcome::Success,
-        Err(error) => error_outcome(error, classify),
-    }
-}
-
-fn error_outcome<E>(error: &CallError<E>, classify: &impl Fn(&E) -> Outcome) -> Outcome {
-    match error {
-        CallError::Failed(e) => classify(e),
-        CallError::Rejected(_) => Outcome::Ignored,
-        CallError::RetryLimitReached { last, .. } => error_outcome(last, classify),
-    }
-}
-
-/// Acquires a permit, runs one attempt, reports how it went.
-async fn guarded<T, E, F, Fut, C>(protector: &Protector, mut f: F, classify: C) -> Result<T, CallError<E>>
+/// Runs `f`, whose errors are the call's own, under `policy`: the `call` of every
+/// policy type.
+pub(crate) async fn call<P, T, E, F, Fut>(policy: &P, mut f: F) -> Result<T, CallError<E>>
 where
-    C: Fn(&E) -> Outcome,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, CallError<E>>>,
+    P: Policy<E> + ?Sized,
+    T: Send,
+    E: Send,
+    F: FnMut() -> Fut + Send,
+    Fut: Future<Output = Result<T, E>> + Send,
 {
-    let permit = protector.acquire().await.map_err(CallError::Rejected)?;
-    let result = f().await;
-    // A report the daemon refuses or never receives is the protector's business (it logs
-    // and counts it); the caller's result stands either way.
-    let _resolved = permit.resolve(outcome_of(&result, &classify)).await;
-    result
+    policy
+        .execute(move || {
+            let attempt = f();
+            async move { attempt.await.map_err(CallError::Failed) }
+        })
+        .await
 }
 
 /// Every `Failed` counts as a FAILURE.
@@ -102,7 +89,7 @@ impl<E> Policy<E> for Protector {
         F: FnMut() -> Fut + Send + 'a,
         Fut: Future<Output = Result<T, CallError<E>>> + Send + 'a,
     {
-        guarded(self, f, |_: &E| Outcome::Failure)
+        self.guard(f, |_: &E| Outcome::Failure)
     }
 }
 
@@ -138,7 +125,7 @@ where
         F: FnMut() -> Fut + Send + 'a,
         Fut: Future<Output = Result<T, CallError<E>>> + Send + 'a,
     {
-        guarded(&self.protector, f, &self.classify)
+        self.protector.guard(f, &self.classify)
     }
 }
 

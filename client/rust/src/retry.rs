@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::backoff::{Backoff, FixedDelay};
 use crate::error::CallError;
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
 
 type ShouldHandle<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 
@@ -88,23 +88,19 @@ impl<E> RetryWithBackoff<E> {
     }
 
     /// Runs `f`, whose errors are the call's own, under this policy.
-    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, CallError<E>>
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CallError<E>>
     where
         T: Send,
         E: Send,
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        self.execute(move || {
-            let attempt = f();
-            async move { attempt.await.map_err(CallError::Failed) }
-        })
-        .await
+        policy::call(self, f).await
     }
 
     /// What to do after failed attempt `attempt`.
     fn next_step(&self, error: &CallError<E>, attempt: u32) -> Step {
-        let last = last_error(error);
+        let last = error.last();
         if matches!(last, CallError::Failed(e) if !(self.should_handle)(e)) {
             return Step::Return;
         }
@@ -129,14 +125,6 @@ enum Step {
     Return,
     /// Out of attempts.
     GiveUp,
-}
-
-/// The error that decided an inner policy's give-up, through any number of levels.
-fn last_error<E>(mut error: &CallError<E>) -> &CallError<E> {
-    while let CallError::RetryLimitReached { last, .. } = error {
-        error = last;
-    }
-    error
 }
 
 impl<E> Policy<E> for RetryWithBackoff<E> {

@@ -15,7 +15,8 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use crate::error::CallError;
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
+use crate::sync::lock;
 
 /// Two policies, `outer` wrapping `inner`; itself a [`Policy`], so nets nest.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ impl<O, I> SafetyNet<O, I> {
     }
 
     /// Runs `f`, whose errors are the call's own, under every policy of the net.
-    pub async fn call<T, E, F, Fut>(&self, mut f: F) -> Result<T, CallError<E>>
+    pub async fn call<T, E, F, Fut>(&self, f: F) -> Result<T, CallError<E>>
     where
         Self: Policy<E>,
         T: Send,
@@ -54,11 +55,7 @@ impl<O, I> SafetyNet<O, I> {
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        self.execute(move || {
-            let attempt = f();
-            async move { attempt.await.map_err(CallError::Failed) }
-        })
-        .await
+        policy::call(self, f).await
     }
 }
 
@@ -81,7 +78,7 @@ where
         let shared = Mutex::new(f);
         let shared = &shared;
         let attempt = move || {
-            let mut f = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut f = lock(shared);
             (*f)()
         };
         let inner = &self.inner;

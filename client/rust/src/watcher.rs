@@ -16,18 +16,21 @@
 //!
 //! Revisions order information from one history: a snapshot older than what the
 //! notifier already applied (a report's answer can overtake the stream) is ignored.
+//!
+//! The Watch task also feeds a [`Follower`], when the protector has one: a cached
+//! protector's model, which decides locally only while the stream vouches for it.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use resilient_circuit_api::{convert, v1::watch_request::Filter};
-use resilient_circuit_breaker::{Status, TransitionReason};
+use resilient_circuit_breaker::{Status, Time, Transition, TransitionReason};
 
-use crate::cached::Cache;
-use crate::client::Shared;
+use crate::link::unreachable;
+use crate::sync::lock;
+use crate::transport::Connection;
 
 /// One status transition of a protector, as the daemon announced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,44 +97,35 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Updates never leave the value half-done, so a lock poisoned by a panicking
-    // callback's caller is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// An instant the daemon sent, on the wall clock.
+pub(crate) fn wall(t: Time) -> SystemTime {
+    SystemTime::UNIX_EPOCH + t
 }
 
-fn status(wire: i32) -> Option<Status> {
-    v1::Status::try_from(wire)
-        .ok()
-        .and_then(|s| Status::try_from(s).ok())
+impl StatusChange {
+    /// A transition the daemon announced for the protector `name`.
+    pub(crate) fn announced(name: &str, t: &Transition) -> StatusChange {
+        StatusChange {
+            name: name.to_owned(),
+            from: t.from,
+            to: t.to,
+            reason: Some(t.reason),
+            generation: t.generation,
+            open_until: t.open_until.map(wall),
+        }
+    }
 }
 
-fn reason(wire: i32) -> Option<TransitionReason> {
-    Some(match v1::TransitionReason::try_from(wire).ok()? {
-        v1::TransitionReason::Unspecified => return None,
-        v1::TransitionReason::FailureLimit => TransitionReason::FailureLimit,
-        v1::TransitionReason::CooldownElapsed => TransitionReason::CooldownElapsed,
-        v1::TransitionReason::TrialsSucceeded => TransitionReason::TrialsSucceeded,
-        v1::TransitionReason::TrialsFailed => TransitionReason::TrialsFailed,
-        v1::TransitionReason::PermitExpired => TransitionReason::PermitExpired,
-        v1::TransitionReason::Manual => TransitionReason::Manual,
-    })
-}
-
-fn wall(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
-    ts.and_then(convert::time).map(|t| SystemTime::UNIX_EPOCH + t)
-}
-
-/// A wire transition as a [`StatusChange`]; `None` when it is malformed.
-pub(crate) fn change(name: &str, t: &v1::Transition) -> Option<StatusChange> {
-    Some(StatusChange {
-        name: name.to_owned(),
-        from: status(t.from)?,
-        to: status(t.to)?,
-        reason: Some(reason(t.reason)?),
-        generation: t.generation,
-        open_until: wall(t.open_until.as_ref()),
-    })
+/// Who reads a protector's Watch stream besides its [`Notifier`]: a cached protector's
+/// model (see `cached`).
+pub(crate) trait Follower: Send + Sync {
+    /// How long the stream may stay silent before it is taken for dead.
+    fn staleness(&self) -> Duration;
+    /// An event arrived on a stream that resumed from `started_from` (`None`: from a
+    /// snapshot).
+    fn event(&self, event: &v1::WatchEvent, started_from: Option<u64>);
+    /// The stream broke, went silent, or is being reopened.
+    fn interrupted(&self);
 }
 
 impl Notifier {
@@ -180,7 +174,9 @@ impl Notifier {
     /// A protector's whole state: a Watch snapshot, or EnsureProtector's answer
     /// (`created` then means a new life of the protector).
     pub(crate) fn snapshot(&self, p: &v1::Protector, revision: u64, created: bool) {
-        let Some(now) = status(p.status) else { return };
+        let Ok(now) = Status::try_from(p.status()) else {
+            return;
+        };
         let synthetic = {
             let mut s = lock(&self.seen);
             if !created && revision < s.revision {
@@ -203,7 +199,7 @@ impl Notifier {
                 to: now,
                 reason: None,
                 generation: p.generation,
-                open_until: wall(p.open_until.as_ref()),
+                open_until: p.open_until.as_ref().and_then(convert::time).map(wall),
             })
         };
         if let Some(change) = synthetic {
@@ -242,40 +238,29 @@ impl Notifier {
     }
 }
 
-/// Whether a status means the daemon could not be reached (rather than that it refused).
-pub(crate) fn unreachable(status: &tonic::Status) -> bool {
-    use tonic::Code;
-    matches!(
-        status.code(),
-        Code::Unavailable
-            | Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::Internal
-            | Code::Aborted
-    )
-}
-
 /// Reads the Watch of one protector for as long as its handles live (the caller aborts
 /// the task), reconnecting with the client's backoff and resuming from the last revision.
-/// A cached protector's `cache` is fed too: it may decide locally only while this
-/// stream is synced and heard from within its staleness bound (see `cached`).
-pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, cache: Option<Arc<Cache>>) {
-    let staleness = cache
+/// The `follower`, if any, is fed every event and told of every interruption.
+pub(crate) async fn run(
+    connection: Arc<Connection>,
+    notifier: Arc<Notifier>,
+    follower: Option<Arc<dyn Follower>>,
+) {
+    let staleness = follower
         .as_ref()
-        .map_or(shared.config.watch_staleness, |c| c.staleness());
-    // The daemon sends PROGRESS when idle, so a silent stream is a dead one. A cached
-    // protector asks for it more often: its staleness bound is short.
-    let share = if cache.is_some() { 4 } else { 3 };
+        .map_or(connection.config.watch_staleness, |f| f.staleness());
+    // The daemon sends PROGRESS when idle, so a silent stream is a dead one. A follower
+    // (a cached protector) asks for it more often: its staleness bound is short.
+    let share = if follower.is_some() { 4 } else { 3 };
     let progress = (staleness / share).clamp(Duration::from_millis(100), Duration::from_secs(3600));
-    let backoff = shared.link.backoff();
+    let link = &connection.link;
+    let timeout = connection.config.request_timeout;
     let mut resume: Option<u64> = None;
     // The daemon's history the resume revision belongs to: a daemon that restarted
     // without its state has a new epoch, and answers a resume with RESYNC.
     let mut epoch: Option<u64> = None;
     let mut failures = 0u32;
     loop {
-        let mut rpc = ProtectorServiceClient::new(shared.channel.clone());
         let request = v1::WatchRequest {
             filter: Some(Filter::Names(v1::NameList {
                 names: vec![notifier.name.clone()],
@@ -284,17 +269,16 @@ pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, cache: Opt
             start_epoch: resume.and(epoch),
             progress_interval: Some(convert::duration(progress)),
         };
-        let why = match tokio::time::timeout(shared.config.request_timeout, rpc.watch(request)).await {
-            Err(_) => format!("no answer within {:?}", shared.config.request_timeout),
+        let why = match tokio::time::timeout(timeout, connection.watch(request)).await {
+            Err(_) => format!("no answer within {timeout:?}"),
             Ok(Err(status)) => {
                 if unreachable(&status) {
-                    shared.link.failed(&status.message());
+                    link.failed(&status.message());
                 }
                 format!("{}: {}", status.code(), status.message())
             }
-            Ok(Ok(response)) => {
+            Ok(Ok(mut stream)) => {
                 let started_from = resume;
-                let mut stream = response.into_inner();
                 loop {
                     let received = tokio::select! {
                         biased;
@@ -311,19 +295,18 @@ pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, cache: Opt
                         Ok(Ok(None)) => break "the stream ended".to_owned(),
                         Ok(Err(status)) => {
                             if unreachable(&status) {
-                                shared.link.failed(&status.message());
+                                link.failed(&status.message());
                             }
                             break format!("{}: {}", status.code(), status.message());
                         }
                         Ok(Ok(Some(event))) => {
-                            shared.link.up();
+                            link.up();
                             failures = 0;
                             if let Some(v1::watch_event::Event::Synced(synced)) = &event.event {
                                 epoch = Some(synced.epoch);
                             }
-                            if let Some(cache) = &cache {
-                                cache.heard();
-                                feed(cache, &event, started_from);
+                            if let Some(follower) = &follower {
+                                follower.event(&event, started_from);
                             }
                             apply(&notifier, event, started_from, &mut resume);
                         }
@@ -331,10 +314,10 @@ pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, cache: Opt
                 }
             }
         };
-        if let Some(cache) = &cache {
-            cache.unsynced();
+        if let Some(follower) = &follower {
+            follower.interrupted();
         }
-        let delay = backoff.delay(failures);
+        let delay = link.backoff().delay(failures);
         failures = failures.saturating_add(1);
         tracing::debug!(name = %notifier.name, why = %why, retry_in = ?delay, resume_from = ?resume, "watch interrupted");
         // A reconnect delay, not synchronisation: the stream is gone and the daemon is
@@ -343,29 +326,6 @@ pub(crate) async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, cache: Opt
             () = tokio::time::sleep(delay) => {}
             () = notifier.restart.notified() => resume = None,
         }
-    }
-}
-
-/// What a Watch event tells a cached protector's model.
-fn feed(cache: &Cache, event: &v1::WatchEvent, started_from: Option<u64>) {
-    match &event.event {
-        Some(Event::Snapshot(p)) => cache.snapshot(p, false),
-        Some(Event::Created(p)) => cache.snapshot(p, true),
-        Some(Event::StatusChanged(sc)) => {
-            if let Some(t) = &sc.transition {
-                cache.transition(t);
-            }
-        }
-        Some(Event::Deleted(_)) => cache.deleted(),
-        Some(Event::OverrideChanged(oc)) => {
-            cache.overridden(oc.r#override.as_ref().map_or(0, |o| o.kind));
-        }
-        Some(Event::Resync(_)) if started_from.is_some_and(|from| event.revision < from) => {
-            cache.new_history()
-        }
-        Some(Event::Resync(_)) => cache.unsynced(),
-        Some(Event::Synced(_)) => cache.synced(),
-        Some(Event::Progress(_) | Event::PolicyUpdated(_)) | None => {}
     }
 }
 
@@ -378,8 +338,8 @@ fn apply(notifier: &Notifier, event: v1::WatchEvent, started_from: Option<u64>, 
             *resume = Some(revision);
         }
         Some(Event::StatusChanged(sc)) => {
-            if let Some(change) = sc.transition.as_ref().and_then(|t| change(&sc.name, t)) {
-                notifier.transition(change, revision);
+            if let Some(t) = sc.transition.as_ref().and_then(|t| convert::transition(t).ok()) {
+                notifier.transition(StatusChange::announced(&sc.name, &t), revision);
             }
             *resume = Some(revision);
         }

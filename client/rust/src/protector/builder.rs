@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use resilient_circuit_breaker::Policy as ProtectorPolicy;
 
-use super::fallback::LocalMachine;
-use super::{DEFAULT_CACHED_STALENESS, Fallback, Inner, Protector};
-use crate::cached::Cache;
-use crate::client::Shared;
+use super::fallback::{Fallback, LocalMachine};
+use super::handle::Protector;
+use super::state::Inner;
+use crate::cached::{Cache, DEFAULT_CACHED_STALENESS};
 use crate::error::Error;
-use crate::link::Attempt;
-use crate::watcher::{self, Notifier};
+use crate::link::{Attempt, unreachable};
+use crate::transport::Connection;
+use crate::watcher::Notifier;
 
 /// Options of a [`Protector`]; see [`Client::protector_builder`](crate::Client::protector_builder).
 #[derive(Debug)]
 pub struct ProtectorBuilder {
-    shared: Arc<Shared>,
+    connection: Arc<Connection>,
     name: String,
     policy: ProtectorPolicy,
     fallback: Option<Fallback>,
@@ -26,9 +27,9 @@ pub struct ProtectorBuilder {
 }
 
 impl ProtectorBuilder {
-    pub(crate) fn new(shared: Arc<Shared>, name: String) -> ProtectorBuilder {
+    pub(crate) fn new(connection: Arc<Connection>, name: String) -> ProtectorBuilder {
         ProtectorBuilder {
-            shared,
+            connection,
             name,
             policy: ProtectorPolicy::default(),
             fallback: None,
@@ -48,7 +49,7 @@ impl ProtectorBuilder {
     /// Watch event announcing it run against an OPEN protector; their outcomes carry the
     /// old generation and are counted stale by the daemon (and in
     /// [`ClientStats::batched_stale`](crate::ClientStats::batched_stale)). The window
-    /// lasts as long as the Watch delivery (sub-millisecond on loopback), at worst the
+    /// lasts as long as the Watch delivery (BENCHMARKS.md has the figures), at worst the
     /// staleness bound.
     pub fn cached(mut self, cached: bool) -> Self {
         self.cached = cached.then(|| self.cached.unwrap_or(DEFAULT_CACHED_STALENESS));
@@ -87,7 +88,7 @@ impl ProtectorBuilder {
             notifier: Arc::new(Notifier::new(self.name.clone())),
             name: self.name,
             policy: self.policy,
-            shared: self.shared,
+            connection: self.connection,
             fallback,
             declared: self.fallback.is_some(),
             ensured: AtomicBool::new(false),
@@ -97,25 +98,22 @@ impl ProtectorBuilder {
             flusher: Mutex::new(None),
         });
 
-        if inner.declared && inner.shared.link.attempt() == Attempt::Skip {
+        let link = &inner.connection.link;
+        if inner.declared && link.attempt() == Attempt::Skip {
             return Ok(Protector::started(inner));
         }
-        let timeout = inner.shared.config.request_timeout;
-        let mut rpc = inner.rpc();
-        match tokio::time::timeout(timeout, inner.ensure(&mut rpc)).await {
-            Ok(Ok(())) => inner.shared.link.up(),
-            Ok(Err(status)) if watcher::unreachable(&status) => {
-                inner.shared.link.failed(&status.message());
+        let timeout = inner.connection.config.request_timeout;
+        match tokio::time::timeout(timeout, inner.ensure()).await {
+            Ok(Ok(())) => link.up(),
+            Ok(Err(status)) if unreachable(&status) => {
+                link.failed(&status.message());
                 if !inner.declared {
                     return Err(Error::Status(status));
                 }
             }
             Ok(Err(status)) => return Err(Error::Status(status)),
             Err(_) => {
-                inner
-                    .shared
-                    .link
-                    .failed(&format_args!("EnsureProtector took over {timeout:?}"));
+                link.failed(&format_args!("EnsureProtector took over {timeout:?}"));
                 if !inner.declared {
                     return Err(Error::Timeout(timeout));
                 }
@@ -135,7 +133,7 @@ impl Protector {
             return Ok(self.clone());
         }
         let inner = &self.inner;
-        let mut builder = ProtectorBuilder::new(Arc::clone(&inner.shared), inner.name.clone())
+        let mut builder = ProtectorBuilder::new(Arc::clone(&inner.connection), inner.name.clone())
             .policy(inner.policy)
             .cached(true);
         if inner.declared {

@@ -3,10 +3,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use resilient_circuit_breaker::{self as breaker, Decision, DecisionReason, Outcome, Time};
+use resilient_circuit_breaker::{self as breaker, Decision, Outcome, Time};
 use tokio::time::Instant;
 
 use crate::error::Rejection;
+use crate::sync::lock;
 
 /// Who decides an Acquire when the daemon cannot be asked in time (it is down, slow,
 /// or the link is in its backoff period).
@@ -48,18 +49,12 @@ impl LocalMachine {
         self.epoch + self.start.elapsed()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, breaker::Protector> {
-        // The machine's operations do not panic midway, so a poisoned lock still holds
-        // a consistent machine.
-        self.machine.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Admitted: the permit and whether it is a trial.
-    pub(crate) fn acquire(&self, name: &str) -> Result<(breaker::Permit, bool), Rejection> {
-        let mut machine = self.lock();
+    /// The machine's decision: a permit, or a rejection marked as the fallback's.
+    pub(crate) fn acquire(&self, name: &str) -> Result<breaker::Permit, Rejection> {
+        let mut machine = lock(&self.machine);
         let result = machine.acquire(self.now());
         match result.decision {
-            Decision::Admitted { permit, reason } => Ok((permit, reason == DecisionReason::Trial)),
+            Decision::Admitted { permit, .. } => Ok(permit),
             Decision::Rejected { reason, retry_after } => Err(Rejection {
                 name: name.to_owned(),
                 status: machine.status(),
@@ -72,12 +67,12 @@ impl LocalMachine {
 
     /// Whether the report was accepted.
     pub(crate) fn report(&self, permit: breaker::Permit, outcome: Outcome) -> bool {
-        self.lock().report(permit, outcome, self.now()).accepted
+        lock(&self.machine).report(permit, outcome, self.now()).accepted
     }
 
     /// Takes the daemon's policy when it differs from the one asked for.
     pub(crate) fn adopt(&self, policy: breaker::Policy) {
-        let mut machine = self.lock();
+        let mut machine = lock(&self.machine);
         if *machine.policy() != policy {
             machine.update_policy(policy, self.now());
         }

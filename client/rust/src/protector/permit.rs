@@ -5,8 +5,8 @@ use std::sync::Arc;
 use resilient_circuit_api::v1;
 use resilient_circuit_breaker::{self as breaker, Outcome, Status};
 
-use super::{Inner, status};
-use crate::client::Stats;
+use super::state::Inner;
+use crate::transport::Stats;
 
 /// How a permit's report ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,18 +55,19 @@ pub struct CallPermit {
 }
 
 impl CallPermit {
-    pub(super) fn daemon(protector: Arc<Inner>, permit: v1::Permit) -> CallPermit {
+    /// The daemon's permit, as it came (to be sent back as it is).
+    pub(super) fn daemon(protector: Arc<Inner>, permit: v1::Permit, trial: bool) -> CallPermit {
         CallPermit {
             protector,
-            trial: permit.id != 0,
+            trial,
             grant: Some(Grant::Daemon(permit)),
         }
     }
 
-    pub(super) fn local(protector: Arc<Inner>, permit: breaker::Permit, trial: bool) -> CallPermit {
+    pub(super) fn local(protector: Arc<Inner>, permit: breaker::Permit) -> CallPermit {
         CallPermit {
             protector,
-            trial,
+            trial: permit.is_trial(),
             grant: Some(Grant::Local(permit)),
         }
     }
@@ -175,7 +176,7 @@ impl Drop for CallPermit {
 }
 
 fn lost(protector: &Inner, outcome: Outcome, why: &str) {
-    Stats::bump(&protector.shared.stats.reports_lost);
+    Stats::bump(&protector.connection.stats.reports_lost);
     tracing::warn!(name = %protector.name, ?outcome, why, "a report could not reach the daemon and is dropped");
 }
 
@@ -204,21 +205,21 @@ fn report_in_process(protector: &Inner, grant: Grant, outcome: Outcome) -> Resul
             status: None,
         }),
         Grant::Allowed => {
-            Stats::bump(&protector.shared.stats.reports_dropped);
+            Stats::bump(&protector.connection.stats.reports_dropped);
             Ok(Resolved::NOT_RECORDED)
         }
     }
 }
 
 async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcome) -> Resolved {
-    let link = &protector.shared.link;
+    let link = &protector.connection.link;
     // While the link is in its backoff period the report would only wait for nothing.
     if link.is_down() {
         lost(protector, outcome, "the link to the daemon is down");
         return Resolved::NOT_RECORDED;
     }
-    let timeout = protector.shared.config.request_timeout;
-    let report = protector.shared.report(&protector.name, permit, outcome);
+    let timeout = protector.connection.config.request_timeout;
+    let report = protector.connection.report(&protector.name, permit, outcome);
     match link.ask(timeout, report).await {
         Ok(r) => {
             if let Some(t) = &r.transition {
@@ -226,7 +227,7 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
             }
             Resolved {
                 accepted: r.accepted,
-                status: status(r.status),
+                status: Status::try_from(r.status()).ok(),
             }
         }
         Err(why) => {
@@ -245,7 +246,7 @@ async fn report_cached(protector: &Inner, generation: u64, outcome: Outcome) -> 
     match reporter.send(Some((generation, outcome))).await {
         Some(r) if r.error.is_none() => Resolved {
             accepted: r.stale == 0,
-            status: status(r.status),
+            status: Status::try_from(r.status()).ok(),
         },
         _ => Resolved::NOT_RECORDED,
     }

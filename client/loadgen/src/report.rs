@@ -1,15 +1,19 @@
-//! How a run's result looks: a few aligned lines for a person, or one JSON object.
+//! How a run's result looks: a few aligned lines for a person, or one JSON object, on
+//! stdout; notes for the operator go to stderr, after [`NOTE`].
 
 use serde_json::{Value, json};
 
-use super::run::Measured;
-use super::{BenchArgs, BenchMode};
+use crate::args::{Args, Mode};
+use crate::plan::Measured;
+
+/// How notes on stderr begin: the load generator runs as this command.
+pub const NOTE: &str = "circuitctl bench";
 
 /// A run's result with what it was asked to do.
 #[derive(Debug)]
 pub struct Summary<'a> {
     /// The command line.
-    pub args: &'a BenchArgs,
+    pub args: &'a Args,
     /// Connections actually used.
     pub connections: usize,
     /// The run (the echo run itself in echo mode).
@@ -69,11 +73,11 @@ impl Summary<'_> {
         let m = self.measured;
         let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let what = match a.mode {
-            BenchMode::Unary => "Acquire + Report, two unary calls",
-            BenchMode::Session => "Acquire + Report, pipelined on a Session",
-            BenchMode::Echo => "two unary Echo calls",
-            BenchMode::Watch => "a Watch delivery",
-            BenchMode::Cached => "the library's acquire + resolve, cached",
+            Mode::Unary => "Acquire + Report, two unary calls",
+            Mode::Session => "Acquire + Report, pipelined on a Session",
+            Mode::Echo => "two unary Echo calls",
+            Mode::Watch => "a Watch delivery",
+            Mode::Cached => "the library's acquire + resolve, cached",
         };
         let mut out = format!(
             "bench {}: {} in flight on {}, {}, {} measured after {} warmup\n",
@@ -91,7 +95,7 @@ impl Summary<'_> {
             m.tally.rejected,
             m.tally.errors,
         );
-        let what = if a.acquire_only && a.mode != BenchMode::Cached {
+        let what = if a.acquire_only && a.mode != Mode::Cached {
             "one Acquire, not reported"
         } else {
             what
@@ -107,7 +111,7 @@ impl Summary<'_> {
             out += &format!("  {key:<15} {value:>12}\n");
         }
         if let Some(b) = self.baseline {
-            let shape = if a.mode == BenchMode::Session {
+            let shape = if a.mode == Mode::Session {
                 "two messages on an EchoStream"
             } else {
                 "two unary Echo calls"

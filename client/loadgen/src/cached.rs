@@ -6,13 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
 use resilient_circuit::{Client, Protector};
 use resilient_circuit_api::v1;
 use tokio::task::JoinSet;
 
-use super::tally::{Tally, Window, Workload};
-use crate::error::Failure;
+use crate::error::Error;
+use crate::tally::{Tally, Window, Workload};
 
 /// Local decisions a worker takes between yields: a local decision never waits, so
 /// without a yield a worker would keep its thread from the Watch streams and flushers.
@@ -24,13 +23,13 @@ pub async fn prepare(
     workload: &Workload,
     policy: &v1::Policy,
     timeout: Duration,
-) -> Result<(Client, Arc<[Protector]>), Failure> {
-    let policy =
-        resilient_circuit_api::convert::policy(policy).map_err(|e| anyhow!("the bench policy: {e}"))?;
+) -> Result<(Client, Arc<[Protector]>), Error> {
+    let policy = resilient_circuit_api::convert::policy(policy)
+        .map_err(|e| Error::other(format!("the bench policy: {e}")))?;
     let client = tokio::time::timeout(timeout, Client::connect(addr.to_owned()))
         .await
-        .map_err(|_| anyhow!("no connection to {addr} within {timeout:?}"))?
-        .context("cannot connect the client library")?;
+        .map_err(|_| Error::other(format!("no connection to {addr} within {timeout:?}")))?
+        .map_err(|e| Error::because("cannot connect the client library", e))?;
     let mut protectors = Vec::with_capacity(workload.names.len());
     for name in workload.names.iter() {
         let build = client
@@ -40,8 +39,8 @@ pub async fn prepare(
             .build();
         let protector = tokio::time::timeout(timeout, build)
             .await
-            .map_err(|_| anyhow!("{name}: not ready within {timeout:?}"))?
-            .with_context(|| format!("{name}: cannot build the cached protector"))?;
+            .map_err(|_| Error::other(format!("{name}: not ready within {timeout:?}")))?
+            .map_err(|e| Error::because(format!("{name}: cannot build the cached protector"), e))?;
         protectors.push(protector);
     }
     Ok((client, protectors.into()))
@@ -81,12 +80,5 @@ pub async fn run(protectors: &Arc<[Protector]>, workload: &Workload, window: Win
             }
         });
     }
-    let mut total = Tally::new();
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(tally) => total.merge(&tally),
-            Err(e) => total.failed(&window, format!("a worker ended abnormally: {e}")),
-        }
-    }
-    total
+    Tally::gather(workers, &window, "a worker").await
 }

@@ -6,12 +6,12 @@ use std::pin::pin;
 
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
-use resilient_circuit_loadgen::echo::EchoRequest;
-use resilient_circuit_loadgen::echo::echo_service_client::EchoServiceClient;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
-use super::tally::{Answer, Tally, Window, Workload};
+use crate::echo::EchoRequest;
+use crate::echo::echo_service_client::EchoServiceClient;
+use crate::tally::{Answer, Tally, Window, Workload};
 
 /// Where a worker sends its two calls.
 #[derive(Debug, Clone)]
@@ -78,14 +78,7 @@ pub async fn run(targets: &[Target], workload: &Workload, window: Window) -> Tal
         let target = targets[worker % targets.len()].clone();
         workers.spawn(work(target, workload.clone(), worker, window));
     }
-    let mut total = Tally::new();
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(tally) => total.merge(&tally),
-            Err(e) => total.failed(&window, format!("a worker ended abnormally: {e}")),
-        }
-    }
-    total
+    Tally::gather(workers, &window, "a worker").await
 }
 
 async fn work(mut target: Target, workload: Workload, worker: usize, window: Window) -> Tally {

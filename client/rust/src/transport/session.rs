@@ -30,16 +30,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
+use crate::sync::lock;
+
 /// One answer: the response, or the status the unary call would have failed with.
 pub(crate) type Answer = Result<session_response::Response, tonic::Status>;
 
 /// Requests waiting for their answer; `None` once the stream broke.
 type Pending = Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update is a single insert, remove or take, so a poisoned lock is consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One open (or opening) session stream.
 #[derive(Debug)]

@@ -7,13 +7,14 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use anyhow::Context;
+use crate::echo::echo_service_server::{EchoService, EchoServiceServer};
+use crate::echo::{EchoRequest, EchoResponse};
 use futures_util::{Stream, StreamExt};
-use resilient_circuit_loadgen::echo::echo_service_server::{EchoService, EchoServiceServer};
-use resilient_circuit_loadgen::echo::{EchoRequest, EchoResponse};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
 
 /// Answers every call at once with what it was sent.
 #[derive(Debug, Clone, Copy)]
@@ -44,13 +45,14 @@ impl EchoService for Echo {
 pub struct EchoServer {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
-    done: oneshot::Receiver<anyhow::Result<()>>,
+    done: oneshot::Receiver<Result<(), Error>>,
 }
 
 impl EchoServer {
     /// Binds 127.0.0.1:0 and starts serving on a thread of its own.
-    pub fn start() -> anyhow::Result<EchoServer> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind the echo baseline")?;
+    pub fn start() -> Result<EchoServer, Error> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| Error::because("cannot bind the echo baseline", e))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -60,7 +62,7 @@ impl EchoServer {
             .spawn(move || {
                 let _ = finished.send(serve(listener, stopped));
             })
-            .context("cannot start the echo baseline's thread")?;
+            .map_err(|e| Error::because("cannot start the echo baseline's thread", e))?;
         Ok(EchoServer { addr, stop, done })
     }
 
@@ -70,14 +72,17 @@ impl EchoServer {
     }
 
     /// Stops serving and waits until the server has let go of its threads.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), Error> {
         let _ = self.stop.send(());
-        self.done.await.context("the echo baseline's thread panicked")?
+        self.done
+            .await
+            .map_err(|e| Error::because("the echo baseline's thread panicked", e))?
     }
 }
 
-fn serve(listener: std::net::TcpListener, stopped: oneshot::Receiver<()>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the echo baseline's runtime")?;
+fn serve(listener: std::net::TcpListener, stopped: oneshot::Receiver<()>) -> Result<(), Error> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::because("cannot start the echo baseline's runtime", e))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         // As circuitd does: small RPCs want TCP_NODELAY, which tonic does not set on
@@ -95,6 +100,6 @@ fn serve(listener: std::net::TcpListener, stopped: oneshot::Receiver<()>) -> any
                 let _ = stopped.await;
             })
             .await
-            .context("the echo baseline failed")
+            .map_err(|e| Error::because("the echo baseline failed", e))
     })
 }

@@ -11,25 +11,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use futures_util::{StreamExt, TryStreamExt};
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
-use resilient_circuit_loadgen::echo::echo_service_client::EchoServiceClient;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::cached;
-use super::echo::EchoServer;
-use super::pipeline::{self, EchoStream, Session};
-use super::tally::{Tally, Window, Workload};
-use super::unary::{self, Target};
-use super::{BenchArgs, BenchMode};
-use crate::commands::connect;
-use crate::error::Failure;
+use crate::args::{Args, Mode};
+use crate::baseline::EchoServer;
+use crate::cached;
+use crate::daemon::{connect, within};
+use crate::echo::echo_service_client::EchoServiceClient;
+use crate::echo::{EchoRequest, EchoResponse};
+use crate::error::Error;
+use crate::pipeline::{self, EchoStream, Session};
+use crate::tally::{Tally, Window, Workload};
+use crate::unary::{self, Target};
 
 /// Setup calls in flight at once while preparing many protectors.
 const SETUP_CONCURRENCY: usize = 32;
@@ -65,21 +65,27 @@ pub struct Plan {
     policy: v1::Policy,
 }
 
+/// Which server a stream goes to.
+#[derive(Debug, Clone, Copy)]
+enum Server {
+    /// circuitd.
+    Daemon,
+    /// The echo baseline.
+    Echo,
+}
+
 /// A stream opened on one connection, with the workers it carries.
 enum Opened {
     Session(
         mpsc::Sender<v1::SessionRequest>,
         tonic::Streaming<v1::SessionResponse>,
     ),
-    Echo(
-        mpsc::Sender<resilient_circuit_loadgen::echo::EchoRequest>,
-        tonic::Streaming<resilient_circuit_loadgen::echo::EchoResponse>,
-    ),
+    Echo(mpsc::Sender<EchoRequest>, tonic::Streaming<EchoResponse>),
 }
 
 impl Plan {
     /// The plan for `args`.
-    pub fn new(args: &BenchArgs, timeout: Duration) -> Plan {
+    pub fn new(args: &Args, timeout: Duration) -> Plan {
         let concurrency = args.concurrency as usize;
         let fraction = |numerator, denominator| {
             Some(v1::Fraction {
@@ -124,19 +130,13 @@ impl Plan {
     }
 
     /// The echo baseline in the shape of `mode`, on a server of its own.
-    pub async fn against_echo(&self, mode: BenchMode) -> Result<Measured, Failure> {
+    pub async fn against_echo(&self, mode: Mode) -> Result<Measured, Error> {
         let server = EchoServer::start()?;
         let uri = server.uri();
         let result = async {
             let channels = self.connect(&uri).await?;
-            let tally = if mode == BenchMode::Session {
-                let mut opened = Vec::new();
-                for channel in &channels {
-                    let (tx, rx) = mpsc::channel(self.workload.concurrency);
-                    let mut client = EchoServiceClient::new(channel.clone());
-                    let call = client.echo_stream(ReceiverStream::new(rx));
-                    opened.push(Opened::Echo(tx, self.call(&uri, call).await?));
-                }
+            let tally = if mode == Mode::Session {
+                let opened = self.open_streams(&uri, &channels, Server::Echo).await?;
                 self.pipelined(opened).await
             } else {
                 let targets: Vec<Target> = channels
@@ -145,7 +145,7 @@ impl Plan {
                     .collect();
                 unary::run(&targets, &self.workload, self.window()).await
             };
-            Ok::<_, Failure>(tally)
+            Ok::<_, Error>(tally)
         }
         .await;
         server.stop().await?;
@@ -158,23 +158,16 @@ impl Plan {
     }
 
     /// The daemon at `addr`, in unary, session or cached mode.
-    pub async fn against_daemon(&self, mode: BenchMode, addr: &str) -> Result<Measured, Failure> {
+    pub async fn against_daemon(&self, mode: Mode, addr: &str) -> Result<Measured, Error> {
         let channels = self.connect(addr).await?;
         self.ensure(addr, &channels[0]).await?;
-        let library = if mode == BenchMode::Cached {
+        let library = if mode == Mode::Cached {
             Some(cached::prepare(addr, &self.workload, &self.policy, self.timeout).await?)
         } else {
             None
         };
-        let opened = if mode == BenchMode::Session {
-            let mut opened = Vec::new();
-            for channel in &channels {
-                let (tx, rx) = mpsc::channel(self.workload.concurrency);
-                let mut client = ProtectorServiceClient::new(channel.clone());
-                let call = client.session(ReceiverStream::new(rx));
-                opened.push(Opened::Session(tx, self.call(addr, call).await?));
-            }
-            opened
+        let opened = if mode == Mode::Session {
+            self.open_streams(addr, &channels, Server::Daemon).await?
         } else {
             Vec::new()
         };
@@ -193,7 +186,7 @@ impl Plan {
         });
         let tally = if let Some((_, protectors)) = &library {
             cached::run(protectors, &self.workload, window).await
-        } else if mode == BenchMode::Session {
+        } else if mode == Mode::Session {
             self.pipelined_in(opened, window).await
         } else {
             let targets: Vec<Target> = channels
@@ -208,11 +201,11 @@ impl Plan {
                 let after = generations(channels[0].clone(), &self.workload.names).await;
                 let before = before
                     .await
-                    .map_err(|e| anyhow!("counting generations failed: {e}"))?;
+                    .map_err(|e| Error::other(format!("counting generations failed: {e}")))?;
                 match (before, after) {
                     (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
                     (Err(status), _) | (_, Err(status)) => {
-                        return Err(Failure::from_status(addr, status));
+                        return Err(Error::from_status(addr, status));
                     }
                 }
             }
@@ -241,7 +234,7 @@ impl Plan {
         Window::starting_now(self.warmup, self.duration, self.timeout)
     }
 
-    async fn connect(&self, addr: &str) -> Result<Vec<Channel>, Failure> {
+    async fn connect(&self, addr: &str) -> Result<Vec<Channel>, Error> {
         let mut channels = Vec::with_capacity(self.connections);
         for _ in 0..self.connections {
             channels.push(connect(addr, self.timeout).await?);
@@ -249,25 +242,47 @@ impl Plan {
         Ok(channels)
     }
 
+    /// One stream on each of `channels` to `addr`: Session streams of the daemon, or
+    /// EchoStreams of the baseline.
+    async fn open_streams(&self, addr: &str, channels: &[Channel], to: Server) -> Result<Vec<Opened>, Error> {
+        let depth = self.workload.concurrency;
+        let mut opened = Vec::with_capacity(channels.len());
+        for channel in channels {
+            opened.push(match to {
+                Server::Daemon => {
+                    let (tx, rx) = mpsc::channel(depth);
+                    let mut client = ProtectorServiceClient::new(channel.clone());
+                    let call = client.session(ReceiverStream::new(rx));
+                    Opened::Session(tx, self.call(addr, call).await?)
+                }
+                Server::Echo => {
+                    let (tx, rx) = mpsc::channel(depth);
+                    let mut client = EchoServiceClient::new(channel.clone());
+                    let call = client.echo_stream(ReceiverStream::new(rx));
+                    Opened::Echo(tx, self.call(addr, call).await?)
+                }
+            });
+        }
+        Ok(opened)
+    }
+
     /// Awaits a setup call for at most `--timeout`.
     async fn call<T>(
         &self,
         addr: &str,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T, Failure> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(Failure::from_status(addr, status)),
-            Err(_) => Err(Failure::Rpc(tonic::Status::deadline_exceeded(format!(
+    ) -> Result<T, Error> {
+        within(addr, self.timeout, call).await?.ok_or_else(|| {
+            Error::Status(tonic::Status::deadline_exceeded(format!(
                 "no answer from {addr} within {:?}",
                 self.timeout
-            )))),
-        }
+            )))
+        })
     }
 
     /// Creates the protectors, or brings existing ones to the bench policy and CLOSED, so
     /// a run never starts from what an earlier run left behind.
-    async fn ensure(&self, addr: &str, channel: &Channel) -> Result<(), Failure> {
+    async fn ensure(&self, addr: &str, channel: &Channel) -> Result<(), Error> {
         let names = self.workload.names.iter().cloned();
         futures_util::stream::iter(names)
             .map(|name| self.ensure_one(addr, channel, name))
@@ -276,7 +291,7 @@ impl Plan {
             .await
     }
 
-    async fn ensure_one(&self, addr: &str, channel: &Channel, name: String) -> Result<(), Failure> {
+    async fn ensure_one(&self, addr: &str, channel: &Channel, name: String) -> Result<(), Error> {
         let req = v1::EnsureProtectorRequest {
             name: name.clone(),
             policy: Some(self.policy),
@@ -326,14 +341,7 @@ impl Plan {
             };
             first += slots;
         }
-        let mut total = Tally::new();
-        while let Some(joined) = drivers.join_next().await {
-            match joined {
-                Ok(tally) => total.merge(&tally),
-                Err(e) => total.failed(&window, format!("a stream driver ended abnormally: {e}")),
-            }
-        }
-        total
+        Tally::gather(drivers, &window, "a stream driver").await
     }
 }
 

@@ -1,43 +1,21 @@
-//! `circuitctl bench`: the load generator.
+//! The flags of a run, and the parsers that check each value's shape and bounds.
 //!
-//! A run drives decisions (an Acquire, then a Report when admitted) at a fixed number in
-//! flight for a fixed time, after a warmup, and prints decisions per second and the
-//! latency of one whole decision. With `--baseline` it first drives the same shape
-//! against an echo service it serves itself on 127.0.0.1:0 (two Echo calls per decision,
-//! or two messages on an EchoStream), so the figure is also a ratio to what the transport
-//! alone manages on this machine at this moment. Everything is bounded: the run ends
-//! after warmup + duration, and answers still missing `--timeout` later are abandoned.
-//!
-//! Layout: `tally` the window, counters and workload; `unary`, `pipeline` and `cached`
-//! the three shapes of decisions; `watch` the fan-out of transitions to watchers; `echo` the baseline server; `run` connecting, preparing the protectors and
-//! counting transitions; `report` the summary.
+//! A malformed or out-of-range value is a usage error, reported by clap before anything
+//! connects; the messages read as circuitctl's own value parsers do.
 
-mod cached;
-mod echo;
-mod pipeline;
-mod report;
-mod run;
-mod tally;
-mod unary;
-mod watch;
-
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::anyhow;
-use clap::{Args, ValueEnum};
-
-use crate::error::Failure;
+use clap::ValueEnum;
 
 /// What `bench` drives and how hard.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
     /// unary: Acquire then Report as two calls; session: both pipelined on Session
     /// streams; cached: the client library's protectors in cached mode (local decisions,
     /// batched successes; its baseline is the unary one); echo: the baseline alone (in
     /// the unary shape); watch: how long SetStatus takes to reach --watchers Watch streams.
-    #[arg(long, value_enum, default_value_t = BenchMode::Unary)]
-    pub mode: BenchMode,
+    #[arg(long, value_enum, default_value_t = Mode::Unary)]
+    pub mode: Mode,
     /// Decisions in flight at once, across all connections.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: u32,
@@ -87,7 +65,7 @@ pub struct BenchArgs {
 
 /// What a run drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchMode {
+pub enum Mode {
     /// Acquire and Report as unary calls.
     Unary,
     /// Acquire and Report pipelined on Session streams.
@@ -100,57 +78,26 @@ pub enum BenchMode {
     Watch,
 }
 
-impl BenchMode {
-    fn word(self) -> &'static str {
+impl Mode {
+    /// The mode as the command line spells it.
+    pub(crate) fn word(self) -> &'static str {
         match self {
-            BenchMode::Unary => "unary",
-            BenchMode::Session => "session",
-            BenchMode::Cached => "cached",
-            BenchMode::Echo => "echo",
-            BenchMode::Watch => "watch",
+            Mode::Unary => "unary",
+            Mode::Session => "session",
+            Mode::Cached => "cached",
+            Mode::Echo => "echo",
+            Mode::Watch => "watch",
         }
     }
 }
 
-/// Runs the benchmark against the daemon at `addr` (not contacted in echo mode) and
-/// prints the result; `timeout` bounds connecting, each setup call, and the wait for
-/// answers after the run.
-pub async fn run(args: BenchArgs, addr: &str, timeout: Duration, json: bool) -> Result<ExitCode, Failure> {
-    if args.mode == BenchMode::Watch {
-        return watch::run(&args, addr, timeout, json).await;
-    }
-    let plan = run::Plan::new(&args, timeout);
-    let baseline = if args.baseline || args.mode == BenchMode::Echo {
-        Some(plan.against_echo(args.mode).await?)
-    } else {
-        None
-    };
-    let (measured, baseline) = match (args.mode, baseline) {
-        (BenchMode::Echo, Some(echo)) => (echo, None),
-        (_, baseline) => (plan.against_daemon(args.mode, addr).await?, baseline),
-    };
-    let summary = report::Summary {
-        args: &args,
-        connections: plan.connections(),
-        measured: &measured,
-        baseline: baseline.as_ref(),
-    };
-    let text = if json { summary.json() } else { summary.text() };
-    print!("{text}");
-    if let Some(why) = &measured.tally.first_error {
-        eprintln!(
-            "circuitctl bench: {} request(s) failed in the window; the first: {why}",
-            measured.tally.errors
-        );
-    }
-    if measured.tally.decisions() == 0 {
-        return Err(anyhow!("no decision completed in the measured window").into());
-    }
-    Ok(ExitCode::SUCCESS)
+/// A human duration such as `30s`, `1m30s` or `250ms`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 30s, 5m, 250ms)"))
 }
 
 fn measured(s: &str) -> Result<Duration, String> {
-    let d = crate::cli::duration(s)?;
+    let d = duration(s)?;
     if d.is_zero() || d > Duration::from_secs(3600) {
         return Err("expected more than 0 and at most 1h".to_owned());
     }
@@ -158,7 +105,7 @@ fn measured(s: &str) -> Result<Duration, String> {
 }
 
 fn warmup(s: &str) -> Result<Duration, String> {
-    let d = crate::cli::duration(s)?;
+    let d = duration(s)?;
     if d > Duration::from_secs(600) {
         return Err("expected at most 10m".to_owned());
     }
@@ -166,7 +113,7 @@ fn warmup(s: &str) -> Result<Duration, String> {
 }
 
 fn hold(s: &str) -> Result<Duration, String> {
-    let d = crate::cli::duration(s)?;
+    let d = duration(s)?;
     if d > Duration::from_secs(3600) {
         return Err("expected at most 1h".to_owned());
     }

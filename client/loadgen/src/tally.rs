@@ -12,9 +12,16 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use resilient_circuit_api::v1;
+use tokio::task::JoinSet;
 
 /// The longest latency the histogram holds exactly; longer ones are recorded as this.
 const LATENCY_CEILING_NS: u64 = 60_000_000_000;
+
+/// An empty histogram of latencies in nanoseconds, to 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_CEILING_NS, 3)
+        .expect("the bounds are constants that hdrhistogram accepts")
+}
 
 /// When the run measures.
 #[derive(Debug, Clone, Copy)]
@@ -91,8 +98,7 @@ impl Tally {
     /// An empty tally.
     pub fn new() -> Tally {
         Tally {
-            latency_ns: Histogram::new_with_bounds(1, LATENCY_CEILING_NS, 3)
-                .expect("the bounds are constants that hdrhistogram accepts"),
+            latency_ns: latency_histogram(),
             admitted: 0,
             rejected: 0,
             errors: 0,
@@ -136,6 +142,19 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
+    }
+
+    /// The merged tallies of `tasks` as they end; a task that panicked or was cancelled
+    /// counts as a failure of `what`.
+    pub async fn gather(mut tasks: JoinSet<Tally>, window: &Window, what: &str) -> Tally {
+        let mut total = Tally::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(tally) => total.merge(&tally),
+                Err(e) => total.failed(window, format!("{what} ended abnormally: {e}")),
+            }
+        }
+        total
     }
 
     /// Decisions completed in the window.

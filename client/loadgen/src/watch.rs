@@ -14,12 +14,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use hdrhistogram::Histogram;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
@@ -29,9 +27,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
-use super::BenchArgs;
-use crate::commands::connect;
-use crate::error::Failure;
+use crate::args::Args;
+use crate::daemon::{connect, within};
+use crate::error::Error;
+use crate::report::NOTE;
+use crate::tally::latency_histogram;
 
 /// The protector every watcher watches.
 const NAME: &str = "bench-watch";
@@ -71,20 +71,20 @@ impl Shared {
         target: usize,
         stall: Duration,
         what: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let mut seen = count.load(Ordering::Acquire);
         while seen < target {
             if let Some(why) = self.error() {
-                return Err(anyhow!("a watcher failed: {why}"));
+                return Err(Error::other(format!("a watcher failed: {why}")));
             }
             let moved = tokio::time::timeout(stall, self.progress.notified())
                 .await
                 .is_ok();
             let now = count.load(Ordering::Acquire);
             if !moved && now == seen {
-                return Err(anyhow!(
+                return Err(Error::other(format!(
                     "{what}: {now} of {target}, nothing more within {stall:?}"
-                ));
+                )));
             }
             seen = now;
         }
@@ -93,7 +93,7 @@ impl Shared {
 }
 
 /// Runs the watch shape against the daemon at `addr` and prints its figures.
-pub async fn run(args: &BenchArgs, addr: &str, timeout: Duration, json: bool) -> Result<ExitCode, Failure> {
+pub async fn run(args: &Args, addr: &str, timeout: Duration, json: bool) -> Result<(), Error> {
     let watchers = args.watchers as usize;
     let admin_channel = connect(addr, timeout).await?;
     prepare(addr, &admin_channel, timeout).await?;
@@ -116,7 +116,7 @@ pub async fn run(args: &BenchArgs, addr: &str, timeout: Duration, json: bool) ->
             .reach(&shared.synced, watchers, timeout, "watchers synced")
             .await?;
         let synced_in = opening.elapsed();
-        eprintln!("circuitctl bench: {watchers} watchers synced in {synced_in:?}");
+        eprintln!("{NOTE}: {watchers} watchers synced in {synced_in:?}");
         let mut admin = AdminServiceClient::new(admin_channel.clone());
         let mut sent = Vec::with_capacity(args.transitions as usize);
         for k in 0..args.transitions as usize {
@@ -139,13 +139,10 @@ pub async fn run(args: &BenchArgs, addr: &str, timeout: Duration, json: bool) ->
                 .await?;
         }
         if !args.hold.is_zero() {
-            eprintln!(
-                "circuitctl bench: holding {watchers} watchers open for {:?}",
-                args.hold
-            );
+            eprintln!("{NOTE}: holding {watchers} watchers open for {:?}", args.hold);
             tokio::time::sleep(args.hold).await;
         }
-        Ok::<_, Failure>((synced_in, sent))
+        Ok::<_, Error>((synced_in, sent))
     };
     let outcome = outcome.await;
     // Every task ends on the stop signal, whatever happened to the run.
@@ -166,13 +163,13 @@ pub async fn run(args: &BenchArgs, addr: &str, timeout: Duration, json: bool) ->
     };
     print!("{text}");
     if let Some(why) = shared.error() {
-        return Err(anyhow!("a watcher failed: {why}").into());
+        return Err(Error::other(format!("a watcher failed: {why}")));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Creates the protector if needed and brings it to CLOSED.
-async fn prepare(addr: &str, channel: &Channel, timeout: Duration) -> Result<(), Failure> {
+async fn prepare(addr: &str, channel: &Channel, timeout: Duration) -> Result<(), Error> {
     let fraction = |numerator, denominator| {
         Some(v1::Fraction {
             numerator,
@@ -207,12 +204,10 @@ async fn bounded<T>(
     addr: &str,
     timeout: Duration,
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(Failure::from_status(addr, status)),
-        Err(_) => Err(anyhow!("no answer from {addr} within {timeout:?}").into()),
-    }
+) -> Result<T, Error> {
+    within(addr, timeout, call)
+        .await?
+        .ok_or_else(|| Error::other(format!("no answer from {addr} within {timeout:?}")))
 }
 
 /// One watcher: opens its stream, counts itself synced, then notes when each
@@ -288,10 +283,9 @@ struct Figures {
 
 impl Figures {
     fn new(sent: &[(u64, Instant)], deliveries: &[Vec<Delivery>]) -> Figures {
-        let histogram = || Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant bounds");
         let mut figures = Figures {
-            all_ns: histogram(),
-            last_ns: histogram(),
+            all_ns: latency_histogram(),
+            last_ns: latency_histogram(),
             unmatched: 0,
         };
         let index: HashMap<u64, usize> = sent.iter().enumerate().map(|(k, (rev, _))| (*rev, k)).collect();
@@ -315,7 +309,7 @@ impl Figures {
         h.value_at_quantile(q) as f64 / 1_000.0
     }
 
-    fn json(&self, args: &BenchArgs, connections: usize, synced_in: Duration) -> String {
+    fn json(&self, args: &Args, connections: usize, synced_in: Duration) -> String {
         let object = json!({
             "mode": "watch",
             "watchers": args.watchers,
@@ -335,7 +329,7 @@ impl Figures {
         serde_json::to_string_pretty(&object).expect("a JSON value always prints") + "\n"
     }
 
-    fn text(&self, args: &BenchArgs, connections: usize, synced_in: Duration) -> String {
+    fn text(&self, args: &Args, connections: usize, synced_in: Duration) -> String {
         let mut out = format!(
             "bench watch: {} watchers of one protector on {connections} connection(s), {} transitions\n",
             args.watchers, args.transitions

@@ -12,10 +12,10 @@ use std::pin::pin;
 use std::time::Instant;
 
 use resilient_circuit_api::v1::{self, session_request, session_response};
-use resilient_circuit_loadgen::echo::{EchoRequest, EchoResponse};
 use tokio::sync::mpsc;
 
-use super::tally::{Answer, Tally, Window, Workload};
+use crate::echo::{EchoRequest, EchoResponse};
+use crate::tally::{Answer, Tally, Window, Workload};
 
 /// A streaming protocol the driver can pipeline decisions on.
 pub trait Pipeline {

@@ -1,0 +1,107 @@
+//! A session: the connection to the daemon and how its answers are printed.
+//!
+//! Every unary call is bounded by `--timeout` on the client side (a watch only until its
+//! stream starts), so a daemon that accepts connections but never answers cannot hang a
+//! script. Output goes through [`Session::print`], which reports a closed pipe as an error
+//! that `main` treats as a quiet exit rather than a panic.
+//!
+//! The connection is made eagerly, as the load generator makes its own (its
+//! [`connect`](resilient_circuit_loadgen::connect) serves both), so an unreachable daemon
+//! (exit 3) is told apart from an error answer (exit 1) in the same words everywhere.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
+use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use tonic::transport::Channel;
+
+use crate::error::Failure;
+use crate::render::{self, Json, Style, Wire};
+
+/// A connection to the daemon and how to print its answers.
+#[derive(Debug)]
+pub struct Session {
+    addr: String,
+    timeout: Duration,
+    channel: Channel,
+    json: Option<Json>,
+    style: Style,
+}
+
+impl Session {
+    /// Connects to `addr` within `timeout`; answers print as JSON with `json`, else as
+    /// tables, coloured when stdout is a terminal.
+    pub async fn open(addr: String, timeout: Duration, json: bool) -> Result<Session, Failure> {
+        let json = if json { Some(Json::new()?) } else { None };
+        let channel = resilient_circuit_loadgen::connect(&addr, timeout).await?;
+        Ok(Session {
+            addr,
+            timeout,
+            channel,
+            json,
+            style: Style::detect(),
+        })
+    }
+
+    /// A data-plane client on the session's connection.
+    pub fn protectors(&self) -> ProtectorServiceClient<Channel> {
+        ProtectorServiceClient::new(self.channel.clone())
+    }
+
+    /// An admin client on the session's connection.
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    /// Awaits a call for at most `--timeout`.
+    pub async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(Failure::from_status(&self.addr, status)),
+            Err(_) => Err(Failure::Rpc(tonic::Status::deadline_exceeded(format!(
+                "no answer from {} within {}",
+                self.addr,
+                render::human(self.timeout)
+            )))),
+        }
+    }
+
+    /// Prints one answer: indented JSON with `--json`, else the table `table` draws.
+    pub fn show<M: Wire>(&self, message: &M, table: impl FnOnce() -> String) -> Result<ExitCode, Failure> {
+        let text = match &self.json {
+            Some(json) => json.pretty(message)? + "\n",
+            None => table(),
+        };
+        self.print(&text)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Writes `text` to stdout and flushes, so a watcher's lines appear as they come.
+    pub fn print(&self, text: &str) -> Result<(), Failure> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        Ok(())
+    }
+
+    /// The daemon's address, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// How tables and watch lines are painted.
+    pub fn style(&self) -> Style {
+        self.style
+    }
+
+    /// The JSON printer, with `--json`.
+    pub fn json(&self) -> Option<&Json> {
+        self.json.as_ref()
+    }
+}

@@ -1,0 +1,88 @@
+//! Reaching the daemon: an eager connection, and setup calls bounded by the timeout.
+//!
+//! The connection is made before anything else, so a daemon that cannot be reached is
+//! told apart from an error it answers ([`Error::Unreachable`] against
+//! [`Error::Status`]). circuitctl connects the same way for its other commands, so every
+//! command says "cannot reach" in the same words.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Error;
+
+/// Connects to `addr` within `timeout`.
+pub async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Error> {
+    let endpoint = Endpoint::from_shared(addr.to_owned())
+        .map_err(|e| Error::other(format!("invalid --addr {addr:?}: {e}")))?
+        .connect_timeout(timeout);
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(Error::Unreachable {
+            addr: addr.to_owned(),
+            cause: causes(&e),
+        }),
+        Err(_) => Err(Error::Unreachable {
+            addr: addr.to_owned(),
+            cause: format!("no connection within {}", human(timeout)),
+        }),
+    }
+}
+
+/// Awaits one call to `addr` for at most `timeout`: `None` when no answer came in time,
+/// an error status classified as [`Error::from_status`] does.
+pub(crate) async fn within<T>(
+    addr: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<Option<T>, Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(Some(response.into_inner())),
+        Ok(Err(status)) => Err(Error::from_status(addr, status)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// An error and its sources joined by `: `, skipping a source whose text a previous level
+/// already repeats (the transport's errors often embed their cause).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A duration for people, to the millisecond.
+fn human(d: Duration) -> String {
+    let millis = Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    humantime::format_duration(millis).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn causes_skip_what_the_level_above_repeats() {
+        let inner = Layer("refused", None);
+        let middle = Layer("tcp connect error: refused", Some(Box::new(inner)));
+        let outer = Layer("transport error", Some(Box::new(middle)));
+        assert_eq!(causes(&outer), "transport error: tcp connect error: refused");
+    }
+
+    #[test]
+    fn durations_are_shown_to_the_millisecond() {
+        assert_eq!(human(Duration::from_nanos(1_250_999_999)), "1s 250ms");
+    }
+}

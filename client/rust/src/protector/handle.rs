@@ -1,0 +1,256 @@
+//! [`Protector`]: the handle, and how each Acquire is decided: by the cached model, by
+//! the daemon, or by the fallback.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use resilient_circuit_api::{convert, v1};
+use resilient_circuit_breaker::{Decision, DecisionReason, Outcome, Status};
+
+use super::fallback::Fallback;
+use super::permit::CallPermit;
+use super::state::Inner;
+use crate::cached::Local;
+use crate::error::{CallError, Rejection};
+use crate::link::Attempt;
+use crate::sync::lock;
+use crate::transport::Stats;
+use crate::watcher::StatusChange;
+
+/// A handle on one named protector of the daemon. Cheap to clone; the clones share
+/// everything, the status-change watch included.
+#[derive(Clone)]
+pub struct Protector {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Protector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protector")
+            .field("name", &self.inner.name)
+            .field("fallback", &self.inner.fallback)
+            .field("ensured", &self.inner.ensured.load(Ordering::Relaxed))
+            .field("fallback_decisions", &self.fallback_decisions())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protector {
+    /// The handle; a cached protector's Watch and flusher start now, after the ensure (a
+    /// watch opened before the protector exists would see it created and restart once
+    /// for nothing).
+    pub(super) fn started(inner: Arc<Inner>) -> Protector {
+        if let Some(reporter) = inner.reporter() {
+            inner.start_watch();
+            let task = tokio::spawn(reporter.flush_forever());
+            *lock(&inner.flusher) = Some(task.abort_handle());
+        }
+        Protector { inner }
+    }
+
+    /// The protector's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The fallback that decides when the daemon cannot be asked.
+    pub fn fallback(&self) -> Fallback {
+        self.inner.fallback
+    }
+
+    /// How many acquires of this handle (and its clones) the fallback decided.
+    pub fn fallback_decisions(&self) -> u64 {
+        self.inner.fallback_decisions.load(Ordering::Relaxed)
+    }
+
+    /// May a call go ahead? The first step of the two-step API: run the call, then
+    /// resolve the permit with its outcome. Answers within the client's acquire
+    /// deadline; a rejection carries the status and, when known, when to ask again.
+    pub async fn acquire(&self) -> Result<CallPermit, Rejection> {
+        if let Some(local) = self.decide_cached() {
+            return local;
+        }
+        let link = &self.inner.connection.link;
+        let why = match link.attempt() {
+            Attempt::Skip => "the link to the daemon is down".to_owned(),
+            Attempt::Ask | Attempt::Probe => {
+                let deadline = self.inner.connection.config.acquire_deadline;
+                match link.ask(deadline, self.inner.ask()).await {
+                    Ok(response) => match self.answer(response) {
+                        Ok(decision) => return decision,
+                        Err(why) => why,
+                    },
+                    Err(why) => why,
+                }
+            }
+        };
+        self.decide_locally(&why)
+    }
+
+    /// Whether this protector is in cached mode (see [`ProtectorBuilder::cached`]).
+    ///
+    /// [`ProtectorBuilder::cached`]: crate::ProtectorBuilder::cached
+    pub fn is_cached(&self) -> bool {
+        self.inner.cache.is_some()
+    }
+
+    /// Acquires, runs `f` and reports: `Ok` as SUCCESS, every `Err` as FAILURE.
+    pub async fn call<T, E, F, Fut>(&self, f: F) -> Result<T, CallError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(f, |_| Outcome::Failure).await
+    }
+
+    /// Like [`call`](Self::call), with `classify` telling how each error counts
+    /// (FAILURE, SUCCESS, or IGNORED: recorded nowhere).
+    pub async fn call_classified<T, E, F, Fut, C>(&self, f: F, classify: C) -> Result<T, CallError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Fn(&E) -> Outcome,
+    {
+        self.run(f, classify).await
+    }
+
+    /// Like [`call`](Self::call), with `should_handle` choosing the errors that count
+    /// as FAILURE. As in the library this mirrors, an error it does not handle is
+    /// reported as SUCCESS (the call reached the service, which answered).
+    pub async fn call_handled<T, E, F, Fut, H>(&self, f: F, should_handle: H) -> Result<T, CallError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        H: Fn(&E) -> bool,
+    {
+        self.run(f, |e| {
+            if should_handle(e) {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            }
+        })
+        .await
+    }
+
+    async fn run<T, E, F, Fut, C>(&self, f: F, classify: C) -> Result<T, CallError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: FnOnce(&E) -> Outcome,
+    {
+        self.guard(
+            move || async move { f().await.map_err(CallError::Failed) },
+            classify,
+        )
+        .await
+    }
+
+    /// Acquires, runs one attempt and reports how it went: `Ok` as SUCCESS, `Failed(e)`
+    /// as `classify(e)`, a rejection by a policy inside as IGNORED (the call never
+    /// reached the service), a retry's give-up as its last error. The one place a
+    /// protector wraps a call, whether through [`call`](Self::call) or as a
+    /// [`Policy`](crate::policy::Policy).
+    pub(crate) async fn guard<T, E, F, Fut, C>(&self, f: F, classify: C) -> Result<T, CallError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, CallError<E>>>,
+        C: FnOnce(&E) -> Outcome,
+    {
+        // Held across the call: if this future is dropped midway, the permit's Drop
+        // reports IGNORED and frees its trial slot.
+        let permit = self.acquire().await.map_err(CallError::Rejected)?;
+        let result = f().await;
+        let outcome = match result.as_ref().map_err(CallError::last) {
+            Ok(_) => Outcome::Success,
+            Err(CallError::Failed(e)) => classify(e),
+            Err(_) => Outcome::Ignored,
+        };
+        // A report the daemon refuses or never receives is the protector's business (it
+        // logs and counts it); the caller's result stands either way.
+        let _resolved = permit.resolve(outcome).await;
+        result
+    }
+
+    /// Calls `callback` on every status transition of this protector, each exactly
+    /// once: at once for transitions this client's own reports cause, and from a Watch
+    /// stream for the others. The stream is read by one background task per protector
+    /// handle family, started by the first callback and stopped when the last handle is
+    /// dropped; it resumes after a disconnect. Callbacks run on that task or on the
+    /// reporting one: keep them short and non-blocking. Transitions of a LOCAL
+    /// fallback's in-process machine are not announced here. A callback that holds a
+    /// clone of its own protector keeps the protector, and its watch, alive for good.
+    pub fn on_status_change(&self, callback: impl Fn(&StatusChange) + Send + Sync + 'static) {
+        self.inner.notifier.subscribe(Arc::new(callback));
+        self.inner.start_watch();
+    }
+
+    /// A cached protector's local decision, if it can take one.
+    #[inline]
+    fn decide_cached(&self) -> Option<Result<CallPermit, Rejection>> {
+        let inner = &self.inner;
+        match inner.cache.as_ref()?.decide() {
+            Local::Admit(generation) => Some(Ok(CallPermit::cached(Arc::clone(inner), generation))),
+            Local::Reject(retry_after) => Some(Err(Rejection {
+                name: inner.name.clone(),
+                status: Status::Open,
+                reason: DecisionReason::Open,
+                retry_after: Some(retry_after),
+                fallback: false,
+            })),
+            Local::Remote => None,
+        }
+    }
+
+    /// The daemon's answer as a permit or a rejection; `Err` when it makes no sense.
+    fn answer(&self, a: v1::AcquireResponse) -> Result<Result<CallPermit, Rejection>, String> {
+        let inner = &self.inner;
+        // Announce the transition this acquire caused (OPEN to HALF_OPEN) before the
+        // trial's own report can announce the next one.
+        if let Some(t) = &a.transition {
+            inner.learned(t, a.revision);
+        }
+        match convert::decision(&a).map_err(|e| e.to_string())? {
+            Decision::Admitted { permit, .. } => {
+                let wire = a.permit.unwrap_or_default();
+                Ok(Ok(CallPermit::daemon(Arc::clone(inner), wire, permit.is_trial())))
+            }
+            Decision::Rejected { reason, retry_after } => Ok(Err(Rejection {
+                name: inner.name.clone(),
+                status: Status::try_from(a.status()).map_err(|e| format!("status: {e}"))?,
+                reason,
+                retry_after,
+                fallback: false,
+            })),
+        }
+    }
+
+    fn decide_locally(&self, why: &str) -> Result<CallPermit, Rejection> {
+        let inner = &self.inner;
+        inner.fallback_decisions.fetch_add(1, Ordering::Relaxed);
+        Stats::bump(&inner.connection.stats.fallback_decisions);
+        let decision = match inner.fallback {
+            Fallback::Allow => Ok(CallPermit::allowed(Arc::clone(inner))),
+            Fallback::Deny => Err(Rejection {
+                name: inner.name.clone(),
+                status: Status::Open,
+                reason: DecisionReason::Open,
+                retry_after: None,
+                fallback: true,
+            }),
+            Fallback::Local => match inner.local.as_ref().map(|l| l.acquire(&inner.name)) {
+                Some(Ok(permit)) => Ok(CallPermit::local(Arc::clone(inner), permit)),
+                Some(Err(rejection)) => Err(rejection),
+                None => unreachable!("a LOCAL fallback always has its machine"),
+            },
+        };
+        let admitted = decision.is_ok();
+        if inner.connection.link.first_fallback() {
+            tracing::warn!(name = %inner.name, fallback = ?inner.fallback, admitted, why, "the daemon could not be asked; the fallback decided");
+        } else {
+            tracing::debug!(name = %inner.name, fallback = ?inner.fallback, admitted, why, "fallback decision");
+        }
+        decision
+    }
+}

@@ -1,0 +1,193 @@
+//! How the client reaches the daemon: [`Connection`], and the [`Transport`] Acquire and
+//! Report travel on.
+//!
+//! Design note. Every protector of one client shares one [`Connection`]: the lazily
+//! connected `tonic` channel, the `Session` stream on it (see `session`), the link
+//! (whether the daemon is worth asking right now, see `link`), the client's settings and
+//! its counters. Every RPC the client makes goes through here.
+//!
+//! Transport. By default Acquire and Report travel on the client's one `Session` stream,
+//! pipelined and correlated by id, which carries many more messages per second than unary
+//! calls do (BENCHMARKS.md has the figures). Their semantics, the acquire deadline and
+//! the fallbacks are the same either way; [`Transport::Unary`] makes one HTTP/2 request
+//! per call. A daemon without the Session RPC is answered with unary calls for good.
+//! Reports of batched outcomes, EnsureProtector and Watch are always their own RPCs.
+
+mod session;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use resilient_circuit_api::v1::{self, session_request, session_response};
+use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
+use tonic::transport::Channel;
+
+use self::session::Session;
+use crate::link::{Link, Reconnect};
+
+/// How Acquire and Report reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// One bidirectional `Session` stream per client, requests pipelined on it (the
+    /// default). A daemon without the Session RPC is answered with unary calls.
+    #[default]
+    Session,
+    /// One unary RPC per Acquire and per Report.
+    Unary,
+}
+
+/// The settings every protector of a client shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) acquire_deadline: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) watch_staleness: Duration,
+    pub(crate) transport: Transport,
+}
+
+/// Client-wide counters (see `ClientStats`).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) fallback_decisions: AtomicU64,
+    pub(crate) reports_lost: AtomicU64,
+    pub(crate) reports_dropped: AtomicU64,
+    pub(crate) batched_accepted: AtomicU64,
+    pub(crate) batched_stale: AtomicU64,
+    pub(crate) batched_lost: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// One client's way to the daemon, shared by all its protectors (see the module note).
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) uri: String,
+    pub(crate) config: Config,
+    pub(crate) link: Link,
+    pub(crate) stats: Stats,
+    channel: Channel,
+    session: Session,
+}
+
+fn unexpected(what: &str) -> tonic::Status {
+    tonic::Status::internal(format!("the session answered {what}"))
+}
+
+impl Connection {
+    /// A connection over `channel`, which connects on first use.
+    pub(crate) fn new(uri: String, channel: Channel, config: Config, backoff: Reconnect) -> Connection {
+        Connection {
+            uri,
+            config,
+            link: Link::new(backoff),
+            stats: Stats::default(),
+            session: Session::new(channel.clone()),
+            channel,
+        }
+    }
+
+    fn rpc(&self) -> ProtectorServiceClient<Channel> {
+        ProtectorServiceClient::new(self.channel.clone())
+    }
+
+    fn streams(&self) -> bool {
+        self.config.transport == Transport::Session && !self.session.unsupported()
+    }
+
+    /// Creates the protector `name` with `policy` unless the daemon has it already.
+    pub(crate) async fn ensure_protector(
+        &self,
+        name: &str,
+        policy: &ProtectorPolicy,
+    ) -> Result<v1::EnsureProtectorResponse, tonic::Status> {
+        self.rpc()
+            .ensure_protector(v1::EnsureProtectorRequest {
+                name: name.to_owned(),
+                policy: Some(policy.into()),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// One Acquire, on the client's transport.
+    pub(crate) async fn acquire(&self, name: &str) -> Result<v1::AcquireResponse, tonic::Status> {
+        let request = || v1::AcquireRequest {
+            name: name.to_owned(),
+        };
+        if self.streams() {
+            match self
+                .session
+                .call(session_request::Request::Acquire(request()))
+                .await
+            {
+                Ok(session_response::Response::Acquire(a)) => return Ok(a),
+                Ok(_) => return Err(unexpected("an Acquire with something else")),
+                Err(status) if status.code() == tonic::Code::Unimplemented => self.session.mark_unsupported(),
+                Err(status) => return Err(status),
+            }
+        }
+        self.rpc()
+            .acquire(request())
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// One Report, on the client's transport.
+    pub(crate) async fn report(
+        &self,
+        name: &str,
+        permit: v1::Permit,
+        outcome: Outcome,
+    ) -> Result<v1::ReportResponse, tonic::Status> {
+        let request = |permit| v1::ReportRequest {
+            name: name.to_owned(),
+            permit: Some(permit),
+            outcome: v1::Outcome::from(outcome) as i32,
+        };
+        if self.streams() {
+            let asked = session_request::Request::Report(request(permit));
+            match self.session.call(asked).await {
+                Ok(session_response::Response::Report(r)) => return Ok(r),
+                Ok(_) => return Err(unexpected("a Report with something else")),
+                Err(status) if status.code() == tonic::Code::Unimplemented => self.session.mark_unsupported(),
+                Err(status) => return Err(status),
+            }
+        }
+        self.rpc()
+            .report(request(permit))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Outcomes of locally admitted calls, in one ReportBatch.
+    pub(crate) async fn report_batch(
+        &self,
+        batches: Vec<v1::OutcomeBatch>,
+    ) -> Result<v1::ReportBatchResponse, tonic::Status> {
+        self.rpc()
+            .report_batch(v1::ReportBatchRequest { batches })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Opens a Watch stream.
+    pub(crate) async fn watch(
+        &self,
+        request: v1::WatchRequest,
+    ) -> Result<tonic::Streaming<v1::WatchEvent>, tonic::Status> {
+        self.rpc().watch(request).await.map(tonic::Response::into_inner)
+    }
+}

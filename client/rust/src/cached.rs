@@ -18,6 +18,15 @@
 //! daemon is asked for PROGRESS every quarter of it, 500 ms, so a live stream is never
 //! silent that long); a stream that breaks or resyncs stops local decisions at once.
 //!
+//! Histories. Generations compare only within one daemon history (one `epoch`): a
+//! daemon that restarted without its state, or a protector deleted and created again,
+//! counts generations from 1 again. So a snapshot (at a stream's start, or after RESYNC)
+//! is held until SYNCED says which history it belongs to: from another epoch than the
+//! model's, it replaces the model whatever its generation; from the same one, an older
+//! generation than the model already learned (from an answer the stream has not caught
+//! up with) changes nothing; and a snapshot that does not hold the protector at all drops
+//! the model, so the daemon decides.
+//!
 //! Outcomes. A SUCCESS of a local permit increments a counter (an `AtomicU64` holding
 //! a generation tag and a count); a background flusher swaps it out every
 //! [`FLUSH_INTERVAL`] (50 ms), or as soon as it reaches [`FLUSH_AT`] (1,000), and
@@ -98,10 +107,29 @@ pub(crate) enum Local {
 struct Model {
     /// The stream is up and has sent SYNCED since it (re)started.
     synced: bool,
+    /// The daemon history the generation belongs to, once a SYNCED said it.
+    epoch: Option<u64>,
+    /// The stream is sending a snapshot (it started without a resume, or resyncs): what
+    /// it held for this protector, applied at SYNCED.
+    snapshot: Option<Option<v1::Protector>>,
     status: Option<Status>,
     generation: u64,
     overridden: bool,
     open_until: Option<SystemTime>,
+}
+
+impl Model {
+    /// A protector's whole state; an older generation than the model's changes nothing
+    /// unless `anew` (its generations started over).
+    fn apply(&mut self, p: &v1::Protector, anew: bool) {
+        if !anew && p.generation < self.generation {
+            return;
+        }
+        self.status = Status::try_from(p.status()).ok();
+        self.generation = p.generation;
+        self.overridden = overrides(p.r#override.as_ref());
+        self.open_until = p.open_until.as_ref().and_then(convert::time).map(wall);
+    }
 }
 
 /// Successes of generations other than the one the counter is tagged with.
@@ -142,19 +170,24 @@ fn nanos(d: Duration) -> u64 {
 const CLOCK_EVERY: u32 = 32;
 
 thread_local! {
-    static ADMISSIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The protector (its cache's address) this thread admitted for last, and how many
+    /// admissions in a row it made for it.
+    static ADMISSIONS: std::cell::Cell<(usize, u32)> = const { std::cell::Cell::new((0, 0)) };
 }
 
-/// Whether this admission re-checks freshness against the clock. The Watch task's own
-/// timer ends local decisions at the staleness bound; the clock is the backstop for a
-/// runtime too starved to run that task, and reading it costs as much as the rest of a
-/// decision, so each thread reads it on one admission in [`CLOCK_EVERY`]: a thread admits
-/// at most that many calls past the bound before it notices.
+/// Whether this admission for the protector at `cache` re-checks freshness against the
+/// clock. The Watch task's own timer ends local decisions at the staleness bound; the
+/// clock is the backstop for a runtime too starved to run that task, and reading it costs
+/// as much as the rest of a decision, so a thread reads it on one admission in
+/// [`CLOCK_EVERY`] of a run for the same protector, and whenever it turns to another
+/// one: per protector, a thread admits at most that many calls past the bound before it
+/// notices, however it interleaves protectors.
 #[inline]
-fn clock_due() -> bool {
+fn clock_due(cache: usize) -> bool {
     ADMISSIONS.with(|n| {
-        let seen = n.get();
-        n.set(seen.wrapping_add(1));
+        let (last, seen) = n.get();
+        let seen = if last == cache { seen } else { 0 };
+        n.set((cache, seen.wrapping_add(1)));
         seen % CLOCK_EVERY == 0
     })
 }
@@ -183,7 +216,10 @@ impl Cache {
     pub(crate) fn decide(&self) -> Local {
         let word = self.word.load(Ordering::Acquire);
         match word & MODE_MASK {
-            CLOSED if !clock_due() || self.now() < self.fresh_until.load(Ordering::Relaxed) => {
+            CLOSED
+                if !clock_due(std::ptr::from_ref(self) as usize)
+                    || self.now() < self.fresh_until.load(Ordering::Relaxed) =>
+            {
                 Local::Admit(word >> MODE_BITS)
             }
             OPEN => {
@@ -229,36 +265,50 @@ impl Cache {
         self.fresh_until.store(until, Ordering::Relaxed);
     }
 
-    /// SYNCED: the model now reflects the daemon up to the stream's present.
-    fn synced(&self) {
-        self.update(|m| m.synced = true);
+    /// SYNCED of history `epoch`: the snapshot held since the stream (re)started, if
+    /// any, is applied, and the model now reflects the daemon up to the stream's present.
+    fn synced(&self, epoch: u64) {
+        self.update(|m| {
+            let new_history = m.epoch.is_some_and(|e| e != epoch);
+            if new_history {
+                m.status = None;
+                m.generation = 0;
+            }
+            match m.snapshot.take() {
+                Some(Some(p)) => m.apply(&p, new_history),
+                // The snapshot did not hold the protector: nothing vouches for a model.
+                Some(None) => {
+                    m.status = None;
+                    m.generation = 0;
+                }
+                None => {}
+            }
+            m.epoch = Some(epoch);
+            m.synced = true;
+        });
     }
 
-    /// The stream broke, went silent, or resyncs: nothing vouches for the model.
-    fn unsynced(&self) {
-        self.update(|m| m.synced = false);
-    }
-
-    /// The daemon's revisions started over: its generations too.
-    fn new_history(&self) {
+    /// A snapshot starts (the stream opened without a resume, or resyncs): what it says
+    /// of the protector is held until SYNCED.
+    fn snapshot_begins(&self) {
         self.update(|m| {
             m.synced = false;
-            m.status = None;
-            m.generation = 0;
+            m.snapshot = Some(None);
         });
     }
 
-    /// A protector's whole state. `created`: a new life, whose generations restart.
-    pub(crate) fn snapshot(&self, p: &v1::Protector, created: bool) {
+    /// The stream broke or went silent: nothing vouches for the model.
+    fn unsynced(&self) {
         self.update(|m| {
-            if !created && p.generation < m.generation {
-                return;
-            }
-            m.status = Status::try_from(p.status()).ok();
-            m.generation = p.generation;
-            m.overridden = overrides(p.r#override.as_ref());
-            m.open_until = p.open_until.as_ref().and_then(convert::time).map(wall);
+            m.synced = false;
+            m.snapshot = None;
         });
+    }
+
+    /// A protector's whole state, from an answer or a CREATED event. `created`: a new
+    /// life, whose generations restart.
+    pub(crate) fn snapshot(&self, p: &v1::Protector, created: bool) {
+        self.update(|m| m.apply(p, created));
     }
 
     /// A transition, from the stream or an answer. An older one changes nothing.
@@ -382,7 +432,15 @@ impl Follower for Cache {
     fn event(&self, event: &v1::WatchEvent, started_from: Option<u64>) {
         self.heard();
         match &event.event {
-            Some(Event::Snapshot(p)) => self.snapshot(p, false),
+            Some(Event::Snapshot(p)) => self.update(|m| {
+                if started_from.is_none() && m.snapshot.is_none() {
+                    // The first message of a stream opened without a resume.
+                    m.snapshot = Some(None);
+                }
+                if let Some(held) = &mut m.snapshot {
+                    *held = Some(p.clone());
+                }
+            }),
             Some(Event::Created(p)) => self.snapshot(p, true),
             Some(Event::StatusChanged(sc)) => {
                 if let Some(t) = sc.transition.as_ref().and_then(|t| convert::transition(t).ok()) {
@@ -391,11 +449,17 @@ impl Follower for Cache {
             }
             Some(Event::Deleted(_)) => self.deleted(),
             Some(Event::OverrideChanged(oc)) => self.overridden(oc.r#override.as_ref()),
-            Some(Event::Resync(_)) if started_from.is_some_and(|from| event.revision < from) => {
-                self.new_history()
+            Some(Event::Resync(_)) => self.snapshot_begins(),
+            Some(Event::Synced(synced)) => {
+                if started_from.is_none() {
+                    // A stream opened without a resume always snapshots first, even
+                    // when the snapshot is empty.
+                    self.update(|m| {
+                        m.snapshot.get_or_insert(None);
+                    });
+                }
+                self.synced(synced.epoch)
             }
-            Some(Event::Resync(_)) => self.unsynced(),
-            Some(Event::Synced(_)) => self.synced(),
             Some(Event::Progress(_) | Event::PolicyUpdated(_)) | None => {}
         }
     }

@@ -1,61 +1,41 @@
-//! The status machine of one protector.
-//!
-//! Design note. All state lives in [`Protector`], a plain value: the daemon keeps one per
-//! name in a map, a client keeps one per LOCAL fallback. Every public operation first
-//! applies, in chronological order, the expiries due by `now` (trial permits, the
-//! override, `open_until` under `auto_half_open`), each at its own instant, then does its
-//! own work. The caller publishes the returned [`Change`]s in order.
-//!
-//! Edge cases decided here:
-//! - Trial permits exist only in HALF_OPEN; every transition drops them (their generation
-//!   is gone, so their reports are stale anyway).
-//! - A permit with id 0 is untracked: valid while its generation is current and the
-//!   protector is CLOSED or under DISABLED. A report of a DISABLED call after DISABLED
-//!   ended in OPEN or HALF_OPEN is therefore stale, as SEMANTICS.md asks.
-//! - While an override holds nothing is evaluated: outcomes, expired trials included, go
-//!   into the window, and the rule is next checked on an outcome recorded after it ends.
-//! - With `auto_half_open`, OPEN moves to HALF_OPEN at `open_until`, or at the instant an
-//!   override ended if that is later.
-//! - `now` earlier than an instant already seen is tolerated: durations saturate at zero.
+//! [`Protector`] and its operations: the transitions themselves. The rules and the edge
+//! cases are the design note of [`machine`](super); the plain-data form is `state.rs`.
+//! Fields are `pub(super)` so that `state.rs` can take a protector apart and rebuild it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::Time;
-use super::policy::Policy;
-use super::window::Window;
-
-mod state;
-mod types;
-pub use state::{InvalidState, ProtectorState};
-pub use types::*;
+use super::types::*;
+use crate::Time;
+use crate::policy::Policy;
+use crate::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TrialSlot {
-    id: u64,
-    expires_at: Time,
+pub(super) struct TrialSlot {
+    pub(super) id: u64,
+    pub(super) expires_at: Time,
 }
 
 /// One protector: policy, status, window, trials, override and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Protector {
-    policy: Policy,
-    status: Status,
-    generation: u64,
+    pub(super) policy: Policy,
+    pub(super) status: Status,
+    pub(super) generation: u64,
     /// Set exactly while OPEN.
-    open_until: Option<Time>,
-    window: Window,
-    consecutive_failures: u64,
+    pub(super) open_until: Option<Time>,
+    pub(super) window: Window,
+    pub(super) consecutive_failures: u64,
     /// Outstanding trial permits, in id order (ids only grow).
-    trials: VecDeque<TrialSlot>,
-    next_permit_id: u64,
-    override_: Option<Override>,
+    pub(super) trials: VecDeque<TrialSlot>,
+    pub(super) next_permit_id: u64,
+    pub(super) override_: Option<Override>,
     /// When the last override ended: `auto_half_open` never fires before it.
-    resumed_at: Time,
+    pub(super) resumed_at: Time,
     /// How long the current OPEN was entered for (the cooldown or a manual `open_for`),
     /// so a restart can cap `open_until` however the wall clock moved.
-    open_for: Duration,
-    counters: Counters,
+    pub(super) open_for: Duration,
+    pub(super) counters: Counters,
 }
 
 /// A scheduled expiry found by [`Protector::due`].

@@ -22,12 +22,14 @@ use tonic_health::ServingStatus;
 
 use crate::Config;
 use crate::clock::Clock;
-pub use crate::error::ServeError;
 use crate::registry::Registry;
 use crate::sequencer::Sequencer;
 use crate::store::{self, Journal, StoreConfig};
 use crate::watch::Watchers;
 use crate::{service, validate};
+
+/// Why [`serve`] stopped with an error; defined with the daemon's other errors.
+pub use crate::error::ServeError;
 
 /// What serving needs besides the registry: the journal and the lock on its directory.
 struct Durable {

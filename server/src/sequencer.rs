@@ -272,3 +272,102 @@ impl Sequencer {
         (rx, start)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequencer(history: usize, durable: bool) -> Sequencer {
+        let config = WatchConfig {
+            history,
+            ..WatchConfig::default()
+        };
+        Sequencer::new(&config, 10, 7, durable)
+    }
+
+    fn deleted(name: &str) -> EventFn<'_> {
+        Box::new(move |_| {
+            Event::Deleted(v1::Deleted {
+                name: name.to_owned(),
+            })
+        })
+    }
+
+    fn revisions(events: &[Arc<Published>]) -> Vec<u64> {
+        events.iter().map(|p| p.event.revision).collect()
+    }
+
+    #[test]
+    fn in_memory_changes_are_delivered_at_once_in_revision_order() {
+        let s = sequencer(100, false);
+        let (mut rx, start) = s.subscribe(None, None, |_| true);
+        assert!(matches!(start, Start::Snapshot { base: 10 }));
+        let committed = s.commit("a", vec![deleted("a"), deleted("a")], None).unwrap();
+        assert_eq!(
+            committed,
+            Committed {
+                revision: 12,
+                seq: None
+            }
+        );
+        assert_eq!(s.revision(), 12);
+        assert_eq!(rx.try_recv().unwrap().event.revision, 11);
+        assert_eq!(rx.try_recv().unwrap().event.revision, 12);
+        // Nothing to publish: the answer reflects the delivered revision.
+        assert_eq!(s.commit("a", Vec::new(), None).unwrap().revision, 12);
+    }
+
+    #[test]
+    fn durable_changes_wait_for_their_record() {
+        let s = sequencer(100, true);
+        let (mut rx, _) = s.subscribe(None, None, |_| true);
+        let journaled = |seq: u64| -> Option<RecordFn<'static>> {
+            Some(Box::new(move |last| {
+                assert!(last.is_some());
+                Ok(seq)
+            }))
+        };
+        assert_eq!(
+            s.commit("a", vec![deleted("a")], journaled(1)).unwrap().seq,
+            Some(1)
+        );
+        assert_eq!(
+            s.commit("b", vec![deleted("b")], journaled(2)).unwrap().revision,
+            12
+        );
+        assert_eq!(s.revision(), 10);
+        assert!(rx.try_recv().is_err());
+        s.deliver_through(1);
+        assert_eq!((s.revision(), rx.try_recv().unwrap().name.as_str()), (11, "a"));
+        assert!(rx.try_recv().is_err());
+        s.deliver_through(5);
+        assert_eq!((s.revision(), rx.try_recv().unwrap().name.as_str()), (12, "b"));
+        let failed: RecordFn<'_> = Box::new(|_| Err(StoreError::Failed));
+        assert!(s.commit("c", vec![deleted("c")], Some(failed)).is_err());
+    }
+
+    #[test]
+    fn a_subscriber_replays_the_history_it_asks_for_or_resyncs() {
+        let s = sequencer(3, false);
+        for name in ["a", "b", "a", "b"] {
+            s.commit(name, vec![deleted(name)], None).unwrap();
+        }
+        // History holds revisions 12..=14; 11 fell out.
+        let only_a = |p: &Published| p.name == "a";
+        match s.subscribe(Some(11), Some(7), only_a).1 {
+            Start::Replay { base, events } => assert_eq!((base, revisions(&events)), (14, vec![13])),
+            other => panic!("{other:?}"),
+        }
+        match s.subscribe(Some(14), None, |_| true).1 {
+            Start::Replay { base, events } => assert_eq!((base, events.len()), (14, 0)),
+            other => panic!("{other:?}"),
+        }
+        for (start, epoch) in [(Some(10), None), (Some(15), None), (Some(12), Some(8))] {
+            let (_, got) = s.subscribe(start, epoch, |_| true);
+            assert!(
+                matches!(got, Start::Compacted { base: 14 }),
+                "{start:?} {epoch:?}: {got:?}"
+            );
+        }
+    }
+}

@@ -155,11 +155,6 @@ impl Registry {
             .await;
     }
 
-    /// The clock every operation reads.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// Creates the protector if absent; never changes an existing one.
     pub async fn ensure(&self, name: &str, policy: Policy) -> Result<Ensured, Error> {
         let (ensured, seq) = match self.map.entry(name.to_owned()) {

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use prost::Message;
 use tokio::sync::watch;
 
-use super::StoreError;
+use super::error::StoreError;
 use super::format::{SEGMENT_MAGIC, frame};
 use super::record::Record;
 

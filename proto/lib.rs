@@ -9,12 +9,17 @@
 //! - [`convert`]: conversions in both directions between the wire messages and the value
 //!   types of the status machine (the `resilient-circuit-breaker` package), so a value
 //!   means the same on either side of the wire.
+//! - [`name`]: [`ProtectorName`], a name checked against the contract's rule, so clients
+//!   can refuse a bad name before sending it and the daemon checks it the same way.
 //!
 //! Layout: `proto/resilient_circuit/v1/` the contract (its rules in
 //! `proto/SEMANTICS.md`), `proto/convert.rs` the conversions and `proto/convert_tests.rs`
 //! their tests. The status machine is its own package in `proto/breaker/`.
 
 pub mod convert;
+pub mod name;
+
+pub use name::{InvalidName, ProtectorName};
 
 /// The generated v1 contract (package `resilient_circuit.v1`).
 #[allow(

@@ -1,13 +1,13 @@
 //! The registry as the daemon runs it in memory: the map lookup, the entry guard, the
-//! clock read, the status machine and the hub's revision, without the gRPC transport.
+//! clock read, the status machine and the sequencer's revision, without the gRPC transport.
 //!
-//! The registry is built as `serve` builds it without a store (a `WatchHub` on the
-//! default watch settings, the default `max_protectors`, the real clock). Its operations
-//! are async, so each routine runs on a current-thread tokio runtime through criterion's
-//! `to_async`, one operation after another from one thread.
+//! The registry is built as `serve` builds it without a store (a `Sequencer` on the
+//! default watch settings, the default `max_protectors` and `max_watchers`, the real
+//! clock). Its operations are async, so each routine runs on a current-thread tokio
+//! runtime through criterion's `to_async`, one operation after another from one thread.
 //!
 //! The memory figure is the process's resident set (VmRSS) before and after creating the
-//! protectors, printed once; it includes the map, the machines and the hub's bounded
+//! protectors, printed once; it includes the map, the machines and the sequencer's bounded
 //! history of CREATED events, as in the daemon. Under `cargo test --benches` (criterion's
 //! test mode) a smaller fleet is created so the run stays short.
 
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use circuitd::Config;
 use circuitd::clock::Clock;
 use circuitd::registry::Registry;
-use circuitd::watch::WatchHub;
+use circuitd::sequencer::Sequencer;
+use circuitd::watch::Watchers;
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec};
 use tokio::runtime::Runtime;
@@ -40,17 +41,17 @@ fn runtime() -> Runtime {
 
 /// A registry as `serve` builds it in memory.
 fn registry(config: &Config) -> Arc<Registry> {
-    let hub = Arc::new(WatchHub::new(
+    let sequencer = Arc::new(Sequencer::new(
         &config.watch,
-        config.limits.max_watchers,
         0,
         circuitd::store::new_epoch(),
         false,
-        CancellationToken::new(),
     ));
+    let watchers = Watchers::new(config.limits.max_watchers, CancellationToken::new());
     Arc::new(Registry::new(
         config.limits.max_protectors,
-        hub,
+        sequencer,
+        watchers,
         Clock::new(),
         None,
     ))

@@ -1,12 +1,20 @@
-//! The daemon's one error type and its one mapping to `tonic::Status`.
+//! The daemon's one error type, its one mapping to `tonic::Status`, and every conversion
+//! into or out of it.
 //!
 //! Every failure a handler can answer with is a variant here, so the gRPC code and the
 //! machine-readable details (google.rpc.BadRequest, ResourceInfo, QuotaFailure) are
 //! decided in one table and clients can rely on them. A rejected Acquire is not an error.
+//! No conversion here logs: an error is logged where it is handled, never where it is
+//! passed on (a journal failure is logged once, by the journal, when it happens).
+//! [`ServeError`], why serving stopped, lives here too, with its conversions.
 
 use resilient_circuit_api::convert::FieldError;
+use resilient_circuit_api::v1;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::store::StoreError;
+use crate::watch::WatchError;
 
 /// The `resource_type` of the ResourceInfo sent with NOT_FOUND.
 pub const PROTECTOR_RESOURCE_TYPE: &str = "resilient_circuit.v1.Protector";
@@ -95,6 +103,59 @@ impl Error {
             Error::Internal(_) => Code::Internal,
         }
     }
+}
+
+/// A change that cannot be made durable is not acknowledged: the client hears
+/// UNAVAILABLE and may retry elsewhere or later.
+impl From<StoreError> for Error {
+    fn from(_: StoreError) -> Self {
+        Error::Unavailable
+    }
+}
+
+impl From<WatchError> for Error {
+    fn from(e: WatchError) -> Self {
+        match e {
+            WatchError::TooManyWatchers(_) => Error::ResourceExhausted {
+                limit: "max_watchers",
+                description: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What a unary call's error would have said, as the answer to one request of a Session
+/// or one batch of a ReportBatch.
+impl From<Error> for v1::SessionError {
+    fn from(e: Error) -> Self {
+        let field = match &e {
+            Error::InvalidArgument { field, .. } => field.clone(),
+            _ => String::new(),
+        };
+        let status = tonic::Status::from(e);
+        v1::SessionError {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            field,
+        }
+    }
+}
+
+/// Why [`serve`](crate::serve) stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("the gRPC transport failed")]
+    Transport(#[from] tonic::transport::Error),
+    /// Server reflection could not be built from the descriptor set.
+    #[error("server reflection could not be built")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The configuration was refused.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl From<Error> for tonic::Status {

@@ -5,18 +5,28 @@
 //! `resilient_circuit_breaker`; this crate gives it a home, a clock, a revision and
 //! a network face.
 //!
-//! Layout (dependencies point one way: `service -> registry -> breaker`,
-//! `service -> watch`, `registry -> watch`, `registry -> store`):
+//! Layout. Dependencies point one way and no module imports one that imports it back:
+//! `service -> registry -> {sequencer, watch, scheduler, store}`, `watch -> sequencer ->
+//! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`;
+//! [`server`] wires them all; [`config`] and [`store`] import no other module of the
+//! crate.
 //! - [`config`]: every setting, its default, and the TOML file.
-//! - [`error`]: the daemon's error type and its one mapping to `tonic::Status`.
-//! - [`validate`]: requests into typed values, or INVALID_ARGUMENT naming the field.
+//! - [`error`]: the daemon's error types, their one mapping to `tonic::Status`, and every
+//!   conversion between errors.
+//! - [`validate`]: requests into typed values (a name into a `ProtectorName`), or
+//!   INVALID_ARGUMENT naming the field.
 //! - [`clock`]: tokio's (pausable) clock anchored to the wall clock.
 //! - [`connections`]: the cap on open client connections.
-//! - [`registry`]: the map of protectors; runs the machine and publishes changes
-//!   (`registry/persist.rs`: what it journals, the batch flush, snapshots, recovery).
+//! - [`registry`]: the map of protectors, and what services call: runs the machine,
+//!   commits its changes, answers with the revision, opens Watch streams
+//!   (`registry/persist.rs`: what it journals, the batch flush, snapshots, recovery;
+//!   `registry/read.rs`: reads, pages and watches; `registry/answers.rs`: its answers).
+//! - [`sequencer`]: the daemon-wide revision, the bounded history, and delivery of
+//!   changes in revision order once their journal record is durable.
+//! - [`watch`]: the Watch streams: snapshot, ordered changes, resync.
 //! - [`store`]: the fsync'd journal, snapshots and recovery of the data directory.
-//! - [`watch`]: the revision, the bounded history and the watch streams.
-//! - [`scheduler`]: one task that applies expiries at their instants.
+//! - [`scheduler`]: the queue of deadlines and the task that applies expiries at their
+//!   instants.
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
 //!   ReportBatch, `service/admin.rs` for the control plane and its audit log).
 //! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
@@ -28,6 +38,7 @@ pub mod connections;
 pub mod error;
 pub mod registry;
 pub mod scheduler;
+pub mod sequencer;
 pub mod server;
 pub mod service;
 pub mod store;

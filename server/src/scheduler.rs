@@ -12,13 +12,13 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use resilient_circuit_breaker::Time;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::clock::Clock;
 
 /// The queue of deadlines.
 #[derive(Debug, Default)]
@@ -60,27 +60,29 @@ impl Scheduler {
     }
 }
 
-/// The scheduler task: runs until `shutdown`.
-pub async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
-    let scheduler = registry.scheduler();
-    loop {
-        let now = registry.clock().now();
-        for name in scheduler.pop_due(now) {
-            // NotFound: deleted since; nothing to do.
-            let _ = registry.tick(&name);
-        }
-        let sleep = scheduler
-            .earliest()
-            .map(|t| tokio::time::sleep_until(registry.clock().instant_at(t)));
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = scheduler.wake.notified() => {}
-            () = async {
-                match sleep {
-                    Some(s) => s.await,
-                    None => std::future::pending().await,
-                }
-            } => {}
+impl Scheduler {
+    /// The scheduler task: until `shutdown`, calls `tick` with each name whose deadline
+    /// `clock` has reached. `tick` is the registry's; taking it as an argument keeps this
+    /// queue free of the registry that fills it.
+    pub async fn run(&self, clock: &Clock, shutdown: CancellationToken, tick: impl Fn(&str)) {
+        loop {
+            let now = clock.now();
+            for name in self.pop_due(now) {
+                tick(&name);
+            }
+            let sleep = self
+                .earliest()
+                .map(|t| tokio::time::sleep_until(clock.instant_at(t)));
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = async {
+                    match sleep {
+                        Some(s) => s.await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
         }
     }
 }

@@ -23,26 +23,13 @@ use tonic_health::ServingStatus;
 use crate::Config;
 use crate::clock::Clock;
 use crate::registry::Registry;
-use crate::store::{self, Journal, StoreConfig, StoreError};
-use crate::watch::WatchHub;
-use crate::{scheduler, service, validate};
+use crate::sequencer::Sequencer;
+use crate::store::{self, Journal, StoreConfig};
+use crate::watch::Watchers;
+use crate::{service, validate};
 
-/// Why [`serve`] stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The transport failed.
-    #[error("the gRPC transport failed")]
-    Transport(#[from] tonic::transport::Error),
-    /// Server reflection could not be built from the descriptor set.
-    #[error("server reflection could not be built")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The configuration was refused.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// The store could not be opened or recovered.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+/// Why [`serve`] stopped with an error; defined with the daemon's other errors.
+pub use crate::error::ServeError;
 
 /// What serving needs besides the registry: the journal and the lock on its directory.
 struct Durable {
@@ -50,8 +37,8 @@ struct Durable {
     _lock: std::fs::File,
 }
 
-/// Opens the store (if any), recovers, builds the hub and registry, and creates the
-/// configured protectors.
+/// Opens the store (if any), recovers, builds the sequencer and registry, and creates
+/// the configured protectors.
 async fn registry(
     config: &Config,
     shutdown: &CancellationToken,
@@ -79,29 +66,25 @@ async fn registry(
     };
     let revision = recovered.as_ref().map_or(0, |r| r.revision);
     let epoch = recovered.as_ref().map_or_else(store::new_epoch, |r| r.epoch);
-    let hub = Arc::new(WatchHub::new(
+    let sequencer = Arc::new(Sequencer::new(
         &config.watch,
-        config.limits.max_watchers,
         revision,
         epoch,
         recovered.is_some(),
-        shutdown.clone(),
     ));
+    let watchers = Watchers::new(config.limits.max_watchers, shutdown.clone());
+    let max_protectors = config.limits.max_protectors;
     let (registry, durable) = match recovered {
         None => (
-            Registry::new(config.limits.max_protectors, hub, Clock::new(), None),
+            Registry::new(max_protectors, sequencer, watchers, Clock::new(), None),
             None,
         ),
         Some(r) => {
-            let delivering = Arc::downgrade(&hub);
-            r.journal.set_on_durable(Box::new(move |seq| {
-                if let Some(hub) = delivering.upgrade() {
-                    hub.deliver_through(seq);
-                }
-            }));
+            sequencer.deliver_on_durable(&r.journal);
             let registry = Registry::new(
-                config.limits.max_protectors,
-                hub,
+                max_protectors,
+                sequencer,
+                watchers,
                 Clock::new(),
                 Some(Arc::clone(&r.journal)),
             );
@@ -116,10 +99,11 @@ async fn registry(
     let registry = Arc::new(registry);
     for p in &config.protectors {
         let refuse = |e: String| ServeError::Config(format!("protector {:?}: {e}", p.name));
-        validate::name("name", &p.name, config.limits.max_name_len).map_err(|e| refuse(e.to_string()))?;
+        let name = validate::name("name", p.name.clone(), config.limits.max_name_len)
+            .map_err(|e| refuse(e.to_string()))?;
         let policy = Policy::try_new(p.policy).map_err(|e| refuse(e.to_string()))?;
         registry
-            .ensure(&p.name, policy)
+            .ensure(&name, policy)
             .await
             .map_err(|e| refuse(e.to_string()))?;
     }
@@ -181,7 +165,7 @@ impl Prepared {
             registry,
             durable,
         } = self;
-        let scheduler = tokio::spawn(scheduler::run(Arc::clone(&registry), draining.clone()));
+        let scheduler = tokio::spawn(Arc::clone(&registry).run_scheduler(draining.clone()));
         let flush_interval = config
             .store
             .as_ref()

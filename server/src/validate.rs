@@ -6,39 +6,23 @@
 
 use std::time::Duration;
 
-use resilient_circuit_api::convert;
-use resilient_circuit_api::v1;
+use resilient_circuit_api::{ProtectorName, convert, v1};
 use resilient_circuit_breaker as breaker;
 
 use crate::error::Error;
 
-/// Checks a protector name: 1 to `max_len` bytes of UTF-8 with no whitespace and no
-/// control characters, so names print, log and compare unambiguously.
-pub fn name(field: &str, name: &str, max_len: usize) -> Result<(), Error> {
-    if name.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if name.len() > max_len {
-        let description = format!("is too long: {} bytes, max {max_len}", name.len());
-        return Err(Error::invalid(field, description));
-    }
-    if let Some((i, _)) = name
-        .char_indices()
-        .find(|(_, c)| c.is_whitespace() || c.is_control())
-    {
-        let description = format!("contains whitespace or a control character at byte {i}");
-        return Err(Error::invalid(field, description));
-    }
-    Ok(())
+/// A protector name under [`ProtectorName`]'s rule, with this daemon's `max_len`.
+pub fn name(field: &str, name: String, max_len: usize) -> Result<ProtectorName, Error> {
+    ProtectorName::with_max_len(name, max_len).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
-/// Checks every name of a repeated field; an error names the element, e.g.
-/// `names.names[2]`.
-pub fn names(field: &str, names: &[String], max_len: usize) -> Result<(), Error> {
+/// Every name of a repeated field; an error names the element, e.g. `names.names[2]`.
+pub fn names(field: &str, names: Vec<String>, max_len: usize) -> Result<Vec<ProtectorName>, Error> {
     names
-        .iter()
+        .into_iter()
         .enumerate()
-        .try_for_each(|(i, n)| name(&format!("{field}[{i}]"), n, max_len))
+        .map(|(i, n)| name(&format!("{field}[{i}]"), n, max_len))
+        .collect()
 }
 
 /// A required message field: missing is INVALID_ARGUMENT "`field` is required".
@@ -130,31 +114,27 @@ mod tests {
         }
     }
 
+    /// The rules themselves are `ProtectorName`'s (and tested there); here, that the
+    /// daemon's limit applies and errors name the field.
     #[test]
-    fn names_follow_the_rules() {
-        assert!(name("name", "payments-db.eu/1", 256).is_ok());
-        assert!(name("name", "ü", 2).is_ok());
-        assert!(name("name", &"a".repeat(256), 256).is_ok());
-        let long = "a".repeat(300);
+    fn names_follow_the_rules_and_name_the_field() {
+        let valid = |n: &str, max| name("name", n.to_owned(), max).map(String::from);
+        assert_eq!(valid("payments-db.eu/1", 256).unwrap(), "payments-db.eu/1");
+        assert!(valid("ü", 2).is_ok());
         let cases = [
             ("", "must not be empty"),
-            (long.as_str(), "is too long: 300 bytes, max 256"),
-            ("db one", "contains whitespace or a control character at byte 2"),
-            ("db\u{7}", "contains whitespace or a control character at byte 2"),
-            ("é\u{0}", "contains whitespace or a control character at byte 2"),
-            ("db\u{a0}", "contains whitespace or a control character at byte 2"),
-            ("\n", "contains whitespace or a control character at byte 0"),
+            ("abcde", "is too long: 5 bytes, max 4"),
+            ("d b", "contains whitespace or a control character at byte 1"),
         ];
         for (n, want) in cases {
-            assert_eq!(
-                invalid(name("name", n, 256)),
-                ("name".into(), want.into()),
-                "{n:?}"
-            );
+            assert_eq!(invalid(valid(n, 4)), ("name".into(), want.into()), "{n:?}");
         }
-        let all = ["ok".to_owned(), "fine".into(), String::new()];
-        assert_eq!(invalid(names("names.names", &all, 256)).0, "names.names[2]");
-        assert!(names("names.names", &all[..2], 256).is_ok());
+        let all = vec!["ok".to_owned(), "fine".into(), String::new()];
+        assert_eq!(
+            invalid(names("names.names", all.clone(), 256)).0,
+            "names.names[2]"
+        );
+        assert!(names("names.names", all[..2].to_vec(), 256).is_ok());
     }
 
     #[test]

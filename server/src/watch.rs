@@ -1,30 +1,27 @@
-//! The revision, the bounded history and the Watch streams.
+//! The Watch streams: a snapshot first, then ordered changes, and a resync instead of
+//! a gap.
 //!
-//! Design note. Every change (create, delete, transition, policy update, override) is
-//! committed through [`WatchHub::commit`], which under one short mutex takes the next
-//! daemon-wide revision, appends the event to a bounded history (for `start_revision`
-//! replay) and hands it to a `tokio::sync::broadcast` channel. Writers never wait for
-//! watchers: a broadcast send never blocks, and the ring is shared, so an idle watcher
-//! costs a receiver, not a buffer. A watcher that falls more than `watch.buffer` events
-//! behind gets `Lagged` from the channel; it then sends RESYNC and a fresh snapshot —
-//! never a silent gap. With a store, committed events wait in `pending` until the
-//! journal says their record is durable ([`WatchHub::deliver_through`]), so no watcher
-//! ever hears of a change a crash could take back.
+//! Design note. A stream reads the changes the [`Sequencer`] delivers. It subscribes
+//! first, at revision `base`, and then sends a snapshot of its protectors (or replays the
+//! history after the client's `start_revision`), then SYNCED, then every change that
+//! passes its filter. A watcher that falls more than `watch.buffer` events behind gets
+//! `Lagged` from the channel; it then sends RESYNC and a fresh snapshot — never a silent
+//! gap.
 //!
-//! Lock order: the registry publishes while holding a protector's entry guard, so the
-//! hub never touches the registry while holding its mutex. A snapshot is therefore taken
-//! *after* subscribing at revision `base`, protector by protector; each snapshot carries
-//! its own `mod_revision`, and a queued event already reflected in the snapshot (same
-//! protector, revision <= its `mod_revision`) is dropped. Clients resume from SYNCED's
-//! revision and may drop any event whose revision they already hold for that protector.
+//! Lock order: the registry commits while holding a protector's entry guard, so a stream
+//! never reads the registry while it holds the sequencer's lock. A snapshot is therefore
+//! taken *after* subscribing, protector by protector; each snapshot carries its own
+//! `mod_revision`, and a queued event already reflected in the snapshot (same protector,
+//! revision <= its `mod_revision`) is dropped. Clients resume from SYNCED's revision and
+//! may drop any event whose revision they already hold for that protector.
 //!
 //! A stream is a pull-driven state machine polled by the transport: when the client does
 //! not read, nothing accumulates but the channel position. Shutdown ends every stream
 //! with UNAVAILABLE so clients reconnect elsewhere or later.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -33,16 +30,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::WatchConfig;
-
-/// One published change: the protector's name (for filtering) and the event.
-#[derive(Debug)]
-pub struct Published {
-    /// The protector the change concerns.
-    pub name: String,
-    /// The event as every watcher receives it.
-    pub event: v1::WatchEvent,
-}
+use crate::sequencer::{Published, Sequencer, Start};
 
 /// Which protectors a watcher wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +51,8 @@ impl Filter {
     }
 }
 
-/// Where a watcher's snapshots come from (the registry). Kept as a trait so the hub
-/// never depends on the registry.
+/// Where a watcher's snapshots come from (the registry). Kept as a trait so the streams
+/// never depend on the registry.
 pub trait SnapshotSource: Send + Sync + 'static {
     /// The names passing `filter`, in name order.
     fn names(&self, filter: &Filter) -> Vec<String>;
@@ -93,236 +81,48 @@ pub enum WatchError {
     TooManyWatchers(usize),
 }
 
-struct HubState {
-    /// The last revision handed out.
-    revision: u64,
-    /// The last revision delivered to watchers (equal to `revision` without a store).
-    delivered: u64,
-    history: VecDeque<Arc<Published>>,
-    /// With a store: changes waiting for their record to be durable, in revision order,
-    /// each with the journal sequence number that makes it so.
-    pending: VecDeque<(u64, Arc<Published>)>,
-}
-
-/// A change's event, built once its revision is known.
-pub type EventFn<'a> = Box<dyn FnOnce(u64) -> Event + 'a>;
-
-/// Writes the record that makes a change durable, given the revision of the change's
-/// last event (None when it published none); returns the journal's sequence number.
-pub type RecordFn<'a> = Box<dyn FnOnce(Option<u64>) -> Result<u64, crate::store::StoreError> + 'a>;
-
-/// What [`WatchHub::commit`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    /// The revision of the last event, or the delivered revision when there was none.
-    pub revision: u64,
-    /// The journal sequence number to wait for before acknowledging, if a record was
-    /// written.
-    pub seq: Option<u64>,
-}
-
-/// The daemon-wide revision, the history and the fan-out to watchers.
-pub struct WatchHub {
-    state: Mutex<HubState>,
-    /// Mirror of `state.revision` for lock-free reads by responses.
-    revision: AtomicU64,
-    tx: broadcast::Sender<Arc<Published>>,
-    watchers: AtomicUsize,
-    max_watchers: usize,
-    history_cap: usize,
-    /// Whether changes wait for a store before delivery.
-    durable: bool,
-    /// This history of revisions (see `Synced.epoch`).
-    epoch: u64,
+/// The open Watch streams: their count against `max_watchers`, and the shutdown that
+/// ends them all.
+#[derive(Debug)]
+pub struct Watchers {
+    open: Arc<AtomicUsize>,
+    max: usize,
     shutdown: CancellationToken,
 }
 
-impl std::fmt::Debug for WatchHub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchHub")
-            .field("revision", &self.revision())
-            .field("watchers", &self.watchers())
-            .finish_non_exhaustive()
-    }
-}
-
-/// How a new watcher starts.
-enum Start {
-    /// Snapshot, then changes after `base`.
-    Snapshot { base: u64 },
-    /// These changes, then SYNCED at `base`.
-    Replay { base: u64, events: Vec<Arc<Published>> },
-    /// The start revision is not in the history: RESYNC, snapshot.
-    Compacted { base: u64 },
-}
-
-impl WatchHub {
-    /// A hub whose revision continues from `revision`; `shutdown` ends every stream.
-    /// With `durable`, committed changes wait for [`WatchHub::deliver_through`].
-    pub fn new(
-        config: &WatchConfig,
-        max_watchers: usize,
-        revision: u64,
-        epoch: u64,
-        durable: bool,
-        shutdown: CancellationToken,
-    ) -> WatchHub {
-        let (tx, _) = broadcast::channel(config.buffer.max(1));
-        WatchHub {
-            state: Mutex::new(HubState {
-                revision,
-                delivered: revision,
-                history: VecDeque::new(),
-                pending: VecDeque::new(),
-            }),
-            revision: AtomicU64::new(revision),
-            tx,
-            watchers: AtomicUsize::new(0),
-            max_watchers,
-            history_cap: config.history,
-            durable,
-            epoch,
+impl Watchers {
+    /// At most `max` streams at once; `shutdown` ends every stream.
+    pub fn new(max: usize, shutdown: CancellationToken) -> Watchers {
+        Watchers {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
             shutdown,
         }
     }
 
-    /// This daemon's epoch: the identity of its history of revisions.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// The revision of the latest change delivered to watchers (with a store: the latest
-    /// durable one).
-    pub fn revision(&self) -> u64 {
-        self.revision.load(Ordering::Acquire)
-    }
-
     /// Open Watch streams.
-    pub fn watchers(&self) -> usize {
-        self.watchers.load(Ordering::Relaxed)
+    pub fn count(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HubState> {
-        // Nothing under this lock can leave the state half-updated, so a poisoned lock
-        // is still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Commits one operation's changes about `name`: takes the next revision for each
-    /// event, then (with a store) has `record` write the protector's state with the last
-    /// of them, all under one short lock, so revisions and the journal agree on order.
-    /// Without a store each event is delivered at once; with one, the events wait until
-    /// [`WatchHub::deliver_through`] hears their record is durable, so a watcher never
-    /// sees a change a crash could take back. Never waits for a watcher.
-    pub fn commit(
+    /// Opens a Watch stream of `sequencer`'s changes with snapshots from `source`,
+    /// counted against `max_watchers`.
+    pub fn open<S: SnapshotSource>(
         &self,
-        name: &str,
-        events: Vec<EventFn<'_>>,
-        record: Option<RecordFn<'_>>,
-    ) -> Result<Committed, crate::store::StoreError> {
-        let mut state = self.lock();
-        let mut made = Vec::with_capacity(events.len());
-        for event in events {
-            let revision = state.revision + 1;
-            state.revision = revision;
-            made.push(Arc::new(Published {
-                name: name.to_owned(),
-                event: v1::WatchEvent {
-                    revision,
-                    event: Some(event(revision)),
-                },
-            }));
-        }
-        let last = made.last().map(|p| p.event.revision);
-        let seq = match (self.durable, record) {
-            (true, Some(record)) => Some(record(last)?),
-            _ => None,
-        };
-        match seq {
-            Some(seq) => state.pending.extend(made.into_iter().map(|p| (seq, p))),
-            None => {
-                for published in made {
-                    self.deliver(&mut state, published);
-                }
-            }
-        }
-        Ok(Committed {
-            revision: last.unwrap_or(state.delivered),
-            seq,
-        })
-    }
-
-    /// Delivers, in order, every pending change whose record is durable up to `seq`.
-    pub fn deliver_through(&self, seq: u64) {
-        let mut state = self.lock();
-        while state.pending.front().is_some_and(|(s, _)| *s <= seq) {
-            if let Some((_, published)) = state.pending.pop_front() {
-                self.deliver(&mut state, published);
-            }
-        }
-    }
-
-    fn deliver(&self, state: &mut HubState, published: Arc<Published>) {
-        if self.history_cap > 0 {
-            if state.history.len() == self.history_cap {
-                state.history.pop_front();
-            }
-            state.history.push_back(Arc::clone(&published));
-        }
-        state.delivered = published.event.revision;
-        self.revision.store(state.delivered, Ordering::Release);
-        // An error only means nobody is watching.
-        let _ = self.tx.send(published);
-    }
-
-    fn subscribe(
-        &self,
-        start_revision: Option<u64>,
-        start_epoch: Option<u64>,
-        filter: &Filter,
-    ) -> (broadcast::Receiver<Arc<Published>>, Start) {
-        let state = self.lock();
-        let rx = self.tx.subscribe();
-        let base = state.delivered;
-        let start = match start_revision {
-            None => Start::Snapshot { base },
-            // Another history: its revisions mean nothing here.
-            Some(_) if start_epoch.is_some_and(|e| e != self.epoch) => Start::Compacted { base },
-            Some(s) if s == base => Start::Replay {
-                base,
-                events: Vec::new(),
-            },
-            // Ahead of this daemon's history (it restarted without its state): the
-            // client's view belongs to another history.
-            Some(s) if s > base => Start::Compacted { base },
-            Some(s) => match state.history.front() {
-                Some(oldest) if oldest.event.revision <= s + 1 => Start::Replay {
-                    base,
-                    events: state
-                        .history
-                        .iter()
-                        .filter(|p| p.event.revision > s && filter.matches(&p.name))
-                        .cloned()
-                        .collect(),
-                },
-                _ => Start::Compacted { base },
-            },
-        };
-        (rx, start)
-    }
-
-    /// Opens a Watch stream over `source`, counted against `max_watchers`.
-    pub fn watch<S: SnapshotSource>(
-        self: &Arc<Self>,
+        sequencer: &Arc<Sequencer>,
         source: Arc<S>,
         params: WatchParams,
     ) -> Result<impl Stream<Item = Result<v1::WatchEvent, tonic::Status>> + Send + 'static, WatchError> {
-        let slot = WatcherSlot::try_new(Arc::clone(self))?;
-        let (rx, start) = self.subscribe(params.start_revision, params.start_epoch, &params.filter);
+        let slot = WatcherSlot::try_new(Arc::clone(&self.open), self.max)?;
+        let filter = params.filter;
+        let (rx, start) = sequencer.subscribe(params.start_revision, params.start_epoch, |p| {
+            filter.matches(&p.name)
+        });
         let mut watcher = Watcher {
-            hub: Arc::clone(self),
+            sequencer: Arc::clone(sequencer),
+            shutdown: self.shutdown.clone(),
             source,
-            filter: params.filter,
+            filter,
             rx,
             out: VecDeque::new(),
             snapshot: None,
@@ -338,7 +138,7 @@ impl WatchHub {
             Start::Replay { base, events } => {
                 watcher.last_seen = base;
                 watcher.out.extend(events.iter().map(|p| p.event.clone()));
-                watcher.out.push_back(synced(base, self.epoch));
+                watcher.out.push_back(synced(base, sequencer.epoch()));
             }
             Start::Compacted { base } => {
                 watcher.out.push_back(resync(base, v1::ResyncReason::Compacted));
@@ -352,23 +152,21 @@ impl WatchHub {
 }
 
 /// A place among `max_watchers`, given back on drop.
-struct WatcherSlot(Arc<WatchHub>);
+struct WatcherSlot(Arc<AtomicUsize>);
 
 impl WatcherSlot {
-    fn try_new(hub: Arc<WatchHub>) -> Result<WatcherSlot, WatchError> {
-        let max = hub.max_watchers;
-        hub.watchers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| WatchError::TooManyWatchers(max))?;
-        Ok(WatcherSlot(hub))
+    fn try_new(open: Arc<AtomicUsize>, max: usize) -> Result<WatcherSlot, WatchError> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .map_err(|_| WatchError::TooManyWatchers(max))?;
+        Ok(WatcherSlot(open))
     }
 }
 
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -378,7 +176,8 @@ struct SnapshotCursor {
 }
 
 struct Watcher<S> {
-    hub: Arc<WatchHub>,
+    sequencer: Arc<Sequencer>,
+    shutdown: CancellationToken,
     source: Arc<S>,
     filter: Filter,
     rx: broadcast::Receiver<Arc<Published>>,
@@ -424,11 +223,10 @@ impl<S: SnapshotSource> Watcher<S> {
 
     /// After `Lagged`: a fresh subscription, RESYNC, and a new snapshot.
     fn resync_lagged(&mut self) {
-        let (rx, start) = self.hub.subscribe(None, None, &self.filter);
+        let filter = &self.filter;
+        let (rx, start) = self.sequencer.subscribe(None, None, |p| filter.matches(&p.name));
         self.rx = rx;
-        let base = match start {
-            Start::Snapshot { base } | Start::Replay { base, .. } | Start::Compacted { base } => base,
-        };
+        let base = start.base();
         self.out.clear();
         self.out.push_back(resync(base, v1::ResyncReason::Lagged));
         self.begin_snapshot(base);
@@ -450,7 +248,7 @@ impl<S: SnapshotSource> Watcher<S> {
             if self.ended {
                 return None;
             }
-            if self.hub.shutdown.is_cancelled() {
+            if self.shutdown.is_cancelled() {
                 self.ended = true;
                 return Some(Err(tonic::Status::unavailable("circuitd is shutting down")));
             }
@@ -475,14 +273,14 @@ impl<S: SnapshotSource> Watcher<S> {
                     }
                     None => {
                         self.snapshot = None;
-                        return self.sent(synced(base, self.hub.epoch));
+                        return self.sent(synced(base, self.sequencer.epoch()));
                     }
                 }
             }
             let idle_deadline = self.idle_since + self.progress_interval;
             tokio::select! {
                 biased;
-                () = self.hub.shutdown.cancelled() => continue,
+                () = self.shutdown.cancelled() => continue,
                 received = self.rx.recv() => match received {
                     Ok(p) => {
                         self.last_seen = p.event.revision;

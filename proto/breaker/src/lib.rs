@@ -20,8 +20,14 @@
 //! - Overrides (FORCED_OPEN, DISABLED) hold the machine still: outcomes are recorded
 //!   but no transition is evaluated until an outcome is recorded after the override ends.
 //!
-//! Layout: [`policy`] the validated rules, [`window`] the outcome window, [`machine`]
-//! the status machine itself.
+//! Layout (dependencies point one way, `machine -> policy` and `machine -> window`; no
+//! module imports one that imports it back):
+//! - [`policy`]: the validated rules ([`Policy::try_new`], one message per rule).
+//! - [`window`]: the outcome window.
+//! - [`machine`]: the status machine itself; it only declares and re-exports its parts:
+//!   `machine/types.rs` the values operations take and return, `machine/protector.rs`
+//!   the [`Protector`] and its transitions, `machine/state.rs` its plain-data form for
+//!   persistence ([`ProtectorState`]).
 
 pub mod machine;
 pub mod policy;

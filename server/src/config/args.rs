@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-use super::LogFormat;
-use super::load::ConfigError;
+use super::error::ConfigError;
+use super::types::LogFormat;
 
 /// The `circuitd` command line. No field has a clap default: an absent flag must fall
 /// through to the environment, then the file, then [`Config::default`](super::Config).

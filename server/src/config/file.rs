@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de};
 
-use super::LogFormat;
+use super::types::LogFormat;
 
 /// The whole file. See `circuitd.example.toml`.
 #[derive(Debug, Default, Deserialize)]

@@ -2,15 +2,20 @@
 //!
 //! Design note. `DashMap<String, Entry>`: a protector's entry guard is the only lock an
 //! Acquire or Report takes. Inside it, synchronously, the daemon reads the clock, runs
-//! the pure status machine, commits each resulting change through the [`WatchHub`]
+//! the pure status machine, commits each resulting change through the [`Sequencer`]
 //! (which assigns its revision and, with a store, journals the protector's new state in
 //! the same step) and notes the protector's next deadline for the [`Scheduler`]. The
 //! guard is released before anything is awaited: an operation that must be durable
-//! returns the journal sequence number it waits for after the guard is gone.
+//! returns the journal sequence number it waits for after the guard is gone. The
+//! registry is what services see: it answers with [`Registry::revision`] and opens
+//! streams with [`Registry::watch`], serving their snapshots itself.
 //!
-//! Lock order is entry guard, then the hub's mutex (and the journal's buffer inside it),
-//! then the name index (create and delete only), then the scheduler's mutex; none of
-//! those ever calls back into the map.
+//! Lock order is entry guard, then the sequencer's mutex (and the journal's buffer inside
+//! it), then the name index (create and delete only), then the scheduler's mutex; none of
+//! those ever calls back into the map. The dirty list is taken alone, under the guard or
+//! not. The journal's writer thread takes the sequencer's mutex to deliver what became
+//! durable, holding nothing else; a Watch stream takes it only to subscribe, and reads
+//! entries for its snapshot after releasing it.
 //!
 //! Fields of `Entry`:
 //! - `protector`: the status machine's whole state.
@@ -21,10 +26,11 @@
 //! - `version`: the journal sequence number of its last stored state (persist.rs).
 //! - `dirty`: state changed since it was last stored, waiting for the batch flush.
 
+mod answers;
 mod persist;
+mod read;
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -37,12 +43,16 @@ use resilient_circuit_breaker::{
     Change, Decision, DecisionReason, Outcome, Override, OverrideKind, Permit, Policy, Protector, Status,
     Time, Transition,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::scheduler::Scheduler;
+use crate::sequencer::{Committed, EventFn, Sequencer};
 use crate::store::Journal;
-use crate::watch::{EventFn, Filter, SnapshotSource, WatchHub};
+use crate::watch::Watchers;
+
+pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
 
 struct Entry {
     protector: Protector,
@@ -63,85 +73,14 @@ enum Keep {
     Now,
 }
 
-/// A protector as read: its name, state and the revision of its last change.
-#[derive(Debug, Clone)]
-pub struct View {
-    /// The protector's name.
-    pub name: String,
-    /// Its state.
-    pub protector: Protector,
-    /// The revision of its last change.
-    pub mod_revision: u64,
-}
-
-impl View {
-    /// The wire form.
-    pub fn to_proto(&self) -> v1::Protector {
-        convert::protector(&self.name, &self.protector, self.mod_revision)
-    }
-}
-
-/// The answer to [`Registry::ensure`].
-#[derive(Debug, Clone)]
-pub struct Ensured {
-    /// The protector as it is now.
-    pub view: View,
-    /// Whether this call created it.
-    pub created: bool,
-    /// The revision the answer reflects.
-    pub revision: u64,
-}
-
-/// The answer to [`Registry::acquire`].
-#[derive(Debug, Clone, Copy)]
-pub struct Acquired {
-    /// Admitted or rejected.
-    pub decision: Decision,
-    /// The status after the decision.
-    pub status: Status,
-    /// The last transition the acquire caused (or applied, for an expiry due), if any.
-    pub transition: Option<Transition>,
-    /// The revision the answer reflects.
-    pub revision: u64,
-}
-
-/// The answer to [`Registry::report`].
-#[derive(Debug, Clone, Copy)]
-pub struct Reported {
-    /// False when stale.
-    pub accepted: bool,
-    /// The status after the report.
-    pub status: Status,
-    /// The transition the report caused, if any.
-    pub transition: Option<Transition>,
-    /// The revision the answer reflects: with a transition, exactly its revision.
-    pub revision: u64,
-}
-
-/// The answer to [`Registry::report_batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct BatchReported {
-    /// Outcomes recorded.
-    pub accepted: u64,
-    /// Outcomes refused as stale.
-    pub stale: u64,
-    /// The status after the batch.
-    pub status: Status,
-    /// The generation after the batch.
-    pub generation: u64,
-    /// The first transition the batch caused, if any.
-    pub transition: Option<Transition>,
-    /// The revision the answer reflects.
-    pub revision: u64,
-}
-
 /// Every protector of the daemon.
 pub struct Registry {
     map: DashMap<String, Entry>,
     /// Protectors counted against `max_protectors` (reserved before insertion).
     count: AtomicUsize,
     max_protectors: usize,
-    hub: Arc<WatchHub>,
+    sequencer: Arc<Sequencer>,
+    watchers: Watchers,
     scheduler: Scheduler,
     clock: Clock,
     /// The journal, unless the daemon runs in memory.
@@ -158,17 +97,20 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("protectors", &self.len())
-            .field("hub", &self.hub)
+            .field("sequencer", &self.sequencer)
+            .field("watchers", &self.watchers.count())
             .field("durable", &self.store.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Registry {
-    /// An empty registry publishing to `hub`, journaling to `store` if given.
+    /// An empty registry committing through `sequencer`, journaling to `store` if
+    /// given, and serving `watchers`.
     pub fn new(
         max_protectors: usize,
-        hub: Arc<WatchHub>,
+        sequencer: Arc<Sequencer>,
+        watchers: Watchers,
         clock: Clock,
         store: Option<Arc<Journal>>,
     ) -> Registry {
@@ -176,7 +118,8 @@ impl Registry {
             map: DashMap::new(),
             count: AtomicUsize::new(0),
             max_protectors,
-            hub,
+            sequencer,
+            watchers,
             scheduler: Scheduler::default(),
             clock,
             store,
@@ -195,19 +138,21 @@ impl Registry {
         self.len() == 0
     }
 
-    /// The hub changes are published to.
-    pub fn hub(&self) -> &Arc<WatchHub> {
-        &self.hub
+    /// The revision of the latest change watchers have heard of (with a store: the
+    /// latest durable one). An answer that reflects no change of its own carries it.
+    pub fn revision(&self) -> u64 {
+        self.sequencer.revision()
     }
 
-    /// The deadlines the scheduler task serves.
-    pub fn scheduler(&self) -> &Scheduler {
-        &self.scheduler
-    }
-
-    /// The clock every operation reads.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
+    /// The scheduler task: applies each protector's expiries at their instants, until
+    /// `shutdown`.
+    pub async fn run_scheduler(self: Arc<Self>, shutdown: CancellationToken) {
+        self.scheduler
+            .run(&self.clock, shutdown, |name| {
+                // NotFound: deleted since; nothing to do.
+                let _ = self.tick(name);
+            })
+            .await;
     }
 
     /// Creates the protector if absent; never changes an existing one.
@@ -217,7 +162,7 @@ impl Registry {
                 Ensured {
                     view: view(name, e.get()),
                     created: false,
-                    revision: self.hub.revision(),
+                    revision: self.sequencer.revision(),
                 },
                 None,
             ),
@@ -227,7 +172,7 @@ impl Registry {
                 let created: EventFn<'_> =
                     Box::new(|rev| Event::Created(convert::protector(name, &protector, rev)));
                 let committed = self
-                    .hub
+                    .sequencer
                     .commit(name, vec![created], self.put_record(name, &protector, 0))
                     .inspect_err(|_| {
                         self.count.fetch_sub(1, Ordering::AcqRel);
@@ -286,7 +231,7 @@ impl Registry {
     pub async fn report(&self, name: &str, permit: Permit, outcome: Outcome) -> Result<Reported, Error> {
         let (reported, seq) = self.with_entry(name, |entry, now| {
             let result = entry.protector.report(permit, outcome, now);
-            let keep = if result.accepted && permit.id != 0 {
+            let keep = if result.accepted && permit.is_trial() {
                 Keep::Now
             } else {
                 Keep::Batched
@@ -429,7 +374,9 @@ impl Registry {
                         name: name.to_owned(),
                     })
                 });
-                let committed = self.hub.commit(name, vec![deleted], self.delete_record(name))?;
+                let committed = self
+                    .sequencer
+                    .commit(name, vec![deleted], self.delete_record(name))?;
                 e.remove();
                 self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
@@ -438,54 +385,6 @@ impl Registry {
         };
         self.durable(seq).await?;
         Ok(revision)
-    }
-
-    /// One protector as it is now.
-    pub fn get(&self, name: &str) -> Result<View, Error> {
-        self.map
-            .get(name)
-            .map(|e| view(name, &e))
-            .ok_or_else(|| Error::not_found(name))
-    }
-
-    /// A page of at most `page_size` protectors whose names start with `prefix` and sort
-    /// after `after`, in name order, and whether more follow.
-    pub fn list(&self, prefix: &str, page_size: usize, after: Option<&str>) -> (Vec<View>, bool) {
-        let names = self.names_from(prefix, after, page_size + 1);
-        let more = names.len() > page_size;
-        let page = names
-            .iter()
-            .take(page_size)
-            .filter_map(|n| self.map.get(n.as_str()).map(|e| view(n, &e)))
-            .collect();
-        (page, more)
-    }
-
-    /// Up to `limit` names starting with `prefix` and sorting after `after`, in order:
-    /// a range of the index, so a page costs its own size, not the fleet's.
-    fn names_from(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<String> {
-        let index = self.names.read().unwrap_or_else(|e| e.into_inner());
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
-        };
-        index
-            .range::<str, _>((start, Bound::Unbounded))
-            .take_while(|n| n.starts_with(prefix))
-            .take(limit)
-            .cloned()
-            .collect()
-    }
-
-    fn index_insert(&self, name: &str) {
-        self.names
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned());
-    }
-
-    fn index_remove(&self, name: &str) {
-        self.names.write().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
     fn reserve(&self) -> Result<(), Error> {
@@ -553,7 +452,7 @@ impl Registry {
         changes: &[Change],
         mut first: Vec<EventFn<'a>>,
         keep: Keep,
-    ) -> Result<crate::watch::Committed, Error> {
+    ) -> Result<Committed, Error> {
         first.extend(self.events(name, changes));
         if first.is_empty() && keep != Keep::Now {
             if keep == Keep::Batched {
@@ -562,14 +461,14 @@ impl Registry {
             // Nothing to write, but the answer must not rest on a state a crash could
             // still take back: wait for this protector's last record too (at once, in
             // the common case where it is long on disk).
-            return Ok(crate::watch::Committed {
-                revision: self.hub.revision(),
+            return Ok(Committed {
+                revision: self.sequencer.revision(),
                 seq: self.store.as_ref().map(|_| entry.version).filter(|&v| v > 0),
             });
         }
         let published = !first.is_empty();
         let record = self.put_record(name, &entry.protector, entry.mod_revision);
-        let committed = self.hub.commit(name, first, record)?;
+        let committed = self.sequencer.commit(name, first, record)?;
         if published {
             entry.mod_revision = committed.revision;
         }
@@ -586,24 +485,5 @@ fn view(name: &str, entry: &Entry) -> View {
         name: name.to_owned(),
         protector: entry.protector.clone(),
         mod_revision: entry.mod_revision,
-    }
-}
-
-impl SnapshotSource for Registry {
-    fn names(&self, filter: &Filter) -> Vec<String> {
-        let mut names: Vec<String> = match filter {
-            Filter::Names(names) => names
-                .iter()
-                .filter(|n| self.map.contains_key(n.as_str()))
-                .cloned()
-                .collect(),
-            Filter::Prefix(prefix) => self.names_from(prefix, None, usize::MAX),
-        };
-        names.sort_unstable();
-        names
-    }
-
-    fn snapshot(&self, name: &str) -> Option<v1::Protector> {
-        self.get(name).ok().map(|v| v.to_proto())
     }
 }

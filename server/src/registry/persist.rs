@@ -4,7 +4,7 @@
 //! Every record is the whole state of one protector, versioned by the journal sequence
 //! number it was written at (see `store`). An operation that publishes a change, hands
 //! out or takes back a trial permit writes its record inside the entry guard (through
-//! the hub, so revision order and journal order agree) and waits for it after the guard
+//! the sequencer, so revision order and journal order agree) and waits for it after the guard
 //! is released. Anything else only raises the entry's `dirty` flag; the flush task writes
 //! those entries every `flush_interval` without waiting.
 
@@ -14,16 +14,9 @@ use resilient_circuit_breaker::Protector;
 
 use super::{Entry, Registry};
 use crate::error::Error;
+use crate::sequencer::RecordFn;
 use crate::store::record::{Body, Record, Snapshot, StoredProtector};
 use crate::store::{self, Journal, StoreError};
-use crate::watch::RecordFn;
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "a change could not be made durable");
-        Error::Unavailable
-    }
-}
 
 impl Registry {
     /// The record storing `protector`'s state; its mod_revision is the revision of the
@@ -117,7 +110,7 @@ impl Registry {
     pub fn snapshot(&self, journal: &Journal, first_segment: u64) -> Snapshot {
         let names: Vec<String> = self.map.iter().map(|e| e.key().clone()).collect();
         let mut protectors = Vec::with_capacity(names.len());
-        let mut revision = self.hub.revision();
+        let mut revision = self.sequencer.revision();
         for name in names {
             if let Some(entry) = self.map.get(name.as_str()) {
                 let version = journal.last_seq();

@@ -32,15 +32,15 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::SetStatusResponse>, Status> {
         let peer = request.remote_addr();
         let req = request.into_inner();
-        self.0.name("name", &req.name)?;
+        let name = self.0.name("name", req.name)?;
         let status = validate::status("status", req.status)?;
         let open_for =
             validate::duration_in("open_for", req.open_for.as_ref(), Duration::ZERO, MAX_COOLDOWN)?;
         if open_for.is_some() && status != resilient_circuit_breaker::Status::Open {
             return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
         }
-        let (view, transition, revision) = self.0.registry.set_status(&req.name, status, open_for).await?;
-        audit(peer, "SetStatus", &req.name, (status, open_for), revision);
+        let (view, transition, revision) = self.0.registry.set_status(&name, status, open_for).await?;
+        audit(peer, "SetStatus", &name, (status, open_for), revision);
         Ok(Response::new(v1::SetStatusResponse {
             protector: Some(view.to_proto()),
             transition: Some(transition.into()),
@@ -54,7 +54,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::SetOverrideResponse>, Status> {
         let peer = request.remote_addr();
         let req = request.into_inner();
-        self.0.name("name", &req.name)?;
+        let name = self.0.name("name", req.name)?;
         let kind = validate::override_kind("kind", req.kind)?;
         let expires_after = validate::duration_in(
             "expires_after",
@@ -65,12 +65,8 @@ impl AdminService for AdminApi {
         if kind.is_none() && expires_after.is_some() {
             return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
         }
-        let (view, revision) = self
-            .0
-            .registry
-            .set_override(&req.name, kind, expires_after)
-            .await?;
-        audit(peer, "SetOverride", &req.name, (kind, expires_after), revision);
+        let (view, revision) = self.0.registry.set_override(&name, kind, expires_after).await?;
+        audit(peer, "SetOverride", &name, (kind, expires_after), revision);
         Ok(Response::new(v1::SetOverrideResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -83,10 +79,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
         let peer = request.remote_addr();
         let req = request.into_inner();
-        self.0.name("name", &req.name)?;
+        let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let (view, revision) = self.0.registry.update_policy(&req.name, policy).await?;
-        audit(peer, "UpdatePolicy", &req.name, policy.spec(), revision);
+        let (view, revision) = self.0.registry.update_policy(&name, policy).await?;
+        audit(peer, "UpdatePolicy", &name, policy.spec(), revision);
         Ok(Response::new(v1::UpdatePolicyResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -99,9 +95,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
         let peer = request.remote_addr();
         let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let revision = self.0.registry.delete(&req.name).await?;
-        audit(peer, "DeleteProtector", &req.name, (), revision);
+        let name = self.0.name("name", req.name)?;
+        let revision = self.0.registry.delete(&name).await?;
+        audit(peer, "DeleteProtector", &name, (), revision);
         Ok(Response::new(v1::DeleteProtectorResponse { revision }))
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, protector_service_server::ProtectorService};
+use resilient_circuit_api::{ProtectorName, convert};
 use resilient_circuit_breaker::Decision;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -21,7 +21,7 @@ use crate::config::{Limits, WatchConfig};
 use crate::error::Error;
 use crate::registry::{Acquired, Registry};
 use crate::validate;
-use crate::watch::{Filter, WatchError, WatchParams};
+use crate::watch::{Filter, WatchParams};
 
 /// The default and the largest ListProtectors page.
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -64,24 +64,24 @@ impl Shared {
         Ok(())
     }
 
-    fn name(&self, field: &str, name: &str) -> Result<(), Error> {
+    fn name(&self, field: &str, name: String) -> Result<ProtectorName, Error> {
         self.ready()?;
         validate::name(field, name, self.limits.max_name_len)
     }
 
     /// Acquire, for the unary call and the session alike.
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
-        self.name("name", &req.name)?;
-        let acquired = self.registry.acquire(&req.name).await?;
+        let name = self.name("name", req.name)?;
+        let acquired = self.registry.acquire(&name).await?;
         Ok(acquire_response(acquired))
     }
 
     /// Report, for the unary call and the session alike.
     async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
-        self.name("name", &req.name)?;
+        let name = self.name("name", req.name)?;
         let permit = validate::permit("permit", req.permit.as_ref())?;
         let outcome = validate::outcome("outcome", req.outcome)?;
-        let reported = self.registry.report(&req.name, permit, outcome).await?;
+        let reported = self.registry.report(&name, permit, outcome).await?;
         Ok(v1::ReportResponse {
             accepted: reported.accepted,
             status: v1::Status::from(reported.status) as i32,
@@ -169,9 +169,9 @@ impl ProtectorService for ProtectorApi {
         request: Request<v1::EnsureProtectorRequest>,
     ) -> Result<Response<v1::EnsureProtectorResponse>, Status> {
         let req = request.into_inner();
-        self.0.name("name", &req.name)?;
+        let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let ensured = self.0.registry.ensure(&req.name, policy).await?;
+        let ensured = self.0.registry.ensure(&name, policy).await?;
         Ok(Response::new(v1::EnsureProtectorResponse {
             policy_matches: *ensured.view.protector.policy() == policy,
             protector: Some(ensured.view.to_proto()),
@@ -249,8 +249,8 @@ impl ProtectorService for ProtectorApi {
                     }
                     .into());
                 }
-                validate::names("names.names", &list.names, self.0.limits.max_name_len)?;
-                Filter::Names(list.names.into_iter().collect::<HashSet<_>>())
+                let names = validate::names("names.names", list.names, self.0.limits.max_name_len)?;
+                Filter::Names(names.into_iter().map(String::from).collect::<HashSet<_>>())
             }
         };
         let progress_interval = validate::duration_in(
@@ -266,16 +266,7 @@ impl ProtectorService for ProtectorApi {
             start_epoch: req.start_epoch,
             progress_interval,
         };
-        let registry = Arc::clone(&self.0.registry);
-        let stream = registry
-            .hub()
-            .watch(registry.clone(), params)
-            .map_err(|e| match e {
-                WatchError::TooManyWatchers(_) => Error::ResourceExhausted {
-                    limit: "max_watchers",
-                    description: e.to_string(),
-                },
-            })?;
+        let stream = self.0.registry.watch(params).map_err(Error::from)?;
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -284,9 +275,9 @@ impl ProtectorService for ProtectorApi {
         request: Request<v1::GetProtectorRequest>,
     ) -> Result<Response<v1::GetProtectorResponse>, Status> {
         let req = request.into_inner();
-        self.0.name("name", &req.name)?;
-        let revision = self.0.registry.hub().revision();
-        let view = self.0.registry.get(&req.name)?;
+        let name = self.0.name("name", req.name)?;
+        let revision = self.0.registry.revision();
+        let view = self.0.registry.get(&name)?;
         Ok(Response::new(v1::GetProtectorResponse {
             protector: Some(view.to_proto()),
             revision: revision.max(view.mod_revision),
@@ -315,7 +306,7 @@ impl ProtectorService for ProtectorApi {
         } else {
             Some(decode_token(&req.page_token)?)
         };
-        let revision = self.0.registry.hub().revision();
+        let revision = self.0.registry.revision();
         let (page, more) = self
             .0
             .registry

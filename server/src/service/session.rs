@@ -29,31 +29,17 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 /// The response stream of a session.
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::SessionResponse, Status>> + Send + 'static>>;
 
-/// What a unary call's error would have said, as a session answer.
-pub fn session_error(e: Error) -> v1::SessionError {
-    let field = match &e {
-        Error::InvalidArgument { field, .. } => field.clone(),
-        _ => String::new(),
-    };
-    let status: Status = e.into();
-    v1::SessionError {
-        code: status.code() as i32,
-        message: status.message().to_owned(),
-        field,
-    }
-}
-
 async fn answer(shared: Arc<Shared>, request: v1::SessionRequest) -> v1::SessionResponse {
     let response = match request.request {
         Some(session_request::Request::Acquire(req)) => match shared.acquire(req).await {
             Ok(r) => session_response::Response::Acquire(r),
-            Err(e) => session_response::Response::Error(session_error(e)),
+            Err(e) => session_response::Response::Error(v1::SessionError::from(e)),
         },
         Some(session_request::Request::Report(req)) => match shared.report(req).await {
             Ok(r) => session_response::Response::Report(r),
-            Err(e) => session_response::Response::Error(session_error(e)),
+            Err(e) => session_response::Response::Error(v1::SessionError::from(e)),
         },
-        None => session_response::Response::Error(session_error(Error::invalid(
+        None => session_response::Response::Error(v1::SessionError::from(Error::invalid(
             "request",
             "set one of acquire or report",
         ))),
@@ -143,7 +129,7 @@ impl Shared {
                 Ok(r) => r,
                 Err(e) => v1::OutcomeBatchResult {
                     name: batch.name,
-                    error: Some(session_error(e)),
+                    error: Some(v1::SessionError::from(e)),
                     ..Default::default()
                 },
             };
@@ -151,13 +137,13 @@ impl Shared {
         }
         v1::ReportBatchResponse {
             results,
-            revision: self.registry.hub().revision(),
+            revision: self.registry.revision(),
         }
     }
 
     async fn one_batch(&self, i: usize, batch: &v1::OutcomeBatch) -> Result<v1::OutcomeBatchResult, Error> {
         let field = |f: &str| format!("batches[{i}].{f}");
-        self.name(&field("name"), &batch.name)?;
+        let name = self.name(&field("name"), batch.name.clone())?;
         if batch.generation == 0 {
             return Err(Error::invalid(field("generation"), "must be at least 1"));
         }
@@ -169,10 +155,10 @@ impl Shared {
             .collect::<Result<Vec<_>, _>>()?;
         let r = self
             .registry
-            .report_batch(&batch.name, batch.generation, batch.successes, &outcomes)
+            .report_batch(&name, batch.generation, batch.successes, &outcomes)
             .await?;
         Ok(v1::OutcomeBatchResult {
-            name: batch.name.clone(),
+            name: name.into_string(),
             accepted: r.accepted,
             stale: r.stale,
             status: v1::Status::from(r.status) as i32,

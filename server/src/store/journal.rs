@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::StoreError;
+use super::error::StoreError;
 use super::faults::Faults;
 use super::format::{HEADER, SEGMENT_MAGIC, frame};
 use super::record::{GROUP_RECORDS_TAG, Record};

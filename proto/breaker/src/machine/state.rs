@@ -5,7 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{Counters, Override, Protector, Status, TrialSlot};
+use super::protector::{Protector, TrialSlot};
+use super::types::{Counters, Override, Status};
 use crate::Time;
 use crate::policy::{InvalidPolicy, Policy, PolicySpec};
 use crate::window::Window;

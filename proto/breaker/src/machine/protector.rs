@@ -1,0 +1,470 @@
+//! [`Protector`] and its operations: the transitions themselves. The rules and the edge
+//! cases are the design note of [`machine`](super); the plain-data form is `state.rs`.
+//! Fields are `pub(super)` so that `state.rs` can take a protector apart and rebuild it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::types::*;
+use crate::Time;
+use crate::policy::Policy;
+use crate::window::Window;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TrialSlot {
+    pub(super) id: u64,
+    pub(super) expires_at: Time,
+}
+
+/// One protector: policy, status, window, trials, override and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protector {
+    pub(super) policy: Policy,
+    pub(super) status: Status,
+    pub(super) generation: u64,
+    /// Set exactly while OPEN.
+    pub(super) open_until: Option<Time>,
+    pub(super) window: Window,
+    pub(super) consecutive_failures: u64,
+    /// Outstanding trial permits, in id order (ids only grow).
+    pub(super) trials: VecDeque<TrialSlot>,
+    pub(super) next_permit_id: u64,
+    pub(super) override_: Option<Override>,
+    /// When the last override ended: `auto_half_open` never fires before it.
+    pub(super) resumed_at: Time,
+    /// How long the current OPEN was entered for (the cooldown or a manual `open_for`),
+    /// so a restart can cap `open_until` however the wall clock moved.
+    pub(super) open_for: Duration,
+    pub(super) counters: Counters,
+}
+
+/// A scheduled expiry found by [`Protector::due`].
+enum Due {
+    Override,
+    Trial(u64),
+    HalfOpen,
+}
+
+impl Protector {
+    /// A new protector: CLOSED, generation 1, an empty window.
+    pub fn new(policy: Policy) -> Protector {
+        Protector {
+            window: Window::new(policy.closed_window()),
+            policy,
+            status: Status::Closed,
+            generation: 1,
+            open_until: None,
+            consecutive_failures: 0,
+            trials: VecDeque::new(),
+            next_permit_id: 1,
+            override_: None,
+            resumed_at: Time::ZERO,
+            open_for: Duration::ZERO,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// The status of the status machine (an override may hold it still).
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    /// Starts at 1; +1 on every transition.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+    /// While OPEN: when a trial may go (possibly in the past).
+    pub fn open_until(&self) -> Option<Time> {
+        self.open_until
+    }
+    /// The current window.
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+    /// Failures since the last success or entry into CLOSED.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive_failures
+    }
+    /// Trial permits outstanding.
+    pub fn trials_in_flight(&self) -> u32 {
+        self.trials.len() as u32
+    }
+    /// The override in force, if any.
+    pub fn override_state(&self) -> Option<Override> {
+        self.override_
+    }
+    /// Lifetime counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The earliest instant at which [`Protector::tick`] would change something, if any.
+    /// The daemon's scheduler wakes for it; nothing is lost if it wakes late, since every
+    /// expiry takes effect at its own instant.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let override_end = self.override_.and_then(|o| o.expires_at);
+        let trial = self.trials.iter().map(|t| t.expires_at).min();
+        let half_open = self.auto_half_open_at();
+        [override_end, trial, half_open].into_iter().flatten().min()
+    }
+
+    /// Applies every expiry due by `now`.
+    pub fn tick(&mut self, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        changes
+    }
+
+    /// May a call go ahead at `now`?
+    pub fn acquire(&mut self, now: Time) -> AcquireResult {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let decision = match self.override_.map(|o| o.kind) {
+            Some(OverrideKind::ForcedOpen) => Decision::Rejected {
+                reason: DecisionReason::ForcedOpen,
+                retry_after: self
+                    .override_
+                    .and_then(|o| o.expires_at)
+                    .map(|e| e.saturating_sub(now)),
+            },
+            Some(OverrideKind::Disabled) => Decision::Admitted {
+                permit: self.untracked_permit(),
+                reason: DecisionReason::Disabled,
+            },
+            None => match self.status {
+                Status::Closed => Decision::Admitted {
+                    permit: self.untracked_permit(),
+                    reason: DecisionReason::Closed,
+                },
+                Status::Open => {
+                    let until = self.open_until.unwrap_or(now);
+                    if now < until {
+                        Decision::Rejected {
+                            reason: DecisionReason::Open,
+                            retry_after: Some(until - now),
+                        }
+                    } else {
+                        let t = self.enter(Status::HalfOpen, TransitionReason::CooldownElapsed, now, None);
+                        changes.push(Change::Transition(t));
+                        self.admit_trial(now)
+                    }
+                }
+                Status::HalfOpen => self.admit_trial(now),
+            },
+        };
+        if decision.is_admitted() {
+            self.counters.admitted += 1;
+        } else {
+            self.counters.rejected += 1;
+        }
+        AcquireResult { decision, changes }
+    }
+
+    /// Records how an admitted call went. A stale permit (another generation, a trial
+    /// already reported or expired, an untracked permit where none is valid) is refused
+    /// and changes nothing but the stale counter.
+    pub fn report(&mut self, permit: Permit, outcome: Outcome, now: Time) -> ReportResult {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let valid = permit.generation == self.generation
+            && if !permit.is_trial() {
+                self.status == Status::Closed
+                    || self.override_.is_some_and(|o| o.kind == OverrideKind::Disabled)
+            } else {
+                self.take_trial(permit.id)
+            };
+        if !valid {
+            self.counters.stale_reports += 1;
+            return ReportResult {
+                accepted: false,
+                transition: None,
+                changes,
+            };
+        }
+        self.record(outcome);
+        let transition = self.evaluate(outcome, now, false);
+        changes.extend(transition.map(Change::Transition));
+        ReportResult {
+            accepted: true,
+            transition,
+            changes,
+        }
+    }
+
+    /// Records outcomes of calls admitted locally while the protector was CLOSED in
+    /// `generation` (a client's cached mode): `successes` SUCCESS outcomes first, then
+    /// `outcomes` in order. They are judged exactly as reports of untracked permits of that
+    /// generation, one by one: once the protector trips (or had already moved on), the
+    /// rest are stale.
+    pub fn report_batch(
+        &mut self,
+        generation: u64,
+        successes: u64,
+        outcomes: &[Outcome],
+        now: Time,
+    ) -> BatchResult {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let mut result = BatchResult::default();
+        let untracked_valid = |p: &Protector| {
+            generation == p.generation
+                && (p.status == Status::Closed
+                    || p.override_.is_some_and(|o| o.kind == OverrideKind::Disabled))
+        };
+        if successes > 0 {
+            if untracked_valid(self) {
+                // A success never trips, so only the newest `size` of them can matter.
+                for _ in 0..successes.min(u64::from(self.window.size())) {
+                    self.window.push(false);
+                }
+                self.counters.successes += successes;
+                self.consecutive_failures = 0;
+                result.accepted += successes;
+            } else {
+                self.counters.stale_reports += successes;
+                result.stale += successes;
+            }
+        }
+        for &outcome in outcomes {
+            if !untracked_valid(self) {
+                self.counters.stale_reports += 1;
+                result.stale += 1;
+                continue;
+            }
+            self.record(outcome);
+            result.accepted += 1;
+            if let Some(t) = self.evaluate(outcome, now, false) {
+                result.transition.get_or_insert(t);
+                changes.push(Change::Transition(t));
+            }
+        }
+        result.changes = changes;
+        result
+    }
+
+    /// An operator's SetStatus: the same transition as the natural one, reason MANUAL.
+    /// Setting the current status re-enters it. `open_for` replaces the cooldown when
+    /// entering OPEN. The manual transition is the last change returned.
+    pub fn set_status(&mut self, to: Status, open_for: Option<Duration>, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        let t = self.enter(to, TransitionReason::Manual, now, open_for);
+        changes.push(Change::Transition(t));
+        changes
+    }
+
+    /// Sets (`Some`) or clears (`None`) the override. Clearing resumes the status machine
+    /// where it was; an `auto_half_open` cooldown that elapsed meanwhile fires at `now`.
+    pub fn set_override(&mut self, new: Option<Override>, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        if self.override_.is_some() && new.is_none() {
+            self.resumed_at = now;
+        }
+        self.override_ = new;
+        self.advance(now, &mut changes);
+        changes
+    }
+
+    /// Replaces the policy. The status, generation, `open_until` and outstanding trials
+    /// stay; the window starts anew at the size the new policy gives the current status.
+    pub fn update_policy(&mut self, policy: Policy, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.advance(now, &mut changes);
+        self.policy = policy;
+        self.window = Window::new(self.window_size_for(self.status));
+        self.advance(now, &mut changes);
+        changes
+    }
+
+    fn untracked_permit(&self) -> Permit {
+        Permit {
+            generation: self.generation,
+            id: 0,
+            expires_at: None,
+        }
+    }
+
+    fn admit_trial(&mut self, now: Time) -> Decision {
+        if let Some(limit) = self.policy.trial_limit()
+            && self.trials.len() >= limit as usize
+        {
+            let earliest = self.trials.iter().map(|t| t.expires_at).min().unwrap_or(now);
+            return Decision::Rejected {
+                reason: DecisionReason::TrialsExhausted,
+                retry_after: Some(earliest.saturating_sub(now)),
+            };
+        }
+        let id = self.next_permit_id;
+        self.next_permit_id += 1;
+        let expires_at = now + self.policy.permit_ttl();
+        self.trials.push_back(TrialSlot { id, expires_at });
+        Decision::Admitted {
+            permit: Permit {
+                generation: self.generation,
+                id,
+                expires_at: Some(expires_at),
+            },
+            reason: DecisionReason::Trial,
+        }
+    }
+
+    /// Removes trial `id` if outstanding.
+    fn take_trial(&mut self, id: u64) -> bool {
+        match self.trials.binary_search_by_key(&id, |t| t.id) {
+            Ok(i) => {
+                self.trials.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => {
+                self.window.push(false);
+                self.counters.successes += 1;
+                self.consecutive_failures = 0;
+            }
+            Outcome::Failure => {
+                self.window.push(true);
+                self.counters.failures += 1;
+                self.consecutive_failures += 1;
+            }
+            Outcome::Ignored => self.counters.ignored += 1,
+        }
+    }
+
+    /// Checks the rule of the current status after `outcome` was recorded at `at`.
+    fn evaluate(&mut self, outcome: Outcome, at: Time, expired: bool) -> Option<Transition> {
+        if self.override_.is_some() || outcome == Outcome::Ignored || !self.window.is_full() {
+            return None;
+        }
+        let (len, failures, successes) = (self.window.len(), self.window.failures(), self.window.successes());
+        match self.status {
+            Status::Closed if outcome == Outcome::Failure => self
+                .policy
+                .failure_limit()
+                .reached_by(failures, len)
+                .then(|| self.enter(Status::Open, TransitionReason::FailureLimit, at, None)),
+            Status::HalfOpen => {
+                let close = match self.policy.success_limit() {
+                    Some(s) => s.reached_by(successes, len),
+                    None => !self.policy.failure_limit().reached_by(failures, len),
+                };
+                let (to, reason) = match (close, expired) {
+                    (true, false) => (Status::Closed, TransitionReason::TrialsSucceeded),
+                    (false, false) => (Status::Open, TransitionReason::TrialsFailed),
+                    (true, true) => (Status::Closed, TransitionReason::PermitExpired),
+                    (false, true) => (Status::Open, TransitionReason::PermitExpired),
+                };
+                Some(self.enter(to, reason, at, None))
+            }
+            _ => None,
+        }
+    }
+
+    fn window_size_for(&self, status: Status) -> u32 {
+        match status {
+            Status::HalfOpen => self.policy.half_open_window(),
+            Status::Closed | Status::Open => self.policy.closed_window(),
+        }
+    }
+
+    /// Performs a transition at `at` and returns it.
+    fn enter(
+        &mut self,
+        to: Status,
+        reason: TransitionReason,
+        at: Time,
+        open_for: Option<Duration>,
+    ) -> Transition {
+        let from = self.status;
+        self.status = to;
+        self.generation += 1;
+        self.trials.clear();
+        match to {
+            Status::Closed => {
+                self.window = Window::new(self.window_size_for(to));
+                self.consecutive_failures = 0;
+                self.open_until = None;
+            }
+            Status::Open => {
+                // The window it tripped with is kept for inspection.
+                let cooldown = open_for.unwrap_or(self.policy.cooldown());
+                self.open_for = cooldown;
+                self.open_until = Some(at.saturating_add(cooldown));
+            }
+            Status::HalfOpen => {
+                self.window = Window::new(self.window_size_for(to));
+                self.open_until = None;
+            }
+        }
+        Transition {
+            from,
+            to,
+            reason,
+            generation: self.generation,
+            open_until: self.open_until,
+            at,
+        }
+    }
+
+    fn auto_half_open_at(&self) -> Option<Time> {
+        match (self.status, self.override_, self.open_until) {
+            (Status::Open, None, Some(until)) if self.policy.auto_half_open() => {
+                Some(until.max(self.resumed_at))
+            }
+            _ => None,
+        }
+    }
+
+    /// The earliest expiry due by `now`, with its instant.
+    fn due(&self, now: Time) -> Option<(Time, Due)> {
+        let override_end = self
+            .override_
+            .and_then(|o| o.expires_at)
+            .map(|t| (t, Due::Override));
+        let trial = self
+            .trials
+            .iter()
+            .min_by_key(|t| (t.expires_at, t.id))
+            .map(|t| (t.expires_at, Due::Trial(t.id)));
+        let half_open = self.auto_half_open_at().map(|t| (t, Due::HalfOpen));
+        [override_end, trial, half_open]
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| *t <= now)
+            .min_by_key(|(t, _)| *t)
+    }
+
+    /// Applies every expiry due by `now`, earliest first, each at its own instant.
+    fn advance(&mut self, now: Time, changes: &mut Vec<Change>) {
+        while let Some((at, due)) = self.due(now) {
+            match due {
+                Due::Override => {
+                    if let Some(o) = self.override_.take() {
+                        self.resumed_at = at;
+                        changes.push(Change::OverrideExpired { kind: o.kind, at });
+                    }
+                }
+                Due::Trial(id) => {
+                    self.take_trial(id);
+                    self.counters.expired_permits += 1;
+                    self.record(Outcome::Failure);
+                    if let Some(t) = self.evaluate(Outcome::Failure, at, true) {
+                        changes.push(Change::Transition(t));
+                    }
+                }
+                Due::HalfOpen => {
+                    let t = self.enter(Status::HalfOpen, TransitionReason::CooldownElapsed, at, None);
+                    changes.push(Change::Transition(t));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! [`ProtectorName`]: a protector's name, checked once where it enters a program.
+//!
+//! The contract's rule for a name: 1 to [`ProtectorName::MAX_LEN`] bytes of UTF-8 with no
+//! whitespace and no control characters, so names print, log and compare unambiguously.
+//! A daemon may lower the length limit (`max_name_len`), never raise it, so the daemon
+//! builds names with [`ProtectorName::with_max_len`]; a client that checks with
+//! [`ProtectorName::new`] before sending learns of a name no daemon accepts without a
+//! round trip. [`InvalidName`]'s messages are the daemon's INVALID_ARGUMENT descriptions.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+
+/// A valid protector name. Dereferences to `str`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProtectorName(String);
+
+/// Why a name is not a valid protector name. Its `Display` is a sentence fragment that
+/// does not repeat the field, e.g. "must not be empty".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidName {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than allowed.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The name holds whitespace or a control character.
+    Unprintable {
+        /// The byte offset of the first such character.
+        at: usize,
+    },
+}
+
+impl fmt::Display for InvalidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidName::Empty => f.write_str("must not be empty"),
+            InvalidName::TooLong { len, max } => write!(f, "is too long: {len} bytes, max {max}"),
+            InvalidName::Unprintable { at } => {
+                write!(f, "contains whitespace or a control character at byte {at}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidName {}
+
+impl ProtectorName {
+    /// The contract's limit on a name's length in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// `name` if it is valid under the contract's limit, [`ProtectorName::MAX_LEN`].
+    pub fn new(name: impl Into<String>) -> Result<ProtectorName, InvalidName> {
+        ProtectorName::with_max_len(name, ProtectorName::MAX_LEN)
+    }
+
+    /// `name` if it is valid and at most `max_len` bytes long (a daemon's `max_name_len`).
+    pub fn with_max_len(name: impl Into<String>, max_len: usize) -> Result<ProtectorName, InvalidName> {
+        let name = name.into();
+        check(&name, max_len)?;
+        Ok(ProtectorName(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name, as the `String` it was built from.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The rules in the order they are reported: emptiness, length, then characters.
+fn check(name: &str, max_len: usize) -> Result<(), InvalidName> {
+    if name.is_empty() {
+        return Err(InvalidName::Empty);
+    }
+    if name.len() > max_len {
+        return Err(InvalidName::TooLong {
+            len: name.len(),
+            max: max_len,
+        });
+    }
+    match name
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+    {
+        Some((at, _)) => Err(InvalidName::Unprintable { at }),
+        None => Ok(()),
+    }
+}
+
+impl TryFrom<String> for ProtectorName {
+    type Error = InvalidName;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        ProtectorName::new(name)
+    }
+}
+
+impl TryFrom<&str> for ProtectorName {
+    type Error = InvalidName;
+
+    fn try_from(name: &str) -> Result<Self, Self::Error> {
+        ProtectorName::new(name)
+    }
+}
+
+impl FromStr for ProtectorName {
+    type Err = InvalidName;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        ProtectorName::new(name)
+    }
+}
+
+impl From<ProtectorName> for String {
+    fn from(name: ProtectorName) -> String {
+        name.0
+    }
+}
+
+impl Deref for ProtectorName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ProtectorName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for ProtectorName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProtectorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for ProtectorName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ProtectorName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_names_are_kept_as_given() {
+        for name in ["payments-db.eu/1", "ü", &"a".repeat(256)] {
+            let valid = ProtectorName::new(name).expect(name);
+            assert_eq!(valid.as_str(), name);
+            assert_eq!(valid, name);
+            assert_eq!(String::from(valid.clone()), name);
+            assert_eq!(name.parse::<ProtectorName>(), Ok(valid));
+        }
+        assert!(ProtectorName::with_max_len("ü", 2).is_ok());
+    }
+
+    #[test]
+    fn invalid_names_say_which_rule_they_break() {
+        let long = "a".repeat(300);
+        let cases = [
+            ("", "must not be empty"),
+            (long.as_str(), "is too long: 300 bytes, max 256"),
+            ("db one", "contains whitespace or a control character at byte 2"),
+            ("db\u{7}", "contains whitespace or a control character at byte 2"),
+            ("é\u{0}", "contains whitespace or a control character at byte 2"),
+            ("db\u{a0}", "contains whitespace or a control character at byte 2"),
+            ("\n", "contains whitespace or a control character at byte 0"),
+        ];
+        for (name, want) in cases {
+            let e = ProtectorName::try_from(name).expect_err(name);
+            assert_eq!(e.to_string(), want, "{name:?}");
+        }
+        assert_eq!(
+            ProtectorName::with_max_len("abcde", 4),
+            Err(InvalidName::TooLong { len: 5, max: 4 })
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The daemon's settings as values: [`Config`] and its parts, each with its default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use resilient_circuit_breaker::PolicySpec;
+
+/// How the binary writes its logs (to stderr). Not part of [`Config`]: the daemon
+/// library does not care how its host logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines. The default.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The daemon's whole configuration. `Config::default()` is what `cargo run --release`
+/// starts with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where to listen. Default 127.0.0.1:50051.
+    pub listen: SocketAddr,
+    /// Configured limits; over one, RESOURCE_EXHAUSTED.
+    pub limits: Limits,
+    /// Watch buffers, history and progress.
+    pub watch: WatchConfig,
+    /// How long shutdown may take before open connections are dropped. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Protectors to create at start (EnsureProtector semantics: an existing one is
+    /// left as it is).
+    pub protectors: Vec<ProtectorConfig>,
+    /// Durable state. `None` keeps everything in memory: the library's default, so
+    /// tests and embedders opt in. The `circuitd` binary defaults to `./data`.
+    pub store: Option<StoreSettings>,
+}
+
+/// Where and how state is kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The data directory, created if absent. The binary's default: `data` in the
+    /// working directory.
+    pub data_dir: std::path::PathBuf,
+    /// Truncate a damaged journal at the damage instead of refusing to start.
+    pub repair: bool,
+    /// How often outcomes that changed no status are written. Default 100 ms: a crash
+    /// loses at most the outcomes and counters of the last interval, never a transition.
+    pub flush_interval: Duration,
+    /// How large a journal segment grows before a snapshot replaces it. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Faults to inject into the journal (tests of an in-process daemon only; no flag or
+    /// file key sets it).
+    pub faults: Option<crate::store::faults::Faults>,
+}
+
+impl StoreSettings {
+    /// The defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<std::path::PathBuf>) -> StoreSettings {
+        StoreSettings {
+            data_dir: data_dir.into(),
+            repair: false,
+            flush_interval: Duration::from_millis(100),
+            segment_bytes: 64 * 1024 * 1024,
+            faults: None,
+        }
+    }
+}
+
+/// Configured limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most protectors at once. Default 100,000.
+    pub max_protectors: usize,
+    /// Most open Watch streams at once. Default 10,000.
+    pub max_watchers: usize,
+    /// Longest protector name in bytes. Default 256 (also the contract's maximum).
+    pub max_name_len: usize,
+    /// Largest request message in bytes. Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// Most concurrent HTTP/2 streams per connection. Default 1,024.
+    pub max_concurrent_streams: u32,
+    /// Most names in one Watch filter. Default 1,000.
+    pub max_watch_names: usize,
+    /// Most client connections open at once. Default 10,000. Past it the daemon stops
+    /// accepting (newcomers wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+}
+
+/// Watch settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Events a watcher may fall behind before it gets RESYNC. Default 1,024.
+    pub buffer: usize,
+    /// Events kept for `start_revision` replay. Default 10,000.
+    pub history: usize,
+    /// PROGRESS interval when a request does not set one. Default 10 s.
+    pub progress_interval: Duration,
+}
+
+/// A protector created at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectorConfig {
+    /// Its name.
+    pub name: String,
+    /// Its policy (checked when the daemon starts).
+    pub policy: PolicySpec,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            limits: Limits::default(),
+            watch: WatchConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
+            protectors: Vec::new(),
+            store: None,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_protectors: 100_000,
+            max_watchers: 10_000,
+            max_name_len: 256,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 1024,
+            max_watch_names: 1000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            buffer: 1024,
+            history: 10_000,
+            progress_interval: Duration::from_secs(10),
+        }
+    }
+}

@@ -116,7 +116,7 @@ fn hot(c: &mut Criterion) {
     c.bench_function("registry/hot_acquire_report", |b| {
         b.to_async(&rt).iter(|| call(&registry, "hot"))
     });
-    let view = registry.get("hot").expect("hot exists");
+    let view = rt.block_on(registry.get("hot")).expect("hot exists");
     assert_eq!(view.protector.counters().stale_reports, 0);
 }
 

@@ -156,6 +156,12 @@ pub enum ServeError {
     /// The store could not be opened or recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A journal write or fsync failed while serving: the daemon stopped deciding.
+    #[error(
+        "the journal failed ({0}); circuitd stopped so that nobody sees a change it could not keep. \
+         Every acknowledged change is on disk: fix the disk (free space, replace it) and start circuitd again"
+    )]
+    JournalFailed(String),
 }
 
 impl From<Error> for tonic::Status {

@@ -202,12 +202,37 @@ impl Prepared {
 
         let incoming = crate::connections::incoming(listener, config.limits.max_connections);
 
+        // The journal failing is the other way to stop: after a failed write or fsync
+        // nothing more can be made durable, and the page cache can no longer be trusted
+        // to match the disk, so the daemon stops deciding and exits; a restart recovers
+        // exactly what was acknowledged (see the store's design note).
+        let journal = durable.as_ref().map(|d| Arc::clone(&d.journal));
+        let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let begin_drain = {
             let draining = draining.clone();
             let health = health.clone();
+            let failure = Arc::clone(&failure);
             async move {
-                shutdown.await;
-                tracing::info!("shutting down: health NOT_SERVING, new calls UNAVAILABLE, watches ending");
+                let journal_failed = async {
+                    match &journal {
+                        Some(journal) => {
+                            journal.failed().await;
+                            journal
+                                .failure()
+                                .unwrap_or_else(|| "the journal failed".to_owned())
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = shutdown => {
+                        tracing::info!("shutting down: health NOT_SERVING, new calls UNAVAILABLE, watches ending");
+                    }
+                    why = journal_failed => {
+                        tracing::error!(failure = %why, "the journal failed: circuitd stops deciding (health NOT_SERVING, calls UNAVAILABLE) and exits; every acknowledged change is on disk");
+                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    }
+                }
                 health.set_service_status("", ServingStatus::NotServing).await;
                 health
                     .set_not_serving::<ProtectorServiceServer<service::ProtectorApi>>()
@@ -243,6 +268,14 @@ impl Prepared {
         draining.cancel();
         let _ = scheduler.await;
         let _ = store_task.await;
+        let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(why) = failure {
+            if let Some(durable) = durable {
+                let journal = Arc::clone(&durable.journal);
+                let _ = tokio::task::spawn_blocking(move || journal.close()).await;
+            }
+            return Err(ServeError::JournalFailed(why));
+        }
         if let Some(durable) = durable {
             // Calls that finished while the transport drained may have left batched state.
             if let Err(e) = registry.flush_dirty() {

@@ -56,8 +56,12 @@ impl Filter {
 pub trait SnapshotSource: Send + Sync + 'static {
     /// The names passing `filter`, in name order.
     fn names(&self, filter: &Filter) -> Vec<String>;
-    /// One protector's state with its `mod_revision`, if it still exists.
-    fn snapshot(&self, name: &str) -> Option<v1::Protector>;
+    /// One protector's state with its `mod_revision`, if it still exists, and what to
+    /// wait for before it may be sent (see [`SnapshotSource::durable`]).
+    fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)>;
+    /// Waits until the state a snapshot was read with is durable: a watcher never sees a
+    /// state a crash could take back. An error ends the stream (UNAVAILABLE).
+    fn durable(&self, seq: Option<u64>) -> impl Future<Output = Result<(), tonic::Status>> + Send;
 }
 
 /// The parameters of one Watch, already validated.
@@ -259,7 +263,11 @@ impl<S: SnapshotSource> Watcher<S> {
                 let base = cursor.base;
                 match cursor.names.next() {
                     Some(name) => {
-                        if let Some(p) = self.source.snapshot(&name) {
+                        if let Some((p, seq)) = self.source.snapshot(&name) {
+                            if let Err(e) = self.source.durable(seq).await {
+                                self.ended = true;
+                                return Some(Err(e));
+                            }
                             if p.mod_revision > base {
                                 self.seen.insert(name, p.mod_revision);
                             }

@@ -256,6 +256,11 @@ impl Circuitd {
         exit
     }
 
+    /// Waits for the process to exit on its own (within the deadline).
+    pub async fn exited(self) -> Exit {
+        self.wait().await
+    }
+
     async fn wait(mut self) -> Exit {
         let status = tokio::time::timeout(PROCESS_DEADLINE, self.child.wait())
             .await

@@ -158,13 +158,14 @@ impl Registry {
     /// Creates the protector if absent; never changes an existing one.
     pub async fn ensure(&self, name: &str, policy: Policy) -> Result<Ensured, Error> {
         let (ensured, seq) = match self.map.entry(name.to_owned()) {
+            // Answered once the existing state is durable, like every read.
             MapEntry::Occupied(e) => (
                 Ensured {
                     view: view(name, e.get()),
                     created: false,
                     revision: self.sequencer.revision(),
                 },
-                None,
+                self.stored(e.get().version),
             ),
             MapEntry::Vacant(slot) => {
                 self.reserve()?;
@@ -463,7 +464,7 @@ impl Registry {
             // the common case where it is long on disk).
             return Ok(Committed {
                 revision: self.sequencer.revision(),
-                seq: self.store.as_ref().map(|_| entry.version).filter(|&v| v > 0),
+                seq: self.stored(entry.version),
             });
         }
         let published = !first.is_empty();

@@ -21,25 +21,48 @@ impl Registry {
         self.watchers.open(&self.sequencer, Arc::clone(self), params)
     }
 
-    /// One protector as it is now.
-    pub fn get(&self, name: &str) -> Result<View, Error> {
-        self.map
+    /// One protector as it is now, once its state is durable: no answer shows a state
+    /// that a crash could take back.
+    pub async fn get(&self, name: &str) -> Result<View, Error> {
+        let (view, version) = self
+            .map
             .get(name)
-            .map(|e| view(name, &e))
-            .ok_or_else(|| Error::not_found(name))
+            .map(|e| (view(name, &e), e.version))
+            .ok_or_else(|| Error::not_found(name))?;
+        self.durable(self.stored(version)).await?;
+        Ok(view)
     }
 
     /// A page of at most `page_size` protectors whose names start with `prefix` and sort
-    /// after `after`, in name order, and whether more follow.
-    pub fn list(&self, prefix: &str, page_size: usize, after: Option<&str>) -> (Vec<View>, bool) {
+    /// after `after`, in name order, and whether more follow; once every state in it is
+    /// durable.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        page_size: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<View>, bool), Error> {
         let names = self.names_from(prefix, after, page_size + 1);
         let more = names.len() > page_size;
+        let mut latest = 0;
         let page = names
             .iter()
             .take(page_size)
-            .filter_map(|n| self.map.get(n.as_str()).map(|e| view(n, &e)))
+            .filter_map(|n| {
+                self.map.get(n.as_str()).map(|e| {
+                    latest = latest.max(e.version);
+                    view(n, &e)
+                })
+            })
             .collect();
-        (page, more)
+        self.durable(self.stored(latest)).await?;
+        Ok((page, more))
+    }
+
+    /// The journal sequence number that makes a state of `version` durable, if the
+    /// daemon has a store and the state was ever written.
+    pub(super) fn stored(&self, version: u64) -> Option<u64> {
+        self.store.as_ref().map(|_| version).filter(|&v| v > 0)
     }
 
     /// Up to `limit` names starting with `prefix` and sorting after `after`, in order:
@@ -84,7 +107,13 @@ impl SnapshotSource for Registry {
         names
     }
 
-    fn snapshot(&self, name: &str) -> Option<v1::Protector> {
-        self.get(name).ok().map(|v| v.to_proto())
+    fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)> {
+        self.map
+            .get(name)
+            .map(|e| (view(name, &e).to_proto(), self.stored(e.version)))
+    }
+
+    async fn durable(&self, seq: Option<u64>) -> Result<(), tonic::Status> {
+        Registry::durable(self, seq).await.map_err(tonic::Status::from)
     }
 }

@@ -277,7 +277,7 @@ impl ProtectorService for ProtectorApi {
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let revision = self.0.registry.revision();
-        let view = self.0.registry.get(&name)?;
+        let view = self.0.registry.get(&name).await?;
         Ok(Response::new(v1::GetProtectorResponse {
             protector: Some(view.to_proto()),
             revision: revision.max(view.mod_revision),
@@ -306,11 +306,13 @@ impl ProtectorService for ProtectorApi {
         } else {
             Some(decode_token(&req.page_token)?)
         };
-        let revision = self.0.registry.revision();
         let (page, more) = self
             .0
             .registry
-            .list(&req.prefix, page_size as usize, after.as_deref());
+            .list(&req.prefix, page_size as usize, after.as_deref())
+            .await?;
+        // Read after the page is durable, so it is at least every state's revision.
+        let revision = self.0.registry.revision();
         let next_page_token = match (more, page.last()) {
             (true, Some(last)) => encode_token(&last.name),
             _ => String::new(),

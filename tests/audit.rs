@@ -13,22 +13,8 @@ async fn each_admin_change_is_audited_once_with_its_revision() {
     let mut admin = daemon.admin().await;
     ensure(&mut client, "audited", v1::Policy::default()).await;
     call(&mut client, "audited", v1::Outcome::Success).await;
-    let set = admin
-        .set_status(v1::SetStatusRequest {
-            name: "audited".into(),
-            status: v1::Status::Open as i32,
-            open_for: None,
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner();
-    let deleted = admin
-        .delete_protector(v1::DeleteProtectorRequest {
-            name: "audited".into(),
-        })
-        .await
-        .expect("DeleteProtector")
-        .into_inner();
+    let set = set_status(&mut admin, "audited", v1::Status::Open, None).await;
+    let deleted = delete(&mut admin, "audited").await;
     let exit = daemon.terminate().await;
     let audit: Vec<&str> = exit
         .stderr

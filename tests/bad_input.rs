@@ -7,15 +7,9 @@ use std::time::Duration;
 use circuitd::Config;
 use circuitd::config::Limits;
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use support::*;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
-
-type Protectors = ProtectorServiceClient<Channel>;
-type Admin = AdminServiceClient<Channel>;
 
 const OPEN: i32 = v1::Status::Open as i32;
 const FORCED_OPEN: i32 = v1::OverrideKind::ForcedOpen as i32;
@@ -46,7 +40,7 @@ const RPCS: [Rpc; 8] = [
 ];
 
 /// Calls `rpc` on `name` with every other field valid.
-async fn by_name(rpc: Rpc, name: &str, p: &mut Protectors, a: &mut Admin) -> Result<(), Status> {
+async fn by_name(rpc: Rpc, name: &str, p: &mut ProtectorClient, a: &mut AdminClient) -> Result<(), Status> {
     let name = name.to_owned();
     match rpc {
         Rpc::Ensure => p
@@ -56,9 +50,9 @@ async fn by_name(rpc: Rpc, name: &str, p: &mut Protectors, a: &mut Admin) -> Res
         Rpc::Acquire => p.acquire(v1::AcquireRequest { name }).await.map(drop),
         Rpc::Report => p.report(report_req(&name, Some(permit(1)), 1)).await.map(drop),
         Rpc::Get => p.get_protector(v1::GetProtectorRequest { name }).await.map(drop),
-        Rpc::SetStatus => a.set_status(set_status(&name, OPEN, None)).await.map(drop),
+        Rpc::SetStatus => a.set_status(set_status_req(&name, OPEN, None)).await.map(drop),
         Rpc::SetOverride => a
-            .set_override(set_override(&name, FORCED_OPEN, None))
+            .set_override(set_override_req(&name, FORCED_OPEN, None))
             .await
             .map(drop),
         Rpc::UpdatePolicy => a
@@ -88,7 +82,7 @@ fn report_req(name: &str, permit: Option<v1::Permit>, outcome: i32) -> v1::Repor
     }
 }
 
-fn set_status(name: &str, status: i32, open_for: Option<prost_types::Duration>) -> v1::SetStatusRequest {
+fn set_status_req(name: &str, status: i32, open_for: Option<prost_types::Duration>) -> v1::SetStatusRequest {
     v1::SetStatusRequest {
         name: name.into(),
         status,
@@ -96,7 +90,7 @@ fn set_status(name: &str, status: i32, open_for: Option<prost_types::Duration>) 
     }
 }
 
-fn set_override(
+fn set_override_req(
     name: &str,
     kind: i32,
     expires_after: Option<prost_types::Duration>,
@@ -335,10 +329,14 @@ async fn bad_fields_of_the_other_requests_are_named() {
     for (case, bad, field) in cases {
         let result = match bad {
             Bad::Report(permit, outcome) => p.report(report_req(name, permit, outcome)).await.map(drop),
-            Bad::SetStatus(status, open_for) => {
-                a.set_status(set_status(name, status, open_for)).await.map(drop)
-            }
-            Bad::SetOverride(kind, after) => a.set_override(set_override(name, kind, after)).await.map(drop),
+            Bad::SetStatus(status, open_for) => a
+                .set_status(set_status_req(name, status, open_for))
+                .await
+                .map(drop),
+            Bad::SetOverride(kind, after) => a
+                .set_override(set_override_req(name, kind, after))
+                .await
+                .map(drop),
         };
         assert_eq!(invalid_field(result, case), field, "{case}");
     }

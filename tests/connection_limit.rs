@@ -23,7 +23,7 @@ async fn a_connection_past_the_limit_waits_for_a_place() {
         let channel = tonic::transport::Endpoint::from_shared(uri)
             .expect("uri")
             .connect_lazy();
-        let mut client = v1::protector_service_client::ProtectorServiceClient::new(channel);
+        let mut client = ProtectorClient::new(channel);
         client
             .acquire(v1::AcquireRequest {
                 name: "limited".into(),

@@ -7,14 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use resilient_circuit_api::convert;
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use support::*;
 use tokio::sync::Barrier;
-use tonic::transport::Channel;
-
-type Client = ProtectorServiceClient<Channel>;
 
 const CLIENTS: usize = 50;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -28,11 +23,11 @@ const GENERATION_ONE: v1::Permit = v1::Permit {
 /// Runs `f` once per client, each in its own task, all released together by one barrier
 /// so the daemon sees the calls as concurrently as the machine allows. Returns the
 /// clients with the results, in client order.
-async fn on_all<T, F, Fut>(clients: Vec<Client>, f: F) -> Vec<(Client, T)>
+async fn on_all<T, F, Fut>(clients: Vec<ProtectorClient>, f: F) -> Vec<(ProtectorClient, T)>
 where
     T: Send + 'static,
-    F: Fn(usize, Client) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = (Client, T)> + Send + 'static,
+    F: Fn(usize, ProtectorClient) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = (ProtectorClient, T)> + Send + 'static,
 {
     let barrier = Arc::new(Barrier::new(clients.len()));
     let tasks: Vec<_> = clients
@@ -53,35 +48,13 @@ where
     out
 }
 
-async fn get(client: &mut Client, name: &str) -> v1::GetProtectorResponse {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-}
-
-/// The next event, which must be a STATUS_CHANGED; returns its revision and transition.
-async fn next_transition(watcher: &mut Watcher) -> (u64, v1::Transition) {
-    let event = watcher.next().await;
-    match event.event {
-        Some(v1::watch_event::Event::StatusChanged(s)) => (event.revision, s.transition.expect("transition")),
-        other => panic!("expected STATUS_CHANGED, got {other:?}"),
-    }
-}
-
-/// `at + d` as a wire timestamp.
-fn plus(at: &prost_types::Timestamp, d: Duration) -> prost_types::Timestamp {
-    convert::timestamp(convert::time(at).expect("valid timestamp") + d)
-}
-
 fn counters(p: &v1::Protector) -> v1::Counters {
     p.counters.expect("counters")
 }
 
 /// 50 clients on 50 connections, each acquires once concurrently; every permit is a
 /// CLOSED one of generation 1.
-async fn fifty_admitted(daemon: &Daemon, name: &'static str) -> Vec<Client> {
+async fn fifty_admitted(daemon: &Daemon, name: &'static str) -> Vec<ProtectorClient> {
     let mut clients = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
         clients.push(daemon.protectors().await);
@@ -104,13 +77,13 @@ async fn fifty_admitted(daemon: &Daemon, name: &'static str) -> Vec<Client> {
 
 /// After the trip: every client is rejected, and every client's generation-1 permit,
 /// reported again, is stale. Returns the clients.
-async fn everyone_is_fenced_out(clients: Vec<Client>, name: &'static str) -> Vec<Client> {
+async fn everyone_is_fenced_out(clients: Vec<ProtectorClient>, name: &'static str) -> Vec<ProtectorClient> {
     let answered = on_all(clients, move |_, mut c| async move {
         let a = acquire(&mut c, name).await;
         (c, a)
     })
     .await;
-    let clients: Vec<Client> = answered
+    let clients: Vec<ProtectorClient> = answered
         .into_iter()
         .map(|(c, a)| {
             assert_eq!(a.decision, v1::Decision::Rejected as i32, "{a:?}");
@@ -160,7 +133,7 @@ async fn fifty_clients_trip_on_exactly_the_fifth_failure_after_a_window_of_succe
         assert!(r.accepted && r.transition.is_none(), "{r:?}");
         assert_eq!(r.status, v1::Status::Closed as i32);
     }
-    let full = get(&mut admin_view, NAME).await.protector.expect("protector");
+    let full = get(&mut admin_view, NAME).await;
     assert_eq!(
         full.window.as_ref().map(|w| (w.successes, w.failures)),
         Some((10, 0))
@@ -204,7 +177,7 @@ async fn fifty_clients_trip_on_exactly_the_fifth_failure_after_a_window_of_succe
     let at = trip.at.expect("at");
     assert_eq!(trip.open_until, Some(plus(&at, HOUR)));
 
-    let tripped = get(&mut admin_view, NAME).await.protector.expect("protector");
+    let tripped = get(&mut admin_view, NAME).await;
     use v1::Outcome::{Failure as F, Success as S};
     let window = tripped.window.clone().expect("window");
     assert_eq!(
@@ -224,7 +197,7 @@ async fn fifty_clients_trip_on_exactly_the_fifth_failure_after_a_window_of_succe
         (50, 0, 10, 5, 35)
     );
 
-    let (revision, event) = next_transition(&mut watcher).await;
+    let (revision, event) = watcher.next_transition().await;
     assert_eq!(revision, synced + 1);
     assert_eq!(revision, tripping[0].revision);
     assert_eq!(event, trip);
@@ -232,7 +205,7 @@ async fn fifty_clients_trip_on_exactly_the_fifth_failure_after_a_window_of_succe
     let everyone = successes.into_iter().chain(failures).map(|(c, _)| c).collect();
     let clients = everyone_is_fenced_out(everyone, NAME).await;
     assert_eq!(clients.len(), CLIENTS);
-    let after = get(&mut admin_view, NAME).await.protector.expect("protector");
+    let after = get(&mut admin_view, NAME).await;
     let c = counters(&after);
     assert_eq!((c.admitted, c.rejected, c.stale_reports), (50, 50, 85));
     assert_eq!(after.window, tripped.window);
@@ -305,7 +278,7 @@ async fn fifty_clients_racing_mixed_outcomes_trip_at_the_first_failing_window() 
             "accepted before the trip: {r:?}"
         );
     }
-    let tripped = get(&mut admin_view, NAME).await.protector.expect("protector");
+    let tripped = get(&mut admin_view, NAME).await;
     let c = counters(&tripped);
     assert_eq!(
         c.successes + c.failures,
@@ -340,14 +313,14 @@ async fn fifty_clients_racing_mixed_outcomes_trip_at_the_first_failing_window() 
         }
     }
 
-    let (revision, event) = next_transition(&mut watcher).await;
+    let (revision, event) = watcher.next_transition().await;
     assert_eq!(revision, synced + 1);
     assert_eq!(revision, trip_report.revision);
     assert_eq!(event, trip);
 
     let clients = everyone_is_fenced_out(reported.into_iter().map(|(c, _)| c).collect(), NAME).await;
     assert_eq!(clients.len(), CLIENTS);
-    let after = get(&mut admin_view, NAME).await.protector.expect("protector");
+    let after = get(&mut admin_view, NAME).await;
     assert_eq!(counters(&after).stale_reports, c.stale_reports + CLIENTS as u64);
     assert_eq!(after.mod_revision, revision);
 }
@@ -358,17 +331,8 @@ const PER_CONNECTION: usize = 125;
 /// Resets to OPEN with `open_for` 0, so the next Acquire begins HALF_OPEN; returns the
 /// generation of that OPEN.
 async fn reopen_now(daemon: &Daemon, name: &str) -> u64 {
-    let resp = daemon
-        .admin()
-        .await
-        .set_status(v1::SetStatusRequest {
-            name: name.into(),
-            status: v1::Status::Open as i32,
-            open_for: Some(duration(Duration::ZERO)),
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner();
+    let mut admin = daemon.admin().await;
+    let resp = set_status(&mut admin, name, v1::Status::Open, Some(Duration::ZERO)).await;
     let t = resp.transition.expect("transition");
     assert_eq!(
         (t.to, t.reason),
@@ -379,7 +343,7 @@ async fn reopen_now(daemon: &Daemon, name: &str) -> u64 {
 }
 
 /// 1,000 Acquires over 8 connections, all released by one barrier.
-async fn thousand_acquires(connections: &[Client], name: &'static str) -> Vec<v1::AcquireResponse> {
+async fn thousand_acquires(connections: &[ProtectorClient], name: &'static str) -> Vec<v1::AcquireResponse> {
     let barrier = Arc::new(Barrier::new(CONNECTIONS * PER_CONNECTION));
     let mut tasks = Vec::with_capacity(CONNECTIONS * PER_CONNECTION);
     for conn in connections {
@@ -406,17 +370,7 @@ async fn half_open_admits_exactly(trial_permits: u32, name: &'static str) {
     p.trial_permits = Some(trial_permits);
     p.permit_ttl = Some(duration(TTL));
     ensure(&mut view, name, p).await;
-    let mut watcher = Watcher::open(
-        &mut view,
-        v1::WatchRequest {
-            filter: Some(v1::watch_request::Filter::Names(v1::NameList {
-                names: vec![name.into()],
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
-    watcher.snapshot().await;
+    let mut watcher = Watcher::past_snapshot(&mut view, name).await;
     let mut connections = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         connections.push(daemon.protectors().await);
@@ -425,7 +379,7 @@ async fn half_open_admits_exactly(trial_permits: u32, name: &'static str) {
     let n = trial_permits as usize;
     let total = CONNECTIONS * PER_CONNECTION;
     let mut generation = reopen_now(&daemon, name).await;
-    let (mut last_revision, _) = next_transition(&mut watcher).await;
+    let (mut last_revision, _) = watcher.next_transition().await;
     for run in 1..=5u64 {
         let answers = thousand_acquires(&connections, name).await;
         let admitted: Vec<v1::Permit> = answers
@@ -456,7 +410,7 @@ async fn half_open_admits_exactly(trial_permits: u32, name: &'static str) {
             assert!(retry.seconds >= 50 && retry.seconds <= 60, "{retry:?}");
         }
 
-        let (revision, t) = next_transition(&mut watcher).await;
+        let (revision, t) = watcher.next_transition().await;
         assert_eq!(revision, last_revision + 1);
         assert_eq!(
             (t.from, t.to, t.reason, t.generation),
@@ -467,7 +421,7 @@ async fn half_open_admits_exactly(trial_permits: u32, name: &'static str) {
                 generation + 1
             )
         );
-        let state = get(&mut view, name).await.protector.expect("protector");
+        let state = get(&mut view, name).await;
         assert_eq!(state.status, v1::Status::HalfOpen as i32);
         assert_eq!(state.trials_in_flight, trial_permits);
         let c = counters(&state);
@@ -478,7 +432,7 @@ async fn half_open_admits_exactly(trial_permits: u32, name: &'static str) {
 
         // The reset is the very next change: only one HALF_OPEN was entered in the race.
         generation = reopen_now(&daemon, name).await;
-        let (revision, t) = next_transition(&mut watcher).await;
+        let (revision, t) = watcher.next_transition().await;
         assert_eq!(revision, last_revision + 2);
         assert_eq!(
             (t.from, t.to),

@@ -15,12 +15,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
-use support::process::{Circuitd, list_all};
+use support::process::Circuitd;
 use support::*;
-use tonic::transport::Channel;
 
 const SEED: u64 = 0x5eed_c0ff_ee15_2024;
 const KILLS: usize = 50;
@@ -105,8 +102,8 @@ struct Task {
     id: usize,
     rng: XorShift,
     next_name: u64,
-    client: ProtectorServiceClient<Channel>,
-    admin: AdminServiceClient<Channel>,
+    client: ProtectorClient,
+    admin: AdminClient,
     log: TaskLog,
 }
 
@@ -451,12 +448,7 @@ impl Model {
 /// SYNCED at once when that is the recovered `revision`, else RESYNC COMPACTED and a
 /// snapshot (the restarted daemon keeps no history), never a replay that skips. The
 /// epoch stays the directory's; returns it.
-async fn resume(
-    client: &mut ProtectorServiceClient<Channel>,
-    from: u64,
-    epoch: Option<u64>,
-    revision: u64,
-) -> Option<u64> {
+async fn resume(client: &mut ProtectorClient, from: u64, epoch: Option<u64>, revision: u64) -> Option<u64> {
     let mut watcher = Watcher::open(
         client,
         v1::WatchRequest {

@@ -4,91 +4,10 @@
 
 use std::time::Duration;
 
-use resilient_circuit_api::convert;
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use support::*;
-use tonic::transport::Channel;
-
-type Client = ProtectorServiceClient<Channel>;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-async fn get(client: &mut Client, name: &str) -> v1::Protector {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-        .protector
-        .expect("protector")
-}
-
-async fn set_status(
-    daemon: &Daemon,
-    name: &str,
-    status: v1::Status,
-    open_for: Option<Duration>,
-) -> v1::Transition {
-    daemon
-        .admin()
-        .await
-        .set_status(v1::SetStatusRequest {
-            name: name.into(),
-            status: status as i32,
-            open_for: open_for.map(duration),
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner()
-        .transition
-        .expect("transition")
-}
-
-/// A Watch of `name` alone, past its snapshot.
-async fn watch_one(client: &mut Client, name: &str) -> Watcher {
-    let mut watcher = Watcher::open(
-        client,
-        v1::WatchRequest {
-            filter: Some(v1::watch_request::Filter::Names(v1::NameList {
-                names: vec![name.into()],
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
-    watcher.snapshot().await;
-    watcher
-}
-
-/// The next event, which must be a STATUS_CHANGED.
-async fn next_transition(watcher: &mut Watcher) -> v1::Transition {
-    match watcher.next().await.event {
-        Some(v1::watch_event::Event::StatusChanged(s)) => s.transition.expect("transition"),
-        other => panic!("expected STATUS_CHANGED, got {other:?}"),
-    }
-}
-
-/// Asserts from, to, reason and generation of `t`.
-#[track_caller]
-fn assert_transition(
-    t: &v1::Transition,
-    from: v1::Status,
-    to: v1::Status,
-    reason: v1::TransitionReason,
-    generation: u64,
-) {
-    assert_eq!(
-        (t.from, t.to, t.reason, t.generation),
-        (from as i32, to as i32, reason as i32, generation),
-        "{t:?}"
-    );
-}
-
-/// `at + d` as a wire timestamp.
-fn plus(at: &prost_types::Timestamp, d: Duration) -> prost_types::Timestamp {
-    convert::timestamp(convert::time(at).expect("valid timestamp") + d)
-}
 
 #[track_caller]
 fn trial(a: &v1::AcquireResponse) -> v1::Permit {
@@ -132,17 +51,17 @@ async fn an_unreported_trial_expires_as_a_failure_and_auto_half_open_recovers() 
     let daemon = Daemon::start().await;
     let mut client = daemon.protectors().await;
     ensure(&mut client, NAME, policy_with(COOLDOWN, TTL, None, None, true)).await;
-    let mut watcher = watch_one(&mut client, NAME).await;
+    let mut watcher = Watcher::past_snapshot(&mut client, NAME).await;
     use v1::Status::{Closed, HalfOpen, Open};
     use v1::TransitionReason as R;
 
     let tripped = call(&mut client, NAME, v1::Outcome::Failure).await;
     let trip = tripped.transition.expect("trip");
-    assert_eq!(next_transition(&mut watcher).await, trip);
+    assert_eq!(watcher.next_transition().await.1, trip);
     assert_transition(&trip, Closed, Open, R::FailureLimit, 2);
 
     // The daemon itself moves to HALF_OPEN, at open_until exactly.
-    let half_open = next_transition(&mut watcher).await;
+    let half_open = watcher.next_transition().await.1;
     assert_transition(&half_open, Open, HalfOpen, R::CooldownElapsed, 3);
     assert_eq!(half_open.at, trip.open_until);
     assert_eq!(half_open.open_until, None);
@@ -151,7 +70,7 @@ async fn an_unreported_trial_expires_as_a_failure_and_auto_half_open_recovers() 
     assert_eq!(permit.generation, 3);
     let expires_at = permit.expires_at.expect("a trial permit expires");
 
-    let expired = next_transition(&mut watcher).await;
+    let expired = watcher.next_transition().await.1;
     assert_transition(&expired, HalfOpen, Open, R::PermitExpired, 4);
     assert_eq!(
         expired.at,
@@ -165,7 +84,7 @@ async fn an_unreported_trial_expires_as_a_failure_and_auto_half_open_recovers() 
     assert_eq!(after_expiry.trials_in_flight, 0);
 
     // Never stuck: the cooldown after the expiry ends by itself too.
-    let again = next_transition(&mut watcher).await;
+    let again = watcher.next_transition().await.1;
     assert_transition(&again, Open, HalfOpen, R::CooldownElapsed, 5);
     assert_eq!(again.at, expired.open_until);
 
@@ -177,7 +96,7 @@ async fn an_unreported_trial_expires_as_a_failure_and_auto_half_open_recovers() 
     assert!(closed.accepted);
     let close = closed.transition.expect("a trial success closes");
     assert_transition(&close, HalfOpen, Closed, R::TrialsSucceeded, 6);
-    assert_eq!(next_transition(&mut watcher).await, close);
+    assert_eq!(watcher.next_transition().await.1, close);
     let state = get(&mut client, NAME).await;
     assert_eq!(state.status, Closed as i32);
     let c = state.counters.expect("counters");
@@ -194,18 +113,21 @@ async fn an_acquire_after_the_expiry_sees_its_consequences() {
     let daemon = Daemon::start().await;
     let mut client = daemon.protectors().await;
     ensure(&mut client, NAME, policy_with(HOUR, TTL, None, None, false)).await;
-    let mut watcher = watch_one(&mut client, NAME).await;
+    let mut watcher = Watcher::past_snapshot(&mut client, NAME).await;
     use v1::Status::{Closed, HalfOpen, Open};
     use v1::TransitionReason as R;
 
-    let manual = set_status(&daemon, NAME, Open, Some(Duration::ZERO)).await;
+    let manual = set_status(&mut daemon.admin().await, NAME, Open, Some(Duration::ZERO))
+        .await
+        .transition
+        .expect("transition");
     assert_transition(&manual, Closed, Open, R::Manual, 2);
-    assert_eq!(next_transition(&mut watcher).await, manual);
+    assert_eq!(watcher.next_transition().await.1, manual);
 
     let permit = trial(&acquire(&mut client, NAME).await);
     assert_eq!(permit.generation, 3);
     let expires_at = permit.expires_at.expect("a trial permit expires");
-    let half_open = next_transition(&mut watcher).await;
+    let half_open = watcher.next_transition().await.1;
     assert_transition(&half_open, Open, HalfOpen, R::CooldownElapsed, 3);
 
     // The daemon announces when the slot frees; waiting for that instant is the contract.
@@ -232,7 +154,7 @@ async fn an_acquire_after_the_expiry_sees_its_consequences() {
         (1, 1, 1, 2)
     );
 
-    let expired = next_transition(&mut watcher).await;
+    let expired = watcher.next_transition().await.1;
     assert_transition(&expired, HalfOpen, Open, R::PermitExpired, 4);
     assert_eq!(expired.at, Some(expires_at));
     assert_eq!(expired.open_until, state.open_until);
@@ -260,7 +182,7 @@ async fn an_expired_trial_is_stale_even_in_its_own_generation() {
     .await;
     use v1::Status::{HalfOpen, Open};
 
-    let manual = set_status(&daemon, NAME, HalfOpen, None).await;
+    let manual = daemon.set_status(NAME, HalfOpen).await;
     assert_eq!(manual.generation, 2);
     let first = trial(&acquire(&mut client, NAME).await);
     let wait = exhausted(&acquire(&mut client, NAME).await, TTL);
@@ -302,20 +224,20 @@ async fn one_success_and_one_expiry_fill_the_trial_window_and_reopen() {
         policy_with(HOUR, TTL, Some((2, 2)), Some(2), false),
     )
     .await;
-    let mut watcher = watch_one(&mut client, NAME).await;
+    let mut watcher = Watcher::past_snapshot(&mut client, NAME).await;
     use v1::Status::{Closed, HalfOpen, Open};
     use v1::TransitionReason as R;
 
-    let manual = set_status(&daemon, NAME, HalfOpen, None).await;
+    let manual = daemon.set_status(NAME, HalfOpen).await;
     assert_transition(&manual, Closed, HalfOpen, R::Manual, 2);
-    assert_eq!(next_transition(&mut watcher).await, manual);
+    assert_eq!(watcher.next_transition().await.1, manual);
     let reported = trial(&acquire(&mut client, NAME).await);
     let abandoned = trial(&acquire(&mut client, NAME).await);
     let ok = report(&mut client, NAME, reported, v1::Outcome::Success).await;
     assert!(ok.accepted && ok.transition.is_none(), "{ok:?}");
     assert_eq!(ok.status, HalfOpen as i32);
 
-    let expired = next_transition(&mut watcher).await;
+    let expired = watcher.next_transition().await.1;
     assert_transition(&expired, HalfOpen, Open, R::PermitExpired, 3);
     let at = abandoned.expires_at.expect("a trial permit expires");
     assert_eq!(expired.at, Some(at));

@@ -4,13 +4,9 @@
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
 use support::*;
 use tonic::Code;
-use tonic::transport::Channel;
-
-type Client = ProtectorServiceClient<Channel>;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const S: v1::Outcome = v1::Outcome::Success;
@@ -25,7 +21,10 @@ fn batch(name: &str, generation: u64, successes: u64, outcomes: &[v1::Outcome]) 
     }
 }
 
-async fn report_batch(client: &mut Client, batches: Vec<v1::OutcomeBatch>) -> v1::ReportBatchResponse {
+async fn report_batch(
+    client: &mut ProtectorClient,
+    batches: Vec<v1::OutcomeBatch>,
+) -> v1::ReportBatchResponse {
     let sent = batches.len();
     let resp = client
         .report_batch(v1::ReportBatchRequest { batches })
@@ -34,16 +33,6 @@ async fn report_batch(client: &mut Client, batches: Vec<v1::OutcomeBatch>) -> v1
         .into_inner();
     assert_eq!(resp.results.len(), sent, "one result per batch: {resp:?}");
     resp
-}
-
-async fn get(client: &mut Client, name: &str) -> v1::Protector {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-        .protector
-        .expect("protector")
 }
 
 /// An accepted result with no transition.
@@ -130,13 +119,12 @@ async fn a_failure_trips_with_the_transition_in_the_result_and_the_rest_is_stale
     assert_eq!((first.accepted, first.stale, first.error.as_ref()), (4, 3, None));
     assert_eq!((first.status, first.generation), (v1::Status::Open as i32, 2));
     let t = first.transition.expect("the batch tripped");
-    assert_eq!(
-        (t.from, t.to),
-        (v1::Status::Closed as i32, v1::Status::Open as i32)
-    );
-    assert_eq!(
-        (t.reason, t.generation),
-        (v1::TransitionReason::FailureLimit as i32, 2)
+    assert_transition(
+        &t,
+        v1::Status::Closed,
+        v1::Status::Open,
+        v1::TransitionReason::FailureLimit,
+        2,
     );
     let (at, open_until) = (t.at.expect("at"), t.open_until.expect("open_until"));
     assert_eq!(open_until.seconds - at.seconds, 3600, "{t:?}");
@@ -223,7 +211,7 @@ async fn a_failed_batch_does_not_affect_the_others() {
     let c = a.counters.expect("counters");
     assert_eq!((c.successes, c.stale_reports), (3, 0));
     assert_eq!(a.window.expect("window").outcomes, outcomes(&[S, S, S]));
-    let c = get(&mut client, "b").await.counters.expect("counters");
+    let c = counters(&mut client, "b").await;
     assert_eq!((c.successes, c.stale_reports), (2, 0));
 }
 

@@ -1,9 +1,8 @@
 //! Every RPC's success path against the real daemon, with exact values: the data plane,
 //! the control plane, health and reflection.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use support::*;
 use tonic::Code;
@@ -37,32 +36,10 @@ fn frac(numerator: u32, denominator: u32) -> Option<v1::Fraction> {
     })
 }
 
-fn permit(generation: u64, id: u64) -> v1::Permit {
-    v1::Permit {
-        generation,
-        id,
-        expires_at: None,
-    }
-}
-
 /// The message of an OK answer; any error fails the test.
 #[track_caller]
 fn ok<T>(r: Result<tonic::Response<T>, tonic::Status>) -> T {
     r.expect("an OK answer").into_inner()
-}
-
-async fn set_status(
-    admin: &mut v1::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
-    name: &str,
-    status: i32,
-    open_for: Option<Duration>,
-) -> v1::SetStatusResponse {
-    let req = v1::SetStatusRequest {
-        name: name.into(),
-        status,
-        open_for: open_for.map(duration),
-    };
-    ok(admin.set_status(req).await)
 }
 
 fn no_override() -> Option<v1::Override> {
@@ -90,16 +67,9 @@ fn nanos(ts: &prost_types::Timestamp) -> i128 {
 /// Asserts `ts` is the wall clock's now, give or take the time a test takes.
 #[track_caller]
 fn assert_recent(ts: &prost_types::Timestamp) {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after the epoch")
-        .as_nanos() as i128;
+    let now = wall_now().as_nanos() as i128;
     let off = (nanos(ts) - now).abs();
     assert!(off < 5_000_000_000, "{ts:?} is {off} ns away from now");
-}
-
-fn std_duration(d: &prost_types::Duration) -> Duration {
-    convert::std_duration(d).expect("a valid duration")
 }
 
 #[track_caller]
@@ -112,25 +82,6 @@ fn transition(event: v1::WatchEvent) -> v1::Transition {
 
 fn names(protectors: &[v1::Protector]) -> Vec<String> {
     protectors.iter().map(|p| p.name.clone()).collect()
-}
-
-type ProtectorClient = v1::protector_service_client::ProtectorServiceClient<tonic::transport::Channel>;
-
-async fn get(client: &mut ProtectorClient, name: &str) -> v1::GetProtectorResponse {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-}
-
-fn watch_names(list: &[&str]) -> v1::WatchRequest {
-    v1::WatchRequest {
-        filter: Some(v1::watch_request::Filter::Names(v1::NameList {
-            names: list.iter().map(|n| (*n).to_owned()).collect(),
-        })),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]
@@ -215,7 +166,7 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
     assert_eq!(rejected.permit, None);
     assert_eq!(rejected.reason, v1::DecisionReason::Open as i32);
     assert_eq!(rejected.revision, 2);
-    let retry_after = std_duration(rejected.retry_after.as_ref().expect("retry_after"));
+    let retry_after = std_duration(rejected.retry_after);
     assert!(
         retry_after > Duration::ZERO && retry_after <= Duration::from_millis(300),
         "{retry_after:?}"
@@ -248,7 +199,7 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
     let exhausted = acquire(&mut client, "a").await;
     assert_eq!(exhausted.decision, REJECTED);
     assert_eq!(exhausted.reason, v1::DecisionReason::TrialsExhausted as i32);
-    let wait = std_duration(exhausted.retry_after.as_ref().expect("retry_after"));
+    let wait = std_duration(exhausted.retry_after);
     assert!(
         wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
         "{wait:?}"
@@ -306,7 +257,7 @@ async fn report_accepts_answers_the_transition_and_refuses_stale_permits() {
     // A trial reported twice in its own generation is refused the second time.
     let mut admin = daemon.admin().await;
     ensure(&mut client, "twice", policy(Duration::ZERO, (1, 2), None)).await;
-    set_status(&mut admin, "twice", HALF_OPEN, None).await;
+    set_status(&mut admin, "twice", v1::Status::HalfOpen, None).await;
     let t1 = acquire(&mut client, "twice").await.permit.expect("trial");
     acquire(&mut client, "twice").await.permit.expect("second trial");
     let first = report(&mut client, "twice", t1, v1::Outcome::Success).await;
@@ -314,7 +265,7 @@ async fn report_accepts_answers_the_transition_and_refuses_stale_permits() {
     assert_eq!(first.transition, None);
     let second = report(&mut client, "twice", t1, v1::Outcome::Success).await;
     assert!(!second.accepted);
-    let p = get(&mut client, "twice").await.protector.expect("protector");
+    let p = get(&mut client, "twice").await;
     assert_eq!(p.trials_in_flight, 1);
     assert_eq!(p.counters.expect("counters").stale_reports, 1);
     assert_eq!(p.window, window(2, &[v1::Outcome::Success]));
@@ -330,7 +281,7 @@ async fn get_protector_shows_the_window_counters_and_open_until() {
     for outcome in [S, F, S, F, I] {
         call(&mut client, "g", outcome).await;
     }
-    let got = get(&mut client, "g").await;
+    let got = get_protector(&mut client, "g").await;
     assert_eq!(got.revision, 1);
     let p = got.protector.expect("protector");
     assert_eq!((p.status, p.generation, p.open_until), (CLOSED, 1, None));
@@ -355,7 +306,7 @@ async fn get_protector_shows_the_window_counters_and_open_until() {
     assert_eq!(rejected.decision, REJECTED);
     let stale = permit(1, 0);
     assert!(!report(&mut client, "g", stale, S).await.accepted);
-    let got = get(&mut client, "g").await;
+    let got = get_protector(&mut client, "g").await;
     assert_eq!(got.revision, 2);
     let p = got.protector.expect("protector");
     assert_eq!((p.status, p.generation, p.mod_revision), (OPEN, 2, 2));
@@ -378,14 +329,14 @@ async fn get_protector_shows_the_window_counters_and_open_until() {
     };
     assert_eq!(p.counters, Some(counters));
 
-    set_status(&mut admin, "g", HALF_OPEN, None).await;
+    set_status(&mut admin, "g", v1::Status::HalfOpen, None).await;
     for _ in 0..2 {
         assert_eq!(
             acquire(&mut client, "g").await.reason,
             v1::DecisionReason::Trial as i32
         );
     }
-    let got = get(&mut client, "g").await;
+    let got = get_protector(&mut client, "g").await;
     assert_eq!(got.revision, 3);
     let p = got.protector.expect("protector");
     assert_eq!((p.status, p.generation, p.open_until), (HALF_OPEN, 3, None));
@@ -453,7 +404,8 @@ async fn set_status_performs_manual_transitions_and_re_enters_the_same_status() 
     ];
     for (i, (to, open_for, from)) in steps.into_iter().enumerate() {
         let generation = i as u64 + 2;
-        let resp = set_status(&mut admin, "s", to, open_for).await;
+        let status = v1::Status::try_from(to).expect("a status");
+        let resp = set_status(&mut admin, "s", status, open_for).await;
         assert_eq!(resp.revision, generation);
         let t = resp.transition.expect("transition");
         assert_eq!((t.from, t.to, t.generation), (from, to, generation), "step {i}");
@@ -476,7 +428,7 @@ async fn set_status_performs_manual_transitions_and_re_enters_the_same_status() 
 
         if open_for.is_some() {
             let rejected = acquire(&mut client, "s").await;
-            let wait = std_duration(rejected.retry_after.as_ref().expect("retry_after"));
+            let wait = std_duration(rejected.retry_after);
             assert!(
                 wait > Duration::ZERO && wait <= Duration::from_secs(5),
                 "{wait:?}"
@@ -568,11 +520,11 @@ async fn set_override_forces_disables_clears_and_expires_by_itself() {
     expect_override(&mut watcher, revision, v1::OverrideKind::ForcedOpen, false).await;
     let forced = acquire(&mut client, "o").await;
     assert_eq!(forced.reason, v1::DecisionReason::ForcedOpen as i32);
-    let wait = std_duration(forced.retry_after.as_ref().expect("retry_after"));
+    let wait = std_duration(forced.retry_after);
     assert!(wait <= Duration::from_millis(500), "{wait:?}");
 
     expect_override(&mut watcher, revision + 1, v1::OverrideKind::None, true).await;
-    let p = get(&mut client, "o").await.protector.expect("protector");
+    let p = get(&mut client, "o").await;
     assert_eq!(p.r#override, no_override());
     assert_eq!(reason(&mut client).await, v1::DecisionReason::Closed as i32);
 }
@@ -614,7 +566,7 @@ async fn update_policy_replaces_the_policy_keeps_the_status_and_is_published() {
         policy: Some(filled),
     };
     assert_eq!(event.event, Some(Event::PolicyUpdated(want)));
-    assert_eq!(get(&mut client, "u").await.protector, Some(p));
+    assert_eq!(get_protector(&mut client, "u").await.protector, Some(p));
 }
 
 #[tokio::test]
@@ -627,11 +579,7 @@ async fn delete_protector_removes_it_for_every_rpc() {
     let mut watcher = Watcher::open(&mut client, watch_names(&["d"])).await;
     watcher.snapshot().await;
 
-    let deleted = admin
-        .delete_protector(v1::DeleteProtectorRequest { name: "d".into() })
-        .await
-        .expect("DeleteProtector")
-        .into_inner();
+    let deleted = delete(&mut admin, "d").await;
     assert_eq!(deleted.revision, 2);
     let event = watcher.next().await;
     assert_eq!(event.revision, 2);

@@ -6,15 +6,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{session_request, session_response};
 use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::Channel;
-
-type Client = ProtectorServiceClient<Channel>;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -26,7 +22,7 @@ struct Session {
 
 impl Session {
     /// Opens a session whose client side can hold `queue` requests not yet sent.
-    async fn open(client: &mut Client, queue: usize) -> Session {
+    async fn open(client: &mut ProtectorClient, queue: usize) -> Session {
         let (requests, rx) = mpsc::channel(queue);
         let answers = client
             .session(ReceiverStream::new(rx))
@@ -89,15 +85,6 @@ fn report_req(name: &str, permit: v1::Permit, outcome: v1::Outcome) -> session_r
     })
 }
 
-/// The permit every call admitted in CLOSED at generation 1 carries.
-fn closed_permit(generation: u64) -> v1::Permit {
-    v1::Permit {
-        generation,
-        id: 0,
-        expires_at: None,
-    }
-}
-
 #[track_caller]
 fn acquired(r: session_response::Response) -> v1::AcquireResponse {
     match r {
@@ -122,18 +109,6 @@ fn failed(r: session_response::Response) -> v1::SessionError {
     }
 }
 
-async fn counters(client: &mut Client, name: &str) -> v1::Counters {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-        .protector
-        .expect("protector")
-        .counters
-        .expect("counters")
-}
-
 #[tokio::test]
 async fn two_hundred_pipelined_requests_are_answered_by_id() {
     let daemon = Daemon::start().await;
@@ -147,7 +122,7 @@ async fn two_hundred_pipelined_requests_are_answered_by_id() {
     for i in 0..200 {
         let request = match i % 3 {
             0 => acquire_req("pipe"),
-            1 => report_req("pipe", closed_permit(1), v1::Outcome::Success),
+            1 => report_req("pipe", permit(1, 0), v1::Outcome::Success),
             _ => acquire_req("pipe.missing"),
         };
         session.send(id(i), request).await;
@@ -166,7 +141,7 @@ async fn two_hundred_pipelined_requests_are_answered_by_id() {
             0 => {
                 let a = acquired(answer);
                 assert_eq!(a.decision, v1::Decision::Admitted as i32, "{a:?}");
-                assert_eq!(a.permit, Some(closed_permit(1)));
+                assert_eq!(a.permit, Some(permit(1, 0)));
             }
             1 => {
                 let r = reported(answer);
@@ -191,7 +166,7 @@ async fn a_trip_through_the_session_is_the_daemons_and_fences_stale_reports() {
     assert_eq!(a.decision, v1::Decision::Admitted as i32);
     assert_eq!(a.reason, v1::DecisionReason::Closed as i32);
     let permit = a.permit.expect("permit");
-    assert_eq!(permit, closed_permit(1));
+    assert_eq!(permit, support::permit(1, 0));
 
     let r = reported(
         session
@@ -201,13 +176,12 @@ async fn a_trip_through_the_session_is_the_daemons_and_fences_stale_reports() {
     assert!(r.accepted, "{r:?}");
     assert_eq!(r.status, v1::Status::Open as i32);
     let t = r.transition.expect("the failure trips 1/1");
-    assert_eq!(
-        (t.from, t.to),
-        (v1::Status::Closed as i32, v1::Status::Open as i32)
-    );
-    assert_eq!(
-        (t.reason, t.generation),
-        (v1::TransitionReason::FailureLimit as i32, 2)
+    assert_transition(
+        &t,
+        v1::Status::Closed,
+        v1::Status::Open,
+        v1::TransitionReason::FailureLimit,
+        2,
     );
 
     // A unary Acquire sees the session's trip.
@@ -251,7 +225,7 @@ async fn request_errors_are_answered_in_the_stream_which_goes_on() {
     // (request, code, field)
     let bad_outcome = session_request::Request::Report(v1::ReportRequest {
         name: "errs".into(),
-        permit: Some(closed_permit(1)),
+        permit: Some(permit(1, 0)),
         outcome: 99,
     });
     let no_permit = session_request::Request::Report(v1::ReportRequest {
@@ -265,7 +239,7 @@ async fn request_errors_are_answered_in_the_stream_which_goes_on() {
         (acquire_req(&"n".repeat(257)), Code::InvalidArgument, "name"),
         (acquire_req("errs.unknown"), Code::NotFound, ""),
         (
-            report_req("errs.unknown", closed_permit(1), v1::Outcome::Success),
+            report_req("errs.unknown", permit(1, 0), v1::Outcome::Success),
             Code::NotFound,
             "",
         ),
@@ -298,7 +272,7 @@ async fn request_errors_are_answered_in_the_stream_which_goes_on() {
     );
     let r = reported(
         session
-            .ask(78, report_req("errs", closed_permit(1), v1::Outcome::Success))
+            .ask(78, report_req("errs", permit(1, 0), v1::Outcome::Success))
             .await,
     );
     assert!(r.accepted);
@@ -354,14 +328,14 @@ async fn many_sessions_at_once_each_get_their_own_answers() {
         let channel = daemon.channel().await;
         for _ in 0..PER_CONNECTION {
             let k = tasks.len();
-            let mut client = ProtectorServiceClient::new(channel.clone());
+            let mut client = ProtectorClient::new(channel.clone());
             tasks.push(tokio::spawn(async move {
                 let own = format!("many.own{k}");
                 let mut session = Session::open(&mut client, 2 * CALLS as usize + 1).await;
                 // Ids repeat across sessions: each session's answers carry its own.
                 for id in 0..CALLS {
                     session.send(2 * id, acquire_req("many.shared")).await;
-                    let report = report_req("many.shared", closed_permit(1), v1::Outcome::Success);
+                    let report = report_req("many.shared", permit(1, 0), v1::Outcome::Success);
                     session.send(2 * id + 1, report).await;
                 }
                 session.send(u64::MAX, acquire_req(&own)).await;

@@ -2,17 +2,14 @@
 //! calls never get a wrong answer, health turns NOT_SERVING, and the daemon stops
 //! promptly, in process and as the real binary on SIGTERM.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use circuitd::config::ProtectorConfig;
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
 use resilient_circuit_breaker::PolicySpec;
+use support::process::Circuitd;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -36,22 +33,9 @@ fn with_protectors(count: usize) -> circuitd::Config {
     }
 }
 
-/// A connection whose per-stream receive window is tiny, so that a stream the client
-/// does not read stops the daemon from pulling more after a few kilobytes.
-async fn narrow_channel(daemon: &Daemon) -> Channel {
-    Channel::from_shared(daemon.uri())
-        .expect("uri")
-        .initial_stream_window_size(1024)
-        .http2_adaptive_window(false)
-        .connect_timeout(DEADLINE)
-        .connect()
-        .await
-        .expect("connect to the daemon")
-}
-
 /// Opens a Watch of every protector and reads only its first snapshot event.
 async fn mid_snapshot(daemon: &Daemon) -> Watcher {
-    let mut client = ProtectorServiceClient::new(narrow_channel(daemon).await);
+    let mut client = ProtectorClient::new(daemon.narrow_channel().await);
     let mut watcher = Watcher::open(&mut client, watch_all()).await;
     let first = watcher.next().await;
     assert!(matches!(first.event, Some(Event::Snapshot(_))), "{first:?}");
@@ -116,7 +100,7 @@ async fn shutdown_ends_every_open_watch_and_completes_promptly() {
     config.shutdown_grace = Duration::from_secs(30);
     let daemon = Daemon::with_config(config).await;
     let channel = daemon.channel().await;
-    let mut client = ProtectorServiceClient::new(channel.clone());
+    let mut client = ProtectorClient::new(channel.clone());
     let mut watchers = Vec::new();
     for i in 0..19 {
         let request = if i % 2 == 0 {
@@ -199,54 +183,14 @@ async fn a_watcher_that_never_reads_holds_shutdown_no_longer_than_the_grace() {
 #[tokio::test]
 async fn sigterm_stops_the_binary_with_status_zero_and_ends_its_watches() {
     let data = TempDir::new("sigterm");
-    let data_dir = data.path().join("data");
-    let mut child = tokio::process::Command::new(circuitd_binary())
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start circuitd");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr: SocketAddr = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read stdout")
-                .expect("circuitd closed stdout before saying where it listens");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                return addr.trim().parse().expect("an address after `listening on`");
-            }
-        }
-    })
-    .await
-    .expect("no `listening on` line within the deadline");
-
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_timeout(DEADLINE)
-        .connect()
-        .await
-        .expect("connect to circuitd");
-    let mut client = ProtectorServiceClient::new(channel);
+    let daemon = Circuitd::start(&data.path().join("data"), &[]).await;
+    let mut client = daemon.protectors().await;
     ensure(&mut client, "payments", v1::Policy::default()).await;
     let mut watcher = Watcher::open(&mut client, watch_all()).await;
     let (snapshot, synced) = watcher.snapshot().await;
     assert_eq!((snapshot.len(), synced), (1, 1));
 
-    let pid = child.id().expect("circuitd is running");
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "kill -TERM {pid}: {sent}");
-    let status = tokio::time::timeout(PROMPT, child.wait())
-        .await
-        .expect("circuitd still running 5 s after SIGTERM")
-        .expect("wait for circuitd");
-    assert_eq!(status.code(), Some(0), "{status}");
+    let exit = daemon.terminate_within(PROMPT).await;
+    assert_eq!(exit.status.code(), Some(0), "{}", exit.status);
     expect_end(&mut watcher).await;
 }

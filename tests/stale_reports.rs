@@ -4,61 +4,20 @@
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use support::*;
-use tonic::transport::Channel;
-
-type Client = ProtectorServiceClient<Channel>;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn get(client: &mut Client, name: &str) -> v1::GetProtectorResponse {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-}
-
-async fn set_status(daemon: &Daemon, name: &str, status: v1::Status) -> v1::Transition {
-    daemon
-        .admin()
-        .await
-        .set_status(v1::SetStatusRequest {
-            name: name.into(),
-            status: status as i32,
-            open_for: None,
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner()
-        .transition
-        .expect("transition")
-}
-
-async fn set_override(daemon: &Daemon, name: &str, kind: v1::OverrideKind) {
-    daemon
-        .admin()
-        .await
-        .set_override(v1::SetOverrideRequest {
-            name: name.into(),
-            kind: kind as i32,
-            expires_after: None,
-        })
-        .await
-        .expect("SetOverride");
-}
-
 /// Reports `permit` and asserts it was refused and changed nothing but the stale counter.
-async fn assert_stale(client: &mut Client, name: &str, permit: v1::Permit, outcome: v1::Outcome) {
-    let before = get(client, name).await;
+async fn assert_stale(client: &mut ProtectorClient, name: &str, permit: v1::Permit, outcome: v1::Outcome) {
+    let before = get_protector(client, name).await;
     let r = report(client, name, permit, outcome).await;
     let mut expected = before.protector.clone().expect("protector");
     assert!(!r.accepted, "{permit:?} should be stale: {r:?}");
     assert_eq!(r.transition, None);
     assert_eq!(r.status, expected.status);
     assert_eq!(r.revision, before.revision, "a stale report is no change");
-    let after = get(client, name).await;
+    let after = get_protector(client, name).await;
     assert_eq!(after.revision, before.revision);
     expected.counters.as_mut().expect("counters").stale_reports += 1;
     assert_eq!(after.protector, Some(expected), "only stale_reports moves");
@@ -69,14 +28,6 @@ fn admitted(a: &v1::AcquireResponse, reason: v1::DecisionReason) -> v1::Permit {
     assert_eq!(a.decision, v1::Decision::Admitted as i32, "{a:?}");
     assert_eq!(a.reason, reason as i32, "{a:?}");
     a.permit.expect("permit")
-}
-
-fn permit(generation: u64, id: u64) -> v1::Permit {
-    v1::Permit {
-        generation,
-        id,
-        expires_at: None,
-    }
 }
 
 #[tokio::test]
@@ -95,12 +46,7 @@ async fn a_report_from_before_a_trip_changes_nothing() {
     }
     // A generation that never was is no better.
     assert_stale(&mut client, NAME, permit(99, 0), v1::Outcome::Success).await;
-    let c = get(&mut client, NAME)
-        .await
-        .protector
-        .expect("protector")
-        .counters
-        .expect("counters");
+    let c = counters(&mut client, NAME).await;
     assert_eq!(
         (c.stale_reports, c.failures, c.successes, c.ignored),
         (4, 1, 0, 0)
@@ -122,7 +68,7 @@ async fn trial_permits_are_tracked_one_by_one() {
     // A trial id where there are no trials.
     assert_stale(&mut client, NAME, permit(1, 1), v1::Outcome::Success).await;
 
-    let half_open = set_status(&daemon, NAME, v1::Status::HalfOpen).await;
+    let half_open = daemon.set_status(NAME, v1::Status::HalfOpen).await;
     let generation = half_open.generation;
     assert_eq!(generation, 2);
     let first = admitted(&acquire(&mut client, NAME).await, v1::DecisionReason::Trial);
@@ -143,7 +89,7 @@ async fn trial_permits_are_tracked_one_by_one() {
     assert_stale(&mut client, NAME, closed, v1::Outcome::Success).await;
     assert_stale(&mut client, NAME, permit(generation, 0), v1::Outcome::Success).await;
 
-    let state = get(&mut client, NAME).await.protector.expect("protector");
+    let state = get(&mut client, NAME).await;
     assert_eq!(state.trials_in_flight, 1, "the second trial is still out");
     assert_eq!(
         state.window.expect("window").outcomes,
@@ -163,7 +109,7 @@ async fn re_entering_closed_fences_the_permits_of_the_previous_closed() {
     let recorded = report(&mut client, NAME, old, v1::Outcome::Failure).await;
     assert!(recorded.accepted);
 
-    let t = set_status(&daemon, NAME, v1::Status::Closed).await;
+    let t = daemon.set_status(NAME, v1::Status::Closed).await;
     assert_eq!(
         (t.from, t.to, t.reason, t.generation),
         (
@@ -176,7 +122,7 @@ async fn re_entering_closed_fences_the_permits_of_the_previous_closed() {
     // The old permit would have tripped the fresh window's rule had it counted.
     assert_stale(&mut client, NAME, old, v1::Outcome::Failure).await;
     assert_stale(&mut client, NAME, old, v1::Outcome::Failure).await;
-    let state = get(&mut client, NAME).await.protector.expect("protector");
+    let state = get(&mut client, NAME).await;
     assert_eq!(state.status, v1::Status::Closed as i32);
     assert!(state.window.expect("window").outcomes.is_empty());
 
@@ -197,36 +143,36 @@ async fn disabled_calls_reported_after_the_override_count_only_while_closed() {
     for status in [v1::Status::Open, v1::Status::HalfOpen] {
         let name = format!("stale.disabled.{}", status.as_str_name());
         ensure(&mut client, &name, policy(HOUR, (1, 1), None)).await;
-        let generation = set_status(&daemon, &name, status).await.generation;
-        set_override(&daemon, &name, v1::OverrideKind::Disabled).await;
+        let generation = daemon.set_status(&name, status).await.generation;
+        set_override(&mut daemon.admin().await, &name, v1::OverrideKind::Disabled, None).await;
         let during = admitted(&acquire(&mut client, &name).await, v1::DecisionReason::Disabled);
         let after = admitted(&acquire(&mut client, &name).await, v1::DecisionReason::Disabled);
         assert_eq!((during.generation, during.id), (generation, 0));
-        let state = get(&mut client, &name).await.protector.expect("protector");
+        let state = get(&mut client, &name).await;
         assert_eq!(state.trials_in_flight, 0, "DISABLED calls are no trials");
 
         let r = report(&mut client, &name, during, v1::Outcome::Failure).await;
         assert!(r.accepted, "reported while DISABLED holds: {r:?}");
         assert_eq!(r.transition, None, "nothing is evaluated under an override");
 
-        set_override(&daemon, &name, v1::OverrideKind::None).await;
+        set_override(&mut daemon.admin().await, &name, v1::OverrideKind::None, None).await;
         assert_stale(&mut client, &name, after, v1::Outcome::Success).await;
-        let state = get(&mut client, &name).await.protector.expect("protector");
+        let state = get(&mut client, &name).await;
         assert_eq!((state.status, state.generation), (status as i32, generation));
     }
 
     let name = "stale.disabled.STATUS_CLOSED";
     ensure(&mut client, name, policy(HOUR, (2, 2), None)).await;
-    set_override(&daemon, name, v1::OverrideKind::Disabled).await;
+    set_override(&mut daemon.admin().await, name, v1::OverrideKind::Disabled, None).await;
     let call = admitted(&acquire(&mut client, name).await, v1::DecisionReason::Disabled);
     assert_eq!((call.generation, call.id), (1, 0));
-    set_override(&daemon, name, v1::OverrideKind::None).await;
+    set_override(&mut daemon.admin().await, name, v1::OverrideKind::None, None).await;
     let r = report(&mut client, name, call, v1::Outcome::Success).await;
     assert!(
         r.accepted,
         "CLOSED still accepts its generation's untracked permits: {r:?}"
     );
-    let state = get(&mut client, name).await.protector.expect("protector");
+    let state = get(&mut client, name).await;
     assert_eq!(
         state.window.expect("window").outcomes,
         vec![v1::Outcome::Success as i32]

@@ -18,7 +18,7 @@ use circuitd::store::{self, StoreConfig, StoreError};
 use prost::Message;
 use resilient_circuit_api::{convert, v1};
 use resilient_circuit_breaker::{Policy, PolicySpec, Protector};
-use support::process::{Circuitd, copy_dir, list_all, segments, synced_epoch};
+use support::process::{Circuitd, copy_dir, segments};
 use support::*;
 
 /// The whole state the daemon answers with: every protector and the revision.
@@ -62,7 +62,7 @@ async fn build() -> Built {
     let daemon = Circuitd::start(dir.path(), &["--flush-interval", "1h"]).await;
     let mut client = daemon.protectors().await;
     let mut admin = daemon.admin().await;
-    let hour = Some(duration(Duration::from_secs(3600)));
+    let hour = Duration::from_secs(3600);
     let mut states = vec![list_all(&mut client).await];
     assert_eq!(states[0], (Vec::new(), 0));
 
@@ -79,14 +79,7 @@ async fn build() -> Built {
     };
     ensure(&mut client, "beta", beta).await;
     states.push(list_all(&mut client).await);
-    admin
-        .set_override(v1::SetOverrideRequest {
-            name: "beta".into(),
-            kind: v1::OverrideKind::Disabled as i32,
-            expires_after: hour,
-        })
-        .await
-        .expect("SetOverride");
+    set_override(&mut admin, "beta", v1::OverrideKind::Disabled, Some(hour)).await;
     states.push(list_all(&mut client).await);
     // The first outcome waits for a flush that never comes in time; the second trips
     // the protector and stores both.
@@ -96,31 +89,11 @@ async fn build() -> Built {
     states.push(list_all(&mut client).await);
     ensure(&mut client, "gamma", Default::default()).await;
     states.push(list_all(&mut client).await);
-    admin
-        .set_status(v1::SetStatusRequest {
-            name: "gamma".into(),
-            status: v1::Status::Open as i32,
-            open_for: hour,
-        })
-        .await
-        .expect("SetStatus");
+    set_status(&mut admin, "gamma", v1::Status::Open, Some(hour)).await;
     states.push(list_all(&mut client).await);
-    admin
-        .update_policy(v1::UpdatePolicyRequest {
-            name: "beta".into(),
-            policy: Some(policy(Duration::from_secs(9), (1, 3), None)),
-        })
-        .await
-        .expect("UpdatePolicy");
+    update_policy(&mut admin, "beta", policy(Duration::from_secs(9), (1, 3), None)).await;
     states.push(list_all(&mut client).await);
-    admin
-        .set_override(v1::SetOverrideRequest {
-            name: "gamma".into(),
-            kind: v1::OverrideKind::ForcedOpen as i32,
-            expires_after: None,
-        })
-        .await
-        .expect("SetOverride");
+    set_override(&mut admin, "gamma", v1::OverrideKind::ForcedOpen, None).await;
     states.push(list_all(&mut client).await);
     let epoch = synced_epoch(&mut client).await;
     daemon.terminate().await;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use support::process::{Circuitd, list_all};
+use support::process::Circuitd;
 use support::*;
 
 const PROTECTORS: usize = 150;

@@ -5,11 +5,8 @@
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
 use support::*;
-use tonic::transport::Channel;
 
 /// The protector a change event concerns, and what kind of change it is.
 fn about(event: &v1::WatchEvent) -> (String, &'static str) {
@@ -31,71 +28,6 @@ fn transition(event: &v1::WatchEvent) -> (i32, i32, i32) {
             (t.from, t.to, t.reason)
         }
         other => panic!("expected STATUS_CHANGED, got {other:?}"),
-    }
-}
-
-/// A connection whose per-stream receive window is tiny, so that a stream the client
-/// does not read stops the daemon from pulling more after about a kilobyte.
-async fn narrow_channel(daemon: &Daemon) -> Channel {
-    Channel::from_shared(daemon.uri())
-        .expect("uri")
-        .initial_stream_window_size(1024)
-        .http2_adaptive_window(false)
-        .connect_timeout(DEADLINE)
-        .connect()
-        .await
-        .expect("connect to the daemon")
-}
-
-async fn get(client: &mut ProtectorServiceClient<Channel>, name: &str) -> v1::Protector {
-    client
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-        .protector
-        .expect("protector")
-}
-
-async fn set_status(admin: &mut AdminServiceClient<Channel>, name: &str, status: v1::Status) -> u64 {
-    admin
-        .set_status(v1::SetStatusRequest {
-            name: name.into(),
-            status: status as i32,
-            open_for: None,
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner()
-        .revision
-}
-
-async fn set_override(admin: &mut AdminServiceClient<Channel>, name: &str, kind: v1::OverrideKind) -> u64 {
-    admin
-        .set_override(v1::SetOverrideRequest {
-            name: name.into(),
-            kind: kind as i32,
-            expires_after: None,
-        })
-        .await
-        .expect("SetOverride")
-        .into_inner()
-        .revision
-}
-
-fn names(list: &[&str]) -> v1::WatchRequest {
-    v1::WatchRequest {
-        filter: Some(v1::watch_request::Filter::Names(v1::NameList {
-            names: list.iter().map(|n| n.to_string()).collect(),
-        })),
-        ..Default::default()
-    }
-}
-
-fn prefix(p: &str) -> v1::WatchRequest {
-    v1::WatchRequest {
-        filter: Some(v1::watch_request::Filter::Prefix(p.into())),
-        ..Default::default()
     }
 }
 
@@ -121,8 +53,8 @@ async fn filtered_watchers_see_exactly_their_part_of_every_change_in_order() {
     };
 
     let mut all = Watcher::open(&mut client, watch_all()).await;
-    let mut pay = Watcher::open(&mut client, prefix("pay.")).await;
-    let mut listed = Watcher::open(&mut client, names(&["pay.eu", "search"])).await;
+    let mut pay = Watcher::open(&mut client, watch_prefix("pay.")).await;
+    let mut listed = Watcher::open(&mut client, watch_names(&["pay.eu", "search"])).await;
     let (snapshot, base) = all.snapshot().await;
     assert_eq!(base, 4, "four creations so far");
     assert_eq!(snapshot, before);
@@ -141,7 +73,9 @@ async fn filtered_watchers_see_exactly_their_part_of_every_change_in_order() {
         "pay.eu",
     ));
     script.push((
-        set_status(&mut admin, "pay.eu", v1::Status::HalfOpen).await,
+        set_status(&mut admin, "pay.eu", v1::Status::HalfOpen, None)
+            .await
+            .revision,
         "pay.eu",
     ));
     script.push((
@@ -149,51 +83,44 @@ async fn filtered_watchers_see_exactly_their_part_of_every_change_in_order() {
         "pay.eu",
     ));
     script.push((
-        set_override(&mut admin, "search", v1::OverrideKind::ForcedOpen).await,
+        set_override(&mut admin, "search", v1::OverrideKind::ForcedOpen, None)
+            .await
+            .revision,
         "search",
     ));
     script.push((
-        set_override(&mut admin, "search", v1::OverrideKind::None).await,
+        set_override(&mut admin, "search", v1::OverrideKind::None, None)
+            .await
+            .revision,
         "search",
     ));
-    let updated = admin
-        .update_policy(v1::UpdatePolicyRequest {
-            name: "ship".into(),
-            policy: Some(policy(Duration::from_secs(30), (2, 4), None)),
-        })
-        .await
-        .expect("UpdatePolicy")
-        .into_inner();
+    let updated = update_policy(&mut admin, "ship", policy(Duration::from_secs(30), (2, 4), None)).await;
     script.push((updated.revision, "ship"));
     script.push((
         call(&mut client, "search", v1::Outcome::Failure).await.revision,
         "search",
     ));
-    let opened = admin
-        .set_status(v1::SetStatusRequest {
-            name: "pay.us".into(),
-            status: v1::Status::Open as i32,
-            open_for: Some(duration(Duration::from_secs(10))),
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner();
+    let opened = set_status(
+        &mut admin,
+        "pay.us",
+        v1::Status::Open,
+        Some(Duration::from_secs(10)),
+    )
+    .await;
     script.push((opened.revision, "pay.us"));
-    let deleted = admin
-        .delete_protector(v1::DeleteProtectorRequest {
-            name: "pay.eu".into(),
-        })
-        .await
-        .expect("DeleteProtector")
-        .into_inner();
+    let deleted = delete(&mut admin, "pay.eu").await;
     script.push((deleted.revision, "pay.eu"));
     script.push((
-        set_override(&mut admin, "ship", v1::OverrideKind::Disabled).await,
+        set_override(&mut admin, "ship", v1::OverrideKind::Disabled, None)
+            .await
+            .revision,
         "ship",
     ));
     script.push((ensure(&mut client, "searchx", long).await.mod_revision, "searchx"));
     script.push((
-        set_status(&mut admin, "search", v1::Status::Closed).await,
+        set_status(&mut admin, "search", v1::Status::Closed, None)
+            .await
+            .revision,
         "search",
     ));
     let answered: Vec<u64> = script.iter().map(|(r, _)| *r).collect();
@@ -279,7 +206,7 @@ async fn filtered_watchers_see_exactly_their_part_of_every_change_in_order() {
 /// One data-plane step on a protector with cooldown 0 and failure limit 1/1, cycling
 /// CLOSED -> OPEN -> HALF_OPEN -> CLOSED; returns whether it made a change.
 async fn cycle_step(
-    client: &mut ProtectorServiceClient<Channel>,
+    client: &mut ProtectorClient,
     name: &str,
     step: usize,
     permit: &mut Option<v1::Permit>,
@@ -324,7 +251,7 @@ async fn a_watcher_that_never_reads_is_resynced_while_everyone_else_gets_everyth
         }
         (reader, events)
     });
-    let mut idle_client = ProtectorServiceClient::new(narrow_channel(&daemon).await);
+    let mut idle_client = ProtectorClient::new(daemon.narrow_channel().await);
     let mut idle = Watcher::open(&mut idle_client, watch_all()).await;
 
     let mut changes = 0;
@@ -436,7 +363,7 @@ async fn progress_carries_the_revision_accounted_for_and_changes_delay_it() {
         &mut client,
         v1::WatchRequest {
             progress_interval: Some(duration(INTERVAL)),
-            ..prefix("a.")
+            ..watch_prefix("a.")
         },
     )
     .await;
@@ -458,14 +385,18 @@ async fn progress_carries_the_revision_accounted_for_and_changes_delay_it() {
 
     // A change the filter drops still counts as accounted for, without being sent. (A
     // PROGRESS already due may still say 2, if the change took a whole interval.)
-    let other = set_status(&mut admin, "b.two", v1::Status::Open).await;
+    let other = set_status(&mut admin, "b.two", v1::Status::Open, None)
+        .await
+        .revision;
     assert_eq!(other, 3);
     next_progress_at(&mut watcher, 2, 3).await;
 
     // A change it sends restarts the idle clock: the next PROGRESS comes a full interval
     // after the change, never sooner.
     let changed = tokio::time::Instant::now();
-    let mine = set_status(&mut admin, "a.one", v1::Status::Open).await;
+    let mine = set_status(&mut admin, "a.one", v1::Status::Open, None)
+        .await
+        .revision;
     assert_eq!(mine, 4);
     let event = next_change(&mut watcher, 3).await;
     assert_eq!(event.revision, 4);

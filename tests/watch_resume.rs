@@ -7,46 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::watch_event::Event;
 use support::*;
-use tonic::transport::Channel;
-
-async fn set_status(admin: &mut AdminServiceClient<Channel>, name: &str, status: v1::Status) -> u64 {
-    admin
-        .set_status(v1::SetStatusRequest {
-            name: name.into(),
-            status: status as i32,
-            open_for: None,
-        })
-        .await
-        .expect("SetStatus")
-        .into_inner()
-        .revision
-}
 
 fn from(request: v1::WatchRequest, start_revision: u64) -> v1::WatchRequest {
     v1::WatchRequest {
         start_revision: Some(start_revision),
         ..request
-    }
-}
-
-fn prefix(p: &str) -> v1::WatchRequest {
-    v1::WatchRequest {
-        filter: Some(v1::watch_request::Filter::Prefix(p.into())),
-        ..Default::default()
-    }
-}
-
-fn name_of(event: &v1::WatchEvent) -> &str {
-    match event.event.as_ref().expect("event") {
-        Event::Created(p) => &p.name,
-        Event::StatusChanged(s) => &s.name,
-        Event::Deleted(d) => &d.name,
-        Event::PolicyUpdated(p) => &p.name,
-        Event::OverrideChanged(o) => &o.name,
-        other => panic!("expected a change, got {other:?}"),
     }
 }
 
@@ -67,7 +34,7 @@ async fn history(daemon: &Daemon, flips: usize) -> Vec<v1::WatchEvent> {
         } else {
             v1::Status::Closed
         };
-        set_status(&mut admin, if i % 2 == 0 { "x.a" } else { "y.b" }, status).await;
+        set_status(&mut admin, if i % 2 == 0 { "x.a" } else { "y.b" }, status, None).await;
     }
     let mut events = Vec::new();
     for revision in 1..=(2 + flips as u64) {
@@ -78,18 +45,6 @@ async fn history(daemon: &Daemon, flips: usize) -> Vec<v1::WatchEvent> {
     events
 }
 
-async fn get(daemon: &Daemon, name: &str) -> v1::Protector {
-    daemon
-        .protectors()
-        .await
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
-        .await
-        .expect("GetProtector")
-        .into_inner()
-        .protector
-        .expect("protector")
-}
-
 #[tokio::test]
 async fn a_start_inside_the_history_replays_the_matching_changes_after_it() {
     let daemon = Daemon::start().await;
@@ -97,7 +52,7 @@ async fn a_start_inside_the_history_replays_the_matching_changes_after_it() {
     let current = 12;
     let mut client = daemon.protectors().await;
     for start in [0, 1, 5, 11] {
-        let mut watcher = Watcher::open(&mut client, from(prefix("x."), start)).await;
+        let mut watcher = Watcher::open(&mut client, from(watch_prefix("x."), start)).await;
         let want: Vec<v1::WatchEvent> = seen
             .iter()
             .filter(|e| e.revision > start && name_of(e) == "x.a")
@@ -116,13 +71,23 @@ async fn a_start_inside_the_history_replays_the_matching_changes_after_it() {
     }
 
     // After the replay, live changes follow, and only the matching ones.
-    let mut watcher = Watcher::open(&mut client, from(prefix("y."), 10)).await;
+    let mut watcher = Watcher::open(&mut client, from(watch_prefix("y."), 10)).await;
     let replayed = watcher.next().await;
     assert_eq!(replayed, seen[11], "revision 12 is y.b's");
     assert!(matches!(watcher.next().await.event, Some(Event::Synced(_))));
     let mut admin = daemon.admin().await;
-    assert_eq!(set_status(&mut admin, "x.a", v1::Status::HalfOpen).await, 13);
-    assert_eq!(set_status(&mut admin, "y.b", v1::Status::HalfOpen).await, 14);
+    assert_eq!(
+        set_status(&mut admin, "x.a", v1::Status::HalfOpen, None)
+            .await
+            .revision,
+        13
+    );
+    assert_eq!(
+        set_status(&mut admin, "y.b", v1::Status::HalfOpen, None)
+            .await
+            .revision,
+        14
+    );
     let live = watcher.next().await;
     assert_eq!((live.revision, name_of(&live)), (14, "y.b"));
     daemon.stop().await.expect("clean stop");
@@ -141,7 +106,12 @@ async fn a_start_at_the_current_revision_is_synced_at_once() {
         "{synced:?}"
     );
     let mut admin = daemon.admin().await;
-    assert_eq!(set_status(&mut admin, "y.b", v1::Status::Open).await, 6);
+    assert_eq!(
+        set_status(&mut admin, "y.b", v1::Status::Open, None)
+            .await
+            .revision,
+        6
+    );
     let live = watcher.next().await;
     assert_eq!((live.revision, name_of(&live)), (6, "y.b"));
     daemon.stop().await.expect("clean stop");
@@ -164,7 +134,10 @@ async fn expect_compacted(daemon: &Daemon, start: u64, current: u64) {
         "start {start}"
     );
     let (snapshot, synced) = watcher.snapshot().await;
-    assert_eq!(snapshot, vec![get(daemon, "x.a").await, get(daemon, "y.b").await]);
+    assert_eq!(
+        snapshot,
+        vec![daemon.inspect("x.a").await, daemon.inspect("y.b").await]
+    );
     assert_eq!(synced, current);
 }
 
@@ -317,7 +290,7 @@ async fn snapshots_taken_while_writers_run_add_up_to_the_daemon_state() {
 
     let mut truth = HashMap::new();
     for name in &names {
-        let p = get(&daemon, name).await;
+        let p = daemon.inspect(name).await;
         truth.insert(
             name.clone(),
             Known {

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+
+use crate::fixtures::{AdminClient, ProtectorClient, circuitd_binary};
 
 /// How long a launch, a stop or a single RPC may take before the test fails.
 pub const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
@@ -27,7 +27,7 @@ pub const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
 /// The binary, built once per test executable (every test of a file shares it).
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(crate::circuitd_binary)
+    BINARY.get_or_init(circuitd_binary)
 }
 
 /// A running `circuitd` child process.
@@ -178,7 +178,7 @@ impl Circuitd {
     /// Whether one ListProtectors is answered (false once the process is gone).
     async fn answers(&self) -> bool {
         let call = async {
-            let mut client = ProtectorServiceClient::new(self.channel().await.ok()?);
+            let mut client = ProtectorClient::new(self.channel().await.ok()?);
             client
                 .list_protectors(v1::ListProtectorsRequest {
                     page_size: 1,
@@ -214,13 +214,13 @@ impl Circuitd {
     }
 
     /// A data-plane client on a new connection.
-    pub async fn protectors(&self) -> ProtectorServiceClient<Channel> {
-        ProtectorServiceClient::new(self.channel().await.expect("connect to circuitd"))
+    pub async fn protectors(&self) -> ProtectorClient {
+        ProtectorClient::new(self.channel().await.expect("connect to circuitd"))
     }
 
     /// A control-plane client on a new connection.
-    pub async fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel().await.expect("connect to circuitd"))
+    pub async fn admin(&self) -> AdminClient {
+        AdminClient::new(self.channel().await.expect("connect to circuitd"))
     }
 
     /// What it wrote to stderr so far.
@@ -245,8 +245,13 @@ impl Circuitd {
 
     /// SIGTERM: a clean shutdown; fails the test unless it exits with success.
     pub async fn terminate(self) -> Exit {
+        self.terminate_within(PROCESS_DEADLINE).await
+    }
+
+    /// SIGTERM; fails the test unless it exits with success within `limit`.
+    pub async fn terminate_within(self, limit: Duration) -> Exit {
         self.signal("-TERM");
-        let exit = self.wait().await;
+        let exit = self.wait_for(limit).await;
         assert!(
             exit.status.success(),
             "circuitd did not stop cleanly ({}):\n{}",
@@ -261,10 +266,14 @@ impl Circuitd {
         self.wait().await
     }
 
-    async fn wait(mut self) -> Exit {
-        let status = tokio::time::timeout(PROCESS_DEADLINE, self.child.wait())
+    async fn wait(self) -> Exit {
+        self.wait_for(PROCESS_DEADLINE).await
+    }
+
+    async fn wait_for(mut self, limit: Duration) -> Exit {
+        let status = tokio::time::timeout(limit, self.child.wait())
             .await
-            .expect("circuitd did not exit in time")
+            .unwrap_or_else(|_| panic!("circuitd did not exit within {limit:?}"))
             .expect("wait for circuitd");
         if let Some(reader) = self.stderr_reader.take() {
             let _ = tokio::time::timeout(PROCESS_DEADLINE, reader).await;
@@ -300,35 +309,4 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
-}
-
-/// Every protector the daemon holds, in name order, and the revision of the answer.
-pub async fn list_all(client: &mut ProtectorServiceClient<Channel>) -> (Vec<v1::Protector>, u64) {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_protectors(v1::ListProtectorsRequest {
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("ListProtectors")
-            .into_inner();
-        all.extend(page.protectors);
-        if page.next_page_token.is_empty() {
-            return (all, page.revision);
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-/// The epoch a fresh Watch's SYNCED carries: the identity of the daemon's history.
-pub async fn synced_epoch(client: &mut ProtectorServiceClient<Channel>) -> u64 {
-    let mut watcher = crate::Watcher::open(client, crate::watch_all()).await;
-    match watcher.next_until_synced().await {
-        Some(v1::watch_event::Event::Synced(s)) => s.epoch,
-        other => panic!("expected SYNCED, got {other:?}"),
-    }
 }

@@ -5,72 +5,30 @@
 //! tests check that the load generator works and reports what it promises, not how fast
 //! anything is.
 
-#[path = "../../rust/tests/support/mod.rs"]
-mod support;
+mod cli;
 
 use std::time::Duration;
 
 use assert_cmd::Command;
+use cli::{circuitctl, run};
 use resilient_circuit_api::v1;
 use serde_json::Value;
-use support::Daemon;
-use tokio::runtime::Runtime;
+use support::BlockingDaemon;
 
 /// How long one circuitctl run may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A daemon, and the runtime whose workers serve it.
-struct Served {
-    daemon: Daemon,
-    runtime: Runtime,
-}
-
-impl Served {
-    fn start() -> Served {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let daemon = runtime.block_on(Daemon::start());
-        Served { daemon, runtime }
-    }
-
-    /// `circuitctl --addr <daemon> bench args..`.
-    fn bench(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
-        cmd.env_remove("CIRCUIT_ADDR")
-            .arg("--addr")
-            .arg(self.daemon.uri())
-            .arg("bench")
-            .args(args)
-            .timeout(DEADLINE);
-        cmd
-    }
-
-    fn inspect(&self, name: &str) -> v1::Protector {
-        self.runtime.block_on(self.daemon.inspect(name))
-    }
-}
-
-/// Runs `cmd`, expecting exit `code`; returns stdout and stderr.
-#[track_caller]
-fn run(cmd: &mut Command, code: i32) -> (String, String) {
-    let out = cmd.output().expect("run circuitctl");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
+/// `circuitctl --addr <daemon> bench args..`.
+fn bench(served: &BlockingDaemon, args: &[&str]) -> Command {
+    let mut cmd = circuitctl(&served.uri(), DEADLINE);
+    cmd.arg("bench").args(args);
+    cmd
 }
 
 /// Runs a bench with `--json`, expecting success, and parses its one object.
 #[track_caller]
-fn bench_json(served: &Served, args: &[&str]) -> Value {
-    let (stdout, _) = run(served.bench(args).arg("--json"), 0);
+fn bench_json(served: &BlockingDaemon, args: &[&str]) -> Value {
+    let (stdout, _) = run(bench(served, args).arg("--json"), 0);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -118,7 +76,7 @@ fn check_short_run_with_baseline(report: &Value, mode: &str) {
 
 #[test]
 fn unary_reports_its_figures_and_the_baseline_ratio() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "unary", "--baseline"];
     args.extend(SHORT);
     let report = bench_json(&served, &args);
@@ -139,7 +97,7 @@ fn unary_reports_its_figures_and_the_baseline_ratio() {
 
 #[test]
 fn session_reports_its_figures_and_the_baseline_ratio() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "session", "--baseline"];
     args.extend(SHORT);
     let report = bench_json(&served, &args);
@@ -149,10 +107,10 @@ fn session_reports_its_figures_and_the_baseline_ratio() {
 
 #[test]
 fn the_summary_names_rate_latency_and_ratio() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "session", "--baseline", "--connections", "2"];
     args.extend(SHORT);
-    let (stdout, _) = run(&mut served.bench(&args), 0);
+    let (stdout, _) = run(&mut bench(&served, &args), 0);
     for expected in [
         "bench session: 4 in flight on 2 connections, 1 protector",
         "decisions/s",
@@ -167,7 +125,7 @@ fn the_summary_names_rate_latency_and_ratio() {
 
 #[test]
 fn a_tripping_workload_counts_the_daemons_transitions() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let mut args = vec![
         "--mode",
         "unary",
@@ -190,7 +148,7 @@ fn a_tripping_workload_counts_the_daemons_transitions() {
 
 #[test]
 fn cached_mode_decides_in_the_client_library() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "cached"];
     args.extend(SHORT);
     let report = bench_json(&served, &args);
@@ -204,7 +162,7 @@ fn cached_mode_decides_in_the_client_library() {
 
 #[test]
 fn acquire_only_decisions_are_never_reported() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "unary", "--acquire-only"];
     args.extend(SHORT);
     let report = bench_json(&served, &args);
@@ -229,7 +187,7 @@ fn acquire_only_decisions_are_never_reported() {
 
 #[test]
 fn watch_mode_times_every_delivery_of_every_transition() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     let args = [
         "--mode",
         "watch",
@@ -286,7 +244,7 @@ fn echo_mode_needs_no_daemon() {
 
 #[test]
 fn malformed_flags_are_usage_errors() {
-    let served = Served::start();
+    let served = BlockingDaemon::start();
     for bad in [
         &["--mode", "nonsense"][..],
         &["--concurrency", "0"],
@@ -295,7 +253,7 @@ fn malformed_flags_are_usage_errors() {
         &["--duration", "2h"],
         &["--no-such-flag"],
     ] {
-        let (_, stderr) = run(&mut served.bench(bad), 2);
+        let (_, stderr) = run(&mut bench(&served, bad), 2);
         assert!(!stderr.is_empty(), "{bad:?} printed no usage error");
     }
 }

@@ -4,103 +4,33 @@
 //! child process) and checks both the table and the `--json` form of every command, the
 //! exit codes, and a live `watch` read line by line with a deadline.
 
+mod cli;
+
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::Command;
+use cli::{circuitctl, run};
 use serde_json::Value;
-use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
+use support::BlockingDaemon;
 
 /// How long a test waits for something it expects before it fails.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A daemon on `127.0.0.1:0`, served by a runtime of its own.
-struct Daemon {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), circuitd::ServeError>>>,
-    runtime: Runtime,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(circuitd::serve(
-            listener,
-            circuitd::Config::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Daemon {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-            runtime,
-        }
-    }
-
-    /// circuitctl pointed at this daemon, with a clean environment.
-    #[track_caller]
-    fn ctl(&self) -> Command {
-        let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
-        cmd.env_remove("CIRCUIT_ADDR")
-            .env_remove("NO_COLOR")
-            .arg("--addr")
-            .arg(format!("http://{}", self.addr))
-            .timeout(DEADLINE);
-        cmd
-    }
-
-    /// Shuts the daemon down and waits for `serve` to return.
-    fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let task = self.task.take().expect("running");
-        self.runtime.block_on(task).expect("serve task").expect("serve");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// Runs `cmd`, asserts its exit code, and returns (stdout, stderr).
+/// circuitctl pointed at `d`, with a clean environment.
 #[track_caller]
-fn run(cmd: &mut Command, code: i32) -> (String, String) {
-    let out = cmd.output().expect("run circuitctl");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
+fn ctl(d: &BlockingDaemon) -> Command {
+    let mut cmd = circuitctl(&d.uri(), DEADLINE);
+    cmd.env_remove("NO_COLOR");
+    cmd
 }
 
 /// Runs `circuitctl --json args..`, expecting exit `code`, and parses its stdout.
 #[track_caller]
-fn json(d: &Daemon, args: &[&str], code: i32) -> Value {
-    let (stdout, _) = run(d.ctl().arg("--json").args(args), code);
+fn json(d: &BlockingDaemon, args: &[&str], code: i32) -> Value {
+    let (stdout, _) = run(ctl(d).arg("--json").args(args), code);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -118,7 +48,7 @@ fn field<'a>(table: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn ensure_get_and_list_print_tables_and_json() {
-    let d = Daemon::start();
+    let d = BlockingDaemon::start();
     let policy = [
         "--cooldown",
         "30s",
@@ -132,7 +62,7 @@ fn ensure_get_and_list_print_tables_and_json() {
         "1m",
         "--auto-half-open",
     ];
-    let (out, _) = run(d.ctl().args(["ensure", "db.payments"]).args(policy), 0);
+    let (out, _) = run(ctl(&d).args(["ensure", "db.payments"]).args(policy), 0);
     assert_eq!(field(&out, "created"), "yes");
     assert_eq!(field(&out, "status"), "CLOSED");
     assert_eq!(field(&out, "cooldown"), "30s");
@@ -148,10 +78,10 @@ fn ensure_get_and_list_print_tables_and_json() {
     assert!(again.get("policyMatches").is_none(), "{again}");
     let same: Vec<&str> = ["ensure", "db.payments"].into_iter().chain(policy).collect();
     assert_eq!(json(&d, &same, 0)["policyMatches"], true);
-    run(d.ctl().args(["ensure", "db.orders"]), 0);
-    run(d.ctl().args(["ensure", "cache.users"]), 0);
+    run(ctl(&d).args(["ensure", "db.orders"]), 0);
+    run(ctl(&d).args(["ensure", "cache.users"]), 0);
 
-    let (out, _) = run(d.ctl().args(["get", "db.payments"]), 0);
+    let (out, _) = run(ctl(&d).args(["get", "db.payments"]), 0);
     assert_eq!(field(&out, "name"), "db.payments");
     assert_eq!(field(&out, "generation"), "1");
     assert_eq!(field(&out, "window"), "0 of 5: 0 successes, 0 failures");
@@ -166,14 +96,14 @@ fn ensure_get_and_list_print_tables_and_json() {
     assert_eq!(p["policy"]["successLimit"]["denominator"], 5);
     assert_eq!(p["policy"]["autoHalfOpen"], true);
 
-    let (out, _) = run(d.ctl().args(["list", "--prefix", "db."]), 0);
+    let (out, _) = run(ctl(&d).args(["list", "--prefix", "db."]), 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("NAME") && lines[0].contains("STATUS"));
     assert!(lines[1].starts_with("db.orders ") && lines[1].contains("CLOSED"));
     assert!(lines[2].starts_with("db.payments ") && lines[2].contains("0/5"));
 
-    let (out, err) = run(d.ctl().args(["list", "--page-size", "1"]), 0);
+    let (out, err) = run(ctl(&d).args(["list", "--page-size", "1"]), 0);
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(err.contains("--page-token"), "{err}");
     let all = json(&d, &["list", "--page-size", "1", "--all-pages"], 0);
@@ -189,9 +119,9 @@ fn ensure_get_and_list_print_tables_and_json() {
 
 #[test]
 fn acquire_and_report_a_failure_trip_the_protector() {
-    let d = Daemon::start();
-    run(d.ctl().args(["ensure", "svc", "--cooldown", "10m"]), 0);
-    let (out, _) = run(d.ctl().args(["acquire", "svc"]), 0);
+    let d = BlockingDaemon::start();
+    run(ctl(&d).args(["ensure", "svc", "--cooldown", "10m"]), 0);
+    let (out, _) = run(ctl(&d).args(["acquire", "svc"]), 0);
     assert_eq!(field(&out, "decision"), "ADMITTED");
     assert_eq!(field(&out, "reason"), "CLOSED");
     assert_eq!(field(&out, "permit"), "0");
@@ -202,7 +132,7 @@ fn acquire_and_report_a_failure_trip_the_protector() {
     let generation = a["permit"]["generation"].as_str().expect("generation");
     assert_eq!(generation, "1");
     let report = ["report", "svc", "--permit", "0", "--generation", generation];
-    let (out, _) = run(d.ctl().args(report).args(["--outcome", "failure"]), 0);
+    let (out, _) = run(ctl(&d).args(report).args(["--outcome", "failure"]), 0);
     assert_eq!(field(&out, "accepted"), "yes");
     assert_eq!(field(&out, "status"), "OPEN");
     let transition = field(&out, "transition");
@@ -216,7 +146,7 @@ fn acquire_and_report_a_failure_trip_the_protector() {
     assert!(r.get("accepted").is_none(), "a stale report was accepted: {r}");
     assert_eq!(r["status"], "STATUS_OPEN");
 
-    let (out, _) = run(d.ctl().args(["acquire", "svc"]), 4);
+    let (out, _) = run(ctl(&d).args(["acquire", "svc"]), 4);
     assert_eq!(field(&out, "decision"), "REJECTED");
     assert_eq!(field(&out, "reason"), "OPEN");
     assert!(field(&out, "retry after").starts_with("9m"), "{out}");
@@ -232,29 +162,29 @@ fn acquire_and_report_a_failure_trip_the_protector() {
 
 #[test]
 fn admin_commands_change_status_override_and_policy() {
-    let d = Daemon::start();
-    run(d.ctl().args(["ensure", "api"]), 0);
+    let d = BlockingDaemon::start();
+    run(ctl(&d).args(["ensure", "api"]), 0);
 
-    let (out, _) = run(d.ctl().args(["set-status", "api", "open", "--open-for", "5m"]), 0);
+    let (out, _) = run(ctl(&d).args(["set-status", "api", "open", "--open-for", "5m"]), 0);
     assert!(field(&out, "transition").starts_with("CLOSED→OPEN MANUAL, generation 2"));
     assert!(field(&out, "open until").contains("(in 4m"), "{out}");
     let s = json(&d, &["set-status", "api", "half-open"], 0);
     assert_eq!(s["transition"]["from"], "STATUS_OPEN");
     assert_eq!(s["transition"]["to"], "STATUS_HALF_OPEN");
     assert_eq!(s["transition"]["reason"], "TRANSITION_REASON_MANUAL");
-    run(d.ctl().args(["set-status", "api", "closed"]), 0);
+    run(ctl(&d).args(["set-status", "api", "closed"]), 0);
 
     let args = ["override", "api", "forced-open", "--expires-after", "10m"];
-    let (out, _) = run(d.ctl().args(args), 0);
+    let (out, _) = run(ctl(&d).args(args), 0);
     assert!(field(&out, "override").starts_with("FORCED_OPEN until "), "{out}");
-    let (out, _) = run(d.ctl().args(["acquire", "api"]), 4);
+    let (out, _) = run(ctl(&d).args(["acquire", "api"]), 4);
     assert_eq!(field(&out, "reason"), "FORCED_OPEN");
     let o = json(&d, &["override", "api", "none"], 0);
     assert_eq!(o["protector"]["override"]["kind"], "OVERRIDE_KIND_NONE");
-    run(d.ctl().args(["acquire", "api"]), 0);
+    run(ctl(&d).args(["acquire", "api"]), 0);
 
     let (out, _) = run(
-        d.ctl().args(["update-policy", "api", "--failure-limit", "3/10"]),
+        ctl(&d).args(["update-policy", "api", "--failure-limit", "3/10"]),
         0,
     );
     assert_eq!(field(&out, "failure limit"), "3/10");
@@ -262,35 +192,35 @@ fn admin_commands_change_status_override_and_policy() {
     let u = json(&d, &["update-policy", "api", "--cooldown", "1.5s"], 0);
     assert_eq!(u["protector"]["policy"]["cooldown"], "1.500s");
 
-    let (out, _) = run(d.ctl().args(["delete", "api"]), 0);
+    let (out, _) = run(ctl(&d).args(["delete", "api"]), 0);
     assert!(out.starts_with("deleted api at revision "), "{out}");
-    run(d.ctl().args(["ensure", "api"]), 0);
+    run(ctl(&d).args(["ensure", "api"]), 0);
     let del = json(&d, &["delete", "api"], 0);
     assert!(del["revision"].as_str().is_some(), "{del}");
-    run(d.ctl().args(["get", "api"]), 1);
+    run(ctl(&d).args(["get", "api"]), 1);
 }
 
 #[test]
 fn errors_exit_with_their_codes_and_say_why() {
-    let d = Daemon::start();
+    let d = BlockingDaemon::start();
 
-    let (_, err) = run(d.ctl().args(["get", "nosuch"]), 1);
+    let (_, err) = run(ctl(&d).args(["get", "nosuch"]), 1);
     assert!(err.starts_with("circuitctl: NOT_FOUND: "), "{err}");
     assert!(err.contains("nosuch"), "{err}");
 
     // Well-formed but out of range: the daemon decides and names the field.
-    let (_, err) = run(d.ctl().args(["ensure", "x", "--failure-limit", "6/5"]), 1);
+    let (_, err) = run(ctl(&d).args(["ensure", "x", "--failure-limit", "6/5"]), 1);
     assert!(err.starts_with("circuitctl: INVALID_ARGUMENT: "), "{err}");
     assert!(err.contains("\n  field policy.failure_limit"), "{err}");
     // Not a fraction at all: circuitctl's own parsing refuses it.
-    let (_, err) = run(d.ctl().args(["ensure", "x", "--failure-limit", "2-5"]), 2);
+    let (_, err) = run(ctl(&d).args(["ensure", "x", "--failure-limit", "2-5"]), 2);
     assert!(err.contains("--failure-limit"), "{err}");
 
-    run(d.ctl().arg("frobnicate"), 2);
+    run(ctl(&d).arg("frobnicate"), 2);
     let report = ["report", "x", "--permit", "0", "--generation", "1"];
-    run(d.ctl().args(report).args(["--outcome", "maybe"]), 2);
-    run(d.ctl().args(["set-status", "x", "sideways"]), 2);
-    run(d.ctl().args(["watch", "--count", "0"]), 2);
+    run(ctl(&d).args(report).args(["--outcome", "maybe"]), 2);
+    run(ctl(&d).args(["set-status", "x", "sideways"]), 2);
+    run(ctl(&d).args(["watch", "--count", "0"]), 2);
 
     // A port that was just free: nothing listens there.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -310,10 +240,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn spawn(d: &Daemon, args: &[&str]) -> Watch {
+    fn spawn(d: &BlockingDaemon, args: &[&str]) -> Watch {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_circuitctl"))
             .env_remove("NO_COLOR")
-            .args(["--addr", &format!("http://{}", d.addr)])
+            .args(["--addr", &d.uri()])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -369,8 +299,8 @@ impl Drop for Watch {
 
 #[test]
 fn watch_prints_one_line_per_event_and_stops_after_count() {
-    let d = Daemon::start();
-    run(d.ctl().args(["ensure", "w.one"]), 0);
+    let d = BlockingDaemon::start();
+    run(ctl(&d).args(["ensure", "w.one"]), 0);
     let w = Watch::spawn(
         &d,
         &[
@@ -386,10 +316,10 @@ fn watch_prints_one_line_per_event_and_stops_after_count() {
     assert_eq!(w.fields()[2..5], ["SNAPSHOT", "w.one", "CLOSED"]);
     assert_eq!(w.fields()[2], "SYNCED");
 
-    run(d.ctl().args(["ensure", "w.two"]), 0);
-    run(d.ctl().args(["ensure", "other"]), 0);
-    run(d.ctl().args(["set-status", "w.one", "open"]), 0);
-    run(d.ctl().args(["delete", "w.two"]), 0);
+    run(ctl(&d).args(["ensure", "w.two"]), 0);
+    run(ctl(&d).args(["ensure", "other"]), 0);
+    run(ctl(&d).args(["set-status", "w.one", "open"]), 0);
+    run(ctl(&d).args(["delete", "w.two"]), 0);
     assert_eq!(w.fields()[2..5], ["CREATED", "w.two", "CLOSED"]);
     let changed = w.fields();
     assert_eq!(changed.len(), 6, "{changed:?}");
@@ -403,13 +333,13 @@ fn watch_prints_one_line_per_event_and_stops_after_count() {
 
 #[test]
 fn watch_json_replays_and_reports_progress() {
-    let d = Daemon::start();
-    run(d.ctl().args(["ensure", "j"]), 0);
+    let d = BlockingDaemon::start();
+    run(ctl(&d).args(["ensure", "j"]), 0);
     let created = json(&d, &["get", "j"], 0)["revision"]
         .as_str()
         .expect("revision")
         .to_owned();
-    run(d.ctl().args(["set-status", "j", "open"]), 0);
+    run(ctl(&d).args(["set-status", "j", "open"]), 0);
 
     let args = [
         "--json",
@@ -422,7 +352,7 @@ fn watch_json_replays_and_reports_progress() {
         "--count",
         "3",
     ];
-    let (out, _) = run(d.ctl().args(args), 0);
+    let (out, _) = run(ctl(&d).args(args), 0);
     let events: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -438,7 +368,7 @@ fn watch_json_replays_and_reports_progress() {
 
 #[test]
 fn watch_exits_non_zero_when_the_daemon_goes_away() {
-    let d = Daemon::start();
+    let d = BlockingDaemon::start();
     let w = Watch::spawn(&d, &["watch"]);
     assert_eq!(w.fields()[2], "SYNCED");
     d.stop();

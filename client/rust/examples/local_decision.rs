@@ -53,17 +53,12 @@ fn print(what: &str, samples: &[f64]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let uri = match args.iter().position(|a| a == "--daemon") {
-        Some(i) => args.get(i + 1).cloned().ok_or("--daemon needs a URI")?,
+    // The in-process daemon lives until main returns: dropping it stops it.
+    let (uri, _in_process) = match args.iter().position(|a| a == "--daemon") {
+        Some(i) => (args.get(i + 1).cloned().ok_or("--daemon needs a URI")?, None),
         None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let uri = format!("http://{}", listener.local_addr()?);
-            tokio::spawn(circuitd::serve(
-                listener,
-                circuitd::Config::default(),
-                std::future::pending(),
-            ));
-            uri
+            let daemon = support::Daemon::start().await;
+            (daemon.uri(), Some(daemon))
         }
     };
     let client = Client::connect(uri).await?;

@@ -100,17 +100,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let trips: usize = arg("--trips").map(|n| n.parse()).transpose()?.unwrap_or(200);
-    let uri = match arg("--daemon") {
-        Some(uri) => uri,
+    // The in-process daemon lives until main returns: dropping it stops it.
+    let (uri, _in_process) = match arg("--daemon") {
+        Some(uri) => (uri, None),
         None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let uri = format!("http://{}", listener.local_addr()?);
-            tokio::spawn(circuitd::serve(
-                listener,
-                circuitd::Config::default(),
-                std::future::pending(),
-            ));
-            uri
+            let daemon = support::Daemon::start().await;
+            (daemon.uri(), Some(daemon))
         }
     };
     let client = Client::connect(uri.clone()).await?;

@@ -2,13 +2,14 @@
 //! its own failures and other clients' trips, OPEN and HALF_OPEN, a lost stream, and
 //! the batched successes.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::{changes, next_change, policy, start_daemon};
 use resilient_circuit::{CallPermit, Client, DecisionReason, Fallback, Protector, ProtectorPolicy, Status};
 use resilient_circuit_api::v1;
-use support::{DEADLINE, Daemon, changes, next_change, policy};
+use support::{DEADLINE, Daemon};
 use tokio::time::Instant;
 
 const COOLDOWN: Duration = Duration::from_secs(60);
@@ -60,7 +61,7 @@ fn until_local(p: &Protector) -> impl Future<Output = CallPermit> + '_ {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_admits_locally_and_batched_successes_reach_the_daemon() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let name = "cached-closed";
     let (client, p) = cached(&daemon, name, policy(COOLDOWN, (5, 10)), Fallback::Deny).await;
     until_local(&p).await.ignore().await;
@@ -103,7 +104,7 @@ async fn closed_admits_locally_and_batched_successes_reach_the_daemon() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_own_failure_trips_before_the_call_returns_and_open_rejects_locally() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let name = "cached-own-trip";
     let (_client, p) = cached(&daemon, name, policy(COOLDOWN, (1, 1)), Fallback::Deny).await;
     let permit = until_local(&p).await;
@@ -128,7 +129,7 @@ async fn an_own_failure_trips_before_the_call_returns_and_open_rejects_locally()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_clients_trip_stops_local_admission() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let name = "cached-other-trip";
     let (client, p) = cached(&daemon, name, policy(COOLDOWN, (1, 1)), Fallback::Deny).await;
     let (on_change, mut changes) = changes();
@@ -195,7 +196,7 @@ async fn another_clients_trip_stops_local_admission() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_trials_come_from_the_daemon() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let name = "cached-half-open";
     let (_client, p) = cached(&daemon, name, policy(COOLDOWN, (1, 1)), Fallback::Deny).await;
     let (on_change, mut changes) = changes();
@@ -225,14 +226,14 @@ async fn half_open_trials_come_from_the_daemon() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_watch_sends_decisions_to_the_daemon_then_the_fallback() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = start_daemon().await;
     let name = "cached-lost-watch";
     let (_client, p) = cached(&daemon, name, policy(COOLDOWN, (5, 10)), Fallback::Deny).await;
     until_local(&p).await.success().await;
 
     // The stream breaks with the daemon: no local decision after that, and the remote
     // one fails over to the declared fallback.
-    daemon.stop().await;
+    daemon.stop_in_place().await;
     let give_up = Instant::now() + DEADLINE;
     let rejection = loop {
         assert!(Instant::now() < give_up, "still deciding locally without a watch");
@@ -257,7 +258,7 @@ async fn a_lost_watch_sends_decisions_to_the_daemon_then_the_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_handle_gives_a_cached_one_for_the_same_protector() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let name = "cached-from-plain";
     let client = Client::connect(daemon.uri()).await.expect("client");
     let plain = client

@@ -4,13 +4,14 @@
 //!
 //! Real time here: the deadline is what is measured.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::{changes, next_change, policy, start_daemon};
 use resilient_circuit::{CallPermit, Client, DecisionReason, Fallback, Protector, Rejection, Status};
 use resilient_circuit_api::v1;
-use support::{DEADLINE, Daemon, changes, next_change, policy};
+use support::DEADLINE;
 use tokio::time::Instant;
 
 const ACQUIRE_DEADLINE: Duration = Duration::from_millis(50);
@@ -22,7 +23,7 @@ const NAME: &str = "fallback";
 type Check = fn(usize, Result<CallPermit, Rejection>) -> Option<CallPermit>;
 
 async fn outage(fallback: Fallback, check: Check) {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = start_daemon().await;
     let client = Client::builder(daemon.uri())
         .acquire_deadline(ACQUIRE_DEADLINE)
         .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
@@ -47,7 +48,7 @@ async fn outage(fallback: Fallback, check: Check) {
     daemon.set_status(NAME, v1::Status::Closed).await;
     assert_eq!(next_change(&mut changes).await.to, Status::Closed);
 
-    daemon.stop().await;
+    daemon.stop_in_place().await;
     for i in 0..20 {
         let asked = Instant::now();
         let decision = p.acquire().await;
@@ -156,8 +157,8 @@ async fn local_runs_the_status_machine_in_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_fallback_lets_a_protector_start_while_the_daemon_is_down() {
-    let mut daemon = Daemon::start().await;
-    daemon.stop().await;
+    let mut daemon = start_daemon().await;
+    daemon.stop_in_place().await;
     let client = Client::connect(daemon.uri())
         .await
         .expect("a down daemon never fails connect");

@@ -1,12 +1,13 @@
 //! Every admitted call ends in exactly one report, whatever happens to it, and errors
 //! are counted as the caller classifies them.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::{patient_client, policy, start_daemon};
 use resilient_circuit::{CallError, Outcome, Status};
-use support::{Daemon, patient_client, policy};
+use support::Daemon;
 use tokio::sync::oneshot;
 
 /// A protector tripped with cooldown 0, so its next acquire is a HALF_OPEN trial (one
@@ -28,7 +29,7 @@ async fn half_open(daemon: &Daemon, name: &str) -> resilient_circuit::Protector 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_permit_reports_ignored_and_frees_its_trial_slot() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let p = half_open(&daemon, "dropped-permit").await;
 
     let trial = p.acquire().await.expect("the trial is admitted");
@@ -52,7 +53,7 @@ async fn a_dropped_permit_reports_ignored_and_frees_its_trial_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_future_dropped_midway_releases_its_trial_permit() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let p = half_open(&daemon, "dropped-call").await;
 
     let (started, running) = oneshot::channel::<()>();
@@ -117,7 +118,7 @@ enum AppError {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_reported_as_classified() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let client = patient_client(&daemon).await;
     let p = client
         .protector("classified", policy(Duration::from_secs(60), (1, 1)))

@@ -3,66 +3,31 @@
 //! Real time here (a paused clock would race the network): the backoffs are a few
 //! milliseconds and only pace the retries; nothing waits for anything to happen.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use common::policy;
 use resilient_circuit::backoff::FixedDelay;
 use resilient_circuit::client::Client;
 use resilient_circuit::policy::{Classified, Policy};
 use resilient_circuit::protector::Protector;
 use resilient_circuit::retry::RetryWithBackoff;
 use resilient_circuit::safety_net::SafetyNet;
-use resilient_circuit::{CallError, Outcome, PolicySpec, ProtectorPolicy, Status};
+use resilient_circuit::{CallError, Outcome, Status};
 use resilient_circuit_api::v1;
-use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_breaker::DecisionReason;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use support::Daemon;
 
-/// A daemon on an ephemeral loopback port, stopped when dropped.
-struct Daemon {
-    uri: String,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Daemon {
-    async fn start() -> Daemon {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let uri = format!("http://{}", listener.local_addr().expect("local addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(circuitd::serve(
-            listener,
-            circuitd::Config::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Daemon { uri, _stop: stop }
-    }
-
-    async fn protector(&self, name: &str, cooldown: Duration, failure_limit: (u32, u32)) -> Protector {
-        let client = Client::connect(self.uri.clone()).await.expect("client");
-        let policy = ProtectorPolicy::try_new(PolicySpec {
-            cooldown,
-            failure_limit,
-            ..PolicySpec::default()
-        })
-        .expect("valid policy");
-        client.protector(name, policy).await.expect("protector")
-    }
-
-    /// The daemon's view of `name`, read over the raw API.
-    async fn inspect(&self, name: &str) -> v1::Protector {
-        let mut raw = ProtectorServiceClient::connect(self.uri.clone())
-            .await
-            .expect("connect");
-        raw.get_protector(v1::GetProtectorRequest { name: name.into() })
-            .await
-            .expect("GetProtector")
-            .into_inner()
-            .protector
-            .expect("protector")
-    }
+/// A protector `name` of `daemon` with `cooldown` and `failure_limit`, through a client of
+/// its own.
+async fn protector(daemon: &Daemon, name: &str, cooldown: Duration, failure_limit: (u32, u32)) -> Protector {
+    let client = Client::connect(daemon.uri()).await.expect("client");
+    client
+        .protector(name, policy(cooldown, failure_limit))
+        .await
+        .expect("protector")
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,9 +37,7 @@ struct Down;
 async fn a_retry_around_a_protector_stops_on_the_rejection_once_it_trips() {
     let daemon = Daemon::start().await;
     // Trips after two failures in a row and stays open for a minute.
-    let protector = daemon
-        .protector("payments", Duration::from_secs(60), (2, 2))
-        .await;
+    let protector = protector(&daemon, "payments", Duration::from_secs(60), (2, 2)).await;
     let net = SafetyNet::new(
         RetryWithBackoff::<Down>::new()
             .max_retries(10)
@@ -116,9 +79,7 @@ async fn a_retry_around_a_protector_stops_on_the_rejection_once_it_trips() {
 #[tokio::test]
 async fn a_protector_around_a_retry_counts_the_whole_sequence_once_by_its_last_error() {
     let daemon = Daemon::start().await;
-    let protector = daemon
-        .protector("inventory", Duration::from_secs(60), (3, 3))
-        .await;
+    let protector = protector(&daemon, "inventory", Duration::from_secs(60), (3, 3)).await;
     let net = SafetyNet::new(
         protector,
         RetryWithBackoff::<Down>::new()
@@ -152,8 +113,8 @@ async fn a_protector_around_a_retry_counts_the_whole_sequence_once_by_its_last_e
 #[tokio::test]
 async fn a_rejection_from_an_inner_protector_counts_as_ignored_outside() {
     let daemon = Daemon::start().await;
-    let outer = daemon.protector("edge", Duration::from_secs(60), (1, 1)).await;
-    let inner = daemon.protector("backend", Duration::from_secs(60), (1, 1)).await;
+    let outer = protector(&daemon, "edge", Duration::from_secs(60), (1, 1)).await;
+    let inner = protector(&daemon, "backend", Duration::from_secs(60), (1, 1)).await;
 
     // Trip the inner protector with one failure.
     let tripped = inner
@@ -186,7 +147,7 @@ async fn a_rejection_from_an_inner_protector_counts_as_ignored_outside() {
 #[tokio::test]
 async fn a_classified_protector_counts_each_error_as_told() {
     let daemon = Daemon::start().await;
-    let protector = daemon.protector("search", Duration::from_secs(60), (1, 1)).await;
+    let protector = protector(&daemon, "search", Duration::from_secs(60), (1, 1)).await;
     // A "not found" is the service working: count it as a success, as the library's
     // should_handle did for errors it declined.
     let classified = Classified::new(protector, |e: &&str| {

@@ -1,19 +1,20 @@
 //! The client over the `Session` stream (the default transport): the same acquire and
 //! report semantics as unary calls, and a stream reopened after the daemon restarts.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::{policy, start_daemon};
 use futures_util::future::join_all;
 use resilient_circuit::{Client, DecisionReason, Fallback, Status, Transport};
-use support::{DEADLINE, Daemon, policy};
+use support::DEADLINE;
 use tokio::time::Instant;
 
 /// One scenario, run on either transport: admissions, reports, a trip, a rejection
 /// with its retry_after, and pipelined calls; the daemon's counters must agree.
 async fn semantics(transport: Transport) {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let client = Client::builder(daemon.uri())
         .acquire_deadline(DEADLINE)
         .request_timeout(DEADLINE)
@@ -78,7 +79,7 @@ async fn unary_calls_stay_available() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_reopens_after_a_daemon_restart() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = start_daemon().await;
     let client = Client::builder(daemon.uri())
         .acquire_deadline(Duration::from_millis(500))
         .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(100))
@@ -98,7 +99,7 @@ async fn the_session_reopens_after_a_daemon_restart() {
     assert!(permit.success().await.accepted);
 
     // The stream breaks with the daemon: the next decision is the fallback's.
-    daemon.stop().await;
+    daemon.stop_in_place().await;
     let rejection = p.acquire().await.expect_err("DENY while the daemon is down");
     assert!(rejection.fallback, "{rejection:?}");
 

@@ -2,14 +2,16 @@
 //! what one does, the other sees, and every transition is announced exactly once on
 //! each.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::{
+    assert_no_more_changes, changes, next_change, patient_client, policy, start_daemon, until_watching,
+};
 use resilient_circuit::{CallError, DecisionReason, Status, StatusChange, TransitionReason};
 use resilient_circuit_api::v1;
-use support::{Daemon, assert_no_more_changes, changes, next_change, patient_client, policy, until_watching};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const COOLDOWN: Duration = Duration::from_millis(200);
@@ -35,7 +37,7 @@ fn assert_change(c: &StatusChange, from: Status, to: Status, reason: TransitionR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_through_one_client_reject_and_notify_the_other() {
-    let daemon = Daemon::start().await;
+    let daemon = start_daemon().await;
     let (a_client, b_client) = (patient_client(&daemon).await, patient_client(&daemon).await);
     let a = a_client
         .protector("shared", policy(COOLDOWN, (1, 1)))

@@ -1,0 +1,25 @@
+//! The end-to-end tests: the whole system, through its real gRPC interface, against a
+//! daemon the harness (`support`) starts in this process or as the real binary.
+//!
+//! One module per behaviour, each in `tests/<behaviour>.rs`; they are compiled into this
+//! one test binary so the workspace links it once. Run one behaviour with
+//! `cargo test -p resilient-circuit-tests -- <behaviour>::`.
+
+mod audit;
+mod bad_input;
+mod connection_limit;
+mod coordination;
+mod crash_recovery;
+mod durability;
+mod permit_expiry;
+mod report_batch;
+mod rpcs;
+mod session;
+mod shutdown;
+mod smoke;
+mod stale_reports;
+mod store_damage;
+mod store_disk_full;
+mod store_faults;
+mod watch;
+mod watch_resume;

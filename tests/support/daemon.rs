@@ -145,6 +145,13 @@ impl Daemon {
         self.serve(listener);
     }
 
+    /// Like [`Daemon::start_again`], on another configuration from now on (its
+    /// `listen` is ignored: the address stays).
+    pub async fn start_again_with(&mut self, config: Config) {
+        self.config = config;
+        self.start_again().await;
+    }
+
     /// An operator's SetStatus on `name` (no `open_for`); returns the transition it
     /// performed.
     pub async fn set_status(&self, name: &str, status: v1::Status) -> v1::Transition {

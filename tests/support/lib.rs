@@ -24,6 +24,9 @@ pub mod process;
 pub mod requests;
 pub mod watcher;
 
+/// The daemon library, for suites that configure one (`circuitd::Config`) without a
+/// dependency of their own on it.
+pub use circuitd;
 pub use daemon::{BlockingDaemon, Daemon};
 pub use fixtures::*;
 pub use requests::*;

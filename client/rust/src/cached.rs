@@ -548,3 +548,30 @@ impl Reporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CLOCK_EVERY, clock_due};
+
+    #[test]
+    fn the_clock_is_read_for_each_protector_however_a_thread_interleaves_them() {
+        // Runs of one protector, strict alternation, and uneven mixes: per protector, no
+        // more than CLOCK_EVERY - 1 admissions go by without a clock read.
+        let patterns: [&dyn Fn(u32) -> usize; 3] = [&|i| (i / 100) as usize % 2, &|i| i as usize % 2, &|i| {
+            usize::from(i % 3 == 0)
+        }];
+        for (p, pick) in patterns.iter().enumerate() {
+            let mut unchecked = [0u32; 2];
+            for i in 0..20 * CLOCK_EVERY {
+                let which = pick(i);
+                // Two distinct addresses stand for two protectors.
+                if clock_due(0x1000 + which * 64) {
+                    unchecked[which] = 0;
+                } else {
+                    unchecked[which] += 1;
+                }
+                assert!(unchecked[which] < CLOCK_EVERY, "pattern {p}, admission {i}");
+            }
+        }
+    }
+}

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{changes, next_change, policy, start_daemon};
-use resilient_circuit::{CallPermit, Client, DecisionReason, Fallback, Protector, ProtectorPolicy, Status};
+use resilient_circuit::{
+    CallPermit, Client, DecisionReason, Fallback, PolicySpec, Protector, ProtectorPolicy, Status,
+};
 use resilient_circuit_api::v1;
 use support::{DEADLINE, Daemon};
 use tokio::time::Instant;
@@ -254,6 +256,77 @@ async fn a_lost_watch_sends_decisions_to_the_daemon_then_the_fallback() {
     let permit = until_local(&p).await;
     assert_eq!(permit.generation(), Some(1));
     permit.success().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_back_without_its_state_is_a_new_history_whatever_the_generations() {
+    use support::circuitd::Config;
+    use support::circuitd::config::ProtectorConfig;
+
+    let mut daemon = start_daemon().await;
+    let name = "cached-new-history";
+    let spec = PolicySpec {
+        cooldown: COOLDOWN,
+        failure_limit: (5, 10),
+        ..PolicySpec::default()
+    };
+    let (_client, p) = cached(
+        &daemon,
+        name,
+        ProtectorPolicy::try_new(spec).expect("policy"),
+        Fallback::Deny,
+    )
+    .await;
+    // Generation 5 in the first life.
+    for status in [
+        v1::Status::Open,
+        v1::Status::Closed,
+        v1::Status::Open,
+        v1::Status::Closed,
+    ] {
+        daemon.set_status(name, status).await;
+    }
+    let give_up = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < give_up, "never admitted locally in generation 5");
+        let permit = until_local(&p).await;
+        let generation = permit.generation();
+        permit.success().await;
+        if generation == Some(5) {
+            break;
+        }
+    }
+
+    // Back without its state, and already further along its own revisions than this
+    // client's resume point (40 protectors created at start), so nothing but the epoch
+    // says the history is new. Its generations count from 1 again: the model's 5 must
+    // not outrank them.
+    daemon.stop_in_place().await;
+    let protectors = (0..40)
+        .map(|i| format!("filler-{i}"))
+        .chain([name.to_owned()])
+        .map(|name| ProtectorConfig { name, policy: spec })
+        .collect();
+    daemon
+        .start_again_with(Config {
+            protectors,
+            shutdown_grace: Duration::from_secs(1),
+            ..Config::default()
+        })
+        .await;
+    daemon.set_status(name, v1::Status::Open).await;
+    daemon.set_status(name, v1::Status::Closed).await;
+    let give_up = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < give_up, "never admitted locally in generation 3");
+        let permit = until_local(&p).await;
+        let generation = permit.generation();
+        permit.ignore().await;
+        assert_ne!(generation, Some(5), "admitted in the old history's generation");
+        if generation == Some(3) {
+            break;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,7 +264,7 @@ fn policy_error(e: InvalidPolicy, spec: &PolicySpec) -> FieldError {
     }
 }
 
-/// A wire policy as a validated [`breaker::Policy`], with the defaults of SEMANTICS.md
+/// A wire policy as a validated [`breaker::Policy`], with the defaults of proto/SEMANTICS.md
 /// section 1 for unset fields. Fractions are taken as given: an explicit 1/1
 /// `success_limit` stays set.
 pub fn policy(p: &v1::Policy) -> Result<breaker::Policy, FieldError> {

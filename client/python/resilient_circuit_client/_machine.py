@@ -1,4 +1,4 @@
-"""The in-process status machine of a LOCAL fallback: SEMANTICS.md section 2, ported.
+"""The in-process status machine of a LOCAL fallback: proto/SEMANTICS.md section 2, ported.
 
 Design note. The daemon's rules, less what a single process has no use for (overrides,
 counters, revisions): CLOSED admits and trips only when a FAILURE is recorded into a full

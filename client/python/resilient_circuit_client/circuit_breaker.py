@@ -10,7 +10,7 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
   in-process status machine with the same policy).
 - `cached` (default True): decide calls locally while the daemon says CLOSED (see
   `_protector`); False asks the daemon for every call.
-- `trial_permits`, `permit_ttl`: the daemon's HALF_OPEN settings (SEMANTICS.md).
+- `trial_permits`, `permit_ttl`: the daemon's HALF_OPEN settings (proto/SEMANTICS.md).
 
 Documented differences from the library:
 

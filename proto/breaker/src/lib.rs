@@ -5,7 +5,7 @@
 //! `now` (a [`Time`]: the duration since the Unix epoch) and returns the [`Change`]s the
 //! caller must publish, in the order they happened.
 //!
-//! The rules are SEMANTICS.md section 2:
+//! The rules are proto/SEMANTICS.md section 2:
 //!
 //! - CLOSED admits every call; outcomes go into a count window of `failure_limit.d`
 //!   slots; only a recorded FAILURE checks the trip rule (window full and

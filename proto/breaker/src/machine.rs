@@ -11,7 +11,7 @@
 //!   is gone, so their reports are stale anyway).
 //! - A permit with id 0 is untracked: valid while its generation is current and the
 //!   protector is CLOSED or under DISABLED. A report of a DISABLED call after DISABLED
-//!   ended in OPEN or HALF_OPEN is therefore stale, as SEMANTICS.md asks.
+//!   ended in OPEN or HALF_OPEN is therefore stale, as proto/SEMANTICS.md asks.
 //! - While an override holds nothing is evaluated: outcomes, expired trials included, go
 //!   into the window, and the rule is next checked on an outcome recorded after it ends.
 //! - With `auto_half_open`, OPEN moves to HALF_OPEN at `open_until`, or at the instant an

@@ -191,7 +191,7 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Checks every rule of SEMANTICS.md section 1, in field order, and names the first
+    /// Checks every rule of proto/SEMANTICS.md section 1, in field order, and names the first
     /// one violated.
     pub fn try_new(spec: PolicySpec) -> Result<Policy, InvalidPolicy> {
         if spec.cooldown > MAX_COOLDOWN {

@@ -1,4 +1,4 @@
-//! Tests of the status machine, held to SEMANTICS.md section 2.
+//! Tests of the status machine, held to proto/SEMANTICS.md section 2.
 //!
 //! Layout: [`transitions`] one table row per transition and per decision reason,
 //! [`overrides`] overrides, stale reports and counters, [`validation`] policy rules and

@@ -1,4 +1,4 @@
-//! A reference model of SEMANTICS.md section 2, written to be obviously right rather than
+//! A reference model of proto/SEMANTICS.md section 2, written to be obviously right rather than
 //! small or fast: a `Vec<bool>` window, a `Vec` of outstanding trials, and every rule
 //! spelled out where it applies. It shares only the value types with the machine (status,
 //! permit, decision, change), never its logic, so the proptests compare two independent

@@ -7,8 +7,9 @@
 //! flight. A protector without one must come back exactly as the last acknowledged
 //! answer left it (generation, status, override, policy, mod_revision); one with a call
 //! in flight may also show that call's effect, never less than what was acknowledged.
-//! The kill moments come from a seeded generator, so a failure names its seed and
-//! iteration.
+//! The kill moments come from a seeded generator (each life is killed once its clients
+//! have had a random number of changes acknowledged), so a failure names its seed and
+//! iteration, and no wall-clock wait decides what is tested.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,6 +23,9 @@ use support::*;
 const SEED: u64 = 0x5eed_c0ff_ee15_2024;
 const KILLS: usize = 50;
 const TASKS: usize = 4;
+/// Each life is killed after between these many acknowledged changes.
+const MIN_ACKS: u64 = 3;
+const MAX_ACKS: u64 = 40;
 
 /// A tiny xorshift64 generator: reproducible kill moments and operations.
 #[derive(Debug, Clone)]
@@ -100,6 +104,8 @@ struct TaskLog {
 
 struct Task {
     id: usize,
+    /// Acknowledged changes in this life, across every task: the kill waits for them.
+    acked: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
     rng: XorShift,
     next_name: u64,
     client: ProtectorClient,
@@ -125,6 +131,7 @@ impl Task {
 
     fn ack(&mut self, name: &str, what: &'static str, revision: u64, r#override: Option<i32>) {
         self.log.in_flight = None;
+        self.acked.send_modify(|n| *n += 1);
         let generation = self.log.known[name].generation;
         self.log.acks.push(Ack {
             name: name.to_owned(),
@@ -496,6 +503,7 @@ async fn fifty_kill_9s_lose_nothing_acknowledged() {
             break;
         }
         let mut tasks = Vec::new();
+        let acked = std::sync::Arc::new(tokio::sync::watch::Sender::new(0usize));
         for id in 0..TASKS {
             let prefix = format!("t{id}-");
             let known: HashMap<String, Known> = model
@@ -506,6 +514,7 @@ async fn fifty_kill_9s_lose_nothing_acknowledged() {
                 .collect();
             let task = Task {
                 id,
+                acked: std::sync::Arc::clone(&acked),
                 rng: XorShift(rng.next() | 1),
                 next_name: u64::try_from(known.len()).expect("few") + (life as u64) * 1000,
                 client: daemon.protectors().await,
@@ -518,8 +527,14 @@ async fn fifty_kill_9s_lose_nothing_acknowledged() {
             tasks.push(tokio::spawn(task.run()));
         }
         model.known.retain(|n, _| !n.starts_with('t'));
-        // The kill moment itself is what this test varies, not a wait for anything.
-        tokio::time::sleep(Duration::from_millis(rng.range(20, 301))).await;
+        // The kill moment is what this test varies: after a random number of
+        // acknowledged changes, while the other tasks have calls in flight.
+        let kill_after = rng.range(MIN_ACKS, MAX_ACKS + 1) as usize;
+        let mut progress = acked.subscribe();
+        tokio::time::timeout(DEADLINE, progress.wait_for(|&n| n >= kill_after))
+            .await
+            .unwrap_or_else(|_| panic!("life {life}: fewer than {kill_after} changes acknowledged"))
+            .expect("the tasks hold the sender");
         let exit = daemon.kill().await;
         exit.assert_no_panic();
         for task in tasks {
@@ -532,7 +547,7 @@ async fn fifty_kill_9s_lose_nothing_acknowledged() {
         }
     }
     assert!(
-        total_acks > 10 * KILLS,
+        total_acks >= MIN_ACKS as usize * KILLS,
         "only {total_acks} acknowledged changes in {KILLS} lives"
     );
 }

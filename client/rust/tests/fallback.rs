@@ -1,8 +1,9 @@
-//! Each declared fallback with the daemon stopped: answers within the acquire deadline,
-//! decides as declared, and hands back to the daemon once it is back on the same
+//! Each declared fallback with the daemon stopped: decides as declared (every decision
+//! counted as the fallback's), and hands back to the daemon once it is back on the same
 //! address, with the protector's Watch resumed.
 //!
-//! Real time here: the deadline is what is measured.
+//! How soon the fallback decides is a benchmark's question, not a test's: waits here are
+//! for events, with the generous `DEADLINE`.
 
 mod common;
 
@@ -15,8 +16,6 @@ use support::DEADLINE;
 use tokio::time::Instant;
 
 const ACQUIRE_DEADLINE: Duration = Duration::from_millis(50);
-const SLACK: Duration = Duration::from_millis(20);
-const BACK_WITHIN: Duration = Duration::from_secs(2);
 const NAME: &str = "fallback";
 
 /// What a mode must decide for the `i`th acquire of the outage.
@@ -50,10 +49,9 @@ async fn outage(fallback: Fallback, check: Check) {
 
     daemon.stop_in_place().await;
     for i in 0..20 {
-        let asked = Instant::now();
-        let decision = p.acquire().await;
-        let took = asked.elapsed();
-        assert!(took <= ACQUIRE_DEADLINE + SLACK, "acquire {i} took {took:?}");
+        let decision = tokio::time::timeout(DEADLINE, p.acquire())
+            .await
+            .unwrap_or_else(|_| panic!("acquire {i} did not return"));
         if let Some(permit) = check(i, decision) {
             assert!(permit.is_fallback());
             permit.failure().await;
@@ -67,12 +65,12 @@ async fn outage(fallback: Fallback, check: Check) {
     // The daemon comes back, empty, on the same address: the client ensures the
     // protector again and the daemon decides once more.
     daemon.start_again().await;
-    let back = Instant::now();
+    let give_up = Instant::now() + DEADLINE;
     let mut poll = tokio::time::interval(Duration::from_millis(10));
     loop {
         assert!(
-            back.elapsed() < BACK_WITHIN,
-            "still deciding locally after {BACK_WITHIN:?}"
+            Instant::now() < give_up,
+            "still deciding locally after {DEADLINE:?}"
         );
         poll.tick().await;
         match p.acquire().await {
@@ -177,10 +175,10 @@ async fn a_declared_fallback_lets_a_protector_start_while_the_daemon_is_down() {
     assert_eq!(p.fallback_decisions(), 1);
 
     daemon.start_again().await;
-    let back = Instant::now();
+    let give_up = Instant::now() + DEADLINE;
     let mut poll = tokio::time::interval(Duration::from_millis(10));
     loop {
-        assert!(back.elapsed() < BACK_WITHIN, "the daemon was not asked again");
+        assert!(Instant::now() < give_up, "the daemon was not asked again");
         poll.tick().await;
         let permit = p.acquire().await.expect("ALLOW or the daemon");
         if !permit.is_fallback() {

@@ -16,6 +16,14 @@ use tokio::net::TcpStream;
 /// The HTTP/2 client preface followed by an empty SETTINGS frame: a handshake done.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
+/// Short, so the tests are quick; a client's own preface is already in the socket when
+/// its connection is accepted, so it is never what this closes.
+const HANDSHAKE: Duration = Duration::from_millis(200);
+
+/// Short, yet long enough that a busy machine does not pause a test between its
+/// handshake and its first call (or between two calls) for that long.
+const IDLE: Duration = Duration::from_secs(1);
+
 /// Long enough never to be what closes a connection in these tests.
 const NEVER: Duration = Duration::from_secs(3600);
 
@@ -54,55 +62,51 @@ async fn served(daemon: &Daemon, why: &str) {
     assert_eq!(response.decision, v1::Decision::Admitted as i32);
 }
 
-#[tokio::test]
-async fn sockets_that_never_speak_are_closed_and_free_their_places() {
-    let daemon = Daemon::with_config(config(2, Duration::from_millis(200), NEVER)).await;
-    // Both places are taken by peers that connect and send nothing.
-    let mut silent = [
-        TcpStream::connect(daemon.addr).await.expect("connect"),
-        TcpStream::connect(daemon.addr).await.expect("connect"),
-    ];
-    served(&daemon, "two silent sockets still hold both places").await;
-    for socket in &mut silent {
-        until_closed(socket, "a socket that never sent the preface").await;
+/// A raw peer that connects and sends `bytes`, then nothing more.
+async fn peer(daemon: &Daemon, bytes: &[u8]) -> TcpStream {
+    let mut socket = TcpStream::connect(daemon.addr).await.expect("connect");
+    socket.write_all(bytes).await.expect("write");
+    socket
+}
+
+/// Every place is taken by a raw peer that sends `bytes`; a call on a new connection
+/// must still be served, and each peer must be closed.
+async fn places_come_back(config: Config, bytes: &[u8], peers: &str) {
+    let places = config.limits.max_connections;
+    let daemon = Daemon::with_config(config).await;
+    let mut taken = Vec::new();
+    for _ in 0..places {
+        taken.push(peer(&daemon, bytes).await);
+    }
+    served(&daemon, &format!("{peers} still hold every place")).await;
+    for socket in &mut taken {
+        until_closed(socket, peers).await;
     }
     daemon.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn sockets_that_never_speak_are_closed_and_free_their_places() {
+    let config = config(2, HANDSHAKE, NEVER);
+    places_come_back(config, b"", "sockets that never sent the preface").await;
 }
 
 #[tokio::test]
 async fn a_partial_preface_does_not_complete_the_handshake() {
-    let daemon = Daemon::with_config(config(1, Duration::from_millis(200), NEVER)).await;
-    let mut stalled = TcpStream::connect(daemon.addr).await.expect("connect");
-    stalled.write_all(&PREFACE[..10]).await.expect("write");
-    served(
-        &daemon,
-        "a socket that sent part of the preface still holds the place",
-    )
-    .await;
-    until_closed(&mut stalled, "a socket that sent part of the preface").await;
-    daemon.stop().await.expect("clean stop");
+    let config = config(1, HANDSHAKE, NEVER);
+    places_come_back(config, &PREFACE[..10], "sockets that sent part of the preface").await;
 }
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_free_their_places() {
-    let daemon = Daemon::with_config(config(2, NEVER, Duration::from_millis(300))).await;
-    // Both places are taken by peers that complete the handshake and open no stream.
-    let mut idle = Vec::new();
-    for _ in 0..2 {
-        let mut socket = TcpStream::connect(daemon.addr).await.expect("connect");
-        socket.write_all(PREFACE).await.expect("write the preface");
-        idle.push(socket);
-    }
-    served(&daemon, "two idle connections still hold both places").await;
-    for socket in &mut idle {
-        until_closed(socket, "an idle connection").await;
-    }
-    daemon.stop().await.expect("clean stop");
+    // The handshake completes, and no stream is ever opened.
+    let config = config(2, NEVER, IDLE);
+    places_come_back(config, PREFACE, "idle connections").await;
 }
 
 #[tokio::test]
 async fn a_client_that_goes_quiet_gives_its_place_back() {
-    let daemon = Daemon::with_config(config(1, NEVER, Duration::from_millis(300))).await;
+    let daemon = Daemon::with_config(config(1, NEVER, IDLE)).await;
     let mut quiet = daemon.protectors().await;
     ensure(&mut quiet, "quiet", v1::Policy::default()).await;
     // The only place is this client's until its connection has been idle long enough.
@@ -116,8 +120,7 @@ async fn a_client_that_goes_quiet_gives_its_place_back() {
 
 #[tokio::test]
 async fn an_open_watch_keeps_its_connection_past_the_idle_timeout() {
-    let idle = Duration::from_millis(300);
-    let daemon = Daemon::with_config(config(10_000, NEVER, idle)).await;
+    let daemon = Daemon::with_config(config(10_000, NEVER, IDLE)).await;
     let mut admin = daemon.protectors().await;
     ensure(&mut admin, "watched", v1::Policy::default()).await;
     drop(admin);
@@ -127,8 +130,7 @@ async fn an_open_watch_keeps_its_connection_past_the_idle_timeout() {
     // Two idle periods pass while the Watch is open, each shown by an idle connection
     // that was opened after the Watch being closed.
     for _ in 0..2 {
-        let mut witness = TcpStream::connect(daemon.addr).await.expect("connect");
-        witness.write_all(PREFACE).await.expect("write the preface");
+        let mut witness = peer(&daemon, PREFACE).await;
         until_closed(&mut witness, "an idle connection").await;
     }
 

@@ -68,9 +68,18 @@ fn from_the_file_the_environment_and_flags() {
     assert_eq!(c.http2_keepalive_timeout, Duration::from_secs(2));
 }
 
+/// Flags, environment, file, what the error must name, and the rule it must state.
+type Case<'a> = (
+    &'a [&'a str],
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+);
+
 #[test]
 fn zero_and_absurd_values_are_refused_naming_the_setting() {
-    let cases: [(&[&str], &[(&str, &str)], Option<&str>, &str, &str); 9] = [
+    let cases: [Case<'_>; 9] = [
         (&["--idle-timeout", "0s"], &[], None, "--idle-timeout", "got 0s"),
         (
             &["--handshake-timeout=0ms"],

@@ -115,6 +115,15 @@ async fn a_client_that_goes_quiet_gives_its_place_back() {
         "a client with no call in flight still holds the only place",
     )
     .await;
+    // The quiet client's next call finds its connection closed; the channel reconnects.
+    let again = tokio::time::timeout(
+        DEADLINE,
+        quiet.acquire(v1::AcquireRequest { name: "quiet".into() }),
+    )
+    .await
+    .expect("the quiet client was not served again")
+    .expect("Acquire after the idle close");
+    assert_eq!(again.into_inner().decision, v1::Decision::Admitted as i32);
     daemon.stop().await.expect("clean stop");
 }
 

@@ -8,6 +8,7 @@
 mod audit;
 mod bad_input;
 mod connection_limit;
+mod connection_timeouts;
 mod coordination;
 mod crash_recovery;
 mod durability;

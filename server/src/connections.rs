@@ -1,59 +1,176 @@
-//! A cap on open client connections.
+//! A cap on open client connections, and the timeouts that keep silent peers from
+//! holding a place under it.
 //!
 //! Streams per connection and pending resets are bounded by HTTP/2 settings; this bounds
 //! the connections themselves. Each accepted connection holds a semaphore permit for as
 //! long as it lives; with none left, the daemon simply stops accepting, so newcomers wait
 //! in the kernel's backlog (no busy loop, no memory per waiter) until a connection
 //! closes.
+//!
+//! A place is only freed when its connection closes, so a peer that connects and then
+//! says nothing must be closed by the daemon: [`Counted`] ends a connection that has not
+//! sent the HTTP/2 preface within the handshake timeout, or that has had no call in
+//! flight for the idle timeout. HTTP/2 PINGs (configured on the transport) and TCP
+//! keepalive (set here) find peers that vanished while a call was open.
 
+mod streams;
+
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::Connected;
+
+use crate::config::ConnectionConfig;
+use streams::Activity;
+pub use streams::{CallBody, CountCalls, Counting, Peer};
+
+/// The HTTP/2 client preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", is this long.
+const PREFACE_LEN: usize = 24;
 
 /// An accepted connection and its place among `max_connections`, given back on drop.
 #[derive(Debug)]
 pub struct Counted {
     stream: TcpStream,
     _place: OwnedSemaphorePermit,
+    peer: Peer,
+    /// Preface bytes still to come; the handshake deadline holds until none are left.
+    preface_left: usize,
+    idle_timeout: Duration,
+    /// The handshake deadline, then the earliest moment the connection could be idle.
+    deadline: Pin<Box<Sleep>>,
+    /// Set once a deadline passed: reads see the end of the stream from then on.
+    expired: bool,
 }
 
 /// The connections `listener` accepts, at most `max` open at once. TCP_NODELAY is set on
-/// each (tonic does not for an incoming stream, and small RPCs want it).
-pub fn incoming(listener: TcpListener, max: usize) -> impl Stream<Item = io::Result<Counted>> + Send {
+/// each (tonic does not for an incoming stream, and small RPCs want it), and TCP
+/// keepalive (tonic applies its own setting only to listeners it binds itself).
+pub fn incoming(
+    listener: TcpListener,
+    max: usize,
+    timeouts: &ConnectionConfig,
+) -> impl Stream<Item = io::Result<Counted>> + Send + use<> {
     let places = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
-    futures_util::stream::unfold((listener, places), |(listener, places)| async move {
-        let place = Arc::clone(&places).acquire_owned().await.ok()?;
-        let accepted = listener.accept().await.map(|(stream, _)| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-            Counted {
-                stream,
-                _place: place,
-            }
-        });
-        Some((accepted, (listener, places)))
+    let timeouts = timeouts.clone();
+    futures_util::stream::unfold((listener, places), move |(listener, places)| {
+        let timeouts = timeouts.clone();
+        async move {
+            let place = Arc::clone(&places).acquire_owned().await.ok()?;
+            let accepted = listener
+                .accept()
+                .await
+                .map(|(stream, _)| Counted::new(stream, place, &timeouts));
+            Some((accepted, (listener, places)))
+        }
     })
 }
 
-impl Connected for Counted {
-    type ConnectInfo = TcpConnectInfo;
+impl Counted {
+    fn new(stream: TcpStream, place: OwnedSemaphorePermit, timeouts: &ConnectionConfig) -> Counted {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        let keepalive = socket2::TcpKeepalive::new().with_time(timeouts.tcp_keepalive);
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, "could not set TCP keepalive");
+        }
+        let peer = Peer {
+            tcp: stream.connect_info(),
+            activity: Activity::new(),
+        };
+        Counted {
+            stream,
+            _place: place,
+            peer,
+            preface_left: PREFACE_LEN,
+            idle_timeout: timeouts.idle_timeout,
+            deadline: Box::pin(tokio::time::sleep(timeouts.handshake_timeout)),
+            expired: false,
+        }
+    }
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    /// Counts the bytes just read against the preface. The handshake is taken as done
+    /// when the whole preface has arrived: hyper does not tell when its handshake
+    /// completes, "the first byte" would let a peer hold its place by sending one, and
+    /// from the preface on the idle timeout and PINGs watch the connection.
+    fn received(&mut self, bytes: usize) {
+        if self.preface_left == 0 || bytes == 0 {
+            return;
+        }
+        self.preface_left = self.preface_left.saturating_sub(bytes);
+        if self.preface_left == 0 {
+            self.peer.activity.quiet_from_now();
+            let at = Instant::now() + self.idle_timeout;
+            self.deadline.as_mut().reset(at);
+        }
+    }
+
+    /// The deadline just passed: when the connection must be checked again, or `None`
+    /// if it is to be closed now.
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.preface_left > 0 {
+            tracing::debug!(peer = ?self.peer.tcp.remote_addr(), "closing a connection that never completed the HTTP/2 handshake");
+            return None;
+        }
+        let now = Instant::now();
+        match self.peer.activity.idle_since() {
+            // A call (perhaps a long Watch) is open; look again one idle period on.
+            None => Some(now + self.idle_timeout),
+            Some(since) if since + self.idle_timeout > now => Some(since + self.idle_timeout),
+            Some(_) => {
+                tracing::debug!(peer = ?self.peer.tcp.remote_addr(), "closing an idle connection");
+                None
+            }
+        }
+    }
+}
+
+impl Connected for Counted {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
     }
 }
 
 impl AsyncRead for Counted {
+    /// Reads, and while the peer has nothing to say, watches the deadline. hyper always
+    /// keeps a read pending on an HTTP/2 connection, so this is polled whenever it
+    /// could expire. Past it, the read sees the end of the stream, as if the peer had
+    /// closed: hyper ends the connection and the place is freed.
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.received(buf.filled().len() - before);
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+        while this.deadline.as_mut().poll(cx).is_ready() {
+            match this.next_deadline() {
+                Some(at) => this.deadline.as_mut().reset(at),
+                None => {
+                    this.expired = true;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        Poll::Pending
     }
 }
 

@@ -200,7 +200,8 @@ impl Prepared {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let incoming = crate::connections::incoming(listener, config.limits.max_connections);
+        let incoming =
+            crate::connections::incoming(listener, config.limits.max_connections, &config.connections);
 
         // The journal failing is the other way to stop: after a failed write or fsync
         // nothing more can be made durable, and the page cache can no longer be trusted
@@ -247,6 +248,10 @@ impl Prepared {
         let transport = Server::builder()
             .max_concurrent_streams(config.limits.max_concurrent_streams)
             .http2_max_pending_accept_reset_streams(Some(64))
+            .http2_keepalive_interval(Some(config.connections.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(config.connections.http2_keepalive_timeout))
+            // Counts the calls on each connection, for its idle timeout.
+            .layer(crate::connections::CountCalls)
             .add_service(protector_service)
             .add_service(admin_service)
             .add_service(health_service)

@@ -57,6 +57,24 @@ pub struct Args {
     /// Most client connections open at once; past it, newcomers wait [default: 10000]
     #[arg(long, env = "CIRCUITD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Interval between HTTP/2 PINGs on each connection, 1s to 1d [default: 30s]
+    #[arg(long, env = "CIRCUITD_HTTP2_KEEPALIVE_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long a PING may go unanswered before the connection is closed, 1ms to 1d
+    /// [default: 10s]
+    #[arg(long, env = "CIRCUITD_HTTP2_KEEPALIVE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Option<Duration>,
+    /// Quiet time before TCP keepalive probes, whole seconds from 1s to 32767s
+    /// [default: 60s]
+    #[arg(long, env = "CIRCUITD_TCP_KEEPALIVE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub tcp_keepalive: Option<Duration>,
+    /// How long a new connection has to send the HTTP/2 preface, 1ms to 1d [default: 10s]
+    #[arg(long, env = "CIRCUITD_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// How long a connection may stay open with no call in flight (an open Watch or
+    /// Session counts as one), 1ms to 1d [default: 5m]
+    #[arg(long, env = "CIRCUITD_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
     /// Events a watcher may fall behind before it gets RESYNC [default: 1024]
     #[arg(long, env = "CIRCUITD_WATCH_BUFFER", value_name = "N")]
     pub watch_buffer: Option<usize>,

@@ -22,6 +22,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) watch: FileWatch,
     #[serde(default)]
+    pub(super) connections: FileConnections,
+    #[serde(default)]
     pub(super) protectors: Vec<FileProtector>,
     #[serde(default)]
     pub(super) store: FileStore,
@@ -48,6 +50,17 @@ pub(super) struct FileLimits {
     pub(super) max_concurrent_streams: Option<u32>,
     pub(super) max_watch_names: Option<usize>,
     pub(super) max_connections: Option<usize>,
+}
+
+/// `[connections]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConnections {
+    pub(super) http2_keepalive_interval: Option<FileDuration>,
+    pub(super) http2_keepalive_timeout: Option<FileDuration>,
+    pub(super) tcp_keepalive: Option<FileDuration>,
+    pub(super) handshake_timeout: Option<FileDuration>,
+    pub(super) idle_timeout: Option<FileDuration>,
 }
 
 /// `[watch]`.

@@ -14,7 +14,9 @@ use resilient_circuit_breaker::{Policy, PolicySpec};
 use super::args::{self, Parsed};
 use super::error::{ConfigError, Source};
 use super::file::{FileConfig, FileProtector};
-use super::types::{Config, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig};
+use super::types::{
+    Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig,
+};
 
 /// The contract's limit on a protector name; `max_name_len` may lower it, never raise it.
 pub const MAX_NAME_LEN: usize = ProtectorName::MAX_LEN;
@@ -204,6 +206,7 @@ impl Layers<'_> {
                 d.watch.progress_interval
             ))?,
         };
+        let connections = self.connections(&d.connections)?;
         let protectors = match self.file {
             Some((path, file)) => protectors(path, &file.protectors, &limits)?,
             None => Vec::new(),
@@ -243,6 +246,7 @@ impl Layers<'_> {
             listen: pick!(self, listen, listen, d.listen).value,
             limits,
             watch,
+            connections,
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
             store,
@@ -250,6 +254,85 @@ impl Layers<'_> {
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
         Ok(Settings { config, log_format })
     }
+}
+
+impl Layers<'_> {
+    fn connections(&self, d: &ConnectionConfig) -> Result<ConnectionConfig, ConfigError> {
+        const MS: Duration = Duration::from_millis(1);
+        const SECOND: Duration = Duration::from_secs(1);
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        // The kernel's limit on TCP_KEEPIDLE; it counts whole seconds.
+        const KEEPIDLE_MAX: Duration = Duration::from_secs(32_767);
+        let tcp_keepalive = pick!(self, tcp_keepalive, connections.tcp_keepalive, d.tcp_keepalive);
+        if tcp_keepalive.value.subsec_nanos() != 0 {
+            return Err(ConfigError::Invalid {
+                setting: tcp_keepalive.key,
+                origin: tcp_keepalive.origin,
+                rule: format!(
+                    "must be whole seconds, got {}",
+                    humantime::format_duration(tcp_keepalive.value)
+                ),
+            });
+        }
+        Ok(ConnectionConfig {
+            // Below a second, PINGs would cost more than the calls they guard.
+            http2_keepalive_interval: between(
+                pick!(
+                    self,
+                    http2_keepalive_interval,
+                    connections.http2_keepalive_interval,
+                    d.http2_keepalive_interval
+                ),
+                SECOND,
+                DAY,
+            )?,
+            http2_keepalive_timeout: between(
+                pick!(
+                    self,
+                    http2_keepalive_timeout,
+                    connections.http2_keepalive_timeout,
+                    d.http2_keepalive_timeout
+                ),
+                MS,
+                DAY,
+            )?,
+            tcp_keepalive: between(tcp_keepalive, SECOND, KEEPIDLE_MAX)?,
+            handshake_timeout: between(
+                pick!(
+                    self,
+                    handshake_timeout,
+                    connections.handshake_timeout,
+                    d.handshake_timeout
+                ),
+                MS,
+                DAY,
+            )?,
+            idle_timeout: between(
+                pick!(self, idle_timeout, connections.idle_timeout, d.idle_timeout),
+                MS,
+                DAY,
+            )?,
+        })
+    }
+}
+
+/// A timeout of zero would close every connection at once, and one of years would
+/// keep a dead peer's place as good as forever: both are mistakes, refused.
+fn between(p: Picked<Duration>, min: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    if !(min..=max).contains(&p.value) {
+        let rule = format!(
+            "must be between {} and {}, got {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max),
+            humantime::format_duration(p.value)
+        );
+        return Err(ConfigError::Invalid {
+            setting: p.key,
+            origin: p.origin,
+            rule,
+        });
+    }
+    Ok(p.value)
 }
 
 /// Zero would make the daemon refuse everything (or, for a buffer, cut off every

@@ -486,3 +486,5 @@ segment_bytes = 1048576
     );
     assert!(load_ok(&["--in-memory=false"], &[], None).config.store.is_some());
 }
+
+mod connections;

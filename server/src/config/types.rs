@@ -27,6 +27,8 @@ pub struct Config {
     pub limits: Limits,
     /// Watch buffers, history and progress.
     pub watch: WatchConfig,
+    /// Keepalives and the timeouts that close silent connections.
+    pub connections: ConnectionConfig,
     /// How long shutdown may take before open connections are dropped. Default 5 s.
     pub shutdown_grace: Duration,
     /// Protectors to create at start (EnsureProtector semantics: an existing one is
@@ -88,6 +90,24 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// How the daemon notices peers that went silent, so that none keeps a place under
+/// `max_connections` forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// How often an HTTP/2 PING is sent on each connection. Default 30 s.
+    pub http2_keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed. Default 10 s.
+    pub http2_keepalive_timeout: Duration,
+    /// How long a connection is quiet before the kernel sends TCP keepalive probes (a
+    /// peer that vanished without a FIN is found even if HTTP/2 is stuck). Default 60 s.
+    pub tcp_keepalive: Duration,
+    /// How long a new connection has to send the HTTP/2 client preface. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (an open Watch or
+    /// Session stream counts as one). Default 5 min.
+    pub idle_timeout: Duration,
+}
+
 /// Watch settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchConfig {
@@ -114,6 +134,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             limits: Limits::default(),
             watch: WatchConfig::default(),
+            connections: ConnectionConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
             store: None,
@@ -141,6 +162,18 @@ impl Default for WatchConfig {
             buffer: 1024,
             history: 10_000,
             progress_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }

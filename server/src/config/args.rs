@@ -72,7 +72,7 @@ pub struct Args {
     #[arg(long, env = "CIRCUITD_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Option<Duration>,
     /// How long a connection may stay open with no call in flight (an open Watch or
-    /// Session counts as one), 1ms to 1d [default: 5m]
+    /// Session counts as one), 1ms to 1d [default: 1h]
     #[arg(long, env = "CIRCUITD_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub idle_timeout: Option<Duration>,
     /// Events a watcher may fall behind before it gets RESYNC [default: 1024]

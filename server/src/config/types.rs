@@ -104,7 +104,8 @@ pub struct ConnectionConfig {
     /// How long a new connection has to send the HTTP/2 client preface. Default 10 s.
     pub handshake_timeout: Duration,
     /// How long a connection may stay open with no request in flight (an open Watch or
-    /// Session stream counts as one). Default 5 min.
+    /// Session stream counts as one). Default 1 h, as Envoy's: long enough that a client
+    /// calling now and then keeps its connection, short enough that abandoned ones go.
     pub idle_timeout: Duration,
 }
 
@@ -173,7 +174,7 @@ impl Default for ConnectionConfig {
             http2_keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(3600),
         }
     }
 }

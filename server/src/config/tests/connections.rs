@@ -23,7 +23,7 @@ fn defaults_are_sane() {
     assert_eq!(d.http2_keepalive_timeout, Duration::from_secs(10));
     assert_eq!(d.tcp_keepalive, Duration::from_secs(60));
     assert_eq!(d.handshake_timeout, Duration::from_secs(10));
-    assert_eq!(d.idle_timeout, Duration::from_secs(300));
+    assert_eq!(d.idle_timeout, Duration::from_secs(3600));
     assert_eq!(load_ok(&[], &[], None).config.connections, d);
 }
 

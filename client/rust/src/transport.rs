@@ -130,7 +130,7 @@ impl Connection {
         if self.streams() {
             match self
                 .session
-                .call(session_request::Request::Acquire(request()))
+                .call(session_request::Request::Acquire(request()), Some(name))
                 .await
             {
                 Ok(session_response::Response::Acquire(a)) => return Ok(a),
@@ -139,10 +139,11 @@ impl Connection {
                 Err(status) => return Err(status),
             }
         }
-        self.rpc()
-            .acquire(request())
-            .await
-            .map(tonic::Response::into_inner)
+        // The deadline travels with the call, so the daemon drops it (and gives back a
+        // trial permit it would hand out) once this client no longer waits.
+        let mut unary = tonic::Request::new(request());
+        unary.set_timeout(self.config.acquire_deadline);
+        self.rpc().acquire(unary).await.map(tonic::Response::into_inner)
     }
 
     /// One Report, on the client's transport.
@@ -159,7 +160,7 @@ impl Connection {
         };
         if self.streams() {
             let asked = session_request::Request::Report(request(permit));
-            match self.session.call(asked).await {
+            match self.session.call(asked, None).await {
                 Ok(session_response::Response::Report(r)) => return Ok(r),
                 Ok(_) => return Err(unexpected("a Report with something else")),
                 Err(status) if status.code() == tonic::Code::Unimplemented => self.session.mark_unsupported(),

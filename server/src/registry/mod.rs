@@ -29,6 +29,7 @@
 mod answers;
 mod persist;
 mod read;
+mod release;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -224,7 +225,10 @@ impl Registry {
                 committed.seq,
             ))
         })?;
+        // Dropped before the answer leaves (the client gave up): the trial goes back.
+        let unanswered = release::Unanswered::new(self, name, &acquired.decision);
         self.durable(seq).await?;
+        unanswered.answered();
         Ok(acquired)
     }
 

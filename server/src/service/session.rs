@@ -6,7 +6,10 @@
 //! unary call would, and writes each answer as soon as it is ready: most finish at once,
 //! and one that waits for the journal never holds up those behind it. A request's error
 //! is answered in its own response; the stream ends only when the client closes it, it
-//! breaks, or the daemon shuts down (UNAVAILABLE).
+//! breaks, or the daemon shuts down (UNAVAILABLE). A session that ends drops the answers
+//! still pending, and a trial Acquire among them gives its permit back (the registry's
+//! `release`): no one is left to report it. An answer already handed to the transport
+//! counts as sent; the client gives back a trial permit it no longer wants.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -18,7 +18,13 @@
 //! unary calls for good.
 //!
 //! A request whose caller gives up (its deadline passed) leaves the map when its future
-//! is dropped; the answer, if it comes, is discarded.
+//! is dropped; the answer, if it comes, is discarded, except that a trial permit in a
+//! late Acquire answer is given back at once (reported IGNORED on the stream, under id
+//! 0, whose answer nobody waits for) instead of staying in flight until it expires as
+//! a FAILURE. For that, an abandoned Acquire leaves its protector's name behind; the
+//! driver hands out each answer under the map's lock, so an answer is either delivered
+//! to a caller still waiting, read back from the channel by the caller giving up, or
+//! found abandoned by the driver: never lost with a trial permit in it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +42,39 @@ use crate::sync::lock;
 pub(crate) type Answer = Result<session_response::Response, tonic::Status>;
 
 /// Requests waiting for their answer; `None` once the stream broke.
-type Pending = Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>;
+type Pending = Mutex<Option<Waiting>>;
+
+/// What a stream's driver has to hand answers to.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Callers waiting, by request id.
+    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Acquires whose callers gave up before the answer came: their protector's name,
+    /// to give back a trial permit the answer may carry. Emptied as answers arrive.
+    abandoned: HashMap<u64, String>,
+}
+
+/// The id of a request nobody waits for (callers' ids start at 1).
+const UNWATCHED: u64 = 0;
+
+/// Gives back the trial permit of an Acquire answer nobody waits for any more.
+fn release(requests: &mpsc::UnboundedSender<v1::SessionRequest>, name: String, answer: v1::AcquireResponse) {
+    let Some(permit) = answer.permit.filter(|p| p.id != 0) else {
+        return;
+    };
+    tracing::debug!(%name, permit = permit.id, "a trial permit came after its caller gave up; giving it back");
+    let report = v1::ReportRequest {
+        name,
+        permit: Some(permit),
+        outcome: v1::Outcome::Ignored as i32,
+    };
+    // A stream that just broke takes the permit with it: the daemon releases the trials
+    // of a session that ends.
+    let _ = requests.send(v1::SessionRequest {
+        id: UNWATCHED,
+        request: Some(session_request::Request::Report(report)),
+    });
+}
 
 /// One open (or opening) session stream.
 #[derive(Debug)]
@@ -60,16 +98,30 @@ pub(crate) struct Session {
     unsupported: AtomicBool,
 }
 
-/// Removes a request from the pending map when its caller stops waiting.
+/// Removes a request from the pending map when its caller stops waiting; an Acquire
+/// given up on sees to the trial permit its answer may bring (see the module note).
 struct Forget<'a> {
-    pending: &'a Pending,
+    stream: &'a Stream,
     id: u64,
+    /// The protector's name, for an Acquire.
+    acquire: Option<&'a str>,
+    answer: oneshot::Receiver<Answer>,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        if let Some(map) = lock(self.pending).as_mut() {
-            map.remove(&self.id);
+        let mut pending = lock(&self.stream.pending);
+        let Some(waiting) = pending.as_mut() else { return };
+        if waiting.answers.remove(&self.id).is_some() {
+            if let Some(name) = self.acquire {
+                waiting.abandoned.insert(self.id, name.to_owned());
+            }
+        } else if let Some(name) = self.acquire
+            && let Ok(Ok(session_response::Response::Acquire(late))) = self.answer.try_recv()
+        {
+            // Answered just as the caller gave up: nobody will read it.
+            drop(pending);
+            release(&self.stream.requests, name.to_owned(), late);
         }
     }
 }
@@ -107,29 +159,39 @@ impl Session {
             return Arc::clone(stream);
         }
         let (requests, queued) = mpsc::unbounded_channel();
-        let pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let pending = Arc::new(Mutex::new(Some(Waiting::default())));
+        // Weak: the driver's own releases must not keep the request stream open.
+        let releases = requests.downgrade();
         let stream = Arc::new(Stream {
             requests,
             pending: Arc::clone(&pending),
         });
         let rpc = ProtectorServiceClient::new(self.channel.clone());
-        tokio::spawn(drive(rpc, UnboundedReceiverStream::new(queued), pending));
+        tokio::spawn(drive(
+            rpc,
+            UnboundedReceiverStream::new(queued),
+            pending,
+            releases,
+        ));
         *current = Some(Arc::clone(&stream));
         stream
     }
 
-    /// Sends one request and waits for its answer.
-    pub(crate) async fn call(&self, request: session_request::Request) -> Answer {
+    /// Sends one request and waits for its answer. `acquire_of` names the protector of
+    /// an Acquire, so that a trial permit answered after the caller gave up goes back.
+    pub(crate) async fn call(&self, request: session_request::Request, acquire_of: Option<&str>) -> Answer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stream = self.stream();
         let (tx, rx) = oneshot::channel();
         match lock(&stream.pending).as_mut() {
-            Some(map) => map.insert(id, tx),
+            Some(waiting) => waiting.answers.insert(id, tx),
             None => return Err(unavailable("the session stream broke")),
         };
-        let _forget = Forget {
-            pending: &stream.pending,
+        let mut forget = Forget {
+            stream: &stream,
             id,
+            acquire: acquire_of,
+            answer: rx,
         };
         let request = v1::SessionRequest {
             id,
@@ -138,7 +200,8 @@ impl Session {
         if stream.requests.send(request).is_err() {
             return Err(unavailable("the session stream ended"));
         }
-        rx.await
+        (&mut forget.answer)
+            .await
             .unwrap_or_else(|_| Err(unavailable("the session stream ended")))
     }
 }
@@ -149,6 +212,7 @@ async fn drive(
     mut rpc: ProtectorServiceClient<Channel>,
     requests: UnboundedReceiverStream<v1::SessionRequest>,
     pending: Arc<Pending>,
+    releases: mpsc::WeakUnboundedSender<v1::SessionRequest>,
 ) {
     let why = match rpc.session(requests).await {
         Err(status) => status,
@@ -157,16 +221,10 @@ async fn drive(
             loop {
                 match answers.message().await {
                     Ok(Some(answer)) => {
-                        let waiting = lock(&pending).as_mut().and_then(|m| m.remove(&answer.id));
-                        if let Some(tx) = waiting {
-                            let answer = match answer.response {
-                                Some(session_response::Response::Error(e)) => {
-                                    Err(tonic::Status::new(tonic::Code::from(e.code), e.message))
-                                }
-                                Some(response) => Ok(response),
-                                None => Err(tonic::Status::internal("an empty session answer")),
-                            };
-                            let _ = tx.send(answer);
+                        if let Some((name, late)) = hand_out(&pending, answer)
+                            && let Some(requests) = releases.upgrade()
+                        {
+                            release(&requests, name, late);
                         }
                     }
                     Ok(None) => break unavailable("the daemon ended the session stream"),
@@ -176,8 +234,32 @@ async fn drive(
         }
     };
     tracing::debug!(code = ?why.code(), message = why.message(), "session stream closed");
-    let waiting = lock(&pending).take();
+    let waiting = lock(&pending).take().map(|w| w.answers);
     for (_, tx) in waiting.into_iter().flatten() {
         let _ = tx.send(Err(tonic::Status::new(why.code(), why.message().to_owned())));
+    }
+}
+
+/// Hands `answer` to the caller waiting for it, under the map's lock (so a caller giving
+/// up either finds it in its channel or left its name behind); returns an abandoned
+/// Acquire's answer, with its protector's name, for the caller of this to release.
+fn hand_out(pending: &Pending, answer: v1::SessionResponse) -> Option<(String, v1::AcquireResponse)> {
+    let mut pending = lock(pending);
+    let waiting = pending.as_mut()?;
+    if let Some(tx) = waiting.answers.remove(&answer.id) {
+        let answer = match answer.response {
+            Some(session_response::Response::Error(e)) => {
+                Err(tonic::Status::new(tonic::Code::from(e.code), e.message))
+            }
+            Some(response) => Ok(response),
+            None => Err(tonic::Status::internal("an empty session answer")),
+        };
+        let _ = tx.send(answer);
+        return None;
+    }
+    let name = waiting.abandoned.remove(&answer.id)?;
+    match answer.response {
+        Some(session_response::Response::Acquire(late)) => Some((name, late)),
+        _ => None,
     }
 }

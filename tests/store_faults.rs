@@ -38,10 +38,17 @@ fn config(dir: &std::path::Path, faults: Option<Faults>) -> Config {
     }
 }
 
+/// The call was not answered: UNAVAILABLE from the daemon, or, once it has closed the
+/// connection on its way out, the transport's own failure. Either way the client uses
+/// its fallback and sees nothing of the change.
 #[track_caller]
 fn assert_unavailable<T: std::fmt::Debug>(what: &str, got: Result<T, tonic::Status>) {
+    use tonic::Code::{Cancelled, Internal, Unavailable, Unknown};
     match got {
-        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{what}: {status:?}"),
+        Err(status) => assert!(
+            matches!(status.code(), Unavailable | Unknown | Internal | Cancelled),
+            "{what}: {status:?}"
+        ),
         Ok(answer) => panic!("{what} answered after the journal failed: {answer:?}"),
     }
 }

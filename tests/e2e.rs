@@ -23,3 +23,4 @@ mod store_disk_full;
 mod store_faults;
 mod watch;
 mod watch_resume;
+mod watch_snapshot;

@@ -13,6 +13,7 @@ mod crash_recovery;
 mod durability;
 mod permit_expiry;
 mod report_batch;
+mod report_batch_bounds;
 mod rpcs;
 mod session;
 mod shutdown;

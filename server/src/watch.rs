@@ -50,6 +50,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sequencer::{Published, Sequencer, Start};
 
+/// How many unchanged protectors a catch-up pass skips between two yields.
+const SKIPS_PER_YIELD: usize = 1024;
+
 /// Which protectors a watcher wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
@@ -76,6 +79,8 @@ pub trait SnapshotSource: Send + Sync + 'static {
     /// when `None`): a snapshot walks the names one step at a time and holds only where
     /// it is.
     fn next_name(&self, filter: &Filter, after: Option<&str>) -> Option<String>;
+    /// One protector's `mod_revision`, if it exists (cheaper than a snapshot).
+    fn mod_revision(&self, name: &str) -> Option<u64>;
     /// One protector's state with its `mod_revision`, if it still exists, and what to
     /// wait for before it may be sent (see [`SnapshotSource::durable`]).
     fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)>;
@@ -317,19 +322,28 @@ impl<S: SnapshotSource> Watcher<S> {
     /// One step of the snapshot: the next protector to send, if any; `Err` ends the
     /// stream. `Ok(None)` means the pass is over.
     async fn snapshot_step(&mut self) -> Result<Option<v1::WatchEvent>, tonic::Status> {
+        let mut skipped = 0usize;
         while let Some(pass) = &mut self.snapshot {
             let Some(name) = self.source.next_name(&self.filter, pass.after.as_deref()) else {
                 return Ok(None);
             };
             let (base, since) = (pass.base, pass.since);
+            // A catch-up pass skips what did not change, cheaply, and lets other tasks
+            // run now and then while it walks a large index.
+            if let Some(since) = since
+                && self.source.mod_revision(&name).is_none_or(|m| m <= since)
+            {
+                pass.after = Some(name);
+                skipped += 1;
+                if skipped.is_multiple_of(SKIPS_PER_YIELD) {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
             let Some((p, seq)) = self.source.snapshot(&name) else {
                 pass.after = Some(name);
                 continue;
             };
-            if since.is_some_and(|s| p.mod_revision <= s) {
-                pass.after = Some(name);
-                continue;
-            }
             pass.after = Some(name.clone());
             self.source.durable(seq).await?;
             if p.mod_revision > base && !self.behind {

@@ -107,6 +107,10 @@ impl SnapshotSource for Registry {
         }
     }
 
+    fn mod_revision(&self, name: &str) -> Option<u64> {
+        self.map.get(name).map(|e| e.mod_revision)
+    }
+
     fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)> {
         self.map
             .get(name)

@@ -66,6 +66,10 @@ impl SnapshotSource for Fleet {
             .cloned()
     }
 
+    fn mod_revision(&self, name: &str) -> Option<u64> {
+        self.protectors.lock().unwrap().get(name).copied()
+    }
+
     fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)> {
         let protectors = self.protectors.lock().unwrap();
         protectors.get(name).map(|&mod_revision| {

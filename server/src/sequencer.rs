@@ -99,6 +99,8 @@ pub struct Sequencer {
     /// Mirror of `state.delivered` for lock-free reads by responses.
     revision: AtomicU64,
     tx: broadcast::Sender<Arc<Published>>,
+    /// The configured broadcast buffer (`watch.buffer`).
+    buffer: usize,
     history_cap: usize,
     /// Whether changes wait for a store before delivery.
     durable: bool,
@@ -131,6 +133,7 @@ impl Sequencer {
             }),
             revision: AtomicU64::new(revision),
             tx,
+            buffer: config.buffer.max(1),
             history_cap: config.history,
             durable,
             epoch,
@@ -151,6 +154,11 @@ impl Sequencer {
     /// This daemon's epoch: the identity of its history of revisions.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// How many changes a watcher may fall behind before it lags (`watch.buffer`).
+    pub fn buffer(&self) -> usize {
+        self.buffer
     }
 
     /// The revision of the latest change delivered to watchers (with a store: the latest

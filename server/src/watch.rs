@@ -4,9 +4,9 @@
 //! Design note. A stream reads the changes the [`Sequencer`] delivers. It subscribes
 //! first, at revision `base`, and then sends a snapshot of its protectors (or replays the
 //! history after the client's `start_revision`), then SYNCED, then every change that
-//! passes its filter. A watcher that falls more than `watch.buffer` events behind gets
-//! `Lagged` from the channel; it then sends RESYNC and a fresh snapshot — never a silent
-//! gap.
+//! passes its filter. A watcher that falls more than `watch.buffer` events behind after
+//! SYNCED gets `Lagged` from the channel; it then sends RESYNC and a fresh snapshot —
+//! never a silent gap.
 //!
 //! Lock order: the registry commits while holding a protector's entry guard, so a stream
 //! never reads the registry while it holds the sequencer's lock. A snapshot is therefore
@@ -15,11 +15,29 @@
 //! revision <= its `mod_revision`) is dropped. Clients resume from SYNCED's revision and
 //! may drop any event whose revision they already hold for that protector.
 //!
+//! A snapshot walks the name index with a cursor: the stream holds the last name it
+//! visited and asks the source for the next one after it, so its memory does not grow
+//! with the number of protectors. The names a snapshot already reflected past `base` (the
+//! `seen` map) are kept only up to `watch.buffer`: more of them means more queued changes
+//! than the channel holds, so the channel lags anyway.
+//!
+//! A snapshot longer than the buffer, with changes coming meanwhile, lags while it is
+//! sent (the channel is not read during a snapshot). Starting it over would never end,
+//! so the rule is: a snapshot that ends lagged (or overflowed `seen`) is followed, before
+//! SYNCED, by a *catch-up pass* with a fresh subscription at `base'`: first the DELETED
+//! events of its protectors between `base` and `base'` (from the history: a deletion
+//! leaves no name to walk), then the snapshot of every protector whose `mod_revision` is
+//! above `base`. A protector at or below `base` has not changed since the previous pass
+//! read it after `base`, so the client already holds that state. Each pass sends only what
+//! changed during the one before, so passes shrink until one ends without lagging; then
+//! SYNCED at that pass's `base`, and every change after it in order. If the history no
+//! longer reaches `base`, deletions cannot be told: RESYNC (LAGGED) and a full snapshot.
+//!
 //! A stream is a pull-driven state machine polled by the transport: when the client does
 //! not read, nothing accumulates but the channel position. Shutdown ends every stream
 //! with UNAVAILABLE so clients reconnect elsewhere or later.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,11 +50,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sequencer::{Published, Sequencer, Start};
 
+/// How many unchanged protectors a catch-up pass skips between two yields.
+const SKIPS_PER_YIELD: usize = 1024;
+
 /// Which protectors a watcher wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     /// Exactly these names.
-    Names(HashSet<String>),
+    Names(BTreeSet<String>),
     /// Names starting with this prefix; empty = every protector.
     Prefix(String),
 }
@@ -54,8 +75,12 @@ impl Filter {
 /// Where a watcher's snapshots come from (the registry). Kept as a trait so the streams
 /// never depend on the registry.
 pub trait SnapshotSource: Send + Sync + 'static {
-    /// The names passing `filter`, in name order.
-    fn names(&self, filter: &Filter) -> Vec<String>;
+    /// The first existing name passing `filter` that sorts after `after` (from the start
+    /// when `None`): a snapshot walks the names one step at a time and holds only where
+    /// it is.
+    fn next_name(&self, filter: &Filter, after: Option<&str>) -> Option<String>;
+    /// One protector's `mod_revision`, if it exists (cheaper than a snapshot).
+    fn mod_revision(&self, name: &str) -> Option<u64>;
     /// One protector's state with its `mod_revision`, if it still exists, and what to
     /// wait for before it may be sent (see [`SnapshotSource::durable`]).
     fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)>;
@@ -117,6 +142,19 @@ impl Watchers {
         source: Arc<S>,
         params: WatchParams,
     ) -> Result<impl Stream<Item = Result<v1::WatchEvent, tonic::Status>> + Send + 'static, WatchError> {
+        let watcher = self.start(sequencer, source, params)?;
+        Ok(futures_util::stream::unfold(watcher, |mut w| async move {
+            w.next().await.map(|item| (item, w))
+        }))
+    }
+
+    /// The stream's state machine, counted against `max_watchers`.
+    fn start<S: SnapshotSource>(
+        &self,
+        sequencer: &Arc<Sequencer>,
+        source: Arc<S>,
+        params: WatchParams,
+    ) -> Result<Watcher<S>, WatchError> {
         let slot = WatcherSlot::try_new(Arc::clone(&self.open), self.max)?;
         let filter = params.filter;
         let (rx, start) = sequencer.subscribe(params.start_revision, params.start_epoch, |p| {
@@ -131,6 +169,9 @@ impl Watchers {
             out: VecDeque::new(),
             snapshot: None,
             seen: HashMap::new(),
+            seen_cap: sequencer.buffer(),
+            behind: false,
+            held: None,
             last_seen: 0,
             progress_interval: params.progress_interval,
             idle_since: Instant::now(),
@@ -149,9 +190,7 @@ impl Watchers {
                 watcher.begin_snapshot(base);
             }
         }
-        Ok(futures_util::stream::unfold(watcher, |mut w| async move {
-            w.next().await.map(|item| (item, w))
-        }))
+        Ok(watcher)
     }
 }
 
@@ -174,9 +213,14 @@ impl Drop for WatcherSlot {
     }
 }
 
-struct SnapshotCursor {
-    names: std::vec::IntoIter<String>,
+/// A snapshot being sent: where the walk is, never the names themselves.
+struct SnapshotPass {
+    /// The last name visited; the next step asks for the first name after it.
+    after: Option<String>,
+    /// The revision this pass's subscription starts after (SYNCED's revision).
     base: u64,
+    /// A catch-up pass: only protectors changed after this revision are sent.
+    since: Option<u64>,
 }
 
 struct Watcher<S> {
@@ -188,9 +232,15 @@ struct Watcher<S> {
     /// Ready to send, in order.
     out: VecDeque<v1::WatchEvent>,
     /// A snapshot being sent, one protector per poll.
-    snapshot: Option<SnapshotCursor>,
+    snapshot: Option<SnapshotPass>,
     /// Protectors whose snapshot is newer than the subscription: their mod_revision.
+    /// At most `seen_cap` entries.
     seen: HashMap<String, u64>,
+    seen_cap: usize,
+    /// The current pass reflected more changes than the channel holds: it will lag.
+    behind: bool,
+    /// A change taken from the channel at the end of a snapshot, not yet handled.
+    held: Option<Arc<Published>>,
     /// The newest revision this watcher has accounted for.
     last_seen: u64,
     progress_interval: Duration,
@@ -217,12 +267,99 @@ fn resync(revision: u64, reason: v1::ResyncReason) -> v1::WatchEvent {
 
 impl<S: SnapshotSource> Watcher<S> {
     fn begin_snapshot(&mut self, base: u64) {
+        self.begin_pass(base, None);
+    }
+
+    fn begin_pass(&mut self, base: u64, since: Option<u64>) {
         self.seen.clear();
+        self.behind = false;
+        self.held = None;
         self.last_seen = base;
-        self.snapshot = Some(SnapshotCursor {
-            names: self.source.names(&self.filter).into_iter(),
+        self.snapshot = Some(SnapshotPass {
+            after: None,
             base,
+            since,
         });
+    }
+
+    /// A snapshot pass ended; whether its subscription kept every change since its
+    /// base. Takes at most one change off the channel (kept in `held`).
+    fn pass_kept_up(&mut self) -> bool {
+        if self.behind {
+            return false;
+        }
+        match self.rx.try_recv() {
+            Ok(p) => {
+                self.held = Some(p);
+                true
+            }
+            Err(TryRecvError::Empty | TryRecvError::Closed) => true,
+            Err(TryRecvError::Lagged(_)) => false,
+        }
+    }
+
+    /// The pass after `since` lagged: a fresh subscription, the deletions the history
+    /// holds since then, and a catch-up pass of what changed after it (design note).
+    fn catch_up(&mut self, since: u64) {
+        let filter = &self.filter;
+        let epoch = self.sequencer.epoch();
+        let (rx, start) = self.sequencer.subscribe(Some(since), Some(epoch), |p| {
+            filter.matches(&p.name) && matches!(p.event.event, Some(Event::Deleted(_)))
+        });
+        self.rx = rx;
+        match start {
+            Start::Replay { base, events } => {
+                self.out.extend(events.iter().map(|p| p.event.clone()));
+                self.begin_pass(base, Some(since));
+            }
+            Start::Snapshot { base } | Start::Compacted { base } => {
+                self.out.push_back(resync(base, v1::ResyncReason::Lagged));
+                self.begin_snapshot(base);
+            }
+        }
+    }
+
+    /// One step of the snapshot: the next protector to send, if any; `Err` ends the
+    /// stream. `Ok(None)` means the pass is over.
+    async fn snapshot_step(&mut self) -> Result<Option<v1::WatchEvent>, tonic::Status> {
+        let mut skipped = 0usize;
+        while let Some(pass) = &mut self.snapshot {
+            let Some(name) = self.source.next_name(&self.filter, pass.after.as_deref()) else {
+                return Ok(None);
+            };
+            let (base, since) = (pass.base, pass.since);
+            // A catch-up pass skips what did not change, cheaply, and lets other tasks
+            // run now and then while it walks a large index.
+            if let Some(since) = since
+                && self.source.mod_revision(&name).is_none_or(|m| m <= since)
+            {
+                pass.after = Some(name);
+                skipped += 1;
+                if skipped.is_multiple_of(SKIPS_PER_YIELD) {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            let Some((p, seq)) = self.source.snapshot(&name) else {
+                pass.after = Some(name);
+                continue;
+            };
+            pass.after = Some(name.clone());
+            self.source.durable(seq).await?;
+            if p.mod_revision > base && !self.behind {
+                if self.seen.len() < self.seen_cap {
+                    self.seen.insert(name, p.mod_revision);
+                } else {
+                    self.behind = true;
+                    self.seen.clear();
+                }
+            }
+            return Ok(Some(v1::WatchEvent {
+                revision: p.mod_revision,
+                event: Some(Event::Snapshot(p)),
+            }));
+        }
+        Ok(None)
     }
 
     /// After `Lagged`: a fresh subscription, RESYNC, and a new snapshot.
@@ -234,6 +371,12 @@ impl<S: SnapshotSource> Watcher<S> {
         self.out.clear();
         self.out.push_back(resync(base, v1::ResyncReason::Lagged));
         self.begin_snapshot(base);
+    }
+
+    /// Handles a change from the channel: the event to send, if it is wanted.
+    fn received(&mut self, p: &Published) -> Option<v1::WatchEvent> {
+        self.last_seen = p.event.revision;
+        self.wanted(p).then(|| p.event.clone())
     }
 
     /// Whether a change must be sent: it passes the filter and the snapshot did not
@@ -259,31 +402,28 @@ impl<S: SnapshotSource> Watcher<S> {
             if let Some(event) = self.out.pop_front() {
                 return self.sent(event);
             }
-            if let Some(cursor) = &mut self.snapshot {
-                let base = cursor.base;
-                match cursor.names.next() {
-                    Some(name) => {
-                        if let Some((p, seq)) = self.source.snapshot(&name) {
-                            if let Err(e) = self.source.durable(seq).await {
-                                self.ended = true;
-                                return Some(Err(e));
-                            }
-                            if p.mod_revision > base {
-                                self.seen.insert(name, p.mod_revision);
-                            }
-                            let event = v1::WatchEvent {
-                                revision: p.mod_revision,
-                                event: Some(Event::Snapshot(p)),
-                            };
-                            return self.sent(event);
+            if let Some(base) = self.snapshot.as_ref().map(|pass| pass.base) {
+                match self.snapshot_step().await {
+                    Err(e) => {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
+                    Ok(Some(event)) => return self.sent(event),
+                    Ok(None) => {
+                        self.snapshot = None;
+                        if self.pass_kept_up() {
+                            return self.sent(synced(base, self.sequencer.epoch()));
                         }
+                        self.catch_up(base);
                         continue;
                     }
-                    None => {
-                        self.snapshot = None;
-                        return self.sent(synced(base, self.sequencer.epoch()));
-                    }
                 }
+            }
+            if let Some(p) = self.held.take() {
+                if let Some(event) = self.received(&p) {
+                    return self.sent(event);
+                }
+                continue;
             }
             let idle_deadline = self.idle_since + self.progress_interval;
             tokio::select! {
@@ -291,9 +431,8 @@ impl<S: SnapshotSource> Watcher<S> {
                 () = self.shutdown.cancelled() => continue,
                 received = self.rx.recv() => match received {
                     Ok(p) => {
-                        self.last_seen = p.event.revision;
-                        if self.wanted(&p) {
-                            return self.sent(p.event.clone());
+                        if let Some(event) = self.received(&p) {
+                            return self.sent(event);
                         }
                     }
                     Err(RecvError::Lagged(_)) => self.resync_lagged(),
@@ -302,9 +441,8 @@ impl<S: SnapshotSource> Watcher<S> {
                 () = tokio::time::sleep_until(idle_deadline) => match self.rx.try_recv() {
                     // Something arrived at the same moment: deliver it first.
                     Ok(p) => {
-                        self.last_seen = p.event.revision;
-                        if self.wanted(&p) {
-                            return self.sent(p.event.clone());
+                        if let Some(event) = self.received(&p) {
+                            return self.sent(event);
                         }
                     }
                     Err(TryRecvError::Lagged(_)) => self.resync_lagged(),
@@ -321,3 +459,6 @@ impl<S: SnapshotSource> Watcher<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

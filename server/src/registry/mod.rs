@@ -27,9 +27,12 @@
 //! - `dirty`: state changed since it was last stored, waiting for the batch flush.
 
 mod answers;
+mod batch;
 mod persist;
 mod read;
 mod release;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -246,33 +249,6 @@ impl Registry {
                 Reported {
                     accepted: result.accepted,
                     status: entry.protector.status(),
-                    transition: result.transition,
-                    revision: committed.revision,
-                },
-                committed.seq,
-            ))
-        })?;
-        self.durable(seq).await?;
-        Ok(reported)
-    }
-
-    /// Records a batch of outcomes of calls a client admitted locally in `generation`.
-    pub async fn report_batch(
-        &self,
-        name: &str,
-        generation: u64,
-        successes: u64,
-        outcomes: &[Outcome],
-    ) -> Result<BatchReported, Error> {
-        let (reported, seq) = self.with_entry(name, |entry, now| {
-            let result = entry.protector.report_batch(generation, successes, outcomes, now);
-            let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), Keep::Batched)?;
-            Ok((
-                BatchReported {
-                    accepted: result.accepted,
-                    stale: result.stale,
-                    status: entry.protector.status(),
-                    generation: entry.protector.generation(),
                     transition: result.transition,
                     revision: committed.revision,
                 },

@@ -94,17 +94,21 @@ impl Registry {
 }
 
 impl SnapshotSource for Registry {
-    fn names(&self, filter: &Filter) -> Vec<String> {
-        let mut names: Vec<String> = match filter {
-            Filter::Names(names) => names
-                .iter()
-                .filter(|n| self.map.contains_key(n.as_str()))
-                .cloned()
-                .collect(),
-            Filter::Prefix(prefix) => self.names_from(prefix, None, usize::MAX),
-        };
-        names.sort_unstable();
-        names
+    fn next_name(&self, filter: &Filter, after: Option<&str>) -> Option<String> {
+        match filter {
+            Filter::Names(names) => {
+                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+                names
+                    .range::<str, _>((start, Bound::Unbounded))
+                    .find(|n| self.map.contains_key(n.as_str()))
+                    .cloned()
+            }
+            Filter::Prefix(prefix) => self.names_from(prefix, after, 1).pop(),
+        }
+    }
+
+    fn mod_revision(&self, name: &str) -> Option<u64> {
+        self.map.get(name).map(|e| e.mod_revision)
     }
 
     fn snapshot(&self, name: &str) -> Option<(v1::Protector, Option<u64>)> {

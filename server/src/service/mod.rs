@@ -2,7 +2,7 @@
 //! INVALID_ARGUMENT naming the field), calls the registry, and converts the answer back.
 //! No business logic lives here.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,7 +250,7 @@ impl ProtectorService for ProtectorApi {
                     .into());
                 }
                 let names = validate::names("names.names", list.names, self.0.limits.max_name_len)?;
-                Filter::Names(names.into_iter().map(String::from).collect::<HashSet<_>>())
+                Filter::Names(names.into_iter().map(String::from).collect::<BTreeSet<_>>())
             }
         };
         let progress_interval = validate::duration_in(

@@ -38,6 +38,12 @@ pub struct Protector {
     pub(super) counters: Counters,
 }
 
+/// Adds to a counter, saturating: a lifetime counter (or a batch's tally) stops at
+/// `u64::MAX` rather than wrapping, however many outcomes one batch claims.
+fn add(counter: &mut u64, by: u64) {
+    *counter = counter.saturating_add(by);
+}
+
 /// A scheduled expiry found by [`Protector::due`].
 enum Due {
     Override,
@@ -156,9 +162,9 @@ impl Protector {
             },
         };
         if decision.is_admitted() {
-            self.counters.admitted += 1;
+            add(&mut self.counters.admitted, 1);
         } else {
-            self.counters.rejected += 1;
+            add(&mut self.counters.rejected, 1);
         }
         AcquireResult { decision, changes }
     }
@@ -177,7 +183,7 @@ impl Protector {
                 self.take_trial(permit.id)
             };
         if !valid {
-            self.counters.stale_reports += 1;
+            add(&mut self.counters.stale_reports, 1);
             return ReportResult {
                 accepted: false,
                 transition: None,
@@ -198,7 +204,10 @@ impl Protector {
     /// `generation` (a client's cached mode): `successes` SUCCESS outcomes first, then
     /// `outcomes` in order. They are judged exactly as reports of untracked permits of that
     /// generation, one by one: once the protector trips (or had already moved on), the
-    /// rest are stale.
+    /// rest are stale. The work is O(window size + `outcomes.len()`) whatever `successes`
+    /// says (a success never trips, so only the newest window's worth can matter), and
+    /// every counter saturates; a caller bounds `outcomes.len()` per call (the daemon
+    /// applies a long list in chunks).
     pub fn report_batch(
         &mut self,
         generation: u64,
@@ -220,22 +229,22 @@ impl Protector {
                 for _ in 0..successes.min(u64::from(self.window.size())) {
                     self.window.push(false);
                 }
-                self.counters.successes += successes;
+                add(&mut self.counters.successes, successes);
                 self.consecutive_failures = 0;
-                result.accepted += successes;
+                add(&mut result.accepted, successes);
             } else {
-                self.counters.stale_reports += successes;
-                result.stale += successes;
+                add(&mut self.counters.stale_reports, successes);
+                add(&mut result.stale, successes);
             }
         }
         for &outcome in outcomes {
             if !untracked_valid(self) {
-                self.counters.stale_reports += 1;
-                result.stale += 1;
+                add(&mut self.counters.stale_reports, 1);
+                add(&mut result.stale, 1);
                 continue;
             }
             self.record(outcome);
-            result.accepted += 1;
+            add(&mut result.accepted, 1);
             if let Some(t) = self.evaluate(outcome, now, false) {
                 result.transition.get_or_insert(t);
                 changes.push(Change::Transition(t));
@@ -327,15 +336,15 @@ impl Protector {
         match outcome {
             Outcome::Success => {
                 self.window.push(false);
-                self.counters.successes += 1;
+                add(&mut self.counters.successes, 1);
                 self.consecutive_failures = 0;
             }
             Outcome::Failure => {
                 self.window.push(true);
-                self.counters.failures += 1;
-                self.consecutive_failures += 1;
+                add(&mut self.counters.failures, 1);
+                add(&mut self.consecutive_failures, 1);
             }
-            Outcome::Ignored => self.counters.ignored += 1,
+            Outcome::Ignored => add(&mut self.counters.ignored, 1),
         }
     }
 
@@ -454,7 +463,7 @@ impl Protector {
                 }
                 Due::Trial(id) => {
                     self.take_trial(id);
-                    self.counters.expired_permits += 1;
+                    add(&mut self.counters.expired_permits, 1);
                     self.record(Outcome::Failure);
                     if let Some(t) = self.evaluate(Outcome::Failure, at, true) {
                         changes.push(Change::Transition(t));

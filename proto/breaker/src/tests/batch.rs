@@ -282,3 +282,67 @@ fn a_batch_equals_the_same_reports_one_by_one() {
         );
     }
 }
+
+#[test]
+fn counters_saturate_however_many_outcomes_a_batch_claims() {
+    // (generation offset: 0 = current, successes of the first batch, outcomes after)
+    let rows: &[(u64, u64, &str)] = &[(0, u64::MAX, ""), (0, u64::MAX, "SFI"), (1, u64::MAX, "F")];
+    for &(offset, successes, script) in rows {
+        let mut p = half_of_ten();
+        calls(&mut p, "S", at(0));
+        let generation = p.generation() + offset;
+        // Twice: the second would wrap every counter it adds to.
+        p.report_batch(generation, successes, &outcomes(script), at(1));
+        let r = p.report_batch(generation, successes, &outcomes(script), at(2));
+        let case = format!("+{offset} {successes} {script}");
+        let c = p.counters();
+        if offset == 0 {
+            assert_eq!((r.accepted, r.stale), (u64::MAX, 0), "{case}");
+            assert_eq!(c.successes, u64::MAX, "{case}");
+            assert_eq!(window(&p).len(), 10, "{case}: only a window's worth was pushed");
+        } else {
+            assert_eq!((r.accepted, r.stale), (0, u64::MAX), "{case}");
+            assert_eq!(c.stale_reports, u64::MAX, "{case}");
+        }
+        assert_eq!(p.status(), Status::Closed, "{case}");
+    }
+}
+
+#[test]
+fn a_batch_applied_in_chunks_equals_the_batch_whole() {
+    // What the daemon does with a long list: the successes with the first chunk, then
+    // the outcomes chunk by chunk, at the same instant.
+    let rows: &[(Limit, u64, &str, usize)] = &[
+        ((5, 10), 25, "FFIFFSFFFFS", 3),
+        ((2, 3), 1, "FIFSF", 1),
+        ((3, 3), 2, "FFSFFFSS", 2),
+        ((5, 10), 0, "SSSSFFFF", 5),
+    ];
+    for &(limit, successes, script, chunk) in rows {
+        let mut whole = protector(|s| {
+            s.failure_limit = limit;
+            s.cooldown = secs(5);
+        });
+        calls(&mut whole, "S", at(0));
+        let mut chunked = whole.clone();
+        let generation = whole.generation();
+        let all = outcomes(script);
+
+        let r = whole.report_batch(generation, successes, &all, at(1));
+        let (mut accepted, mut stale, mut transition) = (0, 0, None);
+        for (i, part) in all.chunks(chunk).enumerate() {
+            let first = if i == 0 { successes } else { 0 };
+            let c = chunked.report_batch(generation, first, part, at(1));
+            accepted += c.accepted;
+            stale += c.stale;
+            transition = transition.or(c.transition);
+        }
+        let case = format!("{limit:?} {successes} {script} by {chunk}");
+        assert_eq!(
+            (r.accepted, r.stale, r.transition),
+            (accepted, stale, transition),
+            "{case}"
+        );
+        assert_eq!(state(&whole), state(&chunked), "{case}");
+    }
+}

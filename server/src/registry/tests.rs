@@ -1,0 +1,102 @@
+//! The registry's ReportBatch in chunks: between two chunks the entry guard is free (an
+//! Acquire of the same protector proceeds), and the generation fence still holds.
+
+use std::sync::Arc;
+
+use resilient_circuit_breaker::{Outcome, Policy, PolicySpec, Status};
+use tokio_util::sync::CancellationToken;
+
+use super::Registry;
+use super::batch::{BATCH_CHUNK, BETWEEN_CHUNKS};
+use crate::clock::Clock;
+use crate::config::WatchConfig;
+use crate::sequencer::Sequencer;
+use crate::watch::Watchers;
+
+fn between_chunks_run(hook: impl FnMut(&Registry, &str) + 'static) {
+    BETWEEN_CHUNKS.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+}
+
+async fn registry_with(name: &str) -> Arc<Registry> {
+    let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
+    let watchers = Watchers::new(1, CancellationToken::new());
+    let registry = Arc::new(Registry::new(10, sequencer, watchers, Clock::new(), None));
+    let policy = Policy::try_new(PolicySpec::default()).expect("policy");
+    registry.ensure(name, policy).await.expect("ensure");
+    registry
+}
+
+/// Admits a call on `name` as Acquire does, without waiting: the guard must be free.
+fn acquire_now(registry: &Registry, name: &str) {
+    let free = matches!(
+        registry.map.try_get_mut(name),
+        dashmap::try_result::TryResult::Present(_)
+    );
+    assert!(free, "the entry guard is held between chunks");
+    registry
+        .with_entry(name, |entry, now| Ok(entry.protector.acquire(now)))
+        .expect("acquire");
+}
+
+#[tokio::test]
+async fn a_long_batch_releases_the_guard_between_chunks() {
+    let registry = registry_with("big").await;
+    let outcomes = vec![Outcome::Success; 3 * BATCH_CHUNK + 1];
+    let acquired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&acquired);
+    between_chunks_run(move |registry, name| {
+        acquire_now(registry, name);
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let r = registry
+        .report_batch("big", 1, 5, &outcomes)
+        .await
+        .expect("batch");
+    assert_eq!((r.accepted, r.stale), (outcomes.len() as u64 + 5, 0));
+    // Four chunks: three pauses, each letting an Acquire through.
+    assert_eq!(acquired.load(std::sync::atomic::Ordering::Relaxed), 3);
+    let p = registry.get("big").await.expect("get");
+    assert_eq!(p.protector.counters().admitted, 3);
+    assert_eq!(p.protector.counters().successes, outcomes.len() as u64 + 5);
+}
+
+#[tokio::test]
+async fn a_transition_between_chunks_makes_the_rest_stale() {
+    let registry = registry_with("moved").await;
+    let outcomes = vec![Outcome::Success; 2 * BATCH_CHUNK];
+    between_chunks_run(|registry, name| {
+        registry
+            .with_entry(name, |entry, now| {
+                let changes = entry.protector.set_status(Status::Open, None, now);
+                registry.commit_changes(name, entry, &changes, Vec::new(), super::Keep::Now)
+            })
+            .expect("set status");
+    });
+    let r = registry
+        .report_batch("moved", 1, 0, &outcomes)
+        .await
+        .expect("batch");
+    assert_eq!((r.accepted, r.stale), (BATCH_CHUNK as u64, BATCH_CHUNK as u64));
+    assert_eq!((r.status, r.generation), (Status::Open, 2));
+}
+
+#[tokio::test]
+async fn a_protector_deleted_between_chunks_makes_the_rest_stale() {
+    let registry = registry_with("gone").await;
+    let outcomes = vec![Outcome::Success; 2 * BATCH_CHUNK + 1];
+    let deleting = Arc::clone(&registry);
+    between_chunks_run(move |_, name| {
+        // Deleting takes the map's entry: it must not be held here.
+        let name = name.to_owned();
+        let registry = Arc::clone(&deleting);
+        futures_util::FutureExt::now_or_never(async move { registry.delete(&name).await })
+            .map(|deleted| deleted.ok());
+    });
+    let r = registry.report_batch("gone", 1, 0, &outcomes).await;
+    let r = r.expect("the first chunk was applied: an answer, not NOT_FOUND");
+    assert_eq!(
+        (r.accepted, r.stale),
+        (BATCH_CHUNK as u64, (BATCH_CHUNK + 1) as u64)
+    );
+    assert!(registry.get("gone").await.is_err(), "deleted");
+}

@@ -346,6 +346,11 @@ impl Cache {
 
     fn deleted(&self) {
         self.update(|m| {
+            // A snapshot may announce a deletion before SYNCED (its catch-up pass): what
+            // it held of the protector is gone too.
+            if let Some(held) = &mut m.snapshot {
+                *held = None;
+            }
             m.status = None;
             m.generation = 0;
         });

@@ -20,6 +20,7 @@
 
 mod protector;
 mod state;
+mod trials;
 mod types;
 
 pub use protector::Protector;

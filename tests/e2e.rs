@@ -12,6 +12,7 @@ mod coordination;
 mod crash_recovery;
 mod durability;
 mod permit_expiry;
+mod permit_journal;
 mod report_batch;
 mod rpcs;
 mod session;

@@ -25,4 +25,5 @@ mod types;
 
 pub use protector::Protector;
 pub use state::{InvalidState, ProtectorState};
+pub use trials::TrialPermits;
 pub use types::*;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::trials::Trials;
+use super::trials::TrialPermits;
 use super::types::*;
 use crate::Time;
 use crate::policy::Policy;
@@ -21,7 +21,7 @@ pub struct Protector {
     pub(super) window: Window,
     pub(super) consecutive_failures: u64,
     /// Outstanding trial permits (ids only grow).
-    pub(super) trials: Trials,
+    pub(super) trials: TrialPermits,
     pub(super) next_permit_id: u64,
     pub(super) override_: Option<Override>,
     /// When the last override ended: `auto_half_open` never fires before it.
@@ -49,7 +49,7 @@ impl Protector {
             generation: 1,
             open_until: None,
             consecutive_failures: 0,
-            trials: Trials::default(),
+            trials: TrialPermits::default(),
             next_permit_id: 1,
             override_: None,
             resumed_at: Time::ZERO,

@@ -1,7 +1,8 @@
 //! The trial permits in flight, indexed twice so that every operation on them costs
 //! O(log n) in the number outstanding: by id, for a report that takes one back, and by
 //! `(expires_at, id)`, for the next expiry (the due-scan and [`next_deadline`]). Both
-//! indexes always hold the same permits; the second is derived from the first.
+//! indexes always hold the same permits; the second is derived from the first. Public so
+//! that a journal replaying permits handed out and taken back can use the same structure.
 //!
 //! [`next_deadline`]: super::Protector::next_deadline
 
@@ -9,26 +10,34 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::Time;
 
+/// Trial permits in flight: id -> expiry, with the earliest expiry at hand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Trials {
+pub struct TrialPermits {
     /// id -> expires_at.
     by_id: BTreeMap<u64, Time>,
     /// The same permits in expiry order; ties broken by id.
     by_expiry: BTreeSet<(Time, u64)>,
 }
 
-impl Trials {
-    pub(super) fn len(&self) -> usize {
+impl TrialPermits {
+    /// How many are in flight.
+    pub fn len(&self) -> usize {
         self.by_id.len()
     }
 
-    pub(super) fn clear(&mut self) {
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Drops them all.
+    pub fn clear(&mut self) {
         self.by_id.clear();
         self.by_expiry.clear();
     }
 
     /// Adds permit `id` (ids are never reused, so it is new).
-    pub(super) fn insert(&mut self, id: u64, expires_at: Time) {
+    pub fn insert(&mut self, id: u64, expires_at: Time) {
         if let Some(old) = self.by_id.insert(id, expires_at) {
             self.by_expiry.remove(&(old, id));
         }
@@ -36,7 +45,7 @@ impl Trials {
     }
 
     /// Removes permit `id`; whether it was outstanding.
-    pub(super) fn take(&mut self, id: u64) -> bool {
+    pub fn take(&mut self, id: u64) -> bool {
         match self.by_id.remove(&id) {
             Some(expires_at) => {
                 self.by_expiry.remove(&(expires_at, id));
@@ -47,18 +56,31 @@ impl Trials {
     }
 
     /// The permit that expires first: `(expires_at, id)`.
-    pub(super) fn earliest(&self) -> Option<(Time, u64)> {
+    pub fn earliest(&self) -> Option<(Time, u64)> {
         self.by_expiry.first().copied()
     }
 
     /// Every permit as `(id, expires_at)`, in id order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, Time)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Time)> + '_ {
         self.by_id.iter().map(|(&id, &at)| (id, at))
+    }
+
+    /// Removes every permit that expires at or before `at`; how many.
+    pub fn expire_through(&mut self, at: Time) -> usize {
+        let mut removed = 0;
+        while let Some(&(expires_at, id)) = self.by_expiry.first()
+            && expires_at <= at
+        {
+            self.by_expiry.pop_first();
+            self.by_id.remove(&id);
+            removed += 1;
+        }
+        removed
     }
 
     /// Moves every expiry later than `cap` to `cap`; whether any moved. Costs O(log n)
     /// per permit moved.
-    pub(super) fn cap(&mut self, cap: Time) -> bool {
+    pub fn cap(&mut self, cap: Time) -> bool {
         let mut changed = false;
         while let Some(&(at, id)) = self.by_expiry.last()
             && at > cap
@@ -72,9 +94,9 @@ impl Trials {
     }
 }
 
-impl FromIterator<(u64, Time)> for Trials {
+impl FromIterator<(u64, Time)> for TrialPermits {
     fn from_iter<I: IntoIterator<Item = (u64, Time)>>(iter: I) -> Self {
-        let mut trials = Trials::default();
+        let mut trials = TrialPermits::default();
         for (id, at) in iter {
             trials.insert(id, at);
         }
@@ -93,7 +115,7 @@ mod tests {
 
     #[test]
     fn both_indexes_agree_through_inserts_takes_and_caps() {
-        let mut t = Trials::default();
+        let mut t = TrialPermits::default();
         // Expiries out of id order, as after a policy change of permit_ttl.
         for (id, ms) in [(1, 50), (2, 10), (3, 30), (4, 10)] {
             t.insert(id, at(ms));
@@ -109,7 +131,8 @@ mod tests {
             vec![(1, at(20)), (3, at(20)), (4, at(10))]
         );
         assert_eq!(t.by_expiry.len(), t.len());
-        assert_eq!(t, t.iter().collect::<Trials>());
+        assert_eq!(t.clone().expire_through(at(19)), 1);
+        assert_eq!(t, t.iter().collect::<TrialPermits>());
         t.clear();
         assert_eq!((t.len(), t.earliest()), (0, None));
     }
@@ -119,7 +142,7 @@ mod tests {
         /// of inserts (fresh ids), takes (any id) and caps.
         #[test]
         fn agrees_with_a_list(ops in proptest::collection::vec((0u8..3, 0u64..40, 0u64..100), 0..200)) {
-            let mut t = Trials::default();
+            let mut t = TrialPermits::default();
             let mut list: Vec<(u64, Time)> = Vec::new();
             let mut next = 1;
             for (op, x, ms) in ops {

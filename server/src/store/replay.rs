@@ -37,26 +37,24 @@ impl Replay {
     /// Applies one record; the error says why it cannot apply.
     pub(super) fn apply(&mut self, record: Record) -> Result<(), String> {
         match record.body {
-            Some(Body::Put(p)) => {
+            Some(Body::Put(p))
                 if self
                     .protectors
                     .get(&p.name)
-                    .is_none_or(|old| old.stored.version < p.version)
-                {
-                    self.insert(p);
-                }
+                    .is_none_or(|old| old.stored.version < p.version) =>
+            {
+                self.insert(p);
             }
-            Some(Body::Delete(name)) => {
+            Some(Body::Delete(name))
                 if self
                     .protectors
                     .get(&name)
-                    .is_some_and(|old| old.stored.version < record.seq)
-                {
-                    self.protectors.remove(&name);
-                }
+                    .is_some_and(|old| old.stored.version < record.seq) =>
+            {
+                self.protectors.remove(&name);
             }
             Some(Body::Trial(change)) => self.apply_trial(record.seq, change)?,
-            None => {}
+            Some(Body::Put(_) | Body::Delete(_)) | None => {}
         }
         Ok(())
     }

@@ -71,13 +71,12 @@ enum Keep {
     Batched,
     /// Durable before the answer (transitions, overrides, policies).
     Now,
-    /// Durable before the answer: a trial permit handed out or taken back at an
-    /// instant. Unless something was published, stored as a [`TrialStep`] record, whose
-    /// size does not grow with the permits in flight.
+    /// Durable before the answer; unless something was published, a record of the one
+    /// permit, whose size does not grow with the permits in flight.
     Trial(TrialStep),
 }
 
-/// The one trial permit an operation handed out or took back, and when.
+/// The trial permit an operation handed out or took back, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TrialStep {
     at: Time,

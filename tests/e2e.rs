@@ -13,6 +13,7 @@ mod coordination;
 mod crash_recovery;
 mod durability;
 mod permit_expiry;
+mod permit_journal;
 mod permit_release;
 mod report_batch;
 mod report_batch_bounds;

@@ -6,6 +6,9 @@
 //! clock). Its operations are async, so each routine runs on a current-thread tokio
 //! runtime through criterion's `to_async`, one operation after another from one thread.
 //!
+//! `registry/trial_acquire_report_N_outstanding` takes and returns one HALF_OPEN trial
+//! permit beside N unreported ones (0 and 10,000): its cost must not grow with N.
+//!
 //! The memory figure is the process's resident set (VmRSS) before and after creating the
 //! protectors, printed once; it includes the map, the machines and the sequencer's bounded
 //! history of CREATED events, as in the daemon. Under `cargo test --benches` (criterion's
@@ -21,7 +24,7 @@ use circuitd::registry::Registry;
 use circuitd::sequencer::Sequencer;
 use circuitd::watch::Watchers;
 use criterion::{Criterion, criterion_group, criterion_main};
-use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec};
+use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec, Status};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +34,8 @@ const FLEET: usize = 100_000;
 const SMALL_FLEET: usize = 1_000;
 /// The fleet when criterion runs in test mode.
 const TEST_FLEET: usize = 1_000;
+/// Unreported trial permits beside the measured trial Acquire.
+const OUTSTANDING_TRIALS: usize = 10_000;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -176,5 +181,59 @@ fn fleet(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, hot, fleet);
+/// HALF_OPEN with unlimited trial permits (`trial_permits` 0) that live an hour, and a
+/// window of 10,000 that IGNORED outcomes never fill.
+fn unlimited_trials() -> Policy {
+    Policy::try_new(PolicySpec {
+        failure_limit: (5_000, 10_000),
+        trial_permits: Some(0),
+        permit_ttl: Duration::from_secs(3600),
+        ..PolicySpec::default()
+    })
+    .expect("bench policy is valid")
+}
+
+/// A trial Acquire and its IGNORED report beside 0 or 10,000 unreported trial permits:
+/// taking a permit, taking it back and finding the next expiry must not grow with them.
+fn trials(c: &mut Criterion) {
+    let rt = runtime();
+    for outstanding in [0, OUTSTANDING_TRIALS] {
+        let registry = rt.block_on(async {
+            let registry = registry(&Config::default());
+            registry
+                .ensure("trials", unlimited_trials())
+                .await
+                .expect("ensure");
+            registry
+                .set_status("trials", Status::HalfOpen, None)
+                .await
+                .expect("half-open");
+            for _ in 0..outstanding {
+                let acquired = registry.acquire("trials").await.expect("acquire");
+                assert!(acquired.decision.is_admitted(), "{acquired:?}");
+            }
+            registry
+        });
+        c.bench_function(
+            &format!("registry/trial_acquire_report_{outstanding}_outstanding"),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    let acquired = registry.acquire("trials").await.expect("acquire");
+                    let Decision::Admitted { permit, .. } = acquired.decision else {
+                        panic!("rejected: {acquired:?}");
+                    };
+                    let reported = registry
+                        .report("trials", permit, Outcome::Ignored)
+                        .await
+                        .expect("report");
+                    debug_assert!(reported.accepted);
+                })
+            },
+        );
+        let view = rt.block_on(registry.get("trials")).expect("trials exists");
+        assert_eq!(view.protector.trials_in_flight() as usize, outstanding);
+    }
+}
+
+criterion_group!(benches, hot, fleet, trials);
 criterion_main!(benches);

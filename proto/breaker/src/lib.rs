@@ -27,7 +27,8 @@
 //! - [`machine`]: the status machine itself; it only declares and re-exports its parts:
 //!   `machine/types.rs` the values operations take and return, `machine/protector.rs`
 //!   the [`Protector`] and its transitions, `machine/state.rs` its plain-data form for
-//!   persistence ([`ProtectorState`]).
+//!   persistence ([`ProtectorState`]), `machine/trials.rs` the trial permits in flight,
+//!   indexed by id and by expiry ([`TrialPermits`]).
 
 pub mod machine;
 pub mod policy;
@@ -39,6 +40,7 @@ mod tests;
 pub use machine::{
     AcquireResult, BatchResult, Change, Counters, Decision, DecisionReason, InvalidState, Outcome, Override,
     OverrideKind, Permit, Protector, ProtectorState, ReportResult, Status, Transition, TransitionReason,
+    TrialPermits,
 };
 pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicySpec};
 pub use window::Window;

@@ -20,8 +20,10 @@
 
 mod protector;
 mod state;
+mod trials;
 mod types;
 
 pub use protector::Protector;
 pub use state::{InvalidState, ProtectorState};
+pub use trials::TrialPermits;
 pub use types::*;

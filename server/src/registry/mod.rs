@@ -73,8 +73,19 @@ enum Keep {
     Nothing,
     /// Written by the next batch flush (outcomes in CLOSED, counters).
     Batched,
-    /// Durable before the answer (transitions, trial permits).
+    /// Durable before the answer (transitions, overrides, policies).
     Now,
+    /// Durable before the answer; unless something was published, a record of the one
+    /// permit, whose size does not grow with the permits in flight.
+    Trial(TrialStep),
+}
+
+/// The trial permit an operation handed out or took back, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TrialStep {
+    at: Time,
+    issued: Option<(u64, Time)>,
+    released: Option<u64>,
 }
 
 /// Every protector of the daemon.
@@ -209,8 +220,12 @@ impl Registry {
             let keep = match result.decision {
                 Decision::Admitted {
                     reason: DecisionReason::Trial,
-                    ..
-                } => Keep::Now,
+                    permit,
+                } => Keep::Trial(TrialStep {
+                    at: now,
+                    issued: Some((permit.id, permit.expires_at.unwrap_or(now))),
+                    released: None,
+                }),
                 _ => Keep::Batched,
             };
             let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), keep)?;
@@ -240,7 +255,11 @@ impl Registry {
         let (reported, seq) = self.with_entry(name, |entry, now| {
             let result = entry.protector.report(permit, outcome, now);
             let keep = if result.accepted && permit.is_trial() {
-                Keep::Now
+                Keep::Trial(TrialStep {
+                    at: now,
+                    issued: None,
+                    released: Some(permit.id),
+                })
             } else {
                 Keep::Batched
             };
@@ -435,7 +454,7 @@ impl Registry {
         keep: Keep,
     ) -> Result<Committed, Error> {
         first.extend(self.events(name, changes));
-        if first.is_empty() && keep != Keep::Now {
+        if first.is_empty() && matches!(keep, Keep::Nothing | Keep::Batched) {
             if keep == Keep::Batched {
                 self.mark_dirty(name, entry);
             }
@@ -448,7 +467,12 @@ impl Registry {
             });
         }
         let published = !first.is_empty();
-        let record = self.put_record(name, &entry.protector, entry.mod_revision);
+        let record = match keep {
+            Keep::Trial(step) if !published => {
+                self.trial_record(name, &entry.protector, entry.mod_revision, step)
+            }
+            _ => self.put_record(name, &entry.protector, entry.mod_revision),
+        };
         let committed = self.sequencer.commit(name, first, record)?;
         if published {
             entry.mod_revision = committed.revision;

@@ -1,21 +1,29 @@
 //! The registry's side of durability: the records it writes, the batch flush, the
 //! snapshot it hands the store, and recovery.
 //!
-//! Every record is the whole state of one protector, versioned by the journal sequence
-//! number it was written at (see `store`). An operation that publishes a change, hands
-//! out or takes back a trial permit writes its record inside the entry guard (through
-//! the sequencer, so revision order and journal order agree) and waits for it after the guard
-//! is released. Anything else only raises the entry's `dirty` flag; the flush task writes
-//! those entries every `flush_interval` without waiting.
+//! A record is the whole state of one protector, versioned by the journal sequence
+//! number it was written at (see `store`), or, for a trial permit handed out or taken
+//! back with nothing published, that state without the permits in flight plus the one
+//! permit (so bytes per trial do not grow with the permits outstanding). An operation
+//! that publishes a change, hands out or takes back a trial permit writes its record
+//! inside the entry guard (through the sequencer, so revision order and journal order
+//! agree) and waits for it after the guard is released. Anything else only raises the
+//! entry's `dirty` flag; the flush task writes those entries every `flush_interval`
+//! without waiting.
+//!
+//! Why a trial record can leave the permits out: every change to the permits in flight
+//! is journaled at once (a permit handed out or reported here, a transition clearing
+//! them as a whole state, a restart's capped expiries in `restore`), except expiries,
+//! which the record's instant implies: the operation applied every expiry due by then.
 
 use std::sync::Arc;
 
 use resilient_circuit_breaker::Protector;
 
-use super::{Entry, Registry};
+use super::{Entry, Registry, TrialStep};
 use crate::error::Error;
 use crate::sequencer::RecordFn;
-use crate::store::record::{Body, Record, Snapshot, StoredProtector};
+use crate::store::record::{Body, Record, Snapshot, StoredProtector, StoredTrial, TrialChange, nanos};
 use crate::store::{self, Journal, StoreError};
 
 impl Registry {
@@ -39,6 +47,37 @@ impl Registry {
                     mod_revision,
                     seq,
                 ))),
+            })
+        }))
+    }
+
+    /// The record of a trial permit handed out or taken back with nothing published.
+    pub(super) fn trial_record<'a>(
+        &'a self,
+        name: &'a str,
+        protector: &'a Protector,
+        mod_revision: u64,
+        step: TrialStep,
+    ) -> Option<RecordFn<'a>> {
+        let journal = self.store.as_ref()?;
+        Some(Box::new(move |_| {
+            journal.append(|seq| Record {
+                seq,
+                revision: mod_revision,
+                body: Some(Body::Trial(TrialChange {
+                    state: Some(StoredProtector::without_trials(
+                        name,
+                        protector,
+                        mod_revision,
+                        seq,
+                    )),
+                    at: nanos(step.at),
+                    issued: step.issued.map(|(id, at)| StoredTrial {
+                        id,
+                        expires_at: nanos(at),
+                    }),
+                    released: step.released,
+                })),
             })
         }))
     }
@@ -154,6 +193,8 @@ impl Registry {
                 },
             );
             if rebased && let Some(mut entry) = self.map.get_mut(stored.name.as_str()) {
+                // Written now rather than batched: a trial record's replay relies on
+                // the journal holding every change to the permits in flight.
                 self.mark_dirty(&stored.name, &mut entry);
             }
             self.index_insert(&stored.name);
@@ -162,6 +203,8 @@ impl Registry {
             }
             self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
+        self.flush_dirty()
+            .map_err(|e| format!("storing the protectors' capped deadlines: {e}"))?;
         Ok(())
     }
 

@@ -11,7 +11,8 @@
 //! Layout of the data directory:
 //! - `LOCK`: held (OS file lock) by the running daemon, so two never share a directory.
 //! - `journal-NNNNNNNNNNNNNNNN.log`: segments of records, replayed in order; each record is
-//!   the whole state of one protector (or its deletion) with a version.
+//!   the whole state of one protector (or its deletion) with a version, or a trial permit
+//!   handed out or taken back on top of the state before it (`record`, `replay`).
 //! - `snapshot.bin`: every protector at one moment, and the first segment to replay on top
 //!   of it. When the current segment passes `segment_bytes`, the daemon rotates to a new
 //!   segment, writes a snapshot, and deletes the older segments.
@@ -37,8 +38,8 @@ pub mod faults;
 pub mod format;
 pub mod journal;
 pub mod record;
+mod replay;
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ use prost::Message;
 
 pub use error::StoreError;
 pub use journal::{Journal, Progress};
-use record::{Body, Record, RecordGroup, Snapshot, StoredProtector};
+use record::{Record, RecordGroup, Snapshot, StoredProtector};
 
 /// How the store is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +143,7 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
     let mut epoch = epoch(dir)?;
     let mut repaired = false;
 
-    let mut state: HashMap<String, StoredProtector> = HashMap::new();
+    let mut state = replay::Replay::default();
     let mut revision = 0;
     let mut first_segment = 1;
     let mut snapshot_seq = 0;
@@ -153,7 +154,7 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         first_segment = snap.first_segment;
         snapshot_seq = snap.last_seq;
         for p in snap.protectors {
-            state.insert(p.name.clone(), p);
+            state.insert(p);
         }
     }
 
@@ -183,7 +184,11 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
             }
             seq = record.seq;
             revision = revision.max(record.revision);
-            apply(&mut state, record);
+            state.apply(record).map_err(|detail| StoreError::Damaged {
+                file: path.clone(),
+                offset,
+                detail,
+            })?;
         }
         match end {
             format::End::Clean => {}
@@ -248,7 +253,7 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
     );
     Ok(Recovered {
         epoch,
-        protectors: state.into_values().collect(),
+        protectors: state.finish(),
         revision,
         journal,
         lock,
@@ -324,18 +329,6 @@ fn truncate(path: &Path, len: u64, rewrite_magic: bool) -> Result<(), StoreError
             .map_err(|e| StoreError::io(path, e))?;
     }
     file.sync_all().map_err(|e| StoreError::io(path, e))
-}
-
-fn apply(state: &mut HashMap<String, StoredProtector>, record: Record) {
-    match record.body {
-        Some(Body::Put(p)) if state.get(&p.name).is_none_or(|old| old.version < p.version) => {
-            state.insert(p.name.clone(), p);
-        }
-        Some(Body::Delete(name)) if state.get(&name).is_some_and(|old| old.version < record.seq) => {
-            state.remove(&name);
-        }
-        _ => {}
-    }
 }
 
 fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {

@@ -1,10 +1,15 @@
-//! What the store writes: one record per protector state or deletion, and the snapshot.
+//! What the store writes: one record per protector state, trial permit or deletion, and
+//! the snapshot.
 //!
 //! Records are protobuf (prost) messages declared here rather than in the public
-//! contract: they are the daemon's private format. Every record carries the whole state
-//! of one protector, so replay is "last version wins" and needs no per-change logic, and
-//! `version` (the journal sequence number the record was written at) orders a record
-//! against a snapshot taken while the journal moved on.
+//! contract: they are the daemon's private format. A `Put` carries the whole state of one
+//! protector, so replay is "last version wins", and `version` (the journal sequence
+//! number the record was written at) orders a record against a snapshot taken while the
+//! journal moved on. A trial permit handed out or taken back with no transition is a
+//! `Trial` record instead: the whole state except the permits in flight, and the one
+//! permit that came or went, so its size does not grow with the permits outstanding
+//! (whole states would make n unreported trials cost O(n^2) bytes). Replay applies it
+//! on top of the state before it (`store::replay`).
 
 use std::time::Duration;
 
@@ -21,8 +26,8 @@ pub struct Record {
     /// The daemon-wide revision when the record was written.
     #[prost(uint64, tag = "2")]
     pub revision: u64,
-    /// A protector's whole state, or its deletion.
-    #[prost(oneof = "Body", tags = "3, 4")]
+    /// A protector's whole state, a trial permit, or its deletion.
+    #[prost(oneof = "Body", tags = "3, 4, 5")]
     pub body: Option<Body>,
 }
 
@@ -51,6 +56,30 @@ pub enum Body {
     /// The protector of this name was deleted.
     #[prost(string, tag = "4")]
     Delete(String),
+    /// A trial permit was handed out or taken back, and nothing was published.
+    #[prost(message, tag = "5")]
+    Trial(TrialChange),
+}
+
+/// A trial permit handed out or taken back (a report), on top of the protector's
+/// previous record. Journals written before this record existed hold only `Put`s.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TrialChange {
+    /// Every field but the permits in flight (`trials` is empty), versioned at this
+    /// record's sequence number.
+    #[prost(message, optional, tag = "1")]
+    pub state: Option<StoredProtector>,
+    /// When the operation ran (ns since the Unix epoch). It first applied every expiry
+    /// due by then, so every permit expiring at or before it is gone; the effects of
+    /// those expiries on the window and the counters are in `state`.
+    #[prost(uint64, tag = "2")]
+    pub at: u64,
+    /// The permit handed out.
+    #[prost(message, optional, tag = "3")]
+    pub issued: Option<StoredTrial>,
+    /// The id of the permit taken back.
+    #[prost(uint64, optional, tag = "4")]
+    pub released: Option<u64>,
 }
 
 /// A snapshot: every protector at the time it was taken.
@@ -143,18 +172,34 @@ pub struct StoredProtector {
     pub counters: Vec<u64>,
 }
 
-fn nanos(t: Time) -> u64 {
+/// `t` in nanoseconds since the Unix epoch, saturating.
+pub fn nanos(t: Time) -> u64 {
     u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn time(n: u64) -> Time {
+/// Nanoseconds since the Unix epoch as a [`Time`].
+pub fn time(n: u64) -> Time {
     Duration::from_nanos(n)
 }
 
 impl StoredProtector {
     /// The stored form of `protector`.
     pub fn new(name: &str, protector: &Protector, mod_revision: u64, version: u64) -> StoredProtector {
-        let s = protector.to_state();
+        Self::from_state(name, protector.to_state(), mod_revision, version)
+    }
+
+    /// The stored form of `protector` without its trial permits in flight (for a
+    /// [`TrialChange`]): its size does not depend on how many there are.
+    pub fn without_trials(
+        name: &str,
+        protector: &Protector,
+        mod_revision: u64,
+        version: u64,
+    ) -> StoredProtector {
+        Self::from_state(name, protector.state_except_trials(), mod_revision, version)
+    }
+
+    fn from_state(name: &str, s: ProtectorState, mod_revision: u64, version: u64) -> StoredProtector {
         let mut window = vec![0u8; s.window.len().div_ceil(8)];
         for (i, failed) in s.window.iter().enumerate() {
             if *failed {

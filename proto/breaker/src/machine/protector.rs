@@ -2,19 +2,13 @@
 //! cases are the design note of [`machine`](super); the plain-data form is `state.rs`.
 //! Fields are `pub(super)` so that `state.rs` can take a protector apart and rebuild it.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::trials::TrialPermits;
 use super::types::*;
 use crate::Time;
 use crate::policy::Policy;
 use crate::window::Window;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TrialSlot {
-    pub(super) id: u64,
-    pub(super) expires_at: Time,
-}
 
 /// One protector: policy, status, window, trials, override and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +20,8 @@ pub struct Protector {
     pub(super) open_until: Option<Time>,
     pub(super) window: Window,
     pub(super) consecutive_failures: u64,
-    /// Outstanding trial permits, in id order (ids only grow).
-    pub(super) trials: VecDeque<TrialSlot>,
+    /// Outstanding trial permits (ids only grow).
+    pub(super) trials: TrialPermits,
     pub(super) next_permit_id: u64,
     pub(super) override_: Option<Override>,
     /// When the last override ended: `auto_half_open` never fires before it.
@@ -61,7 +55,7 @@ impl Protector {
             generation: 1,
             open_until: None,
             consecutive_failures: 0,
-            trials: VecDeque::new(),
+            trials: TrialPermits::default(),
             next_permit_id: 1,
             override_: None,
             resumed_at: Time::ZERO,
@@ -112,7 +106,7 @@ impl Protector {
     /// expiry takes effect at its own instant.
     pub fn next_deadline(&self) -> Option<Time> {
         let override_end = self.override_.and_then(|o| o.expires_at);
-        let trial = self.trials.iter().map(|t| t.expires_at).min();
+        let trial = self.trials.earliest().map(|(at, _)| at);
         let half_open = self.auto_half_open_at();
         [override_end, trial, half_open].into_iter().flatten().min()
     }
@@ -301,7 +295,7 @@ impl Protector {
         if let Some(limit) = self.policy.trial_limit()
             && self.trials.len() >= limit as usize
         {
-            let earliest = self.trials.iter().map(|t| t.expires_at).min().unwrap_or(now);
+            let earliest = self.trials.earliest().map_or(now, |(at, _)| at);
             return Decision::Rejected {
                 reason: DecisionReason::TrialsExhausted,
                 retry_after: Some(earliest.saturating_sub(now)),
@@ -310,7 +304,7 @@ impl Protector {
         let id = self.next_permit_id;
         self.next_permit_id += 1;
         let expires_at = now + self.policy.permit_ttl();
-        self.trials.push_back(TrialSlot { id, expires_at });
+        self.trials.insert(id, expires_at);
         Decision::Admitted {
             permit: Permit {
                 generation: self.generation,
@@ -323,13 +317,7 @@ impl Protector {
 
     /// Removes trial `id` if outstanding.
     fn take_trial(&mut self, id: u64) -> bool {
-        match self.trials.binary_search_by_key(&id, |t| t.id) {
-            Ok(i) => {
-                self.trials.remove(i);
-                true
-            }
-            Err(_) => false,
-        }
+        self.trials.take(id)
     }
 
     fn record(&mut self, outcome: Outcome) {
@@ -438,11 +426,7 @@ impl Protector {
             .override_
             .and_then(|o| o.expires_at)
             .map(|t| (t, Due::Override));
-        let trial = self
-            .trials
-            .iter()
-            .min_by_key(|t| (t.expires_at, t.id))
-            .map(|t| (t.expires_at, Due::Trial(t.id)));
+        let trial = self.trials.earliest().map(|(at, id)| (at, Due::Trial(id)));
         let half_open = self.auto_half_open_at().map(|t| (t, Due::HalfOpen));
         [override_end, trial, half_open]
             .into_iter()

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::protector::{Protector, TrialSlot};
+use super::protector::Protector;
 use super::types::{Counters, Override, Status};
 use crate::Time;
 use crate::policy::{InvalidPolicy, Policy, PolicySpec};
@@ -66,6 +66,16 @@ impl Protector {
     /// Every field, as plain data.
     pub fn to_state(&self) -> ProtectorState {
         ProtectorState {
+            trials: self.trials.iter().collect(),
+            ..self.state_except_trials()
+        }
+    }
+
+    /// Every field but the trial permits in flight (`trials` is empty), as plain data:
+    /// its size does not grow with the permits outstanding, so a journal can store a
+    /// permit handed out or taken back as this plus the one permit.
+    pub fn state_except_trials(&self) -> ProtectorState {
+        ProtectorState {
             policy: self.policy.spec(),
             status: self.status,
             generation: self.generation,
@@ -74,7 +84,7 @@ impl Protector {
             window_size: self.window.size(),
             window: self.window.iter().collect(),
             consecutive_failures: self.consecutive_failures,
-            trials: self.trials.iter().map(|t| (t.id, t.expires_at)).collect(),
+            trials: Vec::new(),
             next_permit_id: self.next_permit_id,
             override_state: self.override_,
             resumed_at: self.resumed_at,
@@ -119,11 +129,7 @@ impl Protector {
             open_until: state.open_until,
             window: Window::from_outcomes(state.window_size, state.window),
             consecutive_failures: state.consecutive_failures,
-            trials: state
-                .trials
-                .into_iter()
-                .map(|(id, expires_at)| TrialSlot { id, expires_at })
-                .collect(),
+            trials: state.trials.into_iter().collect(),
             next_permit_id: state.next_permit_id,
             override_: state.override_state,
             resumed_at: state.resumed_at,
@@ -147,12 +153,7 @@ impl Protector {
             }
         }
         let ttl_cap = now.saturating_add(self.policy.permit_ttl());
-        for trial in &mut self.trials {
-            if trial.expires_at > ttl_cap {
-                trial.expires_at = ttl_cap;
-                changed = true;
-            }
-        }
+        changed |= self.trials.cap(ttl_cap);
         if self.resumed_at > now {
             self.resumed_at = now;
             changed = true;

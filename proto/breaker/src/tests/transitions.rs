@@ -314,6 +314,28 @@ fn set_status_open_for_replaces_the_cooldown() {
     }
 }
 
+/// Ten thousand trials in flight, taken back out of order: the next deadline is always
+/// the earliest outstanding expiry, and the state round-trips.
+#[test]
+fn many_trials_in_flight_are_tracked_by_id_and_by_expiry() {
+    let mut p = protector(|s| {
+        s.permit_ttl = secs(60);
+        s.trial_permits = Some(0); // unlimited
+    });
+    p.set_status(Status::HalfOpen, None, at(0));
+    let permits: Vec<Permit> = (0..10_000).flat_map(|i| trials(&mut p, 1, at(i))).collect();
+    assert_eq!(p.trials_in_flight(), 10_000);
+    for permit in permits.iter().rev().step_by(2) {
+        accept(&mut p, *permit, Outcome::Ignored, at(10_000));
+    }
+    assert_eq!(p.trials_in_flight(), 5_000);
+    // The odd-numbered ones (admitted at 1 ms, 3 ms, ...) went back; the first remains.
+    assert_eq!(p.next_deadline(), permits[0].expires_at);
+    accept(&mut p, permits[0], Outcome::Ignored, at(10_000));
+    assert_eq!(p.next_deadline(), permits[2].expires_at);
+    assert_eq!(Protector::restore(p.to_state()).unwrap(), p);
+}
+
 #[test]
 fn half_open_rejects_when_every_trial_permit_is_in_flight() {
     let mut p = protector(|s| {

@@ -66,6 +66,10 @@ struct Entry {
     dirty: bool,
 }
 
+/// The `version` of an entry whose last change could not be journaled: its state is
+/// shown to nobody (see [`Registry::durable`](persist.rs)).
+const NEVER_DURABLE: u64 = u64::MAX;
+
 /// How an operation's state change must be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
@@ -473,7 +477,16 @@ impl Registry {
             }
             _ => self.put_record(name, &entry.protector, entry.mod_revision),
         };
-        let committed = self.sequencer.commit(name, first, record)?;
+        let committed = match self.sequencer.commit(name, first, record) {
+            Ok(committed) => committed,
+            Err(e) => {
+                // The machine already moved in memory, and its record will never be
+                // durable (the journal failed or closed): nothing may answer from this
+                // entry again, until a restart reads back what the journal holds.
+                entry.version = NEVER_DURABLE;
+                return Err(e.into());
+            }
+        };
         if published {
             entry.mod_revision = committed.revision;
         }

@@ -105,9 +105,11 @@ impl Registry {
         }
     }
 
-    /// Waits until the journal holds `seq` (nothing to wait for in memory).
+    /// Waits until the journal holds `seq` (nothing to wait for in memory); a state that
+    /// can never be durable is UNAVAILABLE at once.
     pub(super) async fn durable(&self, seq: Option<u64>) -> Result<(), Error> {
         match (&self.store, seq) {
+            (Some(_), Some(super::NEVER_DURABLE)) => Err(Error::Unavailable),
             (Some(journal), Some(seq)) => Ok(journal.durable(seq).await?),
             _ => Ok(()),
         }

@@ -1,5 +1,6 @@
 //! The registry's ReportBatch in chunks: between two chunks the entry guard is free (an
-//! Acquire of the same protector proceeds), and the generation fence still holds.
+//! Acquire of the same protector proceeds), and the generation fence still holds. And a
+//! change whose record the journal refuses outright is answered from by nobody.
 
 use std::sync::Arc;
 
@@ -99,4 +100,59 @@ async fn a_protector_deleted_between_chunks_makes_the_rest_stale() {
         (BATCH_CHUNK as u64, (BATCH_CHUNK + 1) as u64)
     );
     assert!(registry.get("gone").await.is_err(), "deleted");
+}
+
+#[tokio::test]
+async fn a_change_the_journal_refuses_is_never_answered_from() {
+    use crate::store::faults::{Faults, WriteFault};
+    use crate::store::{self, StoreConfig};
+
+    let dir = std::env::temp_dir().join(format!(
+        "circuitd-registry-refused-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let faults = Faults::new();
+    let recovered = store::open(&StoreConfig {
+        dir: dir.clone(),
+        repair: false,
+        segment_bytes: 64 * 1024 * 1024,
+        faults: Some(faults.clone()),
+    })
+    .expect("open an empty store");
+    let journal = Arc::clone(&recovered.journal);
+    let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, true));
+    sequencer.deliver_on_durable(&journal);
+    let watchers = Watchers::new(1, CancellationToken::new());
+    let registry = Registry::new(10, sequencer, watchers, Clock::new(), Some(Arc::clone(&journal)));
+    let policy = Policy::try_new(PolicySpec::default()).expect("policy");
+    registry.ensure("p", policy).await.expect("ensure");
+    registry.ensure("other", policy).await.expect("ensure");
+    let admitted = registry.acquire("p").await.expect("acquire");
+    let resilient_circuit_breaker::Decision::Admitted { permit, .. } = admitted.decision else {
+        panic!("CLOSED admits");
+    };
+
+    // Another change fails the journal first (as a batch flush can), so the trip's own
+    // record is refused at once, after the machine already tripped in memory.
+    faults.fail_writes(WriteFault::DiskFull);
+    registry
+        .set_status("other", Status::Open, None)
+        .await
+        .expect_err("the disk is full");
+    registry
+        .report("p", permit, Outcome::Failure)
+        .await
+        .expect_err("the trip cannot be journaled");
+
+    // Nobody is answered from the tripped state: not an Acquire, not a read.
+    assert!(
+        registry.acquire("p").await.is_err(),
+        "answered OPEN from a state that is not durable"
+    );
+    assert!(registry.get("p").await.is_err());
+    journal.close();
+    drop(recovered);
+    let _ = std::fs::remove_dir_all(&dir);
 }

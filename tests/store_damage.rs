@@ -523,28 +523,34 @@ fn a_segment_of_the_older_layout_is_read_and_never_appended_to() {
     again.journal.close();
 }
 
+/// The record that puts a new protector `name` at `revision`, for `Journal::append`.
+fn put(name: &str, revision: u64) -> impl FnOnce(u64) -> Record {
+    let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
+    let name = name.to_owned();
+    move |seq| Record {
+        seq,
+        revision,
+        body: Some(Body::Put(StoredProtector::new(&name, &protector, revision, seq))),
+    }
+}
+
+/// A store in `dir` whose journal's writes and fsyncs go through `faults`.
+fn faulty_store(dir: &Path, faults: &circuitd::store::faults::Faults) -> StoreConfig {
+    StoreConfig {
+        dir: dir.to_owned(),
+        repair: false,
+        segment_bytes: 64 * 1024 * 1024,
+        faults: Some(faults.clone()),
+    }
+}
+
 #[tokio::test]
 async fn a_write_that_fails_acknowledges_nothing_and_keeps_everything_before_it() {
     use circuitd::store::faults::{Faults, WriteFault};
-    let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
-    let put = |name: &str, revision: u64| {
-        let name = name.to_owned();
-        let protector = protector.clone();
-        move |seq| Record {
-            seq,
-            revision,
-            body: Some(Body::Put(StoredProtector::new(&name, &protector, revision, seq))),
-        }
-    };
     for fault in [WriteFault::DiskFull, WriteFault::Io, WriteFault::Short] {
         let dir = TempDir::new("store-faults");
         let faults = Faults::new();
-        let config = StoreConfig {
-            dir: dir.path().to_owned(),
-            repair: false,
-            segment_bytes: 64 * 1024 * 1024,
-            faults: Some(faults.clone()),
-        };
+        let config = faulty_store(dir.path(), &faults);
         let recovered = store::open(&config).expect("open an empty store");
         let journal = &recovered.journal;
         let kept = journal.append(put("kept", 1)).expect("append");
@@ -572,30 +578,14 @@ async fn a_write_that_fails_acknowledges_nothing_and_keeps_everything_before_it(
 #[tokio::test]
 async fn an_fsync_that_fails_once_fails_the_journal_and_a_held_one_acknowledges_nothing_yet() {
     use circuitd::store::faults::Faults;
-    let protector = Protector::new(Policy::try_new(PolicySpec::default()).expect("a valid policy"));
     let dir = TempDir::new("store-fsync");
     let faults = Faults::new();
-    let config = StoreConfig {
-        dir: dir.path().to_owned(),
-        repair: false,
-        segment_bytes: 64 * 1024 * 1024,
-        faults: Some(faults.clone()),
-    };
-    let recovered = store::open(&config).expect("open an empty store");
+    let recovered = store::open(&faulty_store(dir.path(), &faults)).expect("open an empty store");
     let journal = std::sync::Arc::clone(&recovered.journal);
-    let record = |name: &str, revision: u64| {
-        let name = name.to_owned();
-        let protector = protector.clone();
-        move |seq| Record {
-            seq,
-            revision,
-            body: Some(Body::Put(StoredProtector::new(&name, &protector, revision, seq))),
-        }
-    };
 
     // A slow disk: the fsync waits at the gate, and so does the acknowledgement.
     faults.hold_syncs();
-    let slow = journal.append(record("slow", 1)).expect("append");
+    let slow = journal.append(put("slow", 1)).expect("append");
     let waiting = tokio::spawn({
         let journal = std::sync::Arc::clone(&journal);
         async move { journal.durable(slow).await }
@@ -617,9 +607,9 @@ async fn an_fsync_that_fails_once_fails_the_journal_and_a_held_one_acknowledges_
     // An fsync that fails once: after a failed fsync the page cache cannot be trusted,
     // so the journal takes nothing more.
     faults.fail_next_sync();
-    let failed = journal.append(record("failed", 2)).expect("append");
+    let failed = journal.append(put("failed", 2)).expect("append");
     assert!(journal.durable(failed).await.is_err());
-    assert!(journal.append(record("after", 3)).is_err());
+    assert!(journal.append(put("after", 3)).is_err());
     journal.close();
     drop(recovered);
 }

@@ -18,6 +18,7 @@ mod session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
@@ -139,11 +140,29 @@ impl Connection {
                 Err(status) => return Err(status),
             }
         }
-        // The deadline travels with the call, so the daemon drops it (and gives back a
-        // trial permit it would hand out) once this client no longer waits.
+        // The call runs on a task of its own and outlives the caller's deadline: when the
+        // caller gives up (the fallback decides), an answer that still comes (its fsync
+        // finished just after) has its trial permit given back here, IGNORED, instead of
+        // left to expire as a FAILURE. What bounds the task is `request_timeout`, sent as
+        // the call's `grpc-timeout`, so the daemon drops the call too (and gives back a
+        // permit it would have handed out) if it cannot answer by then.
         let mut unary = tonic::Request::new(request());
-        unary.set_timeout(self.config.acquire_deadline);
-        self.rpc().acquire(unary).await.map(tonic::Response::into_inner)
+        unary.set_timeout(self.config.request_timeout);
+        let rpc = self.rpc();
+        let name = name.to_owned();
+        let (answer, waiting) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut rpc = rpc;
+            let answered = rpc.acquire(unary).await.map(tonic::Response::into_inner);
+            if let Err(Ok(late)) = answer.send(answered) {
+                give_back(&mut rpc, name, late).await;
+            }
+        });
+        waiting.await.unwrap_or_else(|_| {
+            Err(tonic::Status::cancelled(
+                "the Acquire task ended without an answer",
+            ))
+        })
     }
 
     /// One Report, on the client's transport.
@@ -190,5 +209,23 @@ impl Connection {
         request: v1::WatchRequest,
     ) -> Result<tonic::Streaming<v1::WatchEvent>, tonic::Status> {
         self.rpc().watch(request).await.map(tonic::Response::into_inner)
+    }
+}
+
+/// Gives back the trial permit of an Acquire answer nobody waited for (IGNORED: released
+/// without counting), so it never expires as a FAILURE. Other permits are not tracked by
+/// the daemon and need nothing.
+async fn give_back(rpc: &mut ProtectorServiceClient<Channel>, name: String, late: v1::AcquireResponse) {
+    let Some(permit) = late.permit else { return };
+    if !convert::permit(&permit).is_ok_and(|p| p.is_trial()) {
+        return;
+    }
+    let report = v1::ReportRequest {
+        name,
+        permit: Some(permit),
+        outcome: v1::Outcome::Ignored as i32,
+    };
+    if let Err(status) = rpc.report(report).await {
+        tracing::debug!(%status, "a late trial permit could not be given back; it expires on the daemon");
     }
 }

@@ -1,7 +1,9 @@
 //! An Acquire answered after the client gave up on it (its deadline passed, so the
-//! fallback decided) leaves no trial permit behind: on the Session stream the late
-//! answer still arrives, and the client gives its trial permit back at once (IGNORED)
-//! rather than let it expire as a FAILURE and reopen the protector.
+//! fallback decided) leaves no trial permit behind, on either transport: on the Session
+//! stream the late answer still arrives; a unary call runs on to its answer in the
+//! background; either way the client gives the trial permit back at once (IGNORED), and
+//! where the daemon dropped the call first, the daemon gave it back itself, rather than
+//! let it expire as a FAILURE and reopen the protector.
 //!
 //! The daemon's journal is made slow with the store's fault gate: its fsyncs wait until
 //! the test lets them go, so the trial's answer comes exactly when the test says.
@@ -18,6 +20,15 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trial_answered_after_the_deadline_is_given_back_on_the_session() {
+    given_back(Transport::Session).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_answered_after_the_deadline_is_given_back_on_a_unary_call() {
+    given_back(Transport::Unary).await;
+}
+
+async fn given_back(transport: Transport) {
     const NAME: &str = "late-trial";
     let dir = TempDir::new("late-answers");
     let faults = Faults::new();
@@ -33,7 +44,7 @@ async fn a_trial_answered_after_the_deadline_is_given_back_on_the_session() {
     // The deadline is short, but nothing waits on it but the held fsync: every answer
     // before that comes from durable state at once.
     let client = Client::builder(daemon.uri())
-        .transport(Transport::Session)
+        .transport(transport)
         .acquire_deadline(Duration::from_millis(50))
         .request_timeout(DEADLINE)
         .build()
@@ -73,6 +84,6 @@ async fn a_trial_answered_after_the_deadline_is_given_back_on_the_session() {
     assert_eq!(
         (p.status, p.generation, counters.ignored, counters.failures),
         (v1::Status::HalfOpen as i32, generation, 1, 0),
-        "the late trial was given back, not failed: {p:?}"
+        "{transport:?}: the late trial was given back, not failed: {p:?}"
     );
 }

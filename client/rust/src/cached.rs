@@ -5,7 +5,8 @@
 //! generation, override, `open_until`), fed by its own Watch stream and by the answers
 //! to its own reports, and publishes a one-word summary of it: mode and generation in
 //! one `AtomicU64`. A decision is one load of that word (plus, on one admission in 32
-//! per thread, a clock read against the freshness bound; see `clock_due`):
+//! of a thread's run on the same protector, a clock read against the freshness bound;
+//! see `clock_due`):
 //!
 //! | model | decision |
 //! |---|---|

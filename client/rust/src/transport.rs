@@ -18,7 +18,6 @@ mod session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
@@ -154,8 +153,11 @@ impl Connection {
         tokio::spawn(async move {
             let mut rpc = rpc;
             let answered = rpc.acquire(unary).await.map(tonic::Response::into_inner);
-            if let Err(Ok(late)) = answer.send(answered) {
-                give_back(&mut rpc, name, late).await;
+            if let Err(Ok(late)) = answer.send(answered)
+                && let Some(report) = session::late_trial(name, late)
+                && let Err(status) = rpc.report(report).await
+            {
+                tracing::debug!(%status, "a late trial permit could not be given back; it expires on the daemon");
             }
         });
         waiting.await.unwrap_or_else(|_| {
@@ -209,23 +211,5 @@ impl Connection {
         request: v1::WatchRequest,
     ) -> Result<tonic::Streaming<v1::WatchEvent>, tonic::Status> {
         self.rpc().watch(request).await.map(tonic::Response::into_inner)
-    }
-}
-
-/// Gives back the trial permit of an Acquire answer nobody waited for (IGNORED: released
-/// without counting), so it never expires as a FAILURE. Other permits are not tracked by
-/// the daemon and need nothing.
-async fn give_back(rpc: &mut ProtectorServiceClient<Channel>, name: String, late: v1::AcquireResponse) {
-    let Some(permit) = late.permit else { return };
-    if !convert::permit(&permit).is_ok_and(|p| p.is_trial()) {
-        return;
-    }
-    let report = v1::ReportRequest {
-        name,
-        permit: Some(permit),
-        outcome: v1::Outcome::Ignored as i32,
-    };
-    if let Err(status) = rpc.report(report).await {
-        tracing::debug!(%status, "a late trial permit could not be given back; it expires on the daemon");
     }
 }

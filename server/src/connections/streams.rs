@@ -7,8 +7,8 @@
 //! connection's reader consults the count to decide whether it is idle.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
@@ -16,11 +16,16 @@ use tokio::time::Instant;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::transport::server::TcpConnectInfo;
 
-/// The calls in flight on one connection, and when the last one ended.
+/// The calls in flight on one connection, and when the last one ended. Every call's end
+/// writes the time, so it is an atomic beside the count (the same cache line), not a lock
+/// the calls of one connection would queue on.
 #[derive(Debug)]
 pub struct Activity {
     in_flight: AtomicUsize,
-    quiet_since: Mutex<Instant>,
+    /// Nanoseconds after `opened` when the connection was last seen with a call ending
+    /// (or its handshake completing).
+    quiet_since: AtomicU64,
+    opened: Instant,
 }
 
 impl Activity {
@@ -28,7 +33,8 @@ impl Activity {
     pub fn new() -> Arc<Activity> {
         Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
-            quiet_since: Mutex::new(Instant::now()),
+            quiet_since: AtomicU64::new(0),
+            opened: Instant::now(),
         })
     }
 
@@ -37,12 +43,14 @@ impl Activity {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(*self.quiet_since.lock().unwrap_or_else(PoisonError::into_inner))
+        let nanos = self.quiet_since.load(Ordering::Acquire);
+        Some(self.opened + std::time::Duration::from_nanos(nanos))
     }
 
     /// Restarts the quiet period (the handshake just completed).
     pub fn quiet_from_now(&self) {
-        *self.quiet_since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        let nanos = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.quiet_since.fetch_max(nanos, Ordering::AcqRel);
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {

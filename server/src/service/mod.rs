@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures_util::Stream;
 use resilient_circuit_api::v1::{self, protector_service_server::ProtectorService};
 use resilient_circuit_api::{ProtectorName, convert};
-use resilient_circuit_breaker::Decision;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -19,7 +18,7 @@ mod session;
 
 use crate::config::{Limits, WatchConfig};
 use crate::error::Error;
-use crate::registry::{Acquired, Registry};
+use crate::registry::Registry;
 use crate::validate;
 use crate::watch::{Filter, WatchParams};
 
@@ -73,7 +72,12 @@ impl Shared {
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
         let name = self.name("name", req.name)?;
         let acquired = self.registry.acquire(&name).await?;
-        Ok(acquire_response(acquired))
+        Ok(convert::acquire_response(
+            acquired.decision,
+            acquired.status,
+            acquired.revision,
+            acquired.transition,
+        ))
     }
 
     /// Report, for the unary call and the session alike.
@@ -113,27 +117,6 @@ pub fn services(
         shutdown,
     });
     (ProtectorApi(Arc::clone(&shared)), AdminApi(shared))
-}
-
-fn acquire_response(a: Acquired) -> v1::AcquireResponse {
-    let (decision, permit, retry_after, reason) = match a.decision {
-        Decision::Admitted { permit, reason } => (v1::Decision::Admitted, Some(permit.into()), None, reason),
-        Decision::Rejected { reason, retry_after } => (
-            v1::Decision::Rejected,
-            None,
-            retry_after.map(convert::duration),
-            reason,
-        ),
-    };
-    v1::AcquireResponse {
-        decision: decision as i32,
-        status: v1::Status::from(a.status) as i32,
-        permit,
-        retry_after,
-        reason: v1::DecisionReason::from(reason) as i32,
-        revision: a.revision,
-        transition: a.transition.map(Into::into),
-    }
 }
 
 /// The page token is the last name of the previous page, hex-encoded so that clients

@@ -11,7 +11,7 @@
 //!
 //! A failed write or fsync is final: the journal refuses every later append, and every
 //! waiter hears that its change is not durable (the daemon answers UNAVAILABLE rather
-//! than acknowledge what it could not keep).
+//! than acknowledge what it could not keep, and then stops: see `Journal::failed`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -29,9 +29,11 @@
 //! restoring a directory from a backup, delete `EPOCH` for the same reason.
 //!
 //! Recovery: the snapshot (a damaged one refuses to start), then every segment from its
-//! `first_segment`. A torn last record is dropped with one warning and the file truncated
-//! before it; damage anywhere else refuses to start, naming the file and the byte, and
-//! suggesting `--repair` (truncate at the damage, losing what follows) or a restore.
+//! `first_segment`. In the last segment, bad bytes with no valid frame after them are the
+//! unacknowledged tail of a crash (see `format`): dropped with one warning and the file
+//! truncated before them. Damage followed by a valid frame, or in an earlier segment,
+//! refuses to start, naming the file and the byte, and suggesting `--repair` (truncate at
+//! the damage, losing what follows) or a restore.
 
 mod error;
 pub mod faults;

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio::sync::{mpsc, oneshot};
@@ -57,16 +58,26 @@ struct Waiting {
 /// The id of a request nobody waits for (callers' ids start at 1).
 const UNWATCHED: u64 = 0;
 
-/// Gives back the trial permit of an Acquire answer nobody waits for any more.
-fn release(requests: &mpsc::UnboundedSender<v1::SessionRequest>, name: String, answer: v1::AcquireResponse) {
-    let Some(permit) = answer.permit.filter(|p| p.id != 0) else {
-        return;
-    };
+/// The report that gives back the trial permit of an Acquire answer nobody waits for any
+/// more (IGNORED: released without counting), if it carries one; other permits are not
+/// tracked by the daemon and need nothing. Unary calls give back the same way.
+pub(super) fn late_trial(name: String, answer: v1::AcquireResponse) -> Option<v1::ReportRequest> {
+    let permit = answer.permit?;
+    if !convert::permit(&permit).is_ok_and(|p| p.is_trial()) {
+        return None;
+    }
     tracing::debug!(%name, permit = permit.id, "a trial permit came after its caller gave up; giving it back");
-    let report = v1::ReportRequest {
+    Some(v1::ReportRequest {
         name,
         permit: Some(permit),
         outcome: v1::Outcome::Ignored as i32,
+    })
+}
+
+/// Gives back the trial permit of an Acquire answer nobody waits for any more.
+fn release(requests: &mpsc::UnboundedSender<v1::SessionRequest>, name: String, answer: v1::AcquireResponse) {
+    let Some(report) = late_trial(name, answer) else {
+        return;
     };
     // A stream that just broke takes the permit with it: the daemon releases the trials
     // of a session that ends.

@@ -8,29 +8,34 @@
 //! Layout. Dependencies point one way and no module imports one that imports it back:
 //! `service -> registry -> {sequencer, watch, scheduler, store}`, `watch -> sequencer ->
 //! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`;
-//! [`server`] wires them all; [`config`] and [`store`] import no other module of the
-//! crate.
+//! [`server`] wires them all; [`store`] imports no other module of the crate, and
+//! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
 //! - [`config`]: every setting, its default, and the TOML file.
 //! - [`error`]: the daemon's error types, their one mapping to `tonic::Status`, and every
 //!   conversion between errors.
 //! - [`validate`]: requests into typed values (a name into a `ProtectorName`), or
 //!   INVALID_ARGUMENT naming the field.
 //! - [`clock`]: tokio's (pausable) clock anchored to the wall clock.
-//! - [`connections`]: the cap on open client connections.
+//! - [`connections`]: the cap on open client connections, the handshake and idle
+//!   timeouts that free the places of silent peers, and TCP keepalive
+//!   (`connections/streams.rs`: the layer that counts each connection's calls).
 //! - [`registry`]: the map of protectors, and what services call: runs the machine,
 //!   commits its changes, answers with the revision, opens Watch streams
 //!   (`registry/persist.rs`: what it journals, the batch flush, snapshots, recovery;
-//!   `registry/read.rs`: reads, pages and watches; `registry/answers.rs`: its answers).
+//!   `registry/read.rs`: reads, pages and watches; `registry/answers.rs`: its answers;
+//!   `registry/batch.rs`: ReportBatch in bounded chunks; `registry/release.rs`: the
+//!   trial permits of calls dropped before their answer).
 //! - [`sequencer`]: the daemon-wide revision, the bounded history, and delivery of
 //!   changes in revision order once their journal record is durable.
 //! - [`watch`]: the Watch streams: snapshot, ordered changes, resync.
-//! - [`store`]: the fsync'd journal, snapshots and recovery of the data directory.
+//! - [`store`]: the fsync'd journal, snapshots and recovery of the data directory, and
+//!   the fault seam its tests use.
 //! - [`scheduler`]: the queue of deadlines and the task that applies expiries at their
 //!   instants.
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
 //!   ReportBatch, `service/admin.rs` for the control plane and its audit log).
 //! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
-//!   shut it down.
+//!   shut it down, on request or when the journal fails.
 
 pub mod clock;
 pub mod config;

@@ -73,7 +73,7 @@ impl Drop for InFlight {
 }
 
 /// What tonic puts in each request's extensions for a counted connection: the peer's
-/// address and the connection's [`Activity`].
+/// address and the connection's `Activity`.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub(crate) tcp: TcpConnectInfo,

@@ -13,7 +13,7 @@ pub const BATCH_CHUNK: usize = 4096;
 impl Registry {
     /// Records a batch of outcomes of calls a client admitted locally in `generation`.
     ///
-    /// The list is applied [`BATCH_CHUNK`] outcomes per hold of the entry guard (the
+    /// The list is applied `BATCH_CHUNK` outcomes per hold of the entry guard (the
     /// successes with the first chunk, in O(window) whatever their number), releasing it
     /// and yielding between chunks, so an Acquire or Report of the same protector never
     /// waits for a whole batch. The generation fence holds across chunks: the machine

@@ -10,6 +10,8 @@
 //! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`;
 //! [`server`] wires them all; [`store`] imports no other module of the crate, and
 //! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
+//! - [`cluster`]: this replica's role and the registry it serves now (swapped when the
+//!   role changes).
 //! - [`config`]: every setting, its default, and the TOML file.
 //! - [`error`]: the daemon's error types, their one mapping to `tonic::Status`, and every
 //!   conversion between errors.
@@ -38,6 +40,7 @@
 //!   shut it down, on request or when the journal fails.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod error;

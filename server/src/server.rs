@@ -22,6 +22,7 @@ use tonic_health::ServingStatus;
 
 use crate::Config;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::registry::Registry;
 use crate::sequencer::Sequencer;
 use crate::store::{self, Journal, StoreConfig};
@@ -172,8 +173,12 @@ impl Prepared {
             .map_or(std::time::Duration::from_millis(100), |s| s.flush_interval);
         let store_task = tokio::spawn(Arc::clone(&registry).run_store(flush_interval, draining.clone()));
 
+        let advertise = listener
+            .local_addr()
+            .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        let cluster = Cluster::standalone(Arc::clone(&registry), advertise);
         let (protector_api, admin_api) = service::services(
-            Arc::clone(&registry),
+            cluster,
             config.limits.clone(),
             config.watch.clone(),
             draining.clone(),

@@ -163,6 +163,11 @@ impl Registry {
         self.sequencer.revision()
     }
 
+    /// The epoch of this history of revisions (see `Synced.epoch`).
+    pub fn epoch(&self) -> u64 {
+        self.sequencer.epoch()
+    }
+
     /// The scheduler task: applies each protector's expiries at their instants, until
     /// `shutdown`.
     pub async fn run_scheduler(self: Arc<Self>, shutdown: CancellationToken) {

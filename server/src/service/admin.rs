@@ -7,6 +7,7 @@ use resilient_circuit_breaker::policy::MAX_COOLDOWN;
 use tonic::{Request, Response, Status};
 
 use super::{AdminApi, MIN_OVERRIDE};
+use crate::cluster::Role;
 use crate::error::Error;
 use crate::validate;
 
@@ -39,7 +40,7 @@ impl AdminService for AdminApi {
         if open_for.is_some() && status != resilient_circuit_breaker::Status::Open {
             return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
         }
-        let (view, transition, revision) = self.0.registry.set_status(&name, status, open_for).await?;
+        let (view, transition, revision) = self.0.registry().set_status(&name, status, open_for).await?;
         audit(peer, "SetStatus", &name, (status, open_for), revision);
         Ok(Response::new(v1::SetStatusResponse {
             protector: Some(view.to_proto()),
@@ -65,7 +66,7 @@ impl AdminService for AdminApi {
         if kind.is_none() && expires_after.is_some() {
             return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
         }
-        let (view, revision) = self.0.registry.set_override(&name, kind, expires_after).await?;
+        let (view, revision) = self.0.registry().set_override(&name, kind, expires_after).await?;
         audit(peer, "SetOverride", &name, (kind, expires_after), revision);
         Ok(Response::new(v1::SetOverrideResponse {
             protector: Some(view.to_proto()),
@@ -81,7 +82,7 @@ impl AdminService for AdminApi {
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let (view, revision) = self.0.registry.update_policy(&name, policy).await?;
+        let (view, revision) = self.0.registry().update_policy(&name, policy).await?;
         audit(peer, "UpdatePolicy", &name, policy.spec(), revision);
         Ok(Response::new(v1::UpdatePolicyResponse {
             protector: Some(view.to_proto()),
@@ -96,8 +97,53 @@ impl AdminService for AdminApi {
         let peer = request.remote_addr();
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
-        let revision = self.0.registry.delete(&name).await?;
+        let revision = self.0.registry().delete(&name).await?;
         audit(peer, "DeleteProtector", &name, (), revision);
         Ok(Response::new(v1::DeleteProtectorResponse { revision }))
+    }
+
+    async fn get_cluster(
+        &self,
+        _request: Request<v1::GetClusterRequest>,
+    ) -> Result<Response<v1::GetClusterResponse>, Status> {
+        let cluster = &self.0.cluster;
+        let role = cluster.role();
+        let me = cluster.me();
+        let leader = match &role {
+            Role::Leader { since } => Some((me.id.clone(), *since)),
+            Role::Follower { leader: Some(l) } => Some((l.id.clone(), l.since)),
+            _ => None,
+        };
+        let mut replicas: Vec<v1::Replica> = cluster
+            .members()
+            .into_iter()
+            .map(|m| {
+                let (role, since) = match (&role, &leader) {
+                    (Role::Standalone, _) => (v1::ReplicaRole::Standalone, None),
+                    (_, Some((id, since))) if *id == m.id => (v1::ReplicaRole::Leader, Some(*since)),
+                    _ => (v1::ReplicaRole::Follower, None),
+                };
+                v1::Replica {
+                    id: m.id,
+                    advertise: m.advertise,
+                    role: role as i32,
+                    leader_since: since.map(prost_types::Timestamp::from),
+                    started: Some(prost_types::Timestamp::from(m.started)),
+                }
+            })
+            .collect();
+        // The leader first, then by address.
+        replicas.sort_by(|a, b| {
+            let leads = |r: &v1::Replica| r.role != v1::ReplicaRole::Leader as i32;
+            (leads(a), &a.advertise).cmp(&(leads(b), &b.advertise))
+        });
+        let registry = self.0.registry();
+        Ok(Response::new(v1::GetClusterResponse {
+            replicas,
+            answered_by: me.advertise.clone(),
+            prefix: cluster.prefix().to_owned(),
+            revision: registry.revision(),
+            epoch: registry.epoch(),
+        }))
     }
 }

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 mod admin;
 mod session;
 
+use crate::cluster::Cluster;
 use crate::config::{Limits, WatchConfig};
 use crate::error::Error;
 use crate::registry::Registry;
@@ -34,7 +35,7 @@ const MIN_OVERRIDE: Duration = Duration::from_millis(1);
 /// What both services share.
 #[derive(Debug)]
 struct Shared {
-    registry: Arc<Registry>,
+    cluster: Arc<Cluster>,
     limits: Limits,
     watch: WatchConfig,
     /// Cancelled when shutdown begins: new calls get UNAVAILABLE.
@@ -42,6 +43,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// The registry this call is served from (it changes with the replica's role).
+    fn registry(&self) -> Arc<Registry> {
+        self.cluster.registry()
+    }
+
     fn ready(&self) -> Result<(), Error> {
         if self.shutdown.is_cancelled() {
             Err(Error::Unavailable)
@@ -71,7 +77,7 @@ impl Shared {
     /// Acquire, for the unary call and the session alike.
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
         let name = self.name("name", req.name)?;
-        let acquired = self.registry.acquire(&name).await?;
+        let acquired = self.registry().acquire(&name).await?;
         Ok(convert::acquire_response(
             acquired.decision,
             acquired.status,
@@ -85,7 +91,7 @@ impl Shared {
         let name = self.name("name", req.name)?;
         let permit = validate::permit("permit", req.permit.as_ref())?;
         let outcome = validate::outcome("outcome", req.outcome)?;
-        let reported = self.registry.report(&name, permit, outcome).await?;
+        let reported = self.registry().report(&name, permit, outcome).await?;
         Ok(v1::ReportResponse {
             accepted: reported.accepted,
             status: v1::Status::from(reported.status) as i32,
@@ -103,15 +109,15 @@ pub struct ProtectorApi(Arc<Shared>);
 #[derive(Debug, Clone)]
 pub struct AdminApi(Arc<Shared>);
 
-/// Both services over one registry.
+/// Both services over the cluster's current registry.
 pub fn services(
-    registry: Arc<Registry>,
+    cluster: Arc<Cluster>,
     limits: Limits,
     watch: WatchConfig,
     shutdown: CancellationToken,
 ) -> (ProtectorApi, AdminApi) {
     let shared = Arc::new(Shared {
-        registry,
+        cluster,
         limits,
         watch,
         shutdown,
@@ -154,7 +160,7 @@ impl ProtectorService for ProtectorApi {
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let ensured = self.0.registry.ensure(&name, policy).await?;
+        let ensured = self.0.registry().ensure(&name, policy).await?;
         Ok(Response::new(v1::EnsureProtectorResponse {
             policy_matches: *ensured.view.protector.policy() == policy,
             protector: Some(ensured.view.to_proto()),
@@ -249,7 +255,7 @@ impl ProtectorService for ProtectorApi {
             start_epoch: req.start_epoch,
             progress_interval,
         };
-        let stream = self.0.registry.watch(params).map_err(Error::from)?;
+        let stream = self.0.registry().watch(params).map_err(Error::from)?;
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -259,8 +265,8 @@ impl ProtectorService for ProtectorApi {
     ) -> Result<Response<v1::GetProtectorResponse>, Status> {
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
-        let revision = self.0.registry.revision();
-        let view = self.0.registry.get(&name).await?;
+        let revision = self.0.registry().revision();
+        let view = self.0.registry().get(&name).await?;
         Ok(Response::new(v1::GetProtectorResponse {
             protector: Some(view.to_proto()),
             revision: revision.max(view.mod_revision),
@@ -291,11 +297,11 @@ impl ProtectorService for ProtectorApi {
         };
         let (page, more) = self
             .0
-            .registry
+            .registry()
             .list(&req.prefix, page_size as usize, after.as_deref())
             .await?;
         // Read after the page is durable, so it is at least every state's revision.
-        let revision = self.0.registry.revision();
+        let revision = self.0.registry().revision();
         let next_page_token = match (more, page.last()) {
             (true, Some(last)) => encode_token(&last.name),
             _ => String::new(),

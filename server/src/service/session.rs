@@ -140,7 +140,7 @@ impl Shared {
         }
         v1::ReportBatchResponse {
             results,
-            revision: self.registry.revision(),
+            revision: self.registry().revision(),
         }
     }
 
@@ -157,7 +157,7 @@ impl Shared {
             .map(|(j, &o)| validate::outcome(&field(&format!("outcomes[{j}]")), o))
             .collect::<Result<Vec<_>, _>>()?;
         let r = self
-            .registry
+            .registry()
             .report_batch(&name, batch.generation, batch.successes, &outcomes)
             .await?;
         Ok(v1::OutcomeBatchResult {

@@ -175,6 +175,8 @@ async fn lead(
         keys: shared.keys.clone(),
         term,
         fence: Arc::clone(&shared.fence),
+        since_snapshot: 0,
+        snapshot_bytes: shared.snapshot_bytes,
     };
     let journal = Journal::start_remote(&shared.keys.log(), follow.applied, Box::new(sink));
     shared.sequencer.deliver_on_durable(&journal);

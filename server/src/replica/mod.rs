@@ -51,6 +51,7 @@ pub(crate) struct Shared {
     max_protectors: usize,
     flush_interval: Duration,
     ttl: Duration,
+    snapshot_bytes: u64,
     me: MemberRecord,
     fence: Arc<Fence>,
 }
@@ -180,6 +181,7 @@ pub async fn start(
         max_protectors: config.limits.max_protectors,
         flush_interval: Duration::from_millis(100),
         ttl,
+        snapshot_bytes: settings.snapshot_bytes,
         me,
         fence: Arc::new(Fence::default()),
     });

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, KvClient, Txn, TxnOp};
+use prost::Message;
 
-use super::keys::Keys;
+use super::keys::{Keys, SnapshotPointer};
 use crate::cluster::Fence;
 use crate::store::GroupSink;
+use crate::store::record::Snapshot;
 
 /// etcd refuses requests over 1.5 MiB by default; a group larger than this is cut at
 /// record boundaries into several keys.
@@ -24,10 +26,22 @@ pub struct EtcdSink {
     /// The create revision of this term's leader key.
     pub(super) term: i64,
     pub(super) fence: Arc<Fence>,
+    /// Bytes of log written since the last snapshot.
+    pub(super) since_snapshot: u64,
+    /// How much log the leader writes before it snapshots and deletes what the snapshot
+    /// covers, so that etcd holds about one snapshot and this much log (etcd frees the
+    /// space once its own history is compacted: see README, "Running a cluster").
+    pub(super) snapshot_bytes: u64,
 }
 
 impl EtcdSink {
     fn put(&mut self, key: String, value: &[u8]) -> Result<(), String> {
+        self.since_snapshot += value.len() as u64;
+        self.fenced([TxnOp::put(key, value.to_vec(), None)])
+    }
+
+    /// Runs `ops` if this term's leader key is still there.
+    fn fenced<const N: usize>(&mut self, ops: [TxnOp; N]) -> Result<(), String> {
         let remaining = self.fence.remaining();
         if remaining.is_zero() {
             return Err("the leader's lease may have expired: it stopped writing".into());
@@ -38,7 +52,7 @@ impl EtcdSink {
                 CompareOp::Equal,
                 self.term,
             )])
-            .and_then([TxnOp::put(key, value.to_vec(), None)]);
+            .and_then(ops);
         let mut kv = self.kv.clone();
         let answer = self.runtime.block_on(async move {
             tokio::time::timeout(remaining.max(Duration::from_millis(1)), kv.txn(txn)).await
@@ -72,6 +86,55 @@ impl GroupSink for EtcdSink {
             let key = self.keys.log_entry(last_seq);
             self.put(key, &group[start..cut])?;
         }
+        Ok(())
+    }
+
+    fn compaction_due(&self) -> bool {
+        self.since_snapshot > self.snapshot_bytes
+    }
+
+    fn snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        let last_seq = snapshot.last_seq;
+        let mut pieces = 0u32;
+        let mut piece = Snapshot::default();
+        let mut size = 0;
+        for protector in snapshot.protectors {
+            let len = protector.encoded_len() + 8;
+            if size + len > MAX_VALUE && !piece.protectors.is_empty() {
+                let key = self.keys.snapshot_piece(last_seq, pieces);
+                self.fenced([TxnOp::put(key, piece.encode_to_vec(), None)])?;
+                pieces += 1;
+                piece.protectors.clear();
+                size = 0;
+            }
+            size += len;
+            piece.protectors.push(protector);
+        }
+        let key = self.keys.snapshot_piece(last_seq, pieces);
+        self.fenced([TxnOp::put(key, piece.encode_to_vec(), None)])?;
+        pieces += 1;
+        let pointer = SnapshotPointer {
+            last_seq,
+            revision: snapshot.revision,
+            pieces,
+        };
+        // The pointer, and the log and older pieces it makes useless, in one step.
+        let log_end = self.keys.log_entry(last_seq + 1);
+        let older_end = self.keys.snapshot_pieces(last_seq);
+        self.fenced([
+            TxnOp::put(self.keys.snapshot(), pointer.encode_to_vec(), None),
+            TxnOp::delete(self.keys.log(), Some(DeleteOptions::new().with_range(log_end))),
+            TxnOp::delete(
+                self.keys.snapshots(),
+                Some(DeleteOptions::new().with_range(older_end)),
+            ),
+        ])?;
+        self.since_snapshot = 0;
+        tracing::info!(
+            last_seq,
+            pieces,
+            "snapshot stored in etcd; the log it covers deleted"
+        );
         Ok(())
     }
 }

@@ -186,6 +186,19 @@ async fn lead(
         shared.fence.revoke();
         return format!("the replicated state could not be restored: {e}");
     }
+    for p in &shared.protectors {
+        let ensured = match (
+            crate::validate::name("name", p.name.clone(), shared.max_name_len),
+            resilient_circuit_breaker::Policy::try_new(p.policy),
+        ) {
+            (Ok(name), Ok(policy)) => registry.ensure(&name, policy).await.map(|_| ()).map_err(|e| e.to_string()),
+            (Err(e), _) => Err(e.to_string()),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        if let Err(e) = ensured {
+            tracing::error!(protector = %p.name, error = %e, "a configured protector could not be ensured");
+        }
+    }
     shared.cluster.set_registry(Arc::clone(&registry));
     let since = std::time::SystemTime::now();
     shared.cluster.set_role(Role::Leader { since });

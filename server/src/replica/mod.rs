@@ -52,6 +52,10 @@ pub(crate) struct Shared {
     flush_interval: Duration,
     ttl: Duration,
     snapshot_bytes: u64,
+    /// The configured protectors, ensured by each new leader (EnsureProtector
+    /// semantics: an existing one is left as it is).
+    protectors: Vec<crate::config::ProtectorConfig>,
+    max_name_len: usize,
     me: MemberRecord,
     fence: Arc<Fence>,
 }
@@ -182,6 +186,8 @@ pub async fn start(
         flush_interval: Duration::from_millis(100),
         ttl,
         snapshot_bytes: settings.snapshot_bytes,
+        protectors: config.protectors.clone(),
+        max_name_len: config.limits.max_name_len,
         me,
         fence: Arc::new(Fence::default()),
     });

@@ -7,6 +7,7 @@
 
 mod audit;
 mod bad_input;
+mod cluster_config;
 mod connection_limit;
 mod connection_timeouts;
 mod coordination;

@@ -19,9 +19,11 @@
 //!   temporary directories;
 //! - [`etcd`]: a real etcd (one member or three) on free loopback ports, its members
 //!   killed, frozen and restarted, and its keys read and written;
+//! - [`anywhere`]: requests to whichever replica of a cluster answers;
 //! - [`replicas`]: replicated `circuitd` processes on one etcd, their roles through
 //!   GetCluster, one replica killed, frozen or restarted.
 
+pub mod anywhere;
 pub mod daemon;
 pub mod etcd;
 pub mod fixtures;
@@ -32,6 +34,7 @@ pub mod watcher;
 
 /// The daemon library, for suites that configure one (`circuitd::Config`) without a
 /// dependency of their own on it.
+pub use anywhere::Anywhere;
 pub use circuitd;
 pub use daemon::{BlockingDaemon, Daemon};
 pub use etcd::{Etcd, EtcdCluster};

@@ -65,6 +65,13 @@ pub(super) async fn run(
         let term = loop {
             let seen = leader_rx.borrow_and_update().clone();
             match &seen {
+                // A term of this replica that outlived its leading (etcd was gone when
+                // it stepped down, and the lease lives on): give it up, so that an
+                // election can happen.
+                Some(s) if s.record.id == shared.me.id => {
+                    shared.cluster.set_role(Role::Follower { leader: None });
+                    resign(&shared, s.term).await;
+                }
                 Some(s) => shared.cluster.set_role(Role::Follower {
                     leader: Some(Leader {
                         id: s.record.id.clone(),
@@ -440,10 +447,13 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mut client = shared.client.clone();
         let watched = async {
-            let now = tokio::time::timeout(shared.ttl, client.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
-                .await
-                .map_err(|_| "etcd did not answer".to_owned())?
-                .map_err(|e| e.to_string())?;
+            let now = tokio::time::timeout(
+                shared.ttl,
+                client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+            )
+            .await
+            .map_err(|_| "etcd did not answer".to_owned())?
+            .map_err(|e| e.to_string())?;
             let revision = now.header().map_or(0, |h| h.revision());
             let mut members: BTreeMap<Vec<u8>, MemberRecord> = now
                 .kvs()

@@ -13,7 +13,8 @@ use resilient_circuit_api::v1;
 /// The operator's CLI for circuitd, the daemon that holds every named circuit protector.
 ///
 /// Exit codes: 0 success; 1 the daemon answered with an error; 2 usage error; 3 the daemon
-/// cannot be reached (or is shutting down); 4 `acquire` was rejected.
+/// cannot be reached (or is shutting down; with several addresses: none of them answered);
+/// 4 `acquire` was rejected.
 ///
 /// Values are checked here for their shape only: a malformed duration or fraction is a
 /// usage error (2). A well-formed value the daemon refuses, such as `--failure-limit 6/5`,
@@ -345,10 +346,14 @@ mod tests {
 
     #[test]
     fn several_addresses_are_comma_separated_and_each_validated() {
-        let cli = Cli::try_parse_from(["circuitctl", "--addr", "http://a:1,http://b:2", "list"]).expect("parsed");
+        let cli =
+            Cli::try_parse_from(["circuitctl", "--addr", "http://a:1,http://b:2", "list"]).expect("parsed");
         assert_eq!(cli.addr, ["http://a:1", "http://b:2"]);
         for bad in ["http://a:1,b:2", "http://a:1,,http://b:2"] {
-            assert!(Cli::try_parse_from(["circuitctl", "--addr", bad, "list"]).is_err(), "{bad:?} accepted");
+            assert!(
+                Cli::try_parse_from(["circuitctl", "--addr", bad, "list"]).is_err(),
+                "{bad:?} accepted"
+            );
         }
         let status = Cli::try_parse_from(["circuitctl", "status"]).expect("parsed");
         assert!(matches!(status.command, Command::Request(Request::Cluster)));

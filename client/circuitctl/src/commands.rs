@@ -45,7 +45,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     (result, _) => return result,
                 }
             }
-            Err(Failure::Other(anyhow::anyhow!("no daemon address given (--addr)")))
+            Err(Failure::Other(anyhow::anyhow!(
+                "no daemon address given (--addr)"
+            )))
         }
     }
 }

@@ -215,7 +215,11 @@ pub fn delete(name: &str, r: &v1::DeleteProtectorResponse) -> String {
 /// `cluster`: the answering replica's view, then one replica a line (`*` marks the one
 /// that answered).
 pub fn cluster(r: &v1::GetClusterResponse) -> String {
-    let prefix = if r.prefix.is_empty() { "- (standalone)" } else { r.prefix.as_str() };
+    let prefix = if r.prefix.is_empty() {
+        "- (standalone)"
+    } else {
+        r.prefix.as_str()
+    };
     let summary = vec![
         row("answered by", r.answered_by.as_str()),
         row("prefix", prefix),
@@ -225,7 +229,11 @@ pub fn cluster(r: &v1::GetClusterResponse) -> String {
     let header = ["", "ADVERTISE", "ROLE", "LEADER SINCE", "STARTED"];
     let mut replicas = vec![header.into_iter().map(Cell::from).collect::<Vec<_>>()];
     for replica in &r.replicas {
-        let answered = if replica.advertise == r.answered_by { "*" } else { " " };
+        let answered = if replica.advertise == r.answered_by {
+            "*"
+        } else {
+            " "
+        };
         replicas.push(vec![
             Cell::from(answered),
             Cell::from(replica.advertise.as_str()),

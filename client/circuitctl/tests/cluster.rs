@@ -30,7 +30,11 @@ fn cluster_shows_a_standalone_daemon_as_one_replica() {
         let replicas: Vec<&str> = out.lines().filter(|l| l.contains("STANDALONE")).collect();
         assert_eq!(replicas.len(), 1, "{out}");
         let fields: Vec<&str> = replicas[0].split_whitespace().collect();
-        assert_eq!(&fields[..4], ["*", advertise.as_str(), "STANDALONE", "-"], "{out}");
+        assert_eq!(
+            &fields[..4],
+            ["*", advertise.as_str(), "STANDALONE", "-"],
+            "{out}"
+        );
     }
 
     let (out, _) = run(circuitctl(&d.uri(), DEADLINE).args(["--json", "cluster"]), 0);
@@ -57,7 +61,8 @@ fn a_dead_address_is_passed_over_for_the_next() {
     );
     assert!(out.contains("created"), "{out}");
     assert!(
-        err.contains(&format!("cannot reach circuitd at {dead}")) && err.contains(&format!("trying {}", d.uri())),
+        err.contains(&format!("cannot reach circuitd at {dead}"))
+            && err.contains(&format!("trying {}", d.uri())),
         "{err}"
     );
     // The environment variable takes the same list.
@@ -72,6 +77,9 @@ fn every_address_dead_exits_unreachable_naming_the_last() {
     let (first, last) = (dead_uri(), dead_uri());
     let (out, err) = run(circuitctl(&format!("{first},{last}"), DEADLINE).arg("cluster"), 3);
     assert!(out.is_empty(), "{out}");
-    assert!(err.contains(&format!("cannot reach circuitd at {first}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach circuitd at {first}")),
+        "{err}"
+    );
     assert!(err.contains(&format!("cannot reach circuitd at {last}")), "{err}");
 }

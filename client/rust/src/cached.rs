@@ -514,7 +514,9 @@ impl Reporter {
             "the link to the daemon is down".to_owned()
         } else {
             // Cloned for each replica asked: one, unless the current one cannot be reached.
-            let send = self.connection.ask(timeout, |replica| replica.report_batch(batches.clone()));
+            let send = self
+                .connection
+                .ask(timeout, |replica| replica.report_batch(batches.clone()));
             match send.await {
                 Ok(answer) => {
                     for r in &answer.results {

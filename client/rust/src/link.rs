@@ -216,7 +216,10 @@ mod tests {
     use super::*;
 
     fn link(replicas: usize) -> Link {
-        Link::new(Reconnect::new(Duration::from_secs(1), Duration::from_secs(1)), replicas)
+        Link::new(
+            Reconnect::new(Duration::from_secs(1), Duration::from_secs(1)),
+            replicas,
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -248,7 +251,10 @@ mod tests {
         let link = link(2);
         assert!(link.failed(0, &"refused"));
         link.up();
-        assert!(link.failed(1, &"refused"), "a new round: replica 0 is worth a try again");
+        assert!(
+            link.failed(1, &"refused"),
+            "a new round: replica 0 is worth a try again"
+        );
         assert!(!link.is_down());
         assert_eq!(link.current(), 0);
     }
@@ -260,8 +266,15 @@ mod tests {
         assert!(!link.failed(1, &"refused"));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(link.attempt(), Attempt::Probe);
-        assert!(link.failed(0, &"refused"), "the probe goes on to the next replica");
-        assert_eq!(link.attempt(), Attempt::Probe, "at once: the backoff is between rounds");
+        assert!(
+            link.failed(0, &"refused"),
+            "the probe goes on to the next replica"
+        );
+        assert_eq!(
+            link.attempt(),
+            Attempt::Probe,
+            "at once: the backoff is between rounds"
+        );
         assert!(!link.failed(1, &"refused"));
         assert!(link.is_down() && link.downs() == 1);
     }

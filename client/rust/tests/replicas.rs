@@ -69,7 +69,11 @@ async fn a_dead_first_address_is_passed_over_with_unary_calls() {
 async fn keeps_answering(transport: Transport) {
     let mut a = start_daemon().await;
     let b = start_daemon().await;
-    let client = patient(&[a.uri(), b.uri()]).transport(transport).build().await.expect("client");
+    let client = patient(&[a.uri(), b.uri()])
+        .transport(transport)
+        .build()
+        .await
+        .expect("client");
     let p = client
         .protector_builder("failover")
         .policy(policy(Duration::from_secs(60), (5, 10)))
@@ -138,12 +142,20 @@ async fn the_watch_moves_to_the_next_replica_and_resyncs_from_its_snapshot() {
     // snapshot, which reveals the OPEN status, reconciled as a change of no reason.
     a.stop_in_place().await;
     let reconciled = next_change(&mut changes).await;
-    assert_eq!((reconciled.from, reconciled.to), (Status::Closed, Status::Open), "{reconciled:?}");
+    assert_eq!(
+        (reconciled.from, reconciled.to),
+        (Status::Closed, Status::Open),
+        "{reconciled:?}"
+    );
     assert_eq!(reconciled.reason, None, "{reconciled:?}");
 
     // And the stream goes on: B's next transition arrives.
     let closed = b.set_status(NAME, v1::Status::Closed).await;
     let heard = next_change(&mut changes).await;
-    assert_eq!((heard.to, heard.generation), (Status::Closed, closed.generation), "{heard:?}");
+    assert_eq!(
+        (heard.to, heard.generation),
+        (Status::Closed, closed.generation),
+        "{heard:?}"
+    );
     assert_eq!(client.uri(), b.uri());
 }

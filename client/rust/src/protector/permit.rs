@@ -221,7 +221,9 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
     let timeout = protector.connection.config.request_timeout;
     let connection = &protector.connection;
     match connection
-        .ask(timeout, |replica| replica.report(&protector.name, permit, outcome))
+        .ask(timeout, |replica| {
+            replica.report(&protector.name, permit, outcome)
+        })
         .await
     {
         Ok(r) => {

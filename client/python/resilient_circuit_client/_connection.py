@@ -77,8 +77,7 @@ def split_addresses(address: Addresses) -> list[str]:
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
-    def __init__(self, index: int, address: str) -> None:
-        self.index = index
+    def __init__(self, address: str) -> None:
         self.address = address
         self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
@@ -108,7 +107,7 @@ class Stats:
 class Connection:
     def __init__(self, address: str) -> None:
         self.address = address
-        self.replicas = [Replica(i, a) for i, a in enumerate(split_addresses(address))]
+        self.replicas = [Replica(a) for a in split_addresses(address)]
         self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
         self._cond = threading.Condition()
@@ -119,7 +118,12 @@ class Connection:
     @property
     def replica(self) -> Replica:
         """The replica the link asks now."""
-        return self.replicas[self.link.current % len(self.replicas)]
+        return self.turn()[1]
+
+    def turn(self) -> tuple[tuple[int, int], Replica]:
+        """The link's turn and the replica it names."""
+        turn = self.link.turn()
+        return turn, self.replicas[turn[0] % len(self.replicas)]
 
     def ask(self, call: Callable[[Replica, Callable[[], float]], T], timeout: float) -> T:
         """`call(replica, left)` on the current replica, `left()` being the seconds left of
@@ -135,13 +139,13 @@ class Connection:
         attempts = 0
         while True:
             attempts += 1
-            replica = self.replica
+            turn, replica = self.turn()
             try:
                 answer = call(replica, left)
             except grpc.RpcError as e:
                 if not unreachable(e):
                     raise
-                next_now = self.link.failed(f"{e.code().name}: {e.details()}", replica.index)
+                next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
                 if not next_now or attempts >= len(self.replicas) or time.monotonic() >= end:
                     raise
                 continue

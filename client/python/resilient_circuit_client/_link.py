@@ -4,8 +4,9 @@ link, ported).
 Design note. A connection may know several addresses of the daemon (the replicas of one
 cluster). The link asks one of them, the *current* replica, until it fails to answer; it
 then moves to the next one at once. Only when every replica failed in turn (a full round)
-does the link go down. Moving is keyed by the replica that failed, so calls failing on the
-same replica together move the link on once, not once each.
+does the link go down. Moving is keyed by the *turn* a call asked in (the replica and the
+link's moves so far), so calls failing on the same replica together move the link on once,
+not once each, and a late failure never starts a round the backoff holds back.
 
 After a full round failed the link is *down* for a backoff period
 (capped exponential, full jitter: attempt n waits uniformly in [0, min(cap, initial*2^n)]);
@@ -41,8 +42,10 @@ class Link:
         self.initial = initial
         self.cap = max(cap, initial)
         self.replicas = max(1, replicas)
-        # The replica to ask, and how many failed in turn since the last answer or round.
+        # The replica to ask, the moves so far, and how many replicas failed in turn since
+        # the last answer or round.
         self.current = 0
+        self._moves = 0
         self._round = 0
         self._lock = threading.Lock()
         self.down = False
@@ -74,16 +77,22 @@ class Link:
             self._warned = False
             self._round = 0
 
-    def failed(self, why: str, replica: int | None = None) -> bool:
-        """The replica `replica` (default: the current one) could not be reached. Moves
-        to the next replica; after a full round of failures the link goes down for a
+    def turn(self) -> tuple[int, int]:
+        """The replica to ask now, and the moves so far (for `failed`)."""
+        with self._lock:
+            return self.current, self._moves
+
+    def failed(self, why: str, turn: tuple[int, int] | None = None) -> bool:
+        """The replica asked in `turn` (default: the current turn) could not be reached.
+        Moves to the next replica; after a full round of failures the link goes down for a
         backoff period. Returns whether the caller may ask the (new) current replica at
         once: False once the round is over."""
         with self._lock:
-            if replica is not None and replica != self.current:
-                # Another caller already moved on from this replica.
+            if turn is not None and turn != (self.current, self._moves):
+                # Another caller already moved on from this turn.
                 return not self.down
             failed, self.current = self.current, (self.current + 1) % self.replicas
+            self._moves += 1
             self._round += 1
             if self._round < self.replicas:
                 log.info("replica %d of the daemon cannot be reached (%s); asking replica %d", failed, why, self.current)

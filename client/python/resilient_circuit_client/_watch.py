@@ -51,7 +51,7 @@ def run(rt) -> None:
             request.start_revision = resume
             if epoch is not None:
                 request.start_epoch = epoch
-        replica = conn.replica
+        turn, replica = conn.turn()
         call = replica.protectors.Watch(request)
         rt._watch_call = call
         started_from = resume
@@ -69,7 +69,7 @@ def run(rt) -> None:
         except grpc.RpcError as e:
             why = f"{e.code().name}: {e.details()}"
             if e.code() == grpc.StatusCode.UNAVAILABLE:
-                next_now = conn.link.failed(why, replica.index)
+                next_now = conn.link.failed(why, turn)
         finally:
             rt._watch_call = None
             rt.set_live(False)

@@ -116,14 +116,17 @@ def test_the_watch_moves_to_the_next_replica_and_resyncs(two_daemons, key):
 
 
 def test_the_link_moves_round_robin_and_backs_off_only_after_a_full_round():
-    from resilient_circuit_client._link import ASK, Link
+    from resilient_circuit_client._link import ASK, SKIP, Link
 
     link = Link(initial=60.0, cap=60.0, replicas=3)
-    assert link.failed("refused", 0) and link.current == 1 and link.attempt() == ASK
-    assert link.failed("refused", 0), "a replica already left moves nothing"
+    first = link.turn()
+    assert link.failed("refused", first) and link.current == 1 and link.attempt() == ASK
+    assert link.failed("refused", first), "a turn already left moves nothing"
     assert link.current == 1 and not link.down
-    assert link.failed("refused", 1) and link.current == 2
-    assert not link.failed("refused", 2), "the round is over"
+    assert link.failed("refused") and link.current == 2
+    assert not link.failed("refused"), "the round is over"
     assert link.down and link.downs == 1 and link.current == 0
+    assert not link.failed("refused", first), "a late failure starts no round"
+    assert link.attempt() == SKIP and link.current == 0
     link.up()
     assert link.failed("refused") and not link.down, "an answer starts a new round"

@@ -4,9 +4,10 @@
 //! cluster). The link asks one of them, the *current* replica, until it fails to answer;
 //! it then moves to the next one in the list, at once, so one dead replica costs a call
 //! no more than a refused connection. Only when every replica failed in turn (a full
-//! round) does the link go down. Moving is keyed by the replica that failed: when many
-//! calls fail on the same replica together, the first moves the link on and the others,
-//! finding it already moved, do not skip the next replica too.
+//! round) does the link go down. Moving is keyed by the [`Turn`] a call asked in: when
+//! many calls fail on the same replica together, the first moves the link on and the
+//! others, finding it already moved, neither skip the next replica nor, after a round
+//! ended, start another.
 //!
 //! After a full round failed the link is *down* for a backoff
 //! period (capped exponential, full jitter); while it lasts every caller answers from its
@@ -56,6 +57,15 @@ impl Reconnect {
     }
 }
 
+/// Which replica a call asks, and in which of the link's moves: a failure reported for
+/// a turn the link has moved on from (another caller's failure did) moves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Turn {
+    /// The replica (an index into the client's addresses).
+    pub(crate) replica: usize,
+    moves: u64,
+}
+
 /// What a caller should do about the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempt {
@@ -75,8 +85,8 @@ struct LinkState {
     next_try: Instant,
     /// Whether a fallback decision was already announced at warn level since going down.
     warned: bool,
-    /// The replica to ask (an index into the client's addresses).
-    current: usize,
+    /// The replica to ask now, and the moves so far.
+    turn: Turn,
     /// Replicas that failed in turn since the last answer or the last full round.
     round: usize,
 }
@@ -102,7 +112,7 @@ impl Link {
                 failures: 0,
                 next_try: Instant::now(),
                 warned: false,
-                current: 0,
+                turn: Turn { replica: 0, moves: 0 },
                 round: 0,
             }),
             downs: AtomicU64::new(0),
@@ -136,24 +146,27 @@ impl Link {
     }
 
     /// The replica to ask now.
-    pub(crate) fn current(&self) -> usize {
-        lock(&self.state).current
+    pub(crate) fn turn(&self) -> Turn {
+        lock(&self.state).turn
     }
 
-    /// The replica `replica` could not be reached (`why`). Moves the link to the next
-    /// replica; after a full round of failures the link goes down for a backoff period
-    /// (`why` is logged when this takes it down). Returns whether the caller may ask the
-    /// (new) current replica at once: false once the round is over.
-    pub(crate) fn failed(&self, replica: usize, why: &dyn std::fmt::Display) -> bool {
+    /// The replica asked in `turn` could not be reached (`why`). Moves the link to the
+    /// next replica; after a full round of failures the link goes down for a backoff
+    /// period (`why` is logged when this takes it down). Returns whether the caller may
+    /// ask the (new) current replica at once: false once the round is over.
+    pub(crate) fn failed(&self, turn: Turn, why: &dyn std::fmt::Display) -> bool {
         let mut s = lock(&self.state);
-        if replica != s.current {
-            // Another caller already moved on from this replica.
+        if turn != s.turn {
+            // Another caller already moved on from this turn.
             return !s.down;
         }
-        s.current = (s.current + 1) % self.replicas;
+        s.turn = Turn {
+            replica: (turn.replica + 1) % self.replicas,
+            moves: turn.moves + 1,
+        };
         s.round += 1;
         if s.round < self.replicas {
-            tracing::info!(error = %why, failed = replica, next = s.current, "a replica of the daemon cannot be reached; asking the next");
+            tracing::info!(error = %why, failed = turn.replica, next = s.turn.replica, "a replica of the daemon cannot be reached; asking the next");
             if s.down {
                 // Probing: the rest of the round goes at once, the backoff is between rounds.
                 s.next_try = Instant::now();
@@ -222,68 +235,84 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_replica_hands_over_to_the_next_until_a_round_is_over() {
-        let link = link(3);
-        assert_eq!(link.current(), 0);
-        assert!(link.failed(0, &"refused"), "two replicas are left to try");
-        assert_eq!((link.current(), link.attempt()), (1, Attempt::Ask));
-        assert!(link.failed(1, &"refused"));
-        assert_eq!(link.current(), 2);
-        assert!(!link.failed(2, &"refused"), "the round is over");
-        assert!(link.is_down() && link.downs() == 1);
-        assert_eq!(link.current(), 0, "round robin");
+    /// Fails the current turn; returns whether the next replica may be asked at once.
+    fn fail(link: &Link) -> bool {
+        link.failed(link.turn(), &"refused")
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failures_of_a_replica_already_left_move_nothing() {
+    async fn a_failed_replica_hands_over_to_the_next_until_a_round_is_over() {
         let link = link(3);
-        assert!(link.failed(0, &"refused"));
+        assert_eq!(link.turn().replica, 0);
+        assert!(fail(&link), "two replicas are left to try");
+        assert_eq!((link.turn().replica, link.attempt()), (1, Attempt::Ask));
+        assert!(fail(&link));
+        assert_eq!(link.turn().replica, 2);
+        assert!(!fail(&link), "the round is over");
+        assert!(link.is_down() && link.downs() == 1);
+        assert_eq!(link.turn().replica, 0, "round robin");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_of_a_turn_already_left_move_nothing() {
+        let link = link(3);
+        let first = link.turn();
+        assert!(link.failed(first, &"refused"));
         // Calls that were on replica 0 together fail after the first moved on.
-        assert!(link.failed(0, &"refused"));
-        assert!(link.failed(0, &"refused"));
-        assert_eq!(link.current(), 1);
+        assert!(
+            link.failed(first, &"refused"),
+            "the caller may ask the next replica"
+        );
+        assert!(link.failed(first, &"refused"));
+        assert_eq!(link.turn().replica, 1);
         assert!(!link.is_down());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_failure_does_not_start_a_round_the_backoff_holds_back() {
+        let link = link(2);
+        let first = link.turn();
+        assert!(fail(&link));
+        assert!(!fail(&link), "the round is over");
+        assert_eq!(link.turn().replica, first.replica, "back on the first replica");
+        // A call that asked the first replica in the first round fails only now.
+        assert!(!link.failed(first, &"refused"));
+        assert_eq!(link.attempt(), Attempt::Skip, "still backing off");
+        assert_eq!(link.downs(), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_starts_a_new_round() {
         let link = link(2);
-        assert!(link.failed(0, &"refused"));
+        assert!(fail(&link));
         link.up();
-        assert!(
-            link.failed(1, &"refused"),
-            "a new round: replica 0 is worth a try again"
-        );
+        assert!(fail(&link), "a new round: replica 0 is worth a try again");
         assert!(!link.is_down());
-        assert_eq!(link.current(), 0);
+        assert_eq!(link.turn().replica, 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_probe_tries_the_whole_round_then_backs_off() {
         let link = link(2);
-        assert!(link.failed(0, &"refused"));
-        assert!(!link.failed(1, &"refused"));
+        assert!(fail(&link));
+        assert!(!fail(&link));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(link.attempt(), Attempt::Probe);
-        assert!(
-            link.failed(0, &"refused"),
-            "the probe goes on to the next replica"
-        );
+        assert!(fail(&link), "the probe goes on to the next replica");
         assert_eq!(
             link.attempt(),
             Attempt::Probe,
             "at once: the backoff is between rounds"
         );
-        assert!(!link.failed(1, &"refused"));
+        assert!(!fail(&link));
         assert!(link.is_down() && link.downs() == 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_address_is_a_round_of_one() {
         let link = link(1);
-        assert!(!link.failed(0, &"refused"));
+        assert!(!fail(&link));
         assert!(link.is_down());
-        assert_eq!(link.current(), 0);
+        assert_eq!(link.turn().replica, 0);
     }
 }

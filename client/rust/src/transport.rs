@@ -27,7 +27,7 @@ use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
 use tonic::transport::Channel;
 
 use self::session::Session;
-use crate::link::{Link, Reconnect, unreachable};
+use crate::link::{Link, Reconnect, Turn, unreachable};
 
 /// How Acquire and Report reach the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,9 +106,7 @@ impl Connection {
     pub(crate) fn new(channels: Vec<(String, Channel)>, config: Config, backoff: Reconnect) -> Connection {
         let replicas: Vec<Replica> = channels
             .into_iter()
-            .enumerate()
-            .map(|(index, (uri, channel))| Replica {
-                index,
+            .map(|(uri, channel)| Replica {
                 uri,
                 config,
                 session: Session::new(channel.clone()),
@@ -131,7 +129,13 @@ impl Connection {
 
     /// The replica the link asks now.
     pub(crate) fn replica(&self) -> &Replica {
-        &self.replicas[self.link.current() % self.replicas.len()]
+        self.turn().1
+    }
+
+    /// The link's turn and the replica it names.
+    pub(crate) fn turn(&self) -> (Turn, &Replica) {
+        let turn = self.link.turn();
+        (turn, &self.replicas[turn.replica % self.replicas.len()])
     }
 
     /// Runs `call` on the current replica within `timeout`, noting on the link how it
@@ -152,7 +156,7 @@ impl Connection {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let replica = self.replica();
+            let (turn, replica) = self.turn();
             let why = match tokio::time::timeout_at(give_up, call(replica)).await {
                 Ok(Ok(answer)) => {
                     self.link.up();
@@ -162,7 +166,7 @@ impl Connection {
                 Ok(Err(status)) => return Err(Unanswered::Status(status)),
                 Err(_) => Unanswered::Timeout(timeout),
             };
-            let next_now = self.link.failed(replica.index, &why);
+            let next_now = self.link.failed(turn, &why);
             if !next_now || attempts >= self.replicas.len() || tokio::time::Instant::now() >= give_up {
                 return Err(why);
             }
@@ -174,8 +178,6 @@ impl Connection {
 /// stream on it. Every RPC the client makes is a method of the replica it goes to.
 #[derive(Debug)]
 pub(crate) struct Replica {
-    /// Its place among the client's addresses.
-    pub(crate) index: usize,
     pub(crate) uri: String,
     config: Config,
     channel: Channel,

@@ -274,18 +274,18 @@ pub(crate) async fn run(
         // A replica that cannot be reached hands the stream to the next one at once; the
         // backoff is between full rounds (see `link`), and the resume revision and epoch
         // go along: another replica of the same cluster resumes without a resync.
-        let replica = connection.replica();
+        let (turn, replica) = connection.turn();
         let mut next_now = false;
         let why = match tokio::time::timeout(timeout, replica.watch(request)).await {
             Err(_) => {
                 let why = format!("no answer within {timeout:?}");
-                next_now = link.failed(replica.index, &why);
+                next_now = link.failed(turn, &why);
                 why
             }
             Ok(Err(status)) => {
                 let why = format!("{}: {}", status.code(), status.message());
                 if unreachable(&status) {
-                    next_now = link.failed(replica.index, &why);
+                    next_now = link.failed(turn, &why);
                 }
                 why
             }
@@ -310,7 +310,7 @@ pub(crate) async fn run(
                         Ok(Err(status)) => {
                             let why = format!("{}: {}", status.code(), status.message());
                             if unreachable(&status) {
-                                next_now = link.failed(replica.index, &why);
+                                next_now = link.failed(turn, &why);
                             }
                             break why;
                         }

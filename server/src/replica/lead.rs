@@ -191,7 +191,11 @@ async fn lead(
             crate::validate::name("name", p.name.clone(), shared.max_name_len),
             resilient_circuit_breaker::Policy::try_new(p.policy),
         ) {
-            (Ok(name), Ok(policy)) => registry.ensure(&name, policy).await.map(|_| ()).map_err(|e| e.to_string()),
+            (Ok(name), Ok(policy)) => registry
+                .ensure(&name, policy)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             (Err(e), _) => Err(e.to_string()),
             (_, Err(e)) => Err(e.to_string()),
         };

@@ -31,9 +31,15 @@ fn the_environment_and_the_file_set_replicated_mode_too() {
     let cluster = load_ok(&[], &env, None).config.cluster.unwrap();
     assert_eq!(cluster.advertise.as_deref(), Some("10.0.0.9:50051"));
     let file = "[cluster]\netcd = \"e1:2379,e2:2379\"\nprefix = \"/blue/\"\nlease_ttl = \"5s\"\n";
-    let cluster = load_ok(&["--config", "c.toml"], &[], Some(file)).config.cluster.unwrap();
+    let cluster = load_ok(&["--config", "c.toml"], &[], Some(file))
+        .config
+        .cluster
+        .unwrap();
     assert_eq!(cluster.etcd, ["http://e1:2379", "http://e2:2379"]);
-    assert_eq!((cluster.prefix.as_str(), cluster.lease_ttl), ("/blue/", Duration::from_secs(5)));
+    assert_eq!(
+        (cluster.prefix.as_str(), cluster.lease_ttl),
+        ("/blue/", Duration::from_secs(5))
+    );
 }
 
 #[test]
@@ -42,14 +48,29 @@ fn bad_cluster_settings_are_refused_naming_the_setting() {
         (&["--etcd", "https://e1:2379"], "--etcd"),
         (&["--etcd", "e1"], "not host:port"),
         (&["--etcd", "e1:2379,"], "--etcd"),
-        (&["--etcd", "e1:2379", "--etcd-prefix", "/no-slash"], "--etcd-prefix"),
-        (&["--etcd", "e1:2379", "--etcd-prefix", "relative/"], "must start and end with '/'"),
+        (
+            &["--etcd", "e1:2379", "--etcd-prefix", "/no-slash"],
+            "--etcd-prefix",
+        ),
+        (
+            &["--etcd", "e1:2379", "--etcd-prefix", "relative/"],
+            "must start and end with '/'",
+        ),
         (&["--etcd", "e1:2379", "--advertise", "nowhere"], "--advertise"),
-        (&["--etcd", "e1:2379", "--etcd-lease-ttl", "1s"], "--etcd-lease-ttl"),
-        (&["--etcd", "e1:2379", "--etcd-lease-ttl", "2500ms"], "whole seconds"),
+        (
+            &["--etcd", "e1:2379", "--etcd-lease-ttl", "1s"],
+            "--etcd-lease-ttl",
+        ),
+        (
+            &["--etcd", "e1:2379", "--etcd-lease-ttl", "2500ms"],
+            "whole seconds",
+        ),
         (&["--etcd", "e1:2379", "--data-dir", "d"], "--data-dir"),
         (&["--etcd", "e1:2379", "--in-memory"], "--in-memory"),
-        (&["--etcd", "e1:2379", "--etcd-snapshot-bytes", "0"], "--etcd-snapshot-bytes"),
+        (
+            &["--etcd", "e1:2379", "--etcd-snapshot-bytes", "0"],
+            "--etcd-snapshot-bytes",
+        ),
     ];
     for (argv, expected) in cases {
         let (_, message) = load_err(argv, &[], None);

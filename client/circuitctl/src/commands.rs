@@ -13,7 +13,6 @@ use resilient_circuit_api::v1;
 
 use crate::cli::{Cli, Command, Request};
 use crate::error::{EXIT_REJECTED, Failure};
-use crate::render::human;
 use crate::session::Session;
 use crate::{view, watch};
 
@@ -40,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 };
                 match (sent, addrs.peek()) {
                     (Err(failure), Some(next)) if failure.is_unreachable() => {
-                        eprintln!("{failure}; trying {next} (timeout {})", human(cli.timeout));
+                        eprintln!("{failure}; trying {next}");
                     }
                     (result, _) => return result,
                 }

@@ -12,8 +12,9 @@
 //! CREATED, after DELETED, on a snapshot whose generation went backwards, and when a
 //! RESYNC reveals a new history (its revision is below the one the stream resumed from:
 //! the daemon's revisions started over) or may have (COMPACTED on a resumed stream: the
-//! stream may have reached another daemon, whose epoch differs). After a reset or a resync, a snapshot whose
-//! status differs from the last one known fires a synthetic change (no `reason`).
+//! stream may have reached another daemon, whose epoch differs). After a reset or a
+//! resync, a snapshot whose status differs from the last one known fires a synthetic
+//! change (no `reason`).
 //!
 //! Revisions order information from one history: a snapshot older than what the
 //! notifier already applied (a report's answer can overtake the stream) is ignored.
@@ -335,8 +336,9 @@ pub(crate) async fn run(
         let delay = if next_now {
             Duration::ZERO
         } else {
+            let delay = link.backoff().delay(failures);
             failures = failures.saturating_add(1);
-            link.backoff().delay(failures - 1)
+            delay
         };
         tracing::debug!(name = %notifier.name, why = %why, retry_in = ?delay, resume_from = ?resume, "watch interrupted");
         // A reconnect delay, not synchronisation: the stream is gone and the daemon is

@@ -7,6 +7,8 @@
 
 mod audit;
 mod bad_input;
+mod cluster_config;
+mod cluster_harness;
 mod connection_limit;
 mod connection_timeouts;
 mod coordination;

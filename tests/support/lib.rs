@@ -16,11 +16,17 @@
 //!   get, set_status, ...) and the wire values they carry;
 //! - [`watcher`]: Watch streams read with a deadline;
 //! - [`fixtures`]: the shared deadline, the raw client types, the real binary and
-//!   temporary directories.
+//!   temporary directories;
+//! - [`etcd`]: a real etcd (one member or three) on free loopback ports, its members
+//!   killed, frozen and restarted, and its keys read and written;
+//! - [`replicas`]: replicated `circuitd` processes on one etcd, their roles through
+//!   GetCluster, one replica killed, frozen or restarted.
 
 pub mod daemon;
+pub mod etcd;
 pub mod fixtures;
 pub mod process;
+pub mod replicas;
 pub mod requests;
 pub mod watcher;
 
@@ -28,6 +34,10 @@ pub mod watcher;
 /// dependency of their own on it.
 pub use circuitd;
 pub use daemon::{BlockingDaemon, Daemon};
+pub use etcd::{Etcd, EtcdCluster};
+/// The etcd client, for tests that read or write etcd themselves.
+pub use etcd_client;
 pub use fixtures::*;
+pub use replicas::{Replicas, unique_prefix};
 pub use requests::*;
 pub use watcher::*;

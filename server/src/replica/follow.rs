@@ -17,6 +17,21 @@ use crate::store::record::{Body, LogEntry, Snapshot};
 /// Keys per page of a range read: each value is at most 1 MiB (see `sink`).
 const PAGE: i64 = 16;
 
+/// How long one read may take. A request that reached an etcd member as the etcd leader
+/// died is answered only after etcd's own request timeout (about 7 s); giving up sooner
+/// and asking again (the caller reloads) gets the answer of the new etcd leader.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `kv.get(key, options)` within [`READ_TIMEOUT`].
+async fn get(kv: &mut KvClient, key: Vec<u8>, options: Option<GetOptions>) -> Result<etcd_client::GetResponse, String> {
+    let what = String::from_utf8_lossy(&key).into_owned();
+    match tokio::time::timeout(READ_TIMEOUT, kv.get(key, options)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(format!("reading {what}: {e}")),
+        Err(_) => Err(format!("reading {what}: etcd did not answer within {READ_TIMEOUT:?}")),
+    }
+}
+
 /// A KV client that takes pages of up to `PAGE` full values.
 fn kv(shared: &Shared) -> KvClient {
     shared
@@ -39,10 +54,7 @@ async fn range(
             .with_range(end.clone())
             .with_revision(at)
             .with_limit(PAGE);
-        let page = kv
-            .get(from.clone(), Some(options))
-            .await
-            .map_err(|e| format!("reading {}: {e}", String::from_utf8_lossy(&from)))?;
+        let page = get(kv, from.clone(), Some(options)).await?;
         for found in page.kvs() {
             all.push((found.key().to_vec(), found.value().to_vec()));
         }
@@ -76,10 +88,7 @@ impl Follow {
             registry: Arc::new(shared.registry(None)),
         };
         let mut kv = kv(shared);
-        let pointer = kv
-            .get(shared.keys.snapshot(), None)
-            .await
-            .map_err(|e| format!("reading the snapshot pointer: {e}"))?;
+        let pointer = get(&mut kv, shared.keys.snapshot().into_bytes(), None).await?;
         let at = pointer.header().map_or(0, |h| h.revision());
         if let Some(found) = pointer.kvs().first() {
             let pointer = SnapshotPointer::decode(found.value())
@@ -119,10 +128,8 @@ impl Follow {
         let mut kv = kv(shared);
         let at = match at {
             Some(at) => at,
-            None => kv
-                .get(shared.keys.cluster(), None)
-                .await
-                .map_err(|e| format!("reading the replicated log: {e}"))?
+            None => get(&mut kv, shared.keys.cluster().into_bytes(), None)
+                .await?
                 .header()
                 .map_or(0, |h| h.revision()),
         };

@@ -387,7 +387,10 @@ async fn watch_leader(shared: Arc<Shared>, tx: watch::Sender<Option<Seen>>, stop
     loop {
         let mut client = shared.client.clone();
         let watched = async {
-            let now = client.get(key.clone(), None).await.map_err(|e| e.to_string())?;
+            let now = tokio::time::timeout(shared.ttl, client.get(key.clone(), None))
+                .await
+                .map_err(|_| "etcd did not answer".to_owned())?
+                .map_err(|e| e.to_string())?;
             let revision = now.header().map_or(0, |h| h.revision());
             tx.send_replace(now.kvs().first().and_then(decode));
             let mut stream = client
@@ -437,9 +440,9 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mut client = shared.client.clone();
         let watched = async {
-            let now = client
-                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            let now = tokio::time::timeout(shared.ttl, client.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
                 .await
+                .map_err(|_| "etcd did not answer".to_owned())?
                 .map_err(|e| e.to_string())?;
             let revision = now.header().map_or(0, |h| h.revision());
             let mut members: BTreeMap<Vec<u8>, MemberRecord> = now

@@ -18,6 +18,11 @@ use crate::store::record::Snapshot;
 /// record boundaries into several keys.
 const MAX_VALUE: usize = 1024 * 1024;
 
+/// How long one attempt at a write may take before it is tried again.
+const ATTEMPT: Duration = Duration::from_millis(500);
+/// The pause between attempts.
+const RETRY: Duration = Duration::from_millis(20);
+
 /// Writes groups to etcd for one leadership term.
 pub struct EtcdSink {
     pub(super) runtime: tokio::runtime::Handle,
@@ -40,12 +45,11 @@ impl EtcdSink {
         self.fenced([TxnOp::put(key, value.to_vec(), None)])
     }
 
-    /// Runs `ops` if this term's leader key is still there.
+    /// Runs `ops` if this term's leader key is still there. A call that fails in transit
+    /// (an etcd member died, a connection broke) is tried again while the lease holds:
+    /// each write is idempotent (the same key and value), and followers skip a log entry
+    /// they already applied, so a write that did land the first time costs nothing.
     fn fenced<const N: usize>(&mut self, ops: [TxnOp; N]) -> Result<(), String> {
-        let remaining = self.fence.remaining();
-        if remaining.is_zero() {
-            return Err("the leader's lease may have expired: it stopped writing".into());
-        }
         let txn = Txn::new()
             .when([Compare::create_revision(
                 self.keys.leader(),
@@ -53,17 +57,31 @@ impl EtcdSink {
                 self.term,
             )])
             .and_then(ops);
-        let mut kv = self.kv.clone();
-        let answer = self.runtime.block_on(async move {
-            tokio::time::timeout(remaining.max(Duration::from_millis(1)), kv.txn(txn)).await
-        });
-        match answer {
-            Err(_) => Err("etcd did not answer before the leader's lease could expire".into()),
-            Ok(Err(e)) => Err(format!("etcd refused the write: {e}")),
-            Ok(Ok(r)) if !r.succeeded() => {
-                Err("this replica is no longer the leader (its leader key is gone or another's)".into())
+        loop {
+            let remaining = self.fence.remaining();
+            if remaining.is_zero() {
+                return Err(
+                    "etcd did not answer before the leader's lease could expire: it stopped writing".into(),
+                );
             }
-            Ok(Ok(_)) => Ok(()),
+            let mut kv = self.kv.clone();
+            let attempt = txn.clone();
+            let answer = self
+                .runtime
+                .block_on(async move { tokio::time::timeout(remaining.min(ATTEMPT), kv.txn(attempt)).await });
+            match answer {
+                Ok(Ok(r)) if r.succeeded() => return Ok(()),
+                Ok(Ok(_)) => {
+                    return Err(
+                        "this replica is no longer the leader (its leader key is gone or another's)".into(),
+                    );
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "an etcd write failed; trying again while the lease holds")
+                }
+                Err(_) => tracing::warn!("an etcd write took too long; trying again while the lease holds"),
+            }
+            std::thread::sleep(RETRY.min(self.fence.remaining()));
         }
     }
 }

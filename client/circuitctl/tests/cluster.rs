@@ -1,5 +1,6 @@
 //! `circuitctl cluster` (alias `status`) and several `--addr` addresses, against real
-//! daemons started in this process on ephemeral ports.
+//! daemons started in this process on ephemeral ports, and against a real cluster (a real
+//! etcd and two `circuitd` replicas, the harness's `Etcd` and `Replicas`).
 
 mod cli;
 
@@ -82,4 +83,39 @@ fn every_address_dead_exits_unreachable_naming_the_last() {
         "{err}"
     );
     assert!(err.contains(&format!("cannot reach circuitd at {last}")), "{err}");
+}
+
+#[tokio::test]
+async fn cluster_shows_the_leader_and_the_follower_of_a_real_cluster() {
+    use resilient_circuit_api::v1::ReplicaRole;
+    use support::{Etcd, Replicas};
+
+    let etcd = Etcd::single().await;
+    let replicas = Replicas::start(&etcd, 2, &[]).await;
+    let leader = replicas.leader().await;
+    let follower = 1 - leader;
+    // Asked of the follower first: it answers for the whole cluster.
+    let uris = format!("{},{}", replicas.uris()[follower], replicas.uris()[leader]);
+    let (out, _) =
+        tokio::task::spawn_blocking(move || run(circuitctl(&uris, DEADLINE).args(["--json", "cluster"]), 0))
+            .await
+            .expect("circuitctl ran");
+    let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json["answeredBy"], replicas.addr(follower).to_string(), "{json}");
+    assert_eq!(json["prefix"], replicas.prefix(), "{json}");
+    let listed = json["replicas"].as_array().expect("replicas");
+    assert_eq!(listed.len(), 2, "{json}");
+    assert_eq!(
+        listed[0]["role"],
+        ReplicaRole::Leader.as_str_name(),
+        "the leader first: {json}"
+    );
+    assert_eq!(
+        listed[0]["advertise"],
+        replicas.addr(leader).to_string(),
+        "{json}"
+    );
+    assert!(listed[0]["leaderSince"].is_string(), "{json}");
+    assert_eq!(listed[1]["role"], ReplicaRole::Follower.as_str_name(), "{json}");
+    assert!(listed[1].get("leaderSince").is_none(), "{json}");
 }

@@ -23,12 +23,18 @@ const PAGE: i64 = 16;
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `kv.get(key, options)` within [`READ_TIMEOUT`].
-async fn get(kv: &mut KvClient, key: Vec<u8>, options: Option<GetOptions>) -> Result<etcd_client::GetResponse, String> {
+async fn get(
+    kv: &mut KvClient,
+    key: Vec<u8>,
+    options: Option<GetOptions>,
+) -> Result<etcd_client::GetResponse, String> {
     let what = String::from_utf8_lossy(&key).into_owned();
     match tokio::time::timeout(READ_TIMEOUT, kv.get(key, options)).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(format!("reading {what}: {e}")),
-        Err(_) => Err(format!("reading {what}: etcd did not answer within {READ_TIMEOUT:?}")),
+        Err(_) => Err(format!(
+            "reading {what}: etcd did not answer within {READ_TIMEOUT:?}"
+        )),
     }
 }
 

@@ -440,10 +440,13 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mut client = shared.client.clone();
         let watched = async {
-            let now = tokio::time::timeout(shared.ttl, client.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
-                .await
-                .map_err(|_| "etcd did not answer".to_owned())?
-                .map_err(|e| e.to_string())?;
+            let now = tokio::time::timeout(
+                shared.ttl,
+                client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+            )
+            .await
+            .map_err(|_| "etcd did not answer".to_owned())?
+            .map_err(|e| e.to_string())?;
             let revision = now.header().map_or(0, |h| h.revision());
             let mut members: BTreeMap<Vec<u8>, MemberRecord> = now
                 .kvs()

@@ -1,5 +1,5 @@
 //! What every part of the harness and every test shares: the deadline, the raw client
-//! types, the real binary, and temporary directories.
+//! types, the real binary, temporary directories and a dead address.
 
 use std::time::Duration;
 
@@ -121,4 +121,13 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The URI of a loopback port nothing listens on: bound to an ephemeral port, then
+/// closed, so a connection to it is refused (for clients given a dead replica's address).
+pub fn dead_uri() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    format!("http://{addr}")
 }

@@ -13,7 +13,8 @@ use resilient_circuit_api::v1;
 /// The operator's CLI for circuitd, the daemon that holds every named circuit protector.
 ///
 /// Exit codes: 0 success; 1 the daemon answered with an error; 2 usage error; 3 the daemon
-/// cannot be reached (or is shutting down); 4 `acquire` was rejected.
+/// cannot be reached (or is shutting down; with several addresses: none of them answered);
+/// 4 `acquire` was rejected.
 ///
 /// Values are checked here for their shape only: a malformed duration or fraction is a
 /// usage error (2). A well-formed value the daemon refuses, such as `--failure-limit 6/5`,
@@ -21,15 +22,19 @@ use resilient_circuit_api::v1;
 #[derive(Debug, Parser)]
 #[command(name = "circuitctl", version)]
 pub struct Cli {
-    /// The daemon's address.
+    /// The daemon's address. Several, comma-separated, are the replicas of one cluster:
+    /// each command tries them in order until one answers (a connection that fails, or
+    /// UNAVAILABLE, moves on to the next). `bench` uses the first.
     #[arg(
         long,
         global = true,
         env = "CIRCUIT_ADDR",
         default_value = "http://127.0.0.1:50051",
-        value_parser = address
+        value_parser = address,
+        value_delimiter = ',',
+        value_name = "URI[,URI...]"
     )]
-    pub addr: String,
+    pub addr: Vec<String>,
 
     /// How long to wait for the connection and for each answer (watch: for the stream to start).
     #[arg(long, global = true, default_value = "5s", value_parser = duration)]
@@ -54,8 +59,8 @@ pub enum Command {
     Bench(resilient_circuit_loadgen::Args),
 }
 
-/// A request to the daemon.
-#[derive(Debug, Subcommand)]
+/// A request to the daemon (cloned for each address tried).
+#[derive(Debug, Clone, Subcommand)]
 pub enum Request {
     /// List protectors in name order.
     List {
@@ -143,6 +148,11 @@ pub enum Request {
         /// The protector's name.
         name: String,
     },
+    /// Show the daemon's replicas: each one's address, role, since when the leader leads
+    /// and when it started; which replica answered, the etcd prefix, the revision and the
+    /// epoch. A daemon that is not replicated is one STANDALONE replica.
+    #[command(visible_alias = "status")]
+    Cluster,
 }
 
 /// The policy flags shared by `ensure` and `update-policy`; an unset flag takes the
@@ -332,6 +342,21 @@ mod tests {
         for bad in ["", "2", "2/", "/5", "a/5", "2/5/7", "-1/5", "2.5/5"] {
             assert!(fraction(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn several_addresses_are_comma_separated_and_each_validated() {
+        let cli =
+            Cli::try_parse_from(["circuitctl", "--addr", "http://a:1,http://b:2", "list"]).expect("parsed");
+        assert_eq!(cli.addr, ["http://a:1", "http://b:2"]);
+        for bad in ["http://a:1,b:2", "http://a:1,,http://b:2"] {
+            assert!(
+                Cli::try_parse_from(["circuitctl", "--addr", bad, "list"]).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        let status = Cli::try_parse_from(["circuitctl", "status"]).expect("parsed");
+        assert!(matches!(status.command, Command::Request(Request::Cluster)));
     }
 
     #[test]

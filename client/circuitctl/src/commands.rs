@@ -21,12 +21,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         // The load generator opens connections of its own, and none in echo mode.
         Command::Bench(args) => {
-            resilient_circuit_loadgen::run(&args, &cli.addr, cli.timeout, cli.json).await?;
+            resilient_circuit_loadgen::run(&args, &cli.addr[0], cli.timeout, cli.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Request(request) => {
-            let session = Session::open(cli.addr, cli.timeout, cli.json).await?;
-            send(&session, request).await
+            // Each address in turn until one answers: an address that cannot be reached
+            // (or answers UNAVAILABLE) before anything was printed hands the request to
+            // the next. A watch that breaks once it printed is not started over.
+            let mut addrs = cli.addr.into_iter().peekable();
+            while let Some(addr) = addrs.next() {
+                let sent = match Session::open(addr, cli.timeout, cli.json).await {
+                    Ok(session) => match send(&session, request.clone()).await {
+                        Err(failure) if failure.is_unreachable() && !session.printed() => Err(failure),
+                        answered => return answered,
+                    },
+                    Err(failure) => Err(failure),
+                };
+                match (sent, addrs.peek()) {
+                    (Err(failure), Some(next)) if failure.is_unreachable() => {
+                        eprintln!("{failure}; trying {next}");
+                    }
+                    (result, _) => return result,
+                }
+            }
+            Err(Failure::Other(anyhow::anyhow!(
+                "no daemon address given (--addr)"
+            )))
         }
     }
 }
@@ -129,6 +149,12 @@ async fn send(session: &Session, request: Request) -> Result<ExitCode, Failure> 
             let req = v1::DeleteProtectorRequest { name: name.clone() };
             let r = session.call(session.admin().delete_protector(req)).await?;
             session.show(&r, || view::delete(&name, &r))
+        }
+        Request::Cluster => {
+            let r = session
+                .call(session.admin().get_cluster(v1::GetClusterRequest {}))
+                .await?;
+            session.show(&r, || view::cluster(&r))
         }
     }
 }

@@ -45,6 +45,11 @@ impl Failure {
         }
     }
 
+    /// Whether the daemon could not be reached (another replica may answer).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Failure::Unreachable { .. })
+    }
+
     /// Whether stdout was closed under us.
     pub fn is_broken_pipe(&self) -> bool {
         match self {

@@ -1,7 +1,9 @@
 //! circuitctl: the operator's command line for circuitd.
 //!
 //! Every subcommand but `bench` is one RPC (list may page, watch streams) printed as an
-//! aligned table or, with `--json`, as the proto3 JSON mapping of the response. Exit
+//! aligned table or, with `--json`, as the proto3 JSON mapping of the response. Given
+//! several addresses (the replicas of a cluster), a command goes to each in turn until
+//! one answers (see `commands::run`). Exit
 //! codes: 0 success, 1 the daemon answered with an error, 2 usage error, 3 the daemon
 //! cannot be reached, 4 `acquire` was rejected. The requests go through the generated
 //! stubs of `resilient-circuit-api`, not the client library, whose calls add deadlines,

@@ -203,6 +203,15 @@ pub mod names {
         enum_name(v1::Outcome::try_from(v).map(|e| e.as_str_name()), "OUTCOME_", v)
     }
 
+    /// STANDALONE, LEADER or FOLLOWER.
+    pub fn replica_role(v: i32) -> String {
+        enum_name(
+            v1::ReplicaRole::try_from(v).map(|e| e.as_str_name()),
+            "REPLICA_ROLE_",
+            v,
+        )
+    }
+
     /// LAGGED or COMPACTED.
     pub fn resync_reason(v: i32) -> String {
         enum_name(
@@ -276,6 +285,7 @@ wire!(
     SetOverrideResponse,
     UpdatePolicyResponse,
     DeleteProtectorResponse,
+    GetClusterResponse,
 );
 
 /// Prints messages as proto3 JSON.

@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
@@ -29,6 +30,8 @@ pub struct Session {
     channel: Channel,
     json: Option<Json>,
     style: Style,
+    /// Whether anything was printed (a request is then not sent to another address).
+    printed: AtomicBool,
 }
 
 impl Session {
@@ -43,6 +46,7 @@ impl Session {
             channel,
             json,
             style: Style::detect(),
+            printed: AtomicBool::new(false),
         })
     }
 
@@ -84,10 +88,16 @@ impl Session {
 
     /// Writes `text` to stdout and flushes, so a watcher's lines appear as they come.
     pub fn print(&self, text: &str) -> Result<(), Failure> {
+        self.printed.store(true, Ordering::Relaxed);
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())?;
         out.flush()?;
         Ok(())
+    }
+
+    /// Whether anything was printed yet.
+    pub fn printed(&self) -> bool {
+        self.printed.load(Ordering::Relaxed)
     }
 
     /// The daemon's address, for messages.

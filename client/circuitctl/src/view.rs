@@ -212,6 +212,39 @@ pub fn delete(name: &str, r: &v1::DeleteProtectorResponse) -> String {
     format!("deleted {name} at revision {}\n", r.revision)
 }
 
+/// `cluster`: the answering replica's view, then one replica a line (`*` marks the one
+/// that answered).
+pub fn cluster(r: &v1::GetClusterResponse) -> String {
+    let prefix = if r.prefix.is_empty() {
+        "- (standalone)"
+    } else {
+        r.prefix.as_str()
+    };
+    let summary = vec![
+        row("answered by", r.answered_by.as_str()),
+        row("prefix", prefix),
+        row("revision", r.revision.to_string()),
+        row("epoch", r.epoch.to_string()),
+    ];
+    let header = ["", "ADVERTISE", "ROLE", "LEADER SINCE", "STARTED"];
+    let mut replicas = vec![header.into_iter().map(Cell::from).collect::<Vec<_>>()];
+    for replica in &r.replicas {
+        let answered = if replica.advertise == r.answered_by {
+            "*"
+        } else {
+            " "
+        };
+        replicas.push(vec![
+            Cell::from(answered),
+            Cell::from(replica.advertise.as_str()),
+            Cell::from(names::replica_role(replica.role)),
+            Cell::from(render::instant(replica.leader_since.as_ref())),
+            Cell::from(render::instant(replica.started.as_ref())),
+        ]);
+    }
+    format!("{}\n{}", table(&summary), table(&replicas))
+}
+
 /// One watch event as one line (no newline).
 pub fn event(e: &v1::WatchEvent, style: Style) -> String {
     let dash = || Cell::from("-");

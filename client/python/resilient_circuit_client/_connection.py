@@ -1,12 +1,18 @@
 """One connection to the daemon per address and process, shared by every protector.
 
-Design note. A connection owns a lazily connected gRPC channel (constructing it never
-waits for the daemon), the link state with its reconnect backoff, counters, and the
+Design note. A connection owns a lazily connected gRPC channel per replica address
+(constructing it never waits for the daemon), the link state with its reconnect backoff
+and current replica, counters, and the
 batcher: the background thread that sends the successes of locally admitted calls
 (cached mode) in one ReportBatch every `flush_interval`. A protector hands itself to the
 batcher when its first pending success arrives, so a busy protector costs the batcher one
 wake-up per interval, not one per call. After a fork the child starts over with new
 connections (channels and threads do not survive a fork).
+
+Several addresses (a list, or one string of comma-separated addresses) are the replicas
+of one cluster: every RPC goes through `Connection.ask`, which runs it on the current
+replica and, when that one cannot be reached, on the next, until one answers or every one
+failed in turn (see `_link`).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
@@ -49,6 +56,34 @@ def unreachable(error: grpc.RpcError) -> bool:
     return error.code() in UNREACHABLE
 
 
+T = TypeVar("T")
+#: One address, several comma-separated, or a sequence of them.
+Addresses = Union[str, Sequence[str]]
+
+
+def split_addresses(address: Addresses) -> list[str]:
+    """The addresses in `address`, validated: each non-empty, without whitespace."""
+    parts = address.split(",") if isinstance(address, str) else list(address)
+    if not parts:
+        raise ValueError("no daemon address given")
+    for part in parts:
+        if not isinstance(part, str) or not part.strip():
+            raise ValueError(f"an empty daemon address in {address!r}")
+        if part != part.strip() or any(c.isspace() for c in part):
+            raise ValueError(f"whitespace in the daemon address {part!r} (expected host:port)")
+    return parts
+
+
+class Replica:
+    """One address of the daemon: its lazily connected channel and the stubs on it."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+        self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+
+
 class Batched(Protocol):
     """What the batcher needs of a protector."""
 
@@ -72,15 +107,50 @@ class Stats:
 class Connection:
     def __init__(self, address: str) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
-        self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
-        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
-        self.link = Link()
+        self.replicas = [Replica(a) for a in split_addresses(address)]
+        self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
         self._cond = threading.Condition()
         self._dirty: list[Batched] = []
         self._flusher: threading.Thread | None = None
         self.closed = threading.Event()
+
+    @property
+    def replica(self) -> Replica:
+        """The replica the link asks now."""
+        return self.turn()[1]
+
+    def turn(self) -> tuple[tuple[int, int], Replica]:
+        """The link's turn and the replica it names."""
+        turn = self.link.turn()
+        return turn, self.replicas[turn[0] % len(self.replicas)]
+
+    def ask(self, call: Callable[[Replica, Callable[[], float]], T], timeout: float) -> T:
+        """`call(replica, left)` on the current replica, `left()` being the seconds left of
+        `timeout`; notes on the link how it went. When the replica cannot be reached, the
+        call runs again on the next one while the round lasts and time is left; then the
+        last error is raised. An error that is an answer (the daemon refused) is raised as
+        it is."""
+        end = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.001, end - time.monotonic())
+
+        attempts = 0
+        while True:
+            attempts += 1
+            turn, replica = self.turn()
+            try:
+                answer = call(replica, left)
+            except grpc.RpcError as e:
+                if not unreachable(e):
+                    raise
+                next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
+                if not next_now or attempts >= len(self.replicas) or time.monotonic() >= end:
+                    raise
+                continue
+            self.link.up()
+            return answer
 
     def wake(self, protector: Batched) -> None:
         """`protector` has pending successes for the next batch."""
@@ -125,13 +195,10 @@ class Connection:
             why = "the link to the daemon is down"
         else:
             try:
-                response = self.protectors.ReportBatch(request, timeout=REQUEST_TIMEOUT)
+                response = self.ask(lambda r, left: r.protectors.ReportBatch(request, timeout=left()), REQUEST_TIMEOUT)
             except grpc.RpcError as e:
                 why = f"{e.code().name}: {e.details()}"
-                if unreachable(e):
-                    self.link.failed(why)
             else:
-                self.link.up()
                 self.stats.batches_sent += 1
                 for owner, result in zip(owners, response.results):
                     owner.apply_batch_result(result, response.revision)
@@ -145,8 +212,10 @@ _lock = threading.Lock()
 _connections: dict[str, Connection] = {}
 
 
-def resolve_address(address: str | None) -> str:
-    return address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
+def resolve_address(address: Addresses | None) -> str:
+    """The address(es) to use, validated, as one comma-separated string (the key of the
+    connection they share)."""
+    return ",".join(split_addresses(address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS))
 
 
 def connection(address: str) -> Connection:

@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import grpc
 
 from . import _connection
-from ._connection import REQUEST_TIMEOUT, Connection, unreachable
+from ._connection import REQUEST_TIMEOUT, Connection, Replica, T, unreachable
 from ._generated import protector_pb2, types_pb2
 from ._link import SKIP
 from ._machine import Machine, Permit
@@ -118,12 +118,10 @@ class Runtime:
             self.conn = _connection.connection(self.address)
             if self.conn.link.attempt() != SKIP:
                 try:
-                    self.ensure(REQUEST_TIMEOUT)
-                    self.conn.link.up()
+                    self.conn.ask(lambda replica, left: self.ensure(left(), replica), REQUEST_TIMEOUT)
                 except grpc.RpcError as e:
                     if not unreachable(e):
                         raise ProtectionException(f"the daemon refused protector {self.name!r}: {e.details()}") from e
-                    self.conn.link.failed(f"{e.code().name}: {e.details()}")
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True
@@ -206,8 +204,9 @@ class Runtime:
 
     # -- daemon RPCs ---------------------------------------------------------------------
 
-    def ensure(self, timeout: float) -> None:
-        response = self.conn.protectors.EnsureProtector(
+    def ensure(self, timeout: float, replica: Optional[Replica] = None) -> None:
+        replica = replica or self.conn.replica
+        response = replica.protectors.EnsureProtector(
             protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy), timeout=timeout
         )
         p = response.protector
@@ -229,21 +228,19 @@ class Runtime:
         if call is not None:
             call.cancel()
 
-    def _ask(self) -> protector_pb2.AcquireResponse:
-        end = time.monotonic() + self.acquire_deadline
-        left = lambda: max(0.001, end - time.monotonic())  # noqa: E731
+    def _ask(self, replica: Replica, left: Callable[[], float]) -> protector_pb2.AcquireResponse:
         request = protector_pb2.AcquireRequest(name=self.name)
         if not self.ensured:
-            self.ensure(left())
+            self.ensure(left(), replica)
         try:
-            return self.conn.protectors.Acquire(request, timeout=left())
+            return replica.protectors.Acquire(request, timeout=left())
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
         self.ensured = False
         log.info("the daemon does not know protector %r; ensuring it again", self.name)
-        self.ensure(left())
-        return self.conn.protectors.Acquire(request, timeout=left())
+        self.ensure(left(), replica)
+        return replica.protectors.Acquire(request, timeout=left())
 
     def acquire(self) -> tuple[str, object]:
         """A ticket to resolve with the call's outcome, or ProtectedCallError."""
@@ -260,14 +257,12 @@ class Runtime:
         if link.attempt() == SKIP:
             return self._decide_locally("the link to the daemon is down")
         try:
-            response = self._ask()
+            response = self.conn.ask(self._ask, self.acquire_deadline)
         except grpc.RpcError as e:
             why = f"{e.code().name}: {e.details()}"
             if not unreachable(e):
                 raise ProtectionException(f"the daemon refused an Acquire of {self.name!r}: {why}") from e
-            link.failed(why)
             return self._decide_locally(why)
-        link.up()
         if response.decision == types_pb2.DECISION_ADMITTED:
             if response.reason == types_pb2.DECISION_REASON_CLOSED:
                 self.set_view(CLOSED, response.permit.generation, True, response.revision)
@@ -333,14 +328,10 @@ class Runtime:
             return
         request = protector_pb2.ReportRequest(name=self.name, permit=permit, outcome=OUTCOMES[outcome])
         try:
-            r = conn.protectors.Report(request, timeout=REQUEST_TIMEOUT)
+            r = conn.ask(lambda replica, left: replica.protectors.Report(request, timeout=left()), REQUEST_TIMEOUT)
         except grpc.RpcError as e:
-            why = f"{e.code().name}: {e.details()}"
-            if unreachable(e):
-                conn.link.failed(why)
-            self.batch_lost(1, why)
+            self.batch_lost(1, f"{e.code().name}: {e.details()}")
             return
-        conn.link.up()
         if r.HasField("transition"):
             self.apply_transition(r.transition, r.revision)
 
@@ -409,16 +400,10 @@ class Runtime:
         self.start()
         self.flush()
         request = protector_pb2.GetProtectorRequest(name=self.name)
-        try:
-            response = self.conn.protectors.GetProtector(request, timeout=REQUEST_TIMEOUT)
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.NOT_FOUND:
-                if unreachable(e):
-                    self.conn.link.failed(f"{e.code().name}: {e.details()}")
-                raise
-            self.ensure(REQUEST_TIMEOUT)
-            response = self.conn.protectors.GetProtector(request, timeout=REQUEST_TIMEOUT)
-        self.conn.link.up()
+        response = self.conn.ask(
+            lambda replica, left: self._ensured(replica, left, lambda: replica.protectors.GetProtector(request, timeout=left())),
+            REQUEST_TIMEOUT,
+        )
         p = response.protector
         self.set_view(p.status, p.generation, p.override.kind in NO_OVERRIDE, response.revision)
         return p
@@ -429,14 +414,22 @@ class Runtime:
         self.start()
         self.flush()
         request = admin_pb2.SetStatusRequest(name=self.name, status=status)
+        response = self.conn.ask(
+            lambda replica, left: self._ensured(replica, left, lambda: replica.admin.SetStatus(request, timeout=left())),
+            REQUEST_TIMEOUT,
+        )
+        self.apply_transition(response.transition, response.revision)
+
+    def _ensured(self, replica: Replica, left: Callable[[], float], call: Callable[[], T]) -> T:
+        """`call()` on `replica`, once more after ensuring the protector if it answered
+        NOT_FOUND (the replica does not know it)."""
         try:
-            response = self.conn.admin.SetStatus(request, timeout=REQUEST_TIMEOUT)
+            return call()
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
-            self.ensure(REQUEST_TIMEOUT)
-            response = self.conn.admin.SetStatus(request, timeout=REQUEST_TIMEOUT)
-        self.apply_transition(response.transition, response.revision)
+        self.ensure(left(), replica)
+        return call()
 
 
 def _timedelta(seconds: float):

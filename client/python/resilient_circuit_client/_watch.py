@@ -9,6 +9,11 @@ until it breaks, a RESYNC arrives, or nothing (not even PROGRESS, asked for at a
 of the staleness limit) came for `watch_staleness`. A snapshot phase that ends without
 a snapshot of this protector means the daemon does not have it: the view is forgotten,
 so calls take the remote path, which ensures it again.
+
+A replica that cannot be reached hands the stream to the next one at once (the backoff is
+between full rounds, see `_link`), resuming with the same revision and epoch: another
+replica of the same cluster resumes without a resync; a daemon of another history answers
+RESYNC, and the snapshot after it is taken as the truth.
 """
 
 from __future__ import annotations
@@ -46,12 +51,14 @@ def run(rt) -> None:
             request.start_revision = resume
             if epoch is not None:
                 request.start_epoch = epoch
-        call = conn.protectors.Watch(request)
+        turn, replica = conn.turn()
+        call = replica.protectors.Watch(request)
         rt._watch_call = call
         started_from = resume
         # Whether a snapshot phase is under way, and whether it held this protector.
         state = {"snapshotting": resume is None, "seen": False, "resynced": False}
         why = "the stream ended"
+        next_now = False
         try:
             for event in call:
                 now = time.monotonic()
@@ -62,14 +69,17 @@ def run(rt) -> None:
         except grpc.RpcError as e:
             why = f"{e.code().name}: {e.details()}"
             if e.code() == grpc.StatusCode.UNAVAILABLE:
-                conn.link.failed(why)
+                next_now = conn.link.failed(why, turn)
         finally:
             rt._watch_call = None
             rt.set_live(False)
         if rt._closed.is_set():
             return
-        delay = 0.0 if rt._watch_restart else backoff_delay(conn.link.initial, conn.link.cap, failures)
-        failures += 1
+        if next_now:
+            delay = 0.0
+        else:
+            delay = 0.0 if rt._watch_restart else backoff_delay(conn.link.initial, conn.link.cap, failures)
+            failures += 1
         log.debug("watch of %r interrupted (%s); reconnecting in %.3fs from %s", rt.name, why, delay, resume)
         # A reconnect delay, not synchronisation: the stream is gone.
         rt._closed.wait(delay)

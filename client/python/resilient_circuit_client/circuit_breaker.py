@@ -4,7 +4,8 @@ The decorator keeps the library's signature, status machine and callbacks, and t
 protector it guards lives in the daemon, so every process naming the same `resource_key`
 shares it. Beyond the library (each with a default that keeps its behaviour):
 
-- `address`: the daemon (else `$RESILIENT_CIRCUIT_ADDRESS`, else 127.0.0.1:50051).
+- `address`: the daemon (else `$RESILIENT_CIRCUIT_ADDRESS`, else 127.0.0.1:50051); a list or a
+  comma-separated string names the replicas of a cluster, asked one at a time (see `_connection`).
 - `fallback`: who decides when the daemon cannot be asked within `acquire_deadline`
   (50 ms): "deny" (the default: reject), "allow" (admit, record nothing) or "local" (an
   in-process status machine with the same policy).
@@ -37,7 +38,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 from fractions import Fraction
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
@@ -110,7 +111,7 @@ class CircuitProtectorPolicy:
         success_limit: LimitLike = DEFAULT_THRESHOLD,
         should_handle: Callable[[Exception], bool] = lambda e: True,
         on_status_change: Optional[Callable[["CircuitProtectorPolicy", CircuitStatus, CircuitStatus], None]] = None,
-        address: Optional[str] = None,
+        address: Optional[Union[str, Sequence[str]]] = None,
         fallback: str = "deny",
         cached: bool = True,
         acquire_deadline: timedelta = timedelta(milliseconds=50),

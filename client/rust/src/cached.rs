@@ -509,12 +509,15 @@ impl Reporter {
             .map(|b| b.successes + b.outcomes.len() as u64)
             .sum();
         let stats = &self.connection.stats;
-        let link = &self.connection.link;
         let timeout = self.connection.config.request_timeout;
-        let why = if link.is_down() {
+        let why = if self.connection.link.is_down() {
             "the link to the daemon is down".to_owned()
         } else {
-            match link.ask(timeout, self.connection.report_batch(batches)).await {
+            // Cloned for each replica asked: one, unless the current one cannot be reached.
+            let send = self
+                .connection
+                .ask(timeout, |replica| replica.report_batch(batches.clone()));
+            match send.await {
                 Ok(answer) => {
                     for r in &answer.results {
                         if let Some(e) = &r.error {
@@ -532,7 +535,7 @@ impl Reporter {
                     }
                     return answer.results.into_iter().last();
                 }
-                Err(why) => why,
+                Err(why) => why.to_string(),
             }
         };
         Stats::add(&stats.batched_lost, outcomes);

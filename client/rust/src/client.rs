@@ -1,12 +1,14 @@
 //! [`Client`]: one cheap-to-clone connection to the daemon, its options
 //! ([`ClientBuilder`]) and counters ([`ClientStats`]).
 //!
-//! Design note. A client owns one lazily connected `tonic` channel, so constructing it
-//! never waits for the daemon and never fails because the daemon is down; only an
-//! invalid address is an error. Every [`Protector`] made from it shares that connection:
-//! the channel, the client's settings, its link (whether the daemon is worth asking
-//! right now, with the reconnect backoff) and its counters. How Acquire and Report
-//! travel is the [`Transport`] (see `transport`).
+//! Design note. A client owns one lazily connected `tonic` channel per address it was
+//! given, so constructing it never waits for the daemon and never fails because the
+//! daemon is down; only an invalid address is an error. Several addresses are the
+//! replicas of one cluster: the client asks one at a time and moves to the next when it
+//! cannot be reached (see `link`). Every [`Protector`] made from it shares that
+//! connection: the channels, the client's settings, its link (whether the daemon is
+//! worth asking right now, with the reconnect backoff) and its counters. How Acquire and
+//! Report travel is the [`Transport`] (see `transport`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +67,7 @@ pub struct Client {
 /// Options of a [`Client`]; see [`Client::builder`].
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    uri: String,
+    uris: Vec<String>,
     config: Config,
     backoff: Reconnect,
 }
@@ -85,8 +87,9 @@ impl ClientBuilder {
         self
     }
 
-    /// The backoff after a failure to reach the daemon: capped exponential with full
-    /// jitter, from `initial` (default 50 ms) up to `cap` (default 5 s).
+    /// The backoff after a failure to reach the daemon (with several addresses: after
+    /// every one failed in turn): capped exponential with full jitter, from `initial`
+    /// (default 50 ms) up to `cap` (default 5 s).
     pub fn reconnect_backoff(mut self, initial: Duration, cap: Duration) -> Self {
         self.backoff = Reconnect::new(initial, cap);
         self
@@ -106,30 +109,48 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. Fails only when the address is not a valid `http://` URI; the
-    /// connection itself is made on first use. Needs a Tokio runtime.
+    /// The client. Fails only when no address was given or one is not a valid `http://`
+    /// URI; the connections themselves are made on first use. Needs a Tokio runtime.
     pub async fn build(self) -> Result<Client, Error> {
-        let invalid = |reason: String| Error::InvalidUri {
-            uri: self.uri.clone(),
-            reason,
-        };
-        let endpoint = Endpoint::from_shared(self.uri.clone()).map_err(|e| invalid(e.to_string()))?;
-        match endpoint.uri().scheme_str() {
-            Some("http" | "https") => {}
-            Some(other) => return Err(invalid(format!("unsupported scheme {other:?}: use http://"))),
-            None => return Err(invalid("missing scheme: use http://host:port".to_owned())),
+        if self.uris.is_empty() {
+            return Err(Error::InvalidUri {
+                uri: String::new(),
+                reason: "no address given".to_owned(),
+            });
         }
-        if endpoint.uri().host().is_none() {
-            return Err(invalid("missing host".to_owned()));
-        }
-        let channel = endpoint
-            .connect_timeout(self.config.request_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channels = self
+            .uris
+            .into_iter()
+            .map(|uri| {
+                let channel = endpoint(&uri)?
+                    .connect_timeout(self.config.request_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                Ok((uri, channel))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Client {
-            connection: Arc::new(Connection::new(self.uri, channel, self.config, self.backoff)),
+            connection: Arc::new(Connection::new(channels, self.config, self.backoff)),
         })
     }
+}
+
+/// The endpoint of one address, which must be an `http://` (or `https://`) URI with a host.
+fn endpoint(uri: &str) -> Result<Endpoint, Error> {
+    let invalid = |reason: String| Error::InvalidUri {
+        uri: uri.to_owned(),
+        reason,
+    };
+    let endpoint = Endpoint::from_shared(uri.to_owned()).map_err(|e| invalid(e.to_string()))?;
+    match endpoint.uri().scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(invalid(format!("unsupported scheme {other:?}: use http://"))),
+        None => return Err(invalid("missing scheme: use http://host:port".to_owned())),
+    }
+    if endpoint.uri().host().is_none() {
+        return Err(invalid("missing host".to_owned()));
+    }
+    Ok(endpoint)
 }
 
 impl Client {
@@ -139,10 +160,35 @@ impl Client {
         Client::builder(uri).build().await
     }
 
+    /// A client of the daemon's replicas at `uris` (e.g. the three replicas of a
+    /// cluster), with every default; see [`Client::builder_many`].
+    pub async fn connect_many<I>(uris: I) -> Result<Client, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Client::builder_many(uris).build().await
+    }
+
     /// A builder for a client with options.
     pub fn builder(uri: impl Into<String>) -> ClientBuilder {
+        Client::builder_many([uri])
+    }
+
+    /// A builder for a client of several replicas of the daemon, tried in the order
+    /// given: the client asks one replica at a time and, when it cannot be reached
+    /// (connection refused or reset, UNAVAILABLE, no answer in time), moves at once to
+    /// the next, within the same call's deadline. Only after every replica failed in
+    /// turn does it back off (see [`ClientBuilder::reconnect_backoff`]) and the
+    /// fallbacks decide. Watches resume on the next replica from the last revision they
+    /// saw. Each address is validated as [`Client::builder`]'s is; none is an error.
+    pub fn builder_many<I>(uris: I) -> ClientBuilder
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
         ClientBuilder {
-            uri: uri.into(),
+            uris: uris.into_iter().map(Into::into).collect(),
             config: Config {
                 acquire_deadline: DEFAULT_ACQUIRE_DEADLINE,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -153,9 +199,14 @@ impl Client {
         }
     }
 
-    /// The daemon's address.
+    /// The address of the replica the client asks now (with one address, that one).
     pub fn uri(&self) -> &str {
-        &self.connection.uri
+        &self.connection.replica().uri
+    }
+
+    /// Every address the client was given, in order.
+    pub fn uris(&self) -> impl Iterator<Item = &str> {
+        self.connection.uris()
     }
 
     /// The protector `name`, created with `policy` if the daemon does not have it yet

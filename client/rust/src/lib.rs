@@ -4,7 +4,8 @@
 //! A protector is a circuit breaker shared by every process that names it: the daemon
 //! decides whether each call may go ahead (Acquire), learns how it went (Report) and
 //! announces every status change (Watch), so failures seen by one process protect all
-//! of them. A [`Client`] is one connection to the daemon; a [`Protector`] is the handle
+//! of them. A [`Client`] is one connection to the daemon (to any of its replicas, when
+//! given several addresses); a [`Protector`] is the handle
 //! that acquires, runs and reports a call. When the daemon is down or slow, each Acquire
 //! still answers within its deadline (50 ms by default): the protector's declared
 //! [`Fallback`] decides (ALLOW, DENY, or LOCAL, an in-process protector running the
@@ -60,10 +61,11 @@
 //! - `cached` (private): the local decisions of a cached protector (see
 //!   [`ProtectorBuilder::cached`]) and its batched reports.
 //! - `watcher` (private): the Watch task and the exactly-once notifier.
-//! - `transport` (private): every RPC the client makes, Acquire and Report on the
+//! - `transport` (private): every RPC the client makes, to one replica of the daemon
+//!   per address given ([`Client::builder_many`]), Acquire and Report on the
 //!   [`Transport`] chosen (unary, or pipelined on one `Session` stream, the default).
-//! - `link` (private): whether the daemon is worth asking now, with the reconnect
-//!   backoff (the [`backoff::ExponentialDelay`] schedule, fully jittered).
+//! - `link` (private): whether the daemon is worth asking now and which replica, with
+//!   the reconnect backoff (the [`backoff::ExponentialDelay`] schedule, fully jittered).
 //!
 //! Beside the core: [`error`] ([`CallError`], [`Rejection`] and the client's own
 //! [`Error`]); the library's other policies, [`backoff`], [`retry`] and [`safety_net`],

@@ -1,10 +1,13 @@
 //! How the client reaches the daemon: [`Connection`], and the [`Transport`] Acquire and
 //! Report travel on.
 //!
-//! Design note. Every protector of one client shares one [`Connection`]: the lazily
-//! connected `tonic` channel, the `Session` stream on it (see `session`), the link
-//! (whether the daemon is worth asking right now, see `link`), the client's settings and
-//! its counters. Every RPC the client makes goes through here.
+//! Design note. Every protector of one client shares one [`Connection`]: one [`Replica`]
+//! per address the client was given (its lazily connected `tonic` channel and the
+//! `Session` stream on it, see `session`), the link (whether the daemon is worth asking
+//! right now, and which replica, see `link`), the client's settings and its counters.
+//! Every RPC the client makes goes through [`Connection::ask`], the one place that moves
+//! to the next replica when one cannot be reached; the Watch task, which keeps its stream
+//! open across calls, moves through the same link.
 //!
 //! Transport. By default Acquire and Report travel on the client's one `Session` stream,
 //! pipelined and correlated by id, which carries many more messages per second than unary
@@ -24,7 +27,7 @@ use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
 use tonic::transport::Channel;
 
 use self::session::Session;
-use crate::link::{Link, Reconnect};
+use crate::link::{Link, Reconnect, Turn, unreachable};
 
 /// How Acquire and Report reach the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,10 +77,109 @@ impl Stats {
 /// One client's way to the daemon, shared by all its protectors (see the module note).
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub(crate) uri: String,
     pub(crate) config: Config,
     pub(crate) link: Link,
     pub(crate) stats: Stats,
+    /// One per address, in the order given; never empty.
+    replicas: Vec<Replica>,
+}
+
+/// Why a call got no answer: the status it failed with, or no answer in time.
+#[derive(Debug)]
+pub(crate) enum Unanswered {
+    Status(tonic::Status),
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Status(status) => write!(f, "{}: {}", status.code(), status.message()),
+            Unanswered::Timeout(timeout) => write!(f, "no answer within {timeout:?}"),
+        }
+    }
+}
+
+impl Connection {
+    /// A connection over `channels` (address and channel, at least one), each connecting
+    /// on first use.
+    pub(crate) fn new(channels: Vec<(String, Channel)>, config: Config, backoff: Reconnect) -> Connection {
+        let replicas: Vec<Replica> = channels
+            .into_iter()
+            .map(|(uri, channel)| Replica {
+                uri,
+                config,
+                session: Session::new(channel.clone()),
+                channel,
+            })
+            .collect();
+        assert!(!replicas.is_empty(), "a connection needs an address");
+        Connection {
+            config,
+            link: Link::new(backoff, replicas.len()),
+            stats: Stats::default(),
+            replicas,
+        }
+    }
+
+    /// Every address, in the order given.
+    pub(crate) fn uris(&self) -> impl Iterator<Item = &str> {
+        self.replicas.iter().map(|r| r.uri.as_str())
+    }
+
+    /// The replica the link asks now.
+    pub(crate) fn replica(&self) -> &Replica {
+        self.turn().1
+    }
+
+    /// The link's turn and the replica it names.
+    pub(crate) fn turn(&self) -> (Turn, &Replica) {
+        let turn = self.link.turn();
+        (turn, &self.replicas[turn.replica % self.replicas.len()])
+    }
+
+    /// Runs `call` on the current replica within `timeout`, noting on the link how it
+    /// went: up on any answer; when the replica cannot be reached (a transport-level
+    /// status, or no answer in time), failed, and `call` runs again on the next replica
+    /// while the round lasts and time is left. An error status that is an answer (the
+    /// daemon refused) is returned as it is.
+    pub(crate) async fn ask<'a, T, Fut>(
+        &'a self,
+        timeout: Duration,
+        mut call: impl FnMut(&'a Replica) -> Fut,
+    ) -> Result<T, Unanswered>
+    where
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let give_up = tokio::time::Instant::now() + timeout;
+        // Each replica at most once per call, whatever other callers do meanwhile.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (turn, replica) = self.turn();
+            let why = match tokio::time::timeout_at(give_up, call(replica)).await {
+                Ok(Ok(answer)) => {
+                    self.link.up();
+                    return Ok(answer);
+                }
+                Ok(Err(status)) if unreachable(&status) => Unanswered::Status(status),
+                Ok(Err(status)) => return Err(Unanswered::Status(status)),
+                Err(_) => Unanswered::Timeout(timeout),
+            };
+            let next_now = self.link.failed(turn, &why);
+            if !next_now || attempts >= self.replicas.len() || tokio::time::Instant::now() >= give_up {
+                return Err(why);
+            }
+        }
+    }
+}
+
+/// One address of the daemon: its channel, which connects on first use, and the Session
+/// stream on it. Every RPC the client makes is a method of the replica it goes to.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub(crate) uri: String,
+    config: Config,
     channel: Channel,
     session: Session,
 }
@@ -86,19 +188,7 @@ fn unexpected(what: &str) -> tonic::Status {
     tonic::Status::internal(format!("the session answered {what}"))
 }
 
-impl Connection {
-    /// A connection over `channel`, which connects on first use.
-    pub(crate) fn new(uri: String, channel: Channel, config: Config, backoff: Reconnect) -> Connection {
-        Connection {
-            uri,
-            config,
-            link: Link::new(backoff),
-            stats: Stats::default(),
-            session: Session::new(channel.clone()),
-            channel,
-        }
-    }
-
+impl Replica {
     fn rpc(&self) -> ProtectorServiceClient<Channel> {
         ProtectorServiceClient::new(self.channel.clone())
     }

@@ -11,8 +11,10 @@
 //! restarted without its state, starts again at generation 1. The notifier resets on
 //! CREATED, after DELETED, on a snapshot whose generation went backwards, and when a
 //! RESYNC reveals a new history (its revision is below the one the stream resumed from:
-//! the daemon's revisions started over). After a reset or a resync, a snapshot whose
-//! status differs from the last one known fires a synthetic change (no `reason`).
+//! the daemon's revisions started over) or may have (COMPACTED on a resumed stream: the
+//! stream may have reached another daemon, whose epoch differs). After a reset or a
+//! resync, a snapshot whose status differs from the last one known fires a synthetic
+//! change (no `reason`).
 //!
 //! Revisions order information from one history: a snapshot older than what the
 //! notifier already applied (a report's answer can overtake the stream) is ignored.
@@ -239,7 +241,8 @@ impl Notifier {
 }
 
 /// Reads the Watch of one protector for as long as its handles live (the caller aborts
-/// the task), reconnecting with the client's backoff and resuming from the last revision.
+/// the task), reconnecting with the client's backoff and resuming from the last revision,
+/// on the next replica when the current one cannot be reached.
 /// The `follower`, if any, is fed every event and told of every interruption.
 pub(crate) async fn run(
     connection: Arc<Connection>,
@@ -269,13 +272,23 @@ pub(crate) async fn run(
             start_epoch: resume.and(epoch),
             progress_interval: Some(convert::duration(progress)),
         };
-        let why = match tokio::time::timeout(timeout, connection.watch(request)).await {
-            Err(_) => format!("no answer within {timeout:?}"),
+        // A replica that cannot be reached hands the stream to the next one at once; the
+        // backoff is between full rounds (see `link`), and the resume revision and epoch
+        // go along: another replica of the same cluster resumes without a resync.
+        let (turn, replica) = connection.turn();
+        let mut next_now = false;
+        let why = match tokio::time::timeout(timeout, replica.watch(request)).await {
+            Err(_) => {
+                let why = format!("no answer within {timeout:?}");
+                next_now = link.failed(turn, &why);
+                why
+            }
             Ok(Err(status)) => {
+                let why = format!("{}: {}", status.code(), status.message());
                 if unreachable(&status) {
-                    link.failed(&status.message());
+                    next_now = link.failed(turn, &why);
                 }
-                format!("{}: {}", status.code(), status.message())
+                why
             }
             Ok(Ok(mut stream)) => {
                 let started_from = resume;
@@ -291,13 +304,16 @@ pub(crate) async fn run(
                         break "the protector was created again".to_owned();
                     };
                     match received {
+                        // Reopened on the same replica: a replica that no longer answers
+                        // fails the reopening, within `timeout`, and is left then.
                         Err(_) => break format!("nothing received for {staleness:?}"),
                         Ok(Ok(None)) => break "the stream ended".to_owned(),
                         Ok(Err(status)) => {
+                            let why = format!("{}: {}", status.code(), status.message());
                             if unreachable(&status) {
-                                link.failed(&status.message());
+                                next_now = link.failed(turn, &why);
                             }
-                            break format!("{}: {}", status.code(), status.message());
+                            break why;
                         }
                         Ok(Ok(Some(event))) => {
                             link.up();
@@ -317,8 +333,13 @@ pub(crate) async fn run(
         if let Some(follower) = &follower {
             follower.interrupted();
         }
-        let delay = link.backoff().delay(failures);
-        failures = failures.saturating_add(1);
+        let delay = if next_now {
+            Duration::ZERO
+        } else {
+            let delay = link.backoff().delay(failures);
+            failures = failures.saturating_add(1);
+            delay
+        };
         tracing::debug!(name = %notifier.name, why = %why, retry_in = ?delay, resume_from = ?resume, "watch interrupted");
         // A reconnect delay, not synchronisation: the stream is gone and the daemon is
         // given time to come back. A re-created protector needs a snapshot at once.
@@ -349,6 +370,15 @@ fn apply(notifier: &Notifier, event: v1::WatchEvent, started_from: Option<u64>, 
         }
         Some(Event::Resync(_)) if started_from.is_some_and(|from| revision < from) => {
             tracing::info!(name = %notifier.name, revision, "the daemon's history started over");
+            notifier.new_history();
+        }
+        // A resumed stream refused as COMPACTED may have reached another history (the
+        // daemon answers a `start_epoch` not its own so too: another daemon behind the
+        // next address, or one restarted without its state), whose revisions say nothing
+        // about the ones applied: the snapshot that follows must not be ignored as older.
+        // In the same history nothing is lost: the snapshot is newer anyway.
+        Some(Event::Resync(r)) if started_from.is_some() && r.reason() == v1::ResyncReason::Compacted => {
+            tracing::info!(name = %notifier.name, revision, "the watch resumed on another history, or past it");
             notifier.new_history();
         }
         // A resync within the same history: the snapshot that follows reconciles.

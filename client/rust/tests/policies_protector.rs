@@ -8,9 +8,8 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::policy;
+use common::{patient_client, policy};
 use resilient_circuit::backoff::FixedDelay;
-use resilient_circuit::client::Client;
 use resilient_circuit::policy::{Classified, Policy};
 use resilient_circuit::protector::Protector;
 use resilient_circuit::retry::RetryWithBackoff;
@@ -20,11 +19,11 @@ use resilient_circuit_api::v1;
 use resilient_circuit_breaker::DecisionReason;
 use support::Daemon;
 
-/// A protector `name` of `daemon` with `cooldown` and `failure_limit`, through a client of
-/// its own.
+/// A protector `name` of `daemon` with `cooldown` and `failure_limit`, through a patient
+/// client of its own: every decision here must be the daemon's, even on a loaded machine.
 async fn protector(daemon: &Daemon, name: &str, cooldown: Duration, failure_limit: (u32, u32)) -> Protector {
-    let client = Client::connect(daemon.uri()).await.expect("client");
-    client
+    patient_client(daemon)
+        .await
         .protector(name, policy(cooldown, failure_limit))
         .await
         .expect("protector")

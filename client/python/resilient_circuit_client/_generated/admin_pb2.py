@@ -23,32 +23,41 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import types_pb2 as resilient__circuit_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n resilient_circuit/v1/admin.proto\x12\x14resilient_circuit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a resilient_circuit/v1/types.proto\"{\n\x10SetStatusRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12+\n\x08open_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8f\x01\n\x11SetStatusResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x34\n\ntransition\x18\x02 \x01(\x0b\x32 .resilient_circuit.v1.Transition\x12\x10\n\x08revision\x18\x03 \x01(\x04\"\x86\x01\n\x12SetOverrideRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".resilient_circuit.v1.OverrideKind\x12\x30\n\rexpires_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x13SetOverrideResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x10\n\x08revision\x18\x02 \x01(\x04\"Q\n\x13UpdatePolicyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\"\\\n\x14UpdatePolicyResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x10\n\x08revision\x18\x02 \x01(\x04\"&\n\x16\x44\x65leteProtectorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x17\x44\x65leteProtectorResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x32\xa7\x03\n\x0c\x41\x64minService\x12\\\n\tSetStatus\x12&.resilient_circuit.v1.SetStatusRequest\x1a\'.resilient_circuit.v1.SetStatusResponse\x12\x62\n\x0bSetOverride\x12(.resilient_circuit.v1.SetOverrideRequest\x1a).resilient_circuit.v1.SetOverrideResponse\x12\x65\n\x0cUpdatePolicy\x12).resilient_circuit.v1.UpdatePolicyRequest\x1a*.resilient_circuit.v1.UpdatePolicyResponse\x12n\n\x0f\x44\x65leteProtector\x12,.resilient_circuit.v1.DeleteProtectorRequest\x1a-.resilient_circuit.v1.DeleteProtectorResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n resilient_circuit/v1/admin.proto\x12\x14resilient_circuit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a resilient_circuit/v1/types.proto\"{\n\x10SetStatusRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12+\n\x08open_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8f\x01\n\x11SetStatusResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x34\n\ntransition\x18\x02 \x01(\x0b\x32 .resilient_circuit.v1.Transition\x12\x10\n\x08revision\x18\x03 \x01(\x04\"\x86\x01\n\x12SetOverrideRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".resilient_circuit.v1.OverrideKind\x12\x30\n\rexpires_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x13SetOverrideResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x10\n\x08revision\x18\x02 \x01(\x04\"Q\n\x13UpdatePolicyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\"\\\n\x14UpdatePolicyResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x10\n\x08revision\x18\x02 \x01(\x04\"&\n\x16\x44\x65leteProtectorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x17\x44\x65leteProtectorResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\"\x13\n\x11GetClusterRequest\"\xb8\x01\n\x07Replica\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tadvertise\x18\x02 \x01(\t\x12/\n\x04role\x18\x03 \x01(\x0e\x32!.resilient_circuit.v1.ReplicaRole\x12\x30\n\x0cleader_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07started\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x12GetClusterResponse\x12/\n\x08replicas\x18\x01 \x03(\x0b\x32\x1d.resilient_circuit.v1.Replica\x12\x13\n\x0b\x61nswered_by\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12\r\n\x05\x65poch\x18\x05 \x01(\x04*|\n\x0bReplicaRole\x12\x1c\n\x18REPLICA_ROLE_UNSPECIFIED\x10\x00\x12\x1b\n\x17REPLICA_ROLE_STANDALONE\x10\x01\x12\x17\n\x13REPLICA_ROLE_LEADER\x10\x02\x12\x19\n\x15REPLICA_ROLE_FOLLOWER\x10\x03\x32\x88\x04\n\x0c\x41\x64minService\x12\\\n\tSetStatus\x12&.resilient_circuit.v1.SetStatusRequest\x1a\'.resilient_circuit.v1.SetStatusResponse\x12\x62\n\x0bSetOverride\x12(.resilient_circuit.v1.SetOverrideRequest\x1a).resilient_circuit.v1.SetOverrideResponse\x12\x65\n\x0cUpdatePolicy\x12).resilient_circuit.v1.UpdatePolicyRequest\x1a*.resilient_circuit.v1.UpdatePolicyResponse\x12n\n\x0f\x44\x65leteProtector\x12,.resilient_circuit.v1.DeleteProtectorRequest\x1a-.resilient_circuit.v1.DeleteProtectorResponse\x12_\n\nGetCluster\x12\'.resilient_circuit.v1.GetClusterRequest\x1a(.resilient_circuit.v1.GetClusterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'resilient_circuit.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SETSTATUSREQUEST']._serialized_start=124
-  _globals['_SETSTATUSREQUEST']._serialized_end=247
-  _globals['_SETSTATUSRESPONSE']._serialized_start=250
-  _globals['_SETSTATUSRESPONSE']._serialized_end=393
-  _globals['_SETOVERRIDEREQUEST']._serialized_start=396
-  _globals['_SETOVERRIDEREQUEST']._serialized_end=530
-  _globals['_SETOVERRIDERESPONSE']._serialized_start=532
-  _globals['_SETOVERRIDERESPONSE']._serialized_end=623
-  _globals['_UPDATEPOLICYREQUEST']._serialized_start=625
-  _globals['_UPDATEPOLICYREQUEST']._serialized_end=706
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=708
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=800
-  _globals['_DELETEPROTECTORREQUEST']._serialized_start=802
-  _globals['_DELETEPROTECTORREQUEST']._serialized_end=840
-  _globals['_DELETEPROTECTORRESPONSE']._serialized_start=842
-  _globals['_DELETEPROTECTORRESPONSE']._serialized_end=885
-  _globals['_ADMINSERVICE']._serialized_start=888
-  _globals['_ADMINSERVICE']._serialized_end=1311
+  _globals['_REPLICAROLE']._serialized_start=1270
+  _globals['_REPLICAROLE']._serialized_end=1394
+  _globals['_SETSTATUSREQUEST']._serialized_start=157
+  _globals['_SETSTATUSREQUEST']._serialized_end=280
+  _globals['_SETSTATUSRESPONSE']._serialized_start=283
+  _globals['_SETSTATUSRESPONSE']._serialized_end=426
+  _globals['_SETOVERRIDEREQUEST']._serialized_start=429
+  _globals['_SETOVERRIDEREQUEST']._serialized_end=563
+  _globals['_SETOVERRIDERESPONSE']._serialized_start=565
+  _globals['_SETOVERRIDERESPONSE']._serialized_end=656
+  _globals['_UPDATEPOLICYREQUEST']._serialized_start=658
+  _globals['_UPDATEPOLICYREQUEST']._serialized_end=739
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=741
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=833
+  _globals['_DELETEPROTECTORREQUEST']._serialized_start=835
+  _globals['_DELETEPROTECTORREQUEST']._serialized_end=873
+  _globals['_DELETEPROTECTORRESPONSE']._serialized_start=875
+  _globals['_DELETEPROTECTORRESPONSE']._serialized_end=918
+  _globals['_GETCLUSTERREQUEST']._serialized_start=920
+  _globals['_GETCLUSTERREQUEST']._serialized_end=939
+  _globals['_REPLICA']._serialized_start=942
+  _globals['_REPLICA']._serialized_end=1126
+  _globals['_GETCLUSTERRESPONSE']._serialized_start=1129
+  _globals['_GETCLUSTERRESPONSE']._serialized_end=1268
+  _globals['_ADMINSERVICE']._serialized_start=1397
+  _globals['_ADMINSERVICE']._serialized_end=1917
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,11 @@ class AdminServiceStub:
                 request_serializer=resilient__circuit_dot_v1_dot_admin__pb2.DeleteProtectorRequest.SerializeToString,
                 response_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.DeleteProtectorResponse.FromString,
                 _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/resilient_circuit.v1.AdminService/GetCluster',
+                request_serializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -89,6 +94,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCluster(self, request, context):
+        """The replicas of this daemon's cluster, which one leads and since when. A daemon
+        started without --etcd answers with itself alone, as a STANDALONE replica.
+        Served by every replica itself (never forwarded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteProtector,
                     request_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.DeleteProtectorRequest.FromString,
                     response_serializer=resilient__circuit_dot_v1_dot_admin__pb2.DeleteProtectorResponse.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterRequest.FromString,
+                    response_serializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +241,33 @@ class AdminService:
             '/resilient_circuit.v1.AdminService/DeleteProtector',
             resilient__circuit_dot_v1_dot_admin__pb2.DeleteProtectorRequest.SerializeToString,
             resilient__circuit_dot_v1_dot_admin__pb2.DeleteProtectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/resilient_circuit.v1.AdminService/GetCluster',
+            resilient__circuit_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
+            resilient__circuit_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,7 @@ use super::state::Inner;
 use crate::cached::{Cache, DEFAULT_CACHED_STALENESS};
 use crate::error::Error;
 use crate::link::{Attempt, unreachable};
-use crate::transport::Connection;
+use crate::transport::{Connection, Unanswered};
 use crate::watcher::Notifier;
 
 /// Options of a [`Protector`]; see [`Client::protector_builder`](crate::Client::protector_builder).
@@ -102,24 +102,22 @@ impl ProtectorBuilder {
         if inner.declared && link.attempt() == Attempt::Skip {
             return Ok(Protector::started(inner));
         }
-        let timeout = inner.connection.config.request_timeout;
-        match tokio::time::timeout(timeout, inner.ensure()).await {
-            Ok(Ok(())) => link.up(),
-            Ok(Err(status)) if unreachable(&status) => {
-                link.failed(&status.message());
-                if !inner.declared {
-                    return Err(Error::Status(status));
-                }
-            }
-            Ok(Err(status)) => return Err(Error::Status(status)),
-            Err(_) => {
-                link.failed(&format_args!("EnsureProtector took over {timeout:?}"));
-                if !inner.declared {
-                    return Err(Error::Timeout(timeout));
-                }
-            }
+        let connection = &inner.connection;
+        let timeout = connection.config.request_timeout;
+        // Without a declared fallback, a daemon that cannot be asked fails the build; with
+        // one, the protector starts and the fallback decides until the daemon answers.
+        let unanswered = match connection.ask(timeout, |replica| inner.ensure(replica)).await {
+            Ok(()) => return Ok(Protector::started(inner)),
+            Err(Unanswered::Status(status)) if !unreachable(&status) => return Err(Error::Status(status)),
+            Err(unanswered) => unanswered,
+        };
+        if inner.declared {
+            return Ok(Protector::started(inner));
         }
-        Ok(Protector::started(inner))
+        Err(match unanswered {
+            Unanswered::Status(status) => Error::Status(status),
+            Unanswered::Timeout(timeout) => Error::Timeout(timeout),
+        })
     }
 }
 

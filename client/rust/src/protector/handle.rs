@@ -75,13 +75,14 @@ impl Protector {
         let why = match link.attempt() {
             Attempt::Skip => "the link to the daemon is down".to_owned(),
             Attempt::Ask | Attempt::Probe => {
-                let deadline = self.inner.connection.config.acquire_deadline;
-                match link.ask(deadline, self.inner.ask()).await {
+                let connection = &self.inner.connection;
+                let deadline = connection.config.acquire_deadline;
+                match connection.ask(deadline, |replica| self.inner.ask(replica)).await {
                     Ok(response) => match self.answer(response) {
                         Ok(decision) => return decision,
                         Err(why) => why,
                     },
-                    Err(why) => why,
+                    Err(why) => why.to_string(),
                 }
             }
         };

@@ -219,8 +219,13 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
         return Resolved::NOT_RECORDED;
     }
     let timeout = protector.connection.config.request_timeout;
-    let report = protector.connection.report(&protector.name, permit, outcome);
-    match link.ask(timeout, report).await {
+    let connection = &protector.connection;
+    match connection
+        .ask(timeout, |replica| {
+            replica.report(&protector.name, permit, outcome)
+        })
+        .await
+    {
         Ok(r) => {
             if let Some(t) = &r.transition {
                 protector.learned(t, r.revision);
@@ -231,7 +236,7 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
             }
         }
         Err(why) => {
-            lost(protector, outcome, &why);
+            lost(protector, outcome, &why.to_string());
             Resolved::NOT_RECORDED
         }
     }

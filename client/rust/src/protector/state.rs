@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use super::fallback::{Fallback, LocalMachine};
 use crate::cached::{Cache, Reporter};
 use crate::sync::lock;
-use crate::transport::Connection;
+use crate::transport::{Connection, Replica};
 use crate::watcher::{self, Follower, Notifier, StatusChange};
 
 /// The state the handles of one protector share.
@@ -94,8 +94,8 @@ impl Inner {
     }
 
     /// Makes sure the daemon has the protector, and takes in what it answers.
-    pub(super) async fn ensure(&self) -> Result<(), tonic::Status> {
-        let response = self.connection.ensure_protector(&self.name, &self.policy).await?;
+    pub(super) async fn ensure(&self, replica: &Replica) -> Result<(), tonic::Status> {
+        let response = replica.ensure_protector(&self.name, &self.policy).await?;
         let daemon_policy = response
             .protector
             .as_ref()
@@ -127,16 +127,16 @@ impl Inner {
     }
 
     /// Asks the daemon, ensuring the protector first when the daemon does not know it.
-    pub(super) async fn ask(&self) -> Result<v1::AcquireResponse, tonic::Status> {
+    pub(super) async fn ask(&self, replica: &Replica) -> Result<v1::AcquireResponse, tonic::Status> {
         if !self.ensured.load(Ordering::Acquire) {
-            self.ensure().await?;
+            self.ensure(replica).await?;
         }
-        match self.connection.acquire(&self.name).await {
+        match replica.acquire(&self.name).await {
             Err(status) if status.code() == tonic::Code::NotFound => {
                 self.ensured.store(false, Ordering::Release);
                 tracing::info!(name = %self.name, "the daemon does not know the protector; ensuring it again");
-                self.ensure().await?;
-                self.connection.acquire(&self.name).await
+                self.ensure(replica).await?;
+                replica.acquire(&self.name).await
             }
             other => other,
         }

@@ -1,6 +1,6 @@
 //! The `Session` transport: Acquire and Report pipelined on one bidirectional stream.
 //!
-//! Design note. A client keeps at most one session stream on its channel. Each request
+//! Design note. A client keeps at most one session stream on each replica's channel. Each request
 //! gets an id from a per-client counter and a oneshot sender in the stream's pending
 //! map; a driver task reads the answers and hands each to its sender, so answers may
 //! come in any order. The stream is opened lazily, by the first request that finds none

@@ -1,0 +1,98 @@
+//! The client on a real cluster: a real etcd and real `circuitd` replicas (the harness's
+//! `Etcd` and `Replicas`). Given every replica's address, the leader's first, the client
+//! rides out the leader's death (SIGKILL): it moves to the survivor, which leads after the
+//! lease, and its Watch resumes there from its last revision, without a resync (the
+//! revisions and the epoch are the cluster's), so a transition made meanwhile arrives as
+//! the event it was, reason and all.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{changes, next_change, policy};
+use resilient_circuit::{Client, Fallback, Status, TransitionReason};
+use resilient_circuit_api::v1;
+use support::{DEADLINE, Etcd, Replicas, set_status};
+use tokio::time::Instant;
+
+const NAME: &str = "cluster-client";
+
+#[tokio::test]
+async fn the_client_moves_to_the_surviving_replica_and_its_watch_resumes_there() {
+    let etcd = Etcd::single().await;
+    let mut replicas = Replicas::start(&etcd, 2, &[]).await;
+    let leader = replicas.leader().await;
+    let survivor = 1 - leader;
+    let uris = replicas.uris();
+    let client = Client::builder_many([uris[leader].clone(), uris[survivor].clone()])
+        .acquire_deadline(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(1))
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .build()
+        .await
+        .expect("client");
+    let p = client
+        .protector_builder(NAME)
+        .policy(policy(Duration::from_secs(60), (5, 5)))
+        .fallback(Fallback::Deny)
+        .build()
+        .await
+        .expect("protector");
+    let (on_change, mut changes) = changes();
+    p.on_status_change(on_change);
+    let permit = p.acquire().await.expect("admitted by the leader");
+    assert!(!permit.is_fallback());
+    permit.success().await;
+
+    // The watch is live once it carries an operator's transition (CLOSED to CLOSED moves
+    // no status, so a watch that opens after one hears nothing: try until one is heard).
+    let give_up = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < give_up, "the watch never went live");
+        set_status(&mut replicas.admin(leader).await, NAME, v1::Status::Closed, None).await;
+        if tokio::time::timeout(Duration::from_millis(200), changes.recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+    while tokio::time::timeout(Duration::from_millis(200), changes.recv())
+        .await
+        .is_ok()
+    {}
+
+    replicas.kill(leader).await;
+    assert_eq!(replicas.new_leader(leader).await, survivor);
+    // Made on the new leader while the client's watch may still be reconnecting: it
+    // reaches the client as the event itself (replayed from the cluster's history, or
+    // live), not as a status reconciled from a snapshot after a resync.
+    let opened = set_status(&mut replicas.admin(survivor).await, NAME, v1::Status::Open, None)
+        .await
+        .transition
+        .expect("transition");
+    let heard = next_change(&mut changes).await;
+    assert_eq!(
+        (heard.to, heard.generation, heard.reason),
+        (Status::Open, opened.generation, Some(TransitionReason::Manual)),
+        "{heard:?}"
+    );
+
+    // And the survivor decides: the daemon's rejection (OPEN), not the fallback's.
+    let give_up = Instant::now() + DEADLINE;
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        assert!(Instant::now() < give_up, "the survivor never answered");
+        poll.tick().await;
+        match p.acquire().await {
+            Err(rejection) if !rejection.fallback => {
+                assert_eq!(rejection.status, Status::Open, "{rejection:?}");
+                break;
+            }
+            Ok(permit) => panic!("admitted while OPEN: {permit:?}"),
+            // The fallback decided (the link is backing off): ask again.
+            Err(_) => {}
+        }
+    }
+    assert_eq!(client.uri(), uris[survivor]);
+}

@@ -13,6 +13,7 @@
 //! - [`cluster`]: this replica's role and the registry it serves now (swapped when the
 //!   role changes).
 //! - [`config`]: every setting, its default, and the TOML file.
+//! - [`fence`]: a replicated leader's right to decide, bounded by its lease.
 //! - [`error`]: the daemon's error types, their one mapping to `tonic::Status`, and every
 //!   conversion between errors.
 //! - [`validate`]: requests into typed values (a name into a `ProtectorName`), or
@@ -34,6 +35,9 @@
 //!   the fault seam its tests use.
 //! - [`scheduler`]: the queue of deadlines and the task that applies expiries at their
 //!   instants.
+//! - `replica` (feature `etcd`): replicated mode: the election, the leader's etcd log
+//!   (`replica/sink.rs`), a follower's replay (`replica/follow.rs`), the replica's life
+//!   (`replica/lead.rs`), its keys (`replica/keys.rs`).
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
 //!   ReportBatch, `service/admin.rs` for the control plane and its audit log).
 //! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
@@ -44,6 +48,7 @@ pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod fence;
 pub mod registry;
 #[cfg(feature = "etcd")]
 pub mod replica;

@@ -26,6 +26,7 @@
 pub mod anywhere;
 pub mod daemon;
 pub mod etcd;
+mod etcd_kv;
 pub mod fixtures;
 pub mod process;
 pub mod replicas;

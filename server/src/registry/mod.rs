@@ -51,8 +51,8 @@ use resilient_circuit_breaker::{
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::cluster::Fence;
 use crate::error::Error;
+use crate::fence::Fence;
 use crate::scheduler::Scheduler;
 use crate::sequencer::{Committed, EventFn, Sequencer};
 use crate::store::Journal;

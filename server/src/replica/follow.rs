@@ -7,8 +7,8 @@ use std::sync::Arc;
 use etcd_client::{EventType, GetOptions, KvClient, WatchOptions};
 use prost::Message;
 
-use super::Shared;
 use super::keys::{Keys, SnapshotPointer};
+use super::shared::Shared;
 use crate::registry::Registry;
 use crate::sequencer::Published;
 use crate::store::Replay;

@@ -14,9 +14,9 @@ use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::follow::Follow;
 use super::keys::{self, MemberRecord};
+use super::shared::Shared;
 use super::sink::EtcdSink;
 use crate::cluster::{Leader, Member, Role};
 use crate::store::Journal;

@@ -18,6 +18,7 @@
 mod follow;
 mod keys;
 mod lead;
+mod shared;
 mod sink;
 
 use std::sync::Arc;
@@ -33,55 +34,14 @@ use crate::config::{ClusterSettings, Config};
 use crate::error::ServeError;
 use crate::registry::Registry;
 use crate::sequencer::Sequencer;
-use crate::store::{self, Journal};
+use crate::store;
 use crate::watch::Watchers;
 use follow::Follow;
 use keys::{ClusterMeta, FORMAT, Keys, MemberRecord};
+use shared::Shared;
 
 /// How long connecting to etcd and each call at start may take.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What every part of a replica shares.
-pub(crate) struct Shared {
-    client: Client,
-    keys: Keys,
-    cluster: Arc<Cluster>,
-    sequencer: Arc<Sequencer>,
-    watchers: Watchers,
-    max_protectors: usize,
-    flush_interval: Duration,
-    ttl: Duration,
-    snapshot_bytes: u64,
-    /// The configured protectors, ensured by each new leader (EnsureProtector
-    /// semantics: an existing one is left as it is).
-    protectors: Vec<crate::config::ProtectorConfig>,
-    max_name_len: usize,
-    me: MemberRecord,
-    fence: Arc<Fence>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("prefix", &self.keys.prefix())
-            .field("me", &self.me.advertise)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// A registry over this replica's sequencer: a follower's (no journal) or a leader's.
-    fn registry(&self, journal: Option<Arc<Journal>>) -> Registry {
-        let registry = Registry::new(
-            self.max_protectors,
-            Arc::clone(&self.sequencer),
-            self.watchers.clone(),
-            Clock::new(),
-            journal,
-        );
-        registry.with_fence(Arc::clone(&self.fence))
-    }
-}
 
 /// A started replica: its cluster view and the task that follows, campaigns and leads.
 #[derive(Debug)]

@@ -1,20 +1,10 @@
 //! The etcd's keys as a test reads and writes them, and which member leads: requests
 //! retried across an etcd leader's failure (see [`REQUEST_TIMEOUT`]).
 
-use std::time::Duration;
-
 use etcd_client::{Client, GetOptions};
 
-use super::{Etcd, PROBE_TIMEOUT, options};
+use crate::etcd::{Etcd, PROBE_TIMEOUT, REQUEST_TIMEOUT, options};
 use crate::fixtures::{DEADLINE, eventually};
-
-/// How long one request of the key helpers may take before it is sent again. etcd
-/// forwards a proposal to the leader it knows; if that leader just died, the proposal
-/// is lost and etcd answers only after its request timeout (5 s plus two election
-/// timeouts, 7 s by default), although a new leader is elected within about a second.
-/// Measured with the etcd leader killed: a put retried every 2 s succeeded after
-/// 2.06 s, one retried every 0.5 s after 1.1 to 1.7 s.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Etcd {
     /// A client of the live members; each request fails after [`DEADLINE`].

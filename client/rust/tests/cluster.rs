@@ -96,3 +96,71 @@ async fn the_client_moves_to_the_surviving_replica_and_its_watch_resumes_there()
     }
     assert_eq!(client.uri(), uris[survivor]);
 }
+
+/// Several clients, each given every replica's address (a different one first), keep
+/// calling through protectors with an Allow fallback while the leader is killed: none of
+/// their callers ever sees an error or a rejection. The daemon answers before and after;
+/// in between, the fallback decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_with_a_fallback_see_no_error_while_the_leader_is_killed_under_load() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let etcd = Etcd::single().await;
+    let mut replicas = Replicas::start(&etcd, 3, &[]).await;
+    let leader = replicas.leader().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let decided = Arc::new(AtomicU64::new(0));
+    let mut callers = Vec::new();
+    for i in 0..3 {
+        let mut uris = replicas.uris();
+        uris.rotate_left(i);
+        let client = Client::builder_many(uris)
+            .acquire_deadline(Duration::from_millis(200))
+            .request_timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .build()
+            .await
+            .expect("client");
+        let p = client
+            .protector_builder(format!("load-{i}"))
+            .policy(policy(Duration::from_secs(60), (5, 5)))
+            .fallback(Fallback::Allow)
+            .build()
+            .await
+            .expect("protector");
+        let (stop, decided) = (Arc::clone(&stop), Arc::clone(&decided));
+        callers.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                match p.call(async || Ok::<_, std::io::Error>(())).await {
+                    Ok(()) => {}
+                    Err(e) => errors.push(e.to_string()),
+                }
+                decided.fetch_add(1, Ordering::Relaxed);
+            }
+            (errors, p.fallback_decisions(), client)
+        }));
+    }
+    let wait_for = async |more: u64| {
+        let target = decided.load(Ordering::Relaxed) + more;
+        let give_up = Instant::now() + DEADLINE;
+        while decided.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < give_up, "the callers stalled");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    wait_for(300).await;
+    replicas.kill(leader).await;
+    replicas.new_leader(leader).await;
+    wait_for(300).await;
+    stop.store(true, Ordering::Release);
+    let mut fallbacks = 0;
+    for caller in callers {
+        let (errors, fallback_decisions, _client) = caller.await.expect("caller");
+        assert!(errors.is_empty(), "errors reached the caller: {errors:?}");
+        fallbacks += fallback_decisions;
+    }
+    println!("fallback decisions while the leader was replaced: {fallbacks}");
+}

@@ -35,7 +35,8 @@
 //! - [`scheduler`]: the queue of deadlines and the task that applies expiries at their
 //!   instants.
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
-//!   ReportBatch, `service/admin.rs` for the control plane and its audit log).
+//!   ReportBatch, `service/admin.rs` for the control plane and its audit log,
+//!   `service/forward.rs` for what a follower hands to its leader).
 //! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
 //!   shut it down, on request or when the journal fails.
 

@@ -12,6 +12,8 @@
 //! - [`daemon`]: [`Daemon`] in this process (stop, restart on the same port), and
 //!   [`BlockingDaemon`] on a runtime of its own for synchronous tests;
 //! - [`process`]: the real binary as a child process (SIGKILL, SIGTERM, its stderr);
+//! - [`replica`]: a replica in a chosen role (leader, follower of an address, without a
+//!   leader) from the daemon's public pieces, recording the calls it receives;
 //! - [`requests`]: one helper per request the tests make (ensure, acquire, report,
 //!   get, set_status, ...) and the wire values they carry;
 //! - [`watcher`]: Watch streams read with a deadline;
@@ -21,6 +23,7 @@
 pub mod daemon;
 pub mod fixtures;
 pub mod process;
+pub mod replica;
 pub mod requests;
 pub mod watcher;
 

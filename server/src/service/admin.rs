@@ -31,6 +31,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::SetStatusRequest>,
     ) -> Result<Response<v1::SetStatusResponse>, Status> {
+        forward!(self.0, request, admin.set_status);
         let peer = request.remote_addr();
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
@@ -53,6 +54,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::SetOverrideRequest>,
     ) -> Result<Response<v1::SetOverrideResponse>, Status> {
+        forward!(self.0, request, admin.set_override);
         let peer = request.remote_addr();
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
@@ -78,6 +80,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::UpdatePolicyRequest>,
     ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
+        forward!(self.0, request, admin.update_policy);
         let peer = request.remote_addr();
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
@@ -94,6 +97,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::DeleteProtectorRequest>,
     ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
+        forward!(self.0, request, admin.delete_protector);
         let peer = request.remote_addr();
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;

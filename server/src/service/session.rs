@@ -17,20 +17,17 @@ use std::sync::Arc;
 use std::future::Future;
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tonic::Status;
 
-use super::Shared;
+use super::{SessionStream, Shared};
 use crate::error::Error;
 use crate::validate;
 
 /// Requests a session may have unanswered at once; past it, the daemon stops reading
 /// (HTTP/2 flow control then slows the client) rather than queue without bound.
 pub const MAX_IN_FLIGHT: usize = 1024;
-
-/// The response stream of a session.
-pub type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::SessionResponse, Status>> + Send + 'static>>;
 
 async fn answer(shared: Arc<Shared>, request: v1::SessionRequest) -> v1::SessionResponse {
     let response = match request.request {

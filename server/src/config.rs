@@ -21,4 +21,6 @@ mod types;
 
 pub use error::{ConfigError, Source};
 pub use load::{MAX_NAME_LEN, Settings};
-pub use types::{Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig};
+pub use types::{
+    ClusterSettings, Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig,
+};

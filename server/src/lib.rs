@@ -46,6 +46,8 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod registry;
+#[cfg(feature = "etcd")]
+pub mod replica;
 pub mod scheduler;
 pub mod sequencer;
 pub mod server;

@@ -39,11 +39,20 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     init_tracing(settings.log_format)?;
-    let config = settings.config;
+    let mut config = settings.config;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr().context("cannot read the bound address")?;
+    if let Some(cluster) = config.cluster.as_mut()
+        && cluster.advertise.is_none()
+    {
+        anyhow::ensure!(
+            !bound.ip().is_unspecified(),
+            "listening on {bound}, which other replicas cannot dial: set --advertise HOST:PORT"
+        );
+        cluster.advertise = Some(bound.to_string());
+    }
     let shutdown = shutdown_signal()?;
     // Recover first: `listening on` promises that the daemon can answer.
     let prepared = circuitd::prepare(config).await?;

@@ -37,9 +37,10 @@ pub struct Published {
 /// A change's event, built once its revision is known.
 pub type EventFn<'a> = Box<dyn FnOnce(u64) -> Event + 'a>;
 
-/// Writes the record that makes a change durable, given the revision of the change's
-/// last event (None when it published none); returns the journal's sequence number.
-pub type RecordFn<'a> = Box<dyn FnOnce(Option<u64>) -> Result<u64, StoreError> + 'a>;
+/// Writes the record that makes a change durable, given the change's events (the last
+/// one's revision is the record's; none when it published none); returns the journal's
+/// sequence number.
+pub type RecordFn<'a> = Box<dyn FnOnce(&[Arc<Published>]) -> Result<u64, StoreError> + 'a>;
 
 /// What [`Sequencer::commit`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +201,7 @@ impl Sequencer {
         }
         let last = made.last().map(|p| p.event.revision);
         let seq = match (self.durable, record) {
-            (true, Some(record)) => Some(record(last)?),
+            (true, Some(record)) => Some(record(&made)?),
             _ => None,
         };
         match seq {
@@ -225,6 +226,28 @@ impl Sequencer {
                 self.deliver(&mut state, published);
             }
         }
+    }
+
+    /// A replica's delivery of a change the leader made durable, with the leader's
+    /// revision. A change at or below the delivered revision was delivered already (a
+    /// replica that reloads its state replays the log from an earlier point) and is
+    /// skipped, so a watcher never sees one twice.
+    pub fn replicate(&self, published: Published) {
+        let mut state = self.lock();
+        let revision = published.event.revision;
+        if revision <= state.delivered {
+            return;
+        }
+        state.revision = state.revision.max(revision);
+        self.deliver(&mut state, Arc::new(published));
+    }
+
+    /// Forgets the changes still waiting for a durable record (a deposed leader: its
+    /// journal will never make them durable); the next revision follows the delivered.
+    pub fn abandon_pending(&self) {
+        let mut state = self.lock();
+        state.pending.clear();
+        state.revision = state.delivered;
     }
 
     fn deliver(&self, state: &mut State, published: Arc<Published>) {
@@ -330,8 +353,8 @@ mod tests {
         let s = sequencer(100, true);
         let (mut rx, _) = s.subscribe(None, None, |_| true);
         let journaled = |seq: u64| -> Option<RecordFn<'static>> {
-            Some(Box::new(move |last| {
-                assert!(last.is_some());
+            Some(Box::new(move |made| {
+                assert!(!made.is_empty());
                 Ok(seq)
             }))
         };

@@ -120,6 +120,40 @@ pub struct Prepared {
     draining: CancellationToken,
     registry: Arc<Registry>,
     durable: Option<Durable>,
+    /// Replicated mode: the replica and its cluster view.
+    replica: Option<Replicated>,
+}
+
+/// A replica started on etcd (only with the `etcd` feature).
+#[cfg(feature = "etcd")]
+type Replicated = crate::replica::Replica;
+#[cfg(not(feature = "etcd"))]
+#[derive(Debug)]
+enum Replicated {}
+
+#[cfg(feature = "etcd")]
+async fn replicate(config: &Config, draining: &CancellationToken) -> Result<Option<Replicated>, ServeError> {
+    let Some(settings) = &config.cluster else {
+        return Ok(None);
+    };
+    let Some(advertise) = settings.advertise.clone() else {
+        return Err(ServeError::Config(
+            "replicated mode needs the address other replicas and clients reach this one at: set --advertise"
+                .into(),
+        ));
+    };
+    let replica = crate::replica::start(config, settings, advertise, draining.clone()).await?;
+    Ok(Some(replica))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn replicate(config: &Config, _draining: &CancellationToken) -> Result<Option<Replicated>, ServeError> {
+    match &config.cluster {
+        None => Ok(None),
+        Some(_) => Err(ServeError::Config(
+            "this circuitd was built without replicated mode: build it with `cargo build --release -p circuitd --features etcd` (needs protoc: apt-get install protobuf-compiler)".into(),
+        )),
+    }
 }
 
 impl std::fmt::Debug for Durable {
@@ -134,13 +168,40 @@ impl std::fmt::Debug for Durable {
 /// configured protectors.
 pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
     let draining = CancellationToken::new();
+    match replicate(&config, &draining).await? {
+        #[cfg(feature = "etcd")]
+        Some(replica) => {
+            return Ok(Prepared {
+                config,
+                draining,
+                registry: replica.cluster().registry(),
+                durable: None,
+                replica: Some(replica),
+            });
+        }
+        #[cfg(not(feature = "etcd"))]
+        Some(replica) => match replica {},
+        None => {}
+    }
     let (registry, durable) = registry(&config, &draining).await?;
     Ok(Prepared {
         config,
         draining,
         registry,
         durable,
+        replica: None,
     })
+}
+
+/// The cluster view the services read: the replica's, or this daemon alone.
+fn cluster_of(replica: Option<&Replicated>, registry: &Arc<Registry>, advertise: String) -> Arc<Cluster> {
+    match replica {
+        #[cfg(feature = "etcd")]
+        Some(replica) => replica.cluster(),
+        #[cfg(not(feature = "etcd"))]
+        Some(replica) => match *replica {},
+        None => Cluster::standalone(Arc::clone(registry), advertise),
+    }
 }
 
 /// Serves the v1 contract, health and reflection on `listener` until `shutdown`
@@ -165,20 +226,25 @@ impl Prepared {
             draining,
             registry,
             durable,
+            replica,
         } = self;
-        let scheduler = tokio::spawn(Arc::clone(&registry).run_scheduler(draining.clone()));
+        // A replica runs its scheduler and store for each term it leads itself.
+        let standalone = replica.is_none();
+        let scheduler =
+            standalone.then(|| tokio::spawn(Arc::clone(&registry).run_scheduler(draining.clone())));
         let flush_interval = config
             .store
             .as_ref()
             .map_or(std::time::Duration::from_millis(100), |s| s.flush_interval);
-        let store_task = tokio::spawn(Arc::clone(&registry).run_store(flush_interval, draining.clone()));
+        let store_task = standalone
+            .then(|| tokio::spawn(Arc::clone(&registry).run_store(flush_interval, draining.clone())));
 
         let advertise = listener
             .local_addr()
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-        let cluster = Cluster::standalone(Arc::clone(&registry), advertise);
+        let cluster = cluster_of(replica.as_ref(), &registry, advertise);
         let (protector_api, admin_api) = service::services(
-            cluster,
+            Arc::clone(&cluster),
             config.limits.clone(),
             config.watch.clone(),
             draining.clone(),
@@ -196,6 +262,28 @@ impl Prepared {
             .set_serving::<AdminServiceServer<service::AdminApi>>()
             .await;
         health.set_service_status("", ServingStatus::Serving).await;
+        // A replica that lost etcd (or is loading) is NOT_SERVING; leader and followers
+        // serve (a follower forwards what it does not answer itself).
+        let health_task = (!standalone).then(|| {
+            let mut role = cluster.watch_role();
+            let health = health.clone();
+            let draining = draining.clone();
+            tokio::spawn(async move {
+                loop {
+                    let serving = !matches!(*role.borrow_and_update(), crate::cluster::Role::Unavailable);
+                    let status = if serving {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    health.set_service_status("", status).await;
+                    tokio::select! {
+                        () = draining.cancelled() => return,
+                        changed = role.changed() => if changed.is_err() { return },
+                    }
+                }
+            })
+        });
 
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -276,8 +364,19 @@ impl Prepared {
             }
         };
         draining.cancel();
-        let _ = scheduler.await;
-        let _ = store_task.await;
+        if let Some(task) = scheduler {
+            let _ = task.await;
+        }
+        if let Some(task) = store_task {
+            let _ = task.await;
+        }
+        if let Some(task) = health_task {
+            let _ = task.await;
+        }
+        #[cfg(feature = "etcd")]
+        if let Some(replica) = replica {
+            replica.stopped().await;
+        }
         let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(why) = failure {
             if let Some(durable) = durable {

@@ -112,7 +112,7 @@ pub enum WatchError {
 
 /// The open Watch streams: their count against `max_watchers`, and the shutdown that
 /// ends them all.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Watchers {
     open: Arc<AtomicUsize>,
     max: usize,

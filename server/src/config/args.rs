@@ -104,6 +104,20 @@ pub struct Args {
     /// How large a journal segment grows before a snapshot replaces it (default 67108864).
     #[arg(long, env = "CIRCUITD_SEGMENT_BYTES", value_name = "N")]
     pub segment_bytes: Option<u64>,
+    /// Replicated mode: etcd client URLs, comma-separated (http://host:port,...); state
+    /// lives in etcd and one replica leads [default: none, one daemon on its journal]
+    #[arg(long, env = "CIRCUITD_ETCD", value_name = "URL[,URL...]")]
+    pub etcd: Option<String>,
+    /// The etcd key prefix of this cluster, ending in '/' [default: /resilient-circuit/]
+    #[arg(long, env = "CIRCUITD_ETCD_PREFIX", value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// The address clients and other replicas use to reach this replica [default: the
+    /// bound listen address]
+    #[arg(long, env = "CIRCUITD_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Time to live of the leader's lease, whole seconds, 2s to 60s [default: 2s]
+    #[arg(long, env = "CIRCUITD_ETCD_LEASE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub etcd_lease_ttl: Option<Duration>,
 }
 
 /// Parsed flags plus, for each setting taken from the environment, its variable, keyed

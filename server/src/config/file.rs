@@ -27,6 +27,19 @@ pub(super) struct FileConfig {
     pub(super) protectors: Vec<FileProtector>,
     #[serde(default)]
     pub(super) store: FileStore,
+    #[serde(default)]
+    pub(super) cluster: FileCluster,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCluster {
+    /// Comma-separated, as the flag.
+    pub(super) etcd: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) advertise: Option<String>,
+    pub(super) lease_ttl: Option<FileDuration>,
 }
 
 /// `[store]`.

@@ -15,7 +15,7 @@ use super::args::{self, Parsed};
 use super::error::{ConfigError, Source};
 use super::file::{FileConfig, FileProtector};
 use super::types::{
-    Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig,
+    ClusterSettings, Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig,
 };
 
 /// The contract's limit on a protector name; `max_name_len` may lower it, never raise it.
@@ -211,8 +211,9 @@ impl Layers<'_> {
             Some((path, file)) => protectors(path, &file.protectors, &limits)?,
             None => Vec::new(),
         };
+        let cluster = self.cluster()?;
         let in_memory = pick!(self, in_memory, store.in_memory, false).value;
-        let store = if in_memory {
+        let store = if in_memory || cluster.is_some() {
             None
         } else {
             let defaults = StoreSettings::new(DEFAULT_DATA_DIR);
@@ -250,6 +251,7 @@ impl Layers<'_> {
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
             store,
+            cluster,
         };
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
         Ok(Settings { config, log_format })
@@ -257,6 +259,100 @@ impl Layers<'_> {
 }
 
 impl Layers<'_> {
+    /// Replicated mode, if `--etcd` (or its variable or `cluster.etcd`) is set. Its state
+    /// lives in etcd, so a data directory or in-memory setting alongside is a mistake.
+    fn cluster(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+        let text = |id: &str,
+                    flag: &Option<String>,
+                    key: &'static str,
+                    file: fn(&FileConfig) -> &Option<String>,
+                    default: &str| {
+            self.pick(id, flag.clone(), key, |f| file(f).clone(), default.to_owned())
+        };
+        let args = &self.parsed.args;
+        let etcd = text("etcd", &args.etcd, "cluster.etcd", |f| &f.cluster.etcd, "");
+        let prefix = text(
+            "etcd_prefix",
+            &args.etcd_prefix,
+            "cluster.prefix",
+            |f| &f.cluster.prefix,
+            ClusterSettings::DEFAULT_PREFIX,
+        );
+        let advertise = text(
+            "advertise",
+            &args.advertise,
+            "cluster.advertise",
+            |f| &f.cluster.advertise,
+            "",
+        );
+        let ttl = pick!(
+            self,
+            etcd_lease_ttl,
+            cluster.lease_ttl,
+            ClusterSettings::DEFAULT_LEASE_TTL
+        );
+        if etcd.value.trim().is_empty() {
+            return Ok(None);
+        }
+        let invalid = |p_key: &'static str, origin: Source, rule: String| ConfigError::Invalid {
+            setting: p_key,
+            origin,
+            rule,
+        };
+        let mut urls = Vec::new();
+        for url in etcd.value.split(',').map(str::trim) {
+            urls.push(etcd_url(url).map_err(|rule| invalid(etcd.key, etcd.origin.clone(), rule))?);
+        }
+        if !prefix.value.starts_with('/') || !prefix.value.ends_with('/') || prefix.value.len() < 2 {
+            let rule = format!(
+                "must start and end with '/' (e.g. /resilient-circuit/), so that no cluster's keys are a prefix of another's; got {:?}",
+                prefix.value
+            );
+            return Err(invalid(prefix.key, prefix.origin, rule));
+        }
+        let advertise = match advertise.value.trim() {
+            "" => None,
+            a => Some(host_port(a).map_err(|rule| invalid(advertise.key, advertise.origin, rule))?),
+        };
+        let secs = ttl.value.as_secs();
+        if !(2..=60).contains(&secs) || ttl.value.subsec_nanos() != 0 {
+            let rule = format!(
+                "must be whole seconds from 2s to 60s (etcd leases count whole seconds), got {}",
+                humantime::format_duration(ttl.value)
+            );
+            return Err(invalid(ttl.key, ttl.origin, rule));
+        }
+        for (id, key, set) in [
+            (
+                "data_dir",
+                "store.data_dir",
+                self.parsed.args.data_dir.is_some()
+                    || self.file.is_some_and(|(_, f)| f.store.data_dir.is_some()),
+            ),
+            (
+                "in_memory",
+                "store.in_memory",
+                self.parsed.args.in_memory.is_some()
+                    || self.file.is_some_and(|(_, f)| f.store.in_memory.is_some()),
+            ),
+            ("repair", "store.repair", self.parsed.args.repair.is_some()),
+        ] {
+            if set {
+                let flag = format!("--{}", id.replace('_', "-"));
+                let rule = format!(
+                    "is set together with {flag} ({key}): a replica keeps its state in etcd, not in a data directory; drop one of them"
+                );
+                return Err(invalid(etcd.key, etcd.origin, rule));
+            }
+        }
+        Ok(Some(ClusterSettings {
+            etcd: urls,
+            prefix: prefix.value,
+            advertise,
+            lease_ttl: ttl.value,
+        }))
+    }
+
     fn connections(&self, d: &ConnectionConfig) -> Result<ConnectionConfig, ConfigError> {
         const MS: Duration = Duration::from_millis(1);
         const SECOND: Duration = Duration::from_secs(1);
@@ -360,6 +456,36 @@ fn positive_duration(p: Picked<Duration>) -> Result<Duration, ConfigError> {
         });
     }
     Ok(p.value)
+}
+
+/// An etcd client URL: `http://host:port` or `host:port` (taken as http). TLS to etcd
+/// is not supported yet, so `https://` is refused rather than silently sent in clear.
+fn etcd_url(url: &str) -> Result<String, String> {
+    let rest = match url.split_once("://") {
+        None => url,
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{url:?}: scheme {scheme}:// is not supported (use http://host:port)"
+            ));
+        }
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    host_port(rest)
+        .map(|hp| format!("http://{hp}"))
+        .map_err(|e| format!("{url:?}: {e}"))
+}
+
+/// `host:port` with a non-empty host and a port from 1 to 65535.
+fn host_port(text: &str) -> Result<String, String> {
+    let valid = text.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not host:port (e.g. 10.0.0.5:2379)"))
+    }
 }
 
 fn name_len(p: Picked<usize>) -> Result<usize, ConfigError> {

@@ -37,6 +37,33 @@ pub struct Config {
     /// Durable state. `None` keeps everything in memory: the library's default, so
     /// tests and embedders opt in. The `circuitd` binary defaults to `./data`.
     pub store: Option<StoreSettings>,
+    /// Replicated mode: the etcd cluster that holds the state and elects the leader.
+    /// `None` (the default) runs one daemon on its own journal.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Replicated mode (`--etcd`): several replicas share one state in etcd; one leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// etcd client URLs, each `http://host:port`.
+    pub etcd: Vec<String>,
+    /// The key prefix the cluster lives under; ends with `/`. Default
+    /// `/resilient-circuit/`.
+    pub prefix: String,
+    /// The address clients and other replicas reach this one at. Default: the address
+    /// the daemon is bound to (required when it listens on an unspecified address).
+    pub advertise: Option<String>,
+    /// The leader lease's time to live: how long a dead leader keeps the lead at most.
+    /// Whole seconds, 2 s to 60 s. Default 2 s (etcd's own minimum with its default
+    /// election timeout), so failover takes about two seconds.
+    pub lease_ttl: Duration,
+}
+
+impl ClusterSettings {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "/resilient-circuit/";
+    /// The default lease time to live.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(2);
 }
 
 /// Where and how state is kept on disk.
@@ -139,6 +166,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
             store: None,
+            cluster: None,
         }
     }
 }

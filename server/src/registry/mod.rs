@@ -31,6 +31,7 @@ mod batch;
 mod persist;
 mod read;
 mod release;
+mod replica;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,7 @@ use resilient_circuit_breaker::{
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::cluster::Fence;
 use crate::error::Error;
 use crate::scheduler::Scheduler;
 use crate::sequencer::{Committed, EventFn, Sequencer};
@@ -110,6 +112,8 @@ pub struct Registry {
     /// sorting the whole map each time. Changed only by create and delete (under the
     /// entry's guard), never on the hot path.
     names: RwLock<BTreeSet<String>>,
+    /// A replicated leader's lease: past it, nothing is decided (UNAVAILABLE).
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -144,6 +148,21 @@ impl Registry {
             store,
             dirty: Mutex::new(Vec::new()),
             names: RwLock::new(BTreeSet::new()),
+            fence: None,
+        }
+    }
+
+    /// A registry that decides only while `fence` is valid (a replicated leader's).
+    pub fn with_fence(mut self, fence: Arc<Fence>) -> Registry {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// UNAVAILABLE once a leader's lease may have passed to another replica.
+    fn fenced(&self) -> Result<(), Error> {
+        match &self.fence {
+            Some(fence) if !fence.is_valid() => Err(Error::Unavailable),
+            _ => Ok(()),
         }
     }
 
@@ -181,6 +200,7 @@ impl Registry {
 
     /// Creates the protector if absent; never changes an existing one.
     pub async fn ensure(&self, name: &str, policy: Policy) -> Result<Ensured, Error> {
+        self.fenced()?;
         let (ensured, seq) = match self.map.entry(name.to_owned()) {
             // Answered once the existing state is durable, like every read.
             MapEntry::Occupied(e) => (
@@ -375,6 +395,7 @@ impl Registry {
     /// Deletes the protector; publishes DELETED. Its outstanding permits become stale
     /// with it.
     pub async fn delete(&self, name: &str) -> Result<u64, Error> {
+        self.fenced()?;
         let (revision, seq) = match self.map.entry(name.to_owned()) {
             MapEntry::Vacant(_) => return Err(Error::not_found(name)),
             MapEntry::Occupied(e) => {
@@ -416,6 +437,7 @@ impl Registry {
         name: &str,
         f: impl FnOnce(&mut Entry, Time) -> Result<R, Error>,
     ) -> Result<R, Error> {
+        self.fenced()?;
         let mut entry = self.map.get_mut(name).ok_or_else(|| Error::not_found(name))?;
         // Read under the guard, so one protector's operations see time in order.
         let now = self.clock.now();

@@ -22,9 +22,26 @@ use resilient_circuit_breaker::Protector;
 
 use super::{Entry, Registry, TrialStep};
 use crate::error::Error;
-use crate::sequencer::RecordFn;
-use crate::store::record::{Body, Record, Snapshot, StoredProtector, StoredTrial, TrialChange, nanos};
+use crate::sequencer::{Published, RecordFn};
+use crate::store::record::{
+    Body, LoggedEvent, Record, Snapshot, StoredProtector, StoredTrial, TrialChange, nanos,
+};
 use crate::store::{self, Journal, StoreError};
+
+/// The revision of an operation's last event.
+fn last_revision(made: &[Arc<Published>]) -> Option<u64> {
+    made.last().map(|p| p.event.revision)
+}
+
+/// An operation's events as a replicated journal logs them beside its record.
+fn logged(made: &[Arc<Published>]) -> Vec<LoggedEvent> {
+    made.iter()
+        .map(|p| LoggedEvent {
+            name: p.name.clone(),
+            event: Some(p.event.clone()),
+        })
+        .collect()
+}
 
 impl Registry {
     /// The record storing `protector`'s state; its mod_revision is the revision of the
@@ -36,18 +53,21 @@ impl Registry {
         keep_revision: u64,
     ) -> Option<RecordFn<'a>> {
         let journal = self.store.as_ref()?;
-        Some(Box::new(move |last: Option<u64>| {
-            let mod_revision = last.unwrap_or(keep_revision);
-            journal.append(|seq| Record {
-                seq,
-                revision: mod_revision,
-                body: Some(Body::Put(StoredProtector::new(
-                    name,
-                    protector,
-                    mod_revision,
+        Some(Box::new(move |made: &[Arc<Published>]| {
+            let mod_revision = last_revision(made).unwrap_or(keep_revision);
+            journal.append_logged(
+                |seq| Record {
                     seq,
-                ))),
-            })
+                    revision: mod_revision,
+                    body: Some(Body::Put(StoredProtector::new(
+                        name,
+                        protector,
+                        mod_revision,
+                        seq,
+                    ))),
+                },
+                || logged(made),
+            )
         }))
     }
 
@@ -85,12 +105,15 @@ impl Registry {
     /// The record of `name`'s deletion.
     pub(super) fn delete_record<'a>(&'a self, name: &'a str) -> Option<RecordFn<'a>> {
         let journal = self.store.as_ref()?;
-        Some(Box::new(move |last: Option<u64>| {
-            journal.append(|seq| Record {
-                seq,
-                revision: last.unwrap_or_default(),
-                body: Some(Body::Delete(name.to_owned())),
-            })
+        Some(Box::new(move |made: &[Arc<Published>]| {
+            journal.append_logged(
+                |seq| Record {
+                    seq,
+                    revision: last_revision(made).unwrap_or_default(),
+                    body: Some(Body::Delete(name.to_owned())),
+                },
+                || logged(made),
+            )
         }))
     }
 

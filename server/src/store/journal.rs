@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::error::StoreError;
 use super::faults::Faults;
 use super::format::{HEADER, SEGMENT_MAGIC, frame};
-use super::record::{GROUP_RECORDS_TAG, Record};
+use super::record::{GROUP_RECORDS_TAG, LOG_EVENTS_TAG, LoggedEvent, Record};
 
 /// What waiters see: the highest durable sequence number, and whether the journal failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,9 @@ pub struct Progress {
 
 struct Pending {
     buf: Vec<u8>,
+    /// With a remote sink: where each append ends in `buf`, and its sequence number, so
+    /// a large group can be cut into pieces at record boundaries.
+    ends: Vec<(usize, u64)>,
     /// The last sequence number handed out.
     seq: u64,
     rotate: bool,
@@ -55,6 +58,28 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
+}
+
+/// Where a remote journal's groups go instead of segment files (replicated mode: etcd).
+/// Called on the journal's writer thread, one group at a time, in order; blocking.
+pub trait GroupSink: Send {
+    /// Makes `group` durable: encoded `LogEntry` fields (records, and with them the
+    /// events they publish), `ends` giving where each append ends and its sequence
+    /// number. An error is final (see [`Journal::fail`]): the sink says why.
+    fn write(&mut self, group: &[u8], ends: &[(usize, u64)]) -> Result<(), String>;
+}
+
+/// Where the writer puts groups.
+enum Target {
+    /// Numbered segment files in the data directory.
+    Segments {
+        segment: u64,
+        file: File,
+        len: u64,
+        segment_bytes: u64,
+    },
+    /// A remote store.
+    Remote(Box<dyn GroupSink>),
 }
 
 /// The journal of one data directory.
@@ -75,6 +100,9 @@ pub struct Journal {
     rotated: Mutex<u64>,
     rotated_cv: Condvar,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Whether each append's published events go with its record (remote sinks only:
+    /// replicas replay them for their watchers).
+    log_events: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -104,6 +132,7 @@ impl Journal {
             failure: Mutex::new(None),
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
+                ends: Vec::new(),
                 seq,
                 rotate: false,
                 closing: false,
@@ -121,14 +150,63 @@ impl Journal {
             rotated: Mutex::new(segment),
             rotated_cv: Condvar::new(),
             writer: Mutex::new(None),
+            log_events: false,
         });
-        let writer = Arc::clone(&journal);
+        journal.spawn_writer(Target::Segments {
+            segment,
+            file,
+            len: segment_len,
+            segment_bytes,
+        });
+        journal
+    }
+
+    /// Starts a journal whose groups go to `sink` (replicated mode), continuing after
+    /// sequence number `seq`, with each append's events logged beside its record.
+    /// `name` is what errors and logs call it.
+    pub fn start_remote(name: &str, seq: u64, sink: Box<dyn GroupSink>) -> Arc<Journal> {
+        let journal = Arc::new(Journal {
+            dir: PathBuf::from(name),
+            faults: None,
+            failure: Mutex::new(None),
+            pending: Mutex::new(Pending {
+                buf: Vec::new(),
+                ends: Vec::new(),
+                seq,
+                rotate: false,
+                closing: false,
+                failed: false,
+            }),
+            wake: Condvar::new(),
+            progress: watch::channel(Progress {
+                durable: seq,
+                failed: false,
+            })
+            .0,
+            on_durable: OnceLock::new(),
+            compaction_due: AtomicBool::new(false),
+            compaction: tokio::sync::Notify::new(),
+            rotated: Mutex::new(0),
+            rotated_cv: Condvar::new(),
+            writer: Mutex::new(None),
+            log_events: true,
+        });
+        journal.spawn_writer(Target::Remote(sink));
+        journal
+    }
+
+    fn spawn_writer(self: &Arc<Self>, target: Target) {
+        let writer = Arc::clone(self);
         let handle = std::thread::Builder::new()
             .name("circuitd-journal".into())
-            .spawn(move || writer.write_loop(segment, file, segment_len, segment_bytes))
+            .spawn(move || writer.write_loop(target))
             .expect("spawn the journal writer thread");
-        *lock(&journal.writer) = Some(handle);
-        journal
+        *lock(&self.writer) = Some(handle);
+    }
+
+    /// Whether appends should carry their events (see [`Journal::append_logged`]).
+    pub fn logs_events(&self) -> bool {
+        self.log_events
     }
 
     /// Registers what runs after each fsync with the new durable sequence number.
@@ -139,6 +217,16 @@ impl Journal {
     /// Frames the record built for the next sequence number into the buffer; returns
     /// that sequence number, or an error once the journal has failed or closed.
     pub fn append(&self, record: impl FnOnce(u64) -> Record) -> Result<u64, StoreError> {
+        self.append_logged(record, Vec::new)
+    }
+
+    /// As [`Journal::append`]; a journal that [logs events](Journal::logs_events) also
+    /// writes `events()` right after the record, in the same group.
+    pub fn append_logged(
+        &self,
+        record: impl FnOnce(u64) -> Record,
+        events: impl FnOnce() -> Vec<LoggedEvent>,
+    ) -> Result<u64, StoreError> {
         let mut p = lock(&self.pending);
         if p.failed || p.closing {
             return Err(StoreError::Failed);
@@ -146,6 +234,13 @@ impl Journal {
         p.seq += 1;
         let seq = p.seq;
         prost::encoding::message::encode(GROUP_RECORDS_TAG, &record(seq), &mut p.buf);
+        if self.log_events {
+            for event in events() {
+                prost::encoding::message::encode(LOG_EVENTS_TAG, &event, &mut p.buf);
+            }
+            let end = p.buf.len();
+            p.ends.push((end, seq));
+        }
         drop(p);
         self.wake.notify_one();
         Ok(seq)
@@ -233,14 +328,67 @@ impl Journal {
         }
     }
 
-    fn fail(&self, file: &Path, e: &std::io::Error) {
+    fn fail(&self, file: &Path, e: &dyn std::fmt::Display) {
         tracing::error!(file = %file.display(), error = %e, "journal write failed: no further change can be made durable");
         *lock(&self.failure) = Some(format!("{}: {e}", file.display()));
         lock(&self.pending).failed = true;
         self.progress.send_modify(|p| p.failed = true);
     }
 
-    fn write_loop(&self, mut segment: u64, mut file: File, mut len: u64, segment_bytes: u64) {
+    /// Marks the journal failed from outside (a remote journal whose writer lost the
+    /// right to write): every waiter hears its change is not durable.
+    pub fn fail_with(&self, why: &str) {
+        self.fail(&self.dir.clone(), &why);
+        self.wake.notify_one();
+    }
+
+    fn write_loop(&self, target: Target) {
+        match target {
+            Target::Segments {
+                segment,
+                file,
+                len,
+                segment_bytes,
+            } => self.write_segments(segment, file, len, segment_bytes),
+            Target::Remote(sink) => self.write_remote(sink),
+        }
+    }
+
+    fn write_remote(&self, mut sink: Box<dyn GroupSink>) {
+        loop {
+            let (buf, ends, seq, closing) = {
+                let mut p = lock(&self.pending);
+                while p.buf.is_empty() && !p.closing && !p.failed {
+                    p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                if p.failed {
+                    return;
+                }
+                p.rotate = false;
+                (
+                    std::mem::take(&mut p.buf),
+                    std::mem::take(&mut p.ends),
+                    p.seq,
+                    p.closing,
+                )
+            };
+            if !buf.is_empty() {
+                if let Err(e) = sink.write(&buf, &ends) {
+                    self.fail(&self.dir, &e);
+                    return;
+                }
+                if let Some(f) = self.on_durable.get() {
+                    f(seq);
+                }
+                self.progress.send_modify(|p| p.durable = seq);
+            }
+            if closing && lock(&self.pending).buf.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn write_segments(&self, mut segment: u64, mut file: File, mut len: u64, segment_bytes: u64) {
         loop {
             let (buf, seq, rotate, closing) = {
                 let mut p = lock(&self.pending);

@@ -50,8 +50,9 @@ use std::sync::Arc;
 use prost::Message;
 
 pub use error::StoreError;
-pub use journal::{Journal, Progress};
+pub use journal::{GroupSink, Journal, Progress};
 use record::{Record, RecordGroup, Snapshot, StoredProtector};
+pub use replay::Replay;
 
 /// How the store is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,34 @@ pub struct RecordGroup {
 /// time to a group being built.
 pub const GROUP_RECORDS_TAG: u32 = 1;
 
+/// What one key of a replicated log holds (replicated mode): records, as in a
+/// [`RecordGroup`] (same field number, so the two decode alike), and the watch events
+/// those records published, so that every replica hands its watchers the leader's
+/// events with the leader's revisions.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LogEntry {
+    /// In sequence order.
+    #[prost(message, repeated, tag = "1")]
+    pub records: Vec<Record>,
+    /// In revision order.
+    #[prost(message, repeated, tag = "2")]
+    pub events: Vec<LoggedEvent>,
+}
+
+/// The field number of [`LogEntry::events`].
+pub const LOG_EVENTS_TAG: u32 = 2;
+
+/// One published change, as logged for the replicas.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedEvent {
+    /// The protector it concerns.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The event every watcher receives.
+    #[prost(message, optional, tag = "2")]
+    pub event: Option<resilient_circuit_api::v1::WatchEvent>,
+}
+
 /// What a record says.
 // A record lives only while it is encoded or replayed; boxing the common variant would
 // cost an allocation per record for nothing.

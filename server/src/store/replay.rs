@@ -21,21 +21,29 @@ struct Replayed {
     trials: Option<TrialPermits>,
 }
 
-/// Every protector recovered so far, by name.
+/// Every protector recovered (or, on a replica, replicated) so far, by name.
 #[derive(Default)]
-pub(super) struct Replay {
+pub struct Replay {
     protectors: HashMap<String, Replayed>,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("protectors", &self.protectors.len())
+            .finish()
+    }
 }
 
 impl Replay {
     /// Starts from a snapshot's protector.
-    pub(super) fn insert(&mut self, stored: StoredProtector) {
+    pub fn insert(&mut self, stored: StoredProtector) {
         let name = stored.name.clone();
         self.protectors.insert(name, Replayed { stored, trials: None });
     }
 
     /// Applies one record; the error says why it cannot apply.
-    pub(super) fn apply(&mut self, record: Record) -> Result<(), String> {
+    pub fn apply(&mut self, record: Record) -> Result<(), String> {
         match record.body {
             Some(Body::Put(p))
                 if self
@@ -92,22 +100,49 @@ impl Replay {
     }
 
     /// Every protector, in no particular order, its permits in flight in id order.
-    pub(super) fn finish(self) -> Vec<StoredProtector> {
+    pub fn finish(self) -> Vec<StoredProtector> {
+        self.protectors.into_values().map(Replayed::whole).collect()
+    }
+
+    /// One protector's whole state as replayed so far (replicas apply each record as it
+    /// arrives and need the state it leaves).
+    pub fn get(&self, name: &str) -> Option<StoredProtector> {
+        self.protectors.get(name).map(|r| {
+            Replayed {
+                stored: r.stored.clone(),
+                trials: r.trials.clone(),
+            }
+            .whole()
+        })
+    }
+
+    /// Every protector's whole state, in no particular order, keeping the replay.
+    pub fn all(&self) -> Vec<StoredProtector> {
+        self.protectors.keys().filter_map(|name| self.get(name)).collect()
+    }
+
+    /// The highest revision any protector's state carries.
+    pub fn max_revision(&self) -> u64 {
         self.protectors
-            .into_values()
-            .map(|r| {
-                let mut stored = r.stored;
-                if let Some(trials) = r.trials {
-                    stored.trials = trials
-                        .iter()
-                        .map(|(id, at)| StoredTrial {
-                            id,
-                            expires_at: nanos(at),
-                        })
-                        .collect();
-                }
-                stored
-            })
-            .collect()
+            .values()
+            .map(|r| r.stored.mod_revision)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Replayed {
+    fn whole(self) -> StoredProtector {
+        let mut stored = self.stored;
+        if let Some(trials) = self.trials {
+            stored.trials = trials
+                .iter()
+                .map(|(id, at)| StoredTrial {
+                    id,
+                    expires_at: nanos(at),
+                })
+                .collect();
+        }
+        stored
     }
 }

@@ -1,0 +1,109 @@
+//! The cluster's keys in etcd, under its prefix `P`, and what they hold:
+//! - `P/cluster`: [`ClusterMeta`], written once by the first replica: the format and the
+//!   epoch every replica's revisions belong to.
+//! - `P/leader`: [`MemberRecord`] of the leader, attached to its lease; created only when
+//!   absent, so its create revision names one term of one leader. Every write a leader
+//!   makes compares that create revision first (fencing).
+//! - `P/replicas/<advertise>`: [`MemberRecord`] of each replica, attached to its lease.
+//! - `P/log/<seq, 20 digits>`: a `LogEntry` (records and the events they published), the
+//!   key named by the last sequence number in it, so keys sort in log order.
+
+/// What `P/cluster` must say for the prefix to be ours.
+pub const FORMAT: &str = "resilient-circuit/1";
+
+/// `P/cluster`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClusterMeta {
+    /// [`FORMAT`].
+    #[prost(string, tag = "1")]
+    pub format: String,
+    /// The epoch of the cluster's history of revisions.
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+}
+
+/// A replica (or the leader) as registered.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberRecord {
+    /// Unique for each run of a process.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Where clients and replicas reach it.
+    #[prost(string, tag = "2")]
+    pub advertise: String,
+    /// Milliseconds since the Unix epoch: when it registered, or (leader key) when it
+    /// started to lead.
+    #[prost(uint64, tag = "3")]
+    pub since_ms: u64,
+}
+
+/// The key layout under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` (which ends with '/').
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `P/cluster`.
+    pub fn cluster(&self) -> String {
+        format!("{}cluster", self.prefix)
+    }
+
+    /// `P/leader`.
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+
+    /// `P/replicas/`.
+    pub fn replicas(&self) -> String {
+        format!("{}replicas/", self.prefix)
+    }
+
+    /// `P/replicas/<advertise>`.
+    pub fn replica(&self, advertise: &str) -> String {
+        format!("{}replicas/{advertise}", self.prefix)
+    }
+
+    /// `P/log/`.
+    pub fn log(&self) -> String {
+        format!("{}log/", self.prefix)
+    }
+
+    /// `P/log/<seq>`.
+    pub fn log_entry(&self, seq: u64) -> String {
+        format!("{}log/{seq:020}", self.prefix)
+    }
+
+    /// The sequence number a log key names.
+    pub fn log_seq(&self, key: &[u8]) -> Option<u64> {
+        std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.log())?
+            .parse()
+            .ok()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The instant `ms` milliseconds after the Unix epoch.
+pub fn from_ms(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}

@@ -430,3 +430,22 @@ async fn a_session_ends_unavailable_when_the_leader_goes() {
     let status = end.expect_err("the stream ends with an error");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
+
+#[tokio::test]
+async fn the_leader_audits_a_forwarded_change_with_its_client_and_the_follower() {
+    let dir = TempDir::new("forwarding-audit");
+    let leader = support::process::Circuitd::start(dir.path(), &[]).await;
+    ensure(&mut leader.protectors().await, "fwd.audited", hour_policy()).await;
+    let follower = Replica::following("f1", leader.addr).await;
+    set_status(&mut follower.admin().await, "fwd.audited", v1::Status::Open, None).await;
+    set_status(&mut leader.admin().await, "fwd.audited", v1::Status::Closed, None).await;
+    let exit = leader.terminate().await;
+    let audit = exit.logged("circuitd::audit");
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    // Through the follower: the client, and the follower it came through.
+    assert!(audit[0].contains("peer=Some(127.0.0.1:"), "{}", audit[0]);
+    assert!(audit[0].contains("via=Some(127.0.0.1:"), "{}", audit[0]);
+    // Directly: the client alone.
+    assert!(audit[1].contains("peer=Some(127.0.0.1:"), "{}", audit[1]);
+    assert!(audit[1].contains("via=None"), "{}", audit[1]);
+}

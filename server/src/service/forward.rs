@@ -23,6 +23,7 @@
 //! pulls the client's requests as HTTP/2 flow control lets it, and the client's answers
 //! are the leader's, so the buffering is the transport's windows on each hop.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,10 @@ use crate::cluster::{Cluster, Role};
 
 /// The metadata key that marks a forwarded call; its value is the forwarding replica's id.
 pub const FORWARDED: &str = "x-circuitd-forwarded";
+
+/// The metadata key a forwarded call carries its client's address in, for the leader's
+/// audit log (which otherwise could only name the follower).
+pub const FORWARDED_FOR: &str = "x-circuitd-forwarded-for";
 
 /// How long forwarding waits for a connection to the leader before the call fails
 /// (UNAVAILABLE): long enough for a loaded leader, short next to a client's deadline.
@@ -186,13 +191,18 @@ impl Leader {
     /// The call as the leader receives it: the caller's metadata (its deadline included)
     /// without this hop's transport headers, marked as forwarded.
     pub(super) fn request<T>(&self, request: Request<T>) -> Request<T> {
+        let client = request.remote_addr();
         let (metadata, _, message) = request.into_parts();
-        Request::from_parts(self.metadata(metadata), Default::default(), message)
+        Request::from_parts(self.metadata(metadata, client), Default::default(), message)
     }
 
-    fn metadata(&self, metadata: MetadataMap) -> MetadataMap {
+    fn metadata(&self, metadata: MetadataMap, client: Option<SocketAddr>) -> MetadataMap {
         let mut metadata = strip(metadata);
         metadata.insert(FORWARDED, self.marker.clone());
+        metadata.remove(FORWARDED_FOR);
+        if let Some(value) = client.and_then(|c| c.to_string().parse().ok()) {
+            metadata.insert(FORWARDED_FOR, value);
+        }
         metadata
     }
 
@@ -229,6 +239,7 @@ impl Leader {
         request: Request<tonic::Streaming<v1::SessionRequest>>,
         shutdown: CancellationToken,
     ) -> Result<Response<SessionStream>, Status> {
+        let client = request.remote_addr();
         let (metadata, _, inbound) = request.into_parts();
         // The client's requests, until it closes its side or its stream breaks (then the
         // client is gone and so is the answer stream: ending the leader's side suffices).
@@ -238,7 +249,7 @@ impl Leader {
                 Ok(None) | Err(_) => None,
             }
         });
-        let outbound = Request::from_parts(self.metadata(metadata), Default::default(), requests);
+        let outbound = Request::from_parts(self.metadata(metadata, client), Default::default(), requests);
         let answer = self.protectors().session(outbound).await;
         let (metadata, answers, extensions) = self.answer(answer)?.into_parts();
         let piped = Piped {
@@ -288,6 +299,15 @@ impl Piped {
             }
         }
     }
+}
+
+/// The client a forwarding replica says a call came from: a call marked [`FORWARDED`]
+/// names it in [`FORWARDED_FOR`]. As trustworthy as the caller (anyone can set metadata).
+pub(super) fn forwarded_for(metadata: &MetadataMap) -> Option<SocketAddr> {
+    if !metadata.contains_key(FORWARDED) {
+        return None;
+    }
+    metadata.get(FORWARDED_FOR)?.to_str().ok()?.parse().ok()
 }
 
 /// Metadata without one hop's transport headers; the next hop writes its own.

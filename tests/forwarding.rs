@@ -449,3 +449,29 @@ async fn the_leader_audits_a_forwarded_change_with_its_client_and_the_follower()
     assert!(audit[1].contains("peer=Some(127.0.0.1:"), "{}", audit[1]);
     assert!(audit[1].contains("via=None"), "{}", audit[1]);
 }
+
+#[tokio::test]
+async fn a_session_on_a_leader_that_steps_down_ends_unavailable() {
+    let replica = Replica::start(
+        "was-leader",
+        Role::Leader {
+            since: SystemTime::now(),
+        },
+    )
+    .await;
+    let mut client = replica.protectors().await;
+    ensure(&mut client, "fwd.deposed", hour_policy()).await;
+    let (requests, mut answers) = open_session(&mut client).await;
+    send(&requests, 1, acquire_req("fwd.deposed")).await;
+    let first = tokio::time::timeout(DEADLINE, answers.message())
+        .await
+        .expect("in time");
+    assert_eq!(first.expect("an answer").expect("an answer").id, 1);
+
+    replica.cluster.set_role(Role::Follower { leader: None });
+    send(&requests, 2, acquire_req("fwd.deposed")).await;
+    let end = tokio::time::timeout(DEADLINE, answers.message())
+        .await
+        .expect("in time");
+    assert_unavailable(&end.expect_err("the session ends"), "leader changed");
+}

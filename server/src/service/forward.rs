@@ -140,6 +140,11 @@ impl Forwarder {
         }
     }
 
+    /// Whether this replica decides now (standalone or leader).
+    pub(super) fn decides(&self) -> bool {
+        self.role.borrow().decides()
+    }
+
     /// The cached channel to the leader at `advertise`, replaced when the leader moved.
     fn leader_at(&self, advertise: &str) -> Result<Arc<Leader>, Status> {
         if let Some(leader) = &*self.leader.load()

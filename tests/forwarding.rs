@@ -9,12 +9,12 @@
 //! with an empty registry of its own, so whatever state a test reads back on the leader
 //! got there through forwarding.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use circuitd::cluster::Role;
 use circuitd::service::forward::FORWARDED;
 use resilient_circuit_api::v1::{self, session_request, session_response};
-use support::replica::{Replica, bind, follower_of};
+use support::replica::{Replica, bind, follower_of, leading};
 use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -323,13 +323,7 @@ async fn a_leader_that_does_not_listen_gives_unavailable_naming_it() {
 
 #[tokio::test]
 async fn the_deadline_and_metadata_travel_to_the_leader() {
-    let leader = Replica::start(
-        "the-leader",
-        Role::Leader {
-            since: SystemTime::now(),
-        },
-    )
-    .await;
+    let leader = Replica::start("the-leader", leading()).await;
     ensure(&mut leader.protectors().await, "fwd.meta", hour_policy()).await;
     let follower = Replica::following("f1", leader.addr).await;
 
@@ -401,9 +395,7 @@ async fn a_change_of_role_reroutes_the_next_call() {
     second.inspect(name).await;
 
     // This replica leads: it decides from its own (empty) registry.
-    replica.cluster.set_role(Role::Leader {
-        since: SystemTime::now(),
-    });
+    replica.cluster.set_role(leading());
     let status = client
         .acquire(v1::AcquireRequest { name: name.into() })
         .await
@@ -452,13 +444,7 @@ async fn the_leader_audits_a_forwarded_change_with_its_client_and_the_follower()
 
 #[tokio::test]
 async fn a_session_on_a_leader_that_steps_down_ends_unavailable() {
-    let replica = Replica::start(
-        "was-leader",
-        Role::Leader {
-            since: SystemTime::now(),
-        },
-    )
-    .await;
+    let replica = Replica::start("was-leader", leading()).await;
     let mut client = replica.protectors().await;
     ensure(&mut client, "fwd.deposed", hour_policy()).await;
     let (requests, mut answers) = open_session(&mut client).await;

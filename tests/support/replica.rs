@@ -137,6 +137,13 @@ pub async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0")
 }
 
+/// The role of a leader since now.
+pub fn leading() -> Role {
+    Role::Leader {
+        since: SystemTime::now(),
+    }
+}
+
 /// The role of a follower of the leader at `leader` (its id made up from the address).
 pub fn follower_of(leader: SocketAddr) -> Role {
     Role::Follower {

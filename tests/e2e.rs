@@ -7,6 +7,11 @@
 
 mod audit;
 mod bad_input;
+mod cluster_config;
+mod cluster_etcd;
+mod cluster_failover;
+mod cluster_harness;
+mod cluster_watch;
 mod connection_limit;
 mod connection_timeouts;
 mod coordination;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use circuitd::cluster::Role;
 use circuitd::service::forward::FORWARDED;
 use resilient_circuit_api::v1::{self, session_request, session_response};
-use support::replica::{Replica, bind, follower_of, leading};
+use support::in_role::{Replica, bind, follower_of, leading};
 use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -47,6 +47,12 @@ pub enum Error {
     /// The daemon is shutting down and takes no new work.
     #[error("circuitd is shutting down")]
     Unavailable,
+    /// A replica that does not lead now (replicated mode): it lost, or could not
+    /// confirm, its lease. UNAVAILABLE: retry, on this or another replica.
+    #[error(
+        "this replica does not lead the cluster now (its etcd lease is not confirmed, or an election is under way); retry"
+    )]
+    NotLeading,
     /// A bug or a broken invariant; the message is for the operator.
     #[error("internal error: {0}")]
     Internal(String),
@@ -99,7 +105,7 @@ impl Error {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::Unavailable => Code::Unavailable,
+            Error::Unavailable | Error::NotLeading => Code::Unavailable,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -181,7 +187,9 @@ impl From<Error> for tonic::Status {
             Error::ResourceExhausted { limit, description } => {
                 ErrorDetails::with_quota_failure_violation(limit, description)
             }
-            Error::Unavailable | Error::Internal(_) => return tonic::Status::new(code, message),
+            Error::Unavailable | Error::NotLeading | Error::Internal(_) => {
+                return tonic::Status::new(code, message);
+            }
         };
         tonic::Status::with_error_details(code, message, details)
     }

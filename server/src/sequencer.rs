@@ -242,6 +242,19 @@ impl Sequencer {
         self.deliver(&mut state, Arc::new(published));
     }
 
+    /// A replica starting from a snapshot taken at `revision`: the changes before it are
+    /// not in this history. If that skips revisions, the history is dropped, so a watcher
+    /// resuming from before the gap resyncs instead of missing them.
+    pub fn advance_to(&self, revision: u64) {
+        let mut state = self.lock();
+        if revision > state.delivered {
+            state.history.clear();
+            state.delivered = revision;
+            state.revision = state.revision.max(revision);
+            self.revision.store(revision, Ordering::Release);
+        }
+    }
+
     /// Forgets the changes still waiting for a durable record (a deposed leader: its
     /// journal will never make them durable); the next revision follows the delivered.
     pub fn abandon_pending(&self) {

@@ -10,6 +10,29 @@ use tonic::transport::Channel;
 /// How long a test waits for something it expects before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// How often [`eventually`] asks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Asks `probe` until it answers `Ok`, every [`POLL_INTERVAL`] for at most [`DEADLINE`],
+/// and returns the answer: for what a test cannot be told about, only observe (another
+/// process's role, an etcd member's readiness). Fails the test with `failure` made of
+/// the last `Err`.
+pub async fn eventually<T, E>(
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+    failure: impl FnOnce(E) -> String,
+) -> T {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(last) if tokio::time::Instant::now() >= until => {
+                panic!("not within {DEADLINE:?}: {}", failure(last))
+            }
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+}
+
 /// A raw data-plane client.
 pub type ProtectorClient = ProtectorServiceClient<Channel>;
 
@@ -39,13 +62,27 @@ pub fn circuitd_binary() -> std::path::PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = std::process::Command::new(cargo);
     build
-        .args(["build", "--quiet", "-p", "circuitd", "--bin", "circuitd"])
+        // With replicated mode, as this package depends on it, so the cluster tests
+        // can pass `--etcd`.
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "circuitd",
+            "--features",
+            "etcd",
+            "--bin",
+            "circuitd",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         build.arg("--release");
     }
     let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p circuitd failed: {status}");
+    assert!(
+        status.success(),
+        "cargo build -p circuitd --features etcd failed: {status}"
+    );
     let binary = profile_dir.join(format!("circuitd{}", std::env::consts::EXE_SUFFIX));
     assert!(binary.exists(), "no binary at {}", binary.display());
     binary

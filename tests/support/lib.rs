@@ -12,25 +12,38 @@
 //! - [`daemon`]: [`Daemon`] in this process (stop, restart on the same port), and
 //!   [`BlockingDaemon`] on a runtime of its own for synchronous tests;
 //! - [`process`]: the real binary as a child process (SIGKILL, SIGTERM, its stderr);
-//! - [`replica`]: a replica in a chosen role (leader, follower of an address, without a
-//!   leader) from the daemon's public pieces, recording the calls it receives;
+//! - [`in_role`]: a replica in this process in a role the test sets (leader, follower of
+//!   an address, without a leader), no etcd, recording the calls it receives;
 //! - [`requests`]: one helper per request the tests make (ensure, acquire, report,
 //!   get, set_status, ...) and the wire values they carry;
 //! - [`watcher`]: Watch streams read with a deadline;
 //! - [`fixtures`]: the shared deadline, the raw client types, the real binary and
-//!   temporary directories.
+//!   temporary directories;
+//! - [`etcd`]: a real etcd (one member or three) on free loopback ports, its members
+//!   killed, frozen and restarted, and its keys read and written;
+//! - [`anywhere`]: requests to whichever replica of a cluster answers;
+//! - [`replicas`]: replicated `circuitd` processes on one etcd, their roles through
+//!   GetCluster, one replica killed, frozen or restarted.
 
+pub mod anywhere;
 pub mod daemon;
+pub mod etcd;
 pub mod fixtures;
+pub mod in_role;
 pub mod process;
-pub mod replica;
+pub mod replicas;
 pub mod requests;
 pub mod watcher;
 
 /// The daemon library, for suites that configure one (`circuitd::Config`) without a
 /// dependency of their own on it.
+pub use anywhere::Anywhere;
 pub use circuitd;
 pub use daemon::{BlockingDaemon, Daemon};
+pub use etcd::{Etcd, EtcdCluster};
+/// The etcd client, for tests that read or write etcd themselves.
+pub use etcd_client;
 pub use fixtures::*;
+pub use replicas::{Replicas, unique_prefix};
 pub use requests::*;
 pub use watcher::*;

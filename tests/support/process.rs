@@ -1,12 +1,14 @@
-//! The real `circuitd` binary as a child process: start it on a data directory, learn
-//! its address from the `listening on ADDR` line, stop it with SIGTERM or kill it with
-//! SIGKILL, and read what it wrote to stderr.
+//! The real `circuitd` binary as a child process: start it on a data directory (or, as a
+//! replica, with flags of the caller's alone), learn its address from the
+//! `listening on ADDR` line, stop it with SIGTERM, kill it with SIGKILL, freeze and thaw
+//! it with SIGSTOP and SIGCONT, and read what it wrote to stderr.
 //!
 //! The binary prints its address once bound, which is before it recovers its store, so
 //! the line alone does not prove it serves: [`Circuitd::launch`] also waits for one
 //! answered RPC, and a binary that refuses to start (and exits) is reported as
 //! [`Launch::Refused`] with its exit status and stderr.
 
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -28,6 +30,15 @@ pub const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(circuitd_binary)
+}
+
+/// The RPC whose answer proves a started binary serves.
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    /// A standalone daemon: answered once its store is recovered.
+    ListProtectors,
+    /// A replica: answered by every replica itself, whatever its role.
+    GetCluster,
 }
 
 /// A running `circuitd` child process.
@@ -114,13 +125,29 @@ impl Circuitd {
     /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
     /// until it serves or exits.
     pub async fn launch(data_dir: &Path, extra: &[&str]) -> Launch {
+        let mut args: Vec<OsString> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data_dir.into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        Circuitd::spawn(&args, Probe::ListProtectors).await
+    }
+
+    /// Starts the binary with exactly `args` (no `--listen` or `--data-dir` of the
+    /// harness: a replica takes `--etcd` instead) and waits until it answers GetCluster
+    /// or exits. Every replica answers GetCluster itself whatever its role, so this
+    /// proves the process serves, not that it leads or follows yet.
+    pub async fn launch_args<S: AsRef<OsStr>>(args: &[S]) -> Launch {
+        let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+        Circuitd::spawn(&args, Probe::GetCluster).await
+    }
+
+    async fn spawn(args: &[OsString], probe: Probe) -> Launch {
         let mut command = Command::new(binary());
         command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -172,7 +199,7 @@ impl Circuitd {
             stderr,
             stderr_reader: Some(stderr_reader),
         };
-        if addr.is_some() && daemon.answers().await {
+        if addr.is_some() && daemon.answers(probe).await {
             // Later lines (none are expected) must not fill the pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             return Launch::Serving(Box::new(daemon));
@@ -180,17 +207,25 @@ impl Circuitd {
         Launch::Refused(daemon.wait().await)
     }
 
-    /// Whether one ListProtectors is answered (false once the process is gone).
-    async fn answers(&self) -> bool {
+    /// Whether the probe's RPC is answered (false once the process is gone).
+    async fn answers(&self, probe: Probe) -> bool {
         let call = async {
-            let mut client = ProtectorClient::new(self.channel().await.ok()?);
-            client
-                .list_protectors(v1::ListProtectorsRequest {
-                    page_size: 1,
-                    ..Default::default()
-                })
-                .await
-                .ok()
+            let channel = self.channel().await.ok()?;
+            match probe {
+                Probe::ListProtectors => ProtectorClient::new(channel)
+                    .list_protectors(v1::ListProtectorsRequest {
+                        page_size: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()
+                    .map(drop),
+                Probe::GetCluster => AdminClient::new(channel)
+                    .get_cluster(v1::GetClusterRequest {})
+                    .await
+                    .ok()
+                    .map(drop),
+            }
         };
         tokio::time::timeout(PROCESS_DEADLINE, call)
             .await
@@ -240,6 +275,16 @@ impl Circuitd {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// SIGSTOP: the process freezes where it is, its sockets open but unanswered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Circuitd::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
     }
 
     /// SIGKILL: the process dies at once, wherever it was.

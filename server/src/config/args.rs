@@ -118,6 +118,10 @@ pub struct Args {
     /// Time to live of the leader's lease, whole seconds, 2s to 60s [default: 2s]
     #[arg(long, env = "CIRCUITD_ETCD_LEASE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub etcd_lease_ttl: Option<Duration>,
+    /// Bytes of log the leader writes to etcd before a snapshot replaces them
+    /// [default: 16777216]
+    #[arg(long, env = "CIRCUITD_ETCD_SNAPSHOT_BYTES", value_name = "N")]
+    pub etcd_snapshot_bytes: Option<u64>,
 }
 
 /// Parsed flags plus, for each setting taken from the environment, its variable, keyed

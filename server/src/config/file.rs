@@ -40,6 +40,7 @@ pub(super) struct FileCluster {
     pub(super) prefix: Option<String>,
     pub(super) advertise: Option<String>,
     pub(super) lease_ttl: Option<FileDuration>,
+    pub(super) snapshot_bytes: Option<u64>,
 }
 
 /// `[store]`.

@@ -291,6 +291,12 @@ impl Layers<'_> {
             cluster.lease_ttl,
             ClusterSettings::DEFAULT_LEASE_TTL
         );
+        let snapshot_bytes = positive(pick!(
+            self,
+            etcd_snapshot_bytes,
+            cluster.snapshot_bytes,
+            ClusterSettings::DEFAULT_SNAPSHOT_BYTES
+        ))?;
         if etcd.value.trim().is_empty() {
             return Ok(None);
         }
@@ -350,6 +356,7 @@ impl Layers<'_> {
             prefix: prefix.value,
             advertise,
             lease_ttl: ttl.value,
+            snapshot_bytes,
         }))
     }
 

@@ -487,4 +487,5 @@ segment_bytes = 1048576
     assert!(load_ok(&["--in-memory=false"], &[], None).config.store.is_some());
 }
 
+mod cluster;
 mod connections;

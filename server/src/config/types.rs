@@ -57,9 +57,14 @@ pub struct ClusterSettings {
     /// Whole seconds, 2 s to 60 s. Default 2 s (etcd's own minimum with its default
     /// election timeout), so failover takes about two seconds.
     pub lease_ttl: Duration,
+    /// How many bytes of log the leader writes to etcd before it stores a snapshot and
+    /// deletes the log it covers. Default 16 MiB.
+    pub snapshot_bytes: u64,
 }
 
 impl ClusterSettings {
+    /// The default `snapshot_bytes`.
+    pub const DEFAULT_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024;
     /// The default key prefix.
     pub const DEFAULT_PREFIX: &'static str = "/resilient-circuit/";
     /// The default lease time to live.

@@ -161,7 +161,7 @@ impl Registry {
     /// UNAVAILABLE once a leader's lease may have passed to another replica.
     fn fenced(&self) -> Result<(), Error> {
         match &self.fence {
-            Some(fence) if !fence.is_valid() => Err(Error::Unavailable),
+            Some(fence) if !fence.is_valid() => Err(Error::NotLeading),
             _ => Ok(()),
         }
     }

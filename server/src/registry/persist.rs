@@ -168,6 +168,25 @@ impl Registry {
         Ok(written)
     }
 
+    /// A replicated leader's snapshot: every record up to `last_seq` is durable (and its
+    /// events delivered, so `revision` covers them) before the states are read, so the
+    /// log up to `last_seq` may go once the snapshot is stored; states read later may be
+    /// newer, and their records follow in the log, which replay applies by version.
+    async fn compact_remote(self: &Arc<Self>, journal: &Arc<Journal>) -> Result<(), StoreError> {
+        let last_seq = journal.last_seq();
+        journal.durable(last_seq).await?;
+        let revision = self.sequencer.revision();
+        let mut snapshot = self.snapshot(journal, 0);
+        snapshot.last_seq = last_seq;
+        snapshot.revision = revision;
+        tracing::info!(
+            protectors = snapshot.protectors.len(),
+            last_seq,
+            "snapshot handed to the replicated log"
+        );
+        journal.hand_snapshot(snapshot)
+    }
+
     /// A snapshot of every protector for segments from `first_segment` on: each state is
     /// versioned at the journal's sequence number when it was read, under its guard, so
     /// any later record of it replays over it and any earlier one does not.
@@ -267,6 +286,9 @@ impl Registry {
     }
 
     async fn compact(self: &Arc<Self>, journal: &Arc<Journal>) -> Result<(), StoreError> {
+        if journal.is_remote() {
+            return self.compact_remote(journal).await;
+        }
         let rotating = Arc::clone(journal);
         let segment = tokio::task::spawn_blocking(move || rotating.rotate())
             .await

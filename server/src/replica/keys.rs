@@ -7,6 +7,10 @@
 //! - `P/replicas/<advertise>`: [`MemberRecord`] of each replica, attached to its lease.
 //! - `P/log/<seq, 20 digits>`: a `LogEntry` (records and the events they published), the
 //!   key named by the last sequence number in it, so keys sort in log order.
+//! - `P/snapshot`: [`SnapshotPointer`] to the latest snapshot, whose pieces are
+//!   `P/snapshots/<last seq>/<piece, 6 digits>`, each a `Snapshot` holding some of the
+//!   protectors. Written piece by piece, then the pointer, in the transaction that also
+//!   deletes the log up to the snapshot's last sequence number and the older pieces.
 
 /// What `P/cluster` must say for the prefix to be ours.
 pub const FORMAT: &str = "resilient-circuit/1";
@@ -20,6 +24,20 @@ pub struct ClusterMeta {
     /// The epoch of the cluster's history of revisions.
     #[prost(uint64, tag = "2")]
     pub epoch: u64,
+}
+
+/// `P/snapshot`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotPointer {
+    /// The last sequence number the snapshot covers; the log continues after it.
+    #[prost(uint64, tag = "1")]
+    pub last_seq: u64,
+    /// The revision delivered when it was taken.
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    /// How many pieces.
+    #[prost(uint32, tag = "3")]
+    pub pieces: u32,
 }
 
 /// A replica (or the leader) as registered.
@@ -84,6 +102,35 @@ impl Keys {
     /// `P/log/<seq>`.
     pub fn log_entry(&self, seq: u64) -> String {
         format!("{}log/{seq:020}", self.prefix)
+    }
+
+    /// `P/snapshot`.
+    pub fn snapshot(&self) -> String {
+        format!("{}snapshot", self.prefix)
+    }
+
+    /// `P/snapshots/`.
+    pub fn snapshots(&self) -> String {
+        format!("{}snapshots/", self.prefix)
+    }
+
+    /// `P/snapshots/<last_seq>/`.
+    pub fn snapshot_pieces(&self, last_seq: u64) -> String {
+        format!("{}snapshots/{last_seq:020}/", self.prefix)
+    }
+
+    /// `P/snapshots/<last_seq>/<piece>`.
+    pub fn snapshot_piece(&self, last_seq: u64, piece: u32) -> String {
+        format!("{}snapshots/{last_seq:020}/{piece:06}", self.prefix)
+    }
+
+    /// The end of a range covering every key starting with `prefix`.
+    pub fn end_of(prefix: &str) -> Vec<u8> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        end
     }
 
     /// The sequence number a log key names.

@@ -65,6 +65,13 @@ pub(super) async fn run(
         let term = loop {
             let seen = leader_rx.borrow_and_update().clone();
             match &seen {
+                // A term of this replica that outlived its leading (etcd was gone when
+                // it stepped down, and the lease lives on): give it up, so that an
+                // election can happen.
+                Some(s) if s.record.id == shared.me.id => {
+                    shared.cluster.set_role(Role::Follower { leader: None });
+                    resign(&shared, s.term).await;
+                }
                 Some(s) => shared.cluster.set_role(Role::Follower {
                     leader: Some(Leader {
                         id: s.record.id.clone(),
@@ -175,6 +182,8 @@ async fn lead(
         keys: shared.keys.clone(),
         term,
         fence: Arc::clone(&shared.fence),
+        since_snapshot: 0,
+        snapshot_bytes: shared.snapshot_bytes,
     };
     let journal = Journal::start_remote(&shared.keys.log(), follow.applied, Box::new(sink));
     shared.sequencer.deliver_on_durable(&journal);
@@ -183,6 +192,23 @@ async fn lead(
         journal.fail_with("the replicated state could not be restored");
         shared.fence.revoke();
         return format!("the replicated state could not be restored: {e}");
+    }
+    for p in &shared.protectors {
+        let ensured = match (
+            crate::validate::name("name", p.name.clone(), shared.max_name_len),
+            resilient_circuit_breaker::Policy::try_new(p.policy),
+        ) {
+            (Ok(name), Ok(policy)) => registry
+                .ensure(&name, policy)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (Err(e), _) => Err(e.to_string()),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        if let Err(e) = ensured {
+            tracing::error!(protector = %p.name, error = %e, "a configured protector could not be ensured");
+        }
     }
     shared.cluster.set_registry(Arc::clone(&registry));
     let since = std::time::SystemTime::now();
@@ -368,7 +394,10 @@ async fn watch_leader(shared: Arc<Shared>, tx: watch::Sender<Option<Seen>>, stop
     loop {
         let mut client = shared.client.clone();
         let watched = async {
-            let now = client.get(key.clone(), None).await.map_err(|e| e.to_string())?;
+            let now = tokio::time::timeout(shared.ttl, client.get(key.clone(), None))
+                .await
+                .map_err(|_| "etcd did not answer".to_owned())?
+                .map_err(|e| e.to_string())?;
             let revision = now.header().map_or(0, |h| h.revision());
             tx.send_replace(now.kvs().first().and_then(decode));
             let mut stream = client
@@ -418,10 +447,13 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mut client = shared.client.clone();
         let watched = async {
-            let now = client
-                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(|e| e.to_string())?;
+            let now = tokio::time::timeout(
+                shared.ttl,
+                client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+            )
+            .await
+            .map_err(|_| "etcd did not answer".to_owned())?
+            .map_err(|e| e.to_string())?;
             let revision = now.header().map_or(0, |h| h.revision());
             let mut members: BTreeMap<Vec<u8>, MemberRecord> = now
                 .kvs()

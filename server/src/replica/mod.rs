@@ -51,6 +51,11 @@ pub(crate) struct Shared {
     max_protectors: usize,
     flush_interval: Duration,
     ttl: Duration,
+    snapshot_bytes: u64,
+    /// The configured protectors, ensured by each new leader (EnsureProtector
+    /// semantics: an existing one is left as it is).
+    protectors: Vec<crate::config::ProtectorConfig>,
+    max_name_len: usize,
     me: MemberRecord,
     fence: Arc<Fence>,
 }
@@ -180,6 +185,9 @@ pub async fn start(
         max_protectors: config.limits.max_protectors,
         flush_interval: Duration::from_millis(100),
         ttl,
+        snapshot_bytes: settings.snapshot_bytes,
+        protectors: config.protectors.clone(),
+        max_name_len: config.limits.max_name_len,
         me,
         fence: Arc::new(Fence::default()),
     });

@@ -6,15 +6,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, KvClient, Txn, TxnOp};
+use prost::Message;
 
-use super::keys::Keys;
+use super::keys::{Keys, SnapshotPointer};
 use crate::cluster::Fence;
 use crate::store::GroupSink;
+use crate::store::record::Snapshot;
 
 /// etcd refuses requests over 1.5 MiB by default; a group larger than this is cut at
 /// record boundaries into several keys.
 const MAX_VALUE: usize = 1024 * 1024;
+
+/// How long one attempt at a write may take before it is tried again.
+const ATTEMPT: Duration = Duration::from_millis(500);
+/// The pause between attempts.
+const RETRY: Duration = Duration::from_millis(20);
 
 /// Writes groups to etcd for one leadership term.
 pub struct EtcdSink {
@@ -24,32 +31,57 @@ pub struct EtcdSink {
     /// The create revision of this term's leader key.
     pub(super) term: i64,
     pub(super) fence: Arc<Fence>,
+    /// Bytes of log written since the last snapshot.
+    pub(super) since_snapshot: u64,
+    /// How much log the leader writes before it snapshots and deletes what the snapshot
+    /// covers, so that etcd holds about one snapshot and this much log (etcd frees the
+    /// space once its own history is compacted: see README, "Running a cluster").
+    pub(super) snapshot_bytes: u64,
 }
 
 impl EtcdSink {
     fn put(&mut self, key: String, value: &[u8]) -> Result<(), String> {
-        let remaining = self.fence.remaining();
-        if remaining.is_zero() {
-            return Err("the leader's lease may have expired: it stopped writing".into());
-        }
+        self.since_snapshot += value.len() as u64;
+        self.fenced([TxnOp::put(key, value.to_vec(), None)])
+    }
+
+    /// Runs `ops` if this term's leader key is still there. A call that fails in transit
+    /// (an etcd member died, a connection broke) is tried again while the lease holds:
+    /// each write is idempotent (the same key and value), and followers skip a log entry
+    /// they already applied, so a write that did land the first time costs nothing.
+    fn fenced<const N: usize>(&mut self, ops: [TxnOp; N]) -> Result<(), String> {
         let txn = Txn::new()
             .when([Compare::create_revision(
                 self.keys.leader(),
                 CompareOp::Equal,
                 self.term,
             )])
-            .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let mut kv = self.kv.clone();
-        let answer = self.runtime.block_on(async move {
-            tokio::time::timeout(remaining.max(Duration::from_millis(1)), kv.txn(txn)).await
-        });
-        match answer {
-            Err(_) => Err("etcd did not answer before the leader's lease could expire".into()),
-            Ok(Err(e)) => Err(format!("etcd refused the write: {e}")),
-            Ok(Ok(r)) if !r.succeeded() => {
-                Err("this replica is no longer the leader (its leader key is gone or another's)".into())
+            .and_then(ops);
+        loop {
+            let remaining = self.fence.remaining();
+            if remaining.is_zero() {
+                return Err(
+                    "etcd did not answer before the leader's lease could expire: it stopped writing".into(),
+                );
             }
-            Ok(Ok(_)) => Ok(()),
+            let mut kv = self.kv.clone();
+            let attempt = txn.clone();
+            let answer = self
+                .runtime
+                .block_on(async move { tokio::time::timeout(remaining.min(ATTEMPT), kv.txn(attempt)).await });
+            match answer {
+                Ok(Ok(r)) if r.succeeded() => return Ok(()),
+                Ok(Ok(_)) => {
+                    return Err(
+                        "this replica is no longer the leader (its leader key is gone or another's)".into(),
+                    );
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "an etcd write failed; trying again while the lease holds")
+                }
+                Err(_) => tracing::warn!("an etcd write took too long; trying again while the lease holds"),
+            }
+            std::thread::sleep(RETRY.min(self.fence.remaining()));
         }
     }
 }
@@ -72,6 +104,55 @@ impl GroupSink for EtcdSink {
             let key = self.keys.log_entry(last_seq);
             self.put(key, &group[start..cut])?;
         }
+        Ok(())
+    }
+
+    fn compaction_due(&self) -> bool {
+        self.since_snapshot > self.snapshot_bytes
+    }
+
+    fn snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        let last_seq = snapshot.last_seq;
+        let mut pieces = 0u32;
+        let mut piece = Snapshot::default();
+        let mut size = 0;
+        for protector in snapshot.protectors {
+            let len = protector.encoded_len() + 8;
+            if size + len > MAX_VALUE && !piece.protectors.is_empty() {
+                let key = self.keys.snapshot_piece(last_seq, pieces);
+                self.fenced([TxnOp::put(key, piece.encode_to_vec(), None)])?;
+                pieces += 1;
+                piece.protectors.clear();
+                size = 0;
+            }
+            size += len;
+            piece.protectors.push(protector);
+        }
+        let key = self.keys.snapshot_piece(last_seq, pieces);
+        self.fenced([TxnOp::put(key, piece.encode_to_vec(), None)])?;
+        pieces += 1;
+        let pointer = SnapshotPointer {
+            last_seq,
+            revision: snapshot.revision,
+            pieces,
+        };
+        // The pointer, and the log and older pieces it makes useless, in one step.
+        let log_end = self.keys.log_entry(last_seq + 1);
+        let older_end = self.keys.snapshot_pieces(last_seq);
+        self.fenced([
+            TxnOp::put(self.keys.snapshot(), pointer.encode_to_vec(), None),
+            TxnOp::delete(self.keys.log(), Some(DeleteOptions::new().with_range(log_end))),
+            TxnOp::delete(
+                self.keys.snapshots(),
+                Some(DeleteOptions::new().with_range(older_end)),
+            ),
+        ])?;
+        self.since_snapshot = 0;
+        tracing::info!(
+            last_seq,
+            pieces,
+            "snapshot stored in etcd; the log it covers deleted"
+        );
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::error::StoreError;
 use super::faults::Faults;
 use super::format::{HEADER, SEGMENT_MAGIC, frame};
-use super::record::{GROUP_RECORDS_TAG, LOG_EVENTS_TAG, LoggedEvent, Record};
+use super::record::{GROUP_RECORDS_TAG, LOG_EVENTS_TAG, LoggedEvent, Record, Snapshot};
 
 /// What waiters see: the highest durable sequence number, and whether the journal failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,8 @@ struct Pending {
     rotate: bool,
     closing: bool,
     failed: bool,
+    /// A remote journal's snapshot, written after the groups before it.
+    snapshot: Option<Snapshot>,
 }
 
 /// The name of segment `n` in `dir`.
@@ -67,6 +69,13 @@ pub trait GroupSink: Send {
     /// events they publish), `ends` giving where each append ends and its sequence
     /// number. An error is final (see [`Journal::fail`]): the sink says why.
     fn write(&mut self, group: &[u8], ends: &[(usize, u64)]) -> Result<(), String>;
+
+    /// Whether enough was written since the last snapshot that one is due.
+    fn compaction_due(&self) -> bool;
+
+    /// Stores `snapshot` and drops the log it covers (up to `snapshot.last_seq`). Every
+    /// group appended before it was handed over is already written.
+    fn snapshot(&mut self, snapshot: Snapshot) -> Result<(), String>;
 }
 
 /// Where the writer puts groups.
@@ -137,6 +146,7 @@ impl Journal {
                 rotate: false,
                 closing: false,
                 failed: false,
+                snapshot: None,
             }),
             wake: Condvar::new(),
             progress: watch::channel(Progress {
@@ -176,6 +186,7 @@ impl Journal {
                 rotate: false,
                 closing: false,
                 failed: false,
+                snapshot: None,
             }),
             wake: Condvar::new(),
             progress: watch::channel(Progress {
@@ -354,11 +365,29 @@ impl Journal {
         }
     }
 
+    /// Hands a remote journal's sink `snapshot`, to store after every group appended so
+    /// far (see [`GroupSink::snapshot`]).
+    pub fn hand_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut p = lock(&self.pending);
+        if p.failed || p.closing {
+            return Err(StoreError::Failed);
+        }
+        p.snapshot = Some(snapshot);
+        drop(p);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Whether groups go to a remote sink rather than segment files.
+    pub fn is_remote(&self) -> bool {
+        self.log_events
+    }
+
     fn write_remote(&self, mut sink: Box<dyn GroupSink>) {
         loop {
-            let (buf, ends, seq, closing) = {
+            let (buf, ends, seq, closing, snapshot) = {
                 let mut p = lock(&self.pending);
-                while p.buf.is_empty() && !p.closing && !p.failed {
+                while p.buf.is_empty() && !p.closing && !p.failed && p.snapshot.is_none() {
                     p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
                 if p.failed {
@@ -370,6 +399,7 @@ impl Journal {
                     std::mem::take(&mut p.ends),
                     p.seq,
                     p.closing,
+                    p.snapshot.take(),
                 )
             };
             if !buf.is_empty() {
@@ -381,6 +411,17 @@ impl Journal {
                     f(seq);
                 }
                 self.progress.send_modify(|p| p.durable = seq);
+                if sink.compaction_due() {
+                    self.compaction_due.store(true, Ordering::Release);
+                    self.compaction.notify_one();
+                }
+            }
+            if let Some(snapshot) = snapshot {
+                // Not fatal: the log keeps growing until one succeeds, and a leader that
+                // lost its right to write finds out on its next group.
+                if let Err(e) = sink.snapshot(snapshot) {
+                    tracing::warn!(error = %e, "snapshot to the replicated log failed");
+                }
             }
             if closing && lock(&self.pending).buf.is_empty() {
                 return;

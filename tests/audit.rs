@@ -16,11 +16,7 @@ async fn each_admin_change_is_audited_once_with_its_revision() {
     let set = set_status(&mut admin, "audited", v1::Status::Open, None).await;
     let deleted = delete(&mut admin, "audited").await;
     let exit = daemon.terminate().await;
-    let audit: Vec<&str> = exit
-        .stderr
-        .lines()
-        .filter(|l| l.contains("circuitd::audit"))
-        .collect();
+    let audit = exit.logged("circuitd::audit");
     assert_eq!(audit.len(), 2, "{audit:#?}");
     for (line, rpc, revision) in [
         (audit[0], "SetStatus", set.revision),

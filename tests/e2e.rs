@@ -17,6 +17,7 @@ mod connection_timeouts;
 mod coordination;
 mod crash_recovery;
 mod durability;
+mod forwarding;
 mod permit_expiry;
 mod permit_journal;
 mod permit_release;

@@ -39,7 +39,8 @@
 //!   (`replica/sink.rs`), a follower's replay (`replica/follow.rs`), the replica's life
 //!   (`replica/lead.rs`), its keys (`replica/keys.rs`).
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
-//!   ReportBatch, `service/admin.rs` for the control plane and its audit log).
+//!   ReportBatch, `service/admin.rs` for the control plane and its audit log,
+//!   `service/forward.rs` for what a follower hands to its leader).
 //! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
 //!   shut it down, on request or when the journal fails.
 

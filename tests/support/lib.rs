@@ -12,6 +12,8 @@
 //! - [`daemon`]: [`Daemon`] in this process (stop, restart on the same port), and
 //!   [`BlockingDaemon`] on a runtime of its own for synchronous tests;
 //! - [`process`]: the real binary as a child process (SIGKILL, SIGTERM, its stderr);
+//! - [`in_role`]: a replica in this process in a role the test sets (leader, follower of
+//!   an address, without a leader), no etcd, recording the calls it receives;
 //! - [`requests`]: one helper per request the tests make (ensure, acquire, report,
 //!   get, set_status, ...) and the wire values they carry;
 //! - [`watcher`]: Watch streams read with a deadline;
@@ -28,6 +30,7 @@ pub mod daemon;
 pub mod etcd;
 mod etcd_kv;
 pub mod fixtures;
+pub mod in_role;
 pub mod process;
 pub mod replicas;
 pub mod requests;

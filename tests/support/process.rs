@@ -61,6 +61,11 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// The lines it logged on the tracing target `target` (e.g. `circuitd::audit`).
+    pub fn logged(&self, target: &str) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.contains(target)).collect()
+    }
+
     /// Fails the test if the process panicked (message or exit code 101).
     #[track_caller]
     pub fn assert_no_panic(&self) {

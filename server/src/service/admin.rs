@@ -1,28 +1,49 @@
 //! `AdminService`, the control plane: thin, like the data plane.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use resilient_circuit_api::v1::{self, admin_service_server::AdminService};
 use resilient_circuit_breaker::policy::MAX_COOLDOWN;
 use tonic::{Request, Response, Status};
 
-use super::{AdminApi, MIN_OVERRIDE};
+use super::{AdminApi, MIN_OVERRIDE, forward};
 use crate::cluster::Role;
 use crate::error::Error;
 use crate::validate;
 
+/// Who asked for a change: the client's address and, for a call a follower forwarded,
+/// the follower's (`via`).
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    peer: Option<SocketAddr>,
+    via: Option<SocketAddr>,
+}
+
+impl Origin {
+    fn of<T>(request: &Request<T>) -> Origin {
+        let remote = request.remote_addr();
+        match forward::forwarded_for(request.metadata()) {
+            Some(client) => Origin {
+                peer: Some(client),
+                via: remote,
+            },
+            None => Origin {
+                peer: remote,
+                via: None,
+            },
+        }
+    }
+}
+
 /// One line per control-plane change on the `circuitd::audit` target: who asked (the
-/// peer's address), what, and the revision. It is written once the change is durable
-/// and before the answer leaves, so the log never shows a change the daemon could lose,
-/// nor misses one it acknowledged. Route it apart with `RUST_LOG=circuitd::audit=info`.
-fn audit(
-    peer: Option<std::net::SocketAddr>,
-    rpc: &str,
-    name: &str,
-    detail: impl std::fmt::Debug,
-    revision: u64,
-) {
-    tracing::info!(target: "circuitd::audit", rpc, name, peer = ?peer, detail = ?detail, revision, "admin change");
+/// peer's address, and the follower it came through), what, and the revision. It is
+/// written once the change is durable and before the answer leaves, so the log never
+/// shows a change the daemon could lose, nor misses one it acknowledged. Route it apart
+/// with `RUST_LOG=circuitd::audit=info`.
+fn audit(origin: Origin, rpc: &str, name: &str, detail: impl std::fmt::Debug, revision: u64) {
+    let Origin { peer, via } = origin;
+    tracing::info!(target: "circuitd::audit", rpc, name, peer = ?peer, via = ?via, detail = ?detail, revision, "admin change");
 }
 
 #[tonic::async_trait]
@@ -31,7 +52,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::SetStatusRequest>,
     ) -> Result<Response<v1::SetStatusResponse>, Status> {
-        let peer = request.remote_addr();
+        forward!(self.0, request, admin.set_status);
+        let origin = Origin::of(&request);
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let status = validate::status("status", req.status)?;
@@ -41,7 +63,7 @@ impl AdminService for AdminApi {
             return Err(Error::invalid("open_for", "only allowed with status STATUS_OPEN").into());
         }
         let (view, transition, revision) = self.0.registry().set_status(&name, status, open_for).await?;
-        audit(peer, "SetStatus", &name, (status, open_for), revision);
+        audit(origin, "SetStatus", &name, (status, open_for), revision);
         Ok(Response::new(v1::SetStatusResponse {
             protector: Some(view.to_proto()),
             transition: Some(transition.into()),
@@ -53,7 +75,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::SetOverrideRequest>,
     ) -> Result<Response<v1::SetOverrideResponse>, Status> {
-        let peer = request.remote_addr();
+        forward!(self.0, request, admin.set_override);
+        let origin = Origin::of(&request);
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let kind = validate::override_kind("kind", req.kind)?;
@@ -67,7 +90,7 @@ impl AdminService for AdminApi {
             return Err(Error::invalid("expires_after", "not allowed with OVERRIDE_KIND_NONE").into());
         }
         let (view, revision) = self.0.registry().set_override(&name, kind, expires_after).await?;
-        audit(peer, "SetOverride", &name, (kind, expires_after), revision);
+        audit(origin, "SetOverride", &name, (kind, expires_after), revision);
         Ok(Response::new(v1::SetOverrideResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -78,12 +101,13 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::UpdatePolicyRequest>,
     ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
-        let peer = request.remote_addr();
+        forward!(self.0, request, admin.update_policy);
+        let origin = Origin::of(&request);
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
         let (view, revision) = self.0.registry().update_policy(&name, policy).await?;
-        audit(peer, "UpdatePolicy", &name, policy.spec(), revision);
+        audit(origin, "UpdatePolicy", &name, policy.spec(), revision);
         Ok(Response::new(v1::UpdatePolicyResponse {
             protector: Some(view.to_proto()),
             revision,
@@ -94,11 +118,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::DeleteProtectorRequest>,
     ) -> Result<Response<v1::DeleteProtectorResponse>, Status> {
-        let peer = request.remote_addr();
+        forward!(self.0, request, admin.delete_protector);
+        let origin = Origin::of(&request);
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let revision = self.0.registry().delete(&name).await?;
-        audit(peer, "DeleteProtector", &name, (), revision);
+        audit(origin, "DeleteProtector", &name, (), revision);
         Ok(Response::new(v1::DeleteProtectorResponse { revision }))
     }
 

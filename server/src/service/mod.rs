@@ -13,7 +13,19 @@ use resilient_circuit_api::{ProtectorName, convert};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+/// Forwards the call to the leader and returns its answer, unless this replica decides
+/// (then it goes on to serve the call itself): `forward!(shared, request, protectors.acquire)`.
+macro_rules! forward {
+    ($shared:expr, $request:ident, $client:ident . $rpc:ident) => {
+        if let Some(leader) = $shared.forward.route($request.metadata())? {
+            $shared.ready()?;
+            return leader.answer(leader.$client().$rpc(leader.request($request)).await);
+        }
+    };
+}
+
 mod admin;
+pub mod forward;
 mod session;
 
 use crate::cluster::Cluster;
@@ -36,6 +48,8 @@ const MIN_OVERRIDE: Duration = Duration::from_millis(1);
 #[derive(Debug)]
 struct Shared {
     cluster: Arc<Cluster>,
+    /// Routes what only the deciding replica serves: here, or to the leader.
+    forward: forward::Forwarder,
     limits: Limits,
     watch: WatchConfig,
     /// Cancelled when shutdown begins: new calls get UNAVAILABLE.
@@ -117,6 +131,7 @@ pub fn services(
     shutdown: CancellationToken,
 ) -> (ProtectorApi, AdminApi) {
     let shared = Arc::new(Shared {
+        forward: forward::Forwarder::new(&cluster, limits.max_message_bytes),
         cluster,
         limits,
         watch,
@@ -151,12 +166,16 @@ fn decode_token(token: &str) -> Result<String, Error> {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchEvent, Status>> + Send + 'static>>;
 
+/// The response stream of a session, served here or piped from the leader.
+pub type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::SessionResponse, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl ProtectorService for ProtectorApi {
     async fn ensure_protector(
         &self,
         request: Request<v1::EnsureProtectorRequest>,
     ) -> Result<Response<v1::EnsureProtectorResponse>, Status> {
+        forward!(self.0, request, protectors.ensure_protector);
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
@@ -173,6 +192,7 @@ impl ProtectorService for ProtectorApi {
         &self,
         request: Request<v1::AcquireRequest>,
     ) -> Result<Response<v1::AcquireResponse>, Status> {
+        forward!(self.0, request, protectors.acquire);
         Ok(Response::new(self.0.acquire(request.into_inner()).await?))
     }
 
@@ -180,15 +200,20 @@ impl ProtectorService for ProtectorApi {
         &self,
         request: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportResponse>, Status> {
+        forward!(self.0, request, protectors.report);
         Ok(Response::new(self.0.report(request.into_inner()).await?))
     }
 
-    type SessionStream = session::SessionStream;
+    type SessionStream = SessionStream;
 
     async fn session(
         &self,
         request: Request<tonic::Streaming<v1::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        if let Some(leader) = self.0.forward.route(request.metadata())? {
+            self.0.ready()?;
+            return leader.session(request, self.0.shutdown.clone()).await;
+        }
         self.0.ready()?;
         Ok(Response::new(session::open(
             Arc::clone(&self.0),
@@ -200,6 +225,7 @@ impl ProtectorService for ProtectorApi {
         &self,
         request: Request<v1::ReportBatchRequest>,
     ) -> Result<Response<v1::ReportBatchResponse>, Status> {
+        forward!(self.0, request, protectors.report_batch);
         self.0.ready()?;
         Ok(Response::new(self.0.report_batch(request.into_inner()).await))
     }

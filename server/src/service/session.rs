@@ -6,7 +6,9 @@
 //! unary call would, and writes each answer as soon as it is ready: most finish at once,
 //! and one that waits for the journal never holds up those behind it. A request's error
 //! is answered in its own response; the stream ends only when the client closes it, it
-//! breaks, or the daemon shuts down (UNAVAILABLE). A session that ends drops the answers
+//! breaks, the daemon shuts down, or the replica stops deciding (both UNAVAILABLE: a
+//! session opened on a leader that steps down ends at its next request, so the client
+//! reopens it and reaches the new leader, directly or forwarded). A session that ends drops the answers
 //! still pending, and a trial Acquire among them gives its permit back (the registry's
 //! `release`): no one is left to report it. An answer already handed to the transport
 //! counts as sent; the client gives back a trial permit it no longer wants.
@@ -17,20 +19,17 @@ use std::sync::Arc;
 use std::future::Future;
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tonic::Status;
 
-use super::Shared;
+use super::{SessionStream, Shared};
 use crate::error::Error;
 use crate::validate;
 
 /// Requests a session may have unanswered at once; past it, the daemon stops reading
 /// (HTTP/2 flow control then slows the client) rather than queue without bound.
 pub const MAX_IN_FLIGHT: usize = 1024;
-
-/// The response stream of a session.
-pub type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::SessionResponse, Status>> + Send + 'static>>;
 
 async fn answer(shared: Arc<Shared>, request: v1::SessionRequest) -> v1::SessionResponse {
     let response = match request.request {
@@ -89,6 +88,15 @@ impl Session {
                 received = self.inbound.message(), if self.reading && self.in_flight.len() < MAX_IN_FLIGHT => {
                     match received {
                         Ok(Some(request)) => {
+                            // A session opened while this replica decided must not go on
+                            // deciding from a follower's registry: it ends, and the
+                            // client's next session is forwarded to the new leader.
+                            if !self.shared.forward.decides() {
+                                self.ended = true;
+                                return Some(Err(Status::unavailable(
+                                    "leader changed: this replica no longer decides; open a new session",
+                                )));
+                            }
                             let mut answering: Answering = Box::pin(answer(Arc::clone(&self.shared), request));
                             // Most answers are ready at once: send them without queueing.
                             if let Some(response) = (&mut answering).now_or_never() {

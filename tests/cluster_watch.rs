@@ -16,6 +16,18 @@ async fn a_watcher_on_a_follower_misses_nothing_across_a_failover() {
     let mut any = Anywhere::new(replicas.uris());
     any.ensure("w").await.expect("ensure");
 
+    // A follower is a hot standby: health reports it SERVING.
+    let channel = replicas.replica(follower).channel().await.expect("channel");
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(
+        health.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
     let mut on_follower = replicas.protectors(follower).await;
     let mut watcher = Watcher::open(&mut on_follower, watch_all()).await;
     let (_, synced) = watcher.snapshot().await;

@@ -17,7 +17,8 @@ def circuitd_binary(profile: str = "debug") -> pathlib.Path:
     given = os.environ.get("CIRCUITD_BIN")
     if given:
         return pathlib.Path(given)
-    args = ["cargo", "build", "--quiet", "-p", "circuitd"]
+    # With replicated mode, as ./run-tests builds it: the cluster tests start replicas.
+    args = ["cargo", "build", "--quiet", "-p", "circuitd", "--features", "etcd"]
     if profile == "release":
         args.append("--release")
     subprocess.run(args, cwd=WORKSPACE, check=True)

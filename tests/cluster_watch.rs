@@ -19,7 +19,9 @@ async fn a_watcher_on_a_follower_misses_nothing_across_a_failover() {
     // A follower is a hot standby: health reports it SERVING.
     let channel = replicas.replica(follower).channel().await.expect("channel");
     let health = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("health")
         .into_inner();

@@ -164,3 +164,52 @@ async fn callers_with_a_fallback_see_no_error_while_the_leader_is_killed_under_l
     }
     println!("fallback decisions while the leader was replaced: {fallbacks}");
 }
+
+/// With all of etcd gone the replicas stop deciding, and a protector with a fallback
+/// decides by it, without an error; when etcd returns, the daemon decides again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_the_fallback_decides_and_the_daemon_resumes_when_it_returns() {
+    let mut etcd = Etcd::single().await;
+    let replicas = Replicas::start(&etcd, 2, &[]).await;
+    replicas.leader().await;
+    let client = Client::builder_many(replicas.uris())
+        .acquire_deadline(Duration::from_millis(200))
+        .request_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .build()
+        .await
+        .expect("client");
+    let p = client
+        .protector_builder("outage")
+        .policy(policy(Duration::from_secs(60), (5, 5)))
+        .fallback(Fallback::Allow)
+        .build()
+        .await
+        .expect("protector");
+    let by_daemon = async |want_fallback: bool| {
+        let give_up = Instant::now() + DEADLINE;
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            assert!(
+                Instant::now() < give_up,
+                "the decisions never came from the {}",
+                if want_fallback { "fallback" } else { "daemon" }
+            );
+            poll.tick().await;
+            let permit = p
+                .acquire()
+                .await
+                .expect("an Allow fallback never rejects a CLOSED protector");
+            let fallback = permit.is_fallback();
+            permit.success().await;
+            if fallback == want_fallback {
+                return;
+            }
+        }
+    };
+    by_daemon(false).await;
+    etcd.kill_all();
+    by_daemon(true).await;
+    etcd.restart_all().await;
+    by_daemon(false).await;
+}

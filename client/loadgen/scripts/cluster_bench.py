@@ -33,7 +33,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 
 import grpc  # noqa: E402
-from resilient_circuit_client._generated import protector_pb2, protector_pb2_grpc  # noqa: E402
+from resilient_circuit_client._generated import (  # noqa: E402
+    admin_pb2,
+    admin_pb2_grpc,
+    protector_pb2,
+    protector_pb2_grpc,
+)
 
 CIRCUITD = os.path.join(ROOT, "target", "release", "circuitd")
 CIRCUITCTL = os.path.join(ROOT, "target", "release", "circuitctl")
@@ -76,8 +81,17 @@ class Proc:
             self.p.send_signal(sig)
             self.p.wait()
 
-    def lead_lines(self):
-        return open(self.log).read().count("role: leader")
+    def role(self):
+        """Its own role as GetCluster says, or None when it does not answer."""
+        if self.p.poll() is not None:
+            return None
+        try:
+            stub = admin_pb2_grpc.AdminServiceStub(grpc.insecure_channel(self.addr))
+            answer = stub.GetCluster(admin_pb2.GetClusterRequest(), timeout=0.5)
+        except grpc.RpcError:
+            return None
+        own = [r for r in answer.replicas if r.advertise == self.addr]
+        return own[0].role if own else None
 
 
 def bench(addr, mode, duration, extra=()):
@@ -130,8 +144,12 @@ def main():
             r.addr = r.listening()
             replicas.append(r)
             procs.append(r)
-        wait_for(lambda: sum(r.lead_lines() for r in replicas) >= 1, "a leader")
-        leader = max(replicas, key=lambda r: r.lead_lines())
+        def the_leader():
+            leaders = [r for r in replicas if r.role() == admin_pb2.REPLICA_ROLE_LEADER]
+            return leaders[0] if len(leaders) == 1 else None
+
+        wait_for(lambda: the_leader() is not None, "a leader")
+        leader = the_leader()
         follower = next(r for r in replicas if r is not leader)
         results = {}
         for mode, extra in [("unary", ()), ("session", ()),
@@ -159,8 +177,8 @@ def main():
         stub.EnsureProtector(protector_pb2.EnsureProtectorRequest(name="failover"))
         times = []
         for k in range(args.kills):
-            leader = max(replicas, key=lambda r: (r.p.poll() is None, r.lead_lines()))
-            before = {id(r): r.lead_lines() for r in replicas}
+            wait_for(lambda: the_leader() is not None, "a leader")
+            leader = the_leader()
             survivors = [r for r in replicas if r is not leader]
             t0 = time.monotonic()
             leader.kill()
@@ -182,7 +200,7 @@ def main():
             leader.argv[leader.argv.index("--listen") + 1] = leader.addr
             leader.start()
             leader.listening()
-            wait_for(lambda: any(r.lead_lines() > before[id(r)] for r in survivors), "the new leader's log line")
+            wait_for(lambda: the_leader() in survivors, "a new leader among the survivors")
         times.sort()
         p50 = statistics.median(times)
         p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]

@@ -112,14 +112,7 @@ pub async fn start(
         advertise: advertise.clone(),
         since_ms: keys::now_ms(),
     };
-    let granted = timed(
-        "granting a lease",
-        &urls,
-        client.lease_grant(settings.lease_ttl.as_secs() as i64, None),
-    )
-    .await?;
-    let ttl = Duration::from_secs(granted.ttl().max(1) as u64);
-    register(&mut client, &keys, &me, granted.id(), ttl, &urls).await?;
+    let (lease, ttl) = register(&mut client, &keys, &me, settings.lease_ttl, &urls).await?;
 
     let sequencer = Arc::new(Sequencer::new(&config.watch, 0, epoch, true));
     let watchers = Watchers::new(config.limits.max_watchers, shutdown.clone());
@@ -162,7 +155,7 @@ pub async fn start(
         epoch,
         "replicated state loaded from etcd"
     );
-    let task = tokio::spawn(lead::run(shared, granted.id(), follow, revision, shutdown));
+    let task = tokio::spawn(lead::run(shared, lease, follow, revision, shutdown));
     Ok(Replica { cluster, task })
 }
 
@@ -214,47 +207,54 @@ async fn claim(client: &mut Client, keys: &Keys, urls: &str) -> Result<u64, Serv
     }
 }
 
-/// Registers `me` under its address. The key may still be held by this address's
-/// previous run (killed, its lease not yet expired): wait up to one lease for it to go;
-/// a key that outlives that belongs to a live replica advertising the same address.
+/// Registers `me` under its address with a new lease; returns the lease and its time
+/// to live. The key may still be held by this address's previous run (killed, its lease
+/// not yet expired): wait up to one lease for it to go, holding no lease meanwhile (one
+/// would expire unrenewed); a key that outlives that belongs to a live replica
+/// advertising the same address.
 async fn register(
     client: &mut Client,
     keys: &Keys,
     me: &MemberRecord,
-    lease: i64,
     ttl: Duration,
     urls: &str,
-) -> Result<(), ServeError> {
+) -> Result<(i64, Duration), ServeError> {
     let key = keys.replica(&me.advertise);
     let give_up = tokio::time::Instant::now() + ttl + Duration::from_secs(1);
     loop {
+        let held = timed("reading the replicas", urls, client.get(key.clone(), None)).await?;
+        if let Some(kv) = held.kvs().first() {
+            if tokio::time::Instant::now() >= give_up {
+                let holder = MemberRecord::decode(kv.value()).map(|m| m.id).unwrap_or_default();
+                return Err(refuse(format!(
+                    "address {} is already advertised by another live replica (id {holder}) of the cluster under {}: give each replica its own --advertise",
+                    me.advertise,
+                    keys.prefix()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let granted = timed(
+            "granting a lease",
+            urls,
+            client.lease_grant(ttl.as_secs() as i64, None),
+        )
+        .await?;
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
                 key.clone(),
                 me.encode_to_vec(),
-                Some(PutOptions::new().with_lease(lease)),
+                Some(PutOptions::new().with_lease(granted.id())),
             )]);
         if timed("registering this replica", urls, client.txn(txn))
             .await?
             .succeeded()
         {
-            return Ok(());
+            return Ok((granted.id(), Duration::from_secs(granted.ttl().max(1) as u64)));
         }
-        if tokio::time::Instant::now() >= give_up {
-            let holder = timed("reading the replicas", urls, client.get(key.clone(), None))
-                .await?
-                .kvs()
-                .first()
-                .and_then(|kv| MemberRecord::decode(kv.value()).ok())
-                .map(|m| m.id)
-                .unwrap_or_default();
-            return Err(refuse(format!(
-                "address {} is already advertised by another live replica (id {holder}) of the cluster under {}: give each replica its own --advertise",
-                me.advertise,
-                keys.prefix()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Another run took it between the read and the write: give the lease back.
+        let _ = client.lease_revoke(granted.id()).await;
     }
 }

@@ -107,8 +107,12 @@ impl GroupSink for EtcdSink {
         Ok(())
     }
 
-    fn compaction_due(&self) -> bool {
-        self.since_snapshot > self.snapshot_bytes
+    fn compaction_due(&mut self) -> bool {
+        let due = self.since_snapshot > self.snapshot_bytes;
+        if due {
+            self.since_snapshot = 0;
+        }
+        due
     }
 
     fn snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {

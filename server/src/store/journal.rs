@@ -70,8 +70,9 @@ pub trait GroupSink: Send {
     /// number. An error is final (see [`Journal::fail`]): the sink says why.
     fn write(&mut self, group: &[u8], ends: &[(usize, u64)]) -> Result<(), String>;
 
-    /// Whether enough was written since the last snapshot that one is due.
-    fn compaction_due(&self) -> bool;
+    /// Whether enough was written since the last snapshot that one is due; once it
+    /// says so, it counts afresh (one snapshot per threshold, not one per group).
+    fn compaction_due(&mut self) -> bool;
 
     /// Stores `snapshot` and drops the log it covers (up to `snapshot.last_seq`). Every
     /// group appended before it was handed over is already written.

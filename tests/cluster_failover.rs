@@ -279,3 +279,45 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_change() {
         "a protector's state was reset by the restarts"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_permit_handed_out_before_a_failover_is_honoured_after_it() {
+    let etcd = Etcd::single().await;
+    let mut replicas = Replicas::start(&etcd, 2, &[]).await;
+    let old = replicas.leader().await;
+    let mut on_old = replicas.protectors(old).await;
+    // One trial at a time in HALF_OPEN; one success closes.
+    ensure(
+        &mut on_old,
+        "trial",
+        policy(Duration::from_secs(60), (1, 1), Some((1, 1))),
+    )
+    .await;
+    set_status(
+        &mut replicas.admin(old).await,
+        "trial",
+        v1::Status::HalfOpen,
+        None,
+    )
+    .await;
+    let trial = acquire(&mut on_old, "trial").await;
+    assert_eq!(trial.decision(), v1::Decision::Admitted);
+    let permit = trial.permit.expect("a trial permit");
+    assert_eq!(
+        acquire(&mut on_old, "trial").await.decision(),
+        v1::Decision::Rejected
+    );
+
+    replicas.kill(old).await;
+    let new = replicas.new_leader(old).await;
+    let mut on_new = replicas.protectors(new).await;
+    // The permit is still in flight on the new leader: no second trial ...
+    assert_eq!(
+        acquire(&mut on_new, "trial").await.decision(),
+        v1::Decision::Rejected
+    );
+    // ... and its report counts: the trial's success closes the protector.
+    let reported = report(&mut on_new, "trial", permit, v1::Outcome::Success).await;
+    assert!(reported.accepted, "{reported:?}");
+    assert_eq!(reported.status(), v1::Status::Closed);
+}

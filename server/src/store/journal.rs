@@ -350,7 +350,10 @@ impl Journal {
     /// Marks the journal failed from outside (a remote journal whose writer lost the
     /// right to write): every waiter hears its change is not durable.
     pub fn fail_with(&self, why: &str) {
-        self.fail(&self.dir.clone(), &why);
+        // Not an I/O failure, so not logged as one: the caller says why it stopped.
+        *lock(&self.failure) = Some(why.to_owned());
+        lock(&self.pending).failed = true;
+        self.progress.send_modify(|p| p.failed = true);
         self.wake.notify_one();
     }
 

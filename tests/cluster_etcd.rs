@@ -51,14 +51,8 @@ async fn with_all_of_etcd_gone_replicas_stop_deciding_and_resume_intact() {
     let replicas = Replicas::start(&etcd, 2, &[]).await;
     let leader = replicas.leader().await;
     let mut any = Anywhere::new(replicas.uris());
-    any.ensure("held").await.expect("ensure");
     any.ensure("closed").await.expect("ensure");
-    let held = any
-        .set_status("held", v1::Status::Open, Some(Duration::from_secs(600)))
-        .await
-        .expect("SetStatus")
-        .protector
-        .expect("protector");
+    let held = any.held_open("held", Duration::from_secs(600)).await;
 
     etcd.kill_all();
     // Every replica stops deciding: even a CLOSED protector's Acquire, which writes

@@ -95,12 +95,8 @@ async fn a_killed_leader_loses_no_acknowledged_transition_and_open_stays_open() 
     let mut opened = Vec::new();
     for i in 0..3 {
         let name = format!("held-{i}");
-        any.ensure(&name).await.expect("ensure");
-        let answer = any
-            .set_status(&name, v1::Status::Open, Some(Duration::from_secs(600)))
-            .await
-            .expect("SetStatus OPEN");
-        opened.push((name, answer.protector.expect("protector")));
+        let held = any.held_open(&name, Duration::from_secs(600)).await;
+        opened.push((name, held));
     }
     // Load from several clients, each through a different replica first.
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -231,13 +227,7 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_change() {
     let mut replicas = Replicas::start(&etcd, 3, &[]).await;
     replicas.leader().await;
     let mut any = Anywhere::new(replicas.uris());
-    any.ensure("held").await.expect("ensure");
-    let held = any
-        .set_status("held", v1::Status::Open, Some(Duration::from_secs(600)))
-        .await
-        .expect("SetStatus")
-        .protector
-        .expect("protector");
+    let held = any.held_open("held", Duration::from_secs(600)).await;
 
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -107,6 +107,17 @@ impl Anywhere {
         .await
     }
 
+    /// Creates `name` (every policy default) and opens it for `open_for`; returns the
+    /// protector as acknowledged OPEN.
+    pub async fn held_open(&mut self, name: &str, open_for: Duration) -> v1::Protector {
+        self.ensure(name).await.expect("EnsureProtector");
+        self.set_status(name, v1::Status::Open, Some(open_for))
+            .await
+            .expect("SetStatus OPEN")
+            .protector
+            .expect("protector")
+    }
+
     /// EnsureProtector on any replica, with every policy default.
     pub async fn ensure(&mut self, name: &str) -> Result<v1::EnsureProtectorResponse, tonic::Status> {
         let request = v1::EnsureProtectorRequest {

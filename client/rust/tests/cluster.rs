@@ -17,6 +17,17 @@ use tokio::time::Instant;
 
 const NAME: &str = "cluster-client";
 
+/// A client of every replica at `uris`, reconnecting quickly.
+async fn cluster_client(uris: Vec<String>, acquire_deadline: Duration, request_timeout: Duration) -> Client {
+    Client::builder_many(uris)
+        .acquire_deadline(acquire_deadline)
+        .request_timeout(request_timeout)
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .build()
+        .await
+        .expect("client")
+}
+
 #[tokio::test]
 async fn the_client_moves_to_the_surviving_replica_and_its_watch_resumes_there() {
     let etcd = Etcd::single().await;
@@ -24,13 +35,12 @@ async fn the_client_moves_to_the_surviving_replica_and_its_watch_resumes_there()
     let leader = replicas.leader().await;
     let survivor = 1 - leader;
     let uris = replicas.uris();
-    let client = Client::builder_many([uris[leader].clone(), uris[survivor].clone()])
-        .acquire_deadline(Duration::from_secs(1))
-        .request_timeout(Duration::from_secs(1))
-        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
-        .build()
-        .await
-        .expect("client");
+    let client = cluster_client(
+        vec![uris[leader].clone(), uris[survivor].clone()],
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    )
+    .await;
     let p = client
         .protector_builder(NAME)
         .policy(policy(Duration::from_secs(60), (5, 5)))
@@ -115,13 +125,7 @@ async fn callers_with_a_fallback_see_no_error_while_the_leader_is_killed_under_l
     for i in 0..3 {
         let mut uris = replicas.uris();
         uris.rotate_left(i);
-        let client = Client::builder_many(uris)
-            .acquire_deadline(Duration::from_millis(200))
-            .request_timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
-            .build()
-            .await
-            .expect("client");
+        let client = cluster_client(uris, Duration::from_millis(200), Duration::from_millis(500)).await;
         let p = client
             .protector_builder(format!("load-{i}"))
             .policy(policy(Duration::from_secs(60), (5, 5)))
@@ -172,13 +176,12 @@ async fn without_etcd_the_fallback_decides_and_the_daemon_resumes_when_it_return
     let mut etcd = Etcd::single().await;
     let replicas = Replicas::start(&etcd, 2, &[]).await;
     replicas.leader().await;
-    let client = Client::builder_many(replicas.uris())
-        .acquire_deadline(Duration::from_millis(200))
-        .request_timeout(Duration::from_millis(500))
-        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
-        .build()
-        .await
-        .expect("client");
+    let client = cluster_client(
+        replicas.uris(),
+        Duration::from_millis(200),
+        Duration::from_millis(500),
+    )
+    .await;
     let p = client
         .protector_builder("outage")
         .policy(policy(Duration::from_secs(60), (5, 5)))

@@ -421,17 +421,8 @@ async fn watch_leader(shared: Arc<Shared>, tx: watch::Sender<Option<Seen>>, stop
             }
             Ok::<(), String>(())
         };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            result = watched => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "leader watch failed; watching again");
-                }
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(RETRY) => {}
+        if !watched_once(&stop, "leader", watched).await {
+            return;
         }
     }
 }
@@ -493,17 +484,29 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
             }
             Ok::<(), String>(())
         };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            result = watched => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "replica watch failed; watching again");
-                }
+        if !watched_once(&stop, "replicas", watched).await {
+            return;
+        }
+    }
+}
+
+/// Runs one watch until it fails (then pauses before the next), or `stop`; false on
+/// `stop`.
+async fn watched_once(
+    stop: &CancellationToken,
+    what: &str,
+    watch: impl std::future::Future<Output = Result<(), String>>,
+) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => return false,
+        result = watch => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, what, "watch failed; watching again");
             }
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(RETRY) => {}
-        }
+    }
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(RETRY) => true,
     }
 }

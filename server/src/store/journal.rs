@@ -136,8 +136,28 @@ impl Journal {
         segment_bytes: u64,
         faults: Option<Faults>,
     ) -> Arc<Journal> {
-        let journal = Arc::new(Journal {
-            dir: dir.to_owned(),
+        let journal = Arc::new(Journal::new(dir.to_owned(), faults, seq, segment, false));
+        journal.spawn_writer(Target::Segments {
+            segment,
+            file,
+            len: segment_len,
+            segment_bytes,
+        });
+        journal
+    }
+
+    /// Starts a journal whose groups go to `sink` (replicated mode), continuing after
+    /// sequence number `seq`, with each append's events logged beside its record.
+    /// `name` is what errors and logs call it.
+    pub fn start_remote(name: &str, seq: u64, sink: Box<dyn GroupSink>) -> Arc<Journal> {
+        let journal = Arc::new(Journal::new(PathBuf::from(name), None, seq, 0, true));
+        journal.spawn_writer(Target::Remote(sink));
+        journal
+    }
+
+    fn new(dir: PathBuf, faults: Option<Faults>, seq: u64, segment: u64, log_events: bool) -> Journal {
+        Journal {
+            dir,
             faults,
             failure: Mutex::new(None),
             pending: Mutex::new(Pending {
@@ -161,50 +181,8 @@ impl Journal {
             rotated: Mutex::new(segment),
             rotated_cv: Condvar::new(),
             writer: Mutex::new(None),
-            log_events: false,
-        });
-        journal.spawn_writer(Target::Segments {
-            segment,
-            file,
-            len: segment_len,
-            segment_bytes,
-        });
-        journal
-    }
-
-    /// Starts a journal whose groups go to `sink` (replicated mode), continuing after
-    /// sequence number `seq`, with each append's events logged beside its record.
-    /// `name` is what errors and logs call it.
-    pub fn start_remote(name: &str, seq: u64, sink: Box<dyn GroupSink>) -> Arc<Journal> {
-        let journal = Arc::new(Journal {
-            dir: PathBuf::from(name),
-            faults: None,
-            failure: Mutex::new(None),
-            pending: Mutex::new(Pending {
-                buf: Vec::new(),
-                ends: Vec::new(),
-                seq,
-                rotate: false,
-                closing: false,
-                failed: false,
-                snapshot: None,
-            }),
-            wake: Condvar::new(),
-            progress: watch::channel(Progress {
-                durable: seq,
-                failed: false,
-            })
-            .0,
-            on_durable: OnceLock::new(),
-            compaction_due: AtomicBool::new(false),
-            compaction: tokio::sync::Notify::new(),
-            rotated: Mutex::new(0),
-            rotated_cv: Condvar::new(),
-            writer: Mutex::new(None),
-            log_events: true,
-        });
-        journal.spawn_writer(Target::Remote(sink));
-        journal
+            log_events,
+        }
     }
 
     fn spawn_writer(self: &Arc<Self>, target: Target) {

@@ -54,3 +54,27 @@ impl Fence {
         until.saturating_sub(self.base.elapsed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fence_is_valid_only_until_its_last_extension_and_never_after_a_revoke() {
+        let fence = Fence::default();
+        assert!(!fence.is_valid(), "a new fence grants nothing");
+        let later = Instant::now() + Duration::from_secs(60);
+        fence.extend_to(later);
+        assert!(fence.is_valid());
+        // An extension never shortens it.
+        fence.extend_to(Instant::now());
+        assert!(fence.remaining() > Duration::from_secs(50));
+        fence.revoke();
+        assert!(!fence.is_valid());
+        // A past instant grants nothing; a new term may set an earlier end.
+        fence.renew(Instant::now() - Duration::from_millis(1));
+        assert!(!fence.is_valid());
+        fence.renew(later);
+        assert!(fence.is_valid());
+    }
+}

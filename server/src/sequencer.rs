@@ -414,4 +414,46 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_replica_delivers_the_leaders_revisions_once_and_resyncs_across_a_gap() {
+        let s = sequencer(100, true);
+        let (mut rx, _) = s.subscribe(None, None, |_| true);
+        let published = |revision| Published {
+            name: "a".into(),
+            event: v1::WatchEvent {
+                revision,
+                event: Some(Event::Deleted(v1::Deleted { name: "a".into() })),
+            },
+        };
+        // After the sequencer's 10: delivered with the leader's revision, once.
+        for revision in [11, 12, 11, 12, 10] {
+            s.replicate(published(revision));
+        }
+        assert_eq!(
+            revisions(&[rx.try_recv().unwrap(), rx.try_recv().unwrap()]),
+            vec![11, 12]
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(s.revision(), 12);
+        // A snapshot taken at 20: the history no longer reaches back.
+        s.advance_to(20);
+        assert_eq!(s.revision(), 20);
+        assert!(matches!(
+            s.subscribe(Some(12), Some(7), |_| true).1,
+            Start::Compacted { base: 20 }
+        ));
+        // A deposed leader forgets what never became durable; the next revision follows 20.
+        let journaled: RecordFn<'_> = Box::new(|_| Ok(99));
+        s.commit("a", vec![deleted("a")], Some(journaled)).unwrap();
+        s.abandon_pending();
+        s.deliver_through(99);
+        assert_eq!(s.revision(), 20);
+        assert_eq!(
+            s.commit("a", vec![deleted("a")], Some(Box::new(|_| Ok(100))))
+                .unwrap()
+                .revision,
+            21
+        );
+    }
 }

@@ -154,3 +154,30 @@ pub fn now_ms() -> u64 {
 pub fn from_ms(ms: u64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn log_keys_sort_in_log_order_and_name_their_sequence_number() {
+        let keys = Keys::new("/rc/");
+        assert_eq!(keys.log_entry(42), "/rc/log/00000000000000000042");
+        assert!(keys.log_entry(9) < keys.log_entry(10));
+        for (key, seq) in [
+            (keys.log_entry(7), Some(7)),
+            ("/rc/log/x".to_owned(), None),
+            ("/other/log/00000000000000000007".to_owned(), None),
+            (keys.leader(), None),
+        ] {
+            assert_eq!(keys.log_seq(key.as_bytes()), seq, "{key}");
+        }
+        // A range over a prefix ends just after every key that starts with it.
+        assert_eq!(Keys::end_of("/rc/log/"), b"/rc/log0".to_vec());
+        assert_eq!(
+            keys.snapshot_piece(5, 2),
+            "/rc/snapshots/00000000000000000005/000002"
+        );
+        assert!(keys.snapshot_pieces(5) < keys.snapshot_pieces(6));
+    }
+}

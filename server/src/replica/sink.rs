@@ -86,23 +86,31 @@ impl EtcdSink {
     }
 }
 
+/// Cuts a group whose appends end at `ends` (offset after each, and its sequence number)
+/// into pieces of at most `max` bytes at append boundaries (an append larger than `max`
+/// is a piece of its own), each with the last sequence number in it.
+fn pieces(ends: &[(usize, u64)], max: usize) -> Vec<(std::ops::Range<usize>, u64)> {
+    let mut pieces = Vec::new();
+    let (mut start, mut cut, mut last_seq) = (0, 0, 0);
+    for &(end, seq) in ends {
+        if end - start > max && cut > start {
+            pieces.push((start..cut, last_seq));
+            start = cut;
+        }
+        cut = end;
+        last_seq = seq;
+    }
+    if cut > start {
+        pieces.push((start..cut, last_seq));
+    }
+    pieces
+}
+
 impl GroupSink for EtcdSink {
     fn write(&mut self, group: &[u8], ends: &[(usize, u64)]) -> Result<(), String> {
-        let mut start = 0;
-        let mut cut = 0;
-        let mut last_seq = 0;
-        for &(end, seq) in ends {
-            if end - start > MAX_VALUE && cut > start {
-                let key = self.keys.log_entry(last_seq);
-                self.put(key, &group[start..cut])?;
-                start = cut;
-            }
-            cut = end;
-            last_seq = seq;
-        }
-        if cut > start {
+        for (range, last_seq) in pieces(ends, MAX_VALUE) {
             let key = self.keys.log_entry(last_seq);
-            self.put(key, &group[start..cut])?;
+            self.put(key, &group[range])?;
         }
         Ok(())
     }
@@ -158,5 +166,32 @@ impl GroupSink for EtcdSink {
             "snapshot stored in etcd; the log it covers deleted"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn a_group_is_cut_at_append_boundaries_into_pieces_of_at_most_max_bytes() {
+        let cases: &[(&[(usize, u64)], usize, &[(std::ops::Range<usize>, u64)])] = &[
+            (&[], 10, &[]),
+            (&[(4, 1)], 10, &[(0..4, 1)]),
+            // Everything fits: one piece named by the last sequence number.
+            (&[(4, 1), (8, 2), (10, 3)], 10, &[(0..10, 3)]),
+            // The third append would pass max: a new piece starts before it.
+            (&[(4, 1), (8, 2), (12, 3)], 10, &[(0..8, 2), (8..12, 3)]),
+            // An append larger than max is a piece of its own.
+            (
+                &[(3, 1), (20, 2), (22, 3)],
+                10,
+                &[(0..3, 1), (3..20, 2), (20..22, 3)],
+            ),
+            (&[(25, 7)], 10, &[(0..25, 7)]),
+        ];
+        for (ends, max, expected) in cases {
+            assert_eq!(pieces(ends, *max), expected.to_vec(), "{ends:?} max {max}");
+        }
     }
 }

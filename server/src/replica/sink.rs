@@ -173,9 +173,12 @@ impl GroupSink for EtcdSink {
 mod tests {
     use super::pieces;
 
+    /// A group's appends, the largest piece, and the pieces expected.
+    type Case<'a> = (&'a [(usize, u64)], usize, &'a [(std::ops::Range<usize>, u64)]);
+
     #[test]
     fn a_group_is_cut_at_append_boundaries_into_pieces_of_at_most_max_bytes() {
-        let cases: &[(&[(usize, u64)], usize, &[(std::ops::Range<usize>, u64)])] = &[
+        let cases: &[Case<'_>] = &[
             (&[], 10, &[]),
             (&[(4, 1)], 10, &[(0..4, 1)]),
             // Everything fits: one piece named by the last sequence number.

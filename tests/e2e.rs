@@ -5,6 +5,7 @@
 //! one test binary so the workspace links it once. Run one behaviour with
 //! `cargo test -p resilient-circuit-tests -- <behaviour>::`.
 
+mod admin_listener;
 mod audit;
 mod bad_input;
 mod cluster_config;

@@ -53,16 +53,35 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         cluster.advertise = Some(bound.to_string());
     }
+    let admin = match config.admin_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
+    };
     let shutdown = shutdown_signal()?;
     // Recover first: `listening on` promises that the daemon can answer.
     let prepared = circuitd::prepare(config).await?;
     tracing::info!("circuitd listening on {bound}");
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {bound}")
+    // Both lines in one write: a reader that stops after the first must not make the
+    // second fail on a closed pipe.
+    let mut lines = format!("listening on {bound}\n");
+    if let Some(admin) = &admin {
+        let addr = admin
+            .local_addr()
+            .context("cannot read the admin listener's address")?;
+        tracing::info!("circuitd admin listening on {addr}");
+        lines.push_str(&format!("admin listening on {addr}\n"));
+    }
+    stdout
+        .write_all(lines.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write the bound address to stdout")?;
     drop(stdout);
-    prepared.serve(listener, shutdown).await?;
+    prepared.serve_apart(listener, admin, shutdown).await?;
     Ok(())
 }
 

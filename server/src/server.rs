@@ -221,6 +221,17 @@ impl Prepared {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.serve_apart(listener, None, shutdown).await
+    }
+
+    /// Serves until `shutdown` completes, AdminService only on `admin` when given (with
+    /// health and reflection there too), the rest on `listener`; see [`serve`].
+    pub async fn serve_apart(
+        self,
+        listener: tokio::net::TcpListener,
+        admin: Option<tokio::net::TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let Prepared {
             config,
             draining,
@@ -338,19 +349,49 @@ impl Prepared {
             }
         };
 
-        let transport = Server::builder()
-            .max_concurrent_streams(config.limits.max_concurrent_streams)
-            .http2_max_pending_accept_reset_streams(Some(64))
-            .http2_keepalive_interval(Some(config.connections.http2_keepalive_interval))
-            .http2_keepalive_timeout(Some(config.connections.http2_keepalive_timeout))
-            // Counts the calls on each connection, for its idle timeout.
-            .layer(crate::connections::CountCalls)
+        let builder = || {
+            Server::builder()
+                .max_concurrent_streams(config.limits.max_concurrent_streams)
+                .http2_max_pending_accept_reset_streams(Some(64))
+                .http2_keepalive_interval(Some(config.connections.http2_keepalive_interval))
+                .http2_keepalive_timeout(Some(config.connections.http2_keepalive_timeout))
+                // Counts the calls on each connection, for its idle timeout.
+                .layer(crate::connections::CountCalls)
+        };
+        // With an admin listener, the control plane is served there alone: a client of
+        // the data listener finds no AdminService (UNIMPLEMENTED).
+        let admin_transport = match admin {
+            None => None,
+            Some(admin_listener) => {
+                let admin_incoming = crate::connections::incoming(
+                    admin_listener,
+                    config.limits.max_connections,
+                    &config.connections,
+                );
+                Some(
+                    builder()
+                        .add_service(admin_service.clone())
+                        .add_service(health_service.clone())
+                        .add_service(reflection().build_v1()?)
+                        .add_service(reflection().build_v1alpha()?)
+                        .serve_with_incoming_shutdown(admin_incoming, draining.clone().cancelled_owned()),
+                )
+            }
+        };
+        let admin_on_data = admin_transport.is_none().then_some(admin_service);
+        let data_transport = builder()
             .add_service(protector_service)
-            .add_service(admin_service)
+            .add_optional_service(admin_on_data)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(incoming, begin_drain);
+        let transport = async move {
+            match admin_transport {
+                None => data_transport.await,
+                Some(admin_transport) => tokio::try_join!(data_transport, admin_transport).map(|_| ()),
+            }
+        };
 
         let grace = config.shutdown_grace;
         let result = tokio::select! {

@@ -47,6 +47,8 @@ pub struct Circuitd {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where AdminService listens apart, when started with `--admin-listen`.
+    pub admin_addr: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<JoinHandle<()>>,
 }
@@ -193,8 +195,22 @@ impl Circuitd {
                 None => break None,
             }
         };
+        // With --admin-listen, the next line (written with the first) names the admin
+        // listener.
+        let mut admin_addr = None;
+        if addr.is_some() && args.iter().any(|a| a == "--admin-listen") {
+            let line = tokio::time::timeout(PROCESS_DEADLINE, lines.next_line())
+                .await
+                .expect("circuitd printed no admin address in time")
+                .expect("read circuitd's stdout");
+            admin_addr = line
+                .as_deref()
+                .and_then(|l| l.strip_prefix("admin listening on "))
+                .map(|a| a.trim().parse::<SocketAddr>().expect("a socket address"));
+        }
         let daemon = Circuitd {
             child,
+            admin_addr,
             addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             stderr,
             stderr_reader: Some(stderr_reader),

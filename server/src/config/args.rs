@@ -30,6 +30,10 @@ pub struct Args {
     /// Address to listen on [default: 127.0.0.1:50051]
     #[arg(long, env = "CIRCUITD_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve AdminService only on this separate address (e.g. 127.0.0.1:50052), not on
+    /// --listen [default: none, AdminService on --listen]
+    #[arg(long, env = "CIRCUITD_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// TOML config file; a named file that is missing is an error [default: none]
     #[arg(long, env = "CIRCUITD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -15,6 +15,7 @@ use super::types::LogFormat;
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
     pub(super) listen: Option<SocketAddr>,
+    pub(super) admin_listen: Option<SocketAddr>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) shutdown_grace: Option<FileDuration>,
     #[serde(default)]

@@ -245,6 +245,15 @@ impl Layers<'_> {
         };
         let config = Config {
             listen: pick!(self, listen, listen, d.listen).value,
+            admin_listen: self
+                .pick(
+                    "admin_listen",
+                    self.parsed.args.admin_listen.map(Some),
+                    "admin_listen",
+                    |f| f.admin_listen.map(Some),
+                    None,
+                )
+                .value,
             limits,
             watch,
             connections,
@@ -253,6 +262,16 @@ impl Layers<'_> {
             store,
             cluster,
         };
+        if let Some(admin) = config.admin_listen
+            && admin == config.listen
+            && admin.port() != 0
+        {
+            return Err(ConfigError::Invalid {
+                setting: "admin_listen",
+                origin: pick!(self, admin_listen, admin_listen, admin).origin,
+                rule: format!("must differ from listen ({admin}): the admin listener is a second address"),
+            });
+        }
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
         Ok(Settings { config, log_format })
     }

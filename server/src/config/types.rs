@@ -23,6 +23,10 @@ pub enum LogFormat {
 pub struct Config {
     /// Where to listen. Default 127.0.0.1:50051.
     pub listen: SocketAddr,
+    /// Where AdminService is served, apart from the data plane: when set, AdminService
+    /// is served only there (with health and reflection), so it can be bound to
+    /// localhost or a private network. Default: none, AdminService on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Configured limits; over one, RESOURCE_EXHAUSTED.
     pub limits: Limits,
     /// Watch buffers, history and progress.
@@ -165,6 +169,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: None,
             limits: Limits::default(),
             watch: WatchConfig::default(),
             connections: ConnectionConfig::default(),

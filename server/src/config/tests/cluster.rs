@@ -1,4 +1,4 @@
-//! Replicated mode's settings: `--etcd` and its companions.
+//! Replicated mode's settings (`--etcd` and its companions), and the admin listener.
 
 use std::time::Duration;
 
@@ -76,4 +76,29 @@ fn bad_cluster_settings_are_refused_naming_the_setting() {
         let (_, message) = load_err(argv, &[], None);
         assert!(message.contains(expected), "{argv:?}: {message}");
     }
+}
+
+#[test]
+fn an_admin_listener_is_a_second_address() {
+    let settings = load_ok(&["--admin-listen", "127.0.0.1:50052"], &[], None);
+    assert_eq!(
+        settings.config.admin_listen,
+        Some("127.0.0.1:50052".parse().unwrap())
+    );
+    assert_eq!(load_ok(&[], &[], None).config.admin_listen, None);
+    let (_, message) = load_err(
+        &["--listen", "127.0.0.1:7000", "--admin-listen", "127.0.0.1:7000"],
+        &[],
+        None,
+    );
+    assert!(
+        message.contains("--admin-listen") && message.contains("must differ"),
+        "{message}"
+    );
+    // Port 0 twice is two different ports.
+    load_ok(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[],
+        None,
+    );
 }

@@ -12,6 +12,13 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
 - `cached` (default True): decide calls locally while the daemon says CLOSED (see
   `_protector`); False asks the daemon for every call.
 - `trial_permits`, `permit_ttl`: the daemon's HALF_OPEN settings (proto/SEMANTICS.md).
+- `watch_staleness`: the cached mode's freshness bound; when unset, `admission_refresh_interval`.
+
+The 0.8.x line's arguments (see `_compat`): `storage` is accepted and superseded (one
+warning per process), `namespace` becomes the name prefix `namespace/`, and
+`admission_refresh_interval` (default 1 s) is the cached mode's freshness bound, None or
+zero turning the cached mode off. `resource_key` stays the key as given; `name` is the
+protector's name in the daemon.
 
 Documented differences from the library:
 
@@ -31,7 +38,6 @@ Documented differences from the library:
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 import asyncio
@@ -40,18 +46,16 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Callable, Iterator, Optional, Sequence, Union
 
+from . import _compat
+from ._compat import DEFAULT_ADMISSION_REFRESH_INTERVAL
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
 from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy
 from .exceptions import ProtectedCallError, ProtectionException, last_error
+from .policy import ProtectionPolicy
+from .status_enum import CircuitStatus
 
 FALLBACKS = ("deny", "allow", "local")
-
-
-class CircuitStatus(enum.Enum):
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
 
 
 def _status(wire: int) -> Optional[CircuitStatus]:
@@ -99,31 +103,42 @@ class ExecutionLog:
         return Fraction(self.failure_count, len(self))
 
 
-class CircuitProtectorPolicy:
+class CircuitProtectorPolicy(ProtectionPolicy):
     DEFAULT_THRESHOLD = Fraction(1, 1)
 
     def __init__(
         self,
         *,
         resource_key: Optional[str] = None,
+        storage: Optional[object] = None,
+        namespace: Optional[str] = None,
         cooldown: timedelta = timedelta(0),
         failure_limit: LimitLike = DEFAULT_THRESHOLD,
-        success_limit: LimitLike = DEFAULT_THRESHOLD,
+        success_limit: Optional[LimitLike] = None,
         should_handle: Callable[[Exception], bool] = lambda e: True,
         on_status_change: Optional[Callable[["CircuitProtectorPolicy", CircuitStatus, CircuitStatus], None]] = None,
+        admission_refresh_interval: Optional[timedelta] = DEFAULT_ADMISSION_REFRESH_INTERVAL,
         address: Optional[Union[str, Sequence[str]]] = None,
         fallback: str = "deny",
         cached: bool = True,
         acquire_deadline: timedelta = timedelta(milliseconds=50),
-        watch_staleness: timedelta = timedelta(seconds=3),
+        watch_staleness: Optional[timedelta] = None,
         trial_permits: Optional[int] = None,
         permit_ttl: Optional[timedelta] = None,
     ) -> None:
         from ._connection import resolve_address
+        from .storage import create_storage, warn_superseded
 
         if fallback not in FALLBACKS:
             raise ValueError(f"`fallback` must be one of {FALLBACKS}, got {fallback!r}")
         self.resource_key = resource_key or f"anonymous-{uuid.uuid4().hex}"
+        if storage is not None:
+            warn_superseded(storage)
+        self.name = _compat.protector_name(self.resource_key, _compat.namespace_of(namespace, storage))
+        #: The storage the 0.8.x line would have used; never read or written here.
+        self.storage = storage if storage is not None else create_storage(namespace=namespace)
+        self.admission_refresh_interval = admission_refresh_interval
+        cached, staleness = _compat.freshness(admission_refresh_interval, watch_staleness, cached)
         self.cooldown = cooldown
         self.failure_limit = failure_limit
         self.success_limit = success_limit
@@ -131,7 +146,7 @@ class CircuitProtectorPolicy:
         self._on_status_change = on_status_change
         self.address = resolve_address(address)
         self._rt = Runtime(
-            name=self.resource_key,
+            name=self.name,
             address=self.address,
             policy=wire_policy(
                 cooldown=cooldown,
@@ -143,7 +158,7 @@ class CircuitProtectorPolicy:
             fallback=fallback,
             cached=cached,
             acquire_deadline=acquire_deadline.total_seconds(),
-            watch_staleness=max(0.3, watch_staleness.total_seconds()),
+            watch_staleness=staleness,
             fire=self._fire,
             status_of=_status,
         )
@@ -180,7 +195,7 @@ class CircuitProtectorPolicy:
                 return CircuitStatus(rt.local.status)
             if rt.notifier.status in CircuitStatus.__members__:
                 return CircuitStatus(rt.notifier.status)
-            raise ProtectionException(f"the status of {self.resource_key!r} is unknown: {error}") from error
+            raise ProtectionException(f"the status of {self.name!r} is unknown: {error}") from error
 
     @status.setter
     def status(self, new_status: CircuitStatus) -> None:
@@ -189,7 +204,7 @@ class CircuitProtectorPolicy:
         except ProtectionException:
             raise
         except Exception as error:
-            raise ProtectionException(f"could not set the status of {self.resource_key!r}: {error}") from error
+            raise ProtectionException(f"could not set the status of {self.name!r}: {error}") from error
 
     @property
     def execution_log(self) -> ExecutionLog:
@@ -197,7 +212,7 @@ class CircuitProtectorPolicy:
         try:
             window = self._rt.get().window
         except Exception as error:
-            raise ProtectionException(f"the execution log of {self.resource_key!r} is unknown: {error}") from error
+            raise ProtectionException(f"the execution log of {self.name!r} is unknown: {error}") from error
         items = [o == types_pb2.OUTCOME_SUCCESS for o in window.outcomes]
         return ExecutionLog(window.size, items)
 

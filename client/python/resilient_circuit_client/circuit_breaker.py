@@ -22,8 +22,9 @@ protector's name in the daemon.
 
 Documented differences from the library:
 
-- A success_limit of 1/1 means unset, as in the library (HALF_OPEN then uses the failure
-  rule over a window of failure_limit's denominator).
+- A success_limit of 1/1 means unset, as in the original library (HALF_OPEN then uses the
+  failure rule over a window of failure_limit's denominator); 0.8.2 and later read it as
+  "one success closes". The default is None (unset) in both.
 - Without `resource_key` the protector gets a unique name ("anonymous-" and a random hex
   id), not one derived from a memory address, which another process could reuse.
 - Async functions are awaited before the outcome is reported (the library counted the
@@ -54,6 +55,7 @@ from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy
 from .exceptions import ProtectedCallError, ProtectionException, last_error
 from .policy import ProtectionPolicy
 from .status_enum import CircuitStatus
+from .storage import CircuitBreakerStorage, create_storage, warn_superseded
 
 FALLBACKS = ("deny", "allow", "local")
 
@@ -110,7 +112,7 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         self,
         *,
         resource_key: Optional[str] = None,
-        storage: Optional[object] = None,
+        storage: Optional[CircuitBreakerStorage] = None,
         namespace: Optional[str] = None,
         cooldown: timedelta = timedelta(0),
         failure_limit: LimitLike = DEFAULT_THRESHOLD,
@@ -127,7 +129,6 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         permit_ttl: Optional[timedelta] = None,
     ) -> None:
         from ._connection import resolve_address
-        from .storage import create_storage, warn_superseded
 
         if fallback not in FALLBACKS:
             raise ValueError(f"`fallback` must be one of {FALLBACKS}, got {fallback!r}")

@@ -53,9 +53,12 @@ def env(monkeypatch, address):
 
 
 @pytest.fixture
-def fresh_warning(monkeypatch):
-    """Forgets that this process already warned about a storage, for one test."""
-    monkeypatch.setattr(storage_module, "_warned", False)
+def fresh_warning():
+    """Forgets that this process already warned about a storage, for one test; after it,
+    the process has warned (as it would have)."""
+    storage_module._warned = False
+    yield
+    storage_module._warned = True
 
 
 def daemon_view(name, address):

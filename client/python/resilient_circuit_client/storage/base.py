@@ -48,11 +48,10 @@ class CircuitBreakerStorage(ABC):
         new = mutator(dict(current) if current is not None else None)
         if new is None:
             return current
-        self.set_state(
-            resource_key,
-            new["state"],
-            int(new.get("failure_count", 0)),
-            float(new.get("open_until", 0)),
-            execution_log=new.get("execution_log"),
-        )
+        self.set_state(resource_key, *fields(new))
         return new
+
+
+def fields(state: State) -> tuple[str, int, float, Optional[List[bool]]]:
+    """A mutator's state as `set_state`'s arguments after the key."""
+    return state["state"], int(state.get("failure_count", 0)), float(state.get("open_until", 0)), state.get("execution_log")

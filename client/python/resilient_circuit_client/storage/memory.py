@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Callable, List, Optional
 
-from .base import CircuitBreakerStorage, State
+from .base import CircuitBreakerStorage, State, fields
 
 
 def _live_open(state: Optional[State]) -> bool:
@@ -83,13 +83,7 @@ class InMemoryStorage(CircuitBreakerStorage):
             new = mutator(current)
             if new is None:
                 return current
-            self._put(
-                resource_key,
-                new["state"],
-                int(new.get("failure_count", 0)),
-                float(new.get("open_until", 0)),
-                new.get("execution_log"),
-            )
+            self._put(resource_key, *fields(new))
             return _copy(self._states[resource_key])
 
     def delete_state(self, resource_key: str) -> bool:

@@ -9,7 +9,7 @@ the state is the daemon's, read with `protector.status` / `execution_log` or `ci
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable, List, Optional
+from typing import Any, Optional
 
 from .base import CircuitBreakerStorage, State
 
@@ -31,21 +31,15 @@ class PostgresStorage(CircuitBreakerStorage):
         self.connection_string = connection_string
         self.namespace = namespace
 
-    def get_state(self, resource_key: str) -> Optional[State]:
+    # Every read and write refuses alike; the arguments are the contract's (see `base`).
+    def get_state(self, *args: Any, **kwargs: Any) -> Optional[State]:
         raise NotImplementedError(_SUPERSEDED)
 
-    def set_state(
-        self,
-        resource_key: str,
-        state: str,
-        failure_count: int,
-        open_until: float,
-        execution_log: Optional[List[bool]] = None,
-    ) -> bool:
+    def set_state(self, *args: Any, **kwargs: Any) -> bool:
         raise NotImplementedError(_SUPERSEDED)
 
-    def update_state(self, resource_key: str, mutator: Callable[[Optional[State]], Optional[State]]) -> Optional[State]:
+    def update_state(self, *args: Any, **kwargs: Any) -> Optional[State]:
         raise NotImplementedError(_SUPERSEDED)
 
-    def delete_state(self, resource_key: str) -> bool:
+    def delete_state(self, *args: Any, **kwargs: Any) -> bool:
         raise NotImplementedError(_SUPERSEDED + "; delete one with `circuitctl delete`")

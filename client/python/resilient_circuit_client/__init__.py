@@ -12,6 +12,7 @@ Layout:
 - `exceptions`: `ProtectionException`, `ProtectedCallError`, `RetryLimitReached`, `SchemaNotReady`.
 - `retry`: `RetryWithBackoffPolicy`; `backoff`: `ExponentialDelay`, `FixedDelay`.
 - `failsafe`: `SafetyNet`; `policy`: `ProtectionPolicy`; `status_enum`: `CircuitStatus`.
+- `buffer`: `BinaryCircularBuffer`, the type of `execution_log`.
 - `storage`: the 0.8.x line's storage backends, superseded by the daemon (never connect).
 - Private: `_protector` (acquire, report, cached mode), `_watch` (the Watch thread),
   `_notifier` (exactly-once callbacks), `_connection` (channel, link, batcher), `_link`

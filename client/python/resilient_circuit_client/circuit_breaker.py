@@ -45,12 +45,13 @@ import asyncio
 import uuid
 from datetime import timedelta
 from fractions import Fraction
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from . import _compat
 from ._compat import DEFAULT_ADMISSION_REFRESH_INTERVAL
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
+from .buffer import BinaryCircularBuffer
 from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy
 from .exceptions import ProtectedCallError, ProtectionException, last_error
 from .policy import ProtectionPolicy
@@ -65,44 +66,15 @@ def _status(wire: int) -> Optional[CircuitStatus]:
     return CircuitStatus(name) if name in CircuitStatus.__members__ else None
 
 
-class ExecutionLog:
+class ExecutionLog(BinaryCircularBuffer):
     """The protector's window of recent outcomes, as the daemon held it when read.
 
     Items are True for a success and False for a failure, oldest first, as in the library.
     """
 
     def __init__(self, size: int, items: list[bool]) -> None:
-        self.size = size
+        super().__init__(max(1, size))
         self._items = items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator[bool]:
-        return iter(self._items)
-
-    def __repr__(self) -> str:
-        return f"<ExecutionLog(size={self.size}): {self._items}>"
-
-    @property
-    def is_full(self) -> bool:
-        return len(self) >= self.size
-
-    @property
-    def success_count(self) -> int:
-        return self._items.count(True)
-
-    @property
-    def failure_count(self) -> int:
-        return self._items.count(False)
-
-    @property
-    def success_rate(self) -> Fraction:
-        return Fraction(self.success_count, len(self))
-
-    @property
-    def failure_rate(self) -> Fraction:
-        return Fraction(self.failure_count, len(self))
 
 
 class CircuitProtectorPolicy(ProtectionPolicy):

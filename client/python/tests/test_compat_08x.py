@@ -26,6 +26,7 @@ from resilient_circuit_client import (
     status_enum,
     storage as storage_module,
 )
+from resilient_circuit_client.buffer import BinaryCircularBuffer
 from resilient_circuit_client.circuit_breaker import DEFAULT_ADMISSION_REFRESH_INTERVAL
 from resilient_circuit_client.exceptions import ProtectedCallError, RetryLimitReached, SchemaNotReady
 from resilient_circuit_client.storage import InMemoryStorage, PostgresStorage, create_storage
@@ -112,6 +113,8 @@ def test_a_08x_protector_constructs_and_runs_with_every_argument(env, key, addre
     assert until(lambda: len(changes) == 1)
     assert changes == [(protector, CircuitState.CLOSED, CircuitState.OPEN)]
     assert list(protector.execution_log) == [True, False, False], "a window of 3, as in the library"
+    assert isinstance(protector.execution_log, BinaryCircularBuffer)
+    assert protector.execution_log.failure_rate == Fraction(2, 3)
     # The protector is the daemon's, under the namespace's prefix.
     assert protector.name == f"billing/{key}" and protector.resource_key == key
     assert daemon_view(f"billing/{key}", address).status is CircuitState.OPEN

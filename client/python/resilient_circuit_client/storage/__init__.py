@@ -17,6 +17,7 @@ a working process-local store the protectors never read), `postgres` (`PostgresS
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 
@@ -64,6 +65,16 @@ class StorageSupersededWarning(UserWarning):
 
 _warned = False
 _warned_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A thread of the parent may have held the lock at the fork; the child has none of
+    # its threads, so it starts with a lock of its own (the parent's warning stands).
+    global _warned_lock
+    _warned_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def warn_superseded(storage: object) -> None:

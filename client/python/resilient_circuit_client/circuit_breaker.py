@@ -12,11 +12,19 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
 - `cached` (default True): decide calls locally while the daemon says CLOSED (see
   `_protector`); False asks the daemon for every call.
 - `trial_permits`, `permit_ttl`: the daemon's HALF_OPEN settings (proto/SEMANTICS.md).
+- `watch_staleness`: the cached mode's freshness bound; when unset, `admission_refresh_interval`.
+
+The 0.8.x line's arguments (see `_compat`): `storage` is accepted and superseded (one
+warning per process), `namespace` becomes the name prefix `namespace/`, and
+`admission_refresh_interval` (default 1 s) is the cached mode's freshness bound, None or
+zero turning the cached mode off. `resource_key` stays the key as given; `name` is the
+protector's name in the daemon.
 
 Documented differences from the library:
 
-- A success_limit of 1/1 means unset, as in the library (HALF_OPEN then uses the failure
-  rule over a window of failure_limit's denominator).
+- A success_limit of 1/1 means unset, as in the original library (HALF_OPEN then uses the
+  failure rule over a window of failure_limit's denominator); 0.8.2 and later read it as
+  "one success closes". The default is None (unset) in both.
 - Without `resource_key` the protector gets a unique name ("anonymous-" and a random hex
   id), not one derived from a memory address, which another process could reuse.
 - Async functions are awaited before the outcome is reported (the library counted the
@@ -31,27 +39,26 @@ Documented differences from the library:
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 import asyncio
 import uuid
 from datetime import timedelta
 from fractions import Fraction
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
+from . import _compat
+from ._compat import DEFAULT_ADMISSION_REFRESH_INTERVAL
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
+from .buffer import BinaryCircularBuffer
 from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy
 from .exceptions import ProtectedCallError, ProtectionException, last_error
+from .policy import ProtectionPolicy
+from .status_enum import CircuitStatus
+from .storage import CircuitBreakerStorage, create_storage, warn_superseded
 
 FALLBACKS = ("deny", "allow", "local")
-
-
-class CircuitStatus(enum.Enum):
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
 
 
 def _status(wire: int) -> Optional[CircuitStatus]:
@@ -59,63 +66,37 @@ def _status(wire: int) -> Optional[CircuitStatus]:
     return CircuitStatus(name) if name in CircuitStatus.__members__ else None
 
 
-class ExecutionLog:
+class ExecutionLog(BinaryCircularBuffer):
     """The protector's window of recent outcomes, as the daemon held it when read.
 
     Items are True for a success and False for a failure, oldest first, as in the library.
     """
 
     def __init__(self, size: int, items: list[bool]) -> None:
-        self.size = size
+        super().__init__(max(1, size))
         self._items = items
 
-    def __len__(self) -> int:
-        return len(self._items)
 
-    def __iter__(self) -> Iterator[bool]:
-        return iter(self._items)
-
-    def __repr__(self) -> str:
-        return f"<ExecutionLog(size={self.size}): {self._items}>"
-
-    @property
-    def is_full(self) -> bool:
-        return len(self) >= self.size
-
-    @property
-    def success_count(self) -> int:
-        return self._items.count(True)
-
-    @property
-    def failure_count(self) -> int:
-        return self._items.count(False)
-
-    @property
-    def success_rate(self) -> Fraction:
-        return Fraction(self.success_count, len(self))
-
-    @property
-    def failure_rate(self) -> Fraction:
-        return Fraction(self.failure_count, len(self))
-
-
-class CircuitProtectorPolicy:
+class CircuitProtectorPolicy(ProtectionPolicy):
     DEFAULT_THRESHOLD = Fraction(1, 1)
 
     def __init__(
         self,
         *,
         resource_key: Optional[str] = None,
+        storage: Optional[CircuitBreakerStorage] = None,
+        namespace: Optional[str] = None,
         cooldown: timedelta = timedelta(0),
         failure_limit: LimitLike = DEFAULT_THRESHOLD,
-        success_limit: LimitLike = DEFAULT_THRESHOLD,
+        success_limit: Optional[LimitLike] = None,
         should_handle: Callable[[Exception], bool] = lambda e: True,
         on_status_change: Optional[Callable[["CircuitProtectorPolicy", CircuitStatus, CircuitStatus], None]] = None,
+        admission_refresh_interval: Optional[timedelta] = DEFAULT_ADMISSION_REFRESH_INTERVAL,
         address: Optional[Union[str, Sequence[str]]] = None,
         fallback: str = "deny",
         cached: bool = True,
         acquire_deadline: timedelta = timedelta(milliseconds=50),
-        watch_staleness: timedelta = timedelta(seconds=3),
+        watch_staleness: Optional[timedelta] = None,
         trial_permits: Optional[int] = None,
         permit_ttl: Optional[timedelta] = None,
     ) -> None:
@@ -124,6 +105,13 @@ class CircuitProtectorPolicy:
         if fallback not in FALLBACKS:
             raise ValueError(f"`fallback` must be one of {FALLBACKS}, got {fallback!r}")
         self.resource_key = resource_key or f"anonymous-{uuid.uuid4().hex}"
+        if storage is not None:
+            warn_superseded(storage)
+        self.name = _compat.protector_name(self.resource_key, _compat.namespace_of(namespace, storage))
+        #: The storage the 0.8.x line would have used; never read or written here.
+        self.storage = storage if storage is not None else create_storage(namespace=namespace)
+        self.admission_refresh_interval = admission_refresh_interval
+        cached, staleness = _compat.freshness(admission_refresh_interval, watch_staleness, cached)
         self.cooldown = cooldown
         self.failure_limit = failure_limit
         self.success_limit = success_limit
@@ -131,7 +119,7 @@ class CircuitProtectorPolicy:
         self._on_status_change = on_status_change
         self.address = resolve_address(address)
         self._rt = Runtime(
-            name=self.resource_key,
+            name=self.name,
             address=self.address,
             policy=wire_policy(
                 cooldown=cooldown,
@@ -143,7 +131,7 @@ class CircuitProtectorPolicy:
             fallback=fallback,
             cached=cached,
             acquire_deadline=acquire_deadline.total_seconds(),
-            watch_staleness=max(0.3, watch_staleness.total_seconds()),
+            watch_staleness=staleness,
             fire=self._fire,
             status_of=_status,
         )
@@ -180,7 +168,7 @@ class CircuitProtectorPolicy:
                 return CircuitStatus(rt.local.status)
             if rt.notifier.status in CircuitStatus.__members__:
                 return CircuitStatus(rt.notifier.status)
-            raise ProtectionException(f"the status of {self.resource_key!r} is unknown: {error}") from error
+            raise ProtectionException(f"the status of {self.name!r} is unknown: {error}") from error
 
     @status.setter
     def status(self, new_status: CircuitStatus) -> None:
@@ -189,7 +177,7 @@ class CircuitProtectorPolicy:
         except ProtectionException:
             raise
         except Exception as error:
-            raise ProtectionException(f"could not set the status of {self.resource_key!r}: {error}") from error
+            raise ProtectionException(f"could not set the status of {self.name!r}: {error}") from error
 
     @property
     def execution_log(self) -> ExecutionLog:
@@ -197,7 +185,7 @@ class CircuitProtectorPolicy:
         try:
             window = self._rt.get().window
         except Exception as error:
-            raise ProtectionException(f"the execution log of {self.resource_key!r} is unknown: {error}") from error
+            raise ProtectionException(f"the execution log of {self.name!r} is unknown: {error}") from error
         items = [o == types_pb2.OUTCOME_SUCCESS for o in window.outcomes]
         return ExecutionLog(window.size, items)
 

@@ -23,6 +23,12 @@ class RetryLimitReached(ProtectionException):
         self.attempts = attempts
 
 
+class SchemaNotReady(ProtectionException):
+    """The 0.8.x line's error for a PostgreSQL table not ready for use. Never raised here:
+    the daemon holds the state, so there is no table (kept so `except SchemaNotReady:`
+    still names a class)."""
+
+
 class ProtectedCallError(ProtectionException):
     """A protector rejected the call; the function did not run.
 

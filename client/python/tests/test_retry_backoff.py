@@ -1,6 +1,6 @@
 """RetryWithBackoffPolicy, ExponentialDelay and FixedDelay: the library's documented
-behaviour, and the two documented differences (no trailing sleep, no blind retry of a
-rejection). Sleeps are recorded, not slept."""
+behaviour (a wait after every failed attempt, the last included), and the
+retry-after-aware option (no blind retry of a rejection). Sleeps are recorded, not slept."""
 
 import asyncio
 import random
@@ -66,12 +66,12 @@ def test_an_exception_should_handle_declines_is_raised_at_once():
     assert op.calls == 1 and slept == []
 
 
-def test_the_backoff_waits_between_attempts_and_not_after_the_last():
+def test_the_backoff_waits_after_every_failed_attempt_as_the_library_does():
     policy, slept = retry(max_retries=2, backoff=FixedDelay(250 * MS))
     with pytest.raises(RetryLimitReached):
         policy(Flaky(10))()
-    # The library slept a third time after the final attempt before giving up.
-    assert slept == [0.25, 0.25]
+    # As in the library, it waits once more after the final attempt before giving up.
+    assert slept == [0.25, 0.25, 0.25]
 
 
 def test_exponential_backoff_between_attempts():
@@ -79,11 +79,11 @@ def test_exponential_backoff_between_attempts():
     policy, slept = retry(max_retries=5, backoff=backoff)
     with pytest.raises(RetryLimitReached):
         policy(Flaky(10))()
-    assert slept == [1, 2, 4, 8, 10]
+    assert slept == [1, 2, 4, 8, 10, 10]
 
 
-def test_a_rejection_is_not_retried_blindly():
-    policy, slept = retry(backoff=FixedDelay(timedelta(seconds=1)))
+def test_with_honour_retry_after_a_rejection_is_not_retried_blindly():
+    policy, slept = retry(backoff=FixedDelay(timedelta(seconds=1)), honour_retry_after=True)
     op = Flaky(10, ProtectedCallError(name="p", reason="OPEN", retry_after=timedelta(seconds=30)))
     with pytest.raises(ProtectedCallError):
         policy(op)()
@@ -94,8 +94,8 @@ def test_a_rejection_is_not_retried_blindly():
     assert bare.calls == 1
 
 
-def test_a_rejection_whose_retry_after_fits_the_backoff_waits_exactly_that():
-    policy, slept = retry(backoff=FixedDelay(timedelta(seconds=1)))
+def test_with_honour_retry_after_a_rejection_whose_retry_after_fits_waits_exactly_that():
+    policy, slept = retry(backoff=FixedDelay(timedelta(seconds=1)), honour_retry_after=True)
     op = Flaky(1, ProtectedCallError(name="p", reason="OPEN", retry_after=timedelta(milliseconds=200)))
     assert policy(op)() == "ok"
     assert slept == [0.2]

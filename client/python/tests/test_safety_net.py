@@ -38,13 +38,13 @@ def test_the_same_policy_twice_is_refused():
         SafetyNet(policies=(retry, retry))
 
 
-def test_a_retry_around_a_protector_stops_when_the_protector_opens(address, key):
+def test_with_honour_retry_after_a_retry_around_a_protector_stops_when_it_opens(address, key):
     slept = []
     retry = RetryWithBackoffPolicy(max_retries=5, backoff=FixedDelay(timedelta(milliseconds=5)), sleep=slept.append)
     protector = CircuitProtectorPolicy(resource_key=key, address=address, cooldown=timedelta(seconds=30))
     calls = []
 
-    @SafetyNet(policies=(retry, protector))
+    @SafetyNet(policies=(retry, protector), honour_retry_after=True)
     def op():
         calls.append(1)
         raise ConnectionError

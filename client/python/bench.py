@@ -58,20 +58,28 @@ def measure(address: str, seconds: float, cached: bool, warmup: int = 10_000) ->
     return decided / elapsed
 
 
+def daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="a running circuitd (default: $RESILIENT_CIRCUIT_ADDRESS or 127.0.0.1:50051)")
+    parser.add_argument("--start", action="store_true", help="start circuitd ($CIRCUITD_BIN, else a release build)")
+
+
+def daemon_of(args: argparse.Namespace):
+    """The daemon started for the run (None with --address) and the address to use."""
+    if not args.start:
+        return None, args.address
+    from daemon import Daemon, circuitd_binary
+
+    daemon = Daemon(circuitd_binary("release"))
+    return daemon, daemon.address
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="calls/s of a no-op protected function")
-    parser.add_argument("--address", help="a running circuitd (default: $RESILIENT_CIRCUIT_ADDRESS or 127.0.0.1:50051)")
-    parser.add_argument("--start", action="store_true", help="build and start a release circuitd for the run")
+    daemon_arguments(parser)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--uncached", action="store_true", help="ask the daemon for every call")
     args = parser.parse_args()
-    daemon = None
-    address = args.address
-    if args.start:
-        from daemon import Daemon, circuitd_binary
-
-        daemon = Daemon(circuitd_binary("release"))
-        address = daemon.address
+    daemon, address = daemon_of(args)
     try:
         rate = measure(address, args.seconds, cached=not args.uncached)
     finally:

@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import Callable
 
-from bench import measure  # also puts the client and its tests on sys.path
+from bench import daemon_arguments, daemon_of, measure  # bench also puts the client and its tests on sys.path
 
 
 def free_port() -> int:
@@ -148,37 +148,32 @@ def transports(address: str, seconds: float) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="ours against pybreaker on Redis, decisions/s")
-    parser.add_argument("--address", help="a running circuitd (default: $RESILIENT_CIRCUIT_ADDRESS or 127.0.0.1:50051)")
-    parser.add_argument("--start", action="store_true", help="start circuitd ($CIRCUITD_BIN or a release build)")
+    daemon_arguments(parser)
     parser.add_argument("--seconds", type=float, default=2.0, help="per contender and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--transports", action="store_true", help="also unary against Session Acquire")
     args = parser.parse_args()
-    daemon = None
-    address = args.address
-    if args.start:
-        from daemon import Daemon, circuitd_binary
-
-        daemon = Daemon(circuitd_binary("release"))
-        address = daemon.address
-    redis = Redis()
-    contenders: dict[str, Callable[[], float]] = {
-        "ours, cached=False": lambda: measure(address, args.seconds, cached=False, warmup=1_000),
-        "ours, cached=True": lambda: measure(address, args.seconds, cached=True, warmup=1_000),
-        "pybreaker, CircuitRedisStorage": lambda: pybreaker_redis(redis.client, args.seconds, 1_000),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    daemon, address = daemon_of(args)
+    redis = None
+    rates: dict[str, list[float]] = {}
+    extra: dict[str, list[float]] = {}
     try:
+        redis = Redis()
+        contenders: dict[str, Callable[[], float]] = {
+            "ours, cached=False": lambda: measure(address, args.seconds, cached=False, warmup=1_000),
+            "ours, cached=True": lambda: measure(address, args.seconds, cached=True, warmup=1_000),
+            "pybreaker, CircuitRedisStorage": lambda: pybreaker_redis(redis.client, args.seconds, 1_000),
+        }
         for _ in range(args.rounds):
             for name, run in contenders.items():
-                rates[name].append(run())
-        extra = {}
+                rates.setdefault(name, []).append(run())
         if args.transports:
             for _ in range(args.rounds):
                 for name, rate in transports(address, args.seconds).items():
                     extra.setdefault(name, []).append(rate)
     finally:
-        redis.stop()
+        if redis is not None:
+            redis.stop()
         if daemon is not None:
             daemon.stop()
     peer = statistics.median(rates["pybreaker, CircuitRedisStorage"])

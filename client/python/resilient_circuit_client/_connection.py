@@ -4,7 +4,7 @@ Design note. A connection owns a lazily connected gRPC channel per replica addre
 (constructing it never waits for the daemon), the link state with its reconnect backoff
 and current replica, counters, and the
 batcher: the background thread that sends the successes of calls admitted in CLOSED
-(locally in cached mode, by an Acquire otherwise) in one ReportBatch every `flush_interval`. A protector hands itself to the
+(cached or not) in one ReportBatch every `flush_interval`. A protector hands itself to the
 batcher when its first pending success arrives, so a busy protector costs the batcher one
 wake-up per interval, not one per call. After a fork the child starts over with new
 connections (channels and threads do not survive a fork).

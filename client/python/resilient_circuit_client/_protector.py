@@ -14,8 +14,8 @@ what the Watch stream says about the daemon:
   live) each call is an Acquire under the acquire deadline (50 ms): the call's one round
   trip. The outcome of a permit admitted in CLOSED (or under DISABLED) goes the cached
   path's way, a SUCCESS counted for the batcher, a FAILURE (or IGNORED) sent at once
-  after the pending successes; a trial's (every HALF_OPEN trial is the daemon's) is a Report of its own,
-  after this protector's pending successes, since only a Report releases a trial.
+  after the pending successes. Every HALF_OPEN trial is the daemon's; its outcome is a
+  Report of its own (only a Report releases a trial), after the pending successes.
 - **Fallback.** When the daemon cannot be asked in time, or the link is in its backoff
   period, the declared fallback decides: "allow" admits (outcomes recorded nowhere),
   "deny" rejects, "local" asks an in-process status machine with the same policy.

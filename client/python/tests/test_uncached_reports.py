@@ -9,6 +9,7 @@ protector's pending reports for it."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import grpc
@@ -169,3 +170,36 @@ def test_successes_pending_when_the_daemon_is_gone_are_dropped_and_counted(circu
     assert stats.reports_lost - lost_before == 10
     op(False)  # the fallback decides, as before
     assert policy.fallback_decisions == 1
+
+
+def test_successes_pending_across_an_outage_never_reach_the_daemon_that_comes_back(circuitd_bin, key):
+    # The daemon restarts without its state on the same address: it counts generations
+    # anew, so successes of calls the old one admitted would pass for its own.
+    first = Daemon(circuitd_bin)
+    policy = uncached(first.address, key, fallback="allow")
+    op = protected(policy)
+    op(False)
+    policy.close()
+    stats = policy._rt.conn.stats
+    lost_before = stats.reports_lost
+    with policy._rt.conn.sending:  # the batcher cannot send these before the outage
+        for _ in range(5):
+            op(False)
+        first.stop()
+        op(False)  # the Acquire fails: the link goes down, the fallback decides
+        assert policy._rt.conn.link.down and policy.fallback_decisions == 1
+        second = Daemon(circuitd_bin, listen=first.address)
+    try:
+        # The link comes back on a probe after its backoff: poll, with a generous deadline.
+        deadline = time.monotonic() + 30
+        while policy._rt.conn.link.down and time.monotonic() < deadline:
+            op(False)
+            time.sleep(0.01)  # pacing the probes, not synchronisation
+        assert not policy._rt.conn.link.down, "the link never came back"
+        decided_by_second = policy._rt.get().counters.admitted
+        policy.close()
+        p = daemon_view(second.address, key)
+        assert p.counters.successes == decided_by_second
+        assert stats.reports_lost - lost_before == 5
+    finally:
+        second.stop()

@@ -1,7 +1,8 @@
 """Without cached mode a call is one round trip: the Acquire. Its SUCCESS goes to the daemon
 later, in a batch; a FAILURE (or IGNORED) at once, after the successes before it; a trial's
 outcome in a Report of its own. None is lost while the daemon can be reached, none is
-reordered, and close() returns once every one was answered.
+reordered, and close() returns once every one was answered. When the daemon is gone they
+are dropped and counted, and never sent to the daemon that comes back after an outage.
 
 The daemon's view is read through a stub of the test's own, so no read here flushes the
 protector's pending reports for it."""
@@ -150,19 +151,24 @@ def test_an_interrupted_call_is_counted_as_ignored(address, key):
     assert (p.counters.ignored, p.counters.successes, p.counters.failures) == (1, 0, 0)
 
 
-def test_successes_pending_when_the_daemon_is_gone_are_dropped_and_counted(circuitd_bin, key):
-    # As the library drops a state write its unreachable storage refused: the calls ran,
-    # their outcomes reach nobody, and nothing is raised to the caller.
+def ready_on_own_daemon(circuitd_bin, key):
+    """A daemon of the test's own, an uncached policy (fallback "allow") on it, and its
+    function, called once and flushed: the connection is up, nothing is pending."""
     own = Daemon(circuitd_bin)
     policy = uncached(own.address, key, fallback="allow")
     op = protected(policy)
     op(False)
     policy.close()
+    return own, policy, op
+
+
+def test_successes_pending_when_the_daemon_is_gone_are_dropped_and_counted(circuitd_bin, key):
+    # As the library drops a state write its unreachable storage refused: the calls ran,
+    # their outcomes reach nobody, and nothing is raised to the caller.
+    own, policy, op = ready_on_own_daemon(circuitd_bin, key)
     stats = policy._rt.conn.stats
     lost_before = stats.reports_lost
-    # Holding the connection's send lock keeps the batcher from taking these successes
-    # until the daemon is gone.
-    with policy._rt.conn.sending:
+    with policy._rt.conn.sending:  # the batcher cannot send these before the daemon is gone
         for _ in range(10):
             op(False)
         own.stop()
@@ -175,11 +181,7 @@ def test_successes_pending_when_the_daemon_is_gone_are_dropped_and_counted(circu
 def test_successes_pending_across_an_outage_never_reach_the_daemon_that_comes_back(circuitd_bin, key):
     # The daemon restarts without its state on the same address: it counts generations
     # anew, so successes of calls the old one admitted would pass for its own.
-    first = Daemon(circuitd_bin)
-    policy = uncached(first.address, key, fallback="allow")
-    op = protected(policy)
-    op(False)
-    policy.close()
+    first, policy, op = ready_on_own_daemon(circuitd_bin, key)
     stats = policy._rt.conn.stats
     lost_before = stats.reports_lost
     with policy._rt.conn.sending:  # the batcher cannot send these before the outage

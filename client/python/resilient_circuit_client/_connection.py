@@ -3,8 +3,8 @@
 Design note. A connection owns a lazily connected gRPC channel per replica address
 (constructing it never waits for the daemon), the link state with its reconnect backoff
 and current replica, counters, and the
-batcher: the background thread that sends the successes of locally admitted calls
-(cached mode) in one ReportBatch every `flush_interval`. A protector hands itself to the
+batcher: the background thread that sends the successes of calls admitted in CLOSED
+(cached or not) in one ReportBatch every `flush_interval`. A protector hands itself to the
 batcher when its first pending success arrives, so a busy protector costs the batcher one
 wake-up per interval, not one per call. After a fork the child starts over with new
 connections (channels and threads do not survive a fork).
@@ -113,6 +113,12 @@ class Connection:
         self._cond = threading.Condition()
         self._dirty: list[Batched] = []
         self._flusher: threading.Thread | None = None
+        # Held from taking a protector's pending outcomes until their batch is answered, so
+        # batches reach the daemon in the order their outcomes were taken: without it a
+        # FAILURE sent at once could overtake successes the batcher took just before (and
+        # make them stale), and a close() could return with a batch still in flight.
+        # Reentrant: an answer may fire a status-change callback that reads the protector.
+        self.sending = threading.RLock()
         self.closed = threading.Event()
 
     @property
@@ -177,15 +183,15 @@ class Connection:
 
     def send(self, protectors: list[Batched]) -> None:
         """Sends the pending outcomes of `protectors` in one ReportBatch."""
-        owners: list[Batched] = []
-        batches: list[protector_pb2.OutcomeBatch] = []
-        for p in dict.fromkeys(protectors):
-            for b in p.take_pending():
-                owners.append(p)
-                batches.append(b)
-        if not batches:
-            return
-        self.report_batch(owners, batches)
+        with self.sending:
+            owners: list[Batched] = []
+            batches: list[protector_pb2.OutcomeBatch] = []
+            for p in dict.fromkeys(protectors):
+                for b in p.take_pending():
+                    owners.append(p)
+                    batches.append(b)
+            if batches:
+                self.report_batch(owners, batches)
 
     def report_batch(self, owners: list[Batched], batches: list[protector_pb2.OutcomeBatch]) -> bool:
         """Sends `batches` (from `owners`, one each) and applies the answer; False when lost."""

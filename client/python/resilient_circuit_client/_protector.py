@@ -11,8 +11,11 @@ what the Watch stream says about the daemon:
   call returns, so a process sees its own trips. Calls admitted in a generation the
   daemon has left are judged stale there, exactly as CLOSED permits of that generation.
 - **Remote path.** Otherwise (not cached, OPEN, HALF_OPEN, an override, the stream not
-  live) each call is an Acquire under the acquire deadline (50 ms) and a Report; every
-  HALF_OPEN trial is the daemon's.
+  live) each call is an Acquire under the acquire deadline (50 ms): the call's one round
+  trip. The outcome of a permit admitted in CLOSED (or under DISABLED) goes the cached
+  path's way, a SUCCESS counted for the batcher, a FAILURE (or IGNORED) sent at once
+  after the pending successes. Every HALF_OPEN trial is the daemon's; its outcome is a
+  Report of its own (only a Report releases a trial), after the pending successes.
 - **Fallback.** When the daemon cannot be asked in time, or the link is in its backoff
   period, the declared fallback decides: "allow" admits (outcomes recorded nowhere),
   "deny" rejects, "local" asks an in-process status machine with the same policy.
@@ -95,9 +98,10 @@ class Runtime:
         self._fresh_until = 0.0
         # The generation cached calls are admitted in; 0 = take the remote path.
         self._fast_gen = 0
-        self._pend_gen = 0
+        # Successes not yet sent: a count per (generation, link outages so far), oldest first.
+        self._pend_key = (0, 0)
         self._pend_count = 0
-        self._pend_old: list[tuple[int, int]] = []
+        self._pend_old: list[tuple[tuple[int, int], int]] = []
         self._watch_call = None
         self._watch_restart = False
         self._closed = threading.Event()
@@ -314,7 +318,14 @@ class Runtime:
             elif outcome == "FAILURE":
                 self.report_now(data, outcome)
         elif kind == DAEMON:
-            self._report(data, outcome)
+            if data.id:
+                self._report(data, outcome)
+            elif outcome == "SUCCESS":
+                self.pending_success(data.generation)
+            else:
+                # A FAILURE may trip the protector: the caller's next call must see it. An
+                # IGNORED is rare (the call was interrupted) and the daemon counts it.
+                self.report_now(data.generation, outcome)
         elif kind == LOCAL:
             with self._local_lock:
                 self.local.report(data, outcome, time.monotonic())
@@ -323,6 +334,8 @@ class Runtime:
 
     def _report(self, permit: types_pb2.Permit, outcome: str) -> None:
         conn = self.conn
+        # Outcomes of calls that ended before this one go first.
+        self.flush()
         if conn.link.down:
             self.batch_lost(1, "the link to the daemon is down")
             return
@@ -339,40 +352,53 @@ class Runtime:
         self.set_view(t.to, t.generation, None, revision)
         self.notifier.transition(STATUS_NAMES[getattr(t, "from")], STATUS_NAMES[t.to], t.generation, revision)
 
-    # -- cached mode: pending successes and immediate failures ----------------------------
+    # -- pending successes (CLOSED calls, cached or not) and immediate failures ------------
 
     def pending_success(self, gen: int) -> None:
+        # Keyed by the link's outages too: see _take.
+        key = (gen, self.conn.link.downs)
         with self._lock:
-            if gen == self._pend_gen:
+            if key == self._pend_key:
                 self._pend_count += 1
                 if self._pend_count > 1:
                     return
             else:
                 if self._pend_count:
-                    self._pend_old.append((self._pend_gen, self._pend_count))
-                self._pend_gen, self._pend_count = gen, 1
+                    self._pend_old.append((self._pend_key, self._pend_count))
+                self._pend_key, self._pend_count = key, 1
         self.conn.wake(self)
 
     def _take(self) -> list[tuple[int, int]]:
+        """The pending successes as (generation, count), oldest first.
+
+        Successes still pending when the link to the daemon went down are dropped (counted
+        in reports_lost): whoever answers next may be a daemon that restarted without its
+        state, where the generation they carry names another life of the protector. The
+        library drops the state write its unreachable storage refused in the same way."""
         with self._lock:
             items = self._pend_old
             if self._pend_count:
-                items.append((self._pend_gen, self._pend_count))
+                items.append((self._pend_key, self._pend_count))
             self._pend_old, self._pend_count = [], 0
-        return items
+        downs = self.conn.link.downs
+        lost = sum(n for (_, d), n in items if d != downs)
+        if lost:
+            self.batch_lost(lost, "the link to the daemon went down after these calls")
+        return [(g, n) for (g, d), n in items if d == downs]
 
     def take_pending(self) -> list[protector_pb2.OutcomeBatch]:
         return [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in self._take()]
 
     def report_now(self, gen: int, outcome: str) -> None:
         """Sends this protector's pending successes, then `outcome`, and applies the answer."""
-        items = self._take()
-        batches = [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in items if g != gen]
-        own = sum(n for g, n in items if g == gen)
-        batches.append(
-            protector_pb2.OutcomeBatch(name=self.name, generation=gen, successes=own, outcomes=[OUTCOMES[outcome]])
-        )
-        self.conn.report_batch([self] * len(batches), batches)
+        with self.conn.sending:
+            items = self._take()
+            batches = [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in items if g != gen]
+            own = sum(n for g, n in items if g == gen)
+            batches.append(
+                protector_pb2.OutcomeBatch(name=self.name, generation=gen, successes=own, outcomes=[OUTCOMES[outcome]])
+            )
+            self.conn.report_batch([self] * len(batches), batches)
 
     def apply_batch_result(self, result: protector_pb2.OutcomeBatchResult, revision: int) -> None:
         if result.HasField("error"):

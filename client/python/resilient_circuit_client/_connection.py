@@ -7,7 +7,8 @@ batcher: the background thread that sends the successes of calls admitted in CLO
 (cached or not) in one ReportBatch every `flush_interval`. A protector hands itself to the
 batcher when its first pending success arrives, so a busy protector costs the batcher one
 wake-up per interval, not one per call. After a fork the child starts over with new
-connections (channels and threads do not survive a fork).
+connections (channels and threads do not survive a fork); every RPC goes through
+`_fork.gate`, so none is in flight when the process forks.
 
 Several addresses (a list, or one string of comma-separated addresses) are the replicas
 of one cluster: every RPC goes through `Connection.ask`, which runs it on the current
@@ -26,6 +27,7 @@ from typing import Callable, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
+from ._fork import gate, inherited
 from ._generated import admin_pb2_grpc, protector_pb2, protector_pb2_grpc
 from ._link import Link
 
@@ -79,7 +81,11 @@ class Replica:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+        # A subchannel pool of its own: in a forked child a new channel to the same address
+        # would otherwise reuse the parent's connection from gRPC's global pool, whose
+        # socket belongs to the parent ("Wrong file descriptor generation").
+        options = [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
+        self.channel = grpc.insecure_channel(address, options=options)
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 
@@ -147,7 +153,8 @@ class Connection:
             attempts += 1
             turn, replica = self.turn()
             try:
-                answer = call(replica, left)
+                with gate.call():
+                    answer = call(replica, left)
             except grpc.RpcError as e:
                 if not unreachable(e):
                     raise
@@ -237,6 +244,7 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     for conn in _connections.values():
         conn.closed.set()
+        inherited.append(conn)
     _connections.clear()
 
 

@@ -23,6 +23,7 @@ import time
 
 import grpc
 
+from ._fork import gate
 from ._generated import protector_pb2
 from ._link import backoff_delay
 from ._notifier import Notifier
@@ -52,20 +53,20 @@ def run(rt) -> None:
             if epoch is not None:
                 request.start_epoch = epoch
         turn, replica = conn.turn()
-        call = replica.protectors.Watch(request)
-        rt._watch_call = call
         started_from = resume
         # Whether a snapshot phase is under way, and whether it held this protector.
         state = {"snapshotting": resume is None, "seen": False, "resynced": False}
         why = "the stream ended"
         next_now = False
         try:
-            for event in call:
-                now = time.monotonic()
-                rt.touch(now + rt.watch_staleness)
-                conn.link.up()
-                failures = 0
-                resume, epoch = _apply(rt, event, started_from, resume, epoch, state, now)
+            with gate.stream(lambda: replica.protectors.Watch(request)) as call:
+                rt._watch_call = call
+                for event in call:
+                    now = time.monotonic()
+                    rt.touch(now + rt.watch_staleness)
+                    conn.link.up()
+                    failures = 0
+                    resume, epoch = _apply(rt, event, started_from, resume, epoch, state, now)
         except grpc.RpcError as e:
             why = f"{e.code().name}: {e.details()}"
             if e.code() == grpc.StatusCode.UNAVAILABLE:

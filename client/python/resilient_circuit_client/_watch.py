@@ -41,6 +41,7 @@ def run(rt) -> None:
     failures = 0
     while not rt._closed.is_set():
         conn = rt.conn
+        rt.ensure_in_background()
         if rt._watch_restart:
             rt._watch_restart = False
             resume = None

@@ -76,16 +76,30 @@ def split_addresses(address: Addresses) -> list[str]:
     return parts
 
 
+def deadline(timeout: float) -> tuple[float, Callable[[], float]]:
+    """The monotonic end of `timeout` from now, and a function of the seconds left."""
+    end = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(0.001, end - time.monotonic())
+
+    return end, left
+
+
+def options() -> list[tuple[str, int]]:
+    """The options of every channel to the daemon."""
+    # A subchannel pool of its own: in a forked child a new channel to the same address
+    # would otherwise reuse the parent's connection from gRPC's global pool, whose
+    # socket belongs to the parent ("Wrong file descriptor generation").
+    return [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
+
+
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
     def __init__(self, address: str) -> None:
         self.address = address
-        # A subchannel pool of its own: in a forked child a new channel to the same address
-        # would otherwise reuse the parent's connection from gRPC's global pool, whose
-        # socket belongs to the parent ("Wrong file descriptor generation").
-        options = [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
-        self.channel = grpc.insecure_channel(address, options=options)
+        self.channel = grpc.insecure_channel(address, options=options())
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 
@@ -143,11 +157,7 @@ class Connection:
         call runs again on the next one while the round lasts and time is left; then the
         last error is raised. An error that is an answer (the daemon refused) is raised as
         it is."""
-        end = time.monotonic() + timeout
-
-        def left() -> float:
-            return max(0.001, end - time.monotonic())
-
+        end, left = deadline(timeout)
         attempts = 0
         while True:
             attempts += 1
@@ -156,14 +166,19 @@ class Connection:
                 with gate.call():
                     answer = call(replica, left)
             except grpc.RpcError as e:
-                if not unreachable(e):
-                    raise
-                next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
-                if not next_now or attempts >= len(self.replicas) or time.monotonic() >= end:
-                    raise
-                continue
+                if self.ask_next(e, turn, attempts, end):
+                    continue
+                raise
             self.link.up()
             return answer
+
+    def ask_next(self, e: grpc.RpcError, turn: tuple[int, int], attempts: int, end: float) -> bool:
+        """Whether a call that failed with `e` in `turn` (its `attempts`-th try) runs again
+        on the next replica (see `ask`); notes the failure on the link."""
+        if not unreachable(e):
+            return False
+        next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
+        return next_now and attempts < len(self.replicas) and time.monotonic() < end
 
     def wake(self, protector: Batched) -> None:
         """`protector` has pending successes for the next batch."""

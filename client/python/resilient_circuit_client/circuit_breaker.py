@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import asyncio
 import uuid
 from datetime import timedelta
 from fractions import Fraction
 from typing import Callable, Optional, Sequence, Union
 
-from . import _compat
+from . import _aio, _compat
 from ._compat import DEFAULT_ADMISSION_REFRESH_INTERVAL
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
@@ -209,22 +208,7 @@ class CircuitProtectorPolicy(ProtectionPolicy):
 
             @functools.wraps(func)
             async def decorated_async(*args, **kwargs):
-                gen = rt.fast_generation() if rt.started else 0
-                ticket = (CACHED, gen) if gen else await asyncio.to_thread(rt.acquire)
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as error:
-                    outcome = outcome_of(error)
-                    if ticket[0] == CACHED and outcome != "FAILURE":
-                        rt.resolve(ticket, outcome)
-                    else:
-                        await asyncio.to_thread(rt.resolve, ticket, outcome)
-                    raise
-                if ticket[0] == CACHED:
-                    rt.pending_success(ticket[1])
-                else:
-                    await asyncio.to_thread(rt.resolve, ticket, "SUCCESS")
-                return result
+                return await _aio.call(rt, func, args, kwargs, outcome_of)
 
             return decorated_async
 

@@ -2,6 +2,7 @@
 decides through the daemon on channels and threads of its own, built lazily there, and
 none of them dies by a signal."""
 
+import asyncio
 import os
 import signal
 import sys
@@ -9,6 +10,7 @@ import threading
 import time
 import traceback
 from datetime import timedelta
+from typing import Callable
 
 from resilient_circuit_client import CircuitProtectorPolicy
 
@@ -44,6 +46,37 @@ def _wait(pid: int, deadline: float) -> int:
     return os.waitpid(pid, 0)[1]
 
 
+def fork_children(count: int, child: Callable[[], int]) -> list[int]:
+    """Forks `count` children, BATCH at a time, each running `child()` and exiting with its
+    result (1 if it raised: the traceback goes to stderr); their raw wait statuses."""
+    statuses = []
+    for first in range(0, count, BATCH):
+        pids = []
+        for _ in range(min(BATCH, count - first)):
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into pytest
+                code = 1
+                try:
+                    code = child()
+                except BaseException:
+                    traceback.print_exc()  # shown with the test's captured stderr
+                finally:
+                    sys.stderr.flush()
+                    os._exit(code)
+            pids.append(pid)
+        deadline = time.monotonic() + 60
+        statuses += [_wait(pid, deadline) for pid in pids]
+    return statuses
+
+
+def exited(statuses: list[int]) -> None:
+    """Asserts that every child exited 0, none by a signal."""
+    signalled = [os.WTERMSIG(s) for s in statuses if os.WIFSIGNALED(s)]
+    assert signalled == [], f"children killed by signals {signalled}"
+    codes = [os.WEXITSTATUS(s) for s in statuses]
+    assert codes == [0] * len(statuses), f"children's exit codes: {codes}"
+
+
 def test_children_forked_under_load_decide_through_the_daemon(address, key):
     changes = []
     # Ten children connecting at once on a small machine may take longer than the 50 ms
@@ -68,39 +101,20 @@ def test_children_forked_under_load_decide_through_the_daemon(address, key):
         while not stop.is_set():
             try:
                 noop()
-            except Exception as e:  # recorded, asserted on below
+            except Exception as e:  # asserted on below
                 errors.append(e)
 
     threads = [threading.Thread(target=load, args=(p,), daemon=True) for p in policies for _ in range(2)]
     for t in threads:
         t.start()
     admitted_before = remote._rt.get().counters.admitted
-    statuses = []
     try:
-        for first in range(0, CHILDREN, BATCH):
-            pids = []
-            for _ in range(min(BATCH, CHILDREN - first)):
-                pid = os.fork()
-                if pid == 0:  # the child: never returns into pytest
-                    code = 1
-                    try:
-                        code = _child(policies)
-                    except BaseException:
-                        traceback.print_exc()  # shown with the test's captured stderr
-                    finally:
-                        sys.stderr.flush()
-                        os._exit(code)
-                pids.append(pid)
-            deadline = time.monotonic() + 60
-            statuses += [_wait(pid, deadline) for pid in pids]
+        exited(fork_children(CHILDREN, lambda: _child(policies)))
     finally:
         stop.set()
         for t in threads:
             t.join(10)
-    signalled = [os.WTERMSIG(s) for s in statuses if os.WIFSIGNALED(s)]
-    assert signalled == [], f"children killed by signals {signalled}"
-    codes = [os.WEXITSTATUS(s) for s in statuses]
-    assert codes == [0] * CHILDREN, f"children's exit codes: {codes}"
+    assert errors == [], "the parent's calls during the forks"
     assert remote._rt.get().counters.admitted - admitted_before >= CHILDREN * CALLS
     # The parent goes on deciding through the daemon after the forks.
     fallbacks = sum(p.fallback_decisions for p in policies)
@@ -112,3 +126,27 @@ def test_children_forked_under_load_decide_through_the_daemon(address, key):
     noop()
     assert sum(p.fallback_decisions for p in policies) == fallbacks
     assert changes == []
+
+
+def test_children_of_a_parent_that_made_async_calls_decide_through_the_daemon(address, key):
+    policy = CircuitProtectorPolicy(
+        resource_key=key, address=address, cached=False, acquire_deadline=timedelta(seconds=10)
+    )
+
+    @policy
+    async def op():
+        return "async"
+
+    @policy
+    def sync_op():
+        return "sync"
+
+    # grpc.aio's poller runs while its channels live: a fork closes them first.
+    assert asyncio.run(op()) == "async"
+
+    def child() -> int:
+        results = [sync_op(), asyncio.run(op())]
+        return 0 if results == ["sync", "async"] and not policy.fallback_decisions else 3
+
+    exited(fork_children(BATCH, child))
+    assert (asyncio.run(op()), sync_op(), policy.fallback_decisions) == ("async", "sync", 0)

@@ -31,10 +31,10 @@ from typing import Awaitable, Callable
 import grpc
 import grpc.aio
 
-from ._connection import REQUEST_TIMEOUT, Connection, deadline, options
+from ._connection import REQUEST_TIMEOUT, Connection, Tries, options
 from ._fork import inherited
 from ._generated import protector_pb2, protector_pb2_grpc
-from ._protector import CACHED, DAEMON, OUTCOMES, Runtime
+from ._protector import CACHED, DAEMON, Runtime
 
 log = logging.getLogger("resilient_circuit_client")
 
@@ -72,20 +72,13 @@ def _replicas(conn: Connection) -> list[AioReplica]:
 
 async def ask(conn: Connection, call: Callable[[AioReplica, Callable[[], float]], Awaitable], timeout: float):
     """`Connection.ask` for grpc.aio calls: the same replicas, link and failover."""
-    end, left = deadline(timeout)
     replicas = _replicas(conn)
-    attempts = 0
-    while True:
-        attempts += 1
-        turn, _ = conn.turn()
+    tries = Tries(conn, timeout)
+    for index in tries:
         try:
-            answer = await call(replicas[turn[0] % len(replicas)], left)
+            return tries.answered(await call(replicas[index], tries.left))
         except grpc.RpcError as e:
-            if conn.ask_next(e, turn, attempts, end):
-                continue
-            raise
-        conn.link.up()
-        return answer
+            tries.failed(e)
 
 
 async def _ask(rt: Runtime, replica: AioReplica, left: Callable[[], float]) -> protector_pb2.AcquireResponse:
@@ -116,18 +109,12 @@ async def acquire(rt: Runtime) -> Ticket:
 
 async def report(rt: Runtime, permit, outcome: str) -> None:
     """`Runtime._report` over grpc.aio."""
-    conn = rt.conn
-    if conn.link.down:
-        rt.batch_lost(1, "the link to the daemon is down")
-        return
-    request = protector_pb2.ReportRequest(name=rt.name, permit=permit, outcome=OUTCOMES[outcome])
-    try:
-        r = await ask(conn, lambda replica, left: replica.protectors.Report(request, timeout=left()), REQUEST_TIMEOUT)
-    except grpc.RpcError as e:
-        rt.batch_lost(1, f"{e.code().name}: {e.details()}")
-        return
-    if r.HasField("transition"):
-        rt.apply_transition(r.transition, r.revision)
+    request = rt.report_request(permit, outcome)
+    if request is not None:
+        try:
+            rt.reported(await ask(rt.conn, lambda r, left: r.protectors.Report(request, timeout=left()), REQUEST_TIMEOUT))
+        except grpc.RpcError as e:
+            rt.batch_lost(1, f"{e.code().name}: {e.details()}")
 
 
 def release(rt: Runtime, ticket: Ticket) -> None:

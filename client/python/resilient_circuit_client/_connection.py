@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
@@ -76,14 +76,37 @@ def split_addresses(address: Addresses) -> list[str]:
     return parts
 
 
-def deadline(timeout: float) -> tuple[float, Callable[[], float]]:
-    """The monotonic end of `timeout` from now, and a function of the seconds left."""
-    end = time.monotonic() + timeout
+class Tries:
+    """The tries of one call under `Connection.ask`'s rules, for either transport: iterating
+    gives the index of the replica to ask; `failed(e)` notes a failure on the link and
+    re-raises `e` unless the next replica is to be asked; `answered(a)` notes an answer."""
 
-    def left() -> float:
-        return max(0.001, end - time.monotonic())
+    def __init__(self, conn: "Connection", timeout: float) -> None:
+        self.conn = conn
+        self.end = time.monotonic() + timeout
+        self.count = 0
+        self.turn = (0, 0)
 
-    return end, left
+    def left(self) -> float:
+        """The seconds left of the timeout."""
+        return max(0.001, self.end - time.monotonic())
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.count += 1
+            self.turn = self.conn.link.turn()
+            yield self.turn[0] % len(self.conn.replicas)
+
+    def failed(self, e: grpc.RpcError) -> None:
+        if not unreachable(e):
+            raise e
+        next_now = self.conn.link.failed(f"{e.code().name}: {e.details()}", self.turn)
+        if not next_now or self.count >= len(self.conn.replicas) or time.monotonic() >= self.end:
+            raise e
+
+    def answered(self, answer: T) -> T:
+        self.conn.link.up()
+        return answer
 
 
 def options() -> list[tuple[str, int]]:
@@ -157,28 +180,13 @@ class Connection:
         call runs again on the next one while the round lasts and time is left; then the
         last error is raised. An error that is an answer (the daemon refused) is raised as
         it is."""
-        end, left = deadline(timeout)
-        attempts = 0
-        while True:
-            attempts += 1
-            turn, replica = self.turn()
+        tries = Tries(self, timeout)
+        for index in tries:
             try:
                 with gate.call():
-                    answer = call(replica, left)
+                    return tries.answered(call(self.replicas[index], tries.left))
             except grpc.RpcError as e:
-                if self.ask_next(e, turn, attempts, end):
-                    continue
-                raise
-            self.link.up()
-            return answer
-
-    def ask_next(self, e: grpc.RpcError, turn: tuple[int, int], attempts: int, end: float) -> bool:
-        """Whether a call that failed with `e` in `turn` (its `attempts`-th try) runs again
-        on the next replica (see `ask`); notes the failure on the link."""
-        if not unreachable(e):
-            return False
-        next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
-        return next_now and attempts < len(self.replicas) and time.monotonic() < end
+                tries.failed(e)
 
     def wake(self, protector: Batched) -> None:
         """`protector` has pending successes for the next batch."""

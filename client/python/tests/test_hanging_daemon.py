@@ -3,6 +3,7 @@ waits for it, and a call waits no longer than its acquire deadline before the fa
 decides. Bounds are the deadline plus a generous margin (a loaded machine), well under
 the request timeout (1 s) that start-up used to wait."""
 
+import asyncio
 import socket
 import threading
 import time
@@ -96,3 +97,20 @@ def test_a_longer_acquire_deadline_is_honoured_too_with_the_allow_fallback(silen
         result, took = timed(op)
         assert result == "ran" and took < deadline + MARGIN
     assert policy.fallback_decisions >= 1
+
+
+def test_a_coroutine_function_honours_the_acquire_deadline_too(silent, key):
+    policy = CircuitProtectorPolicy(resource_key=key, address=silent, cached=False, fallback="allow")
+
+    @policy
+    async def op():
+        return "ran"
+
+    async def main():
+        start = time.monotonic()
+        result = await op()
+        return result, time.monotonic() - start
+
+    result, took = asyncio.run(main())
+    assert result == "ran" and policy.fallback_decisions == 1
+    assert took < 0.05 + MARGIN, f"the first call took {took:.3f}s"

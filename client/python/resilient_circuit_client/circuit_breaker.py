@@ -28,7 +28,7 @@ Documented differences from the library:
 - Without `resource_key` the protector gets a unique name ("anonymous-" and a random hex
   id), not one derived from a memory address, which another process could reuse.
 - Async functions are awaited before the outcome is reported (the library counted the
-  coroutine object as a success).
+  coroutine object as a success); a cancelled one is reported IGNORED (see `_aio`).
 - A `ProtectedCallError` raised by an inner protector is reported as IGNORED (the call
   never reached the service); a `RetryLimitReached` counts as its last exception.
 - `on_status_change(policy, old, new)` fires once per transition: at once for transitions

@@ -55,6 +55,8 @@ class Gate:
         self._forking = False
         self._streams: set[Cancellable] = set()
         self._mine = threading.local()
+        #: Forks this process made: a stream cancelled by one reconnects at once.
+        self.forks = 0
 
     def _enter(self) -> None:
         with self._cond:
@@ -103,6 +105,7 @@ class Gate:
         own = getattr(self._mine, "depth", 0)
         with self._cond:
             self._forking = True
+            self.forks += 1
             streams = list(self._streams)
         for call in streams:
             call.cancel()

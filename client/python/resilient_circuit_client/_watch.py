@@ -59,6 +59,7 @@ def run(rt) -> None:
         state = {"snapshotting": resume is None, "seen": False, "resynced": False}
         why = "the stream ended"
         next_now = False
+        forks = gate.forks
         try:
             with gate.stream(lambda: replica.protectors.Watch(request)) as call:
                 rt._watch_call = call
@@ -77,7 +78,8 @@ def run(rt) -> None:
             rt.set_live(False)
         if rt._closed.is_set():
             return
-        if next_now:
+        if next_now or gate.forks != forks:
+            # A fork in this process cancelled the stream: nothing failed.
             delay = 0.0
         else:
             delay = 0.0 if rt._watch_restart else backoff_delay(conn.link.initial, conn.link.cap, failures)

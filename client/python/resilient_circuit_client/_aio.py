@@ -2,20 +2,21 @@
 
 Design note. A decorated `async def` decides exactly as a synchronous call does (cached,
 daemon, fallback; see `_protector`), and only the I/O differs: the Acquire (with the
-EnsureProtector it may need) and the Report of a daemon's permit are grpc.aio calls on
-channels of the running event loop, one per replica address and loop (an aio channel
+EnsureProtector it may need), the one round trip of an uncached call, is a grpc.aio call
+on channels of the running event loop, one per replica address and loop (an aio channel
 belongs to the loop it was made in), made lazily and dropped with the loop. Failing over
 between replicas and the link's state are the connection's, shared with the synchronous
-calls of the process. What needs no I/O (cached decisions, fallbacks) is done in place;
-a cached call's FAILURE, reported at once and rarely, goes through a worker thread.
+calls of the process. Outcomes follow `Runtime.resolve`: a success of a CLOSED permit is
+counted for the batcher in place; a report sent at once (a failure, a trial's outcome)
+goes through a worker thread, as it did before.
 
 Cancellation (`task.cancel()`, an `asyncio.wait_for` timeout) never leaks a permit:
 - while the Acquire is in flight, it runs on as a task of its own (shielded), and a
   permit it brings is released (reported IGNORED) once it arrives;
 - while the function runs, the call is reported IGNORED (CancelledError is not an
-  Exception), on a thread, so that neither a second cancellation nor the loop's end
-  (asyncio.run cancels what is left) can drop the report;
-- while the outcome's Report is in flight, it runs on, shielded.
+  Exception), on a thread when that means a report, so that neither a second
+  cancellation nor the loop's end (asyncio.run cancels what is left) can drop it;
+- while the outcome's report is in flight, its worker thread finishes it.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from typing import Awaitable, Callable
 import grpc
 import grpc.aio
 
-from ._connection import REQUEST_TIMEOUT, Connection, Tries, options
+from ._connection import Connection, Tries, options
 from ._fork import inherited
 from ._generated import protector_pb2, protector_pb2_grpc
-from ._protector import CACHED, DAEMON, Runtime
+from ._protector import CACHED, Runtime
 
 log = logging.getLogger("resilient_circuit_client")
 
@@ -107,16 +108,6 @@ async def acquire(rt: Runtime) -> Ticket:
     return rt.admitted(response)
 
 
-async def report(rt: Runtime, permit, outcome: str) -> None:
-    """`Runtime._report` over grpc.aio."""
-    request = rt.report_request(permit, outcome)
-    if request is not None:
-        try:
-            rt.reported(await ask(rt.conn, lambda r, left: r.protectors.Report(request, timeout=left()), REQUEST_TIMEOUT))
-        except grpc.RpcError as e:
-            rt.batch_lost(1, f"{e.code().name}: {e.details()}")
-
-
 def release(rt: Runtime, ticket: Ticket) -> None:
     """Reports a cancelled call IGNORED on a thread of its own (see the module notes)."""
     threading.Thread(target=rt.resolve, args=(ticket, "IGNORED"), name="resilient-circuit-release").start()
@@ -132,18 +123,21 @@ async def _acquire_shielded(rt: Runtime) -> Ticket:
 
 
 def _release_result(rt: Runtime, task: "asyncio.Future[Ticket]") -> None:
-    if not task.cancelled() and task.exception() is None and task.result()[0] == DAEMON:
-        release(rt, task.result())
+    if not task.cancelled() and task.exception() is None:
+        ticket = task.result()
+        if rt.resolves_at_once(ticket, "IGNORED"):
+            rt.resolve(ticket, "IGNORED")
+        else:
+            release(rt, ticket)
 
 
 async def resolve(rt: Runtime, ticket: Ticket, outcome: str) -> None:
-    kind, data = ticket
-    if kind == DAEMON:
-        await asyncio.shield(asyncio.ensure_future(report(rt, data, outcome)))
-    elif kind == CACHED and outcome == "FAILURE":
-        await asyncio.to_thread(rt.resolve, ticket, outcome)
-    else:
+    if rt.resolves_at_once(ticket, outcome):
         rt.resolve(ticket, outcome)
+    else:
+        # A report sent now (a failure, a trial's outcome): on a worker thread, which
+        # finishes it even if this task is cancelled meanwhile.
+        await asyncio.to_thread(rt.resolve, ticket, outcome)
 
 
 async def call(rt: Runtime, func, args, kwargs, outcome_of: Callable[[BaseException], str]):
@@ -153,10 +147,10 @@ async def call(rt: Runtime, func, args, kwargs, outcome_of: Callable[[BaseExcept
     try:
         result = await func(*args, **kwargs)
     except asyncio.CancelledError:
-        if ticket[0] == DAEMON:
-            release(rt, ticket)
-        else:
+        if rt.resolves_at_once(ticket, "IGNORED"):
             rt.resolve(ticket, "IGNORED")
+        else:
+            release(rt, ticket)
         raise
     except BaseException as error:
         await resolve(rt, ticket, outcome_of(error))

@@ -359,6 +359,17 @@ class Runtime:
         else:
             self.conn.stats.reports_dropped += 1
 
+    def resolves_at_once(self, ticket: tuple[str, object], outcome: str) -> bool:
+        """Whether `resolve(ticket, outcome)` returns without waiting for the daemon (a
+        success left to the batcher, a fallback's outcome): callers that must not block
+        (an event loop) send the others from a worker thread."""
+        kind, data = ticket
+        if kind == CACHED:
+            return outcome != "FAILURE"
+        if kind == DAEMON:
+            return outcome == "SUCCESS" and not data.id
+        return True
+
     def _report(self, permit: types_pb2.Permit, outcome: str) -> None:
         conn = self.conn
         # Outcomes of calls that ended before this one go first.

@@ -16,12 +16,16 @@ the gate for the few milliseconds the fork takes. In the parent the gate opens a
 the streams reconnect; in the child the connections and protectors start over (see
 `_connection` and `_protector`): new channels and threads, made lazily on first use.
 The parent's channels are kept referenced in the child and never used or destroyed
-there (destroying one would touch the inherited gRPC state).
+there (destroying one would touch the inherited gRPC state), and every channel has a
+subchannel pool of its own, so a child's new channel never picks up the parent's
+connection (`_connection.options`). grpc.aio's poller is handled in `_aio`.
 
-Why not GRPC_ENABLE_FORK_SUPPORT: it must be set before anything imports grpc (a library
-cannot promise that), and it does not help when other threads are inside gRPC at the
-fork, which is exactly the case here. Why not close the channels before each fork: the
-parent's calls in flight would fail and their callers get fallback decisions.
+Why not GRPC_ENABLE_FORK_SUPPORT: gRPC core's handlers above are on already (the
+"skipping" message is theirs); the variable adds grpcio's Python-level handling, which
+must be set before anything imports grpc (a library cannot promise that) and is skipped
+just the same while other threads are inside gRPC. Why not close the channels before
+each fork: the parent's calls in flight would fail and their callers get fallback
+decisions.
 """
 
 from __future__ import annotations

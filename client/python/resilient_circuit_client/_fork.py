@@ -22,10 +22,10 @@ connection (`_connection.options`). grpc.aio's poller is handled in `_aio`.
 
 Why not GRPC_ENABLE_FORK_SUPPORT: gRPC core's handlers above are on already (the
 "skipping" message is theirs); the variable adds grpcio's Python-level handling, which
-must be set before anything imports grpc (a library cannot promise that) and is skipped
-just the same while other threads are inside gRPC. Why not close the channels before
-each fork: the parent's calls in flight would fail and their callers get fallback
-decisions.
+must be set before anything imports grpc (a library cannot promise that), and with it
+but without the gate tests/test_fork.py hangs instead of aborting. Why not close the
+channels before each fork: the parent's calls in flight would fail and their callers get
+fallback decisions.
 """
 
 from __future__ import annotations

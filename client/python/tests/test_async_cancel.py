@@ -25,10 +25,13 @@ def protectors(address):
 
 
 def half_open(address, key, cached):
+    # A deadline no busy machine misses: an Acquire that timed out on the client after the
+    # daemon admitted it would hold its trial until permit_ttl, which is not under test.
     policy = CircuitProtectorPolicy(
         resource_key=key,
         address=address,
         cached=cached,
+        acquire_deadline=timedelta(seconds=10),
         cooldown=timedelta(seconds=30),
         trial_permits=1,
         permit_ttl=timedelta(seconds=60),

@@ -115,8 +115,10 @@ class Runtime:
     def start(self) -> None:
         """Takes the connection and starts the watch; never waits for the daemon (a daemon
         that accepts and never answers must not hold up a constructor or a first call
-        beyond its acquire deadline). The protector is ensured by the watch thread, or
-        within the first Acquire's deadline."""
+        beyond its acquire deadline). The protector is ensured by the first call that asks
+        the daemon, within its deadline; the watch learns of it from the stream. (Ensuring
+        it from the watch thread as well would race the caller's own ensure: a late
+        "created" answer would undo a transition the caller already applied.)"""
         if self.started:
             return
         with self._start_lock:
@@ -126,17 +128,6 @@ class Runtime:
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True
-
-    def ensure_in_background(self) -> None:
-        """Ensures the protector (within the request timeout) from the watch thread, so it
-        exists on the daemon soon after construction. A refusal is logged: calls raise it."""
-        if self.ensured or self.conn.link.attempt() == SKIP:
-            return
-        try:
-            self.conn.ask(lambda replica, left: self.ensure(left(), replica), REQUEST_TIMEOUT)
-        except grpc.RpcError as e:
-            if not unreachable(e):
-                log.error("the daemon refused protector %r: %s", self.name, e.details())
 
     def start_watch(self) -> None:
         with self._lock:

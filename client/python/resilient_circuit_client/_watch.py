@@ -41,7 +41,6 @@ def run(rt) -> None:
     failures = 0
     while not rt._closed.is_set():
         conn = rt.conn
-        rt.ensure_in_background()
         if rt._watch_restart:
             rt._watch_restart = False
             resume = None
@@ -104,8 +103,12 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
         return resume, epoch
     if kind == "created":
         p = event.created
-        notifier.snapshot(STATUS_NAMES[p.status], p.generation, revision, True)
-        rt.set_view(p.status, p.generation, p.override.kind in (0, 1), revision, force=True)
+        # This process's own answers (its EnsureProtector, a transition it caused) may be
+        # ahead of the stream: then the creation is old news, not a new life to start over
+        # from. (A new history comes after a RESYNC, which resets the notifier.)
+        fresh = revision >= notifier.revision
+        notifier.snapshot(STATUS_NAMES[p.status], p.generation, revision, fresh)
+        rt.set_view(p.status, p.generation, p.override.kind in (0, 1), revision, force=fresh)
         rt.ensured = True
     elif kind == "status_changed":
         rt.apply_transition(event.status_changed.transition, revision)

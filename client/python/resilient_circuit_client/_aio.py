@@ -109,8 +109,12 @@ async def acquire(rt: Runtime) -> Ticket:
 
 
 def release(rt: Runtime, ticket: Ticket) -> None:
-    """Reports a cancelled call IGNORED on a thread of its own (see the module notes)."""
-    threading.Thread(target=rt.resolve, args=(ticket, "IGNORED"), name="resilient-circuit-release").start()
+    """Reports a cancelled call IGNORED: in place when that sends nothing, else on a thread
+    of its own (see the module notes)."""
+    if rt.resolves_at_once(ticket, "IGNORED"):
+        rt.resolve(ticket, "IGNORED")
+    else:
+        threading.Thread(target=rt.resolve, args=(ticket, "IGNORED"), name="resilient-circuit-release").start()
 
 
 async def _acquire_shielded(rt: Runtime) -> Ticket:
@@ -124,11 +128,7 @@ async def _acquire_shielded(rt: Runtime) -> Ticket:
 
 def _release_result(rt: Runtime, task: "asyncio.Future[Ticket]") -> None:
     if not task.cancelled() and task.exception() is None:
-        ticket = task.result()
-        if rt.resolves_at_once(ticket, "IGNORED"):
-            rt.resolve(ticket, "IGNORED")
-        else:
-            release(rt, ticket)
+        release(rt, task.result())
 
 
 async def resolve(rt: Runtime, ticket: Ticket, outcome: str) -> None:
@@ -147,10 +147,7 @@ async def call(rt: Runtime, func, args, kwargs, outcome_of: Callable[[BaseExcept
     try:
         result = await func(*args, **kwargs)
     except asyncio.CancelledError:
-        if rt.resolves_at_once(ticket, "IGNORED"):
-            rt.resolve(ticket, "IGNORED")
-        else:
-            release(rt, ticket)
+        release(rt, ticket)
         raise
     except BaseException as error:
         await resolve(rt, ticket, outcome_of(error))

@@ -1,8 +1,10 @@
 """Another process sharing a protector: `python3 peer.py ADDRESS KEY`.
 
-Fails calls of KEY (failure_limit 2/3, cooldown 30 s) until its own report trips the
+Fails calls of KEY (failure_limit 2/3, cooldown 30 s) until its own reports trip the
 protector, then prints `tripped <time.monotonic()>` (a clock every process on the machine
-shares) and exits."""
+shares: the start of the last call that failed, so no later than the trip) and exits. It
+learns of the trip from its on_status_change or, when its next call is decided before
+that callback ran, from that call's rejection: nobody else fails calls of KEY."""
 
 import pathlib
 import sys
@@ -29,16 +31,21 @@ def main(address: str, key: str) -> int:
     def fail():
         raise ConnectionError("down")
 
+    last_failed = None
     for _ in range(1000):
+        started = time.monotonic()
         try:
             fail()
         except ConnectionError:
-            pass
-        except ProtectedCallError:
-            print("rejected before tripping it", flush=True)
-            return 1
+            last_failed = started
+        except ProtectedCallError as e:
+            if last_failed is None or e.status is not CircuitStatus.OPEN:
+                print("rejected before tripping it", flush=True)
+                return 1
+            print(f"tripped {last_failed}", flush=True)
+            return 0
         if CircuitStatus.OPEN in tripped:
-            print(f"tripped {time.monotonic()}", flush=True)
+            print(f"tripped {last_failed}", flush=True)
             return 0
     print("never tripped", flush=True)
     return 1

@@ -35,7 +35,7 @@ use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
+use super::Wired;
 
 use crate::sync::lock;
 
@@ -103,7 +103,7 @@ impl Stream {
 /// The session of one client (see the module note).
 #[derive(Debug)]
 pub(crate) struct Session {
-    channel: Channel,
+    channel: Wired,
     next_id: AtomicU64,
     current: Mutex<Option<Arc<Stream>>>,
     unsupported: AtomicBool,
@@ -142,7 +142,7 @@ fn unavailable(why: &str) -> tonic::Status {
 }
 
 impl Session {
-    pub(crate) fn new(channel: Channel) -> Session {
+    pub(crate) fn new(channel: Wired) -> Session {
         Session {
             channel,
             next_id: AtomicU64::new(1),
@@ -220,7 +220,7 @@ impl Session {
 /// Opens the stream and hands out answers until it breaks, then fails every request
 /// still waiting.
 async fn drive(
-    mut rpc: ProtectorServiceClient<Channel>,
+    mut rpc: ProtectorServiceClient<Wired>,
     requests: UnboundedReceiverStream<v1::SessionRequest>,
     pending: Arc<Pending>,
     releases: mpsc::WeakUnboundedSender<v1::SessionRequest>,

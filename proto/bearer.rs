@@ -72,12 +72,20 @@ mod tests {
         let mut bearer = Bearer::new(Some("s3cret")).expect("valid");
         let request = bearer.call(tonic::Request::new(())).expect("intercepted");
         assert_eq!(
-            request.metadata().get(AUTHORIZATION).and_then(|v| v.to_str().ok()),
+            request
+                .metadata()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
             Some("Bearer s3cret")
         );
         assert!(!format!("{bearer:?}").contains("s3cret"));
         let mut none = Bearer::new(None).expect("none");
-        assert!(none.call(tonic::Request::new(())).expect("ok").metadata().is_empty());
+        assert!(
+            none.call(tonic::Request::new(()))
+                .expect("ok")
+                .metadata()
+                .is_empty()
+        );
         assert_eq!(Bearer::new(Some("a\nb")).map(|_| ()), Err(InvalidToken));
         assert_eq!(Bearer::new(Some("")).map(|_| ()), Err(InvalidToken));
     }

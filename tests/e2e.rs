@@ -7,6 +7,7 @@
 
 mod admin_listener;
 mod audit;
+mod auth;
 mod bad_input;
 mod cluster_config;
 mod cluster_etcd;

@@ -15,9 +15,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use resilient_circuit_api::Bearer;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
-use resilient_circuit_api::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -43,7 +43,12 @@ pub struct Session {
 impl Session {
     /// Connects to `addr` within `timeout`; answers print as JSON with `json`, else as
     /// tables, coloured when stdout is a terminal; every call carries `bearer`.
-    pub async fn open(addr: String, timeout: Duration, json: bool, bearer: Bearer) -> Result<Session, Failure> {
+    pub async fn open(
+        addr: String,
+        timeout: Duration,
+        json: bool,
+        bearer: Bearer,
+    ) -> Result<Session, Failure> {
         let json = if json { Some(Json::new()?) } else { None };
         let channel = resilient_circuit_loadgen::connect(&addr, timeout).await?;
         Ok(Session {

@@ -21,10 +21,10 @@ mod session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use resilient_circuit_api::Bearer;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
-use resilient_circuit_api::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 

@@ -363,6 +363,13 @@ fn fraction(s: &str) -> Result<v1::Fraction, String> {
     })
 }
 
+/// A token that can travel in a header (checked here, so a bad one is a usage error).
+fn token(text: &str) -> Result<String, String> {
+    resilient_circuit_api::Bearer::new(Some(text))
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,11 +414,4 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
-}
-
-/// A token that can travel in a header (checked here, so a bad one is a usage error).
-fn token(text: &str) -> Result<String, String> {
-    resilient_circuit_api::Bearer::new(Some(text))
-        .map(|_| text.to_owned())
-        .map_err(|e| e.to_string())
 }

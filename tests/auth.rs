@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use resilient_circuit_api::v1;
-use support::circuitd::auth::sha256_hex;
 use support::process::Circuitd;
 use support::*;
 use tonic::Code;
@@ -57,19 +56,6 @@ fn rank(role: &str) -> u8 {
         "admin" => 2,
         other => panic!("no role {other}"),
     }
-}
-
-/// A tokens file of `tokens` (name, token, role).
-fn tokens_file(tokens: &[(&str, &str, &str)]) -> String {
-    tokens
-        .iter()
-        .map(|(name, token, role)| {
-            format!(
-                "[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
-                sha256_hex(token.as_bytes())
-            )
-        })
-        .collect()
 }
 
 /// A directory with the tokens file `tokens.toml` in it, and the daemon's data directory.
@@ -276,14 +262,7 @@ async fn the_audit_line_names_the_token_of_each_change() {
     let setup = setup("auth-audit", &TOKENS);
     let daemon = start(&setup).await;
     let channel = daemon.channel().await.expect("connect");
-    let with = |token: &str| {
-        let value: MetadataValue<_> = bearer(token).parse().expect("header");
-        move |mut request: tonic::Request<()>| {
-            request.metadata_mut().insert("authorization", value.clone());
-            Ok(request)
-        }
-    };
-    let mut app = ProtectorClient::with_interceptor(channel.clone(), with("d-token"));
+    let mut app = ProtectorClient::with_interceptor(channel.clone(), with_token("d-token"));
     let ensured = app
         .ensure_protector(v1::EnsureProtectorRequest {
             name: "guarded".into(),
@@ -292,7 +271,7 @@ async fn the_audit_line_names_the_token_of_each_change() {
         .await
         .expect("data may ensure");
     drop(ensured);
-    let mut ops = AdminClient::with_interceptor(channel, with("a-token"));
+    let mut ops = AdminClient::with_interceptor(channel, with_token("a-token"));
     ops.set_status(v1::SetStatusRequest {
         name: "guarded".into(),
         status: v1::Status::Open as i32,

@@ -7,34 +7,11 @@
 //! shows which replica refused.
 
 use resilient_circuit_api::v1;
-use support::circuitd::auth::sha256_hex;
+use support::tokens::WithToken;
 use support::*;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-
-type Bearer = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-
-fn tokens_file(tokens: &[(&str, &str, &str)]) -> String {
-    tokens
-        .iter()
-        .map(|(name, token, role)| {
-            format!(
-                "[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
-                sha256_hex(token.as_bytes())
-            )
-        })
-        .collect()
-}
-
-fn with(token: &str) -> Bearer {
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
-    Box::new(move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert("authorization", value.clone());
-        Ok(request)
-    })
-}
 
 async fn channel(replicas: &Replicas, i: usize) -> Channel {
     replicas.replica(i).channel().await.expect("connect")
@@ -43,8 +20,8 @@ async fn channel(replicas: &Replicas, i: usize) -> Channel {
 fn admin(
     channel: &Channel,
     token: &str,
-) -> v1::admin_service_client::AdminServiceClient<InterceptedService<Channel, Bearer>> {
-    v1::admin_service_client::AdminServiceClient::with_interceptor(channel.clone(), with(token))
+) -> v1::admin_service_client::AdminServiceClient<InterceptedService<Channel, WithToken>> {
+    v1::admin_service_client::AdminServiceClient::with_interceptor(channel.clone(), with_token(token))
 }
 
 fn set_open(name: &str) -> v1::SetStatusRequest {
@@ -85,7 +62,7 @@ async fn a_follower_checks_before_forwarding_and_the_leader_checks_the_same_toke
 
     // The shared token goes through the follower to the leader, which audits its name.
     // UNAVAILABLE until the follower has found its leader.
-    let mut app = ProtectorClient::with_interceptor(via_follower.clone(), with("shared-token"));
+    let mut app = ProtectorClient::with_interceptor(via_follower.clone(), with_token("shared-token"));
     let give_up = tokio::time::Instant::now() + DEADLINE;
     loop {
         let ensured = app

@@ -28,7 +28,7 @@ use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use self::session::Session;
+use self::session::{Session, Wired};
 use crate::link::{Link, Reconnect, Turn, unreachable};
 
 /// How Acquire and Report reach the daemon.
@@ -194,9 +194,6 @@ pub(crate) struct Replica {
     channel: Wired,
     session: Session,
 }
-
-/// A replica's channel, with the client's token on every call.
-pub(crate) type Wired = InterceptedService<Channel, Bearer>;
 
 fn unexpected(what: &str) -> tonic::Status {
     tonic::Status::internal(format!("the session answered {what}"))

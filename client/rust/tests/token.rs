@@ -9,19 +9,14 @@ use std::time::Duration;
 use common::policy;
 use resilient_circuit::{Client, Error, Transport};
 use support::circuitd::Config;
-use support::circuitd::auth::sha256_hex;
-use support::{DEADLINE, Daemon, TempDir};
+use support::{DEADLINE, Daemon, TempDir, tokens_file};
 use tokio::time::Instant;
 
 const TOKEN: &str = "rust-client-token";
 
 async fn guarded(dir: &TempDir) -> Daemon {
     let path = dir.path().join("tokens.toml");
-    let file = format!(
-        "[[token]]\nname = \"rust-app\"\nsha256 = \"{}\"\nrole = \"data\"\n",
-        sha256_hex(TOKEN.as_bytes())
-    );
-    std::fs::write(&path, file).expect("write the tokens file");
+    std::fs::write(&path, tokens_file(&[("rust-app", TOKEN, "data")])).expect("write the tokens file");
     Daemon::with_config(Config {
         tokens: Some(path),
         ..Config::default()

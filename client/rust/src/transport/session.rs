@@ -30,14 +30,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Wired;
+use resilient_circuit_api::Bearer;
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 use crate::sync::lock;
+
+/// A replica's channel, with the client's token on every call (defined here, where the
+/// stream needs it, so this module imports nothing of its parent).
+pub(crate) type Wired = InterceptedService<Channel, Bearer>;
 
 /// One answer: the response, or the status the unary call would have failed with.
 pub(crate) type Answer = Result<session_response::Response, tonic::Status>;

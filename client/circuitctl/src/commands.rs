@@ -20,6 +20,9 @@ use crate::{view, watch};
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         // The load generator opens connections of its own, and none in echo mode.
+        Command::Bench(_) if cli.token.is_some() => Err(Failure::Other(anyhow::anyhow!(
+            "circuitctl bench does not send --token (CIRCUIT_TOKEN) yet: measure a daemon started without --tokens"
+        ))),
         Command::Bench(args) => {
             resilient_circuit_loadgen::run(&args, &cli.addr[0], cli.timeout, cli.json).await?;
             Ok(ExitCode::SUCCESS)

@@ -7,7 +7,8 @@ batcher: the background thread that sends the successes of calls admitted in CLO
 (cached or not) in one ReportBatch every `flush_interval`. A protector hands itself to the
 batcher when its first pending success arrives, so a busy protector costs the batcher one
 wake-up per interval, not one per call. After a fork the child starts over with new
-connections (channels and threads do not survive a fork).
+connections (channels and threads do not survive a fork); every RPC goes through
+`_fork.gate`, so none is in flight when the process forks.
 
 Several addresses (a list, or one string of comma-separated addresses) are the replicas
 of one cluster: every RPC goes through `Connection.ask`, which runs it on the current
@@ -23,10 +24,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
+from ._fork import gate, inherited
 from ._generated import admin_pb2_grpc, protector_pb2, protector_pb2_grpc
 from ._link import Link
 
@@ -127,12 +129,54 @@ def resolve_token(token: str | None) -> str | None:
     return token
 
 
+class Tries:
+    """The tries of one call under `Connection.ask`'s rules, for either transport: iterating
+    gives the index of the replica to ask; `failed(e)` notes a failure on the link and
+    re-raises `e` unless the next replica is to be asked; `answered(a)` notes an answer."""
+
+    def __init__(self, conn: "Connection", timeout: float) -> None:
+        self.conn = conn
+        self.end = time.monotonic() + timeout
+        self.count = 0
+        self.turn = (0, 0)
+
+    def left(self) -> float:
+        """The seconds left of the timeout."""
+        return max(0.001, self.end - time.monotonic())
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.count += 1
+            self.turn = self.conn.link.turn()
+            yield self.turn[0] % len(self.conn.replicas)
+
+    def failed(self, e: grpc.RpcError) -> None:
+        if not unreachable(e):
+            raise e
+        next_now = self.conn.link.failed(f"{e.code().name}: {e.details()}", self.turn)
+        if not next_now or self.count >= len(self.conn.replicas) or time.monotonic() >= self.end:
+            raise e
+
+    def answered(self, answer: T) -> T:
+        self.conn.link.up()
+        return answer
+
+
+def options() -> list[tuple[str, int]]:
+    """The options of every channel to the daemon."""
+    # A subchannel pool of its own: in a forked child a new channel to the same address
+    # would otherwise reuse the parent's connection from gRPC's global pool, whose
+    # socket belongs to the parent ("Wrong file descriptor generation").
+    return [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
+
+
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
     def __init__(self, address: str, token: str | None = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+        self.token = token
+        self.channel = grpc.insecure_channel(address, options=options())
         if token is not None:
             self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
@@ -162,6 +206,7 @@ class Stats:
 class Connection:
     def __init__(self, address: str, token: str | None = None) -> None:
         self.address = address
+        self.token = token
         self.replicas = [Replica(a, token) for a in split_addresses(address)]
         self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
@@ -192,26 +237,13 @@ class Connection:
         call runs again on the next one while the round lasts and time is left; then the
         last error is raised. An error that is an answer (the daemon refused) is raised as
         it is."""
-        end = time.monotonic() + timeout
-
-        def left() -> float:
-            return max(0.001, end - time.monotonic())
-
-        attempts = 0
-        while True:
-            attempts += 1
-            turn, replica = self.turn()
+        tries = Tries(self, timeout)
+        for index in tries:
             try:
-                answer = call(replica, left)
+                with gate.call():
+                    return tries.answered(call(self.replicas[index], tries.left))
             except grpc.RpcError as e:
-                if not unreachable(e):
-                    raise
-                next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
-                if not next_now or attempts >= len(self.replicas) or time.monotonic() >= end:
-                    raise
-                continue
-            self.link.up()
-            return answer
+                tries.failed(e)
 
     def wake(self, protector: Batched) -> None:
         """`protector` has pending successes for the next batch."""
@@ -293,6 +325,7 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     for conn in _connections.values():
         conn.closed.set()
+        inherited.append(conn)
     _connections.clear()
 
 

@@ -1,7 +1,9 @@
 """`token=` (or $RESILIENT_CIRCUIT_TOKEN) against a circuitd started with --tokens: the
 token goes with every call, the Watch stream included; without it the daemon refuses."""
 
+import asyncio
 import hashlib
+from datetime import timedelta
 
 import pytest
 
@@ -9,6 +11,8 @@ from daemon import Daemon
 from resilient_circuit_client import CircuitProtectorPolicy, ProtectionException
 
 TOKEN = "py-test-token"
+#: Long enough that the daemon decides, never the fallback, on a busy machine.
+PATIENT = timedelta(seconds=10)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,7 @@ def guarded(circuitd_bin, tmp_path_factory):
 
 
 def test_a_protector_with_the_token_is_served_and_watched(guarded, key):
-    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, token=TOKEN)
+    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, acquire_deadline=PATIENT, token=TOKEN)
 
     @policy
     def op():
@@ -36,7 +40,7 @@ def test_a_protector_with_the_token_is_served_and_watched(guarded, key):
 
 def test_the_token_comes_from_the_environment(guarded, key, monkeypatch):
     monkeypatch.setenv("RESILIENT_CIRCUIT_TOKEN", TOKEN)
-    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, cached=False)
+    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, acquire_deadline=PATIENT, cached=False)
 
     @policy
     def op():
@@ -47,7 +51,7 @@ def test_the_token_comes_from_the_environment(guarded, key, monkeypatch):
 
 def test_without_a_token_the_daemon_refuses(guarded, key, monkeypatch):
     monkeypatch.delenv("RESILIENT_CIRCUIT_TOKEN", raising=False)
-    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, cached=False)
+    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, acquire_deadline=PATIENT, cached=False)
 
     @policy
     def op():
@@ -55,3 +59,13 @@ def test_without_a_token_the_daemon_refuses(guarded, key, monkeypatch):
 
     with pytest.raises(ProtectionException, match="no credential"):
         op()
+
+
+def test_coroutine_calls_send_the_token(guarded, key):
+    policy = CircuitProtectorPolicy(resource_key=key, address=guarded.address, acquire_deadline=PATIENT, token=TOKEN, cached=False)
+
+    @policy
+    async def op():
+        return "ok"
+
+    assert asyncio.run(op()) == "ok"

@@ -88,12 +88,30 @@ fn each_broken_rule_names_the_file_and_the_entry() {
 
 #[test]
 fn unknown_keys_and_missing_ones_are_refused_by_name() {
-    let typo = format!("{}rol = \"read\"\n", entry("bot", &sha256_hex(b"x"), "read"));
-    assert!(refused(&typo).contains("rol"), "{}", refused(&typo));
-    let top = format!("tokens = 1\n{}", entry("bot", &sha256_hex(b"x"), "read"));
+    let good = entry("ok", &sha256_hex(b"y"), "read");
+    let typo = format!(
+        "{good}{}rol = \"read\"\n",
+        entry("bot", &sha256_hex(b"x"), "read")
+    );
+    let message = refused(&typo);
+    assert!(
+        message.contains("token[1] \"bot\": unknown key \"rol\""),
+        "{message}"
+    );
+    let top = format!("tokens = 1\n{good}");
     assert!(refused(&top).contains("tokens"), "{}", refused(&top));
     let missing = "[[token]]\nname = \"bot\"\nrole = \"read\"\n";
-    assert!(refused(missing).contains("sha256"), "{}", refused(missing));
+    assert!(
+        refused(missing).contains("token[0] \"bot\": missing sha256"),
+        "{}",
+        refused(missing)
+    );
+    let number = "[[token]]\nname = \"bot\"\nsha256 = 1\nrole = \"read\"\n";
+    assert!(
+        refused(number).contains("sha256 must be a string (got integer)"),
+        "{}",
+        refused(number)
+    );
 }
 
 #[test]

@@ -120,19 +120,42 @@ pub enum TokensError {
     },
 }
 
+/// The file's shape; each entry is read by hand, so that its errors can name it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    token: Vec<Entry>,
+    token: Vec<toml::Table>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The keys of a `[[token]]` table.
+const KEYS: [&str; 3] = ["name", "sha256", "role"];
+
 struct Entry {
     name: String,
     sha256: String,
     role: String,
+}
+
+impl Entry {
+    /// The entry's three strings, or what is wrong with it.
+    fn read(table: &toml::Table) -> Result<Entry, String> {
+        if let Some(unknown) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown key {unknown:?} (expected name, sha256 and role)"
+            ));
+        }
+        let text = |key: &str| match table.get(key) {
+            None => Err(format!("missing {key}")),
+            Some(toml::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(format!("{key} must be a string (got {})", other.type_str())),
+        };
+        Ok(Entry {
+            name: text("name")?,
+            sha256: text("sha256")?,
+            role: text("role")?,
+        })
+    }
 }
 
 impl Tokens {
@@ -157,7 +180,17 @@ impl Tokens {
             });
         }
         let mut tokens: Vec<Token> = Vec::with_capacity(file.token.len());
-        for (index, entry) in file.token.into_iter().enumerate() {
+        for (index, table) in file.token.iter().enumerate() {
+            let named = table
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or_default();
+            let entry = Entry::read(table).map_err(|rule| TokensError::Entry {
+                path: path.to_owned(),
+                index,
+                name: named.to_owned(),
+                rule,
+            })?;
             let refuse = |rule: String| TokensError::Entry {
                 path: path.to_owned(),
                 index,
@@ -189,7 +222,7 @@ impl Tokens {
                 )));
             }
             tokens.push(Token {
-                name: entry.name.into(),
+                name: entry.name.as_str().into(),
                 sha256,
                 role,
             });

@@ -7,7 +7,8 @@
 //!
 //! Layout. Dependencies point one way and no module imports one that imports it back:
 //! `service -> registry -> {sequencer, watch, scheduler, store}`, `watch -> sequencer ->
-//! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`;
+//! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`,
+//! `service -> auth -> connections` (the identity a call carries);
 //! [`server`] wires them all; [`store`] imports no other module of the crate, and
 //! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
 //! - [`auth`]: bearer tokens and roles (`--tokens`): the layer every call passes, the

@@ -1,7 +1,8 @@
 //! The real `circuitd` binary as a child process: start it on a data directory (or, as a
 //! replica, with flags of the caller's alone), learn its address from the
 //! `listening on ADDR` line, stop it with SIGTERM, kill it with SIGKILL, freeze and thaw
-//! it with SIGSTOP and SIGCONT, and read what it wrote to stderr.
+//! it with SIGSTOP and SIGCONT, make it reload with SIGHUP, and read what it wrote to
+//! stderr.
 //!
 //! The binary prints its address once bound, which is before it recovers its store, so
 //! the line alone does not prove it serves: [`Circuitd::launch`] also waits for one

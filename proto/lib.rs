@@ -9,6 +9,8 @@
 //! - [`convert`]: conversions in both directions between the wire messages and the value
 //!   types of the status machine (the `resilient-circuit-breaker` package), so a value
 //!   means the same on either side of the wire.
+//! - [`bearer`]: [`Bearer`], the `authorization: Bearer <token>` every client sends to a
+//!   daemon started with `--tokens`.
 //! - [`name`]: [`ProtectorName`], a name checked against the contract's rule, so clients
 //!   can refuse a bad name before sending it and the daemon checks it the same way.
 //!
@@ -16,8 +18,11 @@
 //! `proto/SEMANTICS.md`), `proto/convert.rs` the conversions and `proto/convert_tests.rs`
 //! their tests. The status machine is its own package in `proto/breaker/`.
 
+pub mod bearer;
 pub mod convert;
 pub mod name;
+
+pub use bearer::Bearer;
 
 pub use name::{InvalidName, ProtectorName};
 

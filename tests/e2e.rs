@@ -7,6 +7,8 @@
 
 mod admin_listener;
 mod audit;
+mod auth;
+mod auth_forwarding;
 mod bad_input;
 mod cluster_config;
 mod cluster_etcd;

@@ -7,9 +7,12 @@
 //!
 //! Layout. Dependencies point one way and no module imports one that imports it back:
 //! `service -> registry -> {sequencer, watch, scheduler, store}`, `watch -> sequencer ->
-//! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`;
+//! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`,
+//! `service -> auth -> connections` (the identity a call carries);
 //! [`server`] wires them all; [`store`] imports no other module of the crate, and
 //! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
+//! - [`auth`]: bearer tokens and roles (`--tokens`): the layer every call passes, the
+//!   one table of the role each RPC needs, the tokens file, the rate-limited refusal log.
 //! - [`cluster`]: this replica's role and the registry it serves now (swapped when the
 //!   role changes).
 //! - [`config`]: every setting, its default, and the TOML file.
@@ -44,6 +47,7 @@
 //! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
 //!   shut it down, on request or when the journal fails.
 
+pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod config;

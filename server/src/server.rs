@@ -122,6 +122,8 @@ pub struct Prepared {
     durable: Option<Durable>,
     /// Replicated mode: the replica and its cluster view.
     replica: Option<Replicated>,
+    /// The tokens in force (`--tokens`), or none: the API is open.
+    guard: Option<Arc<crate::auth::Guard>>,
 }
 
 /// A replica started on etcd (only with the `etcd` feature).
@@ -168,6 +170,13 @@ impl std::fmt::Debug for Durable {
 /// configured protectors.
 pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
     let draining = CancellationToken::new();
+    // Checked before anything else starts: a bad tokens file refuses to start.
+    let guard = match &config.tokens {
+        None => None,
+        Some(path) => Some(Arc::new(
+            crate::auth::Guard::load(path).map_err(|e| ServeError::Config(e.to_string()))?,
+        )),
+    };
     match replicate(&config, &draining).await? {
         #[cfg(feature = "etcd")]
         Some(replica) => {
@@ -177,6 +186,7 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
                 registry: replica.cluster().registry(),
                 durable: None,
                 replica: Some(replica),
+                guard,
             });
         }
         #[cfg(not(feature = "etcd"))]
@@ -190,6 +200,7 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
         registry,
         durable,
         replica: None,
+        guard,
     })
 }
 
@@ -238,7 +249,17 @@ impl Prepared {
             registry,
             durable,
             replica,
+            guard,
         } = self;
+        let reload_task = match &guard {
+            None => {
+                tracing::warn!(
+                    "no --tokens: the API, AdminService included, is open to anyone who can reach this port"
+                );
+                None
+            }
+            Some(guard) => Some(tokio::spawn(Arc::clone(guard).reload_on_sighup(draining.clone()))),
+        };
         // A replica runs its scheduler and store for each term it leads itself.
         let standalone = replica.is_none();
         let scheduler =
@@ -357,6 +378,8 @@ impl Prepared {
                 .http2_keepalive_timeout(Some(config.connections.http2_keepalive_timeout))
                 // Counts the calls on each connection, for its idle timeout.
                 .layer(crate::connections::CountCalls)
+                // Inside the count: a refused call is a call too, and ends at once.
+                .layer(crate::auth::Authenticate::new(guard.clone()))
         };
         // With an admin listener, the control plane is served there alone: a client of
         // the data listener finds no AdminService (UNIMPLEMENTED).
@@ -412,6 +435,9 @@ impl Prepared {
             let _ = task.await;
         }
         if let Some(task) = health_task {
+            let _ = task.await;
+        }
+        if let Some(task) = reload_task {
             let _ = task.await;
         }
         #[cfg(feature = "etcd")]

@@ -23,7 +23,8 @@
 //!   killed, frozen and restarted, and its keys read and written;
 //! - [`anywhere`]: requests to whichever replica of a cluster answers;
 //! - [`replicas`]: replicated `circuitd` processes on one etcd, their roles through
-//!   GetCluster, one replica killed, frozen or restarted.
+//!   GetCluster, one replica killed, frozen or restarted;
+//! - [`tokens`]: tokens files for `--tokens`, and an interceptor that sends a token.
 
 pub mod anywhere;
 pub mod daemon;
@@ -34,6 +35,7 @@ pub mod in_role;
 pub mod process;
 pub mod replicas;
 pub mod requests;
+pub mod tokens;
 pub mod watcher;
 
 /// The daemon library, for suites that configure one (`circuitd::Config`) without a
@@ -47,4 +49,5 @@ pub use etcd_client;
 pub use fixtures::*;
 pub use replicas::{Replicas, unique_prefix};
 pub use requests::*;
+pub use tokens::{tokens_file, with_token};
 pub use watcher::*;

@@ -36,6 +36,11 @@ pub struct Cli {
     )]
     pub addr: Vec<String>,
 
+    /// The bearer token sent with every request, for a daemon started with --tokens
+    /// (`circuitctl token new` makes one).
+    #[arg(long, global = true, env = "CIRCUIT_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = token)]
+    pub token: Option<String>,
+
     /// How long to wait for the connection and for each answer (watch: for the stream to start).
     #[arg(long, global = true, default_value = "5s", value_parser = duration)]
     pub timeout: Duration,
@@ -57,6 +62,35 @@ pub enum Command {
     Request(Request),
     /// Drive load for a while and print decisions/s and latency (see `bench --help`).
     Bench(resilient_circuit_loadgen::Args),
+    /// Make credentials for a daemon's tokens file (nothing is sent to a daemon).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `circuitctl token ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token and the `[[token]]` table to paste into the daemon's
+    /// tokens file (which holds only the token's SHA-256).
+    New {
+        /// The token's name, shown in the daemon's audit log.
+        name: String,
+        /// What it may do: read (Get, List, Watch, health), data (read plus Acquire,
+        /// Report, Session, ReportBatch, EnsureProtector) or admin (everything).
+        #[arg(long)]
+        role: RoleArg,
+    },
+}
+
+/// A role of the tokens file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Reads and watches.
+    Read,
+    /// Reads plus the data plane.
+    Data,
+    /// Everything.
+    Admin,
 }
 
 /// A request to the daemon (cloned for each address tried).
@@ -327,6 +361,13 @@ fn fraction(s: &str) -> Result<v1::Fraction, String> {
         numerator: part(n)?,
         denominator: part(d)?,
     })
+}
+
+/// A token that can travel in a header (checked here, so a bad one is a usage error).
+fn token(text: &str) -> Result<String, String> {
+    resilient_circuit_api::Bearer::new(Some(text))
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

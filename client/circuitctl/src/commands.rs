@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use resilient_circuit_api::v1;
+use resilient_circuit_api::{Bearer, v1};
 
 use crate::cli::{Cli, Command, Request};
 use crate::error::{EXIT_REJECTED, Failure};
@@ -20,17 +20,22 @@ use crate::{view, watch};
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         // The load generator opens connections of its own, and none in echo mode.
+        Command::Bench(_) if cli.token.is_some() => Err(Failure::Other(anyhow::anyhow!(
+            "circuitctl bench does not send --token (CIRCUIT_TOKEN) yet: measure a daemon started without --tokens"
+        ))),
         Command::Bench(args) => {
             resilient_circuit_loadgen::run(&args, &cli.addr[0], cli.timeout, cli.json).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token(command) => crate::token::run(&command),
         Command::Request(request) => {
+            let bearer = Bearer::new(cli.token.as_deref()).map_err(|e| Failure::Other(e.into()))?;
             // Each address in turn until one answers: an address that cannot be reached
             // (or answers UNAVAILABLE) before anything was printed hands the request to
             // the next. A watch that breaks once it printed is not started over.
             let mut addrs = cli.addr.into_iter().peekable();
             while let Some(addr) = addrs.next() {
-                let sent = match Session::open(addr, cli.timeout, cli.json).await {
+                let sent = match Session::open(addr, cli.timeout, cli.json, bearer.clone()).await {
                     Ok(session) => match send(&session, request.clone()).await {
                         Err(failure) if failure.is_unreachable() && !session.printed() => Err(failure),
                         answered => return answered,

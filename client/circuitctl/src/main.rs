@@ -19,6 +19,7 @@
 //! - `commands`: each subcommand's request (`bench` hands over to the load generator).
 //! - `session`: the connection, the bounded call, and printing an answer.
 //! - `watch`: the change stream, printed live.
+//! - `token`: `token new`, a fresh token and its tokens-file table (no daemon involved).
 //! - `view`: how each answer looks; `render`: tables, colour and JSON.
 //! - `error`: failures and exit codes.
 //!
@@ -30,6 +31,7 @@ mod commands;
 mod error;
 mod render;
 mod session;
+mod token;
 mod view;
 mod watch;
 

@@ -15,12 +15,17 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use resilient_circuit_api::Bearer;
 use resilient_circuit_api::v1::admin_service_client::AdminServiceClient;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::error::Failure;
 use crate::render::{self, Json, Style, Wire};
+
+/// The connection every stub goes through: the channel, with the `--token` on each call.
+pub type Wired = InterceptedService<Channel, Bearer>;
 
 /// A connection to the daemon and how to print its answers.
 #[derive(Debug)]
@@ -28,6 +33,7 @@ pub struct Session {
     addr: String,
     timeout: Duration,
     channel: Channel,
+    bearer: Bearer,
     json: Option<Json>,
     style: Style,
     /// Whether anything was printed (a request is then not sent to another address).
@@ -36,14 +42,20 @@ pub struct Session {
 
 impl Session {
     /// Connects to `addr` within `timeout`; answers print as JSON with `json`, else as
-    /// tables, coloured when stdout is a terminal.
-    pub async fn open(addr: String, timeout: Duration, json: bool) -> Result<Session, Failure> {
+    /// tables, coloured when stdout is a terminal; every call carries `bearer`.
+    pub async fn open(
+        addr: String,
+        timeout: Duration,
+        json: bool,
+        bearer: Bearer,
+    ) -> Result<Session, Failure> {
         let json = if json { Some(Json::new()?) } else { None };
         let channel = resilient_circuit_loadgen::connect(&addr, timeout).await?;
         Ok(Session {
             addr,
             timeout,
             channel,
+            bearer,
             json,
             style: Style::detect(),
             printed: AtomicBool::new(false),
@@ -51,13 +63,13 @@ impl Session {
     }
 
     /// A data-plane client on the session's connection.
-    pub fn protectors(&self) -> ProtectorServiceClient<Channel> {
-        ProtectorServiceClient::new(self.channel.clone())
+    pub fn protectors(&self) -> ProtectorServiceClient<Wired> {
+        ProtectorServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// An admin client on the session's connection.
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel.clone())
+    pub fn admin(&self) -> AdminServiceClient<Wired> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// Awaits a call for at most `--timeout`.

@@ -9,16 +9,15 @@ use std::process::ExitCode;
 
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
-use tonic::transport::Channel;
 
 use crate::error::Failure;
-use crate::session::Session;
+use crate::session::{Session, Wired};
 use crate::view;
 
 /// Streams `request` until one of the ends above.
 pub async fn run(
     session: &Session,
-    mut client: ProtectorServiceClient<Channel>,
+    mut client: ProtectorServiceClient<Wired>,
     request: v1::WatchRequest,
     count: Option<u64>,
 ) -> Result<ExitCode, Failure> {

@@ -42,11 +42,24 @@ log = logging.getLogger("resilient_circuit_client")
 Ticket = tuple[str, object]
 
 
+class AioBearer(grpc.aio.UnaryUnaryClientInterceptor):
+    """`_connection._Bearer` for the grpc.aio channels of coroutine calls (Acquire and Report)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata.add(*self._header)
+        return await continuation(details._replace(metadata=metadata), request)
+
+
 class AioReplica:
     """One address of the daemon on one event loop."""
 
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address, options=options())
+    def __init__(self, address: str, token: str | None = None) -> None:
+        interceptors = [AioBearer(token)] if token is not None else None
+        self.channel = grpc.aio.insecure_channel(address, options=options(), interceptors=interceptors)
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
 
     def close(self) -> None:
@@ -59,15 +72,16 @@ class AioReplica:
 
 
 # Per event loop, per connection: its replicas' aio channels (in the connection's order).
-_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list[AioReplica]]]"
+_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], list[AioReplica]]]"
 _channels = weakref.WeakKeyDictionary()
 
 
 def _replicas(conn: Connection) -> list[AioReplica]:
     per_loop = _channels.setdefault(asyncio.get_running_loop(), {})
-    replicas = per_loop.get(conn.address)
+    key = (conn.address, conn.token)
+    replicas = per_loop.get(key)
     if replicas is None:
-        replicas = per_loop[conn.address] = [AioReplica(r.address) for r in conn.replicas]
+        replicas = per_loop[key] = [AioReplica(r.address, conn.token) for r in conn.replicas]
     return replicas
 
 

@@ -18,6 +18,7 @@ failed in turn (see `_link`).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -35,6 +36,8 @@ log = logging.getLogger("resilient_circuit_client")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_VARIABLE = "RESILIENT_CIRCUIT_ADDRESS"
+#: The bearer token of a daemon started with --tokens, when `token=` is not given.
+TOKEN_VARIABLE = "RESILIENT_CIRCUIT_TOKEN"
 
 #: How long a Report, a ReportBatch, an EnsureProtector or a GetProtector may take.
 REQUEST_TIMEOUT = 1.0
@@ -74,6 +77,56 @@ def split_addresses(address: Addresses) -> list[str]:
         if part != part.strip() or any(c.isspace() for c in part):
             raise ValueError(f"whitespace in the daemon address {part!r} (expected host:port)")
     return parts
+
+
+class _Details(
+    collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _Bearer(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <token>` to every call on the channel: unary calls, the
+    Watch stream and ReportBatch alike."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _Details(
+            details.method,
+            details.timeout,
+            [*(details.metadata or ()), self._header],
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+
+def resolve_token(token: str | None) -> str | None:
+    """The token to send: `token`, else $RESILIENT_CIRCUIT_TOKEN, else none."""
+    token = token or os.environ.get(TOKEN_VARIABLE) or None
+    if token is not None and (token != token.strip() or not token.isascii() or not token.isprintable()):
+        raise ValueError("the token must be printable ASCII without surrounding whitespace")
+    return token
 
 
 class Tries:
@@ -120,9 +173,12 @@ def options() -> list[tuple[str, int]]:
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str | None = None) -> None:
         self.address = address
+        self.token = token
         self.channel = grpc.insecure_channel(address, options=options())
+        if token is not None:
+            self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 
@@ -148,9 +204,10 @@ class Stats:
 
 
 class Connection:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str | None = None) -> None:
         self.address = address
-        self.replicas = [Replica(a) for a in split_addresses(address)]
+        self.token = token
+        self.replicas = [Replica(a, token) for a in split_addresses(address)]
         self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
         self._cond = threading.Condition()
@@ -245,7 +302,7 @@ class Connection:
 
 
 _lock = threading.Lock()
-_connections: dict[str, Connection] = {}
+_connections: dict[tuple[str, str | None], Connection] = {}
 
 
 def resolve_address(address: Addresses | None) -> str:
@@ -254,11 +311,12 @@ def resolve_address(address: Addresses | None) -> str:
     return ",".join(split_addresses(address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS))
 
 
-def connection(address: str) -> Connection:
+def connection(address: str, token: str | None = None) -> Connection:
+    """The process's connection to `address` with `token` (one per pair)."""
     with _lock:
-        conn = _connections.get(address)
+        conn = _connections.get((address, token))
         if conn is None:
-            conn = _connections[address] = Connection(address)
+            conn = _connections[(address, token)] = Connection(address, token)
         return conn
 
 

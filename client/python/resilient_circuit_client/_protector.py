@@ -68,9 +68,11 @@ class Runtime:
         watch_staleness: float,
         fire: Callable[[str, str], None],
         status_of: Callable[[int], object],
+        token: Optional[str] = None,
     ) -> None:
         self.name = name
         self.address = address
+        self.token = token
         self.policy = policy
         self.fallback = fallback
         self.cached = cached
@@ -124,7 +126,7 @@ class Runtime:
         with self._start_lock:
             if self.started:
                 return
-            self.conn = _connection.connection(self.address)
+            self.conn = _connection.connection(self.address, self.token)
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True

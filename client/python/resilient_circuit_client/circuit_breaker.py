@@ -6,6 +6,8 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
 
 - `address`: the daemon (else `$RESILIENT_CIRCUIT_ADDRESS`, else 127.0.0.1:50051); a list or a
   comma-separated string names the replicas of a cluster, asked one at a time (see `_connection`).
+- `token`: the bearer token of a daemon started with `--tokens` (else `$RESILIENT_CIRCUIT_TOKEN`,
+  else none), sent on every call; protectors need a token of the `data` role.
 - `fallback`: who decides when the daemon cannot be asked within `acquire_deadline`
   (50 ms): "deny" (the default: reject), "allow" (admit, record nothing) or "local" (an
   in-process status machine with the same policy).
@@ -98,8 +100,9 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         watch_staleness: Optional[timedelta] = None,
         trial_permits: Optional[int] = None,
         permit_ttl: Optional[timedelta] = None,
+        token: Optional[str] = None,
     ) -> None:
-        from ._connection import resolve_address
+        from ._connection import resolve_address, resolve_token
 
         if fallback not in FALLBACKS:
             raise ValueError(f"`fallback` must be one of {FALLBACKS}, got {fallback!r}")
@@ -120,6 +123,7 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         self._rt = Runtime(
             name=self.name,
             address=self.address,
+            token=resolve_token(token),
             policy=wire_policy(
                 cooldown=cooldown,
                 failure_limit=failure_limit,

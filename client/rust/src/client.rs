@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use resilient_circuit_api::Bearer;
+use resilient_circuit_api::bearer::InvalidToken;
 use resilient_circuit_breaker::Policy as ProtectorPolicy;
 use tonic::transport::Endpoint;
 
@@ -70,6 +72,8 @@ pub struct ClientBuilder {
     uris: Vec<String>,
     config: Config,
     backoff: Reconnect,
+    /// The credential; a token that cannot be sent fails `build`.
+    bearer: Result<Bearer, InvalidToken>,
 }
 
 impl ClientBuilder {
@@ -109,9 +113,20 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. Fails only when no address was given or one is not a valid `http://`
-    /// URI; the connections themselves are made on first use. Needs a Tokio runtime.
+    /// The bearer token of a daemon started with `--tokens`, sent as `authorization:
+    /// Bearer <token>` on every call (Acquire, Report, the Session and Watch streams,
+    /// EnsureProtector, ReportBatch). Protectors need a token of the `data` role. Default:
+    /// none.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Bearer::new(Some(&token.into()));
+        self
+    }
+
+    /// The client. Fails only when no address was given, one is not a valid `http://`
+    /// URI, or the token cannot travel in a header; the connections themselves are made
+    /// on first use. Needs a Tokio runtime.
     pub async fn build(self) -> Result<Client, Error> {
+        let bearer = self.bearer?;
         if self.uris.is_empty() {
             return Err(Error::InvalidUri {
                 uri: String::new(),
@@ -130,7 +145,7 @@ impl ClientBuilder {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Client {
-            connection: Arc::new(Connection::new(channels, self.config, self.backoff)),
+            connection: Arc::new(Connection::new(channels, self.config, self.backoff, bearer)),
         })
     }
 }
@@ -196,6 +211,7 @@ impl Client {
                 transport: Transport::default(),
             },
             backoff: Reconnect::new(DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_CAP),
+            bearer: Ok(Bearer::default()),
         }
     }
 

@@ -80,6 +80,10 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// The token given to [`ClientBuilder::token`](crate::ClientBuilder::token) cannot
+    /// travel in a header.
+    #[error(transparent)]
+    InvalidToken(#[from] resilient_circuit_api::bearer::InvalidToken),
     /// The daemon answered with an error status.
     #[error("the daemon answered {}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),

@@ -21,12 +21,14 @@ mod session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use resilient_circuit_api::Bearer;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use self::session::Session;
+use self::session::{Session, Wired};
 use crate::link::{Link, Reconnect, Turn, unreachable};
 
 /// How Acquire and Report reach the daemon.
@@ -103,14 +105,23 @@ impl std::fmt::Display for Unanswered {
 impl Connection {
     /// A connection over `channels` (address and channel, at least one), each connecting
     /// on first use.
-    pub(crate) fn new(channels: Vec<(String, Channel)>, config: Config, backoff: Reconnect) -> Connection {
+    /// Every call carries `bearer`.
+    pub(crate) fn new(
+        channels: Vec<(String, Channel)>,
+        config: Config,
+        backoff: Reconnect,
+        bearer: Bearer,
+    ) -> Connection {
         let replicas: Vec<Replica> = channels
             .into_iter()
-            .map(|(uri, channel)| Replica {
-                uri,
-                config,
-                session: Session::new(channel.clone()),
-                channel,
+            .map(|(uri, channel)| {
+                let channel = InterceptedService::new(channel, bearer.clone());
+                Replica {
+                    uri,
+                    config,
+                    session: Session::new(channel.clone()),
+                    channel,
+                }
             })
             .collect();
         assert!(!replicas.is_empty(), "a connection needs an address");
@@ -180,7 +191,7 @@ impl Connection {
 pub(crate) struct Replica {
     pub(crate) uri: String,
     config: Config,
-    channel: Channel,
+    channel: Wired,
     session: Session,
 }
 
@@ -189,7 +200,7 @@ fn unexpected(what: &str) -> tonic::Status {
 }
 
 impl Replica {
-    fn rpc(&self) -> ProtectorServiceClient<Channel> {
+    fn rpc(&self) -> ProtectorServiceClient<Wired> {
         ProtectorServiceClient::new(self.channel.clone())
     }
 

@@ -34,6 +34,11 @@ pub struct Args {
     /// --listen [default: none, AdminService on --listen]
     #[arg(long, env = "CIRCUITD_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Tokens file: `[[token]]` tables of name, sha256 and role (read, data, admin);
+    /// callers send `authorization: Bearer <token>`; re-read on SIGHUP [default: none,
+    /// the API is open to anyone who can reach it]
+    #[arg(long, env = "CIRCUITD_TOKENS", value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
     /// TOML config file; a named file that is missing is an error [default: none]
     #[arg(long, env = "CIRCUITD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -16,6 +16,7 @@ use super::types::LogFormat;
 pub(super) struct FileConfig {
     pub(super) listen: Option<SocketAddr>,
     pub(super) admin_listen: Option<SocketAddr>,
+    pub(super) tokens: Option<std::path::PathBuf>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) shutdown_grace: Option<FileDuration>,
     #[serde(default)]

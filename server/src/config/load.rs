@@ -254,6 +254,15 @@ impl Layers<'_> {
                     None,
                 )
                 .value,
+            tokens: self
+                .pick(
+                    "tokens",
+                    self.parsed.args.tokens.clone().map(Some),
+                    "tokens",
+                    |f| f.tokens.clone().map(Some),
+                    None,
+                )
+                .value,
             limits,
             watch,
             connections,

@@ -27,6 +27,9 @@ pub struct Config {
     /// is served only there (with health and reflection), so it can be bound to
     /// localhost or a private network. Default: none, AdminService on `listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// The tokens file (`--tokens`): who may call, each token with its role. Default:
+    /// none, the API is open to anyone who can reach it.
+    pub tokens: Option<std::path::PathBuf>,
     /// Configured limits; over one, RESOURCE_EXHAUSTED.
     pub limits: Limits,
     /// Watch buffers, history and progress.
@@ -170,6 +173,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: None,
+            tokens: None,
             limits: Limits::default(),
             watch: WatchConfig::default(),
             connections: ConnectionConfig::default(),

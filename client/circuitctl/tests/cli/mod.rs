@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 
-/// `circuitctl --addr <uri>`, with `CIRCUIT_ADDR` removed from its environment, killed
+/// `circuitctl --addr <uri>`, with `CIRCUIT_ADDR` and `CIRCUIT_TOKEN` removed from its environment, killed
 /// (failing the test) after `deadline`.
 #[track_caller]
 pub fn circuitctl(uri: &str, deadline: Duration) -> Command {
     let mut cmd = Command::cargo_bin("circuitctl").expect("circuitctl is built");
     cmd.env_remove("CIRCUIT_ADDR")
+        .env_remove("CIRCUIT_TOKEN")
         .arg("--addr")
         .arg(uri)
         .timeout(deadline);

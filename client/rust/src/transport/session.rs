@@ -30,14 +30,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use resilient_circuit_api::Bearer;
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::sync::lock;
+
+/// A replica's channel, with the client's token on every call (defined here, where the
+/// stream needs it, so this module imports nothing of its parent).
+pub(crate) type Wired = InterceptedService<Channel, Bearer>;
 
 /// One answer: the response, or the status the unary call would have failed with.
 pub(crate) type Answer = Result<session_response::Response, tonic::Status>;
@@ -103,7 +109,7 @@ impl Stream {
 /// The session of one client (see the module note).
 #[derive(Debug)]
 pub(crate) struct Session {
-    channel: Channel,
+    channel: Wired,
     next_id: AtomicU64,
     current: Mutex<Option<Arc<Stream>>>,
     unsupported: AtomicBool,
@@ -142,7 +148,7 @@ fn unavailable(why: &str) -> tonic::Status {
 }
 
 impl Session {
-    pub(crate) fn new(channel: Channel) -> Session {
+    pub(crate) fn new(channel: Wired) -> Session {
         Session {
             channel,
             next_id: AtomicU64::new(1),
@@ -220,7 +226,7 @@ impl Session {
 /// Opens the stream and hands out answers until it breaks, then fails every request
 /// still waiting.
 async fn drive(
-    mut rpc: ProtectorServiceClient<Channel>,
+    mut rpc: ProtectorServiceClient<Wired>,
     requests: UnboundedReceiverStream<v1::SessionRequest>,
     pending: Arc<Pending>,
     releases: mpsc::WeakUnboundedSender<v1::SessionRequest>,

@@ -58,6 +58,7 @@ pub mod sequencer;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod validate;
 pub mod watch;
 

@@ -39,6 +39,9 @@ enum Probe {
     ListProtectors,
     /// A replica: answered by every replica itself, whatever its role.
     GetCluster,
+    /// None: the `listening on` line, printed once the daemon is prepared, is taken as
+    /// proof (a TLS daemon cannot be probed over the harness's plaintext channel).
+    Listening,
 }
 
 /// A running `circuitd` child process.
@@ -137,6 +140,20 @@ impl Circuitd {
         Circuitd::spawn(&args, Probe::ListProtectors).await
     }
 
+    /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
+    /// for its `listening on` line (or its exit) only, without probing it over
+    /// plaintext: for a daemon serving TLS.
+    pub async fn launch_listening(data_dir: &Path, extra: &[&str]) -> Launch {
+        let mut args: Vec<OsString> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data_dir.into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        Circuitd::spawn(&args, Probe::Listening).await
+    }
+
     /// Starts the binary with exactly `args` (no `--listen` or `--data-dir` of the
     /// harness: a replica takes `--etcd` instead) and waits until it answers GetCluster
     /// or exits. Every replica answers GetCluster itself whatever its role, so this
@@ -225,6 +242,9 @@ impl Circuitd {
 
     /// Whether the probe's RPC is answered (false once the process is gone).
     async fn answers(&self, probe: Probe) -> bool {
+        if matches!(probe, Probe::Listening) {
+            return true;
+        }
         let call = async {
             let channel = self.channel().await.ok()?;
             match probe {
@@ -241,6 +261,7 @@ impl Circuitd {
                     .await
                     .ok()
                     .map(drop),
+                Probe::Listening => Some(()),
             }
         };
         tokio::time::timeout(PROCESS_DEADLINE, call)
@@ -291,6 +312,11 @@ impl Circuitd {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// SIGHUP: the daemon re-reads its TLS files.
+    pub fn hangup(&self) {
+        self.signal("-HUP");
     }
 
     /// SIGSTOP: the process freezes where it is, its sockets open but unanswered.

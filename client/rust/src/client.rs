@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use resilient_circuit_breaker::Policy as ProtectorPolicy;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::Error;
 use crate::link::Reconnect;
@@ -70,6 +70,8 @@ pub struct ClientBuilder {
     uris: Vec<String>,
     config: Config,
     backoff: Reconnect,
+    /// TLS for `https://` addresses: the CA to trust and, for mTLS, the identity.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl ClientBuilder {
@@ -109,8 +111,26 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust the CA certificates in `pem` for the daemon's certificate (TLS; the
+    /// addresses must then be `https://`, and name the host the certificate is for).
+    /// May be called again to trust more than one CA.
+    pub fn tls_ca(mut self, pem: impl AsRef<[u8]>) -> Self {
+        let tls = self.tls.take().unwrap_or_default();
+        self.tls = Some(tls.ca_certificate(Certificate::from_pem(pem)));
+        self
+    }
+
+    /// Present this certificate chain and private key (PEM) to the daemon: mTLS, for a
+    /// daemon started with `--tls-client-ca`.
+    pub fn tls_identity(mut self, cert_pem: impl AsRef<[u8]>, key_pem: impl AsRef<[u8]>) -> Self {
+        let tls = self.tls.take().unwrap_or_default();
+        self.tls = Some(tls.identity(Identity::from_pem(cert_pem, key_pem)));
+        self
+    }
+
     /// The client. Fails only when no address was given or one is not a valid `http://`
-    /// URI; the connections themselves are made on first use. Needs a Tokio runtime.
+    /// URI (`https://` with TLS); the connections themselves are made on first use.
+    /// Needs a Tokio runtime.
     pub async fn build(self) -> Result<Client, Error> {
         if self.uris.is_empty() {
             return Err(Error::InvalidUri {
@@ -122,7 +142,7 @@ impl ClientBuilder {
             .uris
             .into_iter()
             .map(|uri| {
-                let channel = endpoint(&uri)?
+                let channel = endpoint(&uri, self.tls.as_ref())?
                     .connect_timeout(self.config.request_timeout)
                     .tcp_nodelay(true)
                     .connect_lazy();
@@ -135,8 +155,9 @@ impl ClientBuilder {
     }
 }
 
-/// The endpoint of one address, which must be an `http://` (or `https://`) URI with a host.
-fn endpoint(uri: &str) -> Result<Endpoint, Error> {
+/// The endpoint of one address, which must be an `http://` URI with a host, or an
+/// `https://` one when `tls` is set.
+fn endpoint(uri: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, Error> {
     let invalid = |reason: String| Error::InvalidUri {
         uri: uri.to_owned(),
         reason,
@@ -150,7 +171,16 @@ fn endpoint(uri: &str) -> Result<Endpoint, Error> {
     if endpoint.uri().host().is_none() {
         return Err(invalid("missing host".to_owned()));
     }
-    Ok(endpoint)
+    match (tls, endpoint.uri().scheme_str()) {
+        (Some(tls), Some("https")) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| invalid(format!("TLS: {e}"))),
+        (Some(_), _) => Err(invalid("TLS is configured (tls_ca): use https://".to_owned())),
+        (None, Some("https")) => Err(invalid(
+            "https:// needs the CA to trust: call ClientBuilder::tls_ca".to_owned(),
+        )),
+        (None, _) => Ok(endpoint),
+    }
 }
 
 impl Client {
@@ -196,6 +226,7 @@ impl Client {
                 transport: Transport::default(),
             },
             backoff: Reconnect::new(DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_CAP),
+            tls: None,
         }
     }
 

@@ -37,9 +37,14 @@ pub struct Session {
 impl Session {
     /// Connects to `addr` within `timeout`; answers print as JSON with `json`, else as
     /// tables, coloured when stdout is a terminal.
-    pub async fn open(addr: String, timeout: Duration, json: bool) -> Result<Session, Failure> {
+    pub async fn open(
+        addr: String,
+        timeout: Duration,
+        json: bool,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
+    ) -> Result<Session, Failure> {
         let json = if json { Some(Json::new()?) } else { None };
-        let channel = resilient_circuit_loadgen::connect(&addr, timeout).await?;
+        let channel = resilient_circuit_loadgen::connect_with(&addr, timeout, tls).await?;
         Ok(Session {
             addr,
             timeout,

@@ -43,7 +43,7 @@ mod watch;
 use std::time::Duration;
 
 pub use args::{Args, Mode};
-pub use daemon::connect;
+pub use daemon::{connect, connect_with};
 pub use error::Error;
 
 /// The benchmark baseline (package `resilient_circuit.bench.v1`): an echo service that

@@ -9,6 +9,11 @@ batcher when its first pending success arrives, so a busy protector costs the ba
 wake-up per interval, not one per call. After a fork the child starts over with new
 connections (channels and threads do not survive a fork).
 
+TLS (`Tls`, from `tls_ca=`/`tls_cert=`/`tls_key=` or `$RESILIENT_CIRCUIT_TLS_CA`,
+`$RESILIENT_CIRCUIT_TLS_CERT`, `$RESILIENT_CIRCUIT_TLS_KEY`): the channels are secure ones
+trusting the CA, presenting the certificate and key for mTLS. Connections are shared per
+addresses and TLS settings alike.
+
 Several addresses (a list, or one string of comma-separated addresses) are the replicas
 of one cluster: every RPC goes through `Connection.ask`, which runs it on the current
 replica and, when that one cannot be reached, on the next, until one answers or every one
@@ -22,7 +27,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Optional, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
@@ -33,6 +38,9 @@ log = logging.getLogger("resilient_circuit_client")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_VARIABLE = "RESILIENT_CIRCUIT_ADDRESS"
+TLS_CA_VARIABLE = "RESILIENT_CIRCUIT_TLS_CA"
+TLS_CERT_VARIABLE = "RESILIENT_CIRCUIT_TLS_CERT"
+TLS_KEY_VARIABLE = "RESILIENT_CIRCUIT_TLS_KEY"
 
 #: How long a Report, a ReportBatch, an EnsureProtector or a GetProtector may take.
 REQUEST_TIMEOUT = 1.0
@@ -74,12 +82,63 @@ def split_addresses(address: Addresses) -> list[str]:
     return parts
 
 
+#: A PEM file's path, or its contents as bytes.
+PemSource = Union[str, "os.PathLike[str]", bytes]
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The daemon's CA (PEM) and, for mTLS, this client's certificate chain and key."""
+
+    ca: bytes
+    cert: Optional[bytes] = None
+    key: Optional[bytes] = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert)
+
+
+def _pem(what: str, source: PemSource | None, variable: str) -> Optional[bytes]:
+    """The PEM bytes `source` gives (bytes as they are, else the file it names), else the
+    file `$variable` names, else None."""
+    if source is None:
+        source = os.environ.get(variable) or None
+    if source is None or isinstance(source, bytes):
+        return source
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"{what} {os.fspath(source)!r}: cannot read it: {e.strerror}") from e
+
+
+def resolve_tls(
+    ca: PemSource | None = None, cert: PemSource | None = None, key: PemSource | None = None
+) -> Optional[Tls]:
+    """TLS from the arguments, else the `RESILIENT_CIRCUIT_TLS_*` variables; None (plaintext)
+    when no CA is given. A certificate needs its key, and both need the CA."""
+    ca_pem = _pem("tls_ca", ca, TLS_CA_VARIABLE)
+    cert_pem = _pem("tls_cert", cert, TLS_CERT_VARIABLE)
+    key_pem = _pem("tls_key", key, TLS_KEY_VARIABLE)
+    if (cert_pem is None) != (key_pem is None):
+        raise ValueError("tls_cert and tls_key go together: give both or neither")
+    if ca_pem is None:
+        if cert_pem is not None:
+            raise ValueError("tls_cert needs tls_ca, the CA that signed the daemon's certificate")
+        return None
+    return Tls(ca=ca_pem, cert=cert_pem, key=key_pem)
+
+
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: Optional[Tls] = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+        options = [("grpc.enable_retries", 0)]
+        if tls is None:
+            self.channel = grpc.insecure_channel(address, options=options)
+        else:
+            self.channel = grpc.secure_channel(address, tls.credentials(), options=options)
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 
@@ -105,9 +164,9 @@ class Stats:
 
 
 class Connection:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: Optional[Tls] = None) -> None:
         self.address = address
-        self.replicas = [Replica(a) for a in split_addresses(address)]
+        self.replicas = [Replica(a, tls) for a in split_addresses(address)]
         self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
         self._cond = threading.Condition()
@@ -215,7 +274,7 @@ class Connection:
 
 
 _lock = threading.Lock()
-_connections: dict[str, Connection] = {}
+_connections: dict[tuple[str, Optional[Tls]], Connection] = {}
 
 
 def resolve_address(address: Addresses | None) -> str:
@@ -224,11 +283,11 @@ def resolve_address(address: Addresses | None) -> str:
     return ",".join(split_addresses(address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS))
 
 
-def connection(address: str) -> Connection:
+def connection(address: str, tls: Optional[Tls] = None) -> Connection:
     with _lock:
-        conn = _connections.get(address)
+        conn = _connections.get((address, tls))
         if conn is None:
-            conn = _connections[address] = Connection(address)
+            conn = _connections[(address, tls)] = Connection(address, tls)
         return conn
 
 

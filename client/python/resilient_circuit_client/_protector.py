@@ -68,9 +68,11 @@ class Runtime:
         watch_staleness: float,
         fire: Callable[[str, str], None],
         status_of: Callable[[int], object],
+        tls: Optional[_connection.Tls] = None,
     ) -> None:
         self.name = name
         self.address = address
+        self.tls = tls
         self.policy = policy
         self.fallback = fallback
         self.cached = cached
@@ -119,7 +121,7 @@ class Runtime:
         with self._start_lock:
             if self.started:
                 return
-            self.conn = _connection.connection(self.address)
+            self.conn = _connection.connection(self.address, self.tls)
             if self.conn.link.attempt() != SKIP:
                 try:
                     self.conn.ask(lambda replica, left: self.ensure(left(), replica), REQUEST_TIMEOUT)

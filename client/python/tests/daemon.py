@@ -29,9 +29,16 @@ class Daemon:
     """A circuitd with in-memory state (on a port the OS picks unless `listen` is given,
     e.g. the address of a daemon that stopped); `address` once it listens."""
 
-    def __init__(self, binary: pathlib.Path, *, listen: str = "127.0.0.1:0", startup_deadline: float = 30.0) -> None:
+    def __init__(
+        self,
+        binary: pathlib.Path,
+        *,
+        listen: str = "127.0.0.1:0",
+        startup_deadline: float = 30.0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.process = subprocess.Popen(
-            [str(binary), "--listen", listen, "--in-memory"],
+            [str(binary), "--listen", listen, "--in-memory", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -489,3 +489,4 @@ segment_bytes = 1048576
 
 mod cluster;
 mod connections;
+mod tls;

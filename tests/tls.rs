@@ -311,3 +311,65 @@ async fn bad_tls_settings_are_refused_at_start_naming_the_flag_and_file() {
         assert!(exit.stderr.contains(expected), "{flags:?}: {}", exit.stderr);
     }
 }
+
+#[tokio::test]
+async fn a_follower_forwards_to_the_leader_over_mtls() {
+    let etcd = Etcd::start(1).await;
+    let dir = TempDir::new("tls-replicas");
+    let ca = Ca::new("cluster CA");
+    // One certificate for both replicas: each advertises 127.0.0.1:PORT, and with mTLS on
+    // a follower presents it to the leader as its client certificate.
+    let files = Files::write(dir.path(), &ca.leaf("replica"), Some(&ca));
+    let prefix = unique_prefix("tls");
+    let mut args = vec![
+        "--etcd".to_owned(),
+        etcd.urls_arg(),
+        "--etcd-prefix".to_owned(),
+        prefix,
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
+    args.extend(files.flags(true));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(Circuitd::launch_args_listening(&args).await.serving());
+    }
+    let app = ca.leaf("app");
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        let channel = connect(replica.addr, &ca, Some(&app)).await.expect("connect");
+        clients.push(ProtectorClient::new(channel));
+    }
+    // One replica leads and the other follows: a write through each is answered only if
+    // the follower's hop to the leader speaks mTLS too.
+    for (i, client) in clients.iter().enumerate() {
+        let name = format!("forwarded-{i}");
+        eventually(
+            async || {
+                client
+                    .clone()
+                    .ensure_protector(v1::EnsureProtectorRequest {
+                        name: name.clone(),
+                        policy: Some(one_failure()),
+                    })
+                    .await
+            },
+            |status| format!("EnsureProtector through replica {i}: {status:?}"),
+        )
+        .await;
+    }
+    // A follower serves reads from what it replicated, which may lag a moment.
+    for client in &clients {
+        eventually(
+            async || match list_all(&mut client.clone()).await.0.len() {
+                2 => Ok(()),
+                n => Err(n),
+            },
+            |n| format!("{n} protectors listed, expected 2"),
+        )
+        .await;
+    }
+    for replica in replicas {
+        replica.terminate().await.assert_no_panic();
+    }
+}

@@ -44,6 +44,18 @@ enum Probe {
     Listening,
 }
 
+/// The arguments of a daemon on `127.0.0.1:0` and `data_dir`, then `extra`.
+fn on_loopback(data_dir: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        data_dir.into(),
+    ];
+    args.extend(extra.iter().map(OsString::from));
+    args
+}
+
 /// A running `circuitd` child process.
 #[derive(Debug)]
 pub struct Circuitd {
@@ -130,27 +142,20 @@ impl Circuitd {
     /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
     /// until it serves or exits.
     pub async fn launch(data_dir: &Path, extra: &[&str]) -> Launch {
-        let mut args: Vec<OsString> = vec![
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            data_dir.into(),
-        ];
-        args.extend(extra.iter().map(OsString::from));
-        Circuitd::spawn(&args, Probe::ListProtectors).await
+        Circuitd::spawn(&on_loopback(data_dir, extra), Probe::ListProtectors).await
     }
 
     /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
     /// for its `listening on` line (or its exit) only, without probing it over
     /// plaintext: for a daemon serving TLS.
     pub async fn launch_listening(data_dir: &Path, extra: &[&str]) -> Launch {
-        let mut args: Vec<OsString> = vec![
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            data_dir.into(),
-        ];
-        args.extend(extra.iter().map(OsString::from));
+        Circuitd::spawn(&on_loopback(data_dir, extra), Probe::Listening).await
+    }
+
+    /// Starts the binary with exactly `args` and waits for its `listening on` line only
+    /// (see [`Circuitd::launch_listening`]): a replica serving TLS.
+    pub async fn launch_args_listening<S: AsRef<OsStr>>(args: &[S]) -> Launch {
+        let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
         Circuitd::spawn(&args, Probe::Listening).await
     }
 

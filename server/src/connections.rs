@@ -167,9 +167,19 @@ impl Counted {
         place: OwnedSemaphorePermit,
         timeouts: &ConnectionConfig,
     ) -> Counted {
+        let client_certificate = match &stream {
+            Io::Plain(_) => None,
+            Io::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Arc::new(leaf.clone().into_owned())),
+        };
         let peer = Peer {
             tcp,
             activity: Activity::new(),
+            client_certificate,
         };
         Counted {
             stream,

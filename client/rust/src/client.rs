@@ -274,3 +274,19 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_needs_https_and_https_needs_tls() {
+        let tls = ClientTlsConfig::new();
+        let refused = endpoint("http://127.0.0.1:1", Some(&tls)).expect_err("http with TLS");
+        assert!(refused.to_string().contains("use https://"), "{refused}");
+        let refused = endpoint("https://127.0.0.1:1", None).expect_err("https without a CA");
+        assert!(refused.to_string().contains("tls_ca"), "{refused}");
+        endpoint("https://127.0.0.1:1", Some(&tls)).expect("https with TLS");
+        endpoint("http://127.0.0.1:1", None).expect("plaintext");
+    }
+}

@@ -25,12 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         // The load generator opens connections of its own, and none in echo mode.
         Command::Bench(args) => {
-            if tls.is_some() {
-                return Err(Failure::Other(anyhow::anyhow!(
-                    "bench does not speak TLS yet: run it against a plaintext listener"
-                )));
-            }
-            resilient_circuit_loadgen::run(&args, &cli.addr[0], cli.timeout, cli.json).await?;
+            resilient_circuit_loadgen::run_with_tls(&args, &cli.addr[0], cli.timeout, cli.json, tls).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Request(request) => {

@@ -102,6 +102,28 @@ fn circuitctl_speaks_mtls_with_its_tls_flags() {
         .output()
         .expect("run");
     assert!(!refused.status.success(), "listed without a client certificate");
+    // bench over mTLS, unary and session; the cached and watch modes say they cannot.
+    for mode in ["unary", "session"] {
+        let (out, _) = run(
+            ctl()
+                .args(["--tls-ca", &path("ca.pem")])
+                .args([
+                    "--tls-cert",
+                    &path("client.pem"),
+                    "--tls-key",
+                    &path("client-key.pem"),
+                ])
+                .args(["--json", "bench", "--mode", mode])
+                .args(["--duration", "300ms", "--warmup", "0s", "--concurrency", "2"]),
+            0,
+        );
+        assert!(out.contains("\"decisions\""), "{mode}: {out}");
+    }
+    let (_, err) = run(
+        ctl().args(["--tls-ca", &path("ca.pem"), "bench", "--mode", "cached"]),
+        1,
+    );
+    assert!(err.contains("does not speak TLS"), "{err}");
     // A key without its certificate is a usage error.
     run(
         ctl().args([

@@ -14,7 +14,8 @@ Layout:
 - `failsafe`: `SafetyNet`; `policy`: `ProtectionPolicy`; `status_enum`: `CircuitStatus`.
 - `buffer`: `BinaryCircularBuffer`, the type of `execution_log`.
 - `storage`: the 0.8.x line's storage backends, superseded by the daemon (never connect).
-- Private: `_protector` (acquire, report, cached mode), `_watch` (the Watch thread),
+- Private: `_protector` (acquire, report, cached mode), `_aio` (coroutine functions over
+  grpc.aio), `_fork` (no RPC in flight across a fork), `_watch` (the Watch thread),
   `_notifier` (exactly-once callbacks), `_connection` (channel, link, batcher), `_link`
   (reconnect backoff), `_machine` (the LOCAL fallback's status machine), `_wire`
   (conversions), `_compat` (the 0.8.x line's arguments), `_generated` (gRPC code from

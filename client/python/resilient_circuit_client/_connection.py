@@ -7,7 +7,8 @@ batcher: the background thread that sends the successes of calls admitted in CLO
 (cached or not) in one ReportBatch every `flush_interval`. A protector hands itself to the
 batcher when its first pending success arrives, so a busy protector costs the batcher one
 wake-up per interval, not one per call. After a fork the child starts over with new
-connections (channels and threads do not survive a fork).
+connections (channels and threads do not survive a fork); every RPC goes through
+`_fork.gate`, so none is in flight when the process forks.
 
 TLS (`Tls`, from `tls_ca=`/`tls_cert=`/`tls_key=` or `$RESILIENT_CIRCUIT_TLS_CA`,
 `$RESILIENT_CIRCUIT_TLS_CERT`, `$RESILIENT_CIRCUIT_TLS_KEY`): the channels are secure ones
@@ -27,10 +28,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
+from ._fork import gate, inherited
 from ._generated import admin_pb2_grpc, protector_pb2, protector_pb2_grpc
 from ._link import Link
 
@@ -129,16 +131,56 @@ def resolve_tls(
     return Tls(ca=ca_pem, cert=cert_pem, key=key_pem)
 
 
+class Tries:
+    """The tries of one call under `Connection.ask`'s rules, for either transport: iterating
+    gives the index of the replica to ask; `failed(e)` notes a failure on the link and
+    re-raises `e` unless the next replica is to be asked; `answered(a)` notes an answer."""
+
+    def __init__(self, conn: "Connection", timeout: float) -> None:
+        self.conn = conn
+        self.end = time.monotonic() + timeout
+        self.count = 0
+        self.turn = (0, 0)
+
+    def left(self) -> float:
+        """The seconds left of the timeout."""
+        return max(0.001, self.end - time.monotonic())
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.count += 1
+            self.turn = self.conn.link.turn()
+            yield self.turn[0] % len(self.conn.replicas)
+
+    def failed(self, e: grpc.RpcError) -> None:
+        if not unreachable(e):
+            raise e
+        next_now = self.conn.link.failed(f"{e.code().name}: {e.details()}", self.turn)
+        if not next_now or self.count >= len(self.conn.replicas) or time.monotonic() >= self.end:
+            raise e
+
+    def answered(self, answer: T) -> T:
+        self.conn.link.up()
+        return answer
+
+
+def options() -> list[tuple[str, int]]:
+    """The options of every channel to the daemon."""
+    # A subchannel pool of its own: in a forked child a new channel to the same address
+    # would otherwise reuse the parent's connection from gRPC's global pool, whose
+    # socket belongs to the parent ("Wrong file descriptor generation").
+    return [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
+
+
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
     def __init__(self, address: str, tls: Optional[Tls] = None) -> None:
         self.address = address
-        options = [("grpc.enable_retries", 0)]
         if tls is None:
-            self.channel = grpc.insecure_channel(address, options=options)
+            self.channel = grpc.insecure_channel(address, options=options())
         else:
-            self.channel = grpc.secure_channel(address, tls.credentials(), options=options)
+            self.channel = grpc.secure_channel(address, tls.credentials(), options=options())
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 
@@ -166,6 +208,7 @@ class Stats:
 class Connection:
     def __init__(self, address: str, tls: Optional[Tls] = None) -> None:
         self.address = address
+        self.tls = tls
         self.replicas = [Replica(a, tls) for a in split_addresses(address)]
         self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
@@ -196,26 +239,13 @@ class Connection:
         call runs again on the next one while the round lasts and time is left; then the
         last error is raised. An error that is an answer (the daemon refused) is raised as
         it is."""
-        end = time.monotonic() + timeout
-
-        def left() -> float:
-            return max(0.001, end - time.monotonic())
-
-        attempts = 0
-        while True:
-            attempts += 1
-            turn, replica = self.turn()
+        tries = Tries(self, timeout)
+        for index in tries:
             try:
-                answer = call(replica, left)
+                with gate.call():
+                    return tries.answered(call(self.replicas[index], tries.left))
             except grpc.RpcError as e:
-                if not unreachable(e):
-                    raise
-                next_now = self.link.failed(f"{e.code().name}: {e.details()}", turn)
-                if not next_now or attempts >= len(self.replicas) or time.monotonic() >= end:
-                    raise
-                continue
-            self.link.up()
-            return answer
+                tries.failed(e)
 
     def wake(self, protector: Batched) -> None:
         """`protector` has pending successes for the next batch."""
@@ -296,6 +326,7 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     for conn in _connections.values():
         conn.closed.set()
+        inherited.append(conn)
     _connections.clear()
 
 

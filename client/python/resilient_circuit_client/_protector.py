@@ -115,19 +115,18 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connects, ensures the protector (within the request timeout) and starts the watch."""
+        """Takes the connection and starts the watch; never waits for the daemon (a daemon
+        that accepts and never answers must not hold up a constructor or a first call
+        beyond its acquire deadline). The protector is ensured by the first call that asks
+        the daemon, within its deadline; the watch learns of it from the stream. (Ensuring
+        it from the watch thread as well would race the caller's own ensure: a late
+        "created" answer would undo a transition the caller already applied.)"""
         if self.started:
             return
         with self._start_lock:
             if self.started:
                 return
             self.conn = _connection.connection(self.address, self.tls)
-            if self.conn.link.attempt() != SKIP:
-                try:
-                    self.conn.ask(lambda replica, left: self.ensure(left(), replica), REQUEST_TIMEOUT)
-                except grpc.RpcError as e:
-                    if not unreachable(e):
-                        raise ProtectionException(f"the daemon refused protector {self.name!r}: {e.details()}") from e
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True
@@ -212,9 +211,13 @@ class Runtime:
 
     def ensure(self, timeout: float, replica: Optional[Replica] = None) -> None:
         replica = replica or self.conn.replica
-        response = replica.protectors.EnsureProtector(
-            protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy), timeout=timeout
-        )
+        self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=timeout))
+
+    def ensure_request(self) -> protector_pb2.EnsureProtectorRequest:
+        return protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy)
+
+    def ensured_by(self, response: protector_pb2.EnsureProtectorResponse) -> None:
+        """Applies an EnsureProtector's answer (from either transport)."""
         p = response.protector
         if not response.policy_matches:
             log.warning("protector %r exists on the daemon with another policy; the daemon's applies", self.name)
@@ -250,6 +253,18 @@ class Runtime:
 
     def acquire(self) -> tuple[str, object]:
         """A ticket to resolve with the call's outcome, or ProtectedCallError."""
+        ticket = self.before_acquire()
+        if ticket is not None:
+            return ticket
+        try:
+            response = self.conn.ask(self._ask, self.acquire_deadline)
+        except grpc.RpcError as e:
+            return self.acquire_failed(e)
+        return self.admitted(response)
+
+    def before_acquire(self) -> Optional[tuple[str, object]]:
+        """The ticket of a call decided without asking the daemon (cached, or the link is
+        down), else None: the daemon is to be asked (by either transport)."""
         self.start()
         gen = self.fast_generation()
         if gen:
@@ -259,16 +274,19 @@ class Runtime:
             # A silent stream is a dead one: the watch thread reopens it.
             self.set_live(False)
             call.cancel()
-        link = self.conn.link
-        if link.attempt() == SKIP:
+        if self.conn.link.attempt() == SKIP:
             return self._decide_locally("the link to the daemon is down")
-        try:
-            response = self.conn.ask(self._ask, self.acquire_deadline)
-        except grpc.RpcError as e:
-            why = f"{e.code().name}: {e.details()}"
-            if not unreachable(e):
-                raise ProtectionException(f"the daemon refused an Acquire of {self.name!r}: {why}") from e
-            return self._decide_locally(why)
+        return None
+
+    def acquire_failed(self, e: grpc.RpcError) -> tuple[str, object]:
+        """The ticket (from the fallback) when the Acquire failed with `e`, or the refusal."""
+        why = f"{e.code().name}: {e.details()}"
+        if not unreachable(e):
+            raise ProtectionException(f"the daemon refused an Acquire of {self.name!r}: {why}") from e
+        return self._decide_locally(why)
+
+    def admitted(self, response: protector_pb2.AcquireResponse) -> tuple[str, object]:
+        """The ticket of an Acquire's answer, or ProtectedCallError."""
         if response.decision == types_pb2.DECISION_ADMITTED:
             if response.reason == types_pb2.DECISION_REASON_CLOSED:
                 self.set_view(CLOSED, response.permit.generation, True, response.revision)
@@ -333,6 +351,17 @@ class Runtime:
                 self.local.report(data, outcome, time.monotonic())
         else:
             self.conn.stats.reports_dropped += 1
+
+    def resolves_at_once(self, ticket: tuple[str, object], outcome: str) -> bool:
+        """Whether `resolve(ticket, outcome)` returns without waiting for the daemon (a
+        success left to the batcher, a fallback's outcome): callers that must not block
+        (an event loop) send the others from a worker thread."""
+        kind, data = ticket
+        if kind == CACHED:
+            return outcome != "FAILURE"
+        if kind == DAEMON:
+            return outcome == "SUCCESS" and not data.id
+        return True
 
     def _report(self, permit: types_pb2.Permit, outcome: str) -> None:
         conn = self.conn

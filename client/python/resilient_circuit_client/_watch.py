@@ -23,6 +23,7 @@ import time
 
 import grpc
 
+from ._fork import gate
 from ._generated import protector_pb2
 from ._link import backoff_delay
 from ._notifier import Notifier
@@ -52,20 +53,21 @@ def run(rt) -> None:
             if epoch is not None:
                 request.start_epoch = epoch
         turn, replica = conn.turn()
-        call = replica.protectors.Watch(request)
-        rt._watch_call = call
         started_from = resume
         # Whether a snapshot phase is under way, and whether it held this protector.
         state = {"snapshotting": resume is None, "seen": False, "resynced": False}
         why = "the stream ended"
         next_now = False
+        forks = gate.forks
         try:
-            for event in call:
-                now = time.monotonic()
-                rt.touch(now + rt.watch_staleness)
-                conn.link.up()
-                failures = 0
-                resume, epoch = _apply(rt, event, started_from, resume, epoch, state, now)
+            with gate.stream(lambda: replica.protectors.Watch(request)) as call:
+                rt._watch_call = call
+                for event in call:
+                    now = time.monotonic()
+                    rt.touch(now + rt.watch_staleness)
+                    conn.link.up()
+                    failures = 0
+                    resume, epoch = _apply(rt, event, started_from, resume, epoch, state, now)
         except grpc.RpcError as e:
             why = f"{e.code().name}: {e.details()}"
             if e.code() == grpc.StatusCode.UNAVAILABLE:
@@ -75,7 +77,8 @@ def run(rt) -> None:
             rt.set_live(False)
         if rt._closed.is_set():
             return
-        if next_now:
+        if next_now or gate.forks != forks:
+            # A fork in this process cancelled the stream: nothing failed.
             delay = 0.0
         else:
             delay = 0.0 if rt._watch_restart else backoff_delay(conn.link.initial, conn.link.cap, failures)
@@ -100,8 +103,12 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
         return resume, epoch
     if kind == "created":
         p = event.created
-        notifier.snapshot(STATUS_NAMES[p.status], p.generation, revision, True)
-        rt.set_view(p.status, p.generation, p.override.kind in (0, 1), revision, force=True)
+        # This process's own answers (its EnsureProtector, a transition it caused) may be
+        # ahead of the stream: then the creation is old news, not a new life to start over
+        # from. (A new history comes after a RESYNC, which resets the notifier.)
+        fresh = revision >= notifier.revision
+        notifier.snapshot(STATUS_NAMES[p.status], p.generation, revision, fresh)
+        rt.set_view(p.status, p.generation, p.override.kind in (0, 1), revision, force=fresh)
         rt.ensured = True
     elif kind == "status_changed":
         rt.apply_transition(event.status_changed.transition, revision)

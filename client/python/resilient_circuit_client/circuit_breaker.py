@@ -31,7 +31,7 @@ Documented differences from the library:
 - Without `resource_key` the protector gets a unique name ("anonymous-" and a random hex
   id), not one derived from a memory address, which another process could reuse.
 - Async functions are awaited before the outcome is reported (the library counted the
-  coroutine object as a success).
+  coroutine object as a success); a cancelled one is reported IGNORED (see `_aio`).
 - A `ProtectedCallError` raised by an inner protector is reported as IGNORED (the call
   never reached the service); a `RetryLimitReached` counts as its last exception.
 - `on_status_change(policy, old, new)` fires once per transition: at once for transitions
@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import asyncio
 import uuid
 from datetime import timedelta
 from fractions import Fraction
 from typing import Callable, Optional, Sequence, Union
 
-from . import _compat
+from . import _aio, _compat
 from ._compat import DEFAULT_ADMISSION_REFRESH_INTERVAL
 from ._connection import PemSource
 from ._generated import types_pb2
@@ -217,22 +216,7 @@ class CircuitProtectorPolicy(ProtectionPolicy):
 
             @functools.wraps(func)
             async def decorated_async(*args, **kwargs):
-                gen = rt.fast_generation() if rt.started else 0
-                ticket = (CACHED, gen) if gen else await asyncio.to_thread(rt.acquire)
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as error:
-                    outcome = outcome_of(error)
-                    if ticket[0] == CACHED and outcome != "FAILURE":
-                        rt.resolve(ticket, outcome)
-                    else:
-                        await asyncio.to_thread(rt.resolve, ticket, outcome)
-                    raise
-                if ticket[0] == CACHED:
-                    rt.pending_success(ticket[1])
-                else:
-                    await asyncio.to_thread(rt.resolve, ticket, "SUCCESS")
-                return result
+                return await _aio.call(rt, func, args, kwargs, outcome_of)
 
             return decorated_async
 

@@ -5,6 +5,7 @@ daemon was reached over TLS; one the daemon refused at the handshake is rejected
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import subprocess
 
@@ -83,6 +84,27 @@ def test_with_the_ca_and_a_client_certificate_calls_reach_the_daemon(mtls_daemon
     )
     for _ in range(3):
         assert run_once(policy) == "ran"
+
+
+def test_async_calls_speak_tls_too(mtls_daemon, pki, key):
+    policy = CircuitProtectorPolicy(
+        resource_key=key,
+        address=mtls_daemon.address,
+        fallback="deny",
+        cached=False,
+        tls_ca=pki / "ca.pem",
+        tls_cert=pki / "client.pem",
+        tls_key=pki / "client.key",
+    )
+
+    @policy
+    async def op() -> str:
+        return "ran"
+
+    async def twice() -> list[str]:
+        return [await op(), await op()]
+
+    assert asyncio.run(twice()) == ["ran", "ran"]
 
 
 def test_the_environment_gives_the_tls_files(mtls_daemon, pki, key, monkeypatch):

@@ -64,23 +64,26 @@ fn circuitctl_speaks_mtls_with_its_tls_flags() {
             .env_remove("CIRCUIT_TLS_KEY");
         cmd
     };
+    // circuitctl with the CA and the client's certificate and key as flags.
+    let mtls = || {
+        let mut cmd = ctl();
+        cmd.args(["--tls-ca", &path("ca.pem")]).args([
+            "--tls-cert",
+            &path("client.pem"),
+            "--tls-key",
+            &path("client-key.pem"),
+        ]);
+        cmd
+    };
     let (out, _) = run(
-        ctl()
-            .args(["--tls-ca", &path("ca.pem")])
-            .args([
-                "--tls-cert",
-                &path("client.pem"),
-                "--tls-key",
-                &path("client-key.pem"),
-            ])
-            .args([
-                "ensure",
-                "over-tls",
-                "--cooldown",
-                "30s",
-                "--failure-limit",
-                "1/1",
-            ]),
+        mtls().args([
+            "ensure",
+            "over-tls",
+            "--cooldown",
+            "30s",
+            "--failure-limit",
+            "1/1",
+        ]),
         0,
     );
     assert!(out.contains("over-tls"), "{out}");
@@ -105,16 +108,14 @@ fn circuitctl_speaks_mtls_with_its_tls_flags() {
     // bench over mTLS, unary and session; the cached and watch modes say they cannot.
     for mode in ["unary", "session"] {
         let (out, _) = run(
-            ctl()
-                .args(["--tls-ca", &path("ca.pem")])
-                .args([
-                    "--tls-cert",
-                    &path("client.pem"),
-                    "--tls-key",
-                    &path("client-key.pem"),
-                ])
-                .args(["--json", "bench", "--mode", mode])
-                .args(["--duration", "300ms", "--warmup", "0s", "--concurrency", "2"]),
+            mtls().args(["--json", "bench", "--mode", mode]).args([
+                "--duration",
+                "300ms",
+                "--warmup",
+                "0s",
+                "--concurrency",
+                "2",
+            ]),
             0,
         );
         assert!(out.contains("\"decisions\""), "{mode}: {out}");

@@ -72,12 +72,16 @@ def run_once(policy: CircuitProtectorPolicy) -> str:
     return op()
 
 
+def uncached(daemon: Daemon, key: str, **tls) -> CircuitProtectorPolicy:
+    """A protector asking `daemon` for every call, rejecting when it cannot."""
+    return CircuitProtectorPolicy(resource_key=key, address=daemon.address, fallback="deny", cached=False, **tls)
+
+
 def test_with_the_ca_and_a_client_certificate_calls_reach_the_daemon(mtls_daemon, pki, key):
-    policy = CircuitProtectorPolicy(
-        resource_key=key,
-        address=mtls_daemon.address,
-        fallback="deny",
-        cached=False,
+    # Each kind of source: a Path, a str path, the bytes.
+    policy = uncached(
+        mtls_daemon,
+        key,
         tls_ca=pki / "ca.pem",
         tls_cert=str(pki / "client.pem"),
         tls_key=(pki / "client.key").read_bytes(),
@@ -87,14 +91,8 @@ def test_with_the_ca_and_a_client_certificate_calls_reach_the_daemon(mtls_daemon
 
 
 def test_async_calls_speak_tls_too(mtls_daemon, pki, key):
-    policy = CircuitProtectorPolicy(
-        resource_key=key,
-        address=mtls_daemon.address,
-        fallback="deny",
-        cached=False,
-        tls_ca=pki / "ca.pem",
-        tls_cert=pki / "client.pem",
-        tls_key=pki / "client.key",
+    policy = uncached(
+        mtls_daemon, key, tls_ca=pki / "ca.pem", tls_cert=pki / "client.pem", tls_key=pki / "client.key"
     )
 
     @policy
@@ -111,16 +109,12 @@ def test_the_environment_gives_the_tls_files(mtls_daemon, pki, key, monkeypatch)
     monkeypatch.setenv("RESILIENT_CIRCUIT_TLS_CA", str(pki / "ca.pem"))
     monkeypatch.setenv("RESILIENT_CIRCUIT_TLS_CERT", str(pki / "client.pem"))
     monkeypatch.setenv("RESILIENT_CIRCUIT_TLS_KEY", str(pki / "client.key"))
-    policy = CircuitProtectorPolicy(resource_key=key, address=mtls_daemon.address, fallback="deny", cached=False)
-    assert run_once(policy) == "ran"
+    assert run_once(uncached(mtls_daemon, key)) == "ran"
 
 
 def test_without_a_client_certificate_the_daemon_refuses(mtls_daemon, pki, key):
-    policy = CircuitProtectorPolicy(
-        resource_key=key, address=mtls_daemon.address, fallback="deny", cached=False, tls_ca=pki / "ca.pem"
-    )
     with pytest.raises(ProtectedCallError):
-        run_once(policy)
+        run_once(uncached(mtls_daemon, key, tls_ca=pki / "ca.pem"))
 
 
 def test_a_certificate_without_its_key_is_refused(pki, key):

@@ -34,6 +34,7 @@ mod stale_reports;
 mod store_damage;
 mod store_disk_full;
 mod store_faults;
+mod tls;
 mod watch;
 mod watch_resume;
 mod watch_snapshot;

@@ -17,10 +17,12 @@ mod file;
 mod load;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod types;
 
 pub use error::{ConfigError, Source};
 pub use load::{MAX_NAME_LEN, Settings};
 pub use types::{
-    ClusterSettings, Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings, WatchConfig,
+    ClusterSettings, Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings,
+    TlsSettings, WatchConfig,
 };

@@ -12,6 +12,11 @@
 //! sent the HTTP/2 preface within the handshake timeout, or that has had no call in
 //! flight for the idle timeout. HTTP/2 PINGs (configured on the transport) and TCP
 //! keepalive (set here) find peers that vanished while a call was open.
+//!
+//! With TLS (`crate::tls`), each accepted connection's handshake runs on a task of its
+//! own, bounded by the handshake timeout, and the connection joins the stream tonic
+//! serves once it completes; its place is held from the accept on, so handshakes in
+//! progress count against `max_connections` too.
 
 mod streams;
 
@@ -27,9 +32,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tonic::transport::server::Connected;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::config::ConnectionConfig;
+use crate::tls::Tls;
 use streams::Activity;
 pub use streams::{CallBody, CountCalls, Counting, Peer};
 
@@ -39,7 +45,7 @@ const PREFACE_LEN: usize = 24;
 /// An accepted connection and its place among `max_connections`, given back on drop.
 #[derive(Debug)]
 pub struct Counted {
-    stream: TcpStream,
+    stream: Io,
     _place: OwnedSemaphorePermit,
     peer: Peer,
     /// Preface bytes still to come; the handshake deadline holds until none are left.
@@ -51,41 +57,129 @@ pub struct Counted {
     expired: bool,
 }
 
-/// The connections `listener` accepts, at most `max` open at once. TCP_NODELAY is set on
-/// each (tonic does not for an incoming stream, and small RPCs want it), and TCP
-/// keepalive (tonic applies its own setting only to listeners it binds itself).
+/// The connections `listener` accepts, at most `max` open at once, each through a TLS
+/// handshake when `tls` is given. TCP_NODELAY is set on each (tonic does not for an
+/// incoming stream, and small RPCs want it), and TCP keepalive (tonic applies its own
+/// setting only to listeners it binds itself).
 pub fn incoming(
     listener: TcpListener,
     max: usize,
     timeouts: &ConnectionConfig,
+    tls: Option<Arc<Tls>>,
 ) -> impl Stream<Item = io::Result<Counted>> + Send + use<> {
+    use futures_util::StreamExt;
     let places = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
     let timeouts = timeouts.clone();
-    futures_util::stream::unfold((listener, places), move |(listener, places)| {
-        let timeouts = timeouts.clone();
-        async move {
-            let place = Arc::clone(&places).acquire_owned().await.ok()?;
-            let accepted = listener
-                .accept()
-                .await
-                .map(|(stream, _)| Counted::new(stream, place, &timeouts));
-            Some((accepted, (listener, places)))
+    match tls {
+        None => futures_util::stream::unfold((listener, places), move |(listener, places)| {
+            let timeouts = timeouts.clone();
+            async move {
+                let place = Arc::clone(&places).acquire_owned().await.ok()?;
+                let accepted = listener.accept().await.map(|(stream, _)| {
+                    let tcp = tcp_options(&stream, &timeouts);
+                    Counted::new(Io::Plain(stream), tcp, place, &timeouts)
+                });
+                Some((accepted, (listener, places)))
+            }
+        })
+        .left_stream(),
+        Some(tls) => {
+            // Handshaken connections wait here for tonic; the places bound how many.
+            let (ready, waiting) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(accept_tls(listener, places, timeouts, tls, ready));
+            tokio_stream::wrappers::ReceiverStream::new(waiting).right_stream()
         }
-    })
+    }
+}
+
+/// Accepts until tonic stops reading the connections (`ready` closed), handing each
+/// one's handshake to a task of its own.
+async fn accept_tls(
+    listener: TcpListener,
+    places: Arc<Semaphore>,
+    timeouts: ConnectionConfig,
+    tls: Arc<Tls>,
+    ready: tokio::sync::mpsc::Sender<io::Result<Counted>>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = ready.closed() => return,
+            accepted = async {
+                let place = Arc::clone(&places).acquire_owned().await.ok()?;
+                Some(listener.accept().await.map(|(stream, _)| (stream, place)))
+            } => accepted,
+        };
+        let (stream, place) = match accepted {
+            None => return,
+            Some(Ok(accepted)) => accepted,
+            Some(Err(e)) => {
+                if ready.send(Err(e)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let tcp = tcp_options(&stream, &timeouts);
+        let acceptor = tls.acceptor();
+        let timeouts = timeouts.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeouts.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let counted = Counted::new(Io::Tls(Box::new(stream)), tcp, place, &timeouts);
+                    let _ = ready.send(Ok(counted)).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = ?tcp.remote_addr(), error = %e, "TLS handshake refused");
+                }
+                Err(_) => {
+                    tracing::debug!(peer = ?tcp.remote_addr(), "closing a connection that never completed the TLS handshake");
+                }
+            }
+        });
+    }
+}
+
+/// Sets TCP_NODELAY and keepalive on an accepted socket; its addresses, for the call's
+/// extensions.
+fn tcp_options(stream: &TcpStream, timeouts: &ConnectionConfig) -> TcpConnectInfo {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    let keepalive = socket2::TcpKeepalive::new().with_time(timeouts.tcp_keepalive);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "could not set TCP keepalive");
+    }
+    stream.connect_info()
+}
+
+/// The connection's bytes: plaintext, or TLS over TCP.
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl Counted {
-    fn new(stream: TcpStream, place: OwnedSemaphorePermit, timeouts: &ConnectionConfig) -> Counted {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-        let keepalive = socket2::TcpKeepalive::new().with_time(timeouts.tcp_keepalive);
-        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
-            tracing::debug!(error = %e, "could not set TCP keepalive");
-        }
+    fn new(
+        stream: Io,
+        tcp: TcpConnectInfo,
+        place: OwnedSemaphorePermit,
+        timeouts: &ConnectionConfig,
+    ) -> Counted {
+        let client_certificate = match &stream {
+            Io::Plain(_) => None,
+            Io::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Arc::new(leaf.clone().into_owned())),
+        };
         let peer = Peer {
-            tcp: stream.connect_info(),
+            tcp,
             activity: Activity::new(),
+            client_certificate,
         };
         Counted {
             stream,
@@ -197,5 +291,47 @@ impl AsyncWrite for Counted {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Each method forwards to the plaintext or TLS stream.
+macro_rules! either {
+    ($io:expr, $s:ident => $e:expr) => {
+        match $io {
+            Io::Plain($s) => $e,
+            Io::Tls($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        either!(self, s => s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }

@@ -62,6 +62,7 @@ pub mod sequencer;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod validate;
 pub mod watch;
 

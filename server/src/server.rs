@@ -26,6 +26,7 @@ use crate::cluster::Cluster;
 use crate::registry::Registry;
 use crate::sequencer::Sequencer;
 use crate::store::{self, Journal, StoreConfig};
+use crate::tls::Tls;
 use crate::watch::Watchers;
 use crate::{service, validate};
 
@@ -124,6 +125,8 @@ pub struct Prepared {
     replica: Option<Replicated>,
     /// The tokens in force (`--tokens`), or none: the API is open.
     guard: Option<Arc<crate::auth::Guard>>,
+    /// TLS on both listeners, and the task re-reading its files on SIGHUP.
+    tls: Option<(Arc<Tls>, tokio::task::JoinHandle<()>)>,
 }
 
 /// A replica started on etcd (only with the `etcd` feature).
@@ -177,6 +180,16 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
             crate::auth::Guard::load(path).map_err(|e| ServeError::Config(e.to_string()))?,
         )),
     };
+    let tls = match &config.tls {
+        None => None,
+        Some(settings) => {
+            let tls = Arc::new(Tls::load(settings).map_err(|e| ServeError::Config(e.to_string()))?);
+            let reload = tls
+                .reload_on_sighup(draining.clone())
+                .map_err(|e| ServeError::Config(format!("cannot handle SIGHUP: {e}")))?;
+            Some((tls, reload))
+        }
+    };
     match replicate(&config, &draining).await? {
         #[cfg(feature = "etcd")]
         Some(replica) => {
@@ -187,6 +200,7 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
                 durable: None,
                 replica: Some(replica),
                 guard,
+                tls,
             });
         }
         #[cfg(not(feature = "etcd"))]
@@ -201,6 +215,7 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
         durable,
         replica: None,
         guard,
+        tls,
     })
 }
 
@@ -250,6 +265,7 @@ impl Prepared {
             durable,
             replica,
             guard,
+            tls,
         } = self;
         let reload_task = match &guard {
             None => {
@@ -260,6 +276,7 @@ impl Prepared {
             }
             Some(guard) => Some(tokio::spawn(Arc::clone(guard).reload_on_sighup(draining.clone()))),
         };
+        let (tls, tls_reload) = tls.unzip();
         // A replica runs its scheduler and store for each term it leads itself.
         let standalone = replica.is_none();
         let scheduler =
@@ -275,11 +292,12 @@ impl Prepared {
             .local_addr()
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
         let cluster = cluster_of(replica.as_ref(), &registry, advertise);
-        let (protector_api, admin_api) = service::services(
+        let (protector_api, admin_api) = service::services_with_peer_tls(
             Arc::clone(&cluster),
             config.limits.clone(),
             config.watch.clone(),
             draining.clone(),
+            crate::tls::peer(&config)?,
         );
         let max_message = config.limits.max_message_bytes;
         let protector_service =
@@ -325,8 +343,12 @@ impl Prepared {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let incoming =
-            crate::connections::incoming(listener, config.limits.max_connections, &config.connections);
+        let incoming = crate::connections::incoming(
+            listener,
+            config.limits.max_connections,
+            &config.connections,
+            tls.clone(),
+        );
 
         // The journal failing is the other way to stop: after a failed write or fsync
         // nothing more can be made durable, and the page cache can no longer be trusted
@@ -390,6 +412,7 @@ impl Prepared {
                     admin_listener,
                     config.limits.max_connections,
                     &config.connections,
+                    tls.clone(),
                 );
                 Some(
                     builder()
@@ -438,6 +461,9 @@ impl Prepared {
             let _ = task.await;
         }
         if let Some(task) = reload_task {
+            let _ = task.await;
+        }
+        if let Some(task) = tls_reload {
             let _ = task.await;
         }
         #[cfg(feature = "etcd")]

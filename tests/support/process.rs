@@ -40,6 +40,21 @@ enum Probe {
     ListProtectors,
     /// A replica: answered by every replica itself, whatever its role.
     GetCluster,
+    /// None: the `listening on` line, printed once the daemon is prepared, is taken as
+    /// proof (a TLS daemon cannot be probed over the harness's plaintext channel).
+    Listening,
+}
+
+/// The arguments of a daemon on `127.0.0.1:0` and `data_dir`, then `extra`.
+fn on_loopback(data_dir: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        data_dir.into(),
+    ];
+    args.extend(extra.iter().map(OsString::from));
+    args
 }
 
 /// A running `circuitd` child process.
@@ -128,14 +143,21 @@ impl Circuitd {
     /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
     /// until it serves or exits.
     pub async fn launch(data_dir: &Path, extra: &[&str]) -> Launch {
-        let mut args: Vec<OsString> = vec![
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            data_dir.into(),
-        ];
-        args.extend(extra.iter().map(OsString::from));
-        Circuitd::spawn(&args, Probe::ListProtectors).await
+        Circuitd::spawn(&on_loopback(data_dir, extra), Probe::ListProtectors).await
+    }
+
+    /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags and waits
+    /// for its `listening on` line (or its exit) only, without probing it over
+    /// plaintext: for a daemon serving TLS.
+    pub async fn launch_listening(data_dir: &Path, extra: &[&str]) -> Launch {
+        Circuitd::spawn(&on_loopback(data_dir, extra), Probe::Listening).await
+    }
+
+    /// Starts the binary with exactly `args` and waits for its `listening on` line only
+    /// (see [`Circuitd::launch_listening`]): a replica serving TLS.
+    pub async fn launch_args_listening<S: AsRef<OsStr>>(args: &[S]) -> Launch {
+        let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+        Circuitd::spawn(&args, Probe::Listening).await
     }
 
     /// Starts the binary with exactly `args` (no `--listen` or `--data-dir` of the
@@ -226,6 +248,9 @@ impl Circuitd {
 
     /// Whether the probe's RPC is answered (false once the process is gone).
     async fn answers(&self, probe: Probe) -> bool {
+        if matches!(probe, Probe::Listening) {
+            return true;
+        }
         let call = async {
             let channel = self.channel().await.ok()?;
             match probe {
@@ -242,6 +267,7 @@ impl Circuitd {
                         .get_cluster(v1::GetClusterRequest {})
                         .await,
                 ),
+                Probe::Listening => Some(()),
             }
         };
         tokio::time::timeout(PROCESS_DEADLINE, call)
@@ -294,7 +320,7 @@ impl Circuitd {
         assert!(status.success(), "kill {signal} failed: {status}");
     }
 
-    /// SIGHUP: the daemon re-reads its tokens file (and whatever else it reloads).
+    /// SIGHUP: the daemon re-reads its tokens file and its TLS files.
     pub fn hangup(&self) {
         self.signal("-HUP");
     }

@@ -41,6 +41,31 @@ pub struct Cli {
     #[arg(long, global = true, env = "CIRCUIT_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = token)]
     pub token: Option<String>,
 
+    /// TLS: trust the CA certificates in this PEM file for the daemon's certificate
+    /// (addresses must then be https://).
+    #[arg(long, global = true, env = "CIRCUIT_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// mTLS: present this certificate chain (PEM) to the daemon; needs --tls-key.
+    #[arg(
+        long,
+        global = true,
+        env = "CIRCUIT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// mTLS: the private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "CIRCUIT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// How long to wait for the connection and for each answer (watch: for the stream to start).
     #[arg(long, global = true, default_value = "5s", value_parser = duration)]
     pub timeout: Duration,

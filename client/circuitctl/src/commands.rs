@@ -11,20 +11,24 @@ use std::process::ExitCode;
 
 use resilient_circuit_api::{Bearer, v1};
 
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
 use crate::cli::{Cli, Command, Request};
+
 use crate::error::{EXIT_REJECTED, Failure};
 use crate::session::Session;
 use crate::{view, watch};
 
 /// Runs the command line's command; `Ok` carries the exit code of an answered command.
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let tls = tls(&cli)?;
     match cli.command {
         // The load generator opens connections of its own, and none in echo mode.
         Command::Bench(_) if cli.token.is_some() => Err(Failure::Other(anyhow::anyhow!(
             "circuitctl bench does not send --token (CIRCUIT_TOKEN) yet: measure a daemon started without --tokens"
         ))),
         Command::Bench(args) => {
-            resilient_circuit_loadgen::run(&args, &cli.addr[0], cli.timeout, cli.json).await?;
+            resilient_circuit_loadgen::run_with_tls(&args, &cli.addr[0], cli.timeout, cli.json, tls).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(command) => crate::token::run(&command),
@@ -35,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // the next. A watch that breaks once it printed is not started over.
             let mut addrs = cli.addr.into_iter().peekable();
             while let Some(addr) = addrs.next() {
-                let sent = match Session::open(addr, cli.timeout, cli.json, bearer.clone()).await {
+                let sent = match Session::open(addr, cli.timeout, cli.json, bearer.clone(), tls.as_ref()).await {
                     Ok(session) => match send(&session, request.clone()).await {
                         Err(failure) if failure.is_unreachable() && !session.printed() => Err(failure),
                         answered => return answered,
@@ -54,6 +58,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             )))
         }
     }
+}
+
+/// The TLS configuration of `--tls-ca`, `--tls-cert` and `--tls-key`, if any is set.
+fn tls(cli: &Cli) -> Result<Option<ClientTlsConfig>, Failure> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("{flag} {}: cannot read it: {e}", path.display())))
+    };
+    let mut tls = match &cli.tls_ca {
+        Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?)),
+        None if cli.tls_cert.is_some() => {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "--tls-cert needs --tls-ca, the CA that signed the daemon's certificate"
+            )));
+        }
+        None => return Ok(None),
+    };
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        tls = tls.identity(Identity::from_pem(
+            read("--tls-cert", cert)?,
+            read("--tls-key", key)?,
+        ));
+    }
+    Ok(Some(tls))
 }
 
 /// Sends `request` and prints its answer.

@@ -42,15 +42,17 @@ pub struct Session {
 
 impl Session {
     /// Connects to `addr` within `timeout`; answers print as JSON with `json`, else as
-    /// tables, coloured when stdout is a terminal; every call carries `bearer`.
+    /// tables, coloured when stdout is a terminal; every call carries `bearer`, over TLS
+    /// when `tls` is given.
     pub async fn open(
         addr: String,
         timeout: Duration,
         json: bool,
         bearer: Bearer,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
     ) -> Result<Session, Failure> {
         let json = if json { Some(Json::new()?) } else { None };
-        let channel = resilient_circuit_loadgen::connect(&addr, timeout).await?;
+        let channel = resilient_circuit_loadgen::connect_with(&addr, timeout, tls).await?;
         Ok(Session {
             addr,
             timeout,

@@ -8,15 +8,35 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::Error;
 
 /// Connects to `addr` within `timeout`.
 pub async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Error> {
-    let endpoint = Endpoint::from_shared(addr.to_owned())
+    connect_with(addr, timeout, None).await
+}
+
+/// Connects to `addr` within `timeout`, over TLS with `tls` when given (the address must
+/// then be `https://`).
+pub async fn connect_with(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Channel, Error> {
+    let mut endpoint = Endpoint::from_shared(addr.to_owned())
         .map_err(|e| Error::other(format!("invalid --addr {addr:?}: {e}")))?
         .connect_timeout(timeout);
+    if let Some(tls) = tls {
+        if endpoint.uri().scheme_str() != Some("https") {
+            return Err(Error::other(format!(
+                "--addr {addr:?}: TLS is configured (--tls-ca), so the address must be https://"
+            )));
+        }
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| Error::other(format!("--addr {addr:?}: TLS: {e}")))?;
+    }
     match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(Error::Unreachable {

@@ -18,12 +18,12 @@ use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::args::{Args, Mode};
 use crate::baseline::EchoServer;
 use crate::cached;
-use crate::daemon::{connect, within};
+use crate::daemon::{connect_with, within};
 use crate::echo::echo_service_client::EchoServiceClient;
 use crate::echo::{EchoRequest, EchoResponse};
 use crate::error::Error;
@@ -63,6 +63,8 @@ pub struct Plan {
     duration: Duration,
     timeout: Duration,
     policy: v1::Policy,
+    /// TLS to the daemon (never to the echo baseline, which serves plaintext).
+    pub(crate) tls: Option<ClientTlsConfig>,
 }
 
 /// Which server a stream goes to.
@@ -121,6 +123,7 @@ impl Plan {
             duration: args.duration,
             timeout,
             policy,
+            tls: None,
         }
     }
 
@@ -134,7 +137,7 @@ impl Plan {
         let server = EchoServer::start()?;
         let uri = server.uri();
         let result = async {
-            let channels = self.connect(&uri).await?;
+            let channels = self.connect(&uri, None).await?;
             let tally = if mode == Mode::Session {
                 let opened = self.open_streams(&uri, &channels, Server::Echo).await?;
                 self.pipelined(opened).await
@@ -159,7 +162,7 @@ impl Plan {
 
     /// The daemon at `addr`, in unary, session or cached mode.
     pub async fn against_daemon(&self, mode: Mode, addr: &str) -> Result<Measured, Error> {
-        let channels = self.connect(addr).await?;
+        let channels = self.connect(addr, self.tls.as_ref()).await?;
         self.ensure(addr, &channels[0]).await?;
         let library = if mode == Mode::Cached {
             Some(cached::prepare(addr, &self.workload, &self.policy, self.timeout).await?)
@@ -234,10 +237,10 @@ impl Plan {
         Window::starting_now(self.warmup, self.duration, self.timeout)
     }
 
-    async fn connect(&self, addr: &str) -> Result<Vec<Channel>, Error> {
+    async fn connect(&self, addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Vec<Channel>, Error> {
         let mut channels = Vec::with_capacity(self.connections);
         for _ in 0..self.connections {
-            channels.push(connect(addr, self.timeout).await?);
+            channels.push(connect_with(addr, self.timeout, tls).await?);
         }
         Ok(channels)
     }

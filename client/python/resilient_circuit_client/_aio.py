@@ -27,12 +27,12 @@ import logging
 import os
 import threading
 import weakref
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 import grpc
 import grpc.aio
 
-from ._connection import Connection, Tries, options
+from ._connection import Connection, Tls, Tries, options
 from ._fork import inherited
 from ._generated import protector_pb2, protector_pb2_grpc
 from ._protector import CACHED, Runtime
@@ -57,9 +57,14 @@ class AioBearer(grpc.aio.UnaryUnaryClientInterceptor):
 class AioReplica:
     """One address of the daemon on one event loop."""
 
-    def __init__(self, address: str, token: str | None = None) -> None:
+    def __init__(self, address: str, tls: Optional[Tls] = None, token: str | None = None) -> None:
         interceptors = [AioBearer(token)] if token is not None else None
-        self.channel = grpc.aio.insecure_channel(address, options=options(), interceptors=interceptors)
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(address, options=options(), interceptors=interceptors)
+        else:
+            self.channel = grpc.aio.secure_channel(
+                address, tls.credentials(), options=options(), interceptors=interceptors
+            )
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
 
     def close(self) -> None:
@@ -72,16 +77,16 @@ class AioReplica:
 
 
 # Per event loop, per connection: its replicas' aio channels (in the connection's order).
-_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], list[AioReplica]]]"
+_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Optional[Tls], str | None], list[AioReplica]]]"
 _channels = weakref.WeakKeyDictionary()
 
 
 def _replicas(conn: Connection) -> list[AioReplica]:
     per_loop = _channels.setdefault(asyncio.get_running_loop(), {})
-    key = (conn.address, conn.token)
+    key = (conn.address, conn.tls, conn.token)
     replicas = per_loop.get(key)
     if replicas is None:
-        replicas = per_loop[key] = [AioReplica(r.address, conn.token) for r in conn.replicas]
+        replicas = per_loop[key] = [AioReplica(r.address, conn.tls, conn.token) for r in conn.replicas]
     return replicas
 
 

@@ -10,6 +10,12 @@ wake-up per interval, not one per call. After a fork the child starts over with 
 connections (channels and threads do not survive a fork); every RPC goes through
 `_fork.gate`, so none is in flight when the process forks.
 
+TLS (`Tls`, from `tls_ca=`/`tls_cert=`/`tls_key=` or `$RESILIENT_CIRCUIT_TLS_CA`,
+`$RESILIENT_CIRCUIT_TLS_CERT`, `$RESILIENT_CIRCUIT_TLS_KEY`): the channels are secure ones
+trusting the CA, presenting the certificate and key for mTLS. A bearer token (`token=` or
+`$RESILIENT_CIRCUIT_TOKEN`) goes with every call, over TLS or plaintext alike. Connections
+are shared per addresses, TLS settings and token alike.
+
 Several addresses (a list, or one string of comma-separated addresses) are the replicas
 of one cluster: every RPC goes through `Connection.ask`, which runs it on the current
 replica and, when that one cannot be reached, on the next, until one answers or every one
@@ -24,7 +30,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
 
 import grpc
 
@@ -38,6 +44,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_VARIABLE = "RESILIENT_CIRCUIT_ADDRESS"
 #: The bearer token of a daemon started with --tokens, when `token=` is not given.
 TOKEN_VARIABLE = "RESILIENT_CIRCUIT_TOKEN"
+TLS_CA_VARIABLE = "RESILIENT_CIRCUIT_TLS_CA"
+TLS_CERT_VARIABLE = "RESILIENT_CIRCUIT_TLS_CERT"
+TLS_KEY_VARIABLE = "RESILIENT_CIRCUIT_TLS_KEY"
 
 #: How long a Report, a ReportBatch, an EnsureProtector or a GetProtector may take.
 REQUEST_TIMEOUT = 1.0
@@ -129,6 +138,53 @@ def resolve_token(token: str | None) -> str | None:
     return token
 
 
+#: A PEM file's path, or its contents as bytes.
+PemSource = Union[str, "os.PathLike[str]", bytes]
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The daemon's CA (PEM) and, for mTLS, this client's certificate chain and key."""
+
+    ca: bytes
+    cert: Optional[bytes] = None
+    key: Optional[bytes] = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert)
+
+
+def _pem(what: str, source: PemSource | None, variable: str) -> Optional[bytes]:
+    """The PEM bytes `source` gives (bytes as they are, else the file it names), else the
+    file `$variable` names, else None."""
+    if source is None:
+        source = os.environ.get(variable) or None
+    if source is None or isinstance(source, bytes):
+        return source
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"{what} {os.fspath(source)!r}: cannot read it: {e.strerror}") from e
+
+
+def resolve_tls(
+    ca: PemSource | None = None, cert: PemSource | None = None, key: PemSource | None = None
+) -> Optional[Tls]:
+    """TLS from the arguments, else the `RESILIENT_CIRCUIT_TLS_*` variables; None (plaintext)
+    when no CA is given. A certificate needs its key, and both need the CA."""
+    ca_pem = _pem("tls_ca", ca, TLS_CA_VARIABLE)
+    cert_pem = _pem("tls_cert", cert, TLS_CERT_VARIABLE)
+    key_pem = _pem("tls_key", key, TLS_KEY_VARIABLE)
+    if (cert_pem is None) != (key_pem is None):
+        raise ValueError("tls_cert and tls_key go together: give both or neither")
+    if ca_pem is None:
+        if cert_pem is not None:
+            raise ValueError("tls_cert needs tls_ca, the CA that signed the daemon's certificate")
+        return None
+    return Tls(ca=ca_pem, cert=cert_pem, key=key_pem)
+
+
 class Tries:
     """The tries of one call under `Connection.ask`'s rules, for either transport: iterating
     gives the index of the replica to ask; `failed(e)` notes a failure on the link and
@@ -173,10 +229,13 @@ def options() -> list[tuple[str, int]]:
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
-    def __init__(self, address: str, token: str | None = None) -> None:
+    def __init__(self, address: str, tls: Optional[Tls] = None, token: str | None = None) -> None:
         self.address = address
         self.token = token
-        self.channel = grpc.insecure_channel(address, options=options())
+        if tls is None:
+            self.channel = grpc.insecure_channel(address, options=options())
+        else:
+            self.channel = grpc.secure_channel(address, tls.credentials(), options=options())
         if token is not None:
             self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
@@ -204,10 +263,11 @@ class Stats:
 
 
 class Connection:
-    def __init__(self, address: str, token: str | None = None) -> None:
+    def __init__(self, address: str, tls: Optional[Tls] = None, token: str | None = None) -> None:
         self.address = address
+        self.tls = tls
         self.token = token
-        self.replicas = [Replica(a, token) for a in split_addresses(address)]
+        self.replicas = [Replica(a, tls, token) for a in split_addresses(address)]
         self.link = Link(replicas=len(self.replicas))
         self.stats = Stats()
         self._cond = threading.Condition()
@@ -302,7 +362,7 @@ class Connection:
 
 
 _lock = threading.Lock()
-_connections: dict[tuple[str, str | None], Connection] = {}
+_connections: dict[tuple[str, Optional[Tls], str | None], Connection] = {}
 
 
 def resolve_address(address: Addresses | None) -> str:
@@ -311,12 +371,13 @@ def resolve_address(address: Addresses | None) -> str:
     return ",".join(split_addresses(address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS))
 
 
-def connection(address: str, token: str | None = None) -> Connection:
-    """The process's connection to `address` with `token` (one per pair)."""
+def connection(address: str, tls: Optional[Tls] = None, token: str | None = None) -> Connection:
+    """The process's connection to `address` with `tls` and `token` (one per triple)."""
     with _lock:
-        conn = _connections.get((address, token))
+        key = (address, tls, token)
+        conn = _connections.get(key)
         if conn is None:
-            conn = _connections[(address, token)] = Connection(address, token)
+            conn = _connections[key] = Connection(address, tls, token)
         return conn
 
 

@@ -68,10 +68,12 @@ class Runtime:
         watch_staleness: float,
         fire: Callable[[str, str], None],
         status_of: Callable[[int], object],
+        tls: Optional[_connection.Tls] = None,
         token: Optional[str] = None,
     ) -> None:
         self.name = name
         self.address = address
+        self.tls = tls
         self.token = token
         self.policy = policy
         self.fallback = fallback
@@ -126,7 +128,7 @@ class Runtime:
         with self._start_lock:
             if self.started:
                 return
-            self.conn = _connection.connection(self.address, self.token)
+            self.conn = _connection.connection(self.address, self.tls, self.token)
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True

@@ -6,6 +6,9 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
 
 - `address`: the daemon (else `$RESILIENT_CIRCUIT_ADDRESS`, else 127.0.0.1:50051); a list or a
   comma-separated string names the replicas of a cluster, asked one at a time (see `_connection`).
+- `tls_ca`, `tls_cert`, `tls_key`: TLS to the daemon (each a PEM file's path or its bytes;
+  else `$RESILIENT_CIRCUIT_TLS_CA`, `$RESILIENT_CIRCUIT_TLS_CERT`, `$RESILIENT_CIRCUIT_TLS_KEY`):
+  trust `tls_ca` for the daemon's certificate, and present `tls_cert`/`tls_key` for mTLS.
 - `token`: the bearer token of a daemon started with `--tokens` (else `$RESILIENT_CIRCUIT_TOKEN`,
   else none), sent on every call; protectors need a token of the `data` role.
 - `fallback`: who decides when the daemon cannot be asked within `acquire_deadline`
@@ -50,6 +53,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from . import _aio, _compat
 from ._compat import DEFAULT_ADMISSION_REFRESH_INTERVAL
+from ._connection import PemSource
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
 from .buffer import BinaryCircularBuffer
@@ -100,9 +104,12 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         watch_staleness: Optional[timedelta] = None,
         trial_permits: Optional[int] = None,
         permit_ttl: Optional[timedelta] = None,
+        tls_ca: Optional[PemSource] = None,
+        tls_cert: Optional[PemSource] = None,
+        tls_key: Optional[PemSource] = None,
         token: Optional[str] = None,
     ) -> None:
-        from ._connection import resolve_address, resolve_token
+        from ._connection import resolve_address, resolve_tls, resolve_token
 
         if fallback not in FALLBACKS:
             raise ValueError(f"`fallback` must be one of {FALLBACKS}, got {fallback!r}")
@@ -123,6 +130,7 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         self._rt = Runtime(
             name=self.name,
             address=self.address,
+            tls=resolve_tls(tls_ca, tls_cert, tls_key),
             token=resolve_token(token),
             policy=wire_policy(
                 cooldown=cooldown,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use resilient_circuit_api::Bearer;
 use resilient_circuit_api::bearer::InvalidToken;
 use resilient_circuit_breaker::Policy as ProtectorPolicy;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::Error;
 use crate::link::Reconnect;
@@ -74,6 +74,8 @@ pub struct ClientBuilder {
     backoff: Reconnect,
     /// The credential; a token that cannot be sent fails `build`.
     bearer: Result<Bearer, InvalidToken>,
+    /// TLS for `https://` addresses: the CA to trust and, for mTLS, the identity.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl ClientBuilder {
@@ -122,9 +124,26 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust the CA certificates in `pem` for the daemon's certificate (TLS; the
+    /// addresses must then be `https://`, and name the host the certificate is for).
+    /// May be called again to trust more than one CA.
+    pub fn tls_ca(mut self, pem: impl AsRef<[u8]>) -> Self {
+        let tls = self.tls.take().unwrap_or_default();
+        self.tls = Some(tls.ca_certificate(Certificate::from_pem(pem)));
+        self
+    }
+
+    /// Present this certificate chain and private key (PEM) to the daemon: mTLS, for a
+    /// daemon started with `--tls-client-ca`.
+    pub fn tls_identity(mut self, cert_pem: impl AsRef<[u8]>, key_pem: impl AsRef<[u8]>) -> Self {
+        let tls = self.tls.take().unwrap_or_default();
+        self.tls = Some(tls.identity(Identity::from_pem(cert_pem, key_pem)));
+        self
+    }
+
     /// The client. Fails only when no address was given, one is not a valid `http://`
-    /// URI, or the token cannot travel in a header; the connections themselves are made
-    /// on first use. Needs a Tokio runtime.
+    /// URI (`https://` with TLS), or the token cannot travel in a header; the connections
+    /// themselves are made on first use. Needs a Tokio runtime.
     pub async fn build(self) -> Result<Client, Error> {
         let bearer = self.bearer?;
         if self.uris.is_empty() {
@@ -137,7 +156,7 @@ impl ClientBuilder {
             .uris
             .into_iter()
             .map(|uri| {
-                let channel = endpoint(&uri)?
+                let channel = endpoint(&uri, self.tls.as_ref())?
                     .connect_timeout(self.config.request_timeout)
                     .tcp_nodelay(true)
                     .connect_lazy();
@@ -150,8 +169,9 @@ impl ClientBuilder {
     }
 }
 
-/// The endpoint of one address, which must be an `http://` (or `https://`) URI with a host.
-fn endpoint(uri: &str) -> Result<Endpoint, Error> {
+/// The endpoint of one address, which must be an `http://` URI with a host, or an
+/// `https://` one when `tls` is set.
+fn endpoint(uri: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, Error> {
     let invalid = |reason: String| Error::InvalidUri {
         uri: uri.to_owned(),
         reason,
@@ -165,7 +185,16 @@ fn endpoint(uri: &str) -> Result<Endpoint, Error> {
     if endpoint.uri().host().is_none() {
         return Err(invalid("missing host".to_owned()));
     }
-    Ok(endpoint)
+    match (tls, endpoint.uri().scheme_str()) {
+        (Some(tls), Some("https")) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| invalid(format!("TLS: {e}"))),
+        (Some(_), _) => Err(invalid("TLS is configured (tls_ca): use https://".to_owned())),
+        (None, Some("https")) => Err(invalid(
+            "https:// needs the CA to trust: call ClientBuilder::tls_ca".to_owned(),
+        )),
+        (None, _) => Ok(endpoint),
+    }
 }
 
 impl Client {
@@ -212,6 +241,7 @@ impl Client {
             },
             backoff: Reconnect::new(DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_CAP),
             bearer: Ok(Bearer::default()),
+            tls: None,
         }
     }
 
@@ -257,5 +287,21 @@ impl Client {
             batched_stale: Stats::get(&s.batched_stale),
             batched_lost: Stats::get(&s.batched_lost),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_needs_https_and_https_needs_tls() {
+        let tls = ClientTlsConfig::new();
+        let refused = endpoint("http://127.0.0.1:1", Some(&tls)).expect_err("http with TLS");
+        assert!(refused.to_string().contains("use https://"), "{refused}");
+        let refused = endpoint("https://127.0.0.1:1", None).expect_err("https without a CA");
+        assert!(refused.to_string().contains("tls_ca"), "{refused}");
+        endpoint("https://127.0.0.1:1", Some(&tls)).expect("https with TLS");
+        endpoint("http://127.0.0.1:1", None).expect("plaintext");
     }
 }

@@ -131,6 +131,21 @@ pub struct Args {
     /// [default: 16777216]
     #[arg(long, env = "CIRCUITD_ETCD_SNAPSHOT_BYTES", value_name = "N")]
     pub etcd_snapshot_bytes: Option<u64>,
+    /// Serve TLS on both listeners with this certificate chain (PEM); needs --tls-key.
+    /// Re-read on SIGHUP [default: none, plaintext]
+    #[arg(long, env = "CIRCUITD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM). Re-read on SIGHUP [default: none]
+    #[arg(long, env = "CIRCUITD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// mTLS: refuse at the handshake every client without a certificate signed by a CA
+    /// in this PEM file. Re-read on SIGHUP [default: none]
+    #[arg(long, env = "CIRCUITD_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Replicated mode with TLS: the CAs (PEM) a follower trusts when it forwards to the
+    /// leader [default: --tls-client-ca]
+    #[arg(long, env = "CIRCUITD_TLS_PEER_CA", value_name = "FILE")]
+    pub tls_peer_ca: Option<PathBuf>,
 }
 
 /// Parsed flags plus, for each setting taken from the environment, its variable, keyed

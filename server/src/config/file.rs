@@ -31,6 +31,18 @@ pub(super) struct FileConfig {
     pub(super) store: FileStore,
     #[serde(default)]
     pub(super) cluster: FileCluster,
+    #[serde(default)]
+    pub(super) tls: FileTls,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTls {
+    pub(super) cert: Option<std::path::PathBuf>,
+    pub(super) key: Option<std::path::PathBuf>,
+    pub(super) client_ca: Option<std::path::PathBuf>,
+    pub(super) peer_ca: Option<std::path::PathBuf>,
 }
 
 /// `[cluster]`.

@@ -94,16 +94,16 @@ impl Settings {
 pub const DEFAULT_DATA_DIR: &str = "data";
 
 /// The three sources, consulted in order for each setting.
-struct Layers<'a> {
-    parsed: &'a Parsed,
-    file: Option<(&'a Path, &'a FileConfig)>,
+pub(super) struct Layers<'a> {
+    pub(super) parsed: &'a Parsed,
+    pub(super) file: Option<(&'a Path, &'a FileConfig)>,
 }
 
 /// One setting's value, where it came from, and its key in the file.
-struct Picked<T> {
-    value: T,
-    origin: Source,
-    key: &'static str,
+pub(super) struct Picked<T> {
+    pub(super) value: T,
+    pub(super) origin: Source,
+    pub(super) key: &'static str,
 }
 
 /// `pick!(layers, flag_field, file.key, default)`: the setting whose flag is
@@ -122,7 +122,7 @@ macro_rules! pick {
 
 impl Layers<'_> {
     /// The first of flag (or its variable), file, default. `id` is the flag's field name.
-    fn pick<T>(
+    pub(super) fn pick<T>(
         &self,
         id: &str,
         flag: Option<T>,
@@ -270,6 +270,7 @@ impl Layers<'_> {
             protectors,
             store,
             cluster,
+            tls: self.tls()?,
         };
         if let Some(admin) = config.admin_listen
             && admin == config.listen

@@ -490,3 +490,4 @@ segment_bytes = 1048576
 mod cluster;
 mod connections;
 mod tokens;
+mod tls;

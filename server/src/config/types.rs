@@ -47,6 +47,25 @@ pub struct Config {
     /// Replicated mode: the etcd cluster that holds the state and elects the leader.
     /// `None` (the default) runs one daemon on its own journal.
     pub cluster: Option<ClusterSettings>,
+    /// TLS on both listeners (and mTLS with a client CA). `None` (the default) serves
+    /// plaintext.
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS (`--tls-cert`, `--tls-key`): the files are read when the daemon starts and again
+/// on every SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// mTLS: clients must present a certificate signed by a CA in this PEM file, or are
+    /// refused at the handshake. Default: none, no client certificate asked for.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Replicated mode: the CAs a follower trusts when it forwards to the leader over
+    /// TLS. Default: `client_ca`.
+    pub peer_ca: Option<std::path::PathBuf>,
 }
 
 /// Replicated mode (`--etcd`): several replicas share one state in etcd; one leads.
@@ -181,6 +200,7 @@ impl Default for Config {
             protectors: Vec::new(),
             store: None,
             cluster: None,
+            tls: None,
         }
     }
 }

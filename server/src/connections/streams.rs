@@ -73,11 +73,21 @@ impl Drop for InFlight {
 }
 
 /// What tonic puts in each request's extensions for a counted connection: the peer's
-/// address and the connection's `Activity`.
+/// address, the connection's `Activity` and, with mTLS, the client's certificate.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub(crate) tcp: TcpConnectInfo,
     pub(crate) activity: Arc<Activity>,
+    /// The leaf certificate the client presented (verified against the client CA at
+    /// the handshake), for naming the caller.
+    pub(crate) client_certificate: Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
+}
+
+impl Peer {
+    /// The certificate the client presented with mTLS (DER), already verified.
+    pub fn client_certificate(&self) -> Option<&rustls_pki_types::CertificateDer<'static>> {
+        self.client_certificate.as_deref()
+    }
 }
 
 /// The layer that counts calls per connection (see the module note).

@@ -34,7 +34,7 @@ use resilient_circuit_api::v1::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 use super::SessionStream;
@@ -89,6 +89,8 @@ pub(super) struct Forwarder {
     leader: ArcSwapOption<Leader>,
     /// The largest message forwarded, each way.
     max_message: usize,
+    /// With TLS on, the leader is dialled over TLS (https) with this configuration.
+    tls: Option<ClientTlsConfig>,
 }
 
 /// The leader calls are forwarded to, and the one channel to it.
@@ -101,7 +103,7 @@ pub(super) struct Leader {
 }
 
 impl Forwarder {
-    pub(super) fn new(cluster: &Cluster, max_message: usize) -> Forwarder {
+    pub(super) fn new(cluster: &Cluster, max_message: usize, tls: Option<ClientTlsConfig>) -> Forwarder {
         Forwarder {
             role: cluster.watch_role(),
             // Ids are hex; one that is no valid header value still marks the call.
@@ -112,6 +114,7 @@ impl Forwarder {
                 .unwrap_or_else(|_| AsciiMetadataValue::from_static("circuitd")),
             leader: ArcSwapOption::empty(),
             max_message: max_message.max(MIN_MESSAGE),
+            tls,
         }
     }
 
@@ -154,13 +157,19 @@ impl Forwarder {
         }
         let uri = if advertise.contains("://") {
             advertise.to_owned()
+        } else if self.tls.is_some() {
+            format!("https://{advertise}")
         } else {
             format!("http://{advertise}")
         };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| {
-                Status::unavailable(format!("the leader's address {advertise:?} is not usable: {e}"))
-            })?
+        let unusable = |e: tonic::transport::Error| {
+            Status::unavailable(format!("the leader's address {advertise:?} is not usable: {e}"))
+        };
+        let mut endpoint = Endpoint::from_shared(uri).map_err(unusable)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(unusable)?;
+        }
+        let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT)

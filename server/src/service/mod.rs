@@ -130,8 +130,19 @@ pub fn services(
     watch: WatchConfig,
     shutdown: CancellationToken,
 ) -> (ProtectorApi, AdminApi) {
+    services_with_peer_tls(cluster, limits, watch, shutdown, None)
+}
+
+/// [`services`], forwarding to the leader over TLS with `peer_tls` when given.
+pub fn services_with_peer_tls(
+    cluster: Arc<Cluster>,
+    limits: Limits,
+    watch: WatchConfig,
+    shutdown: CancellationToken,
+    peer_tls: Option<tonic::transport::ClientTlsConfig>,
+) -> (ProtectorApi, AdminApi) {
     let shared = Arc::new(Shared {
-        forward: forward::Forwarder::new(&cluster, limits.max_message_bytes),
+        forward: forward::Forwarder::new(&cluster, limits.max_message_bytes, peer_tls),
         cluster,
         limits,
         watch,

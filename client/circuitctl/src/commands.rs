@@ -39,13 +39,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // the next. A watch that breaks once it printed is not started over.
             let mut addrs = cli.addr.into_iter().peekable();
             while let Some(addr) = addrs.next() {
-                let sent = match Session::open(addr, cli.timeout, cli.json, bearer.clone(), tls.as_ref()).await {
-                    Ok(session) => match send(&session, request.clone()).await {
-                        Err(failure) if failure.is_unreachable() && !session.printed() => Err(failure),
-                        answered => return answered,
-                    },
-                    Err(failure) => Err(failure),
-                };
+                let sent =
+                    match Session::open(addr, cli.timeout, cli.json, bearer.clone(), tls.as_ref()).await {
+                        Ok(session) => match send(&session, request.clone()).await {
+                            Err(failure) if failure.is_unreachable() && !session.printed() => Err(failure),
+                            answered => return answered,
+                        },
+                        Err(failure) => Err(failure),
+                    };
                 match (sent, addrs.peek()) {
                     (Err(failure), Some(next)) if failure.is_unreachable() => {
                         eprintln!("{failure}; trying {next}");

@@ -489,5 +489,5 @@ segment_bytes = 1048576
 
 mod cluster;
 mod connections;
-mod tokens;
 mod tls;
+mod tokens;

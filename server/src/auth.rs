@@ -119,28 +119,14 @@ impl Guard {
         Ok(count)
     }
 
-    /// Reloads on every SIGHUP until `stop`, logging what came of it.
-    pub async fn reload_on_sighup(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
+    /// [`Guard::reload`], logging what came of it (the SIGHUP reload, see `server`).
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(count) => {
+                tracing::info!(file = %self.path.display(), tokens = count, "SIGHUP: tokens reloaded")
+            }
             Err(e) => {
-                tracing::error!(error = %e, "cannot handle SIGHUP: the tokens file will not be re-read");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                got = hangups.recv() => if got.is_none() { return },
-            }
-            match self.reload() {
-                Ok(count) => {
-                    tracing::info!(file = %self.path.display(), tokens = count, "SIGHUP: tokens reloaded")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: the tokens file was refused; the previous tokens stay in force")
-                }
+                tracing::error!(error = %e, "SIGHUP: the tokens file was refused; the previous tokens stay in force")
             }
         }
     }

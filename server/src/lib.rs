@@ -8,7 +8,9 @@
 //! Layout. Dependencies point one way and no module imports one that imports it back:
 //! `service -> registry -> {sequencer, watch, scheduler, store}`, `watch -> sequencer ->
 //! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`,
-//! `service -> auth -> connections` (the identity a call carries);
+//! `service -> auth -> connections` (the identity a call carries), `service -> cluster
+//! -> {registry, fence}`, `registry -> fence`, `replica -> {cluster, registry,
+//! sequencer, store}`, `connections -> tls -> config`;
 //! [`server`] wires them all; [`store`] imports no other module of the crate, and
 //! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
 //! - [`auth`]: bearer tokens and roles (`--tokens`): the layer every call passes, the
@@ -41,11 +43,14 @@
 //! - `replica` (feature `etcd`): replicated mode: the election, the leader's etcd log
 //!   (`replica/sink.rs`), a follower's replay (`replica/follow.rs`), the replica's life
 //!   (`replica/lead.rs`), its keys (`replica/keys.rs`).
+//! - [`tls`]: TLS and mTLS for both listeners, terminated in the accept path, and the
+//!   rustls configuration a SIGHUP swaps.
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
 //!   ReportBatch, `service/admin.rs` for the control plane and its audit log,
 //!   `service/forward.rs` for what a follower hands to its leader).
-//! - [`server`]: [`prepare`] (recover) and [`serve`], which wire it all to a listener and
-//!   shut it down, on request or when the journal fails.
+//! - [`server`]: [`prepare`] (recover, or join the cluster; load tokens and TLS; the one
+//!   SIGHUP task) and [`serve`], which wire it all to its listeners and shut it down, on
+//!   request or when the journal fails.
 
 pub mod auth;
 pub mod clock;

@@ -125,8 +125,10 @@ pub struct Prepared {
     replica: Option<Replicated>,
     /// The tokens in force (`--tokens`), or none: the API is open.
     guard: Option<Arc<crate::auth::Guard>>,
-    /// TLS on both listeners, and the task re-reading its files on SIGHUP.
-    tls: Option<(Arc<Tls>, tokio::task::JoinHandle<()>)>,
+    /// TLS on both listeners.
+    tls: Option<Arc<Tls>>,
+    /// The task that re-reads the tokens and TLS files on SIGHUP, when either is on.
+    hangup: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A replica started on etcd (only with the `etcd` feature).
@@ -182,14 +184,11 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
     };
     let tls = match &config.tls {
         None => None,
-        Some(settings) => {
-            let tls = Arc::new(Tls::load(settings).map_err(|e| ServeError::Config(e.to_string()))?);
-            let reload = tls
-                .reload_on_sighup(draining.clone())
-                .map_err(|e| ServeError::Config(format!("cannot handle SIGHUP: {e}")))?;
-            Some((tls, reload))
-        }
+        Some(settings) => Some(Arc::new(
+            Tls::load(settings).map_err(|e| ServeError::Config(e.to_string()))?,
+        )),
     };
+    let hangup = reload_on_sighup(guard.clone(), tls.clone(), &draining)?;
     match replicate(&config, &draining).await? {
         #[cfg(feature = "etcd")]
         Some(replica) => {
@@ -201,6 +200,7 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
                 replica: Some(replica),
                 guard,
                 tls,
+                hangup,
             });
         }
         #[cfg(not(feature = "etcd"))]
@@ -216,7 +216,39 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
         replica: None,
         guard,
         tls,
+        hangup,
     })
+}
+
+/// One task re-reads the tokens file and the TLS files on every SIGHUP until `stop`
+/// (none when neither is configured). The handler is installed here, before the daemon
+/// announces that it listens: until a process installs one, SIGHUP would kill it.
+fn reload_on_sighup(
+    guard: Option<Arc<crate::auth::Guard>>,
+    tls: Option<Arc<Tls>>,
+    stop: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    if guard.is_none() && tls.is_none() {
+        return Ok(None);
+    }
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| ServeError::Config(format!("cannot handle SIGHUP: {e}")))?;
+    let stop = stop.clone();
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                got = hangups.recv() => if got.is_none() { return },
+            }
+            if let Some(guard) = &guard {
+                guard.reload_logged();
+            }
+            if let Some(tls) = &tls {
+                tls.reload_logged();
+            }
+        }
+    })))
 }
 
 /// The cluster view the services read: the replica's, or this daemon alone.
@@ -266,17 +298,13 @@ impl Prepared {
             replica,
             guard,
             tls,
+            hangup,
         } = self;
-        let reload_task = match &guard {
-            None => {
-                tracing::warn!(
-                    "no --tokens: the API, AdminService included, is open to anyone who can reach this port"
-                );
-                None
-            }
-            Some(guard) => Some(tokio::spawn(Arc::clone(guard).reload_on_sighup(draining.clone()))),
-        };
-        let (tls, tls_reload) = tls.unzip();
+        if guard.is_none() {
+            tracing::warn!(
+                "no --tokens: the API, AdminService included, is open to anyone who can reach this port"
+            );
+        }
         // A replica runs its scheduler and store for each term it leads itself.
         let standalone = replica.is_none();
         let scheduler =
@@ -460,10 +488,7 @@ impl Prepared {
         if let Some(task) = health_task {
             let _ = task.await;
         }
-        if let Some(task) = reload_task {
-            let _ = task.await;
-        }
-        if let Some(task) = tls_reload {
+        if let Some(task) = hangup {
             let _ = task.await;
         }
         #[cfg(feature = "etcd")]

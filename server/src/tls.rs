@@ -95,34 +95,18 @@ impl Tls {
         TlsAcceptor::from(self.current.load_full())
     }
 
-    /// Re-reads the files on every SIGHUP until `stop` is cancelled. The handler is
-    /// installed before this returns, so a SIGHUP sent once the daemon announced that
-    /// it listens never kills it.
-    pub fn reload_on_sighup(
-        self: &Arc<Self>,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> io::Result<tokio::task::JoinHandle<()>> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = signal(SignalKind::hangup())?;
-        let tls = Arc::clone(self);
-        Ok(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    got = hangup.recv() => if got.is_none() { return },
-                }
-                match tls.reload() {
-                    Ok(()) => tracing::info!(
-                        cert = %tls.settings.cert.display(),
-                        "SIGHUP: TLS certificate and key re-read; new connections use them"
-                    ),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "SIGHUP: TLS files not reloaded; the previous certificate stays in use"
-                    ),
-                }
-            }
-        }))
+    /// [`Tls::reload`], logging what came of it (the SIGHUP reload, see `server`).
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(()) => tracing::info!(
+                cert = %self.settings.cert.display(),
+                "SIGHUP: TLS certificate and key re-read; new connections use them"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: TLS files not reloaded; the previous certificate stays in use"
+            ),
+        }
     }
 }
 

@@ -114,13 +114,15 @@ async fn the_client_moves_to_the_surviving_replica_and_its_watch_resumes_there()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_with_a_fallback_see_no_error_while_the_leader_is_killed_under_load() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     let etcd = Etcd::single().await;
     let mut replicas = Replicas::start(&etcd, 3, &[]).await;
     let leader = replicas.leader().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let decided = Arc::new(AtomicU64::new(0));
+    // How many calls completed, watched: the test waits on it, not on a clock.
+    let (decided, mut completed) = tokio::sync::watch::channel(0u64);
+    let decided = Arc::new(decided);
     let mut callers = Vec::new();
     for i in 0..3 {
         let mut uris = replicas.uris();
@@ -141,19 +143,17 @@ async fn callers_with_a_fallback_see_no_error_while_the_leader_is_killed_under_l
                     Ok(()) => {}
                     Err(e) => errors.push(e.to_string()),
                 }
-                decided.fetch_add(1, Ordering::Relaxed);
+                decided.send_modify(|n| *n += 1);
             }
             (errors, p.fallback_decisions(), client)
         }));
     }
-    let wait_for = async |more: u64| {
-        let target = decided.load(Ordering::Relaxed) + more;
-        let give_up = Instant::now() + DEADLINE;
-        while decided.load(Ordering::Relaxed) < target {
-            assert!(Instant::now() < give_up, "the callers stalled");
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    let mut wait_for = async |more: u64| {
+        let target = *completed.borrow() + more;
+        tokio::time::timeout(DEADLINE, completed.wait_for(|n| *n >= target))
+            .await
+            .expect("the callers stalled")
+            .expect("callers alive");
     };
     wait_for(300).await;
     replicas.kill(leader).await;

@@ -67,7 +67,8 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 pub trait GroupSink: Send {
     /// Makes `group` durable: encoded `LogEntry` fields (records, and with them the
     /// events they publish), `ends` giving where each append ends and its sequence
-    /// number. An error is final (see [`Journal::fail`]): the sink says why.
+    /// number. An error is final: the journal fails and refuses every later append;
+    /// the sink says why.
     fn write(&mut self, group: &[u8], ends: &[(usize, u64)]) -> Result<(), String>;
 
     /// Whether enough was written since the last snapshot that one is due; once it

@@ -42,6 +42,7 @@ from ._generated import protector_pb2, types_pb2
 from ._link import SKIP
 from ._machine import Machine, Permit
 from ._notifier import Notifier
+from ._session import Broken, acquire_field
 from ._wire import STATUS_NAMES, machine_settings, reason_name, seconds_of
 from .exceptions import ProtectedCallError, ProtectionException
 
@@ -81,6 +82,7 @@ class Runtime:
         self.acquire_deadline = acquire_deadline
         self.watch_staleness = watch_staleness
         self.status_of = status_of
+        self._acquire_field = acquire_field(name)
         self.local = Machine(**machine_settings(policy)) if fallback == "local" else None
         self._local_lock = threading.Lock()
         self.notifier = Notifier(name, fire)
@@ -240,18 +242,30 @@ class Runtime:
             call.cancel()
 
     def _ask(self, replica: Replica, left: Callable[[], float]) -> protector_pb2.AcquireResponse:
-        request = protector_pb2.AcquireRequest(name=self.name)
         if not self.ensured:
             self.ensure(left(), replica)
         try:
-            return replica.protectors.Acquire(request, timeout=left())
+            return self._acquire_on(replica, left)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
         self.ensured = False
         log.info("the daemon does not know protector %r; ensuring it again", self.name)
         self.ensure(left(), replica)
-        return replica.protectors.Acquire(request, timeout=left())
+        return self._acquire_on(replica, left)
+
+    def _acquire_on(self, replica: Replica, left: Callable[[], float]) -> protector_pb2.AcquireResponse:
+        """One Acquire on the replica's Session stream, else (no stream, or it broke) by the
+        unary call, which then says why the daemon could not be asked."""
+        sessions = replica.sessions
+        if sessions is not None:
+            stream = sessions.stream(left())
+            if stream is not None:
+                try:
+                    return stream.acquire(self._acquire_field, self.name, left())
+                except Broken:
+                    sessions.failed()
+        return replica.protectors.Acquire(protector_pb2.AcquireRequest(name=self.name), timeout=left())
 
     def acquire(self) -> tuple[str, object]:
         """A ticket to resolve with the call's outcome, or ProtectedCallError."""

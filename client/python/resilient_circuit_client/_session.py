@@ -9,7 +9,9 @@ on the daemon's Session RPC (proto/SEMANTICS.md: pipelined Acquires, each answer
 with the unary call's semantics, correlated by id) through this minimal HTTP/2 client:
 one connection and one stream per replica, each request one DATA frame written by the
 caller, each answer read by a caller from the socket with the call's deadline as the
-socket's timeout. No thread of its own, no handoff: about 15 µs of client CPU a call.
+socket's timeout. No handoff between threads: about 15 µs of client CPU a call. The
+stream is opened by a call that the unary Acquire answers (the daemon sets the stream up
+meanwhile), and used from the next call on.
 
 It does only what the stream needs. Requests are one HEADERS frame (HPACK literals, never
 indexed, so this side keeps no table) and DATA frames; it acknowledges SETTINGS and PING,
@@ -24,7 +26,10 @@ extra connect a second, not one a call.
 
 Several threads share a stream: each writes its request under a lock, then whichever
 waiting caller finds nobody reading reads frames for everyone, hands each answer to its
-waiter and passes the reading on when its own arrived. A caller past its deadline stops
+waiter and passes the reading on when its own arrived. Each stream has one thread, which
+reads only while no call is in flight (see `Stream._idle`): an idle client still answers
+the daemon's PINGs, and closes the stream the daemon ended at its shutdown instead of
+holding the daemon up until its `--shutdown-grace`. A caller past its deadline stops
 waiting (DEADLINE_EXCEEDED, so the fallback decides) without cancelling anything; if its
 answer arrives later and is a HALF_OPEN trial's permit, the reader reports it IGNORED on
 the stream at once, as the semantics ask, so the trial is not held until `permit_ttl`.
@@ -38,6 +43,7 @@ makes new connections), and the calls run inside `_fork.gate` like every RPC.
 from __future__ import annotations
 
 import itertools
+import select
 import socket
 import struct
 import threading
@@ -50,6 +56,8 @@ from ._generated import protector_pb2, types_pb2
 
 #: How long a replica's stream is left alone after it broke (calls use the unary Acquire).
 COOL_OFF = 1.0
+#: How often a stream's thread looks at the socket while calls read it (seconds).
+IDLE_POLL = 0.2
 #: Answers given up on whose late arrival is still watched for (to release trial permits).
 ABANDONED_MAX = 4096
 
@@ -168,12 +176,51 @@ class Stream:
         self._window_cond = threading.Condition(self._write)
         self._received = 0
         self._ids = itertools.count(1)
+        self._stopped = threading.Event()
         self._send(
             _PREFACE
             + _frame(_SETTINGS, 0, 0, struct.pack(">HI", _INITIAL_WINDOW_SIZE, _MAX_WINDOW))
             + _frame(_WINDOW_UPDATE, 0, 0, struct.pack(">I", _MAX_WINDOW - 65535))
             + _frame(_HEADERS, _END_HEADERS, _STREAM, headers)
         )
+        threading.Thread(target=self._idle, name=f"resilient-circuit-session {authority}", daemon=True).start()
+
+    def _idle(self) -> None:
+        """The stream's one thread: reads what arrives while no call does (a PING, the
+        daemon's GOAWAY or trailers when it shuts down, a late answer), so an idle client
+        answers keepalives and closes a stream the daemon ended instead of holding up its
+        shutdown. Calls read for themselves: while one is in flight this thread only looks
+        again every IDLE_POLL seconds."""
+        while self.broken is None:
+            try:
+                readable, _, _ = select.select([self.sock], [], [], IDLE_POLL)
+            except (OSError, ValueError):
+                return
+            if not readable:
+                continue
+            with self._cond:
+                busy = self._reading or bool(self._waiting)
+                if not busy:
+                    self._reading = True
+            if busy:
+                self._stopped.wait(IDLE_POLL)
+                continue
+            try:
+                end = time.monotonic() + IDLE_POLL
+                while self.broken is None:
+                    message = self._buffered_message()
+                    if message is not None:
+                        self._deliver(message)
+                    elif self._frame_buffered() or select.select([self.sock], [], [], 0)[0]:
+                        self._step(end)
+                    else:
+                        break
+            except (Broken, SessionRpcError, OSError, ValueError):
+                pass
+            finally:
+                with self._cond:
+                    self._reading = False
+                    self._cond.notify_all()
 
     def _send(self, data: bytes) -> None:
         try:
@@ -186,6 +233,7 @@ class Stream:
         self._break("closed")
 
     def _break(self, why: str) -> None:
+        self._stopped.set()
         with self._cond:
             if self.broken is None:
                 self.broken = why
@@ -309,39 +357,53 @@ class Stream:
     def _next_message(self, end: float) -> bytes:
         """The next gRPC message on the stream, answering control frames on the way."""
         while True:
-            if len(self._data) >= 5:
-                length = int.from_bytes(self._data[1:5], "big")
-                if len(self._data) >= 5 + length:
-                    message = bytes(self._data[5 : 5 + length])
-                    del self._data[: 5 + length]
-                    return message
-            kind, flags, stream, payload = self._frame(end)
-            if kind == _DATA and stream == _STREAM:
-                if flags & _PADDED:
-                    payload = payload[1 : len(payload) - payload[0]]
-                self._data += payload
-                self._refill(len(payload))
-                if flags & _END_STREAM:
-                    self._fail("the daemon ended the stream")
-            elif kind == _HEADERS and stream == _STREAM and flags & _END_STREAM:
-                self._fail("the daemon ended the stream (trailers)")
-            elif kind == _RST_STREAM and stream == _STREAM:
-                self._fail(f"the daemon reset the stream (error {int.from_bytes(payload[:4], 'big')})")
-            elif kind == _GOAWAY:
-                self._fail("the daemon closed the connection (GOAWAY)")
-            elif kind == _SETTINGS and not flags & _ACK:
-                self._settings(payload)
-            elif kind == _PING and not flags & _ACK:
-                with self._write:
-                    self._send(_frame(_PING, _ACK, 0, payload))
-            elif kind == _WINDOW_UPDATE:
-                increment = int.from_bytes(payload[:4], "big") & _MAX_WINDOW
-                with self._write:
-                    if stream == 0:
-                        self._send_conn += increment
-                    elif stream == _STREAM:
-                        self._send_stream += increment
-                    self._window_cond.notify_all()
+            message = self._buffered_message()
+            if message is not None:
+                return message
+            self._step(end)
+
+    def _buffered_message(self) -> Optional[bytes]:
+        if len(self._data) >= 5:
+            length = int.from_bytes(self._data[1:5], "big")
+            if len(self._data) >= 5 + length:
+                message = bytes(self._data[5 : 5 + length])
+                del self._data[: 5 + length]
+                return message
+        return None
+
+    def _frame_buffered(self) -> bool:
+        b = self._buffer
+        return len(b) >= 9 and len(b) >= 9 + int.from_bytes(b[:3], "big")
+
+    def _step(self, end: float) -> None:
+        """Reads one frame and does what it says."""
+        kind, flags, stream, payload = self._frame(end)
+        if kind == _DATA and stream == _STREAM:
+            if flags & _PADDED:
+                payload = payload[1 : len(payload) - payload[0]]
+            self._data += payload
+            self._refill(len(payload))
+            if flags & _END_STREAM:
+                self._fail("the daemon ended the stream")
+        elif kind == _HEADERS and stream == _STREAM and flags & _END_STREAM:
+            self._fail("the daemon ended the stream (trailers)")
+        elif kind == _RST_STREAM and stream == _STREAM:
+            self._fail(f"the daemon reset the stream (error {int.from_bytes(payload[:4], 'big')})")
+        elif kind == _GOAWAY:
+            self._fail("the daemon closed the connection (GOAWAY)")
+        elif kind == _SETTINGS and not flags & _ACK:
+            self._settings(payload)
+        elif kind == _PING and not flags & _ACK:
+            with self._write:
+                self._send(_frame(_PING, _ACK, 0, payload))
+        elif kind == _WINDOW_UPDATE:
+            increment = int.from_bytes(payload[:4], "big") & _MAX_WINDOW
+            with self._write:
+                if stream == 0:
+                    self._send_conn += increment
+                elif stream == _STREAM:
+                    self._send_stream += increment
+                self._window_cond.notify_all()
 
     def _fail(self, why: str):
         self._break(why)
@@ -414,7 +476,8 @@ def _leading_id(message: bytes) -> tuple[int, int]:
 
 
 class Sessions:
-    """The stream of one replica: opened on first use, again after a cool-off once broken."""
+    """The stream of one replica: opened on first use, again after a cool-off once broken,
+    and used from the call after the one that opened it."""
 
     def __init__(self, address: str, token: Optional[str]) -> None:
         self.target = host_port(address)
@@ -441,8 +504,9 @@ class Sessions:
                 self._stream = Stream(*self.target, self.address, self.token, timeout)
             except (OSError, Broken):
                 self.failed()
-                return None
-            return self._stream
+            # The unary call answers this one while the daemon sets the new stream up (a
+            # first Acquire on it would wait for that, within the caller's deadline).
+            return None
 
     def failed(self) -> None:
         """The stream broke: the unary call answers for a while."""

@@ -11,6 +11,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
+from daemon import Daemon
 from resilient_circuit_client import CircuitProtectorPolicy
 from resilient_circuit_client import _session
 from resilient_circuit_client._generated import (
@@ -51,7 +52,7 @@ def test_threads_share_the_stream_and_each_gets_its_own_answer(address, key):
     def noop():
         return None
 
-    noop()
+    noop()  # opens the stream, the unary Acquire answering
     sessions = policy._rt.conn.replica.sessions
     stream = sessions._stream
     assert stream is not None and stream.broken is None, "the first call did not open the stream"
@@ -107,17 +108,19 @@ def test_a_broken_stream_hands_the_call_to_the_unary_acquire(address, key, monke
     def noop():
         return None
 
-    noop()
+    noop()  # opens the stream
+    noop()  # the stream answers
     sessions = policy._rt.conn.replica.sessions
     first = sessions._stream
     first.sock.shutdown(2)  # as a daemon closing the connection would
     noop()  # the unary Acquire answers this one
     assert first.broken is not None
-    noop()  # a new stream answers this one
+    noop()  # opens a new stream
+    noop()  # which answers
     assert sessions._stream is not first and sessions._stream.broken is None
     assert policy.fallback_decisions == 0
     policy.close()
-    assert view(address, key).counters.successes == 3
+    assert view(address, key).counters.successes == 5
 
 
 def test_the_stream_carries_the_token(guarded, key):  # noqa: F811 - the fixture
@@ -143,3 +146,25 @@ def test_a_stream_the_daemon_refuses_is_broken_not_an_answer(guarded, key):  # n
             stream.acquire(_session.acquire_field(key), key, 5)
     finally:
         stream.close()
+
+
+def test_an_idle_stream_does_not_hold_up_the_daemons_shutdown(circuitd_bin, key):
+    # With a grace period far beyond the stop's deadline, the daemon exits by itself only
+    # once every connection closed: an idle client must close the stream the daemon ended.
+    own = Daemon(circuitd_bin, extra=("--shutdown-grace", "1h"))
+    try:
+        policy = CircuitProtectorPolicy(resource_key=key, address=own.address, cached=False, acquire_deadline=PATIENT)
+
+        @policy
+        def noop():
+            return None
+
+        noop()
+        noop()
+        policy.close()
+        stream = policy._rt.conn.replica.sessions._stream
+        assert stream is not None and stream.broken is None
+    finally:
+        code = own.stop(deadline=DEADLINE)
+    assert code == 0, "the daemon waited for the idle stream (killed at the deadline)"
+    assert stream.broken is not None

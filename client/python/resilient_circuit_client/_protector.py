@@ -258,14 +258,16 @@ class Runtime:
         """One Acquire on the replica's Session stream, else (no stream, or it broke) by the
         unary call, which then says why the daemon could not be asked."""
         sessions = replica.sessions
+        stream = sessions.live() if sessions is not None else None
+        if stream is not None:
+            try:
+                return stream.acquire(self._acquire_field, self.name, left())
+            except Broken:
+                pass
+        response = replica.protectors.Acquire(protector_pb2.AcquireRequest(name=self.name), timeout=left())
         if sessions is not None:
-            stream = sessions.stream(left())
-            if stream is not None:
-                try:
-                    return stream.acquire(self._acquire_field, self.name, left())
-                except Broken:
-                    sessions.failed()
-        return replica.protectors.Acquire(protector_pb2.AcquireRequest(name=self.name), timeout=left())
+            sessions.open(max(left(), self.acquire_deadline))
+        return response
 
     def acquire(self) -> tuple[str, object]:
         """A ticket to resolve with the call's outcome, or ProtectedCallError."""

@@ -9,9 +9,10 @@ on the daemon's Session RPC (proto/SEMANTICS.md: pipelined Acquires, each answer
 with the unary call's semantics, correlated by id) through this minimal HTTP/2 client:
 one connection and one stream per replica, each request one DATA frame written by the
 caller, each answer read by a caller from the socket with the call's deadline as the
-socket's timeout. No handoff between threads: about 15 µs of client CPU a call. The
-stream is opened by a call that the unary Acquire answers (the daemon sets the stream up
-meanwhile), and used from the next call on.
+socket's timeout. No handoff between threads: about 15 µs of client CPU a call. A
+stream is opened after a call the unary Acquire answered (the daemon sets it up while
+the caller runs its function; opening it first would spend the call's deadline on it),
+and used from the next call on.
 
 It does only what the stream needs. Requests are one HEADERS frame (HPACK literals, never
 indexed, so this side keeps no table) and DATA frames; it acknowledges SETTINGS and PING,
@@ -158,6 +159,7 @@ class Stream:
             + (_literal(b"authorization", f"Bearer {token}".encode()) if token else b"")
         )
         self.broken: Optional[str] = None
+        self.broken_at = 0.0
         # Reentrant: a write that fails breaks the stream, which wakes writers waiting on a window.
         self._write = threading.RLock()
         self._cond = threading.Condition()
@@ -237,6 +239,7 @@ class Stream:
         with self._cond:
             if self.broken is None:
                 self.broken = why
+                self.broken_at = time.monotonic()
             self._cond.notify_all()
         with self._window_cond:
             self._window_cond.notify_all()
@@ -476,8 +479,8 @@ def _leading_id(message: bytes) -> tuple[int, int]:
 
 
 class Sessions:
-    """The stream of one replica: opened on first use, again after a cool-off once broken,
-    and used from the call after the one that opened it."""
+    """The stream of one replica: opened after a call the unary Acquire answered, used from
+    the next call on, and opened again (after COOL_OFF) once it broke."""
 
     def __init__(self, address: str, token: Optional[str]) -> None:
         self.target = host_port(address)
@@ -487,30 +490,29 @@ class Sessions:
         self._stream: Optional[Stream] = None
         self._retry_at = 0.0
 
-    def stream(self, timeout: float) -> Optional[Stream]:
-        """The live stream, a new one, or None (cooling off, or not for this address)."""
+    def live(self) -> Optional[Stream]:
+        """The stream to ask on, if one is open."""
         s = self._stream
-        if s is not None and s.broken is None:
-            return s
+        return s if s is not None and s.broken is None else None
+
+    def open(self, timeout: float) -> None:
+        """Opens a stream for the next calls, unless one is open or the last one broke (or
+        could not be opened) less than COOL_OFF ago. Called once a unary call answered, so
+        the daemon sets the stream up while the caller runs its function, never within a
+        call's deadline."""
         if self.target is None or time.monotonic() < self._retry_at:
-            return None
+            return
         with self._lock:
             s = self._stream
-            if s is not None and s.broken is None:
-                return s
-            if time.monotonic() < self._retry_at:
-                return None
+            now = time.monotonic()
+            if s is not None and (s.broken is None or now < s.broken_at + COOL_OFF):
+                return
+            if now < self._retry_at:
+                return
             try:
                 self._stream = Stream(*self.target, self.address, self.token, timeout)
             except (OSError, Broken):
-                self.failed()
-            # The unary call answers this one while the daemon sets the new stream up (a
-            # first Acquire on it would wait for that, within the caller's deadline).
-            return None
-
-    def failed(self) -> None:
-        """The stream broke: the unary call answers for a while."""
-        self._retry_at = time.monotonic() + COOL_OFF
+                self._retry_at = time.monotonic() + COOL_OFF
 
     def close(self) -> None:
         s = self._stream

@@ -265,9 +265,14 @@ class Stream:
             answer = self._wait(i, end)
         except BaseException:
             with self._cond:
+                # An answer a reader stored after this caller stopped waiting is a late one.
+                late = self._answers.pop(i, None)
                 if i in self._waiting:
                     self._waiting.discard(i)
-                    self._abandon(i, name)
+                    if late is None:
+                        self._abandon(i, name)
+            if late is not None:
+                self._release_late_trial(name, late)
             raise
         response = protector_pb2.SessionResponse.FromString(answer)
         if response.HasField("error"):
@@ -352,8 +357,12 @@ class Stream:
             report = protector_pb2.SessionRequest(
                 id=0, report=protector_pb2.ReportRequest(name=name, permit=permit, outcome=_IGNORED)
             )
-            # Its answer (id 0) is read and dropped like any other nobody waits for.
-            self._request(report.SerializeToString(), time.monotonic() + 1.0)
+            # Its answer (id 0) is read and dropped like any other nobody waits for. On a
+            # stream that broke meanwhile the daemon releases the permit itself.
+            try:
+                self._request(report.SerializeToString(), time.monotonic() + 1.0)
+            except (Broken, SessionRpcError):
+                pass
 
     # -- reading ------------------------------------------------------------------------
 

@@ -290,13 +290,28 @@ class Stream:
         payload = b"\x00" + struct.pack(">I", len(message)) + message
         with self._write:
             while min(self._send_conn, self._send_stream) < len(payload):
-                # The windows reopen as a reader takes the daemon's WINDOW_UPDATEs.
+                # The windows reopen as a reader takes the daemon's WINDOW_UPDATEs. When
+                # nobody reads (every caller is here, and the update came after the last
+                # answer read), this writer reads until they do.
                 left = end - time.monotonic()
                 if self.broken is not None:
                     raise Broken(self.broken)
                 if left <= 0:
                     raise SessionRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "the daemon's flow-control window is closed")
-                self._window_cond.wait(left)
+                with self._cond:
+                    reader = not self._reading
+                    self._reading = True
+                if not reader:
+                    self._window_cond.wait(left)
+                    continue
+                try:
+                    self._step(end)
+                    while (message := self._buffered_message()) is not None:
+                        self._deliver(message)
+                finally:
+                    with self._cond:
+                        self._reading = False
+                        self._cond.notify_all()
             self._send_conn -= len(payload)
             self._send_stream -= len(payload)
             self._send(_frame(_DATA, 0, _STREAM, payload))

@@ -169,3 +169,16 @@ def test_an_idle_stream_does_not_hold_up_the_daemons_shutdown(circuitd_bin, key)
         code = own.stop(deadline=DEADLINE)
     assert code == 0, "the daemon waited for the idle stream (killed at the deadline)"
     assert stream.broken is not None
+
+
+def test_a_writer_that_finds_the_window_closed_reads_the_update_itself(address, key):
+    # Requests written and never read for: the daemon reopens its flow-control window by
+    # WINDOW_UPDATEs that only a reader takes. Far more than its initial 64 KiB.
+    stream = _session.Stream(*_session.host_port(address), address, None, 5)
+    try:
+        message = b"\x08\x00" + _session.acquire_field(f"{key}-absent")
+        for _ in range(200_000 // len(message) + 1):
+            stream._request(message, time.monotonic() + DEADLINE)
+        assert stream.broken is None
+    finally:
+        stream.close()

@@ -115,27 +115,22 @@ def _literal(name: bytes, value: bytes, index: int = 0) -> bytes:
     return _integer(index, 4, 0) + (b"" if index else string(name)) + string(value)
 
 
-def _integer(value: int, prefix: int, first: int) -> bytes:
-    """An HPACK integer with a `prefix`-bit prefix (RFC 7541, 5.1)."""
-    limit = (1 << prefix) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _varint(value: int) -> bytes:
+    """A protobuf varint, which is also how an HPACK integer continues past its prefix."""
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def _integer(value: int, prefix: int, first: int) -> bytes:
+    """An HPACK integer with a `prefix`-bit prefix (RFC 7541, 5.1)."""
+    limit = (1 << prefix) - 1
+    if value < limit:
+        return bytes((first | value,))
+    return bytes((first | limit,)) + _varint(value - limit)
 
 
 def acquire_field(name: str) -> bytes:
@@ -272,7 +267,7 @@ class Stream:
                     if late is None:
                         self._abandon(i, name)
             if late is not None:
-                self._release_late_trial(name, late)
+                self._release_late_trial(name, late, reading=False)
             raise
         response = protector_pb2.SessionResponse.FromString(answer)
         if response.HasField("error"):
@@ -285,8 +280,9 @@ class Stream:
         if len(self._abandoned) > ABANDONED_MAX:
             del self._abandoned[next(iter(self._abandoned))]
 
-    def _request(self, message: bytes, end: float) -> None:
-        """Writes one gRPC message as a DATA frame, within the daemon's send windows."""
+    def _request(self, message: bytes, end: float, reading: bool = False) -> None:
+        """Writes one gRPC message as a DATA frame, within the daemon's send windows;
+        `reading` when the caller is the stream's reader already."""
         payload = b"\x00" + struct.pack(">I", len(message)) + message
         with self._write:
             while min(self._send_conn, self._send_stream) < len(payload):
@@ -298,6 +294,9 @@ class Stream:
                     raise Broken(self.broken)
                 if left <= 0:
                     raise SessionRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "the daemon's flow-control window is closed")
+                if reading:
+                    self._step(end)
+                    continue
                 with self._cond:
                     reader = not self._reading
                     self._reading = True
@@ -360,10 +359,10 @@ class Stream:
                 return i
             name = self._abandoned.pop(i, None)
         if name is not None:
-            self._release_late_trial(name, message)
+            self._release_late_trial(name, message, reading=True)
         return None
 
-    def _release_late_trial(self, name: str, message: bytes) -> None:
+    def _release_late_trial(self, name: str, message: bytes, reading: bool) -> None:
         response = protector_pb2.SessionResponse.FromString(message)
         if not response.HasField("acquire"):
             return
@@ -375,7 +374,7 @@ class Stream:
             # Its answer (id 0) is read and dropped like any other nobody waits for. On a
             # stream that broke meanwhile the daemon releases the permit itself.
             try:
-                self._request(report.SerializeToString(), time.monotonic() + 1.0)
+                self._request(report.SerializeToString(), time.monotonic() + 1.0, reading)
             except (Broken, SessionRpcError):
                 pass
 

@@ -12,8 +12,9 @@ what the Watch stream says about the daemon:
   daemon has left are judged stale there, exactly as CLOSED permits of that generation.
 - **Remote path.** Otherwise (not cached, OPEN, HALF_OPEN, an override, the stream not
   live) each call is an Acquire under the acquire deadline (50 ms): the call's one round
-  trip, on the replica's Session stream when one is open (`_session`), else unary. The outcome of a permit admitted in CLOSED (or under DISABLED) goes the cached
-  path's way, a SUCCESS counted for the batcher, a FAILURE (or IGNORED) sent at once
+  trip, on the replica's Session stream when one is open (`_session`), else unary. The
+  outcome of a permit admitted in CLOSED (or under DISABLED) goes the cached path's way,
+  a SUCCESS counted for the batcher, a FAILURE (or IGNORED) sent at once
   after the pending successes. Every HALF_OPEN trial is the daemon's; its outcome is a
   Report of its own (only a Report releases a trial), after the pending successes.
 - **Fallback.** When the daemon cannot be asked in time, or the link is in its backoff

@@ -182,3 +182,11 @@ def test_a_writer_that_finds_the_window_closed_reads_the_update_itself(address, 
         assert stream.broken is None
     finally:
         stream.close()
+
+
+def test_only_plain_host_port_addresses_get_a_stream():
+    assert _session.host_port("127.0.0.1:50051") == ("127.0.0.1", 50051)
+    assert _session.host_port("[::1]:50051") == ("::1", 50051)
+    assert _session.host_port("daemon.internal:7") == ("daemon.internal", 7)
+    for other in ["dns:///daemon:50051", "unix:/run/circuitd.sock", "daemon", ":50051", "daemon:port"]:
+        assert _session.host_port(other) is None, other

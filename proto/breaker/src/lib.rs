@@ -30,8 +30,11 @@
 //!   persistence ([`ProtectorState`]), `machine/trials.rs` the trial permits in flight,
 //!   indexed by id and by expiry ([`TrialPermits`]).
 
+mod fraction;
 pub mod machine;
 pub mod policy;
+pub mod replay;
+pub mod rules;
 pub mod window;
 
 #[cfg(test)]
@@ -42,8 +45,10 @@ pub use machine::{
     OverrideKind, Permit, Protector, ProtectorState, ReportResult, Status, Transition, TransitionReason,
     TrialPermits,
 };
-pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicySpec};
-pub use window::Window;
+pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicyError, PolicySpec};
+pub use replay::{History, HistoryEntry, Replay, replay};
+pub use rules::{InvalidRules, Multiplier, Rules};
+pub use window::{TimeWindow, Window};
 
 /// An instant, as the duration since the Unix epoch (UTC). The daemon derives it from a
 /// monotonic clock anchored to the wall clock at start, so it never goes backwards while

@@ -13,16 +13,19 @@ mod batch;
 mod invariants;
 mod library;
 mod model;
+mod model_rules;
 mod overrides;
 mod props;
+mod replays;
+mod rules;
 mod transitions;
 mod validation;
 
 use std::time::Duration;
 
 use super::{
-    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Status, Time,
-    Transition,
+    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Rules, Status,
+    Time, Transition,
 };
 
 /// A fraction n/d as a policy spec gives it.

@@ -166,7 +166,7 @@ impl TimeWindow {
     /// An empty window over `duration` (the policy checks 1 s to 1 h).
     pub fn new(duration: Duration) -> TimeWindow {
         let width_ms: u64 = if duration <= FINE_UP_TO { 100 } else { 1_000 };
-        let span = u64::try_from(duration.as_millis().div_ceil(u128::from(width_ms)))
+        let span = u64::try_from(duration.as_nanos().div_ceil(u128::from(width_ms) * 1_000_000))
             .unwrap_or(u64::MAX)
             .max(1);
         TimeWindow {

@@ -207,7 +207,10 @@ impl Policy {
     }
     /// The slow-call rule: (duration at or above which a call is slow, rate that trips).
     pub fn slow_calls(&self) -> Option<(Duration, Fraction)> {
-        self.rules.rules.slow_call_duration.zip(self.rules.slow_call_limit)
+        self.rules
+            .rules
+            .slow_call_duration
+            .zip(self.rules.slow_call_limit)
     }
     /// Whether a call of `duration` is slow under this policy.
     pub fn is_slow(&self, duration: Option<Duration>) -> bool {

@@ -5,9 +5,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::Time;
 use crate::machine::{Change, Decision, Outcome, Protector, Transition};
 use crate::policy::Policy;
-use crate::Time;
 
 /// One call of a history: when it was reported, how it went, how long it took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +81,11 @@ pub fn replay<'a>(policy: Policy, history: impl IntoIterator<Item = &'a HistoryE
     let mut p = Protector::new(policy);
     let mut out = Replay::default();
     let keep = |changes: Vec<Change>, out: &mut Replay| {
-        out.transitions.extend(changes.into_iter().filter_map(|c| match c {
-            Change::Transition(t) => Some(t),
-            Change::OverrideExpired { .. } => None,
-        }))
+        out.transitions
+            .extend(changes.into_iter().filter_map(|c| match c {
+                Change::Transition(t) => Some(t),
+                Change::OverrideExpired { .. } => None,
+            }))
     };
     for entry in history {
         let acquired = p.acquire(entry.at);

@@ -24,8 +24,8 @@ mod validation;
 use std::time::Duration;
 
 use super::{
-    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Rules, Status,
-    Time, Transition,
+    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Rules,
+    Status, Time, Transition,
 };
 
 /// A fraction n/d as a policy spec gives it.

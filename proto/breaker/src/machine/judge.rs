@@ -40,7 +40,13 @@ impl Protector {
     /// Checks the rules of the current status after `outcome` (slow or not) was recorded
     /// at `at`; `expired` when it is an expired trial permit. When several rules hold, the
     /// older rule's reason wins (section 2a).
-    pub(super) fn evaluate(&mut self, outcome: Outcome, slow: bool, at: Time, expired: bool) -> Option<Transition> {
+    pub(super) fn evaluate(
+        &mut self,
+        outcome: Outcome,
+        slow: bool,
+        at: Time,
+        expired: bool,
+    ) -> Option<Transition> {
         if self.override_.is_some() || outcome == Outcome::Ignored {
             return None;
         }

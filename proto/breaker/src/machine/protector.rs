@@ -180,7 +180,9 @@ impl Protector {
         let decision = match decision {
             // Shadow: answer yes, but say no as the live machine would (section 2a). An
             // operator's FORCED_OPEN is obeyed all the same.
-            Decision::Rejected { reason, .. } if self.policy.shadow() && reason != DecisionReason::ForcedOpen => {
+            Decision::Rejected { reason, .. }
+                if self.policy.shadow() && reason != DecisionReason::ForcedOpen =>
+            {
                 would_reject = Some(reason);
                 Decision::Admitted {
                     permit: self.untracked_permit(),

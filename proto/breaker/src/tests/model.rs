@@ -206,7 +206,10 @@ impl Model {
                     self.trials.retain(|(t, _)| *t != id);
                     self.counters.expired_permits += 1;
                     self.record(Outcome::Failure, None, at);
-                    changes.extend(self.judge(Outcome::Failure, false, at, true).map(Change::Transition));
+                    changes.extend(
+                        self.judge(Outcome::Failure, false, at, true)
+                            .map(Change::Transition),
+                    );
                 }
                 _ => {
                     let t = self.enter(Status::HalfOpen, TransitionReason::CooldownElapsed, at, None);
@@ -295,7 +298,9 @@ impl Model {
         }
         // Shadow: what the live machine would refuse goes ahead, saying so.
         match decision {
-            Decision::Rejected { reason, .. } if self.rules.shadow && reason != DecisionReason::ForcedOpen => {
+            Decision::Rejected { reason, .. }
+                if self.rules.shadow && reason != DecisionReason::ForcedOpen =>
+            {
                 let permit = untracked;
                 (Decision::Admitted { permit, reason }, changes, Some(reason))
             }

@@ -25,7 +25,10 @@ impl Model {
             return (0, 0, 0);
         };
         let bucket = |t: Time| t.as_millis() / width;
-        let inside = self.timed.iter().filter(|(t, _, _)| bucket(*t) + span > bucket(newest));
+        let inside = self
+            .timed
+            .iter()
+            .filter(|(t, _, _)| bucket(*t) + span > bucket(newest));
         inside.fold((0, 0, 0), |(c, f, s), &(_, failed, slow)| {
             (c + 1, f + u64::from(failed), s + u64::from(slow))
         })
@@ -68,7 +71,13 @@ impl Model {
     }
 
     /// The rules of the current status, after `outcome` was recorded at `at`.
-    pub(super) fn judge(&mut self, outcome: Outcome, slow: bool, at: Time, expired: bool) -> Option<Transition> {
+    pub(super) fn judge(
+        &mut self,
+        outcome: Outcome,
+        slow: bool,
+        at: Time,
+        expired: bool,
+    ) -> Option<Transition> {
         if self.override_.is_some() || outcome == Outcome::Ignored {
             return None;
         }
@@ -90,11 +99,17 @@ impl Model {
                 };
                 let failed = outcome == Outcome::Failure;
                 let streak = self.rules.consecutive_failures;
-                let reason = if failed && full && reached(self.spec.failure_limit, failures as usize, calls as usize) {
+                let reason = if failed
+                    && full
+                    && reached(self.spec.failure_limit, failures as usize, calls as usize)
+                {
                     TransitionReason::FailureLimit
                 } else if failed && streak > 0 && self.consecutive_failures >= u64::from(streak) {
                     TransitionReason::ConsecutiveFailures
-                } else if slow && full && slow_limit.is_some_and(|l| reached(l, slows as usize, calls as usize)) {
+                } else if slow
+                    && full
+                    && slow_limit.is_some_and(|l| reached(l, slows as usize, calls as usize))
+                {
                     TransitionReason::SlowCalls
                 } else {
                     return None;
@@ -113,7 +128,11 @@ impl Model {
                 let slows = self.slow.iter().filter(|s| **s).count();
                 let too_slow = slow_limit.is_some_and(|l| reached(l, slows, len));
                 let (to, reason) = if expired {
-                    let to = if close && !too_slow { Status::Closed } else { Status::Open };
+                    let to = if close && !too_slow {
+                        Status::Closed
+                    } else {
+                        Status::Open
+                    };
                     (to, TransitionReason::PermitExpired)
                 } else if !close {
                     (Status::Open, TransitionReason::TrialsFailed)
@@ -149,7 +168,9 @@ impl Model {
         }
         let nanos = self.last_open.as_nanos() * thousandths / 1_000;
         let grown = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        grown.min(self.rules.max_cooldown.unwrap_or(THIRTY_DAYS)).min(THIRTY_DAYS)
+        grown
+            .min(self.rules.max_cooldown.unwrap_or(THIRTY_DAYS))
+            .min(THIRTY_DAYS)
     }
 
     /// The cooldown in force.

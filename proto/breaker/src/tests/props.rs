@@ -374,7 +374,9 @@ impl Run {
         prop_assert_eq!(r.policy().spec(), m.spec);
         prop_assert_eq!(r.policy().rules(), m.rules);
         prop_assert_eq!(r.window().iter_slow().collect::<Vec<_>>(), m.slow.clone());
-        let time = r.time_window().map_or((0, 0, 0), |t| (t.calls(), t.failures(), t.slow()));
+        let time = r
+            .time_window()
+            .map_or((0, 0, 0), |t| (t.calls(), t.failures(), t.slow()));
         prop_assert_eq!(time, m.time_totals());
         prop_assert_eq!(r.cooldown_in_force(), m.cooldown_in_force());
         Ok(())

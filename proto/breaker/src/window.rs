@@ -219,6 +219,13 @@ impl TimeWindow {
         let bucket = match self.buckets.back_mut() {
             Some(b) if b.index == index => b,
             _ => {
+                if self.buckets.len() == self.buckets.capacity() {
+                    // Grow by doubling, but never past the span: the memory bound is the
+                    // bucket count, not the next power of two above it.
+                    let span = usize::try_from(self.span).unwrap_or(usize::MAX);
+                    let want = (self.buckets.len() * 2).clamp(4, span.max(4));
+                    self.buckets.reserve_exact(want - self.buckets.len());
+                }
                 self.buckets.push_back(Bucket {
                     index,
                     calls: 0,

@@ -48,13 +48,20 @@ fn one_call(p: &mut Protector, n: u64) {
     let Decision::Admitted { permit, .. } = p.acquire(now).decision else {
         panic!("a bench call was rejected")
     };
-    let outcome = if n % 8 == 0 { Outcome::Failure } else { Outcome::Success };
+    let outcome = if n.is_multiple_of(8) {
+        Outcome::Failure
+    } else {
+        Outcome::Success
+    };
     black_box(p.report_timed(permit, outcome, Some(Duration::from_millis(20)), now));
 }
 
 fn record(c: &mut Criterion) {
     let mut group = c.benchmark_group("record");
-    for (name, rules) in [("count_window", Rules::default()), ("time_window_slow_streak", rich())] {
+    for (name, rules) in [
+        ("count_window", Rules::default()),
+        ("time_window_slow_streak", rich()),
+    ] {
         let mut p = Protector::new(Policy::try_with(spec(), rules).expect("bench policy is valid"));
         let mut n = 1;
         group.bench_function(name, |b| {
@@ -91,7 +98,9 @@ fn what_if(c: &mut Criterion) {
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(history.len() as u64));
     group.sample_size(20);
-    group.bench_function("100k", |b| b.iter(|| black_box(replay(candidate, black_box(&history)))));
+    group.bench_function("100k", |b| {
+        b.iter(|| black_box(replay(candidate, black_box(&history))))
+    });
     group.finish();
 }
 

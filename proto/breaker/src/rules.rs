@@ -48,7 +48,7 @@ impl Multiplier {
     /// not a finite number in u32 thousandths.
     pub fn from_f64(m: f64) -> Option<Multiplier> {
         let t = (m * 1_000.0).round();
-        (t.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&t)).then(|| Multiplier(t as u32))
+        (t.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&t)).then_some(Multiplier(t as u32))
     }
 
     /// The value in thousandths.

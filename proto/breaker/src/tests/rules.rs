@@ -456,12 +456,22 @@ fn a_multiplier_is_exact_in_thousandths() {
 
 #[test]
 fn an_hour_long_window_holds_at_most_its_span_of_buckets() {
-    let mut p = with(|s| s.failure_limit = (1000, 1000), |r| r.window_duration = Some(secs(3_600)));
+    let mut p = with(
+        |s| s.failure_limit = (1000, 1000),
+        |r| r.window_duration = Some(secs(3_600)),
+    );
     // Several calls in every bucket of two hours: memory stops at the span.
     for n in 0..7_200 * 4 {
         call(&mut p, Outcome::Success, None, at(n * 250));
     }
     let t = p.time_window().unwrap();
-    assert_eq!((t.span(), t.buckets().count(), t.calls()), (3_600, 3_600, 3_600 * 4));
-    assert!(t.heap_bytes() <= 3_600 * std::mem::size_of::<crate::window::Bucket>(), "{}", t.heap_bytes());
+    assert_eq!(
+        (t.span(), t.buckets().count(), t.calls()),
+        (3_600, 3_600, 3_600 * 4)
+    );
+    assert!(
+        t.heap_bytes() <= 3_600 * std::mem::size_of::<crate::window::Bucket>(),
+        "{}",
+        t.heap_bytes()
+    );
 }

@@ -248,6 +248,15 @@ impl TimeWindow {
         }
     }
 
+    /// Empties the window, keeping its bucket storage.
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+        self.latest = 0;
+        self.calls = 0;
+        self.failures = 0;
+        self.slow = 0;
+    }
+
     /// Calls in the window (as of the last record or expire).
     pub fn calls(&self) -> u64 {
         self.calls

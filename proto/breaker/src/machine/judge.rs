@@ -115,9 +115,22 @@ impl Protector {
         }
     }
 
-    /// An empty time window if the policy has one.
-    pub(super) fn fresh_time_window(&self) -> Option<TimeWindow> {
-        self.policy.window_duration().map(TimeWindow::new)
+    /// Empties the time window, or makes the one the policy asks for. An existing window of
+    /// the same shape is emptied in place, so a protector that trips and recovers keeps its
+    /// bucket storage instead of allocating it again.
+    pub(super) fn reset_time_window(&mut self) {
+        match (self.policy.window_duration(), &mut self.time_window) {
+            (Some(d), Some(tw)) => {
+                let fresh = TimeWindow::new(d);
+                if (tw.width(), tw.span()) == (fresh.width(), fresh.span()) {
+                    tw.clear();
+                } else {
+                    **tw = fresh;
+                }
+            }
+            (Some(d), None) => self.time_window = Some(Box::new(TimeWindow::new(d))),
+            (None, _) => self.time_window = None,
+        }
     }
 
     /// How long an OPEN entered now lasts: `open_for` if given (manual), the previous
@@ -152,7 +165,7 @@ impl Protector {
         match to {
             Status::Closed => {
                 self.window = Window::new(self.window_size_for(to));
-                self.time_window = self.fresh_time_window();
+                self.reset_time_window();
                 self.consecutive_failures = 0;
                 self.open_until = None;
             }
@@ -169,7 +182,7 @@ impl Protector {
                     self.open_for = self.policy.cooldown();
                 }
                 self.window = Window::new(self.window_size_for(to));
-                self.time_window = self.fresh_time_window();
+                self.reset_time_window();
                 self.open_until = None;
             }
         }

@@ -20,7 +20,8 @@ pub struct Protector {
     pub(super) open_until: Option<Time>,
     pub(super) window: Window,
     /// With a `window_duration`: CLOSED's window (section 2a); OPEN keeps it frozen.
-    pub(super) time_window: Option<TimeWindow>,
+    /// Boxed: a protector without one pays a word, not the window's fields.
+    pub(super) time_window: Option<Box<TimeWindow>>,
     pub(super) consecutive_failures: u64,
     /// Outstanding trial permits (ids only grow).
     pub(super) trials: TrialPermits,
@@ -52,7 +53,7 @@ impl Protector {
     pub fn new(policy: Policy) -> Protector {
         Protector {
             window: Window::new(policy.closed_window()),
-            time_window: policy.window_duration().map(TimeWindow::new),
+            time_window: policy.window_duration().map(|d| Box::new(TimeWindow::new(d))),
             policy,
             status: Status::Closed,
             generation: 1,
@@ -89,7 +90,7 @@ impl Protector {
     }
     /// CLOSED's time window, if the policy has one (kept frozen while OPEN).
     pub fn time_window(&self) -> Option<&TimeWindow> {
-        self.time_window.as_ref()
+        self.time_window.as_deref()
     }
     /// The cooldown in force (section 2a): in CLOSED the one the next trip will use, the
     /// policy's `cooldown`; otherwise the length of the latest OPEN, which a reopening from
@@ -356,7 +357,7 @@ impl Protector {
         self.advance(now, &mut changes);
         self.policy = policy;
         self.window = Window::new(self.window_size_for(self.status));
-        self.time_window = self.fresh_time_window();
+        self.reset_time_window();
         self.advance(now, &mut changes);
         changes
     }

@@ -130,7 +130,7 @@ impl Protector {
             window: Window::from_outcomes(state.window_size, state.window),
             // Not in the plain-data form yet (section 2a, contract): a restored time
             // window starts empty, and slow marks are not restored.
-            time_window: policy.window_duration().map(TimeWindow::new),
+            time_window: policy.window_duration().map(|d| Box::new(TimeWindow::new(d))),
             consecutive_failures: state.consecutive_failures,
             trials: state.trials.into_iter().collect(),
             next_permit_id: state.next_permit_id,

@@ -150,7 +150,9 @@ impl TryFrom<v1::TransitionReason> for breaker::TransitionReason {
     type Error = Unspecified;
     fn try_from(v: v1::TransitionReason) -> Result<Self, Unspecified> {
         match v {
-            v1::TransitionReason::Unspecified => Err(Unspecified { value: v.as_str_name() }),
+            v1::TransitionReason::Unspecified => Err(Unspecified {
+                value: v.as_str_name(),
+            }),
             v1::TransitionReason::FailureLimit => Ok(Self::FailureLimit),
             v1::TransitionReason::CooldownElapsed => Ok(Self::CooldownElapsed),
             v1::TransitionReason::TrialsSucceeded => Ok(Self::TrialsSucceeded),

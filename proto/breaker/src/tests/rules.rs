@@ -1,10 +1,9 @@
 //! Table tests of the optional rules, proto/SEMANTICS.md section 2a: time window and
 //! minimum calls, consecutive failures, slow calls, which reason wins, cooldown backoff,
-//! shadow mode, and the validation of every field.
+//! shadow mode, memory; the validation of every field is `rules_validation.rs`.
 
 use super::*;
-use crate::rules::InvalidRules;
-use crate::{Multiplier, Override, OverrideKind, PolicyError, TransitionReason as R};
+use crate::{Multiplier, Override, OverrideKind, TransitionReason as R};
 
 /// A protector on the default spec and rules as changed by `spec` and `rules`.
 #[track_caller]
@@ -326,135 +325,6 @@ fn without_rules_a_policy_is_todays_policy() {
 }
 
 #[test]
-fn every_invalid_rule_names_its_field() {
-    type Edit = fn(&mut Rules);
-    let cases: [(Edit, InvalidRules, &str); 16] = [
-        (
-            |r| r.window_duration = Some(ms(999)),
-            InvalidRules::WindowTooShort,
-            "window_duration",
-        ),
-        (
-            |r| r.window_duration = Some(Duration::ZERO),
-            InvalidRules::WindowTooShort,
-            "window_duration",
-        ),
-        (
-            |r| r.window_duration = Some(secs(3_601)),
-            InvalidRules::WindowTooLong,
-            "window_duration",
-        ),
-        (
-            |r| r.minimum_calls = Some(3),
-            InvalidRules::MinimumCallsWithoutWindow,
-            "minimum_calls",
-        ),
-        (
-            |r| {
-                r.window_duration = Some(secs(1));
-                r.minimum_calls = Some(0);
-            },
-            InvalidRules::MinimumCallsOutOfRange,
-            "minimum_calls",
-        ),
-        (
-            |r| r.consecutive_failures = 10_001,
-            InvalidRules::ConsecutiveFailuresTooMany,
-            "consecutive_failures",
-        ),
-        (
-            |r| {
-                r.slow_call_duration = Some(Duration::ZERO);
-                r.slow_call_limit = Some((1, 2));
-            },
-            InvalidRules::SlowCallDurationTooShort,
-            "slow_call_duration",
-        ),
-        (
-            |r| {
-                r.slow_call_duration = Some(secs(3_601));
-                r.slow_call_limit = Some((1, 2));
-            },
-            InvalidRules::SlowCallDurationTooLong,
-            "slow_call_duration",
-        ),
-        (
-            |r| r.slow_call_duration = Some(ms(5)),
-            InvalidRules::SlowCallDurationWithoutLimit,
-            "slow_call_duration",
-        ),
-        (
-            |r| {
-                r.slow_call_duration = Some(ms(5));
-                r.slow_call_limit = Some((3, 2));
-            },
-            InvalidRules::SlowCallLimit(crate::InvalidFraction::NumeratorAboveDenominator),
-            "slow_call_limit",
-        ),
-        (
-            |r| r.slow_call_limit = Some((1, 2)),
-            InvalidRules::SlowCallLimitWithoutDuration,
-            "slow_call_limit",
-        ),
-        (
-            |r| r.cooldown_multiplier = Multiplier::thousandths(999),
-            InvalidRules::MultiplierBelowOne,
-            "cooldown_multiplier",
-        ),
-        (
-            |r| r.cooldown_multiplier = Multiplier::thousandths(100_001),
-            InvalidRules::MultiplierTooLarge,
-            "cooldown_multiplier",
-        ),
-        (
-            |r| r.max_cooldown = Some(Duration::ZERO),
-            InvalidRules::MaxCooldownTooShort,
-            "max_cooldown",
-        ),
-        (
-            |r| r.max_cooldown = Some(secs(9)),
-            InvalidRules::MaxCooldownBelowCooldown,
-            "max_cooldown",
-        ),
-        (
-            |r| r.history_size = 1_000_001,
-            InvalidRules::HistoryTooLarge,
-            "history_size",
-        ),
-    ];
-    let spec = PolicySpec {
-        cooldown: secs(10),
-        ..PolicySpec::default()
-    };
-    for (edit, why, field) in cases {
-        let mut rules = Rules::default();
-        edit(&mut rules);
-        let err = Policy::try_with(spec, rules).expect_err("invalid rules were accepted");
-        assert_eq!((err, err.field()), (PolicyError::Rules(why), field), "{rules:?}");
-        assert!(!err.to_string().is_empty());
-    }
-    // The spec is checked first, and names its own field.
-    let bad = PolicySpec {
-        failure_limit: (0, 1),
-        ..spec
-    };
-    let err = Policy::try_with(bad, Rules::default()).unwrap_err();
-    assert_eq!(err.field(), "failure_limit");
-}
-
-#[test]
-fn a_multiplier_is_exact_in_thousandths() {
-    assert_eq!(Multiplier::from_f64(1.5), Some(Multiplier::thousandths(1_500)));
-    assert_eq!(Multiplier::from_f64(f64::NAN), None);
-    assert_eq!(Multiplier::from_f64(-1.0), None);
-    assert_eq!(
-        Multiplier::thousandths(1_500).apply(ms(3)),
-        Duration::from_micros(4_500)
-    );
-    assert_eq!(Multiplier::thousandths(1_001).to_string(), "1.001");
-}
-
-#[test]
 fn an_hour_long_window_holds_at_most_its_span_of_buckets() {
     let mut p = with(
         |s| s.failure_limit = (1000, 1000),
@@ -474,4 +344,40 @@ fn an_hour_long_window_holds_at_most_its_span_of_buckets() {
         "{}",
         t.heap_bytes()
     );
+}
+
+#[test]
+fn a_timed_batch_equals_the_same_reports_one_by_one() {
+    let make = || {
+        with(
+            |s| s.failure_limit = (3, 4),
+            |r| {
+                r.window_duration = Some(secs(2));
+                r.slow_call_duration = Some(ms(100));
+                r.slow_call_limit = Some((1, 2));
+            },
+        )
+    };
+    let listed = [
+        (Outcome::Success, Some(ms(150))),
+        (Outcome::Failure, None),
+        (Outcome::Success, Some(ms(99))),
+        (Outcome::Ignored, Some(ms(500))),
+        (Outcome::Failure, Some(ms(100))),
+        (Outcome::Success, Some(ms(300))),
+        (Outcome::Success, Some(ms(300))),
+    ];
+    let (mut batched, mut one_by_one) = (make(), make());
+    let r = batched.report_batch_timed(1, 1, &listed, at(10));
+    let mut reasons = Vec::new();
+    for (outcome, took) in std::iter::once((Outcome::Success, None)).chain(listed) {
+        if one_by_one.status() == Status::Closed {
+            reasons.extend(call(&mut one_by_one, outcome, took, at(10)).map(|t| t.reason));
+        }
+    }
+    assert_eq!(r.transition.map(|t| t.reason), reasons.first().copied());
+    // The seventh call (3 slow of 6 recorded) trips; the last is stale in both.
+    assert_eq!((reasons, r.accepted, r.stale), (vec![R::SlowCalls], 7, 1));
+    assert_eq!(time_window(&batched), time_window(&one_by_one));
+    assert_eq!(batched.status(), one_by_one.status());
 }

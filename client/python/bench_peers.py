@@ -9,10 +9,11 @@ Contenders, each a loop of calls to a decorated function that does nothing, on o
 ours with `cached=False` (an Acquire per call), ours cached (the default), and pybreaker
 with its Redis state storage (`CircuitRedisStorage`). They take turns for `--rounds`
 rounds, so load from elsewhere on the machine falls on all of them alike; the median of
-each is printed with its ratio to pybreaker. `--transports` also compares the two ways
-an uncached call could ask the daemon from Python: a unary Acquire, and an Acquire on a
-Session stream read by a thread that hands each answer to its caller (the only way to
-honour the call's deadline on a stream from grpc's synchronous API).
+each is printed with its ratio to pybreaker. `--transports` also compares, bare, the ways
+an uncached call could ask the daemon from Python: grpcio's unary Acquire; an Acquire on
+grpcio's Session stream, read by a thread that hands each answer to its caller (the only
+way to honour the call's deadline on a stream from grpcio's synchronous API); and the
+Session stream the client uses (`_session`: HTTP/2 over a socket the caller reads).
 """
 
 from __future__ import annotations
@@ -137,10 +138,16 @@ def transports(address: str, seconds: float) -> dict[str, float]:
             raise SystemExit("a Session Acquire took over 1 s")
         return w[1]
 
+    from resilient_circuit_client import _session
+
+    raw = _session.Stream(*_session.host_port(address), address, None, 5.0)
+    field = _session.acquire_field(name)
     rates = {
-        "unary Acquire": loop(lambda: stub.Acquire(acquire, timeout=1.0), seconds, 500),
-        "Session Acquire": loop(on_session, seconds, 500),
+        "unary Acquire (bare)": loop(lambda: stub.Acquire(acquire, timeout=1.0), seconds, 500),
+        "Session Acquire, grpcio, reader thread (bare)": loop(on_session, seconds, 500),
+        "Session Acquire, socket read by the caller (bare)": loop(lambda: raw.acquire(field, name, 1.0), seconds, 500),
     }
+    raw.close()
     requests.put(None)
     channel.close()
     return rates

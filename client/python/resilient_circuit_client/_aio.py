@@ -159,8 +159,16 @@ async def resolve(rt: Runtime, ticket: Ticket, outcome: str) -> None:
         await asyncio.to_thread(rt.resolve, ticket, outcome)
 
 
-async def call(rt: Runtime, func, args, kwargs, outcome_of: Callable[[BaseException], str]):
-    """Runs the coroutine function `func` under the protector `rt`."""
+async def call(
+    rt: Runtime,
+    func,
+    args,
+    kwargs,
+    outcome_of: Callable[[BaseException], str],
+    result_outcome: Callable[[object], str],
+):
+    """Runs the coroutine function `func` under the protector `rt`; `outcome_of` judges
+    what it raised, `result_outcome` what it returned."""
     gen = rt.fast_generation() if rt.started else 0
     ticket: Ticket = (CACHED, gen) if gen else await _acquire_shielded(rt)
     try:
@@ -171,7 +179,7 @@ async def call(rt: Runtime, func, args, kwargs, outcome_of: Callable[[BaseExcept
     except BaseException as error:
         await resolve(rt, ticket, outcome_of(error))
         raise
-    await resolve(rt, ticket, "SUCCESS")
+    await resolve(rt, ticket, result_outcome(result))
     return result
 
 

@@ -37,6 +37,7 @@ import grpc
 from ._fork import gate, inherited
 from ._generated import admin_pb2_grpc, protector_pb2, protector_pb2_grpc
 from ._link import Link
+from ._session import Sessions
 
 log = logging.getLogger("resilient_circuit_client")
 
@@ -240,6 +241,8 @@ class Replica:
             self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        # The uncached Acquire's Session stream (plaintext only; see _session).
+        self.sessions = Sessions(address, token) if tls is None else None
 
 
 class Batched(Protocol):

@@ -12,8 +12,9 @@ what the Watch stream says about the daemon:
   daemon has left are judged stale there, exactly as CLOSED permits of that generation.
 - **Remote path.** Otherwise (not cached, OPEN, HALF_OPEN, an override, the stream not
   live) each call is an Acquire under the acquire deadline (50 ms): the call's one round
-  trip. The outcome of a permit admitted in CLOSED (or under DISABLED) goes the cached
-  path's way, a SUCCESS counted for the batcher, a FAILURE (or IGNORED) sent at once
+  trip, on the replica's Session stream when one is open (`_session`), else unary. The
+  outcome of a permit admitted in CLOSED (or under DISABLED) goes the cached path's way,
+  a SUCCESS counted for the batcher, a FAILURE (or IGNORED) sent at once
   after the pending successes. Every HALF_OPEN trial is the daemon's; its outcome is a
   Report of its own (only a Report releases a trial), after the pending successes.
 - **Fallback.** When the daemon cannot be asked in time, or the link is in its backoff
@@ -42,6 +43,7 @@ from ._generated import protector_pb2, types_pb2
 from ._link import SKIP
 from ._machine import Machine, Permit
 from ._notifier import Notifier
+from ._session import Broken, acquire_field
 from ._wire import STATUS_NAMES, machine_settings, reason_name, seconds_of
 from .exceptions import ProtectedCallError, ProtectionException
 
@@ -81,6 +83,7 @@ class Runtime:
         self.acquire_deadline = acquire_deadline
         self.watch_staleness = watch_staleness
         self.status_of = status_of
+        self._acquire_field = acquire_field(name)
         self.local = Machine(**machine_settings(policy)) if fallback == "local" else None
         self._local_lock = threading.Lock()
         self.notifier = Notifier(name, fire)
@@ -240,18 +243,32 @@ class Runtime:
             call.cancel()
 
     def _ask(self, replica: Replica, left: Callable[[], float]) -> protector_pb2.AcquireResponse:
-        request = protector_pb2.AcquireRequest(name=self.name)
         if not self.ensured:
             self.ensure(left(), replica)
         try:
-            return replica.protectors.Acquire(request, timeout=left())
+            return self._acquire_on(replica, left)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
         self.ensured = False
         log.info("the daemon does not know protector %r; ensuring it again", self.name)
         self.ensure(left(), replica)
-        return replica.protectors.Acquire(request, timeout=left())
+        return self._acquire_on(replica, left)
+
+    def _acquire_on(self, replica: Replica, left: Callable[[], float]) -> protector_pb2.AcquireResponse:
+        """One Acquire on the replica's Session stream, else (no stream, or it broke) by the
+        unary call, which then says why the daemon could not be asked."""
+        sessions = replica.sessions
+        stream = sessions.live() if sessions is not None else None
+        if stream is not None:
+            try:
+                return stream.acquire(self._acquire_field, self.name, left())
+            except Broken:
+                pass
+        response = replica.protectors.Acquire(protector_pb2.AcquireRequest(name=self.name), timeout=left())
+        if sessions is not None:
+            sessions.open(max(left(), self.acquire_deadline))
+        return response
 
     def acquire(self) -> tuple[str, object]:
         """A ticket to resolve with the call's outcome, or ProtectedCallError."""

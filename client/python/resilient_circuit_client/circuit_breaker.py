@@ -40,6 +40,9 @@ Documented differences from the library:
   this process's own reports or status assignments cause, and from the Watch stream for
   the others. Transitions of a LOCAL fallback's in-process machine are not announced.
 - A late success does not end a cooldown early: the daemon fences reports by generation.
+- As in 0.8.x, a returned object with both `success` and `error` attributes (an external
+  bulkhead's ExecutionResult) counts as a FAILURE when `success` is false, unless its
+  `error` is set and `should_handle(error)` is false; coroutine functions alike.
 """
 
 from __future__ import annotations
@@ -212,15 +215,29 @@ class CircuitProtectorPolicy(ProtectionPolicy):
             return "IGNORED"
         return "FAILURE" if self.should_consider_failure(last) else "SUCCESS"
 
+    def _result_outcome(self, result: object) -> str:
+        """The outcome of a call that returned `result`, as 0.8.x judges it: an object with
+        both `success` and `error` attributes (an external bulkhead's ExecutionResult)
+        carries its outcome in them. A false `success` is a FAILURE, unless its `error`
+        is set and `should_handle(error)` says otherwise; anything else is a SUCCESS."""
+        if result is None or not (hasattr(result, "success") and hasattr(result, "error")):
+            return "SUCCESS"
+        if result.success:
+            return "SUCCESS"
+        if result.error:
+            return "FAILURE" if self.should_consider_failure(result.error) else "SUCCESS"
+        return "FAILURE"
+
     def __call__(self, func: Callable) -> Callable:
         rt = self._rt
         outcome_of = self._outcome
+        result_outcome = self._result_outcome
 
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def decorated_async(*args, **kwargs):
-                return await _aio.call(rt, func, args, kwargs, outcome_of)
+                return await _aio.call(rt, func, args, kwargs, outcome_of, result_outcome)
 
             return decorated_async
 
@@ -233,7 +250,10 @@ class CircuitProtectorPolicy(ProtectionPolicy):
                 except BaseException as error:
                     rt.resolve((CACHED, gen), outcome_of(error))
                     raise
-                rt.pending_success(gen)
+                if result is None or result_outcome(result) == "SUCCESS":
+                    rt.pending_success(gen)
+                else:
+                    rt.resolve((CACHED, gen), "FAILURE")
                 return result
             ticket = rt.acquire()
             try:
@@ -241,7 +261,7 @@ class CircuitProtectorPolicy(ProtectionPolicy):
             except BaseException as error:
                 rt.resolve(ticket, outcome_of(error))
                 raise
-            rt.resolve(ticket, "SUCCESS")
+            rt.resolve(ticket, result_outcome(result))
             return result
 
         return decorated

@@ -25,6 +25,9 @@ def main(address: str, key: str) -> int:
         failure_limit=Fraction(2, 3),
         cooldown=timedelta(seconds=30),
         on_status_change=lambda p, old, new: tripped.append(new),
+        # A busy machine must not let the fallback reject a call: this peer trips the
+        # protector by its reports, and a rejection means it did.
+        acquire_deadline=timedelta(seconds=10),
     )
 
     @policy

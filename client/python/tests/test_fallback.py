@@ -55,12 +55,19 @@ def finishes(fn, *args):
     return box[0]
 
 
+def gone_noticed(policy) -> None:
+    """Waits until the cached mode's Watch stream noticed that the daemon left: until then
+    a CLOSED call is still decided locally, by design (within the freshness bound)."""
+    assert policy._rt.unsynced.wait(LIVENESS), "the watch never noticed that the daemon left"
+
+
 def test_deny_rejects_at_once_when_the_daemon_is_gone(own_daemon, key):
     calls = []
     policy = CircuitProtectorPolicy(resource_key=key, address=own_daemon.address, fallback="deny")
     op = protected(policy, calls)
     assert op() == "ran"
     assert own_daemon.stop() == 0
+    gone_noticed(policy)
     for _ in range(5):
         result = finishes(op)
         assert isinstance(result, ProtectedCallError) and result.fallback, result
@@ -74,6 +81,7 @@ def test_allow_runs_every_call_when_the_daemon_is_gone(own_daemon, key):
     op = protected(policy, calls)
     op()
     own_daemon.stop()
+    gone_noticed(policy)
     for _ in range(3):
         with pytest.raises(ConnectionError):
             op(fail=True)

@@ -59,6 +59,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod fence;
+pub mod limits;
 pub mod registry;
 #[cfg(feature = "etcd")]
 pub mod replica;
@@ -67,6 +68,7 @@ pub mod sequencer;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod subject;
 pub mod tls;
 pub mod validate;
 pub mod watch;

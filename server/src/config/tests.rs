@@ -46,6 +46,9 @@ max_name_len = 13
 max_message_bytes = 14
 max_concurrent_streams = 15
 max_watch_names = 16
+max_watchers_per_identity = 19
+max_sessions_per_identity = 20
+max_protectors_per_identity = 21
 [watch]
 buffer = 17
 history = 18
@@ -111,6 +114,9 @@ fn file_values_replace_defaults() {
         max_concurrent_streams: 15,
         max_watch_names: 16,
         max_connections: 10_000,
+        max_watchers_per_identity: 19,
+        max_sessions_per_identity: 20,
+        max_protectors_per_identity: 21,
     };
     assert_eq!(c.limits, limits);
     let watch = WatchConfig {
@@ -205,6 +211,9 @@ fn zero_is_refused_for_every_limit_naming_its_source() {
         ("max-concurrent-streams", "limits.max_concurrent_streams"),
         ("max-watch-names", "limits.max_watch_names"),
         ("max-connections", "limits.max_connections"),
+        ("max-watchers-per-identity", "limits.max_watchers_per_identity"),
+        ("max-sessions-per-identity", "limits.max_sessions_per_identity"),
+        ("max-protectors-per-identity", "limits.max_protectors_per_identity"),
         ("watch-buffer", "watch.buffer"),
         ("watch-history", "watch.history"),
     ];
@@ -330,6 +339,8 @@ fn malformed_values_in_the_file_are_refused() {
         ("[watch]\nprogress_interval = 10\n", "progress_interval"),
         ("log_format = \"xml\"\n", "log_format"),
         ("[limits]\nmax_watchers = -1\n", "max_watchers"),
+        ("[limits]\nmax_sessions_per_identity = \"many\"\n", "max_sessions_per_identity"),
+        ("[limits]\nmax_protectors_per_identity = -2\n", "max_protectors_per_identity"),
         (
             "[[protectors]]\nname = \"a\"\ncooldown = \"1s\"\nfailure_limit = \"half\"\n",
             "invalid fraction",
@@ -491,3 +502,41 @@ mod cluster;
 mod connections;
 mod tls;
 mod tokens;
+
+#[test]
+fn per_identity_limits_come_from_the_flag_the_environment_the_file_or_the_default() {
+    let file = "[limits]\nmax_watchers_per_identity = 3\nmax_sessions_per_identity = 4\nmax_protectors_per_identity = 5\n";
+    let env = [
+        ("CIRCUITD_MAX_WATCHERS_PER_IDENTITY", "30"),
+        ("CIRCUITD_MAX_SESSIONS_PER_IDENTITY", "40"),
+        ("CIRCUITD_MAX_PROTECTORS_PER_IDENTITY", "50"),
+    ];
+    let flags = [
+        "--max-watchers-per-identity=300",
+        "--max-sessions-per-identity=400",
+        "--max-protectors-per-identity=500",
+    ];
+    let cases: [(&[&str], &[(&str, &str)], Option<&str>, [usize; 3]); 4] = [
+        (&[], &[], None, [1000, 1000, 10_000]),
+        (&["--config", "c.toml"], &[], Some(file), [3, 4, 5]),
+        (&["--config", "c.toml"], &env, Some(file), [30, 40, 50]),
+        (&flags, &env, None, [300, 400, 500]),
+    ];
+    for (argv, env, file, expected) in cases {
+        let l = load_ok(argv, env, file).config.limits;
+        assert_eq!(
+            [
+                l.max_watchers_per_identity,
+                l.max_sessions_per_identity,
+                l.max_protectors_per_identity
+            ],
+            expected,
+            "{argv:?} {env:?} {file:?}"
+        );
+    }
+    let (_, message) = load_err(&[], &[("CIRCUITD_MAX_SESSIONS_PER_IDENTITY", "0")], None);
+    assert!(
+        message.contains("CIRCUITD_MAX_SESSIONS_PER_IDENTITY") && message.contains("at least 1"),
+        "{message}"
+    );
+}

@@ -23,7 +23,7 @@ const TOKENS: [(&str, &str, &str); 3] = [
 
 /// Every RPC the daemon serves, with the role it must need (the table, written
 /// out independently of the daemon's).
-const EXPECTED: &[(&str, &str)] = &[
+pub(crate) const EXPECTED: &[(&str, &str)] = &[
     ("/resilient_circuit.v1.ProtectorService/GetProtector", "read"),
     ("/resilient_circuit.v1.ProtectorService/ListProtectors", "read"),
     ("/resilient_circuit.v1.ProtectorService/Watch", "read"),
@@ -49,7 +49,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("/resilient_circuit.v1.AdminService/DeleteProtector", "admin"),
 ];
 
-fn rank(role: &str) -> u8 {
+pub(crate) fn rank(role: &str) -> u8 {
     match role {
         "read" => 0,
         "data" => 1,
@@ -88,7 +88,11 @@ fn path(p: &Path) -> &str {
 /// Calls `method` with one empty message (any RPC kind: a stream of one request) and the
 /// `authorization` value given; the status the call was refused with, or OK when the
 /// daemon let it through to its service (which may still refuse the empty request).
-async fn call(channel: &Channel, method: &'static str, authorization: Option<&str>) -> tonic::Status {
+pub(crate) async fn call(
+    channel: &Channel,
+    method: &'static str,
+    authorization: Option<&str>,
+) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.expect("the channel is ready");
     let mut request = tonic::Request::new(tokio_stream::once(()));

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use x509_parser::objects::{oid2abbrev, oid_registry};
+use x509_parser::objects::{oid_registry, oid2abbrev};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// A certificate subject: its attributes, sorted, each `(TYPE upper-cased, value)`.
@@ -42,7 +42,10 @@ impl Subject {
             let value = attribute.as_str().map_or_else(
                 |_| {
                     let bytes = attribute.attr_value().data;
-                    format!("#{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    format!(
+                        "#{}",
+                        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    )
                 },
                 str::to_owned,
             );
@@ -113,7 +116,12 @@ fn split(text: &str) -> Result<Vec<String>, String> {
         match c {
             '\\' => match chars.next() {
                 Some(escaped @ (',' | '\\' | '=' | '+')) => parts.last_mut().map_or((), |p| p.push(escaped)),
-                other => return Err(format!("\\{} is no escape: write \\, or \\\\", other.unwrap_or(' '))),
+                other => {
+                    return Err(format!(
+                        "\\{} is no escape: write \\, or \\\\",
+                        other.unwrap_or(' ')
+                    ));
+                }
             },
             ',' => parts.push(String::new()),
             c => parts.last_mut().map_or((), |p| p.push(c)),
@@ -166,13 +174,21 @@ mod tests {
     fn a_certificate_subject_matches_its_written_form() {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::OrganizationName, "acme");
-        params.distinguished_name.push(rcgen::DnType::CommonName, "billing, eu");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "acme");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "billing, eu");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let subject = Subject::of_certificate(cert.der()).unwrap();
         assert_eq!(subject, Subject::parse("CN=billing\\, eu, O=acme").unwrap());
-        assert_eq!(Subject::parse(&subject.to_string()).unwrap(), subject, "{subject}");
+        assert_eq!(
+            Subject::parse(&subject.to_string()).unwrap(),
+            subject,
+            "{subject}"
+        );
         assert!(Subject::of_certificate(b"not a certificate").is_err());
     }
 }

@@ -231,7 +231,10 @@ fn a_reload_that_fails_keeps_the_tokens_in_force() {
     assert!(g.check(get, Some(b"Bearer old"), None).is_err());
     std::fs::write(&path, "[[token]]\nname = \"broken\"\n").expect("write");
     assert!(g.reload().is_err());
-    assert!(g.check(get, Some(b"Bearer new"), None).is_ok(), "the old tokens stay");
+    assert!(
+        g.check(get, Some(b"Bearer new"), None).is_ok(),
+        "the old tokens stay"
+    );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
@@ -277,7 +280,11 @@ fn certificate_tables_and_limits_are_checked_naming_the_entry() {
             "certificate[0] \"bot\": the name is already used by token[0]",
         ),
         (
-            [certificate("CN=a,O=x", "read", ""), certificate("O=x, CN=a", "data", "")].concat(),
+            [
+                certificate("CN=a,O=x", "read", ""),
+                certificate("O=x, CN=a", "data", ""),
+            ]
+            .concat(),
             "certificate[1] \"O=x, CN=a\": the same subject as certificate[0] \"CN=a,O=x\"",
         ),
         (
@@ -293,15 +300,26 @@ fn certificate_tables_and_limits_are_checked_naming_the_entry() {
         let message = refused(&text);
         assert!(message.contains(expected), "{message:?} lacks {expected:?}");
     }
-    let tokens = parse(&certificate("CN=billing,O=acme", "data", "name = \"billing\"\nmax_sessions = 0\n")).expect("valid");
+    let tokens = parse(&certificate(
+        "CN=billing,O=acme",
+        "data",
+        "name = \"billing\"\nmax_sessions = 0\n",
+    ))
+    .expect("valid");
     let e = tokens.require_mtls(Path::new(FILE), false).expect_err("no mTLS");
     assert!(
-        e.to_string().contains("certificate[0] \"billing\": certificate roles need mTLS: set --tls-client-ca"),
+        e.to_string()
+            .contains("certificate[0] \"billing\": certificate roles need mTLS: set --tls-client-ca"),
         "{e}"
     );
     tokens.require_mtls(Path::new(FILE), true).expect("with mTLS");
-    let found = tokens.certificate(&Subject::parse("O=acme,CN=billing").unwrap()).expect("mapped");
-    assert_eq!((&*found.name, found.role, found.limits.max_sessions), ("billing", Role::Data, Some(0)));
+    let found = tokens
+        .certificate(&Subject::parse("O=acme,CN=billing").unwrap())
+        .expect("mapped");
+    assert_eq!(
+        (&*found.name, found.role, found.limits.max_sessions),
+        ("billing", Role::Data, Some(0))
+    );
 }
 
 #[test]
@@ -309,27 +327,57 @@ fn a_presented_token_decides_and_a_mapped_certificate_serves_without_one() {
     let g = guard(
         &[
             entry("reader", &sha256_hex(b"r"), "read"),
-            certificate("CN=billing,O=acme", "data", "name = \"billing\"\nmax_watchers = 7\n"),
+            certificate(
+                "CN=billing,O=acme",
+                "data",
+                "name = \"billing\"\nmax_watchers = 7\n",
+            ),
         ]
         .concat(),
     );
     let acquire = "/resilient_circuit.v1.ProtectorService/Acquire";
     let billing = Subject::parse("CN=billing,O=acme").unwrap();
     let stranger = Subject::parse("CN=stranger").unwrap();
-    let who = g.check(acquire, None, Some(&billing)).expect("the certificate's role");
+    let who = g
+        .check(acquire, None, Some(&billing))
+        .expect("the certificate's role");
     assert_eq!(
         (who.to_string(), who.key(), who.role, who.limits.max_watchers),
-        ("certificate \"billing\"".into(), "certificate:billing".into(), Role::Data, Some(7))
+        (
+            "certificate \"billing\"".into(),
+            "certificate:billing".into(),
+            Role::Data,
+            Some(7)
+        )
     );
-    let (reason, status) = g.check(acquire, Some(b"Bearer bad"), Some(&billing)).expect_err("a bad token");
-    assert_eq!((reason, status.code()), (Reason::Unknown, tonic::Code::Unauthenticated));
-    let (_, status) = g.check(acquire, Some(b"Bearer r"), Some(&billing)).expect_err("the token's role");
-    assert_eq!(status.message(), "Acquire needs the data role; token \"reader\" has the read role");
+    let (reason, status) = g
+        .check(acquire, Some(b"Bearer bad"), Some(&billing))
+        .expect_err("a bad token");
+    assert_eq!(
+        (reason, status.code()),
+        (Reason::Unknown, tonic::Code::Unauthenticated)
+    );
+    let (_, status) = g
+        .check(acquire, Some(b"Bearer r"), Some(&billing))
+        .expect_err("the token's role");
+    assert_eq!(
+        status.message(),
+        "Acquire needs the data role; token \"reader\" has the read role"
+    );
     let (reason, status) = g.check(acquire, None, Some(&stranger)).expect_err("unmapped");
     assert_eq!(reason, Reason::Missing);
-    assert!(status.message().contains("subject \"CN=stranger\" maps to no role"), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains("subject \"CN=stranger\" maps to no role"),
+        "{}",
+        status.message()
+    );
     let open = Identity::open(Some("10.1.2.3:4567".parse().unwrap()));
-    assert_eq!((open.to_string(), open.key(), open.role), ("address 10.1.2.3".into(), "address:10.1.2.3".into(), Role::Admin));
+    assert_eq!(
+        (open.to_string(), open.key(), open.role),
+        ("address 10.1.2.3".into(), "address:10.1.2.3".into(), Role::Admin)
+    );
 }
 
 #[test]
@@ -342,14 +390,26 @@ fn found_tokens_are_cached_and_a_reload_forgets_them() {
     let get = "/resilient_circuit.v1.ProtectorService/GetProtector";
     assert!(g.check(get, Some(b"Bearer nope"), None).is_err());
     assert_eq!(g.loaded.load().cache.len(), 0, "a bad token is not cached");
-    assert_eq!(&*g.check(get, Some(b"Bearer old"), None).expect("valid").name, "old");
+    assert_eq!(
+        &*g.check(get, Some(b"Bearer old"), None).expect("valid").name,
+        "old"
+    );
     assert_eq!(g.loaded.load().cache.len(), 1);
-    assert_eq!(&*g.check(get, Some(b"Bearer old"), None).expect("cached").name, "old");
+    assert_eq!(
+        &*g.check(get, Some(b"Bearer old"), None).expect("cached").name,
+        "old"
+    );
     std::fs::write(&path, entry("new", &sha256_hex(b"new"), "read")).expect("write");
     g.reload().expect("valid");
-    assert!(g.check(get, Some(b"Bearer old"), None).is_err(), "the rotated token is gone");
+    assert!(
+        g.check(get, Some(b"Bearer old"), None).is_err(),
+        "the rotated token is gone"
+    );
     std::fs::write(&path, certificate("CN=a", "read", "")).expect("write");
     assert!(g.reload().is_err(), "certificate roles without mTLS");
-    assert!(g.check(get, Some(b"Bearer new"), None).is_ok(), "the old tokens stay");
+    assert!(
+        g.check(get, Some(b"Bearer new"), None).is_ok(),
+        "the old tokens stay"
+    );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -191,8 +191,22 @@ struct File {
 }
 
 /// The keys of a `[[token]]` and of a `[[certificate]]` table.
-const TOKEN_KEYS: &[&str] = &["name", "sha256", "role", "max_watchers", "max_sessions", "max_protectors"];
-const CERTIFICATE_KEYS: &[&str] = &["name", "subject", "role", "max_watchers", "max_sessions", "max_protectors"];
+const TOKEN_KEYS: &[&str] = &[
+    "name",
+    "sha256",
+    "role",
+    "max_watchers",
+    "max_sessions",
+    "max_protectors",
+];
+const CERTIFICATE_KEYS: &[&str] = &[
+    "name",
+    "subject",
+    "role",
+    "max_watchers",
+    "max_sessions",
+    "max_protectors",
+];
 
 /// One table, read by its keys; errors are the rule broken, for `Tokens::parse` to
 /// name the entry.
@@ -222,7 +236,8 @@ impl<'a> Entry<'a> {
 
     fn role(&self) -> Result<Role, String> {
         let role = self.required("role")?;
-        Role::parse(role).ok_or_else(|| format!("unknown role {role:?}: expected \"read\", \"data\" or \"admin\""))
+        Role::parse(role)
+            .ok_or_else(|| format!("unknown role {role:?}: expected \"read\", \"data\" or \"admin\""))
     }
 
     fn limits(&self) -> Result<Overrides, String> {
@@ -286,7 +301,10 @@ impl Tokens {
         };
         let mut tokens: Vec<Token> = Vec::with_capacity(file.token.len());
         for (index, table) in file.token.iter().enumerate() {
-            let named = table.get("name").and_then(toml::Value::as_str).unwrap_or_default();
+            let named = table
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or_default();
             let refuse = refuse("token", index, named);
             let entry = Entry::new(table, TOKEN_KEYS).map_err(&refuse)?;
             let name = entry.required("name").map_err(&refuse)?;

@@ -213,7 +213,10 @@ fn zero_is_refused_for_every_limit_naming_its_source() {
         ("max-connections", "limits.max_connections"),
         ("max-watchers-per-identity", "limits.max_watchers_per_identity"),
         ("max-sessions-per-identity", "limits.max_sessions_per_identity"),
-        ("max-protectors-per-identity", "limits.max_protectors_per_identity"),
+        (
+            "max-protectors-per-identity",
+            "limits.max_protectors_per_identity",
+        ),
         ("watch-buffer", "watch.buffer"),
         ("watch-history", "watch.history"),
     ];
@@ -339,8 +342,14 @@ fn malformed_values_in_the_file_are_refused() {
         ("[watch]\nprogress_interval = 10\n", "progress_interval"),
         ("log_format = \"xml\"\n", "log_format"),
         ("[limits]\nmax_watchers = -1\n", "max_watchers"),
-        ("[limits]\nmax_sessions_per_identity = \"many\"\n", "max_sessions_per_identity"),
-        ("[limits]\nmax_protectors_per_identity = -2\n", "max_protectors_per_identity"),
+        (
+            "[limits]\nmax_sessions_per_identity = \"many\"\n",
+            "max_sessions_per_identity",
+        ),
+        (
+            "[limits]\nmax_protectors_per_identity = -2\n",
+            "max_protectors_per_identity",
+        ),
         (
             "[[protectors]]\nname = \"a\"\ncooldown = \"1s\"\nfailure_limit = \"half\"\n",
             "invalid fraction",

@@ -219,7 +219,12 @@ impl Registry {
     /// [`Registry::ensure`] on behalf of `creator`, who may have created at most
     /// `creator.max` protectors that exist (RESOURCE_EXHAUSTED past it); the protector
     /// records who created it.
-    pub async fn ensure_as(&self, name: &str, policy: Policy, creator: Option<&Creator>) -> Result<Ensured, Error> {
+    pub async fn ensure_as(
+        &self,
+        name: &str,
+        policy: Policy,
+        creator: Option<&Creator>,
+    ) -> Result<Ensured, Error> {
         self.fenced()?;
         let (ensured, seq) = match self.map.entry(name.to_owned()) {
             // Answered once the existing state is durable, like every read.

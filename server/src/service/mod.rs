@@ -79,13 +79,19 @@ impl Shared {
 
     /// A place for one more Watch stream of `who`.
     fn watcher(&self, who: &Identity) -> Result<Slot, Error> {
-        let max = who.limits.max_watchers.unwrap_or(self.limits.max_watchers_per_identity);
+        let max = who
+            .limits
+            .max_watchers
+            .unwrap_or(self.limits.max_watchers_per_identity);
         self.watchers.take(who, max)
     }
 
     /// A place for one more Session stream of `who`.
     fn session(&self, who: &Identity) -> Result<Slot, Error> {
-        let max = who.limits.max_sessions.unwrap_or(self.limits.max_sessions_per_identity);
+        let max = who
+            .limits
+            .max_sessions
+            .unwrap_or(self.limits.max_sessions_per_identity);
         self.sessions.take(who, max)
     }
 
@@ -93,7 +99,10 @@ impl Shared {
     fn creator(&self, who: &Identity) -> Creator {
         Creator {
             key: who.key().into(),
-            max: who.limits.max_protectors.unwrap_or(self.limits.max_protectors_per_identity),
+            max: who
+                .limits
+                .max_protectors
+                .unwrap_or(self.limits.max_protectors_per_identity),
             display: who.to_string(),
         }
     }
@@ -339,7 +348,10 @@ impl ProtectorService for ProtectorApi {
         };
         let slot = self.0.watcher(&who)?;
         let stream = self.0.registry().watch(params).map_err(Error::from)?;
-        Ok(Response::new(Box::pin(crate::limits::hold(Box::pin(stream), slot))))
+        Ok(Response::new(Box::pin(crate::limits::hold(
+            Box::pin(stream),
+            slot,
+        ))))
     }
 
     async fn get_protector(

@@ -525,7 +525,12 @@ fn per_identity_limits_come_from_the_flag_the_environment_the_file_or_the_defaul
         "--max-sessions-per-identity=400",
         "--max-protectors-per-identity=500",
     ];
-    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], Option<&'a str>, [usize; 3]);
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        [usize; 3],
+    );
     let cases: [Case<'_>; 4] = [
         (&[], &[], None, [1000, 1000, 10_000]),
         (&["--config", "c.toml"], &[], Some(file), [3, 4, 5]),

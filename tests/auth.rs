@@ -23,7 +23,7 @@ const TOKENS: [(&str, &str, &str); 3] = [
 
 /// Every RPC the daemon serves, with the role it must need (the table, written
 /// out independently of the daemon's).
-pub(crate) const EXPECTED: &[(&str, &str)] = &[
+const EXPECTED: &[(&str, &str)] = &[
     ("/resilient_circuit.v1.ProtectorService/GetProtector", "read"),
     ("/resilient_circuit.v1.ProtectorService/ListProtectors", "read"),
     ("/resilient_circuit.v1.ProtectorService/Watch", "read"),
@@ -49,7 +49,7 @@ pub(crate) const EXPECTED: &[(&str, &str)] = &[
     ("/resilient_circuit.v1.AdminService/DeleteProtector", "admin"),
 ];
 
-pub(crate) fn rank(role: &str) -> u8 {
+fn rank(role: &str) -> u8 {
     match role {
         "read" => 0,
         "data" => 1,
@@ -140,30 +140,34 @@ async fn each_role_can_call_exactly_its_rpcs() {
     let daemon = start(&setup).await;
     let channel = daemon.channel().await.expect("connect");
     for (name, token, role) in TOKENS {
-        for (method, needed) in EXPECTED {
-            let status = call(&channel, method, Some(&bearer(token))).await;
-            if rank(role) >= rank(needed) {
-                assert!(
-                    !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
-                    "{name} ({role}) may call {method}: {status:?}"
-                );
-            } else {
-                assert_eq!(
-                    status.code(),
-                    Code::PermissionDenied,
-                    "{name} ({role}) on {method}: {status:?}"
-                );
-                let rpc = method.rsplit('/').next().expect("a method name");
-                assert!(
-                    status
-                        .message()
-                        .contains(&format!("{rpc} needs the {needed} role")),
-                    "{name} on {method}: {status:?}"
-                );
-            }
-        }
+        let who = format!("token {name:?}");
+        assert_role_table(&channel, Some(&bearer(token)), &who, role).await;
     }
     daemon.terminate().await.assert_no_panic();
+}
+
+/// Asserts that the caller `who` on `channel` (with `authorization`, if any) can call
+/// exactly the RPCs of `role`: every other one is PERMISSION_DENIED naming the role
+/// needed and `who` with its role.
+pub(crate) async fn assert_role_table(channel: &Channel, authorization: Option<&str>, who: &str, role: &str) {
+    for (method, needed) in EXPECTED {
+        let status = call(channel, method, authorization).await;
+        if rank(role) >= rank(needed) {
+            assert!(
+                !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
+                "{who} ({role}) may call {method}: {status:?}"
+            );
+        } else {
+            assert_eq!(
+                status.code(),
+                Code::PermissionDenied,
+                "{who} ({role}) on {method}: {status:?}"
+            );
+            let rpc = method.rsplit('/').next().expect("a method name");
+            let expected = format!("{rpc} needs the {needed} role; {who} has the {role} role");
+            assert_eq!(status.message(), expected, "{who} on {method}");
+        }
+    }
 }
 
 #[tokio::test]

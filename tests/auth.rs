@@ -288,14 +288,18 @@ async fn the_audit_line_names_the_token_of_each_change() {
     .await
     .expect("admin may set the status");
     let exit = daemon.terminate().await;
-    let audit: Vec<&str> = exit
-        .logged("circuitd::audit")
-        .into_iter()
-        .filter(|l| l.contains("admin change"))
-        .collect();
+    let audit = admin_changes(&exit);
     assert_eq!(audit.len(), 1, "{audit:#?}");
     assert!(audit[0].contains("identity=\"ops\""), "{}", audit[0]);
     assert!(audit[0].contains("rpc=\"SetStatus\""), "{}", audit[0]);
+}
+
+/// The audit log's lines of control-plane changes.
+pub(crate) fn admin_changes(exit: &support::process::Exit) -> Vec<&str> {
+    exit.logged("circuitd::audit")
+        .into_iter()
+        .filter(|l| l.contains("admin change"))
+        .collect()
 }
 
 #[tokio::test]

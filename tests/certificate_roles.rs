@@ -10,7 +10,7 @@ use support::process::Circuitd;
 use support::*;
 use tonic::Code;
 
-use crate::auth::{assert_role_table, call};
+use crate::auth::{admin_changes, assert_role_table, call};
 use crate::tls::{Ca, Files, connect, start};
 
 /// (common name of the client certificate, role, entry name) of the tokens file.
@@ -111,11 +111,7 @@ async fn a_token_decides_over_the_certificate_and_an_unmapped_one_is_unauthentic
     )
     .await;
     let exit = daemon.terminate().await;
-    let audit: Vec<&str> = exit
-        .logged("circuitd::audit")
-        .into_iter()
-        .filter(|l| l.contains("admin change"))
-        .collect();
+    let audit = admin_changes(&exit);
     assert_eq!(audit.len(), 1, "{audit:#?}");
     assert!(audit[0].contains("identity=\"ops\""), "{}", audit[0]);
 }

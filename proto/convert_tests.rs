@@ -91,6 +91,10 @@ fn reasons_round_trip_and_unspecified_is_refused() {
     ] {
         assert_eq!(T::try_from(v1::TransitionReason::from(r)), Ok(r));
     }
+    // No wire twin until the contract half of issue 18: the nearest reason the contract has.
+    for r in [T::ConsecutiveFailures, T::SlowCalls] {
+        assert_eq!(v1::TransitionReason::from(r), v1::TransitionReason::FailureLimit);
+    }
     let err = D::try_from(v1::DecisionReason::Unspecified).unwrap_err();
     assert_eq!(err.value, "DECISION_REASON_UNSPECIFIED");
     let err = T::try_from(v1::TransitionReason::Unspecified).unwrap_err();

@@ -20,18 +20,31 @@
 //! - Overrides (FORCED_OPEN, DISABLED) hold the machine still: outcomes are recorded
 //!   but no transition is evaluated until an outcome is recorded after the override ends.
 //!
+//! - The optional rules of section 2a ([`Rules`], all off by default): a time window with
+//!   `minimum_calls`, consecutive failures, slow calls (durations come with
+//!   [`Protector::report_timed`] and [`Protector::report_batch_timed`]), cooldown backoff
+//!   ([`Protector::cooldown_in_force`]), shadow mode ([`AcquireResult::would_reject`]); and
+//!   [`replay()`], the what-if of a policy over a [`History`].
+//!
 //! Layout (dependencies point one way, `machine -> policy` and `machine -> window`; no
 //! module imports one that imports it back):
-//! - [`policy`]: the validated rules ([`Policy::try_new`], one message per rule).
-//! - [`window`]: the outcome window.
+//! - [`policy`]: the validated rules ([`Policy::try_new`], one message per rule;
+//!   [`Policy::try_with`] adds the [`rules`] of section 2a). `fraction` holds [`Fraction`].
+//! - [`window`]: the count window and the time window.
+//! - [`mod@replay`]: the what-if replay and the bounded history; it uses the machine, never the
+//!   other way round.
 //! - [`machine`]: the status machine itself; it only declares and re-exports its parts:
 //!   `machine/types.rs` the values operations take and return, `machine/protector.rs`
-//!   the [`Protector`] and its transitions, `machine/state.rs` its plain-data form for
+//!   the [`Protector`] and its operations, `machine/judge.rs` recording and judging
+//!   outcomes and the transitions, `machine/state.rs` its plain-data form for
 //!   persistence ([`ProtectorState`]), `machine/trials.rs` the trial permits in flight,
 //!   indexed by id and by expiry ([`TrialPermits`]).
 
+mod fraction;
 pub mod machine;
 pub mod policy;
+pub mod replay;
+pub mod rules;
 pub mod window;
 
 #[cfg(test)]
@@ -42,8 +55,10 @@ pub use machine::{
     OverrideKind, Permit, Protector, ProtectorState, ReportResult, Status, Transition, TransitionReason,
     TrialPermits,
 };
-pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicySpec};
-pub use window::Window;
+pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicyError, PolicySpec};
+pub use replay::{History, HistoryEntry, Replay, replay};
+pub use rules::{InvalidRules, Multiplier, Rules};
+pub use window::{TimeWindow, Window};
 
 /// An instant, as the duration since the Unix epoch (UTC). The daemon derives it from a
 /// monotonic clock anchored to the wall clock at start, so it never goes backwards while

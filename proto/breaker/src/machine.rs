@@ -18,6 +18,7 @@
 //!   override ended if that is later.
 //! - `now` earlier than an instant already seen is tolerated: durations saturate at zero.
 
+mod judge;
 mod protector;
 mod state;
 mod trials;

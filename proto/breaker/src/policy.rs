@@ -5,8 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The largest denominator (and so window) a fraction may have.
-pub const MAX_DENOMINATOR: u32 = 10_000;
+pub use crate::fraction::{Fraction, InvalidFraction, MAX_DENOMINATOR};
+use crate::rules::{self, Checked, InvalidRules, Multiplier, Rules};
+
 /// The longest cooldown (and `open_for`, and override expiry): 30 days.
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The shortest permit TTL.
@@ -17,86 +18,6 @@ pub const MAX_PERMIT_TTL: Duration = Duration::from_secs(3600);
 pub const MAX_TRIAL_PERMITS: u32 = 10_000;
 /// The default permit TTL.
 pub const DEFAULT_PERMIT_TTL: Duration = Duration::from_secs(30);
-
-/// A fraction n/d with 1 <= n <= d <= 10,000, kept as given (5/10 is not 1/2: its
-/// denominator is the size of the window it is judged over).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fraction {
-    numerator: u32,
-    denominator: u32,
-}
-
-/// Why a fraction is invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InvalidFraction {
-    /// The numerator is 0.
-    ZeroNumerator,
-    /// The denominator is 0.
-    ZeroDenominator,
-    /// The numerator is greater than the denominator.
-    NumeratorAboveDenominator,
-    /// The denominator is above 10,000.
-    DenominatorTooLarge,
-}
-
-impl fmt::Display for InvalidFraction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ZeroNumerator => "numerator must be at least 1",
-            Self::ZeroDenominator => "denominator must be at least 1",
-            Self::NumeratorAboveDenominator => "numerator must not exceed the denominator",
-            Self::DenominatorTooLarge => "denominator must be at most 10000",
-        })
-    }
-}
-
-impl Fraction {
-    /// 1/1: trip on the first failure (the library's default).
-    pub const ONE: Fraction = Fraction {
-        numerator: 1,
-        denominator: 1,
-    };
-
-    /// A fraction, checked: 1 <= numerator <= denominator <= 10,000.
-    pub fn try_new(numerator: u32, denominator: u32) -> Result<Self, InvalidFraction> {
-        if denominator == 0 {
-            Err(InvalidFraction::ZeroDenominator)
-        } else if numerator == 0 {
-            Err(InvalidFraction::ZeroNumerator)
-        } else if denominator > MAX_DENOMINATOR {
-            Err(InvalidFraction::DenominatorTooLarge)
-        } else if numerator > denominator {
-            Err(InvalidFraction::NumeratorAboveDenominator)
-        } else {
-            Ok(Fraction {
-                numerator,
-                denominator,
-            })
-        }
-    }
-
-    /// n.
-    pub fn numerator(self) -> u32 {
-        self.numerator
-    }
-
-    /// d, also the size of the window the fraction is judged over.
-    pub fn denominator(self) -> u32 {
-        self.denominator
-    }
-
-    /// Whether `count / len >= n / d`, exactly (no floating point). False when `len` is 0.
-    pub fn reached_by(self, count: u32, len: u32) -> bool {
-        len > 0
-            && u64::from(count) * u64::from(self.denominator) >= u64::from(self.numerator) * u64::from(len)
-    }
-}
-
-impl fmt::Display for Fraction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.numerator, self.denominator)
-    }
-}
 
 /// The unchecked inputs of a [`Policy`]; `PolicySpec::default()` is the default policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +103,39 @@ pub struct Policy {
     trial_permits: Option<u32>,
     permit_ttl: Duration,
     auto_half_open: bool,
+    /// The optional rules of section 2a, checked.
+    rules: Checked,
 }
+
+/// Why [`Policy::try_with`] refused a policy: a rule of section 1 or one of section 2a.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyError {
+    /// A rule of the [`PolicySpec`].
+    Spec(InvalidPolicy),
+    /// A rule of the [`Rules`].
+    Rules(InvalidRules),
+}
+
+impl PolicyError {
+    /// The policy field the violation concerns, as named in the proto.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Spec(e) => e.field(),
+            Self::Rules(e) => e.field(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Spec(e) => e.fmt(f),
+            Self::Rules(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
 
 impl Default for Policy {
     fn default() -> Self {
@@ -220,15 +173,72 @@ impl Policy {
             trial_permits: spec.trial_permits,
             permit_ttl: spec.permit_ttl,
             auto_half_open: spec.auto_half_open,
+            rules: Checked::default(),
         })
+    }
+
+    /// [`Policy::try_new`] plus the optional rules of section 2a, checked after the spec
+    /// in table order; `Rules::default()` gives exactly `Policy::try_new(spec)`.
+    pub fn try_with(spec: PolicySpec, rules: Rules) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::try_new(spec).map_err(PolicyError::Spec)?;
+        policy.rules = rules::check(&rules, spec.cooldown, MAX_COOLDOWN).map_err(PolicyError::Rules)?;
+        Ok(policy)
+    }
+
+    /// The optional rules as given (round-trips through [`Policy::try_with`] with
+    /// [`Policy::spec`]).
+    pub fn rules(&self) -> Rules {
+        self.rules.rules
+    }
+    /// The time window's span, if CLOSED uses one.
+    pub fn window_duration(&self) -> Option<Duration> {
+        self.rules.rules.window_duration
+    }
+    /// With a time window: the fewest calls a rate rule is judged on (default d).
+    pub fn minimum_calls(&self) -> u32 {
+        self.rules
+            .rules
+            .minimum_calls
+            .unwrap_or(self.failure_limit.denominator())
+    }
+    /// The streak that trips CLOSED at once; 0 = off.
+    pub fn consecutive_failures_limit(&self) -> u32 {
+        self.rules.rules.consecutive_failures
+    }
+    /// The slow-call rule: (duration at or above which a call is slow, rate that trips).
+    pub fn slow_calls(&self) -> Option<(Duration, Fraction)> {
+        self.rules
+            .rules
+            .slow_call_duration
+            .zip(self.rules.slow_call_limit)
+    }
+    /// Whether a call of `duration` is slow under this policy.
+    pub fn is_slow(&self, duration: Option<Duration>) -> bool {
+        matches!((self.rules.rules.slow_call_duration, duration), (Some(limit), Some(d)) if d >= limit)
+    }
+    /// The cooldown multiplier of each reopening from HALF_OPEN.
+    pub fn cooldown_multiplier(&self) -> Multiplier {
+        self.rules.rules.cooldown_multiplier
+    }
+    /// The cap of the multiplied cooldown.
+    pub fn max_cooldown(&self) -> Duration {
+        self.rules.rules.max_cooldown.unwrap_or(MAX_COOLDOWN)
+    }
+    /// Whether every Acquire is admitted, saying what the machine would have decided.
+    pub fn shadow(&self) -> bool {
+        self.rules.rules.shadow
+    }
+    /// How many recent outcomes the daemon keeps for a what-if replay; 0 = none.
+    pub fn history_size(&self) -> u32 {
+        self.rules.rules.history_size
     }
 
     /// The inputs this policy was built from (round-trips through [`Policy::try_new`]).
     pub fn spec(&self) -> PolicySpec {
         PolicySpec {
             cooldown: self.cooldown,
-            failure_limit: (self.failure_limit.numerator, self.failure_limit.denominator),
-            success_limit: self.success_limit.map(|f| (f.numerator, f.denominator)),
+            failure_limit: (self.failure_limit.numerator(), self.failure_limit.denominator()),
+            success_limit: self.success_limit.map(|f| (f.numerator(), f.denominator())),
             trial_permits: self.trial_permits,
             permit_ttl: self.permit_ttl,
             auto_half_open: self.auto_half_open,
@@ -261,11 +271,11 @@ impl Policy {
     }
     /// The CLOSED window size.
     pub fn closed_window(&self) -> u32 {
-        self.failure_limit.denominator
+        self.failure_limit.denominator()
     }
     /// The HALF_OPEN window size: success_limit's denominator if set, else failure_limit's.
     pub fn half_open_window(&self) -> u32 {
-        self.success_limit.unwrap_or(self.failure_limit).denominator
+        self.success_limit.unwrap_or(self.failure_limit).denominator()
     }
     /// Trials allowed in flight at once; `None` means unlimited.
     pub fn trial_limit(&self) -> Option<u32> {

@@ -5,7 +5,9 @@
 //! the window, [`library`] the behaviours the Python library documents, [`model`] an
 //! independent reference model written from the rules, [`props`] proptests that drive
 //! the real [`Protector`] and the model side by side, [`invariants`] proptests of the
-//! machine alone.
+//! machine alone. Section 2a (issue 18): [`rules`] a table per optional rule,
+//! [`rules_validation`] their field checks, `model_rules` the model's reading of them,
+//! [`replays`] the what-if replay against a direct replay through the model.
 //!
 //! Every test runs on an invented clock: instants are offsets from [`T0`].
 
@@ -13,16 +15,20 @@ mod batch;
 mod invariants;
 mod library;
 mod model;
+mod model_rules;
 mod overrides;
 mod props;
+mod replays;
+mod rules;
+mod rules_validation;
 mod transitions;
 mod validation;
 
 use std::time::Duration;
 
 use super::{
-    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Status, Time,
-    Transition,
+    Change, Counters, Decision, DecisionReason, Outcome, Permit, Policy, PolicySpec, Protector, Rules,
+    Status, Time, Transition,
 };
 
 /// A fraction n/d as a policy spec gives it.

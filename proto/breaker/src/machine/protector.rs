@@ -8,7 +8,7 @@ use super::trials::TrialPermits;
 use super::types::*;
 use crate::Time;
 use crate::policy::Policy;
-use crate::window::Window;
+use crate::window::{TimeWindow, Window};
 
 /// One protector: policy, status, window, trials, override and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct Protector {
     /// Set exactly while OPEN.
     pub(super) open_until: Option<Time>,
     pub(super) window: Window,
+    /// With a `window_duration`: CLOSED's window (section 2a); OPEN keeps it frozen.
+    /// Boxed: a protector without one pays a word, not the window's fields.
+    pub(super) time_window: Option<Box<TimeWindow>>,
     pub(super) consecutive_failures: u64,
     /// Outstanding trial permits (ids only grow).
     pub(super) trials: TrialPermits,
@@ -34,7 +37,7 @@ pub struct Protector {
 
 /// Adds to a counter, saturating: a lifetime counter (or a batch's tally) stops at
 /// `u64::MAX` rather than wrapping, however many outcomes one batch claims.
-fn add(counter: &mut u64, by: u64) {
+pub(super) fn add(counter: &mut u64, by: u64) {
     *counter = counter.saturating_add(by);
 }
 
@@ -50,6 +53,7 @@ impl Protector {
     pub fn new(policy: Policy) -> Protector {
         Protector {
             window: Window::new(policy.closed_window()),
+            time_window: policy.window_duration().map(|d| Box::new(TimeWindow::new(d))),
             policy,
             status: Status::Closed,
             generation: 1,
@@ -83,6 +87,19 @@ impl Protector {
     /// The current window.
     pub fn window(&self) -> &Window {
         &self.window
+    }
+    /// CLOSED's time window, if the policy has one (kept frozen while OPEN).
+    pub fn time_window(&self) -> Option<&TimeWindow> {
+        self.time_window.as_deref()
+    }
+    /// The cooldown in force (section 2a): in CLOSED the one the next trip will use, the
+    /// policy's `cooldown`; otherwise the length of the latest OPEN, which a reopening from
+    /// HALF_OPEN multiplies.
+    pub fn cooldown_in_force(&self) -> Duration {
+        match self.status {
+            Status::Closed => self.policy.cooldown(),
+            Status::Open | Status::HalfOpen => self.open_for,
+        }
     }
     /// Failures since the last success or entry into CLOSED.
     pub fn consecutive_failures(&self) -> u64 {
@@ -160,13 +177,44 @@ impl Protector {
         } else {
             add(&mut self.counters.rejected, 1);
         }
-        AcquireResult { decision, changes }
+        let mut would_reject = None;
+        let decision = match decision {
+            // Shadow: answer yes, but say no as the live machine would (section 2a). An
+            // operator's FORCED_OPEN is obeyed all the same.
+            Decision::Rejected { reason, .. }
+                if self.policy.shadow() && reason != DecisionReason::ForcedOpen =>
+            {
+                would_reject = Some(reason);
+                Decision::Admitted {
+                    permit: self.untracked_permit(),
+                    reason,
+                }
+            }
+            d => d,
+        };
+        AcquireResult {
+            decision,
+            changes,
+            would_reject,
+        }
     }
 
     /// Records how an admitted call went. A stale permit (another generation, a trial
     /// already reported or expired, an untracked permit where none is valid) is refused
     /// and changes nothing but the stale counter.
     pub fn report(&mut self, permit: Permit, outcome: Outcome, now: Time) -> ReportResult {
+        self.report_timed(permit, outcome, None, now)
+    }
+
+    /// [`Protector::report`] with how long the call took, for the slow-call rule
+    /// (section 2a); `None` is never slow.
+    pub fn report_timed(
+        &mut self,
+        permit: Permit,
+        outcome: Outcome,
+        duration: Option<Duration>,
+        now: Time,
+    ) -> ReportResult {
         let mut changes = Vec::new();
         self.advance(now, &mut changes);
         let valid = permit.generation == self.generation
@@ -184,8 +232,9 @@ impl Protector {
                 changes,
             };
         }
-        self.record(outcome);
-        let transition = self.evaluate(outcome, now, false);
+        let slow = self.policy.is_slow(duration);
+        self.record(outcome, slow, now);
+        let transition = self.evaluate(outcome, slow, now, false);
         changes.extend(transition.map(Change::Transition));
         ReportResult {
             accepted: true,
@@ -209,6 +258,30 @@ impl Protector {
         outcomes: &[Outcome],
         now: Time,
     ) -> BatchResult {
+        self.batch(generation, successes, outcomes.iter().map(|&o| (o, false)), now)
+    }
+
+    /// [`Protector::report_batch`] with each listed outcome's duration, for the slow-call
+    /// rule; the `successes` counted are calls that were not slow (section 2a).
+    pub fn report_batch_timed(
+        &mut self,
+        generation: u64,
+        successes: u64,
+        outcomes: &[(Outcome, Option<Duration>)],
+        now: Time,
+    ) -> BatchResult {
+        let policy = self.policy;
+        let timed = outcomes.iter().map(|&(o, d)| (o, policy.is_slow(d)));
+        self.batch(generation, successes, timed, now)
+    }
+
+    fn batch(
+        &mut self,
+        generation: u64,
+        successes: u64,
+        outcomes: impl Iterator<Item = (Outcome, bool)>,
+        now: Time,
+    ) -> BatchResult {
         let mut changes = Vec::new();
         self.advance(now, &mut changes);
         let mut result = BatchResult::default();
@@ -219,9 +292,14 @@ impl Protector {
         };
         if successes > 0 {
             if untracked_valid(self) {
-                // A success never trips, so only the newest `size` of them can matter.
-                for _ in 0..successes.min(u64::from(self.window.size())) {
-                    self.window.push(false);
+                match &mut self.time_window {
+                    Some(tw) if self.status == Status::Closed => tw.record(now, false, false, successes),
+                    // A success never trips, so only the newest `size` of them can matter.
+                    _ => {
+                        for _ in 0..successes.min(u64::from(self.window.size())) {
+                            self.window.push(false);
+                        }
+                    }
                 }
                 add(&mut self.counters.successes, successes);
                 self.consecutive_failures = 0;
@@ -231,15 +309,15 @@ impl Protector {
                 add(&mut result.stale, successes);
             }
         }
-        for &outcome in outcomes {
+        for (outcome, slow) in outcomes {
             if !untracked_valid(self) {
                 add(&mut self.counters.stale_reports, 1);
                 add(&mut result.stale, 1);
                 continue;
             }
-            self.record(outcome);
+            self.record(outcome, slow, now);
             add(&mut result.accepted, 1);
-            if let Some(t) = self.evaluate(outcome, now, false) {
+            if let Some(t) = self.evaluate(outcome, slow, now, false) {
                 result.transition.get_or_insert(t);
                 changes.push(Change::Transition(t));
             }
@@ -279,11 +357,12 @@ impl Protector {
         self.advance(now, &mut changes);
         self.policy = policy;
         self.window = Window::new(self.window_size_for(self.status));
+        self.reset_time_window();
         self.advance(now, &mut changes);
         changes
     }
 
-    fn untracked_permit(&self) -> Permit {
+    pub(super) fn untracked_permit(&self) -> Permit {
         Permit {
             generation: self.generation,
             id: 0,
@@ -318,97 +397,6 @@ impl Protector {
     /// Removes trial `id` if outstanding.
     fn take_trial(&mut self, id: u64) -> bool {
         self.trials.take(id)
-    }
-
-    fn record(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Success => {
-                self.window.push(false);
-                add(&mut self.counters.successes, 1);
-                self.consecutive_failures = 0;
-            }
-            Outcome::Failure => {
-                self.window.push(true);
-                add(&mut self.counters.failures, 1);
-                add(&mut self.consecutive_failures, 1);
-            }
-            Outcome::Ignored => add(&mut self.counters.ignored, 1),
-        }
-    }
-
-    /// Checks the rule of the current status after `outcome` was recorded at `at`.
-    fn evaluate(&mut self, outcome: Outcome, at: Time, expired: bool) -> Option<Transition> {
-        if self.override_.is_some() || outcome == Outcome::Ignored || !self.window.is_full() {
-            return None;
-        }
-        let (len, failures, successes) = (self.window.len(), self.window.failures(), self.window.successes());
-        match self.status {
-            Status::Closed if outcome == Outcome::Failure => self
-                .policy
-                .failure_limit()
-                .reached_by(failures, len)
-                .then(|| self.enter(Status::Open, TransitionReason::FailureLimit, at, None)),
-            Status::HalfOpen => {
-                let close = match self.policy.success_limit() {
-                    Some(s) => s.reached_by(successes, len),
-                    None => !self.policy.failure_limit().reached_by(failures, len),
-                };
-                let (to, reason) = match (close, expired) {
-                    (true, false) => (Status::Closed, TransitionReason::TrialsSucceeded),
-                    (false, false) => (Status::Open, TransitionReason::TrialsFailed),
-                    (true, true) => (Status::Closed, TransitionReason::PermitExpired),
-                    (false, true) => (Status::Open, TransitionReason::PermitExpired),
-                };
-                Some(self.enter(to, reason, at, None))
-            }
-            _ => None,
-        }
-    }
-
-    fn window_size_for(&self, status: Status) -> u32 {
-        match status {
-            Status::HalfOpen => self.policy.half_open_window(),
-            Status::Closed | Status::Open => self.policy.closed_window(),
-        }
-    }
-
-    /// Performs a transition at `at` and returns it.
-    fn enter(
-        &mut self,
-        to: Status,
-        reason: TransitionReason,
-        at: Time,
-        open_for: Option<Duration>,
-    ) -> Transition {
-        let from = self.status;
-        self.status = to;
-        self.generation += 1;
-        self.trials.clear();
-        match to {
-            Status::Closed => {
-                self.window = Window::new(self.window_size_for(to));
-                self.consecutive_failures = 0;
-                self.open_until = None;
-            }
-            Status::Open => {
-                // The window it tripped with is kept for inspection.
-                let cooldown = open_for.unwrap_or(self.policy.cooldown());
-                self.open_for = cooldown;
-                self.open_until = Some(at.saturating_add(cooldown));
-            }
-            Status::HalfOpen => {
-                self.window = Window::new(self.window_size_for(to));
-                self.open_until = None;
-            }
-        }
-        Transition {
-            from,
-            to,
-            reason,
-            generation: self.generation,
-            open_until: self.open_until,
-            at,
-        }
     }
 
     fn auto_half_open_at(&self) -> Option<Time> {
@@ -448,8 +436,9 @@ impl Protector {
                 Due::Trial(id) => {
                     self.take_trial(id);
                     add(&mut self.counters.expired_permits, 1);
-                    self.record(Outcome::Failure);
-                    if let Some(t) = self.evaluate(Outcome::Failure, at, true) {
+                    // An expired permit's duration is unknown: a FAILURE, not slow.
+                    self.record(Outcome::Failure, false, at);
+                    if let Some(t) = self.evaluate(Outcome::Failure, false, at, true) {
                         changes.push(Change::Transition(t));
                     }
                 }

@@ -9,7 +9,7 @@ use super::protector::Protector;
 use super::types::{Counters, Override, Status};
 use crate::Time;
 use crate::policy::{InvalidPolicy, Policy, PolicySpec};
-use crate::window::Window;
+use crate::window::{TimeWindow, Window};
 
 /// Every field of a [`Protector`], as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,9 @@ impl Protector {
             generation: state.generation,
             open_until: state.open_until,
             window: Window::from_outcomes(state.window_size, state.window),
+            // Not in the plain-data form yet (section 2a, contract): a restored time
+            // window starts empty, and slow marks are not restored.
+            time_window: policy.window_duration().map(|d| Box::new(TimeWindow::new(d))),
             consecutive_failures: state.consecutive_failures,
             trials: state.trials.into_iter().collect(),
             next_permit_id: state.next_permit_id,

@@ -127,6 +127,10 @@ pub enum TransitionReason {
     PermitExpired,
     /// An operator's SetStatus.
     Manual,
+    /// CLOSED to OPEN: `consecutive_failures` FAILUREs in a row (section 2a).
+    ConsecutiveFailures,
+    /// CLOSED or HALF_OPEN to OPEN: too many slow calls (section 2a).
+    SlowCalls,
 }
 
 /// One status transition, as published.
@@ -186,6 +190,9 @@ pub struct AcquireResult {
     pub decision: Decision,
     /// What changed, in order (expiries due, then the lazy OPEN to HALF_OPEN).
     pub changes: Vec<Change>,
+    /// In shadow mode, a call the machine would have rejected is admitted: this is the
+    /// reason it would have had (Open or TrialsExhausted), also the decision's reason.
+    pub would_reject: Option<DecisionReason>,
 }
 
 /// The result of [`Protector::report_batch`](super::Protector::report_batch).

@@ -46,8 +46,8 @@ fn drive(
                 decision = Some(r.decision);
                 r.changes
             }
-            Op::Report(pick, outcome) => {
-                let r = run.real.report(run.permit(pick), *outcome, now);
+            Op::Report(pick, outcome, duration) => {
+                let r = run.real.report_timed(run.permit(pick), *outcome, *duration, now);
                 accepted = Some(r.accepted);
                 r.changes
             }
@@ -62,7 +62,7 @@ fn drive(
                 let o = run.override_at(*o, run.real.next_deadline().into_iter().collect());
                 run.real.set_override(o, now)
             }
-            Op::UpdatePolicy(_) => unreachable!("invariants run without policy updates"),
+            Op::UpdatePolicy(..) => unreachable!("invariants run without policy updates"),
         };
         let seen = Seen {
             now,

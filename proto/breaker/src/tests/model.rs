@@ -11,21 +11,32 @@
 //!   by id, then `auto_half_open`.
 //! - With `auto_half_open`, an OPEN that outlived its cooldown under an override moves
 //!   to HALF_OPEN at the instant the override ended.
+//!
+//! The rules of section 2a are read in `model_rules.rs`: the time window keeps every
+//! outcome with its instant and filters them by bucket when judging.
 
 use std::time::Duration;
 
-use super::{Change, Decision, DecisionReason, Outcome, Permit, PolicySpec, Status, Time, Transition};
+use super::{Change, Decision, DecisionReason, Outcome, Permit, PolicySpec, Rules, Status, Time, Transition};
 use crate::{Counters, Override, OverrideKind, TransitionReason};
 
 /// One protector, by the rules.
 #[derive(Debug, Clone)]
 pub(super) struct Model {
     pub spec: PolicySpec,
+    pub rules: Rules,
     pub status: Status,
     pub generation: u64,
     pub open_until: Option<Time>,
     /// Oldest first; true = failure.
     pub window: Vec<bool>,
+    /// Beside `window`: whether each outcome was slow.
+    pub slow: Vec<bool>,
+    /// CLOSED with a time window: every outcome since the window started, with the
+    /// instant it counts at (never before the one recorded before it), failed, slow.
+    pub timed: Vec<(Time, bool, bool)>,
+    /// The length of the latest OPEN (the cooldown a reopening multiplies).
+    pub last_open: Duration,
     pub window_size: usize,
     pub consecutive_failures: u64,
     /// (id, expires_at) of every outstanding trial permit.
@@ -38,14 +49,18 @@ pub(super) struct Model {
 }
 
 /// `count / len >= n / d`, in integers; never with an empty window.
-fn reached((n, d): (u32, u32), count: usize, len: usize) -> bool {
+pub(super) fn reached((n, d): (u32, u32), count: usize, len: usize) -> bool {
     len > 0 && count as u64 * u64::from(d) >= u64::from(n) * len as u64
 }
 
 impl Model {
-    pub fn new(spec: PolicySpec) -> Model {
+    pub fn new(spec: PolicySpec, rules: Rules) -> Model {
         Model {
             spec,
+            rules,
+            slow: Vec::new(),
+            timed: Vec::new(),
+            last_open: Duration::ZERO,
             status: Status::Closed,
             generation: 1,
             open_until: None,
@@ -60,7 +75,7 @@ impl Model {
         }
     }
 
-    fn closed_window(&self) -> usize {
+    pub(super) fn closed_window(&self) -> usize {
         self.spec.failure_limit.1 as usize
     }
 
@@ -80,11 +95,11 @@ impl Model {
         }
     }
 
-    fn failures(&self) -> usize {
+    pub(super) fn failures(&self) -> usize {
         self.window.iter().filter(|f| **f).count()
     }
 
-    fn successes(&self) -> usize {
+    pub(super) fn successes(&self) -> usize {
         self.window.len() - self.failures()
     }
 
@@ -113,7 +128,7 @@ impl Model {
         all.into_iter().min()
     }
 
-    fn enter(
+    pub(super) fn enter(
         &mut self,
         to: Status,
         reason: TransitionReason,
@@ -121,21 +136,32 @@ impl Model {
         open_for: Option<Duration>,
     ) -> Transition {
         let from = self.status;
+        let cooldown = self.cooldown_for(from, to, reason, open_for);
         self.status = to;
         self.generation += 1;
         self.trials.clear();
+        if to != Status::Open {
+            // OPEN keeps the window it tripped with.
+            self.timed.clear();
+        }
         match to {
             Status::Closed => {
                 self.window.clear();
+                self.slow.clear();
                 self.window_size = self.closed_window();
                 self.consecutive_failures = 0;
                 self.open_until = None;
             }
             Status::Open => {
-                self.open_until = Some(at + open_for.unwrap_or(self.spec.cooldown));
+                self.last_open = cooldown;
+                self.open_until = Some(at + cooldown);
             }
             Status::HalfOpen => {
+                if from == Status::Closed {
+                    self.last_open = self.spec.cooldown;
+                }
                 self.window.clear();
+                self.slow.clear();
                 self.window_size = self.half_open_window();
                 self.open_until = None;
             }
@@ -147,62 +173,6 @@ impl Model {
             generation: self.generation,
             open_until: self.open_until,
             at,
-        }
-    }
-
-    fn record(&mut self, outcome: Outcome) {
-        let failed = match outcome {
-            Outcome::Ignored => {
-                self.counters.ignored += 1;
-                return;
-            }
-            Outcome::Success => {
-                self.counters.successes += 1;
-                self.consecutive_failures = 0;
-                false
-            }
-            Outcome::Failure => {
-                self.counters.failures += 1;
-                self.consecutive_failures += 1;
-                true
-            }
-        };
-        self.window.push(failed);
-        if self.window.len() > self.window_size {
-            self.window.remove(0);
-        }
-    }
-
-    /// The rule of the current status, after `outcome` was recorded at `at`.
-    fn judge(&mut self, outcome: Outcome, at: Time, expired: bool) -> Option<Transition> {
-        if self.override_.is_some() || outcome == Outcome::Ignored {
-            return None;
-        }
-        if self.window.len() < self.window_size {
-            return None;
-        }
-        match self.status {
-            Status::Closed => {
-                let trips = outcome == Outcome::Failure
-                    && reached(self.spec.failure_limit, self.failures(), self.window.len());
-                trips.then(|| self.enter(Status::Open, TransitionReason::FailureLimit, at, None))
-            }
-            Status::HalfOpen => {
-                let close = match self.spec.success_limit {
-                    Some(limit) => reached(limit, self.successes(), self.window.len()),
-                    None => !reached(self.spec.failure_limit, self.failures(), self.window.len()),
-                };
-                let to = if close { Status::Closed } else { Status::Open };
-                let reason = if expired {
-                    TransitionReason::PermitExpired
-                } else if close {
-                    TransitionReason::TrialsSucceeded
-                } else {
-                    TransitionReason::TrialsFailed
-                };
-                Some(self.enter(to, reason, at, None))
-            }
-            Status::Open => None,
         }
     }
 
@@ -235,8 +205,11 @@ impl Model {
                 1 => {
                     self.trials.retain(|(t, _)| *t != id);
                     self.counters.expired_permits += 1;
-                    self.record(Outcome::Failure);
-                    changes.extend(self.judge(Outcome::Failure, at, true).map(Change::Transition));
+                    self.record(Outcome::Failure, None, at);
+                    changes.extend(
+                        self.judge(Outcome::Failure, false, at, true)
+                            .map(Change::Transition),
+                    );
                 }
                 _ => {
                     let t = self.enter(Status::HalfOpen, TransitionReason::CooldownElapsed, at, None);
@@ -276,7 +249,7 @@ impl Model {
         }
     }
 
-    pub fn acquire(&mut self, now: Time) -> (Decision, Vec<Change>) {
+    pub fn acquire(&mut self, now: Time) -> (Decision, Vec<Change>, Option<DecisionReason>) {
         let mut changes = self.catch_up(now);
         let untracked = Permit {
             generation: self.generation,
@@ -323,13 +296,23 @@ impl Model {
             Decision::Admitted { .. } => self.counters.admitted += 1,
             Decision::Rejected { .. } => self.counters.rejected += 1,
         }
-        (decision, changes)
+        // Shadow: what the live machine would refuse goes ahead, saying so.
+        match decision {
+            Decision::Rejected { reason, .. }
+                if self.rules.shadow && reason != DecisionReason::ForcedOpen =>
+            {
+                let permit = untracked;
+                (Decision::Admitted { permit, reason }, changes, Some(reason))
+            }
+            d => (d, changes, None),
+        }
     }
 
     pub fn report(
         &mut self,
         permit: Permit,
         outcome: Outcome,
+        duration: Option<Duration>,
         now: Time,
     ) -> (bool, Option<Transition>, Vec<Change>) {
         let mut changes = self.catch_up(now);
@@ -348,8 +331,8 @@ impl Model {
             self.counters.stale_reports += 1;
             return (false, None, changes);
         }
-        self.record(outcome);
-        let t = self.judge(outcome, now, false);
+        let slow = self.record(outcome, duration, now);
+        let t = self.judge(outcome, slow, now, false);
         changes.extend(t.map(Change::Transition));
         (true, t, changes)
     }
@@ -379,10 +362,13 @@ impl Model {
         changes
     }
 
-    pub fn update_policy(&mut self, spec: PolicySpec, now: Time) -> Vec<Change> {
+    pub fn update_policy(&mut self, spec: PolicySpec, rules: Rules, now: Time) -> Vec<Change> {
         let mut changes = self.catch_up(now);
         self.spec = spec;
+        self.rules = rules;
         self.window.clear();
+        self.slow.clear();
+        self.timed.clear();
         self.window_size = match self.status {
             Status::HalfOpen => self.half_open_window(),
             Status::Closed | Status::Open => self.closed_window(),

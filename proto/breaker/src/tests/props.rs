@@ -13,19 +13,20 @@ use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
 use super::model::Model;
 use super::*;
-use crate::{Override, OverrideKind, TransitionReason};
+use crate::{Multiplier, Override, OverrideKind, TransitionReason};
 
 /// One thing a caller or the clock does.
 #[derive(Debug, Clone)]
 pub(super) enum Op {
     Acquire,
-    Report(Pick, Outcome),
+    /// A report, with how long the call took.
+    Report(Pick, Outcome, Option<Duration>),
     Advance(Step),
     Tick,
     SetStatus(Status, Option<Duration>),
     /// Set (kind, when it ends) or clear.
     SetOverride(Option<(OverrideKind, Ends)>),
-    UpdatePolicy(PolicySpec),
+    UpdatePolicy(PolicySpec, Rules),
 }
 
 /// Which permit a report carries.
@@ -53,6 +54,8 @@ pub(super) enum Step {
     Secs(u64),
     /// To one of the model's deadlines (index modulo how many), nudged by -1, 0 or +1 ms.
     Deadline(usize, i8),
+    /// The injected clock jumps backwards.
+    Back(u64),
 }
 
 pub(super) fn config(cases: u32) -> ProptestConfig {
@@ -84,6 +87,45 @@ pub(super) fn spec() -> impl Strategy<Value = PolicySpec> {
     )
 }
 
+/// The optional rules of section 2a, on `spec` (`max_cooldown` must not be below its
+/// cooldown): windows of 1 to 3 s (100 ms buckets) or 7 min (1 s buckets), and short
+/// slow-call durations, so that the generated clock steps cross buckets and windows.
+pub(super) fn rules_for(spec: PolicySpec) -> impl Strategy<Value = Rules> {
+    let window = prop_oneof![
+        2 => Just(None),
+        2 => (1000u64..=3000).prop_map(|n| Some(ms(n))),
+        1 => Just(Some(secs(420))),
+    ];
+    let minimum = prop::option::of(1u32..=5);
+    let streak = prop_oneof![2 => Just(0u32), 1 => 1u32..=4];
+    let slow = prop::option::of(((1u64..=60).prop_map(ms), fraction()));
+    let multiplier = prop_oneof![2 => Just(1_000u32), 1 => Just(1_500), 1 => Just(2_000), 1 => Just(3_000)];
+    let max_cooldown = prop::option::of(0u64..=2_000);
+    let shadow = prop_oneof![3 => Just(false), 1 => Just(true)];
+    (window, minimum, streak, slow, multiplier, max_cooldown, shadow).prop_map(
+        move |(window_duration, minimum, streak, slow, multiplier, max_cooldown, shadow)| Rules {
+            window_duration,
+            minimum_calls: window_duration.and(minimum),
+            consecutive_failures: streak,
+            slow_call_duration: slow.map(|(d, _)| d),
+            slow_call_limit: slow.map(|(_, f)| f),
+            cooldown_multiplier: Multiplier::thousandths(multiplier),
+            max_cooldown: max_cooldown.map(|extra| (spec.cooldown + ms(extra)).max(ms(1))),
+            shadow,
+            history_size: 0,
+        },
+    )
+}
+
+/// A policy spec and optional rules for it.
+pub(super) fn inputs() -> impl Strategy<Value = (PolicySpec, Rules)> {
+    spec().prop_flat_map(|spec| (Just(spec), rules_for(spec)))
+}
+
+fn duration() -> impl Strategy<Value = Option<Duration>> {
+    prop_oneof![1 => Just(None), 3 => (0u64..=80).prop_map(|n| Some(ms(n)))]
+}
+
 fn outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![4 => Just(Outcome::Success), 4 => Just(Outcome::Failure), 1 => Just(Outcome::Ignored)]
 }
@@ -105,6 +147,8 @@ fn op(policy_updates: bool) -> impl Strategy<Value = Op> {
         3 => (0u64..=60).prop_map(Step::Millis),
         1 => (1u64..=30).prop_map(Step::Secs),
         3 => (any::<usize>(), -1i8..=1).prop_map(|(i, nudge)| Step::Deadline(i, nudge)),
+        3 => (100u64..=1_500).prop_map(Step::Millis),
+        u32::from(policy_updates) => (1u64..=500).prop_map(Step::Back),
     ];
     let kind = prop_oneof![Just(OverrideKind::ForcedOpen), Just(OverrideKind::Disabled)];
     let ends = prop_oneof![
@@ -117,12 +161,12 @@ fn op(policy_updates: bool) -> impl Strategy<Value = Op> {
     let set_override = prop::option::of((kind, ends));
     prop_oneof![
         8 => Just(Op::Acquire),
-        8 => (pick, outcome()).prop_map(|(p, o)| Op::Report(p, o)),
+        8 => (pick, outcome(), duration()).prop_map(|(p, o, d)| Op::Report(p, o, d)),
         6 => step.prop_map(Op::Advance),
         1 => Just(Op::Tick),
         1 => (status(), prop::option::of(short())).prop_map(|(s, d)| Op::SetStatus(s, d)),
         1 => set_override.prop_map(Op::SetOverride),
-        u32::from(policy_updates) => spec().prop_map(Op::UpdatePolicy),
+        u32::from(policy_updates) => inputs().prop_map(|(s, r)| Op::UpdatePolicy(s, r)),
     ]
 }
 
@@ -148,6 +192,7 @@ struct Tally {
     decisions: HashSet<DecisionReason>,
     transitions: HashSet<TransitionReason>,
     override_expiries: usize,
+    would_reject: usize,
     accepted: usize,
     refused: usize,
 }
@@ -179,6 +224,7 @@ impl Tally {
         self.decisions.extend(other.decisions);
         self.transitions.extend(other.transitions);
         self.override_expiries += other.override_expiries;
+        self.would_reject += other.would_reject;
         self.accepted += other.accepted;
         self.refused += other.refused;
     }
@@ -186,20 +232,25 @@ impl Tally {
 
 impl Run {
     pub(super) fn new(spec: PolicySpec) -> Run {
+        Run::with(spec, Rules::default())
+    }
+
+    pub(super) fn with(spec: PolicySpec, rules: Rules) -> Run {
         Run {
-            real: Protector::new(Policy::try_new(spec).expect("generated policies are valid")),
-            model: Model::new(spec),
+            real: Protector::new(Policy::try_with(spec, rules).expect("generated policies are valid")),
+            model: Model::new(spec, rules),
             now: T0,
             held: Vec::new(),
             tally: Tally::default(),
         }
     }
 
-    /// Where `step` moves the clock, aiming at one of `deadlines`; it never goes back.
+    /// Where `step` moves the clock, aiming at one of `deadlines`; only `Back` goes back.
     pub(super) fn advance(&self, step: &Step, deadlines: Vec<Time>) -> Time {
         match *step {
             Step::Millis(n) => self.now + ms(n),
             Step::Secs(n) => self.now + secs(n),
+            Step::Back(n) => self.now - ms(n),
             Step::Deadline(i, nudge) => {
                 if deadlines.is_empty() {
                     return self.now + ms(1);
@@ -263,18 +314,20 @@ impl Run {
         let changes = match op {
             Op::Acquire => {
                 let real = self.real.acquire(now);
-                let (expected, changes) = self.model.acquire(now);
+                let (expected, changes, would_reject) = self.model.acquire(now);
                 prop_assert_eq!(real.decision, expected);
+                prop_assert_eq!(real.would_reject, would_reject);
+                self.tally.would_reject += usize::from(would_reject.is_some());
                 if let Decision::Admitted { permit, .. } = expected {
                     self.held.push(permit);
                 }
                 decision = Some(expected);
                 (real.changes, changes)
             }
-            Op::Report(pick, outcome) => {
+            Op::Report(pick, outcome, duration) => {
                 let permit = self.permit(pick);
-                let real = self.real.report(permit, *outcome, now);
-                let (ok, transition, changes) = self.model.report(permit, *outcome, now);
+                let real = self.real.report_timed(permit, *outcome, *duration, now);
+                let (ok, transition, changes) = self.model.report(permit, *outcome, *duration, now);
                 prop_assert_eq!((real.accepted, real.transition), (ok, transition), "{:?}", permit);
                 accepted = Some(ok);
                 (real.changes, changes)
@@ -292,11 +345,11 @@ impl Run {
                 let o = self.override_at(*o, self.model.deadlines());
                 (self.real.set_override(o, now), self.model.set_override(o, now))
             }
-            Op::UpdatePolicy(spec) => {
-                let policy = Policy::try_new(*spec).expect("generated policies are valid");
+            Op::UpdatePolicy(spec, rules) => {
+                let policy = Policy::try_with(*spec, *rules).expect("generated policies are valid");
                 (
                     self.real.update_policy(policy, now),
-                    self.model.update_policy(*spec, now),
+                    self.model.update_policy(*spec, *rules, now),
                 )
             }
         };
@@ -319,6 +372,13 @@ impl Run {
         prop_assert_eq!(r.counters(), &m.counters);
         prop_assert_eq!(r.next_deadline(), m.next_deadline());
         prop_assert_eq!(r.policy().spec(), m.spec);
+        prop_assert_eq!(r.policy().rules(), m.rules);
+        prop_assert_eq!(r.window().iter_slow().collect::<Vec<_>>(), m.slow.clone());
+        let time = r
+            .time_window()
+            .map_or((0, 0, 0), |t| (t.calls(), t.failures(), t.slow()));
+        prop_assert_eq!(time, m.time_totals());
+        prop_assert_eq!(r.cooldown_in_force(), m.cooldown_in_force());
         Ok(())
     }
 }
@@ -327,8 +387,8 @@ proptest! {
     #![proptest_config(config(4_096))]
 
     #[test]
-    fn the_machine_agrees_with_the_model(spec in spec(), ops in ops(true)) {
-        let mut run = Run::new(spec);
+    fn the_machine_agrees_with_the_model((spec, rules) in inputs(), ops in ops(true)) {
+        let mut run = Run::with(spec, rules);
         for op in &ops {
             run.step(op)?;
         }
@@ -338,18 +398,19 @@ proptest! {
 #[test]
 fn the_generated_runs_reach_every_rule() {
     let mut runner = TestRunner::deterministic();
-    let cases = (spec(), ops(true));
+    let cases = (inputs(), ops(true));
     let mut tally = Tally::default();
     for _ in 0..300 {
-        let (spec, ops) = cases.new_tree(&mut runner).expect("generates").current();
-        let mut run = Run::new(spec);
+        let ((spec, rules), ops) = cases.new_tree(&mut runner).expect("generates").current();
+        let mut run = Run::with(spec, rules);
         for op in &ops {
             run.step(op).expect("the machine agrees with the model");
         }
         tally.merge(run.tally);
     }
     assert_eq!(tally.decisions.len(), 6, "{tally:?}");
-    assert_eq!(tally.transitions.len(), 6, "{tally:?}");
+    assert_eq!(tally.transitions.len(), 8, "{tally:?}");
+    assert!(tally.would_reject >= 10, "{tally:?}");
     assert!(tally.override_expiries >= 10, "{tally:?}");
     assert!(tally.accepted >= 500 && tally.refused >= 500, "{tally:?}");
 }

@@ -88,7 +88,11 @@ fn path(p: &Path) -> &str {
 /// Calls `method` with one empty message (any RPC kind: a stream of one request) and the
 /// `authorization` value given; the status the call was refused with, or OK when the
 /// daemon let it through to its service (which may still refuse the empty request).
-async fn call(channel: &Channel, method: &'static str, authorization: Option<&str>) -> tonic::Status {
+pub(crate) async fn call(
+    channel: &Channel,
+    method: &'static str,
+    authorization: Option<&str>,
+) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.expect("the channel is ready");
     let mut request = tonic::Request::new(tokio_stream::once(()));
@@ -136,30 +140,34 @@ async fn each_role_can_call_exactly_its_rpcs() {
     let daemon = start(&setup).await;
     let channel = daemon.channel().await.expect("connect");
     for (name, token, role) in TOKENS {
-        for (method, needed) in EXPECTED {
-            let status = call(&channel, method, Some(&bearer(token))).await;
-            if rank(role) >= rank(needed) {
-                assert!(
-                    !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
-                    "{name} ({role}) may call {method}: {status:?}"
-                );
-            } else {
-                assert_eq!(
-                    status.code(),
-                    Code::PermissionDenied,
-                    "{name} ({role}) on {method}: {status:?}"
-                );
-                let rpc = method.rsplit('/').next().expect("a method name");
-                assert!(
-                    status
-                        .message()
-                        .contains(&format!("{rpc} needs the {needed} role")),
-                    "{name} on {method}: {status:?}"
-                );
-            }
-        }
+        let who = format!("token {name:?}");
+        assert_role_table(&channel, Some(&bearer(token)), &who, role).await;
     }
     daemon.terminate().await.assert_no_panic();
+}
+
+/// Asserts that the caller `who` on `channel` (with `authorization`, if any) can call
+/// exactly the RPCs of `role`: every other one is PERMISSION_DENIED naming the role
+/// needed and `who` with its role.
+pub(crate) async fn assert_role_table(channel: &Channel, authorization: Option<&str>, who: &str, role: &str) {
+    for (method, needed) in EXPECTED {
+        let status = call(channel, method, authorization).await;
+        if rank(role) >= rank(needed) {
+            assert!(
+                !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
+                "{who} ({role}) may call {method}: {status:?}"
+            );
+        } else {
+            assert_eq!(
+                status.code(),
+                Code::PermissionDenied,
+                "{who} ({role}) on {method}: {status:?}"
+            );
+            let rpc = method.rsplit('/').next().expect("a method name");
+            let expected = format!("{rpc} needs the {needed} role; {who} has the {role} role");
+            assert_eq!(status.message(), expected, "{who} on {method}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -280,14 +288,18 @@ async fn the_audit_line_names_the_token_of_each_change() {
     .await
     .expect("admin may set the status");
     let exit = daemon.terminate().await;
-    let audit: Vec<&str> = exit
-        .logged("circuitd::audit")
-        .into_iter()
-        .filter(|l| l.contains("admin change"))
-        .collect();
+    let audit = admin_changes(&exit);
     assert_eq!(audit.len(), 1, "{audit:#?}");
     assert!(audit[0].contains("identity=\"ops\""), "{}", audit[0]);
     assert!(audit[0].contains("rpc=\"SetStatus\""), "{}", audit[0]);
+}
+
+/// The audit log's lines of control-plane changes.
+pub(crate) fn admin_changes(exit: &support::process::Exit) -> Vec<&str> {
+    exit.logged("circuitd::audit")
+        .into_iter()
+        .filter(|l| l.contains("admin change"))
+        .collect()
 }
 
 #[tokio::test]

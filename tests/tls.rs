@@ -14,16 +14,16 @@ use support::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// A certificate authority made for one test.
-struct Ca(CertifiedIssuer<'static, KeyPair>);
+pub(crate) struct Ca(CertifiedIssuer<'static, KeyPair>);
 
 /// A certificate signed by a [`Ca`] and its key, as PEM.
-struct Leaf {
-    cert: String,
-    key: String,
+pub(crate) struct Leaf {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -35,7 +35,7 @@ impl Ca {
     }
 
     /// A certificate for 127.0.0.1 and localhost (server and client use alike).
-    fn leaf(&self, subject: &str) -> Leaf {
+    pub(crate) fn leaf(&self, subject: &str) -> Leaf {
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
         params.distinguished_name.push(DnType::CommonName, subject);
@@ -49,14 +49,14 @@ impl Ca {
 }
 
 /// The files a daemon is started with.
-struct Files {
+pub(crate) struct Files {
     cert: PathBuf,
     key: PathBuf,
     client_ca: PathBuf,
 }
 
 impl Files {
-    fn write(dir: &Path, leaf: &Leaf, client_ca: Option<&Ca>) -> Files {
+    pub(crate) fn write(dir: &Path, leaf: &Leaf, client_ca: Option<&Ca>) -> Files {
         let files = Files {
             cert: dir.join("server.pem"),
             key: dir.join("server-key.pem"),
@@ -75,7 +75,7 @@ impl Files {
         std::fs::write(&self.key, &leaf.key).expect("write the key");
     }
 
-    fn flags(&self, mtls: bool) -> Vec<String> {
+    pub(crate) fn flags(&self, mtls: bool) -> Vec<String> {
         let mut flags = vec![
             "--tls-cert".to_owned(),
             self.cert.display().to_string(),
@@ -89,13 +89,17 @@ impl Files {
     }
 }
 
-async fn start(dir: &TempDir, flags: &[String]) -> Circuitd {
+pub(crate) async fn start(dir: &TempDir, flags: &[String]) -> Circuitd {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Circuitd::launch_listening(dir.path(), &flags).await.serving()
 }
 
 /// A new TLS connection to `addr` trusting `ca`, presenting `identity` if given.
-async fn connect(addr: std::net::SocketAddr, ca: &Ca, identity: Option<&Leaf>) -> Result<Channel, String> {
+pub(crate) async fn connect(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    identity: Option<&Leaf>,
+) -> Result<Channel, String> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
     if let Some(leaf) = identity {
         tls = tls.identity(Identity::from_pem(&leaf.cert, &leaf.key));

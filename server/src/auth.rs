@@ -1,18 +1,33 @@
-//! Who may call what: bearer tokens, each with one role (`--tokens FILE`).
+//! Who may call what: bearer tokens and client certificates, each with one role
+//! (`--tokens FILE`), and the identity every call carries.
 //!
 //! Design note. Every call passes one tower layer, [`Authenticate`], before it reaches a
 //! service, so no RPC can be served without a check. The layer reads
 //! `authorization: Bearer <token>`, hashes the token with SHA-256 and compares the
 //! digest with each one of the tokens file in constant time (the file never holds a
-//! token in clear, so reading it gives no one access). The role a call needs comes from
+//! token in clear, so reading it gives no one access); the last few valid tokens are
+//! remembered (`cache`), so the hot path skips the hash. The role a call needs comes from
 //! one table, [`METHODS`], keyed by the gRPC path; a path missing from it (a new RPC
 //! nobody classified) needs `admin`, so forgetting it fails closed, and a unit test
-//! fails until every RPC of the contract is listed. A caller it lets through carries its
-//! [`Identity`] in the request's extensions, which the audit log names.
+//! fails until every RPC of the contract is listed.
 //!
-//! Refusals: no credential, or one that matches no token, is UNAUTHENTICATED; a token
-//! whose role is too weak is PERMISSION_DENIED naming the role needed. Each refusal is
-//! logged on `circuitd::audit`, at most one line per second per reason (see `refusals`).
+//! Identities. Every call the layer lets through carries an [`Identity`] in the
+//! request's extensions, which the audit log names and the per-identity limits count
+//! (`crate::limits`). It is, in this order:
+//! 1. with an `authorization` header, the token's name. A presented token always
+//!    decides: a bad one is UNAUTHENTICATED even if the client certificate maps to a
+//!    role, so a client never silently runs with other rights than the ones it asked
+//!    for;
+//! 2. with mTLS and no token, the `[[certificate]]` entry whose subject is the client
+//!    certificate's (verified at the handshake; see `crate::subject` for the matching);
+//! 3. without `--tokens` (the API is open), the peer's IP address, with every role, so
+//!    the limits still apply per client machine (its port is left out: one machine,
+//!    many connections).
+//!
+//! Refusals: no credential, or one that matches no token, is UNAUTHENTICATED; an
+//! identity whose role is too weak is PERMISSION_DENIED naming the role needed. Each
+//! refusal is logged on `circuitd::audit`, at most one line per second per reason (see
+//! `refusals`).
 //!
 //! Why `sha2` and `subtle`: RustCrypto's SHA-256 is pure Rust (no C toolchain or
 //! assembly build step, unlike `ring`), widely used and audited, and fast enough to hash
@@ -20,13 +35,18 @@
 //! password a slow KDF would have to protect. `subtle` compares the digests without an
 //! early exit, so the time a refusal takes says nothing about how close a guess came.
 //!
-//! Without `--tokens` the layer lets every call through (the daemon warns at start that
-//! its API is open). In replicated mode a follower checks a call before it forwards it,
-//! and forwards the caller's `authorization` with it, so the leader checks it again
-//! against its own file: replicas must share the tokens file.
+//! Without `--tokens` every call goes through (the daemon warns at start that its API
+//! is open). In replicated mode a follower checks a call before it forwards it, and
+//! forwards the caller's `authorization` with it, so the leader checks it again against
+//! its own file: replicas must share the tokens file. The leader sees the follower's
+//! connection, though, so a call forwarded on a certificate role alone, or with the API
+//! open, is known to the leader by the follower's certificate or address: in a cluster,
+//! give clients tokens.
 //!
-//! Layout: `tokens` the file and its rules, `refusals` the rate-limited refusal log.
+//! Layout: `tokens` the file and its rules, `cache` the recently seen tokens,
+//! `refusals` the rate-limited refusal log.
 
+mod cache;
 mod refusals;
 mod tokens;
 
@@ -39,8 +59,10 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::transport::server::TcpConnectInfo;
 
 use crate::connections::Peer;
+use crate::subject::Subject;
+use cache::TokenCache;
 pub use refusals::{Reason, Refusals};
-pub use tokens::{Role, Token, Tokens, TokensError, sha256_hex};
+pub use tokens::{Certificate, Overrides, Role, Token, Tokens, TokensError, sha256_hex};
 
 /// The role each gRPC method needs: THE table. A method not listed needs `admin`.
 pub const METHODS: &[(&str, Role)] = &[
@@ -83,39 +105,116 @@ pub fn required(path: &str) -> Role {
         .map_or(Role::Admin, |(_, role)| *role)
 }
 
+/// How a caller was recognised (see the module note for the order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// A bearer token of the tokens file.
+    Token,
+    /// A client certificate whose subject a `[[certificate]]` table maps.
+    Certificate,
+    /// Nothing: the API is open, and the caller is its IP address.
+    Address,
+}
+
+impl Credential {
+    /// Its name in messages and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credential::Token => "token",
+            Credential::Certificate => "certificate",
+            Credential::Address => "address",
+        }
+    }
+}
+
 /// The caller a call was let through for, in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The token's `name` in the tokens file.
+    /// The token's or certificate entry's `name`, or the peer's IP address.
     pub name: Arc<str>,
     /// Its role.
     pub role: Role,
+    /// How it was recognised.
+    pub credential: Credential,
+    /// Its own limits from the tokens file, if any.
+    pub limits: Overrides,
+}
+
+impl Identity {
+    /// The caller of an open API (no `--tokens`): its IP address, with every role.
+    pub fn open(peer: Option<std::net::SocketAddr>) -> Identity {
+        let name: Arc<str> = peer.map_or_else(|| "unknown".into(), |addr| addr.ip().to_string().into());
+        Identity {
+            name,
+            role: Role::Admin,
+            credential: Credential::Address,
+            limits: Overrides::default(),
+        }
+    }
+
+    /// `token:NAME`, `certificate:NAME` or `address:IP`: what the per-identity limits
+    /// count by, and what the journal records as a protector's creator. The kind keeps
+    /// a token from being counted with a machine that happens to share its name.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.credential.as_str(), self.name)
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.credential {
+            Credential::Address => write!(f, "address {}", self.name),
+            credential => write!(f, "{} {:?}", credential.as_str(), self.name),
+        }
+    }
+}
+
+/// The entries of one reading of the tokens file and the tokens recently found in them:
+/// swapped together, so a reload never finds a token the new file no longer has.
+#[derive(Debug)]
+struct Loaded {
+    tokens: Tokens,
+    cache: TokenCache,
 }
 
 /// The tokens in force, the file they come from, and the refusal log.
 #[derive(Debug)]
 pub struct Guard {
     path: PathBuf,
-    tokens: ArcSwap<Tokens>,
+    /// Whether clients present certificates (`--tls-client-ca`): certificate roles
+    /// need it.
+    mtls: bool,
+    loaded: ArcSwap<Loaded>,
     refusals: Refusals,
 }
 
 impl Guard {
-    /// Reads and checks the tokens file.
-    pub fn load(path: &Path) -> Result<Guard, TokensError> {
+    /// Reads and checks the tokens file; `mtls` says whether certificate roles can
+    /// apply (they are refused otherwise).
+    pub fn load(path: &Path, mtls: bool) -> Result<Guard, TokensError> {
         Ok(Guard {
             path: path.to_owned(),
-            tokens: ArcSwap::from_pointee(Tokens::load(path)?),
+            mtls,
+            loaded: ArcSwap::from_pointee(Guard::read(path, mtls)?),
             refusals: Refusals::default(),
         })
     }
 
+    fn read(path: &Path, mtls: bool) -> Result<Loaded, TokensError> {
+        let tokens = Tokens::load(path)?;
+        tokens.require_mtls(path, mtls)?;
+        Ok(Loaded {
+            tokens,
+            cache: TokenCache::default(),
+        })
+    }
+
     /// Reads the file again; a file that does not load leaves the tokens in force as
-    /// they were. Returns how many tokens are in force.
+    /// they were. Returns how many entries are in force.
     pub fn reload(&self) -> Result<usize, TokensError> {
-        let tokens = Tokens::load(&self.path)?;
-        let count = tokens.len();
-        self.tokens.store(Arc::new(tokens));
+        let loaded = Guard::read(&self.path, self.mtls)?;
+        let count = loaded.tokens.len();
+        self.loaded.store(Arc::new(loaded));
         Ok(count)
     }
 
@@ -123,7 +222,7 @@ impl Guard {
     pub fn reload_logged(&self) {
         match self.reload() {
             Ok(count) => {
-                tracing::info!(file = %self.path.display(), tokens = count, "SIGHUP: tokens reloaded")
+                tracing::info!(file = %self.path.display(), entries = count, "SIGHUP: tokens reloaded")
             }
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: the tokens file was refused; the previous tokens stay in force")
@@ -131,44 +230,48 @@ impl Guard {
         }
     }
 
-    /// Who `authorization` (the header's value, if any) is, and whether that identity may
-    /// call `path`.
+    /// Who the caller is, from `authorization` (the header's value, if any) or else the
+    /// client certificate's `subject` (mTLS), and whether that identity may call `path`.
     pub fn check(
         &self,
         path: &str,
         authorization: Option<&[u8]>,
+        subject: Option<&Subject>,
     ) -> Result<Identity, (Reason, tonic::Status)> {
-        let Some(value) = authorization else {
-            return Err((
-                Reason::Missing,
-                tonic::Status::unauthenticated("no credential: send `authorization: Bearer <token>`"),
-            ));
-        };
-        let Some(token) = bearer(value) else {
-            return Err((
-                Reason::Malformed,
-                tonic::Status::unauthenticated("the authorization header is not `Bearer <token>`"),
-            ));
-        };
-        let tokens = self.tokens.load();
-        let Some(found) = tokens.find(token) else {
-            return Err((Reason::Unknown, tonic::Status::unauthenticated("unknown token")));
+        let loaded = self.loaded.load();
+        let identity = match authorization {
+            Some(value) => loaded.token(value)?,
+            None => match subject.and_then(|s| loaded.tokens.certificate(s)) {
+                Some(found) => Identity {
+                    name: Arc::clone(&found.name),
+                    role: found.role,
+                    credential: Credential::Certificate,
+                    limits: found.limits,
+                },
+                None => {
+                    let message = match subject {
+                        Some(subject) => format!(
+                            "no credential: send `authorization: Bearer <token>`; the client certificate's subject {:?} maps to no role",
+                            subject.to_string()
+                        ),
+                        None => "no credential: send `authorization: Bearer <token>`".to_owned(),
+                    };
+                    return Err((Reason::Missing, tonic::Status::unauthenticated(message)));
+                }
+            },
         };
         let needed = required(path);
-        if found.role < needed {
+        if identity.role < needed {
             let rpc = path.rsplit('/').next().unwrap_or(path);
             return Err((
                 Reason::Forbidden,
                 tonic::Status::permission_denied(format!(
-                    "{rpc} needs the {needed} role; token {:?} has the {} role",
-                    found.name, found.role
+                    "{rpc} needs the {needed} role; {identity} has the {} role",
+                    identity.role
                 )),
             ));
         }
-        Ok(Identity {
-            name: Arc::clone(&found.name),
-            role: found.role,
-        })
+        Ok(identity)
     }
 
     /// Logs a refusal unless this reason was logged less than a second ago.
@@ -190,6 +293,32 @@ impl Guard {
                 "refused"
             );
         }
+    }
+}
+
+impl Loaded {
+    /// The identity of the token in `authorization`, looked up in the cache first.
+    fn token(&self, authorization: &[u8]) -> Result<Identity, (Reason, tonic::Status)> {
+        let Some(token) = bearer(authorization) else {
+            return Err((
+                Reason::Malformed,
+                tonic::Status::unauthenticated("the authorization header is not `Bearer <token>`"),
+            ));
+        };
+        let index = self.cache.get(token).or_else(|| {
+            let index = self.tokens.position(token)?;
+            self.cache.insert(token, index);
+            Some(index)
+        });
+        let Some(found) = index.and_then(|i| self.tokens.token(i)) else {
+            return Err((Reason::Unknown, tonic::Status::unauthenticated("unknown token")));
+        };
+        Ok(Identity {
+            name: Arc::clone(&found.name),
+            role: found.role,
+            credential: Credential::Token,
+            limits: found.limits,
+        })
     }
 }
 
@@ -251,30 +380,32 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        if let Some(guard) = &self.guard {
-            let path = request.uri().path();
-            let authorization = request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .map(http::HeaderValue::as_bytes);
-            match guard.check(path, authorization) {
-                Ok(identity) => {
-                    request.extensions_mut().insert(identity);
-                }
-                Err((reason, status)) => {
-                    let peer = request
-                        .extensions()
-                        .get::<TcpConnectInfo>()
-                        .or_else(|| request.extensions().get::<Peer>().map(|p| &p.tcp))
-                        .and_then(TcpConnectInfo::remote_addr);
-                    guard.refused(reason, path, peer, &status);
-                    let response = status.into_http::<ResBody>();
-                    return Box::pin(std::future::ready(Ok(response)));
-                }
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .or_else(|| request.extensions().get::<Peer>().map(|p| &p.tcp))
+            .and_then(TcpConnectInfo::remote_addr);
+        let Some(guard) = &self.guard else {
+            request.extensions_mut().insert(Identity::open(peer));
+            return Box::pin(self.inner.call(request));
+        };
+        let path = request.uri().path();
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        let subject = request.extensions().get::<Peer>().and_then(Peer::client_subject);
+        match guard.check(path, authorization, subject) {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+                Box::pin(self.inner.call(request))
+            }
+            Err((reason, status)) => {
+                guard.refused(reason, path, peer, &status);
+                let response = status.into_http::<ResBody>();
+                Box::pin(std::future::ready(Ok(response)))
             }
         }
-        let response = self.inner.call(request);
-        Box::pin(response)
     }
 }
 

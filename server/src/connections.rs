@@ -176,10 +176,19 @@ impl Counted {
                 .and_then(|chain| chain.first())
                 .map(|leaf| Arc::new(leaf.clone().into_owned())),
         };
+        // rustls verified the chain, so the leaf parses; if it did not, the caller
+        // simply has no certificate identity.
+        let client_subject = client_certificate.as_deref().and_then(|der| {
+            crate::subject::Subject::of_certificate(der)
+                .inspect_err(|e| tracing::debug!(peer = ?tcp.remote_addr(), error = %e, "unreadable client certificate subject"))
+                .ok()
+                .map(Arc::new)
+        });
         let peer = Peer {
             tcp,
             activity: Activity::new(),
             client_certificate,
+            client_subject,
         };
         Counted {
             stream,

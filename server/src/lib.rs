@@ -8,13 +8,19 @@
 //! Layout. Dependencies point one way and no module imports one that imports it back:
 //! `service -> registry -> {sequencer, watch, scheduler, store}`, `watch -> sequencer ->
 //! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`,
-//! `service -> auth -> connections` (the identity a call carries), `service -> cluster
+//! `service -> auth -> connections` (the identity a call carries), `service -> limits ->
+//! auth`, `{auth, connections} -> subject`, `service -> cluster
 //! -> {registry, fence}`, `registry -> fence`, `replica -> {cluster, registry,
 //! sequencer, store}`, `connections -> tls -> config`;
 //! [`server`] wires them all; [`store`] imports no other module of the crate, and
 //! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
-//! - [`auth`]: bearer tokens and roles (`--tokens`): the layer every call passes, the
-//!   one table of the role each RPC needs, the tokens file, the rate-limited refusal log.
+//! - [`auth`]: bearer tokens, certificate roles and identities (`--tokens`): the layer
+//!   every call passes, the one table of the role each RPC needs, the tokens file, the
+//!   cache of recently found tokens, the rate-limited refusal log.
+//! - [`subject`]: a client certificate's subject, and how a `[[certificate]]` table
+//!   matches it.
+//! - [`limits`]: Watch and Session streams open per identity (the protectors an identity
+//!   created are counted by the registry, `registry/creators.rs`).
 //! - [`cluster`]: this replica's role and the registry it serves now (swapped when the
 //!   role changes).
 //! - [`config`]: every setting, its default, and the TOML file.
@@ -59,6 +65,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod fence;
+pub mod limits;
 pub mod registry;
 #[cfg(feature = "etcd")]
 pub mod replica;
@@ -67,6 +74,7 @@ pub mod sequencer;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod subject;
 pub mod tls;
 pub mod validate;
 pub mod watch;

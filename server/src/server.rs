@@ -179,7 +179,8 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
     let guard = match &config.tokens {
         None => None,
         Some(path) => Some(Arc::new(
-            crate::auth::Guard::load(path).map_err(|e| ServeError::Config(e.to_string()))?,
+            crate::auth::Guard::load(path, config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()))
+                .map_err(|e| ServeError::Config(e.to_string()))?,
         )),
     };
     let tls = match &config.tls {

@@ -6,6 +6,7 @@ use prost::Message;
 use tokio::time::Instant;
 
 use super::*;
+use crate::subject::Subject;
 
 const FILE: &str = "/etc/circuitd/tokens.toml";
 
@@ -27,9 +28,17 @@ fn refused(text: &str) -> String {
 fn guard(text: &str) -> Guard {
     Guard {
         path: FILE.into(),
-        tokens: ArcSwap::from_pointee(parse(text).expect("valid")),
+        mtls: true,
+        loaded: ArcSwap::from_pointee(Loaded {
+            tokens: parse(text).expect("valid"),
+            cache: TokenCache::default(),
+        }),
         refusals: Refusals::default(),
     }
+}
+
+fn certificate(subject: &str, role: &str, extra: &str) -> String {
+    format!("[[certificate]]\nsubject = {subject:?}\nrole = {role:?}\n{extra}")
 }
 
 #[test]
@@ -78,7 +87,7 @@ fn each_broken_rule_names_the_file_and_the_entry() {
             entry(" ", &sha256_hex(b"x"), "read"),
             "token[0] \" \": the name is empty",
         ),
-        (String::new(), "no [[token]] table"),
+        (String::new(), "no [[token]] or [[certificate]] table"),
     ];
     for (text, expected) in cases {
         let message = refused(&text);
@@ -172,7 +181,7 @@ fn the_check_tells_unauthenticated_from_permission_denied() {
     );
     let set_status = "/resilient_circuit.v1.AdminService/SetStatus";
     let get = "/resilient_circuit.v1.ProtectorService/GetProtector";
-    let code = |path: &str, auth: Option<&[u8]>| g.check(path, auth).map_err(|(r, s)| (r, s.code()));
+    let code = |path: &str, auth: Option<&[u8]>| g.check(path, auth, None).map_err(|(r, s)| (r, s.code()));
     assert_eq!(
         code(get, None),
         Err((Reason::Missing, tonic::Code::Unauthenticated))
@@ -189,10 +198,10 @@ fn the_check_tells_unauthenticated_from_permission_denied() {
         code(get, Some(b"Bearer nope")),
         Err((Reason::Unknown, tonic::Code::Unauthenticated))
     );
-    let reader = g.check(get, Some(b"bearer r")).expect("read may get");
+    let reader = g.check(get, Some(b"bearer r"), None).expect("read may get");
     assert_eq!((&*reader.name, reader.role), ("reader", Role::Read));
     let (reason, status) = g
-        .check(set_status, Some(b"Bearer r"))
+        .check(set_status, Some(b"Bearer r"), None)
         .expect_err("read may not set");
     assert_eq!(
         (reason, status.code()),
@@ -203,7 +212,7 @@ fn the_check_tells_unauthenticated_from_permission_denied() {
         "SetStatus needs the admin role; token \"reader\" has the read role"
     );
     assert_eq!(
-        g.check(set_status, Some(b"Bearer a")).expect("admin").role,
+        g.check(set_status, Some(b"Bearer a"), None).expect("admin").role,
         Role::Admin
     );
 }
@@ -214,15 +223,18 @@ fn a_reload_that_fails_keeps_the_tokens_in_force() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("tokens.toml");
     std::fs::write(&path, entry("old", &sha256_hex(b"old"), "read")).expect("write");
-    let g = Guard::load(&path).expect("valid");
+    let g = Guard::load(&path, false).expect("valid");
     std::fs::write(&path, entry("new", &sha256_hex(b"new"), "read")).expect("write");
     assert_eq!(g.reload().expect("valid"), 1);
     let get = "/resilient_circuit.v1.ProtectorService/GetProtector";
-    assert!(g.check(get, Some(b"Bearer new")).is_ok());
-    assert!(g.check(get, Some(b"Bearer old")).is_err());
+    assert!(g.check(get, Some(b"Bearer new"), None).is_ok());
+    assert!(g.check(get, Some(b"Bearer old"), None).is_err());
     std::fs::write(&path, "[[token]]\nname = \"broken\"\n").expect("write");
     assert!(g.reload().is_err());
-    assert!(g.check(get, Some(b"Bearer new")).is_ok(), "the old tokens stay");
+    assert!(
+        g.check(get, Some(b"Bearer new"), None).is_ok(),
+        "the old tokens stay"
+    );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
@@ -241,4 +253,163 @@ fn refusals_log_once_a_second_per_reason_with_the_count_suppressed() {
     assert_eq!(r.admit(Reason::Unknown, ms(2000)), Some(1));
     assert_eq!(r.admit(Reason::Missing, ms(1499)), None);
     assert_eq!(r.admit(Reason::Missing, ms(1500)), Some(1));
+}
+
+#[test]
+fn certificate_tables_and_limits_are_checked_naming_the_entry() {
+    let token = entry("bot", &sha256_hex(b"x"), "read");
+    let cases = [
+        (
+            certificate("CN=billing", "data", "max_watchers = -1\n"),
+            "certificate[0] \"CN=billing\": max_watchers must be 0 or more (got -1)",
+        ),
+        (
+            format!("{token}max_sessions = \"many\"\n"),
+            "token[0] \"bot\": max_sessions must be an integer (got string)",
+        ),
+        (
+            certificate("billing", "data", ""),
+            "certificate[0] \"billing\": subject: \"billing\" is not TYPE=value",
+        ),
+        (
+            certificate("CN=a", "root", ""),
+            "certificate[0] \"CN=a\": unknown role \"root\"",
+        ),
+        (
+            format!("{token}{}", certificate("CN=a", "read", "name = \"bot\"\n")),
+            "certificate[0] \"bot\": the name is already used by token[0]",
+        ),
+        (
+            [
+                certificate("CN=a,O=x", "read", ""),
+                certificate("O=x, CN=a", "data", ""),
+            ]
+            .concat(),
+            "certificate[1] \"O=x, CN=a\": the same subject as certificate[0] \"CN=a,O=x\"",
+        ),
+        (
+            certificate("CN=a", "read", "sha256 = \"00\"\n"),
+            "certificate[0] \"CN=a\": unknown key \"sha256\"",
+        ),
+        (
+            "[[certificate]]\nrole = \"read\"\n".to_owned(),
+            "certificate[0] \"\": missing subject",
+        ),
+    ];
+    for (text, expected) in cases {
+        let message = refused(&text);
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+    }
+    let tokens = parse(&certificate(
+        "CN=billing,O=acme",
+        "data",
+        "name = \"billing\"\nmax_sessions = 0\n",
+    ))
+    .expect("valid");
+    let e = tokens.require_mtls(Path::new(FILE), false).expect_err("no mTLS");
+    assert!(
+        e.to_string()
+            .contains("certificate[0] \"billing\": certificate roles need mTLS: set --tls-client-ca"),
+        "{e}"
+    );
+    tokens.require_mtls(Path::new(FILE), true).expect("with mTLS");
+    let found = tokens
+        .certificate(&Subject::parse("O=acme,CN=billing").unwrap())
+        .expect("mapped");
+    assert_eq!(
+        (&*found.name, found.role, found.limits.max_sessions),
+        ("billing", Role::Data, Some(0))
+    );
+}
+
+#[test]
+fn a_presented_token_decides_and_a_mapped_certificate_serves_without_one() {
+    let g = guard(
+        &[
+            entry("reader", &sha256_hex(b"r"), "read"),
+            certificate(
+                "CN=billing,O=acme",
+                "data",
+                "name = \"billing\"\nmax_watchers = 7\n",
+            ),
+        ]
+        .concat(),
+    );
+    let acquire = "/resilient_circuit.v1.ProtectorService/Acquire";
+    let billing = Subject::parse("CN=billing,O=acme").unwrap();
+    let stranger = Subject::parse("CN=stranger").unwrap();
+    let who = g
+        .check(acquire, None, Some(&billing))
+        .expect("the certificate's role");
+    assert_eq!(
+        (who.to_string(), who.key(), who.role, who.limits.max_watchers),
+        (
+            "certificate \"billing\"".into(),
+            "certificate:billing".into(),
+            Role::Data,
+            Some(7)
+        )
+    );
+    let (reason, status) = g
+        .check(acquire, Some(b"Bearer bad"), Some(&billing))
+        .expect_err("a bad token");
+    assert_eq!(
+        (reason, status.code()),
+        (Reason::Unknown, tonic::Code::Unauthenticated)
+    );
+    let (_, status) = g
+        .check(acquire, Some(b"Bearer r"), Some(&billing))
+        .expect_err("the token's role");
+    assert_eq!(
+        status.message(),
+        "Acquire needs the data role; token \"reader\" has the read role"
+    );
+    let (reason, status) = g.check(acquire, None, Some(&stranger)).expect_err("unmapped");
+    assert_eq!(reason, Reason::Missing);
+    assert!(
+        status
+            .message()
+            .contains("subject \"CN=stranger\" maps to no role"),
+        "{}",
+        status.message()
+    );
+    let open = Identity::open(Some("10.1.2.3:4567".parse().unwrap()));
+    assert_eq!(
+        (open.to_string(), open.key(), open.role),
+        ("address 10.1.2.3".into(), "address:10.1.2.3".into(), Role::Admin)
+    );
+}
+
+#[test]
+fn found_tokens_are_cached_and_a_reload_forgets_them() {
+    let dir = std::env::temp_dir().join(format!("circuitd-auth-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, entry("old", &sha256_hex(b"old"), "read")).expect("write");
+    let g = Guard::load(&path, false).expect("valid");
+    let get = "/resilient_circuit.v1.ProtectorService/GetProtector";
+    assert!(g.check(get, Some(b"Bearer nope"), None).is_err());
+    assert_eq!(g.loaded.load().cache.len(), 0, "a bad token is not cached");
+    assert_eq!(
+        &*g.check(get, Some(b"Bearer old"), None).expect("valid").name,
+        "old"
+    );
+    assert_eq!(g.loaded.load().cache.len(), 1);
+    assert_eq!(
+        &*g.check(get, Some(b"Bearer old"), None).expect("cached").name,
+        "old"
+    );
+    std::fs::write(&path, entry("new", &sha256_hex(b"new"), "read")).expect("write");
+    g.reload().expect("valid");
+    assert!(
+        g.check(get, Some(b"Bearer old"), None).is_err(),
+        "the rotated token is gone"
+    );
+    std::fs::write(&path, certificate("CN=a", "read", "")).expect("write");
+    assert!(g.reload().is_err(), "certificate roles without mTLS");
+    assert!(
+        g.check(get, Some(b"Bearer new"), None).is_ok(),
+        "the old tokens stay"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }

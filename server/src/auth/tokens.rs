@@ -9,9 +9,26 @@
 //! role = "admin"
 //! ```
 //!
+//! With mTLS (`--tls-client-ca`), a client certificate's subject may hold a role too,
+//! one `[[certificate]]` table each, with an optional `name` (the subject, if absent);
+//! see `crate::subject` for how a subject matches:
+//!
+//! ```toml
+//! [[certificate]]
+//! subject = "CN=billing,O=acme"
+//! role = "data"
+//! name = "billing"
+//! ```
+//!
+//! Either table may set its own per-identity limits, `max_watchers`, `max_sessions`
+//! and `max_protectors` (0 forbids), in place of the daemon's `--max-*-per-identity`.
+//!
 //! Every rule is checked when the file is read, and each error names the file and the
-//! entry at fault: an unknown key, a name empty or used twice, a digest that is not 64
-//! hex digits or that two entries share, a role that does not exist, no token at all.
+//! entry at fault: an unknown key, a name empty or used twice (names are shared by both
+//! tables: each names one identity), a digest that is not 64 hex digits or that two
+//! entries share, a subject that does not parse or that two entries share, a role that
+//! does not exist, a negative limit, no table at all, and (`require_mtls`) certificate
+//! roles without mTLS.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +37,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::subject::Subject;
 
 /// What a token may do; each role can do everything the one before it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +74,19 @@ impl fmt::Display for Role {
     }
 }
 
+/// Per-identity limits a `[[token]]` or `[[certificate]]` table may set for itself
+/// (`max_watchers`, `max_sessions`, `max_protectors`); unset, the daemon's
+/// `--max-*-per-identity` apply. Zero forbids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Open Watch streams.
+    pub max_watchers: Option<usize>,
+    /// Open Session streams.
+    pub max_sessions: Option<usize>,
+    /// Protectors it created that exist.
+    pub max_protectors: Option<usize>,
+}
+
 /// One token of the file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
@@ -64,6 +96,8 @@ pub struct Token {
     pub sha256: [u8; 32],
     /// What it may do.
     pub role: Role,
+    /// Its own limits, if any.
+    pub limits: Overrides,
 }
 
 impl fmt::Debug for Token {
@@ -76,9 +110,25 @@ impl fmt::Debug for Token {
     }
 }
 
-/// Every token of a checked file.
+/// One `[[certificate]]` table: a client certificate subject (mTLS) and its role.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tokens(Vec<Token>);
+pub struct Certificate {
+    /// Its `name`, or else the subject as written; the audit log shows it.
+    pub name: Arc<str>,
+    /// The subject a client certificate must have (see `crate::subject`).
+    pub subject: Subject,
+    /// What it may do.
+    pub role: Role,
+    /// Its own limits, if any.
+    pub limits: Overrides,
+}
+
+/// Every token and certificate role of a checked file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    tokens: Vec<Token>,
+    certificates: Vec<Certificate>,
+}
 
 /// Why a tokens file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -101,22 +151,32 @@ pub enum TokensError {
         error: Box<toml::de::Error>,
     },
     /// An entry breaks a rule.
-    #[error("tokens file {}: token[{index}] {name:?}: {rule}", path.display())]
+    #[error("tokens file {}: {table}[{index}] {name:?}: {rule}", path.display())]
     Entry {
         /// The file.
         path: PathBuf,
-        /// The entry's position, from 0.
+        /// `token` or `certificate`.
+        table: &'static str,
+        /// The entry's position in its table, from 0.
         index: usize,
-        /// Its name.
+        /// Its name (a certificate's subject when it has none).
         name: String,
         /// The rule it breaks.
         rule: String,
     },
-    /// The file has no `[[token]]` table: nobody could call the daemon.
-    #[error("tokens file {}: no [[token]] table; add one (`circuitctl token new NAME --role admin` prints it)", path.display())]
+    /// The file has no table at all: nobody could call the daemon.
+    #[error("tokens file {}: no [[token]] or [[certificate]] table; add one (`circuitctl token new NAME --role admin` prints it)", path.display())]
     Empty {
         /// The file.
         path: PathBuf,
+    },
+    /// `[[certificate]]` tables, but no client certificate is ever asked for.
+    #[error("tokens file {}: certificate[0] {name:?}: certificate roles need mTLS: set --tls-client-ca, or remove the [[certificate]] tables", path.display())]
+    NoClientCa {
+        /// The file.
+        path: PathBuf,
+        /// The first certificate entry's name.
+        name: String,
     },
 }
 
@@ -126,34 +186,72 @@ pub enum TokensError {
 struct File {
     #[serde(default)]
     token: Vec<toml::Table>,
+    #[serde(default)]
+    certificate: Vec<toml::Table>,
 }
 
-/// The keys of a `[[token]]` table.
-const KEYS: [&str; 3] = ["name", "sha256", "role"];
+/// The keys of a `[[token]]` and of a `[[certificate]]` table.
+const TOKEN_KEYS: &[&str] = &[
+    "name",
+    "sha256",
+    "role",
+    "max_watchers",
+    "max_sessions",
+    "max_protectors",
+];
+const CERTIFICATE_KEYS: &[&str] = &[
+    "name",
+    "subject",
+    "role",
+    "max_watchers",
+    "max_sessions",
+    "max_protectors",
+];
 
-struct Entry {
-    name: String,
-    sha256: String,
-    role: String,
+/// One table, read by its keys; errors are the rule broken, for `Tokens::parse` to
+/// name the entry.
+struct Entry<'a> {
+    table: &'a toml::Table,
 }
 
-impl Entry {
-    /// The entry's three strings, or what is wrong with it.
-    fn read(table: &toml::Table) -> Result<Entry, String> {
-        if let Some(unknown) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(format!(
-                "unknown key {unknown:?} (expected name, sha256 and role)"
-            ));
+impl<'a> Entry<'a> {
+    fn new(table: &'a toml::Table, keys: &[&str]) -> Result<Entry<'a>, String> {
+        if let Some(unknown) = table.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(format!("unknown key {unknown:?} (expected {})", keys.join(", ")));
         }
-        let text = |key: &str| match table.get(key) {
-            None => Err(format!("missing {key}")),
-            Some(toml::Value::String(s)) => Ok(s.clone()),
+        Ok(Entry { table })
+    }
+
+    fn text(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(format!("{key} must be a string (got {})", other.type_str())),
+        }
+    }
+
+    fn required(&self, key: &str) -> Result<&'a str, String> {
+        self.text(key)?.ok_or_else(|| format!("missing {key}"))
+    }
+
+    fn role(&self) -> Result<Role, String> {
+        let role = self.required("role")?;
+        Role::parse(role)
+            .ok_or_else(|| format!("unknown role {role:?}: expected \"read\", \"data\" or \"admin\""))
+    }
+
+    fn limits(&self) -> Result<Overrides, String> {
+        let limit = |key: &str| match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) => usize::try_from(*n)
+                .map(Some)
+                .map_err(|_| format!("{key} must be 0 or more (got {n})")),
+            Some(other) => Err(format!("{key} must be an integer (got {})", other.type_str())),
         };
-        Ok(Entry {
-            name: text("name")?,
-            sha256: text("sha256")?,
-            role: text("role")?,
+        Ok(Overrides {
+            max_watchers: limit("max_watchers")?,
+            max_sessions: limit("max_sessions")?,
+            max_protectors: limit("max_protectors")?,
         })
     }
 }
@@ -174,47 +272,52 @@ impl Tokens {
             path: path.to_owned(),
             error: Box::new(error),
         })?;
-        if file.token.is_empty() {
+        if file.token.is_empty() && file.certificate.is_empty() {
             return Err(TokensError::Empty {
                 path: path.to_owned(),
             });
         }
+        let refuse = |table: &'static str, index: usize, name: &str| {
+            let name = name.to_owned();
+            move |rule: String| TokensError::Entry {
+                path: path.to_owned(),
+                table,
+                index,
+                name: name.clone(),
+                rule,
+            }
+        };
+        let mut names: Vec<(Arc<str>, String)> = Vec::new();
+        let mut unique = |name: &str, here: String| -> Result<Arc<str>, String> {
+            if name.trim().is_empty() {
+                return Err("the name is empty".into());
+            }
+            if let Some((_, first)) = names.iter().find(|(n, _)| **n == *name) {
+                return Err(format!("the name is already used by {first}"));
+            }
+            let name: Arc<str> = name.into();
+            names.push((Arc::clone(&name), here));
+            Ok(name)
+        };
         let mut tokens: Vec<Token> = Vec::with_capacity(file.token.len());
         for (index, table) in file.token.iter().enumerate() {
             let named = table
                 .get("name")
                 .and_then(toml::Value::as_str)
                 .unwrap_or_default();
-            let entry = Entry::read(table).map_err(|rule| TokensError::Entry {
-                path: path.to_owned(),
-                index,
-                name: named.to_owned(),
-                rule,
-            })?;
-            let refuse = |rule: String| TokensError::Entry {
-                path: path.to_owned(),
-                index,
-                name: entry.name.clone(),
-                rule,
-            };
-            if entry.name.trim().is_empty() {
-                return Err(refuse("the name is empty".into()));
-            }
-            let sha256 = hex32(&entry.sha256).ok_or_else(|| {
+            let refuse = refuse("token", index, named);
+            let entry = Entry::new(table, TOKEN_KEYS).map_err(&refuse)?;
+            let name = entry.required("name").map_err(&refuse)?;
+            let digest = entry.required("sha256").map_err(&refuse)?;
+            let role = entry.role().map_err(&refuse)?;
+            let limits = entry.limits().map_err(&refuse)?;
+            let name = unique(name, format!("token[{index}]")).map_err(&refuse)?;
+            let sha256 = hex32(digest).ok_or_else(|| {
                 refuse(format!(
                     "sha256 must be 64 hex digits (the SHA-256 of the token, never the token), got {} characters",
-                    entry.sha256.chars().count()
+                    digest.chars().count()
                 ))
             })?;
-            let role = Role::parse(&entry.role).ok_or_else(|| {
-                refuse(format!(
-                    "unknown role {:?}: expected \"read\", \"data\" or \"admin\"",
-                    entry.role
-                ))
-            })?;
-            if let Some(first) = tokens.iter().position(|t| *t.name == *entry.name) {
-                return Err(refuse(format!("the name is already used by token[{first}]")));
-            }
             if let Some(first) = tokens.iter().position(|t| t.sha256 == sha256) {
                 return Err(refuse(format!(
                     "the same token (sha256) as token[{first}] {:?}: give each its own token",
@@ -222,32 +325,87 @@ impl Tokens {
                 )));
             }
             tokens.push(Token {
-                name: entry.name.as_str().into(),
+                name,
                 sha256,
                 role,
+                limits,
             });
         }
-        Ok(Tokens(tokens))
+        let mut certificates: Vec<Certificate> = Vec::with_capacity(file.certificate.len());
+        for (index, table) in file.certificate.iter().enumerate() {
+            let named = ["name", "subject"]
+                .iter()
+                .find_map(|k| table.get(*k).and_then(toml::Value::as_str))
+                .unwrap_or_default();
+            let refuse = refuse("certificate", index, named);
+            let entry = Entry::new(table, CERTIFICATE_KEYS).map_err(&refuse)?;
+            let written = entry.required("subject").map_err(&refuse)?;
+            let subject = Subject::parse(written).map_err(|e| refuse(format!("subject: {e}")))?;
+            let role = entry.role().map_err(&refuse)?;
+            let limits = entry.limits().map_err(&refuse)?;
+            let name = entry.text("name").map_err(&refuse)?.unwrap_or(written);
+            let name = unique(name, format!("certificate[{index}]")).map_err(&refuse)?;
+            if let Some(first) = certificates.iter().position(|c| c.subject == subject) {
+                return Err(refuse(format!(
+                    "the same subject as certificate[{first}] {:?}",
+                    certificates[first].name
+                )));
+            }
+            certificates.push(Certificate {
+                name,
+                subject,
+                role,
+                limits,
+            });
+        }
+        Ok(Tokens { tokens, certificates })
     }
 
-    /// How many tokens there are.
+    /// Refuses `[[certificate]]` tables when no client certificate is asked for
+    /// (`mtls` false): such a role could never apply, so it is a mistake to say so.
+    pub fn require_mtls(&self, path: &Path, mtls: bool) -> Result<(), TokensError> {
+        match self.certificates.first() {
+            Some(first) if !mtls => Err(TokensError::NoClientCa {
+                path: path.to_owned(),
+                name: first.name.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The certificate role whose subject is `subject`.
+    pub fn certificate(&self, subject: &Subject) -> Option<&Certificate> {
+        self.certificates.iter().find(|c| c.subject == *subject)
+    }
+
+    /// The token at `index` (an index [`Tokens::position`] gave).
+    pub fn token(&self, index: usize) -> Option<&Token> {
+        self.tokens.get(index)
+    }
+
+    /// How many tokens and certificate roles there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.tokens.len() + self.certificates.len()
     }
 
     /// Whether there is none (never, for a checked file).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// The token whose SHA-256 is that of `presented`. Every digest is compared, each in
     /// constant time, so the time taken does not depend on how much of one matched.
     pub fn find(&self, presented: &[u8]) -> Option<&Token> {
+        self.position(presented).and_then(|i| self.tokens.get(i))
+    }
+
+    /// [`Tokens::find`], as the token's index.
+    pub fn position(&self, presented: &[u8]) -> Option<usize> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = None;
-        for token in &self.0 {
+        for (index, token) in self.tokens.iter().enumerate() {
             if bool::from(token.sha256.ct_eq(&digest)) {
-                found = Some(token);
+                found = Some(index);
             }
         }
         found

@@ -63,6 +63,17 @@ pub struct Args {
     /// Most names in one Watch filter [default: 1000]
     #[arg(long, env = "CIRCUITD_MAX_WATCH_NAMES", value_name = "N")]
     pub max_watch_names: Option<usize>,
+    /// Most open Watch streams per identity (token, certificate, or client IP with the
+    /// API open) [default: 1000]
+    #[arg(long, env = "CIRCUITD_MAX_WATCHERS_PER_IDENTITY", value_name = "N")]
+    pub max_watchers_per_identity: Option<usize>,
+    /// Most open Session streams per identity [default: 1000]
+    #[arg(long, env = "CIRCUITD_MAX_SESSIONS_PER_IDENTITY", value_name = "N")]
+    pub max_sessions_per_identity: Option<usize>,
+    /// Most existing protectors one identity may have created (EnsureProtector)
+    /// [default: 10000]
+    #[arg(long, env = "CIRCUITD_MAX_PROTECTORS_PER_IDENTITY", value_name = "N")]
+    pub max_protectors_per_identity: Option<usize>,
     /// Most client connections open at once; past it, newcomers wait [default: 10000]
     #[arg(long, env = "CIRCUITD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,

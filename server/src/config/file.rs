@@ -78,6 +78,9 @@ pub(super) struct FileLimits {
     pub(super) max_concurrent_streams: Option<u32>,
     pub(super) max_watch_names: Option<usize>,
     pub(super) max_connections: Option<usize>,
+    pub(super) max_watchers_per_identity: Option<usize>,
+    pub(super) max_sessions_per_identity: Option<usize>,
+    pub(super) max_protectors_per_identity: Option<usize>,
 }
 
 /// `[connections]`.

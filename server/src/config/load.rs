@@ -195,6 +195,24 @@ impl Layers<'_> {
                 limits.max_connections,
                 d.limits.max_connections
             ))?,
+            max_watchers_per_identity: positive(pick!(
+                self,
+                max_watchers_per_identity,
+                limits.max_watchers_per_identity,
+                d.limits.max_watchers_per_identity
+            ))?,
+            max_sessions_per_identity: positive(pick!(
+                self,
+                max_sessions_per_identity,
+                limits.max_sessions_per_identity,
+                d.limits.max_sessions_per_identity
+            ))?,
+            max_protectors_per_identity: positive(pick!(
+                self,
+                max_protectors_per_identity,
+                limits.max_protectors_per_identity,
+                d.limits.max_protectors_per_identity
+            ))?,
         };
         let watch = WatchConfig {
             buffer: positive(pick!(self, watch_buffer, watch.buffer, d.watch.buffer))?,

@@ -46,6 +46,9 @@ max_name_len = 13
 max_message_bytes = 14
 max_concurrent_streams = 15
 max_watch_names = 16
+max_watchers_per_identity = 19
+max_sessions_per_identity = 20
+max_protectors_per_identity = 21
 [watch]
 buffer = 17
 history = 18
@@ -111,6 +114,9 @@ fn file_values_replace_defaults() {
         max_concurrent_streams: 15,
         max_watch_names: 16,
         max_connections: 10_000,
+        max_watchers_per_identity: 19,
+        max_sessions_per_identity: 20,
+        max_protectors_per_identity: 21,
     };
     assert_eq!(c.limits, limits);
     let watch = WatchConfig {
@@ -205,6 +211,12 @@ fn zero_is_refused_for_every_limit_naming_its_source() {
         ("max-concurrent-streams", "limits.max_concurrent_streams"),
         ("max-watch-names", "limits.max_watch_names"),
         ("max-connections", "limits.max_connections"),
+        ("max-watchers-per-identity", "limits.max_watchers_per_identity"),
+        ("max-sessions-per-identity", "limits.max_sessions_per_identity"),
+        (
+            "max-protectors-per-identity",
+            "limits.max_protectors_per_identity",
+        ),
         ("watch-buffer", "watch.buffer"),
         ("watch-history", "watch.history"),
     ];
@@ -330,6 +342,14 @@ fn malformed_values_in_the_file_are_refused() {
         ("[watch]\nprogress_interval = 10\n", "progress_interval"),
         ("log_format = \"xml\"\n", "log_format"),
         ("[limits]\nmax_watchers = -1\n", "max_watchers"),
+        (
+            "[limits]\nmax_sessions_per_identity = \"many\"\n",
+            "max_sessions_per_identity",
+        ),
+        (
+            "[limits]\nmax_protectors_per_identity = -2\n",
+            "max_protectors_per_identity",
+        ),
         (
             "[[protectors]]\nname = \"a\"\ncooldown = \"1s\"\nfailure_limit = \"half\"\n",
             "invalid fraction",
@@ -489,5 +509,6 @@ segment_bytes = 1048576
 
 mod cluster;
 mod connections;
+mod identity_limits;
 mod tls;
 mod tokens;

@@ -146,6 +146,15 @@ pub struct Limits {
     /// Most client connections open at once. Default 10,000. Past it the daemon stops
     /// accepting (newcomers wait in the kernel's backlog) until one closes.
     pub max_connections: usize,
+    /// Most open Watch streams per identity (token, certificate or, with the API open,
+    /// client IP address). Default 1,000: a tenth of `max_watchers`, so no one client
+    /// can take them all. A `[[token]]` table's `max_watchers` overrides it.
+    pub max_watchers_per_identity: usize,
+    /// Most open Session streams per identity. Default 1,000.
+    pub max_sessions_per_identity: usize,
+    /// Most existing protectors one identity may have created. Default 10,000, a tenth
+    /// of `max_protectors`.
+    pub max_protectors_per_identity: usize,
 }
 
 /// How the daemon notices peers that went silent, so that none keeps a place under
@@ -215,6 +224,9 @@ impl Default for Limits {
             max_concurrent_streams: 1024,
             max_watch_names: 1000,
             max_connections: 10_000,
+            max_watchers_per_identity: 1000,
+            max_sessions_per_identity: 1000,
+            max_protectors_per_identity: 10_000,
         }
     }
 }

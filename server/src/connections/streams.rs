@@ -81,12 +81,19 @@ pub struct Peer {
     /// The leaf certificate the client presented (verified against the client CA at
     /// the handshake), for naming the caller.
     pub(crate) client_certificate: Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
+    /// Its subject, read once per connection rather than per call (see `auth`).
+    pub(crate) client_subject: Option<Arc<crate::subject::Subject>>,
 }
 
 impl Peer {
     /// The certificate the client presented with mTLS (DER), already verified.
     pub fn client_certificate(&self) -> Option<&rustls_pki_types::CertificateDer<'static>> {
         self.client_certificate.as_deref()
+    }
+
+    /// The subject of [`Peer::client_certificate`].
+    pub fn client_subject(&self) -> Option<&crate::subject::Subject> {
+        self.client_subject.as_deref()
     }
 }
 

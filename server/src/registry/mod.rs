@@ -25,9 +25,12 @@
 //!   queued again only when it moves earlier (one heap entry per protector, not per call).
 //! - `version`: the journal sequence number of its last stored state (persist.rs).
 //! - `dirty`: state changed since it was last stored, waiting for the batch flush.
+//! - `creator`: the identity that created it, if any (`creators.rs`), stored with
+//!   every state of it.
 
 mod answers;
 mod batch;
+mod creators;
 mod persist;
 mod read;
 mod release;
@@ -59,6 +62,7 @@ use crate::store::Journal;
 use crate::watch::Watchers;
 
 pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
+pub use creators::Creator;
 
 struct Entry {
     protector: Protector,
@@ -66,6 +70,7 @@ struct Entry {
     scheduled: Option<Time>,
     version: u64,
     dirty: bool,
+    creator: Option<Arc<str>>,
 }
 
 /// The `version` of an entry whose last change could not be journaled: its state is
@@ -114,6 +119,8 @@ pub struct Registry {
     names: RwLock<BTreeSet<String>>,
     /// A replicated leader's lease: past it, nothing is decided (UNAVAILABLE).
     fence: Option<Arc<Fence>>,
+    /// Existing protectors per creating identity.
+    creators: creators::Creators,
 }
 
 impl std::fmt::Debug for Registry {
@@ -149,6 +156,7 @@ impl Registry {
             dirty: Mutex::new(Vec::new()),
             names: RwLock::new(BTreeSet::new()),
             fence: None,
+            creators: creators::Creators::default(),
         }
     }
 
@@ -198,8 +206,25 @@ impl Registry {
             .await;
     }
 
+    /// How many existing protectors the identity `key` created.
+    pub fn created_by(&self, key: &str) -> usize {
+        self.creators.count(key)
+    }
+
     /// Creates the protector if absent; never changes an existing one.
     pub async fn ensure(&self, name: &str, policy: Policy) -> Result<Ensured, Error> {
+        self.ensure_as(name, policy, None).await
+    }
+
+    /// [`Registry::ensure`] on behalf of `creator`, who may have created at most
+    /// `creator.max` protectors that exist (RESOURCE_EXHAUSTED past it); the protector
+    /// records who created it.
+    pub async fn ensure_as(
+        &self,
+        name: &str,
+        policy: Policy,
+        creator: Option<&Creator>,
+    ) -> Result<Ensured, Error> {
         self.fenced()?;
         let (ensured, seq) = match self.map.entry(name.to_owned()) {
             // Answered once the existing state is durable, like every read.
@@ -213,14 +238,25 @@ impl Registry {
             ),
             MapEntry::Vacant(slot) => {
                 self.reserve()?;
+                let key = creator.map(|c| Arc::clone(&c.key));
+                if let Some(creator) = creator {
+                    self.creators.reserve(creator).inspect_err(|_| {
+                        self.count.fetch_sub(1, Ordering::AcqRel);
+                    })?;
+                }
                 let protector = Protector::new(policy);
                 let created: EventFn<'_> =
                     Box::new(|rev| Event::Created(convert::protector(name, &protector, rev)));
                 let committed = self
                     .sequencer
-                    .commit(name, vec![created], self.put_record(name, &protector, 0))
+                    .commit(
+                        name,
+                        vec![created],
+                        self.put_record(name, &protector, key.as_deref(), 0),
+                    )
                     .inspect_err(|_| {
                         self.count.fetch_sub(1, Ordering::AcqRel);
+                        self.creators.remove(key.as_deref());
                     })?;
                 let entry = slot.insert(Entry {
                     protector,
@@ -228,6 +264,7 @@ impl Registry {
                     scheduled: None,
                     version: committed.seq.unwrap_or(0),
                     dirty: false,
+                    creator: key,
                 });
                 self.index_insert(name);
                 let ensured = Ensured {
@@ -407,9 +444,10 @@ impl Registry {
                 let committed = self
                     .sequencer
                     .commit(name, vec![deleted], self.delete_record(name))?;
-                e.remove();
+                let (_, entry) = e.remove_entry();
                 self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
+                self.creators.remove(entry.creator.as_deref());
                 (committed.revision, committed.seq)
             }
         };
@@ -499,10 +537,19 @@ impl Registry {
         }
         let published = !first.is_empty();
         let record = match keep {
-            Keep::Trial(step) if !published => {
-                self.trial_record(name, &entry.protector, entry.mod_revision, step)
-            }
-            _ => self.put_record(name, &entry.protector, entry.mod_revision),
+            Keep::Trial(step) if !published => self.trial_record(
+                name,
+                &entry.protector,
+                entry.creator.as_deref(),
+                entry.mod_revision,
+                step,
+            ),
+            _ => self.put_record(
+                name,
+                &entry.protector,
+                entry.creator.as_deref(),
+                entry.mod_revision,
+            ),
         };
         let committed = match self.sequencer.commit(name, first, record) {
             Ok(committed) => committed,

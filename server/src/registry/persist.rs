@@ -50,6 +50,7 @@ impl Registry {
         &'a self,
         name: &'a str,
         protector: &'a Protector,
+        creator: Option<&'a str>,
         keep_revision: u64,
     ) -> Option<RecordFn<'a>> {
         let journal = self.store.as_ref()?;
@@ -59,12 +60,9 @@ impl Registry {
                 |seq| Record {
                     seq,
                     revision: mod_revision,
-                    body: Some(Body::Put(StoredProtector::new(
-                        name,
-                        protector,
-                        mod_revision,
-                        seq,
-                    ))),
+                    body: Some(Body::Put(
+                        StoredProtector::new(name, protector, mod_revision, seq).created_by(creator),
+                    )),
                 },
                 || logged(made),
             )
@@ -76,6 +74,7 @@ impl Registry {
         &'a self,
         name: &'a str,
         protector: &'a Protector,
+        creator: Option<&'a str>,
         mod_revision: u64,
         step: TrialStep,
     ) -> Option<RecordFn<'a>> {
@@ -85,12 +84,10 @@ impl Registry {
                 seq,
                 revision: mod_revision,
                 body: Some(Body::Trial(TrialChange {
-                    state: Some(StoredProtector::without_trials(
-                        name,
-                        protector,
-                        mod_revision,
-                        seq,
-                    )),
+                    state: Some(
+                        StoredProtector::without_trials(name, protector, mod_revision, seq)
+                            .created_by(creator),
+                    ),
                     at: nanos(step.at),
                     issued: step.issued.map(|(id, at)| StoredTrial {
                         id,
@@ -153,12 +150,10 @@ impl Registry {
                 let seq = journal.append(|seq| Record {
                     seq,
                     revision: mod_revision,
-                    body: Some(Body::Put(StoredProtector::new(
-                        &name,
-                        &entry.protector,
-                        mod_revision,
-                        seq,
-                    ))),
+                    body: Some(Body::Put(
+                        StoredProtector::new(&name, &entry.protector, mod_revision, seq)
+                            .created_by(entry.creator.as_deref()),
+                    )),
                 })?;
                 entry.version = seq;
                 entry.dirty = false;
@@ -198,12 +193,10 @@ impl Registry {
             if let Some(entry) = self.map.get(name.as_str()) {
                 let version = journal.last_seq();
                 revision = revision.max(entry.mod_revision);
-                protectors.push(StoredProtector::new(
-                    &name,
-                    &entry.protector,
-                    entry.mod_revision,
-                    version,
-                ));
+                protectors.push(
+                    StoredProtector::new(&name, &entry.protector, entry.mod_revision, version)
+                        .created_by(entry.creator.as_deref()),
+                );
             }
         }
         Snapshot {
@@ -234,8 +227,10 @@ impl Registry {
                     scheduled: next,
                     version: stored.version,
                     dirty: false,
+                    creator: stored.creator.as_deref().map(Arc::from),
                 },
             );
+            self.creators.add(stored.creator.as_deref());
             if rebased && let Some(mut entry) = self.map.get_mut(stored.name.as_str()) {
                 // Written now rather than batched: a trial record's replay relies on
                 // the journal holding every change to the permits in flight.

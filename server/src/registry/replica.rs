@@ -25,6 +25,11 @@ impl Registry {
         match self.map.entry(stored.name.clone()) {
             MapEntry::Occupied(mut e) => {
                 let entry = e.get_mut();
+                if entry.creator.as_deref() != stored.creator.as_deref() {
+                    self.creators.remove(entry.creator.as_deref());
+                    self.creators.add(stored.creator.as_deref());
+                    entry.creator = stored.creator.as_deref().map(Into::into);
+                }
                 entry.protector = protector;
                 entry.mod_revision = stored.mod_revision;
                 entry.version = stored.version;
@@ -36,7 +41,9 @@ impl Registry {
                     scheduled: None,
                     version: stored.version,
                     dirty: false,
+                    creator: stored.creator.as_deref().map(Into::into),
                 });
+                self.creators.add(stored.creator.as_deref());
                 self.index_insert(&stored.name);
                 self.count.fetch_add(1, Ordering::AcqRel);
             }
@@ -47,7 +54,8 @@ impl Registry {
     /// Removes the protector `name`, if it exists.
     pub fn replicate_delete(&self, name: &str) {
         if let MapEntry::Occupied(e) = self.map.entry(name.to_owned()) {
-            e.remove();
+            let (_, entry) = e.remove_entry();
+            self.creators.remove(entry.creator.as_deref());
             self.index_remove(name);
             self.count.fetch_sub(1, Ordering::AcqRel);
         }

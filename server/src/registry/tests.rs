@@ -156,3 +156,71 @@ async fn a_change_the_journal_refuses_is_never_answered_from() {
     drop(recovered);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn empty_registry() -> Registry {
+    let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
+    Registry::new(
+        10,
+        sequencer,
+        Watchers::new(1, CancellationToken::new()),
+        Clock::new(),
+        None,
+    )
+}
+
+#[tokio::test]
+async fn creators_are_counted_from_the_states_a_registry_is_built_from() {
+    use crate::store::record::StoredProtector;
+    let policy = Policy::try_new(PolicySpec::default()).expect("policy");
+    let creator = super::Creator {
+        key: "token:a".into(),
+        max: 1,
+        display: "token \"a\"".into(),
+    };
+    let leader = empty_registry();
+    leader
+        .ensure_as("p", policy, Some(&creator))
+        .await
+        .expect("1 of 1");
+    leader
+        .ensure_as("p", policy, Some(&creator))
+        .await
+        .expect("an existing one");
+    let e = leader
+        .ensure_as("q", policy, Some(&creator))
+        .await
+        .expect_err("2 of 1");
+    assert!(e.to_string().contains("max_protectors_per_identity"), "{e}");
+    assert_eq!(
+        leader.len(),
+        1,
+        "the refused one holds no place under max_protectors"
+    );
+    leader.delete("p").await.expect("delete");
+    assert_eq!(leader.created_by("token:a"), 0);
+    leader
+        .ensure_as("q", policy, Some(&creator))
+        .await
+        .expect("freed");
+
+    let protector = resilient_circuit_breaker::Protector::new(policy);
+    let stored = |name: &str, who: Option<&str>| StoredProtector::new(name, &protector, 1, 1).created_by(who);
+    let follower = empty_registry();
+    follower
+        .replicate_put(&stored("x", Some("token:a")))
+        .expect("put");
+    follower
+        .replicate_put(&stored("x", Some("token:a")))
+        .expect("a later state");
+    follower.replicate_put(&stored("y", None)).expect("no creator");
+    assert_eq!(follower.created_by("token:a"), 1);
+    follower.replicate_delete("x");
+    assert_eq!(follower.created_by("token:a"), 0);
+
+    let recovered = empty_registry();
+    recovered
+        .restore(vec![stored("x", Some("token:a")), stored("z", Some("token:a"))])
+        .expect("restore");
+    assert_eq!(recovered.created_by("token:a"), 2);
+    assert_eq!(stored("x", Some("token:a")).creator.as_deref(), Some("token:a"));
+}

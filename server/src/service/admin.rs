@@ -14,10 +14,11 @@ use crate::cluster::Role;
 use crate::error::Error;
 use crate::validate;
 
-/// Who asked for a change: the identity its token proved (`--tokens`; "anonymous"
-/// without), the client's address and, for a call a follower forwarded, the follower's
-/// (`via`). A forwarded call is authenticated again here, on its caller's own token, so
-/// the identity is the caller's, never the follower's.
+/// Who asked for a change: its identity (`auth::Identity`: the token's or certificate
+/// table's name, or the client's IP address with the API open), the client's address
+/// and, for a call a follower forwarded, the follower's (`via`). A forwarded call is
+/// authenticated again here, on its caller's own token, so with a token the identity is
+/// the caller's, never the follower's.
 #[derive(Debug, Clone)]
 struct Origin {
     identity: Option<Arc<str>>,

@@ -28,10 +28,12 @@ mod admin;
 pub mod forward;
 mod session;
 
+use crate::auth::Identity;
 use crate::cluster::Cluster;
 use crate::config::{Limits, WatchConfig};
 use crate::error::Error;
-use crate::registry::Registry;
+use crate::limits::{Slot, Streams};
+use crate::registry::{Creator, Registry};
 use crate::validate;
 use crate::watch::{Filter, WatchParams};
 
@@ -54,12 +56,55 @@ struct Shared {
     watch: WatchConfig,
     /// Cancelled when shutdown begins: new calls get UNAVAILABLE.
     shutdown: CancellationToken,
+    /// Open Watch and Session streams per identity.
+    watchers: Arc<Streams>,
+    sessions: Arc<Streams>,
+}
+
+/// Who made `request` (see `auth`): the identity the auth layer put in its extensions,
+/// or, for a service called without the layer, its peer's address.
+fn identity<T>(request: &Request<T>) -> Identity {
+    request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or_else(|| Identity::open(request.remote_addr()))
 }
 
 impl Shared {
     /// The registry this call is served from (it changes with the replica's role).
     fn registry(&self) -> Arc<Registry> {
         self.cluster.registry()
+    }
+
+    /// A place for one more Watch stream of `who`.
+    fn watcher(&self, who: &Identity) -> Result<Slot, Error> {
+        let max = who
+            .limits
+            .max_watchers
+            .unwrap_or(self.limits.max_watchers_per_identity);
+        self.watchers.take(who, max)
+    }
+
+    /// A place for one more Session stream of `who`.
+    fn session(&self, who: &Identity) -> Result<Slot, Error> {
+        let max = who
+            .limits
+            .max_sessions
+            .unwrap_or(self.limits.max_sessions_per_identity);
+        self.sessions.take(who, max)
+    }
+
+    /// `who` as the creator of a protector, with the number it may have created.
+    fn creator(&self, who: &Identity) -> Creator {
+        Creator {
+            key: who.key().into(),
+            max: who
+                .limits
+                .max_protectors
+                .unwrap_or(self.limits.max_protectors_per_identity),
+            display: who.to_string(),
+        }
     }
 
     fn ready(&self) -> Result<(), Error> {
@@ -147,6 +192,8 @@ pub fn services_with_peer_tls(
         limits,
         watch,
         shutdown,
+        watchers: Streams::new("Watch streams", "max_watchers_per_identity"),
+        sessions: Streams::new("Session streams", "max_sessions_per_identity"),
     });
     (ProtectorApi(Arc::clone(&shared)), AdminApi(shared))
 }
@@ -187,10 +234,11 @@ impl ProtectorService for ProtectorApi {
         request: Request<v1::EnsureProtectorRequest>,
     ) -> Result<Response<v1::EnsureProtectorResponse>, Status> {
         forward!(self.0, request, protectors.ensure_protector);
+        let creator = self.0.creator(&identity(&request));
         let req = request.into_inner();
         let name = self.0.name("name", req.name)?;
         let policy = validate::policy("policy", req.policy.as_ref())?;
-        let ensured = self.0.registry().ensure(&name, policy).await?;
+        let ensured = self.0.registry().ensure_as(&name, policy, Some(&creator)).await?;
         Ok(Response::new(v1::EnsureProtectorResponse {
             policy_matches: *ensured.view.protector.policy() == policy,
             protector: Some(ensured.view.to_proto()),
@@ -221,15 +269,20 @@ impl ProtectorService for ProtectorApi {
         &self,
         request: Request<tonic::Streaming<v1::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        // Counted on the replica the client reached, whether it serves the session or
+        // pipes it to the leader: the stream is held open here either way.
+        let slot = self.0.session(&identity(&request))?;
+        let held = |stream: SessionStream| -> SessionStream { Box::pin(crate::limits::hold(stream, slot)) };
         if let Some(leader) = self.0.forward.route(request.metadata())? {
             self.0.ready()?;
-            return leader.session(request, self.0.shutdown.clone()).await;
+            let response = leader.session(request, self.0.shutdown.clone()).await?;
+            return Ok(response.map(held));
         }
         self.0.ready()?;
-        Ok(Response::new(session::open(
+        Ok(Response::new(held(session::open(
             Arc::clone(&self.0),
             request.into_inner(),
-        )))
+        ))))
     }
 
     async fn report_batch(
@@ -244,6 +297,7 @@ impl ProtectorService for ProtectorApi {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let who = identity(&request);
         let req = request.into_inner();
         self.0.ready()?;
         let filter = match req.filter {
@@ -292,8 +346,12 @@ impl ProtectorService for ProtectorApi {
             start_epoch: req.start_epoch,
             progress_interval,
         };
+        let slot = self.0.watcher(&who)?;
         let stream = self.0.registry().watch(params).map_err(Error::from)?;
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(crate::limits::hold(
+            Box::pin(stream),
+            slot,
+        ))))
     }
 
     async fn get_protector(

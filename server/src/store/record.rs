@@ -198,6 +198,13 @@ pub struct StoredProtector {
     /// admitted, rejected, successes, failures, ignored, stale_reports, expired_permits.
     #[prost(uint64, repeated, tag = "25")]
     pub counters: Vec<u64>,
+    /// The identity that created the protector (`token:NAME`, `certificate:NAME` or
+    /// `address:IP`, see `auth::Identity::key`), counted against its
+    /// `--max-protectors-per-identity`. Carried by every later state of the protector,
+    /// so snapshots and replicas keep it. Absent for protectors created from the config
+    /// file, and in records written before it existed (counted against nobody).
+    #[prost(string, optional, tag = "26")]
+    pub creator: Option<String>,
 }
 
 /// `t` in nanoseconds since the Unix epoch, saturating.
@@ -275,6 +282,7 @@ impl StoredProtector {
             },
             override_expires_at: s.override_state.and_then(|o| o.expires_at).map(nanos),
             resumed_at: nanos(s.resumed_at),
+            creator: None,
             counters: vec![
                 c.admitted,
                 c.rejected,
@@ -285,6 +293,12 @@ impl StoredProtector {
                 c.expired_permits,
             ],
         }
+    }
+
+    /// The same state, recording `creator` as the identity that created the protector.
+    pub fn created_by(mut self, creator: Option<&str>) -> StoredProtector {
+        self.creator = creator.map(str::to_owned);
+        self
     }
 
     /// The protector back, checked; the error says what is wrong.

@@ -13,29 +13,29 @@ use support::process::Circuitd;
 use support::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// A certificate authority made for one test.
-struct Ca(CertifiedIssuer<'static, KeyPair>);
+/// A certificate authority made for one test (the cluster trust tests use it too).
+pub(crate) struct Ca(CertifiedIssuer<'static, KeyPair>);
 
 /// A certificate signed by a [`Ca`] and its key, as PEM.
-struct Leaf {
-    cert: String,
-    key: String,
+pub(crate) struct Leaf {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA"))
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.0.pem()
     }
 
     /// A certificate for 127.0.0.1 and localhost (server and client use alike).
-    fn leaf(&self, subject: &str) -> Leaf {
+    pub(crate) fn leaf(&self, subject: &str) -> Leaf {
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
         params.distinguished_name.push(DnType::CommonName, subject);
@@ -95,7 +95,7 @@ async fn start(dir: &TempDir, flags: &[String]) -> Circuitd {
 }
 
 /// A new TLS connection to `addr` trusting `ca`, presenting `identity` if given.
-async fn connect(addr: std::net::SocketAddr, ca: &Ca, identity: Option<&Leaf>) -> Result<Channel, String> {
+pub(crate) async fn connect(addr: std::net::SocketAddr, ca: &Ca, identity: Option<&Leaf>) -> Result<Channel, String> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
     if let Some(leaf) = identity {
         tls = tls.identity(Identity::from_pem(&leaf.cert, &leaf.key));

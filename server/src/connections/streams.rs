@@ -81,6 +81,9 @@ pub struct Peer {
     /// The leaf certificate the client presented (verified against the client CA at
     /// the handshake), for naming the caller.
     pub(crate) client_certificate: Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
+    /// Whether that certificate also verified against `--tls-peer-ca`: the connection
+    /// comes from another replica (see `service::forward::trust`).
+    pub(crate) replica_certificate: bool,
 }
 
 impl Peer {

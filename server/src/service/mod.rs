@@ -16,8 +16,17 @@ use tonic::{Request, Response, Status};
 /// Forwards the call to the leader and returns its answer, unless this replica decides
 /// (then it goes on to serve the call itself): `forward!(shared, request, protectors.acquire)`.
 macro_rules! forward {
-    ($shared:expr, $request:ident, $client:ident . $rpc:ident) => {
-        if let Some(leader) = $shared.forward.route($request.metadata())? {
+    ($shared:expr, $request:ident, protectors . $rpc:ident) => {
+        forward!(@ $shared, $request, Data, protectors.$rpc)
+    };
+    ($shared:expr, $request:ident, admin . $rpc:ident) => {
+        forward!(@ $shared, $request, Admin, admin.$rpc)
+    };
+    (@ $shared:expr, $request:ident, $plane:ident, $client:ident . $rpc:ident) => {
+        if let Some(leader) = $shared
+            .forward
+            .route($request.metadata(), forward::Plane::$plane)?
+        {
             $shared.ready()?;
             return leader.answer(leader.$client().$rpc(leader.request($request)).await);
         }
@@ -221,7 +230,7 @@ impl ProtectorService for ProtectorApi {
         &self,
         request: Request<tonic::Streaming<v1::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        if let Some(leader) = self.0.forward.route(request.metadata())? {
+        if let Some(leader) = self.0.forward.route(request.metadata(), forward::Plane::Data)? {
             self.0.ready()?;
             return leader.session(request, self.0.shutdown.clone()).await;
         }

@@ -128,8 +128,8 @@ async fn accept_tls(
             match tokio::time::timeout(timeouts.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     let replica = tls.is_replica(stream.get_ref().1.peer_certificates());
-                    let counted = Counted::new(Io::Tls(Box::new(stream)), tcp, place, &timeouts);
-                    let counted = counted.from_replica(replica);
+                    let mut counted = Counted::new(Io::Tls(Box::new(stream)), tcp, place, &timeouts);
+                    counted.peer.replica_certificate = replica;
                     let _ = ready.send(Ok(counted)).await;
                 }
                 Ok(Err(e)) => {
@@ -194,13 +194,6 @@ impl Counted {
             deadline: Box::pin(tokio::time::sleep(timeouts.handshake_timeout)),
             expired: false,
         }
-    }
-
-    /// Marks the connection as another replica's, its certificate having verified
-    /// against the peer CA.
-    fn from_replica(mut self, replica: bool) -> Counted {
-        self.peer.replica_certificate = replica;
-        self
     }
 
     /// Counts the bytes just read against the preface. The handshake is taken as done

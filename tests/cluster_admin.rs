@@ -20,7 +20,9 @@ async fn plain(addr: std::net::SocketAddr) -> Channel {
 }
 
 fn admin_addr(replica: &Circuitd) -> std::net::SocketAddr {
-    replica.admin_addr.expect("the admin listener's address on stdout")
+    replica
+        .admin_addr
+        .expect("the admin listener's address on stdout")
 }
 
 #[tokio::test]

@@ -46,13 +46,19 @@ async fn spoofed(channel: &Channel, request: v1::SetStatusRequest) -> Result<(),
     let metadata = request.metadata_mut();
     metadata.insert("x-circuitd-forwarded", "0123456789abcdef".parse().expect("value"));
     metadata.insert("x-circuitd-forwarded-for", SPOOFED_FOR.parse().expect("value"));
-    AdminClient::new(channel.clone()).set_status(request).await.map(drop)
+    AdminClient::new(channel.clone())
+        .set_status(request)
+        .await
+        .map(drop)
 }
 
 /// SetStatus through a follower, retried while it has not found its leader yet.
 async fn through(channel: &Channel, request: v1::SetStatusRequest) {
     eventually(
-        async || match AdminClient::new(channel.clone()).set_status(request.clone()).await {
+        async || match AdminClient::new(channel.clone())
+            .set_status(request.clone())
+            .await
+        {
             Err(status) if status.code() == Code::Unavailable => Err(status),
             answered => Ok(answered.expect("SetStatus through the follower")),
         },
@@ -167,7 +173,11 @@ async fn by_certificate_only_a_replica_certificate_names_the_client() {
     let app = client_ca.leaf("app");
     let mut channels = Vec::new();
     for replica in &replicas {
-        channels.push(connect(replica.addr, &replica_ca, Some(&app)).await.expect("connect"));
+        channels.push(
+            connect(replica.addr, &replica_ca, Some(&app))
+                .await
+                .expect("connect"),
+        );
     }
     let leader = eventually(
         async || {

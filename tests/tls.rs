@@ -95,7 +95,11 @@ async fn start(dir: &TempDir, flags: &[String]) -> Circuitd {
 }
 
 /// A new TLS connection to `addr` trusting `ca`, presenting `identity` if given.
-pub(crate) async fn connect(addr: std::net::SocketAddr, ca: &Ca, identity: Option<&Leaf>) -> Result<Channel, String> {
+pub(crate) async fn connect(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    identity: Option<&Leaf>,
+) -> Result<Channel, String> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
     if let Some(leaf) = identity {
         tls = tls.identity(Identity::from_pem(&leaf.cert, &leaf.key));

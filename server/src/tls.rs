@@ -145,14 +145,16 @@ fn current(settings: &TlsSettings) -> Result<Current, TlsError> {
     let replicas = match &settings.peer_ca {
         Some(path) if replicas_by_certificate(Some(settings)) => {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots("--tls-peer-ca", path)?), provider)
-                    .build()
-                    .map_err(|e| TlsError::Invalid {
-                        flag: "--tls-peer-ca",
-                        path: path.clone(),
-                        what: e.to_string(),
-                    })?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots("--tls-peer-ca", path)?),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::Invalid {
+                flag: "--tls-peer-ca",
+                path: path.clone(),
+                what: e.to_string(),
+            })?;
             Some(verifier)
         }
         _ => None,

@@ -257,7 +257,12 @@ impl Plan {
 
     /// One stream on each of `channels` to `addr`: Session streams of the daemon, or
     /// EchoStreams of the baseline.
-    async fn open_streams(&self, addr: &str, channels: &[Transport], to: Server) -> Result<Vec<Opened>, Error> {
+    async fn open_streams(
+        &self,
+        addr: &str,
+        channels: &[Transport],
+        to: Server,
+    ) -> Result<Vec<Opened>, Error> {
         let depth = self.workload.concurrency;
         let mut opened = Vec::with_capacity(channels.len());
         for channel in channels {

@@ -8,8 +8,8 @@ use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use tokio::task::JoinSet;
 
-use crate::echo::EchoRequest;
 use crate::daemon::Transport;
+use crate::echo::EchoRequest;
 use crate::echo::echo_service_client::EchoServiceClient;
 use crate::tally::{Answer, Tally, Window, Workload};
 

@@ -361,10 +361,13 @@ impl Layers<'_> {
             _ if self.parsed.args.admin_listen.is_none()
                 && self.file.is_none_or(|(_, f)| f.admin_listen.is_none()) =>
             {
-                let rule = "needs an admin listener (--admin-listen): it says where other replicas reach it".to_owned();
+                let rule = "needs an admin listener (--admin-listen): it says where other replicas reach it"
+                    .to_owned();
                 return Err(invalid(advertise_admin.key, advertise_admin.origin, rule));
             }
-            a => Some(host_port(a).map_err(|rule| invalid(advertise_admin.key, advertise_admin.origin, rule))?),
+            a => Some(
+                host_port(a).map_err(|rule| invalid(advertise_admin.key, advertise_admin.origin, rule))?,
+            ),
         };
         let secs = ttl.value.as_secs();
         if !(2..=60).contains(&secs) || ttl.value.subsec_nanos() != 0 {

@@ -508,8 +508,12 @@ async fn publish(shared: &Shared, members: Vec<Member>) {
         }
         match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(host.as_str())).await {
             Ok(Ok(found)) => addresses.extend(found.map(|a| a.ip())),
-            Ok(Err(e)) => tracing::warn!(%host, error = %e, "a replica's advertised host does not resolve; its forwarded calls are not recognised"),
-            Err(_) => tracing::warn!(%host, "a replica's advertised host did not resolve in time; its forwarded calls are not recognised"),
+            Ok(Err(e)) => {
+                tracing::warn!(%host, error = %e, "a replica's advertised host does not resolve; its forwarded calls are not recognised")
+            }
+            Err(_) => {
+                tracing::warn!(%host, "a replica's advertised host did not resolve in time; its forwarded calls are not recognised")
+            }
         }
     }
     shared.cluster.set_member_addresses(addresses);

@@ -106,7 +106,11 @@ fn an_admin_listener_is_a_second_address() {
 #[test]
 fn the_admin_address_is_advertised_only_with_an_admin_listener() {
     let admin = ["--admin-listen", "127.0.0.1:7001"];
-    let flag = [&admin[..], &["--etcd", "e1:2379", "--advertise-admin", "10.0.0.9:7001"]].concat();
+    let flag = [
+        &admin[..],
+        &["--etcd", "e1:2379", "--advertise-admin", "10.0.0.9:7001"],
+    ]
+    .concat();
     let cluster = load_ok(&flag, &[], None).config.cluster.unwrap();
     assert_eq!(cluster.advertise_admin.as_deref(), Some("10.0.0.9:7001"));
     let env = [

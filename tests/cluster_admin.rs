@@ -25,26 +25,32 @@ fn admin_addr(replica: &Circuitd) -> std::net::SocketAddr {
         .expect("the admin listener's address on stdout")
 }
 
-#[tokio::test]
-async fn a_follower_forwards_admin_calls_to_the_leaders_admin_listener() {
-    let etcd = Etcd::single().await;
-    let prefix = unique_prefix("admin-listen");
+/// Starts `n` replicas on `etcd` under a fresh prefix (named after `label`), on
+/// 127.0.0.1 with `extra` flags, each probed only by its `listening on` line (a replica
+/// with an admin listener or TLS answers no plaintext GetCluster on its data listener).
+pub(crate) async fn start_replicas(etcd: &Etcd, label: &str, n: usize, extra: &[&str]) -> Vec<Circuitd> {
+    let prefix = unique_prefix(label);
     let urls = etcd.urls_arg();
-    let args = [
+    let mut args = vec![
         "--etcd",
         &urls,
         "--etcd-prefix",
         &prefix,
         "--listen",
         "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
     ];
+    args.extend_from_slice(extra);
     let mut replicas = Vec::new();
-    for _ in 0..3 {
-        // Probed by its `listening on` line: GetCluster is on the admin listener only.
+    for _ in 0..n {
         replicas.push(Circuitd::launch_args_listening(&args).await.serving());
     }
+    replicas
+}
+
+#[tokio::test]
+async fn a_follower_forwards_admin_calls_to_the_leaders_admin_listener() {
+    let etcd = Etcd::single().await;
+    let replicas = start_replicas(&etcd, "admin-listen", 3, &["--admin-listen", "127.0.0.1:0"]).await;
 
     // Every replica's view lists the three, each with its admin address, and one leader.
     let mut views = Vec::new();

@@ -10,11 +10,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use resilient_circuit_api::v1;
-use support::process::Circuitd;
 use support::*;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::cluster_admin::start_replicas;
 use crate::tls::{Ca, connect};
 
 /// What a client that wants to pass for a replica sends.
@@ -148,15 +148,7 @@ async fn by_certificate_only_a_replica_certificate_names_the_client() {
     // Clients and replicas alike may connect; only replicas verify against the peer CA.
     let clients = file("clients.pem", format!("{}{}", client_ca.pem(), replica_ca.pem()));
     let peers = file("peers.pem", replica_ca.pem());
-    let prefix = unique_prefix("trust-cert");
-    let urls = etcd.urls_arg();
-    let args = [
-        "--etcd",
-        &urls,
-        "--etcd-prefix",
-        &prefix,
-        "--listen",
-        "127.0.0.1:0",
+    let flags = [
         "--tls-cert",
         &cert,
         "--tls-key",
@@ -166,10 +158,7 @@ async fn by_certificate_only_a_replica_certificate_names_the_client() {
         "--tls-peer-ca",
         &peers,
     ];
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        replicas.push(Circuitd::launch_args_listening(&args).await.serving());
-    }
+    let replicas = start_replicas(&etcd, "trust-cert", 2, &flags).await;
     let app = client_ca.leaf("app");
     let mut channels = Vec::new();
     for replica in &replicas {

@@ -13,7 +13,7 @@ use support::process::Circuitd;
 use support::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// A certificate authority made for one test.
+/// A certificate authority made for one test (the cluster trust tests use it too).
 pub(crate) struct Ca(CertifiedIssuer<'static, KeyPair>);
 
 /// A certificate signed by a [`Ca`] and its key, as PEM.
@@ -30,7 +30,7 @@ impl Ca {
         Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA"))
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.0.pem()
     }
 

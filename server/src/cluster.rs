@@ -10,6 +10,7 @@
 //! [`Cluster::registry`] per call rather than holding one. The sequencer, and so every
 //! open Watch stream, outlives those swaps.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -26,6 +27,9 @@ pub struct Member {
     pub id: String,
     /// The address clients and other replicas use to reach it.
     pub advertise: String,
+    /// Where its admin listener (`--admin-listen`) is reached, if it has one: AdminService
+    /// is then served there alone.
+    pub admin: Option<String>,
     /// When this run registered.
     pub started: SystemTime,
 }
@@ -57,6 +61,9 @@ pub struct Leader {
     pub id: String,
     /// Where to forward to.
     pub advertise: String,
+    /// Where to forward AdminService calls to, when the leader serves them on an admin
+    /// listener of its own; `None`: at `advertise`.
+    pub admin: Option<String>,
     /// When it started to lead.
     pub since: SystemTime,
 }
@@ -75,22 +82,28 @@ pub struct Cluster {
     role: watch::Sender<Role>,
     me: Member,
     members: Mutex<Vec<Member>>,
+    /// The IP addresses the members' advertised hosts resolve to: a call from one of
+    /// them may carry forwarding marks (`service::forward::trust`). Read on forwarded
+    /// calls, so a lock-free load.
+    member_addresses: ArcSwap<Vec<IpAddr>>,
     /// The etcd key prefix; empty when standalone.
     prefix: String,
 }
 
 impl Cluster {
     /// A daemon alone: always [`Role::Standalone`], always this registry.
-    pub fn standalone(registry: Arc<Registry>, advertise: String) -> Arc<Cluster> {
+    pub fn standalone(registry: Arc<Registry>, advertise: String, admin: Option<String>) -> Arc<Cluster> {
         let me = Member {
             id: format!("{:016x}", crate::store::new_epoch()),
             advertise,
+            admin,
             started: SystemTime::now(),
         };
         Arc::new(Cluster {
             registry: ArcSwap::new(registry),
             role: watch::channel(Role::Standalone).0,
             members: Mutex::new(vec![me.clone()]),
+            member_addresses: ArcSwap::default(),
             me,
             prefix: String::new(),
         })
@@ -102,6 +115,7 @@ impl Cluster {
             registry: ArcSwap::new(registry),
             role: watch::channel(role).0,
             members: Mutex::new(vec![me.clone()]),
+            member_addresses: ArcSwap::default(),
             me,
             prefix,
         })
@@ -154,5 +168,19 @@ impl Cluster {
     /// Replaces the replicas seen.
     pub fn set_members(&self, members: Vec<Member>) {
         *self.members.lock().unwrap_or_else(|e| e.into_inner()) = members;
+    }
+
+    /// Replaces the addresses the members' hosts resolve to.
+    pub fn set_member_addresses(&self, addresses: Vec<IpAddr>) {
+        let mut addresses: Vec<IpAddr> = addresses.into_iter().map(|ip| ip.to_canonical()).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        self.member_addresses.store(Arc::new(addresses));
+    }
+
+    /// Whether `ip` is one of the members' addresses (an IPv4 address seen through an
+    /// IPv6 socket counts as itself).
+    pub fn is_member_address(&self, ip: IpAddr) -> bool {
+        self.member_addresses.load().contains(&ip.to_canonical())
     }
 }

@@ -121,12 +121,15 @@ async fn accept_tls(
         };
         let tcp = tcp_options(&stream, &timeouts);
         let acceptor = tls.acceptor();
+        let tls = Arc::clone(&tls);
         let timeouts = timeouts.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(timeouts.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    let counted = Counted::new(Io::Tls(Box::new(stream)), tcp, place, &timeouts);
+                    let replica = tls.is_replica(stream.get_ref().1.peer_certificates());
+                    let mut counted = Counted::new(Io::Tls(Box::new(stream)), tcp, place, &timeouts);
+                    counted.peer.replica_certificate = replica;
                     let _ = ready.send(Ok(counted)).await;
                 }
                 Ok(Err(e)) => {
@@ -189,6 +192,7 @@ impl Counted {
             activity: Activity::new(),
             client_certificate,
             client_subject,
+            replica_certificate: false,
         };
         Counted {
             stream,

@@ -61,6 +61,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
         ),
     };
+    if let (Some(cluster), Some(admin)) = (config.cluster.as_mut(), &admin)
+        && cluster.advertise_admin.is_none()
+    {
+        let bound = admin
+            .local_addr()
+            .context("cannot read the admin listener's address")?;
+        anyhow::ensure!(
+            !bound.ip().is_unspecified(),
+            "the admin listener is on {bound}, which other replicas cannot dial: set --advertise-admin HOST:PORT"
+        );
+        cluster.advertise_admin = Some(bound.to_string());
+    }
     let shutdown = shutdown_signal()?;
     // Recover first: `listening on` promises that the daemon can answer.
     let prepared = circuitd::prepare(config).await?;

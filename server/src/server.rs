@@ -149,7 +149,20 @@ async fn replicate(config: &Config, draining: &CancellationToken) -> Result<Opti
                 .into(),
         ));
     };
-    let replica = crate::replica::start(config, settings, advertise, draining.clone()).await?;
+    // The library binds no listener: without the binary's bound address, an admin
+    // listener on a fixed, dialable address advertises itself.
+    let mut settings = settings.clone();
+    if settings.advertise_admin.is_none()
+        && let Some(admin) = config.admin_listen
+    {
+        if admin.ip().is_unspecified() || admin.port() == 0 {
+            return Err(ServeError::Config(format!(
+                "the admin listener is on {admin}, which other replicas cannot dial: set --advertise-admin HOST:PORT"
+            )));
+        }
+        settings.advertise_admin = Some(admin.to_string());
+    }
+    let replica = crate::replica::start(config, &settings, advertise, draining.clone()).await?;
     Ok(Some(replica))
 }
 
@@ -253,13 +266,18 @@ fn reload_on_sighup(
 }
 
 /// The cluster view the services read: the replica's, or this daemon alone.
-fn cluster_of(replica: Option<&Replicated>, registry: &Arc<Registry>, advertise: String) -> Arc<Cluster> {
+fn cluster_of(
+    replica: Option<&Replicated>,
+    registry: &Arc<Registry>,
+    advertise: String,
+    admin: Option<String>,
+) -> Arc<Cluster> {
     match replica {
         #[cfg(feature = "etcd")]
         Some(replica) => replica.cluster(),
         #[cfg(not(feature = "etcd"))]
         Some(replica) => match *replica {},
-        None => Cluster::standalone(Arc::clone(registry), advertise),
+        None => Cluster::standalone(Arc::clone(registry), advertise, admin),
     }
 }
 
@@ -320,7 +338,16 @@ impl Prepared {
         let advertise = listener
             .local_addr()
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-        let cluster = cluster_of(replica.as_ref(), &registry, advertise);
+        let admin_advertise = admin
+            .as_ref()
+            .and_then(|a| a.local_addr().ok())
+            .map(|a| a.to_string());
+        let cluster = cluster_of(replica.as_ref(), &registry, advertise, admin_advertise);
+        // Whose forwarding marks are believed (see `service::forward::trust`).
+        let replicas = service::forward::trust::Replicas::of(
+            &cluster,
+            crate::tls::replicas_by_certificate(config.tls.as_ref()),
+        );
         let (protector_api, admin_api) = service::services_with_peer_tls(
             Arc::clone(&cluster),
             config.limits.clone(),
@@ -431,6 +458,7 @@ impl Prepared {
                 .layer(crate::connections::CountCalls)
                 // Inside the count: a refused call is a call too, and ends at once.
                 .layer(crate::auth::Authenticate::new(guard.clone()))
+                .layer(service::forward::trust::TrustForwarded(replicas.clone()))
         };
         // With an admin listener, the control plane is served there alone: a client of
         // the data listener finds no AdminService (UNIMPLEMENTED).

@@ -24,6 +24,7 @@ use arc_swap::ArcSwap;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -70,14 +71,28 @@ pub enum TlsError {
 #[derive(Debug)]
 pub struct Tls {
     settings: TlsSettings,
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Current>,
+}
+
+/// What one reload reads: the rustls configuration, and the check that tells another
+/// replica's client certificate (`--tls-peer-ca`, with mTLS on) from a client's.
+#[derive(Debug)]
+struct Current {
+    server: Arc<ServerConfig>,
+    replicas: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+/// Whether replicas are told from clients by their certificate: with mTLS on and a peer
+/// CA of their own. Otherwise every mTLS client would verify as well as a replica.
+pub fn replicas_by_certificate(settings: Option<&TlsSettings>) -> bool {
+    settings.is_some_and(|s| s.peer_ca.is_some() && s.client_ca.is_some())
 }
 
 impl Tls {
     /// Reads and checks the files named by `settings`.
     pub fn load(settings: &TlsSettings) -> Result<Tls, TlsError> {
         Ok(Tls {
-            current: ArcSwap::from_pointee(server_config(settings)?),
+            current: ArcSwap::from_pointee(current(settings)?),
             settings: settings.clone(),
         })
     }
@@ -85,14 +100,29 @@ impl Tls {
     /// Re-reads the files; on success new handshakes use them, on failure the
     /// configuration in force stays and the error says why.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = server_config(&self.settings)?;
+        let config = current(&self.settings)?;
         self.current.store(Arc::new(config));
         Ok(())
     }
 
     /// The acceptor for one new connection, with the configuration current now.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
+        TlsAcceptor::from(Arc::clone(&self.current.load().server))
+    }
+
+    /// Whether a client presenting `chain` (leaf first, as the handshake verified it) is
+    /// another replica: its certificate verifies against the peer CA. Checked once per
+    /// connection; false without a peer CA or a certificate.
+    pub fn is_replica(&self, chain: Option<&[CertificateDer<'_>]>) -> bool {
+        let current = self.current.load();
+        let (Some(verifier), Some((leaf, intermediates))) =
+            (&current.replicas, chain.and_then(<[_]>::split_first))
+        else {
+            return false;
+        };
+        verifier
+            .verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now())
+            .is_ok()
     }
 
     /// [`Tls::reload`], logging what came of it (the SIGHUP reload, see `server`).
@@ -108,6 +138,31 @@ impl Tls {
             ),
         }
     }
+}
+
+/// The configuration for `settings`, and the replicas' check when it applies.
+fn current(settings: &TlsSettings) -> Result<Current, TlsError> {
+    let replicas = match &settings.peer_ca {
+        Some(path) if replicas_by_certificate(Some(settings)) => {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots("--tls-peer-ca", path)?),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::Invalid {
+                flag: "--tls-peer-ca",
+                path: path.clone(),
+                what: e.to_string(),
+            })?;
+            Some(verifier)
+        }
+        _ => None,
+    };
+    Ok(Current {
+        server: Arc::new(server_config(settings)?),
+        replicas,
+    })
 }
 
 /// The rustls configuration for `settings`: its chain and key, the client CA when

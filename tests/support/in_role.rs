@@ -66,6 +66,7 @@ impl Replica {
         let me = Member {
             id: id.to_owned(),
             advertise: addr.to_string(),
+            admin: None,
             started: SystemTime::now(),
         };
         let cluster = Cluster::replica(registry, me, "/forwarding-test/".into(), role);
@@ -150,6 +151,7 @@ pub fn follower_of(leader: SocketAddr) -> Role {
         leader: Some(Leader {
             id: format!("leader-at-{leader}"),
             advertise: leader.to_string(),
+            admin: None,
             since: SystemTime::now(),
         }),
     }

@@ -24,11 +24,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let tls = tls(&cli)?;
     match cli.command {
         // The load generator opens connections of its own, and none in echo mode.
-        Command::Bench(_) if cli.token.is_some() => Err(Failure::Other(anyhow::anyhow!(
-            "circuitctl bench does not send --token (CIRCUIT_TOKEN) yet: measure a daemon started without --tokens"
-        ))),
         Command::Bench(args) => {
-            resilient_circuit_loadgen::run_with_tls(&args, &cli.addr[0], cli.timeout, cli.json, tls).await?;
+            let credentials = resilient_circuit_loadgen::Credentials::bearer(cli.token.as_deref())?;
+            resilient_circuit_loadgen::run_with(&args, &cli.addr[0], cli.timeout, cli.json, tls, credentials)
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(command) => crate::token::run(&command),

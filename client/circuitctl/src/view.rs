@@ -226,7 +226,7 @@ pub fn cluster(r: &v1::GetClusterResponse) -> String {
         row("revision", r.revision.to_string()),
         row("epoch", r.epoch.to_string()),
     ];
-    let header = ["", "ADVERTISE", "ROLE", "LEADER SINCE", "STARTED"];
+    let header = ["", "ADVERTISE", "ADMIN", "ROLE", "LEADER SINCE", "STARTED"];
     let mut replicas = vec![header.into_iter().map(Cell::from).collect::<Vec<_>>()];
     for replica in &r.replicas {
         let answered = if replica.advertise == r.answered_by {
@@ -237,6 +237,12 @@ pub fn cluster(r: &v1::GetClusterResponse) -> String {
         replicas.push(vec![
             Cell::from(answered),
             Cell::from(replica.advertise.as_str()),
+            // "-": AdminService is served at the advertised address.
+            Cell::from(if replica.admin_advertise.is_empty() {
+                "-"
+            } else {
+                replica.admin_advertise.as_str()
+            }),
             Cell::from(names::replica_role(replica.role)),
             Cell::from(render::instant(replica.leader_since.as_ref())),
             Cell::from(render::instant(replica.started.as_ref())),

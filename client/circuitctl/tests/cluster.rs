@@ -31,9 +31,10 @@ fn cluster_shows_a_standalone_daemon_as_one_replica() {
         let replicas: Vec<&str> = out.lines().filter(|l| l.contains("STANDALONE")).collect();
         assert_eq!(replicas.len(), 1, "{out}");
         let fields: Vec<&str> = replicas[0].split_whitespace().collect();
+        // ADMIN is "-": AdminService is served at the advertised address.
         assert_eq!(
-            &fields[..4],
-            ["*", advertise.as_str(), "STANDALONE", "-"],
+            &fields[..5],
+            ["*", advertise.as_str(), "-", "STANDALONE", "-"],
             "{out}"
         );
     }

@@ -8,9 +8,49 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::Error;
+
+/// Sends `authorization: Bearer TOKEN` with every call when a token is set (a daemon
+/// started with `--tokens`), nothing otherwise. The header value is built once, so each
+/// call pays what any client that sends a token pays: one header inserted.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials(Option<AsciiMetadataValue>);
+
+impl Credentials {
+    /// Credentials carrying `token`, or none; a token that cannot travel in a header is
+    /// an error naming the flag.
+    pub fn bearer(token: Option<&str>) -> Result<Credentials, Error> {
+        match token {
+            None => Ok(Credentials(None)),
+            Some(token) => format!("Bearer {token}")
+                .parse()
+                .map(|value| Credentials(Some(value)))
+                .map_err(|_| Error::other("--token holds a character a header cannot carry")),
+        }
+    }
+
+    /// Whether a token is sent.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection with its [`Credentials`]: what every client of a run is built on.
+pub type Transport = InterceptedService<Channel, Credentials>;
 
 /// Connects to `addr` within `timeout`.
 pub async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Error> {

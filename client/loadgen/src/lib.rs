@@ -43,7 +43,7 @@ mod watch;
 use std::time::Duration;
 
 pub use args::{Args, Mode};
-pub use daemon::{connect, connect_with};
+pub use daemon::{Credentials, Transport, connect, connect_with};
 pub use error::Error;
 
 /// The benchmark baseline (package `resilient_circuit.bench.v1`): an echo service that
@@ -64,21 +64,29 @@ pub mod echo {
 /// mode) and prints the result, as one JSON object with `json`; `timeout` bounds
 /// connecting, each setup call, and the wait for answers after the run.
 pub async fn run(args: &Args, addr: &str, timeout: Duration, json: bool) -> Result<(), Error> {
-    run_with_tls(args, addr, timeout, json, None).await
+    run_with(args, addr, timeout, json, None, Credentials::default()).await
 }
 
-/// [`run`], reaching the daemon over TLS with `tls` when given (unary and session modes;
-/// the echo baseline stays plaintext).
-pub async fn run_with_tls(
+/// [`run`], reaching the daemon over TLS with `tls` when given and sending `credentials`
+/// with every call (unary and session modes; the echo baseline stays plaintext and
+/// gets no token).
+pub async fn run_with(
     args: &Args,
     addr: &str,
     timeout: Duration,
     json: bool,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    credentials: Credentials,
 ) -> Result<(), Error> {
     if tls.is_some() && matches!(args.mode, Mode::Watch | Mode::Cached) {
         return Err(Error::other(format!(
             "bench --mode {} does not speak TLS yet: use unary or session, or a plaintext listener",
+            args.mode.word()
+        )));
+    }
+    if credentials.is_set() && matches!(args.mode, Mode::Watch | Mode::Cached) {
+        return Err(Error::other(format!(
+            "bench --mode {} does not send a token yet: use unary or session, or a daemon without --tokens",
             args.mode.word()
         )));
     }
@@ -87,6 +95,7 @@ pub async fn run_with_tls(
     }
     let mut plan = plan::Plan::new(args, timeout);
     plan.tls = tls;
+    plan.credentials = credentials;
     let baseline = if args.baseline || args.mode == Mode::Echo {
         Some(plan.against_echo(args.mode).await?)
     } else {

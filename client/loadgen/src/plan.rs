@@ -18,12 +18,13 @@ use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::ClientTlsConfig;
 
 use crate::args::{Args, Mode};
 use crate::baseline::EchoServer;
 use crate::cached;
-use crate::daemon::{connect_with, within};
+use crate::daemon::{Credentials, Transport, connect_with, within};
 use crate::echo::echo_service_client::EchoServiceClient;
 use crate::echo::{EchoRequest, EchoResponse};
 use crate::error::Error;
@@ -65,6 +66,8 @@ pub struct Plan {
     policy: v1::Policy,
     /// TLS to the daemon (never to the echo baseline, which serves plaintext).
     pub(crate) tls: Option<ClientTlsConfig>,
+    /// The token sent to the daemon (never to the echo baseline).
+    pub(crate) credentials: Credentials,
 }
 
 /// Which server a stream goes to.
@@ -124,6 +127,7 @@ impl Plan {
             timeout,
             policy,
             tls: None,
+            credentials: Credentials::default(),
         }
     }
 
@@ -137,7 +141,7 @@ impl Plan {
         let server = EchoServer::start()?;
         let uri = server.uri();
         let result = async {
-            let channels = self.connect(&uri, None).await?;
+            let channels = self.connect(&uri, None, &Credentials::default()).await?;
             let tally = if mode == Mode::Session {
                 let opened = self.open_streams(&uri, &channels, Server::Echo).await?;
                 self.pipelined(opened).await
@@ -162,7 +166,7 @@ impl Plan {
 
     /// The daemon at `addr`, in unary, session or cached mode.
     pub async fn against_daemon(&self, mode: Mode, addr: &str) -> Result<Measured, Error> {
-        let channels = self.connect(addr, self.tls.as_ref()).await?;
+        let channels = self.connect(addr, self.tls.as_ref(), &self.credentials).await?;
         self.ensure(addr, &channels[0]).await?;
         let library = if mode == Mode::Cached {
             Some(cached::prepare(addr, &self.workload, &self.policy, self.timeout).await?)
@@ -237,17 +241,28 @@ impl Plan {
         Window::starting_now(self.warmup, self.duration, self.timeout)
     }
 
-    async fn connect(&self, addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Vec<Channel>, Error> {
+    async fn connect(
+        &self,
+        addr: &str,
+        tls: Option<&ClientTlsConfig>,
+        credentials: &Credentials,
+    ) -> Result<Vec<Transport>, Error> {
         let mut channels = Vec::with_capacity(self.connections);
         for _ in 0..self.connections {
-            channels.push(connect_with(addr, self.timeout, tls).await?);
+            let channel = connect_with(addr, self.timeout, tls).await?;
+            channels.push(InterceptedService::new(channel, credentials.clone()));
         }
         Ok(channels)
     }
 
     /// One stream on each of `channels` to `addr`: Session streams of the daemon, or
     /// EchoStreams of the baseline.
-    async fn open_streams(&self, addr: &str, channels: &[Channel], to: Server) -> Result<Vec<Opened>, Error> {
+    async fn open_streams(
+        &self,
+        addr: &str,
+        channels: &[Transport],
+        to: Server,
+    ) -> Result<Vec<Opened>, Error> {
         let depth = self.workload.concurrency;
         let mut opened = Vec::with_capacity(channels.len());
         for channel in channels {
@@ -285,7 +300,7 @@ impl Plan {
 
     /// Creates the protectors, or brings existing ones to the bench policy and CLOSED, so
     /// a run never starts from what an earlier run left behind.
-    async fn ensure(&self, addr: &str, channel: &Channel) -> Result<(), Error> {
+    async fn ensure(&self, addr: &str, channel: &Transport) -> Result<(), Error> {
         let names = self.workload.names.iter().cloned();
         futures_util::stream::iter(names)
             .map(|name| self.ensure_one(addr, channel, name))
@@ -294,7 +309,7 @@ impl Plan {
             .await
     }
 
-    async fn ensure_one(&self, addr: &str, channel: &Channel, name: String) -> Result<(), Error> {
+    async fn ensure_one(&self, addr: &str, channel: &Transport, name: String) -> Result<(), Error> {
         let req = v1::EnsureProtectorRequest {
             name: name.clone(),
             policy: Some(self.policy),
@@ -349,7 +364,7 @@ impl Plan {
 }
 
 /// The sum of the generations of the protectors called `names`.
-async fn generations(channel: Channel, names: &Arc<[String]>) -> Result<u64, tonic::Status> {
+async fn generations(channel: Transport, names: &Arc<[String]>) -> Result<u64, tonic::Status> {
     let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut client = ProtectorServiceClient::new(channel);
     let mut sum = 0u64;

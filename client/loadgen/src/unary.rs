@@ -7,8 +7,8 @@ use std::pin::pin;
 use resilient_circuit_api::v1;
 use resilient_circuit_api::v1::protector_service_client::ProtectorServiceClient;
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
+use crate::daemon::Transport;
 use crate::echo::EchoRequest;
 use crate::echo::echo_service_client::EchoServiceClient;
 use crate::tally::{Answer, Tally, Window, Workload};
@@ -17,9 +17,9 @@ use crate::tally::{Answer, Tally, Window, Workload};
 #[derive(Debug, Clone)]
 pub enum Target {
     /// circuitd: Acquire and Report.
-    Daemon(ProtectorServiceClient<Channel>),
+    Daemon(ProtectorServiceClient<Transport>),
     /// The echo baseline: two Echo calls.
-    Echo(EchoServiceClient<Channel>),
+    Echo(EchoServiceClient<Transport>),
 }
 
 impl Target {

@@ -135,6 +135,11 @@ pub struct Args {
     /// bound listen address]
     #[arg(long, env = "CIRCUITD_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// With --admin-listen: the address other replicas reach this one's admin listener
+    /// at, so a follower forwards AdminService calls there when this replica leads
+    /// [default: the bound --admin-listen address]
+    #[arg(long, env = "CIRCUITD_ADVERTISE_ADMIN", value_name = "HOST:PORT")]
+    pub advertise_admin: Option<String>,
     /// Time to live of the leader's lease, whole seconds, 2s to 60s [default: 2s]
     #[arg(long, env = "CIRCUITD_ETCD_LEASE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub etcd_lease_ttl: Option<Duration>,

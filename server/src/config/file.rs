@@ -53,6 +53,7 @@ pub(super) struct FileCluster {
     pub(super) etcd: Option<String>,
     pub(super) prefix: Option<String>,
     pub(super) advertise: Option<String>,
+    pub(super) advertise_admin: Option<String>,
     pub(super) lease_ttl: Option<FileDuration>,
     pub(super) snapshot_bytes: Option<u64>,
 }

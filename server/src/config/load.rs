@@ -332,6 +332,13 @@ impl Layers<'_> {
             |f| &f.cluster.advertise,
             "",
         );
+        let advertise_admin = text(
+            "advertise_admin",
+            &args.advertise_admin,
+            "cluster.advertise_admin",
+            |f| &f.cluster.advertise_admin,
+            "",
+        );
         let ttl = pick!(
             self,
             etcd_lease_ttl,
@@ -366,6 +373,19 @@ impl Layers<'_> {
         let advertise = match advertise.value.trim() {
             "" => None,
             a => Some(host_port(a).map_err(|rule| invalid(advertise.key, advertise.origin, rule))?),
+        };
+        let advertise_admin = match advertise_admin.value.trim() {
+            "" => None,
+            _ if self.parsed.args.admin_listen.is_none()
+                && self.file.is_none_or(|(_, f)| f.admin_listen.is_none()) =>
+            {
+                let rule = "needs an admin listener (--admin-listen): it says where other replicas reach it"
+                    .to_owned();
+                return Err(invalid(advertise_admin.key, advertise_admin.origin, rule));
+            }
+            a => Some(
+                host_port(a).map_err(|rule| invalid(advertise_admin.key, advertise_admin.origin, rule))?,
+            ),
         };
         let secs = ttl.value.as_secs();
         if !(2..=60).contains(&secs) || ttl.value.subsec_nanos() != 0 {
@@ -402,6 +422,7 @@ impl Layers<'_> {
             etcd: urls,
             prefix: prefix.value,
             advertise,
+            advertise_admin,
             lease_ttl: ttl.value,
             snapshot_bytes,
         }))

@@ -79,6 +79,12 @@ pub struct ClusterSettings {
     /// The address clients and other replicas reach this one at. Default: the address
     /// the daemon is bound to (required when it listens on an unspecified address).
     pub advertise: Option<String>,
+    /// The address other replicas reach this one's admin listener at (`--admin-listen`),
+    /// published with its registration: a follower forwards AdminService calls to the
+    /// leader's admin address when it has one. Default: the address the admin listener
+    /// is bound to (required when it listens on an unspecified address); none without
+    /// an admin listener.
+    pub advertise_admin: Option<String>,
     /// The leader lease's time to live: how long a dead leader keeps the lead at most.
     /// Whole seconds, 2 s to 60 s. Default 2 s (etcd's own minimum with its default
     /// election timeout), so failover takes about two seconds.

@@ -83,6 +83,9 @@ pub struct Peer {
     pub(crate) client_certificate: Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
     /// Its subject, read once per connection rather than per call (see `auth`).
     pub(crate) client_subject: Option<Arc<crate::subject::Subject>>,
+    /// Whether that certificate also verified against `--tls-peer-ca`: the connection
+    /// comes from another replica (see `service::forward::trust`).
+    pub(crate) replica_certificate: bool,
 }
 
 impl Peer {

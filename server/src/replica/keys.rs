@@ -53,6 +53,19 @@ pub struct MemberRecord {
     /// started to lead.
     #[prost(uint64, tag = "3")]
     pub since_ms: u64,
+    /// Where its admin listener is reached (`--advertise-admin`); empty without one.
+    /// Added after the first release: a replica of the older build skips the field (an
+    /// unknown protobuf field), and a record without it decodes as empty, so both
+    /// builds read each other's records and the format string stays the same.
+    #[prost(string, tag = "4")]
+    pub admin: String,
+}
+
+impl MemberRecord {
+    /// The admin address, if the replica has an admin listener.
+    pub fn admin(&self) -> Option<String> {
+        (!self.admin.is_empty()).then(|| self.admin.clone())
+    }
 }
 
 /// The key layout under one prefix.

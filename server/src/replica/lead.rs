@@ -76,6 +76,7 @@ pub(super) async fn run(
                     leader: Some(Leader {
                         id: s.record.id.clone(),
                         advertise: s.record.advertise.clone(),
+                        admin: s.record.admin(),
                         since: keys::from_ms(s.record.since_ms),
                     }),
                 }),
@@ -431,6 +432,7 @@ async fn watch_leader(shared: Arc<Shared>, tx: watch::Sender<Option<Seen>>, stop
 async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
     let prefix = shared.keys.replicas();
     let member = |record: MemberRecord| Member {
+        admin: record.admin(),
         id: record.id,
         advertise: record.advertise,
         started: keys::from_ms(record.since_ms),
@@ -451,9 +453,7 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
                 .iter()
                 .filter_map(|kv| Some((kv.key().to_vec(), MemberRecord::decode(kv.value()).ok()?)))
                 .collect();
-            shared
-                .cluster
-                .set_members(members.values().cloned().map(member).collect());
+            publish(&shared, members.values().cloned().map(member).collect()).await;
             let options = WatchOptions::new()
                 .with_prefix()
                 .with_start_revision(revision + 1);
@@ -478,9 +478,7 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
                         }
                     }
                 }
-                shared
-                    .cluster
-                    .set_members(members.values().cloned().map(member).collect());
+                publish(&shared, members.values().cloned().map(member).collect()).await;
             }
             Ok::<(), String>(())
         };
@@ -488,6 +486,37 @@ async fn watch_members(shared: Arc<Shared>, stop: CancellationToken) {
             return;
         }
     }
+}
+
+/// How long resolving one member's host may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Records the replicas seen, and the IP addresses their advertised hosts (data and
+/// admin) resolve to, by which a replica recognises the others' forwarded calls. A host
+/// that does not resolve in time is left out until the next change, and said so.
+async fn publish(shared: &Shared, members: Vec<Member>) {
+    let hosts: Vec<String> = members
+        .iter()
+        .flat_map(|m| std::iter::once(m.advertise.clone()).chain(m.admin.clone()))
+        .collect();
+    shared.cluster.set_members(members);
+    let mut addresses = Vec::new();
+    for host in hosts {
+        if let Ok(addr) = host.parse::<std::net::SocketAddr>() {
+            addresses.push(addr.ip());
+            continue;
+        }
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(host.as_str())).await {
+            Ok(Ok(found)) => addresses.extend(found.map(|a| a.ip())),
+            Ok(Err(e)) => {
+                tracing::warn!(%host, error = %e, "a replica's advertised host does not resolve; its forwarded calls are not recognised")
+            }
+            Err(_) => {
+                tracing::warn!(%host, "a replica's advertised host did not resolve in time; its forwarded calls are not recognised")
+            }
+        }
+    }
+    shared.cluster.set_member_addresses(addresses);
 }
 
 /// Runs one watch until it fails (then pauses before the next), or `stop`; false on

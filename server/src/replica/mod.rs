@@ -111,6 +111,7 @@ pub async fn start(
         id: id.clone(),
         advertise: advertise.clone(),
         since_ms: keys::now_ms(),
+        admin: settings.advertise_admin.clone().unwrap_or_default(),
     };
     let (lease, ttl) = register(&mut client, &keys, &me, settings.lease_ttl, &urls).await?;
 
@@ -126,6 +127,7 @@ pub async fn start(
     let member = Member {
         id,
         advertise,
+        admin: settings.advertise_admin.clone(),
         started: keys::from_ms(me.since_ms),
     };
     let cluster = Cluster::replica(placeholder, member, settings.prefix.clone(), Role::Unavailable);

@@ -165,6 +165,7 @@ impl AdminService for AdminApi {
                 v1::Replica {
                     id: m.id,
                     advertise: m.advertise,
+                    admin_advertise: m.admin.unwrap_or_default(),
                     role: role as i32,
                     leader_since: since.map(prost_types::Timestamp::from),
                     started: Some(prost_types::Timestamp::from(m.started)),

@@ -5,8 +5,10 @@
 //! Everything else is routed by the replica's role, read per call from the role's watch
 //! borrow (a read lock, no allocation: the standalone and leader path pays nothing more):
 //! - standalone or leader: served here, exactly as without replication;
-//! - follower with a known leader: forwarded to its advertised address over one cached
-//!   channel (connected lazily, replaced when the leader changes), with the caller's
+//! - follower with a known leader: forwarded to its advertised address (AdminService
+//!   calls to its advertised admin address when it runs an admin listener, where alone
+//!   it serves them) over one cached channel per address (connected lazily, replaced
+//!   when the leader changes), with the caller's
 //!   metadata (so its deadline, `grpc-timeout`, and any credentials) minus the transport's
 //!   own headers, and marked with [`FORWARDED`]. The leader's answer, an error included
 //!   (code, message, details), comes back unchanged; a failure of the hop itself (the
@@ -18,6 +20,13 @@
 //! again is answered UNAVAILABLE instead. Two replicas whose views of the leader are
 //! stale (each thinking the other leads) therefore never bounce a call between them; the
 //! client retries once the election has settled.
+//!
+//! Who may mark a call: [`trust`] removes [`FORWARDED_FOR`] from every call that does
+//! not come from a replica, before any service sees it, so a client cannot choose the
+//! address the audit log names. [`FORWARDED`] stays whoever sets it: all it can do is
+//! make a follower refuse to forward the caller's own call, while removing it from a
+//! replica that is not recognised (behind NAT, say) would let a stale view bounce a
+//! call between two followers.
 //!
 //! A Session is piped both ways without a task or queue of its own: the leader's stream
 //! pulls the client's requests as HTTP/2 flow control lets it, and the client's answers
@@ -36,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
+
+pub mod trust;
 
 use super::SessionStream;
 use crate::cluster::{Cluster, Role};
@@ -87,10 +98,21 @@ pub(super) struct Forwarder {
     marker: AsciiMetadataValue,
     /// The channel to the leader last forwarded to.
     leader: ArcSwapOption<Leader>,
+    /// The channel to the leader's admin listener, when it has one apart.
+    admin: ArcSwapOption<Leader>,
     /// The largest message forwarded, each way.
     max_message: usize,
     /// With TLS on, the leader is dialled over TLS (https) with this configuration.
     tls: Option<ClientTlsConfig>,
+}
+
+/// Which of the leader's services a call is for, and so which of its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Plane {
+    /// ProtectorService: the leader's advertised address.
+    Data,
+    /// AdminService: its advertised admin address, when it has an admin listener.
+    Admin,
 }
 
 /// The leader calls are forwarded to, and the one channel to it.
@@ -113,14 +135,15 @@ impl Forwarder {
                 .parse()
                 .unwrap_or_else(|_| AsciiMetadataValue::from_static("circuitd")),
             leader: ArcSwapOption::empty(),
+            admin: ArcSwapOption::empty(),
             max_message: max_message.max(MIN_MESSAGE),
             tls,
         }
     }
 
-    /// Where a call that only the deciding replica may serve goes: `None` to serve it
-    /// here, the leader to forward it to, or the UNAVAILABLE to answer.
-    pub(super) fn route(&self, metadata: &MetadataMap) -> Result<Option<Arc<Leader>>, Status> {
+    /// Where a call of `plane` that only the deciding replica may serve goes: `None` to
+    /// serve it here, the leader to forward it to, or the UNAVAILABLE to answer.
+    pub(super) fn route(&self, metadata: &MetadataMap, plane: Plane) -> Result<Option<Arc<Leader>>, Status> {
         let role = self.role.borrow();
         match &*role {
             Role::Standalone | Role::Leader { .. } => Ok(None),
@@ -132,7 +155,12 @@ impl Forwarder {
                         leader.advertise
                     )));
                 }
-                self.leader_at(&leader.advertise).map(Some)
+                match (plane, &leader.admin) {
+                    (Plane::Admin, Some(admin)) if *admin != leader.advertise => {
+                        self.leader_at(&self.admin, admin).map(Some)
+                    }
+                    _ => self.leader_at(&self.leader, &leader.advertise).map(Some),
+                }
             }
             Role::Follower { leader: None } => {
                 Err(Status::unavailable("no leader is elected yet; retry shortly"))
@@ -148,9 +176,10 @@ impl Forwarder {
         self.role.borrow().decides()
     }
 
-    /// The cached channel to the leader at `advertise`, replaced when the leader moved.
-    fn leader_at(&self, advertise: &str) -> Result<Arc<Leader>, Status> {
-        if let Some(leader) = &*self.leader.load()
+    /// The channel cached in `cache` if it goes to `advertise`, else a new one there
+    /// (the leader moved), cached in its place.
+    fn leader_at(&self, cache: &ArcSwapOption<Leader>, advertise: &str) -> Result<Arc<Leader>, Status> {
+        if let Some(leader) = &*cache.load()
             && leader.advertise == advertise
         {
             return Ok(Arc::clone(leader));
@@ -182,7 +211,7 @@ impl Forwarder {
         });
         // Two calls racing here both build a channel; the last one stays, and the
         // other's calls finish on theirs.
-        self.leader.store(Some(Arc::clone(&leader)));
+        cache.store(Some(Arc::clone(&leader)));
         Ok(leader)
     }
 }
@@ -316,7 +345,7 @@ impl Piped {
 }
 
 /// The client a forwarding replica says a call came from: a call marked [`FORWARDED`]
-/// names it in [`FORWARDED_FOR`]. As trustworthy as the caller (anyone can set metadata).
+/// names it in [`FORWARDED_FOR`], which [`trust`] removed unless a replica sent it.
 pub(super) fn forwarded_for(metadata: &MetadataMap) -> Option<SocketAddr> {
     if !metadata.contains_key(FORWARDED) {
         return None;

@@ -16,8 +16,17 @@ use tonic::{Request, Response, Status};
 /// Forwards the call to the leader and returns its answer, unless this replica decides
 /// (then it goes on to serve the call itself): `forward!(shared, request, protectors.acquire)`.
 macro_rules! forward {
-    ($shared:expr, $request:ident, $client:ident . $rpc:ident) => {
-        if let Some(leader) = $shared.forward.route($request.metadata())? {
+    ($shared:expr, $request:ident, protectors . $rpc:ident) => {
+        forward!(@ $shared, $request, Data, protectors.$rpc)
+    };
+    ($shared:expr, $request:ident, admin . $rpc:ident) => {
+        forward!(@ $shared, $request, Admin, admin.$rpc)
+    };
+    (@ $shared:expr, $request:ident, $plane:ident, $client:ident . $rpc:ident) => {
+        if let Some(leader) = $shared
+            .forward
+            .route($request.metadata(), forward::Plane::$plane)?
+        {
             $shared.ready()?;
             return leader.answer(leader.$client().$rpc(leader.request($request)).await);
         }
@@ -273,7 +282,7 @@ impl ProtectorService for ProtectorApi {
         // pipes it to the leader: the stream is held open here either way.
         let slot = self.0.session(&identity(&request))?;
         let held = |stream: SessionStream| -> SessionStream { Box::pin(crate::limits::hold(stream, slot)) };
-        if let Some(leader) = self.0.forward.route(request.metadata())? {
+        if let Some(leader) = self.0.forward.route(request.metadata(), forward::Plane::Data)? {
             self.0.ready()?;
             let response = leader.session(request, self.0.shutdown.clone()).await?;
             return Ok(response.map(held));

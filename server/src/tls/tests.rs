@@ -43,7 +43,7 @@ fn a_matching_certificate_and_key_load_and_reload() {
     let (cert, key) = self_signed();
     let s = settings(write(&dir, "c.pem", &cert), write(&dir, "k.pem", &key));
     let tls = Tls::load(&s).unwrap();
-    assert_eq!(tls.current.load().alpn_protocols, vec![b"h2".to_vec()]);
+    assert_eq!(tls.current.load().server.alpn_protocols, vec![b"h2".to_vec()]);
     tls.reload().unwrap();
 }
 
@@ -101,4 +101,44 @@ fn a_failed_reload_keeps_the_configuration_in_force() {
     write(&dir, "k.pem", "half-written");
     assert!(tls.reload().is_err());
     assert!(Arc::ptr_eq(&before, &tls.current.load_full()));
+}
+
+/// A CA, and a leaf it signs (as DER), for the replica check.
+fn ca() -> (String, impl Fn() -> rustls_pki_types::CertificateDer<'static>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let pem = issuer.pem();
+    let leaf = move || {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        cert.der().clone()
+    };
+    (pem, leaf)
+}
+
+#[test]
+fn a_replica_is_told_by_a_certificate_from_the_peer_ca_only_with_mtls() {
+    let dir = temp_dir("replica");
+    let (cert, key) = self_signed();
+    let (peer_pem, replica) = ca();
+    let (client_pem, client) = ca();
+    let both = write(&dir, "clients.pem", &format!("{client_pem}{peer_pem}"));
+    let peers = write(&dir, "peers.pem", &peer_pem);
+    let mut s = settings(write(&dir, "c.pem", &cert), write(&dir, "k.pem", &key));
+    s.client_ca = Some(both);
+    s.peer_ca = Some(peers);
+    assert!(replicas_by_certificate(Some(&s)));
+    let tls = Tls::load(&s).unwrap();
+    assert!(tls.is_replica(Some(&[replica()])));
+    assert!(!tls.is_replica(Some(&[client()])));
+    assert!(!tls.is_replica(None));
+    // Without mTLS no certificate is asked for: replicas are told by their address.
+    s.client_ca = None;
+    assert!(!replicas_by_certificate(Some(&s)));
+    assert!(!Tls::load(&s).unwrap().is_replica(Some(&[replica()])));
 }

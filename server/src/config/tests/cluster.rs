@@ -102,3 +102,56 @@ fn an_admin_listener_is_a_second_address() {
         None,
     );
 }
+
+#[test]
+fn the_admin_address_is_advertised_only_with_an_admin_listener() {
+    let admin = ["--admin-listen", "127.0.0.1:7001"];
+    let flag = [
+        &admin[..],
+        &["--etcd", "e1:2379", "--advertise-admin", "10.0.0.9:7001"],
+    ]
+    .concat();
+    let cluster = load_ok(&flag, &[], None).config.cluster.unwrap();
+    assert_eq!(cluster.advertise_admin.as_deref(), Some("10.0.0.9:7001"));
+    let env = [
+        ("CIRCUITD_ETCD", "e1:2379"),
+        ("CIRCUITD_ADMIN_LISTEN", "127.0.0.1:7001"),
+        ("CIRCUITD_ADVERTISE_ADMIN", "admin.local:7001"),
+    ];
+    let cluster = load_ok(&[], &env, None).config.cluster.unwrap();
+    assert_eq!(cluster.advertise_admin.as_deref(), Some("admin.local:7001"));
+    let file = "admin_listen = \"127.0.0.1:7001\"\n[cluster]\netcd = \"e1:2379\"\nadvertise_admin = \"10.0.0.9:7001\"\n";
+    let cluster = load_ok(&["--config", "c.toml"], &[], Some(file))
+        .config
+        .cluster
+        .unwrap();
+    assert_eq!(cluster.advertise_admin.as_deref(), Some("10.0.0.9:7001"));
+    // Unset: the binary fills in the bound admin address.
+    let cluster = load_ok(&[&admin[..], &["--etcd", "e1:2379"]].concat(), &[], None)
+        .config
+        .cluster
+        .unwrap();
+    assert_eq!(cluster.advertise_admin, None);
+
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--etcd", "e1:2379", "--advertise-admin", "10.0.0.9:7001"],
+            "needs an admin listener (--admin-listen)",
+        ),
+        (
+            &[
+                "--etcd",
+                "e1:2379",
+                "--admin-listen",
+                "127.0.0.1:7001",
+                "--advertise-admin",
+                "nowhere",
+            ],
+            "--advertise-admin",
+        ),
+    ];
+    for (argv, expected) in cases {
+        let (_, message) = load_err(argv, &[], None);
+        assert!(message.contains(expected), "{argv:?}: {message}");
+    }
+}

@@ -87,24 +87,35 @@ impl HttpContext {
         needed: Role,
         what: &str,
     ) -> Result<Option<Identity>, Refused> {
-        let Some(guard) = &self.guard else {
-            return Ok(None);
-        };
-        let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        match guard.authorize(needed, what, authorization) {
-            Ok(identity) => Ok(Some(identity)),
-            Err((reason, status)) => {
-                let addr = peer.and_then(|p| p.tcp.remote_addr());
-                guard.refused(reason, what, addr, &status);
-                let code = match status.code() {
-                    tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-                    _ => StatusCode::UNAUTHORIZED,
-                };
-                Err(Refused {
-                    code,
-                    message: status.message().to_owned(),
-                })
-            }
+        check(self.guard.as_deref(), headers, peer, needed, what)
+    }
+}
+
+/// [`HttpContext::authorize`] against `guard`.
+fn check(
+    guard: Option<&Guard>,
+    headers: &HeaderMap,
+    peer: Option<&Peer>,
+    needed: Role,
+    what: &str,
+) -> Result<Option<Identity>, Refused> {
+    let Some(guard) = guard else {
+        return Ok(None);
+    };
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match guard.authorize(needed, what, authorization) {
+        Ok(identity) => Ok(Some(identity)),
+        Err((reason, status)) => {
+            let addr = peer.and_then(|p| p.tcp.remote_addr());
+            guard.refused(reason, what, addr, &status);
+            let code = match status.code() {
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            Err(Refused {
+                code,
+                message: status.message().to_owned(),
+            })
         }
     }
 }
@@ -178,3 +189,6 @@ async fn healthz(State(draining): State<CancellationToken>) -> Response {
         (StatusCode::OK, "ok\n").into_response()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,8 +41,6 @@ use crate::connections::Peer;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-pub use listener::spawn;
-
 /// What the HTTP handlers need; cheap to clone (every field is shared).
 #[derive(Debug, Clone)]
 pub struct HttpContext {
@@ -171,6 +169,30 @@ async fn require(ctx: &HttpContext, needed: Role, mut request: Request, next: Ne
         }
         Err(refused) => refused.into_response(),
     }
+}
+
+/// Serves HTTP on `listener` until `ctx.draining`; the task ends once every open
+/// response has (event streams end on `draining` themselves).
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    ctx: HttpContext,
+    max_connections: usize,
+    timeouts: &crate::config::ConnectionConfig,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let accepted = listener::accepted(listener, max_connections, timeouts, tls)?;
+    let draining = ctx.draining.clone();
+    let app = router(ctx)
+        .layer(crate::connections::CountCalls)
+        .layer(axum::middleware::map_request(listener::peer_extension));
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(accepted, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(draining.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the HTTP listener failed");
+        }
+    }))
 }
 
 /// Every route the listener serves.

@@ -20,8 +20,6 @@ use resilient_circuit_breaker::{
     Counters, DecisionReason, OverrideKind, Protector, Status, Time, Transition, TransitionReason,
 };
 
-use super::{Entry, Registry};
-
 /// A protector's state as the metrics name it: its status, or the override in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
@@ -218,8 +216,8 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Adds one entry's counts (not its state).
-    fn add(&mut self, protector: &Protector, stats: &Stats) {
+    /// Adds one protector's counts (not its state).
+    pub(super) fn add(&mut self, protector: &Protector, stats: &Stats) {
         let c = protector.counters();
         self.calls[0] += c.successes;
         self.calls[1] += c.failures;
@@ -235,44 +233,9 @@ impl Totals {
     }
 }
 
-impl Registry {
-    /// The series of the first `max` protectors by name.
-    pub fn samples(&self, max: usize) -> Vec<Sample> {
-        let now = self.clock.now();
-        self.names_from("", None, max)
-            .into_iter()
-            .filter_map(|name| {
-                let entry = self.map.get(name.as_str())?;
-                Some(sample(name.clone(), &entry, now))
-            })
-            .collect()
-    }
-
-    /// Every protector's counts summed, plus those of protectors deleted since start.
-    pub fn totals(&self) -> Totals {
-        let mut totals = self
-            .deleted_totals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for entry in &self.map {
-            totals.states[State::of_protector(&entry.protector) as usize] += 1;
-            totals.add(&entry.protector, &entry.stats);
-        }
-        totals
-    }
-
-    /// Keeps a deleted protector's counts in the totals (under its entry's guard).
-    pub(super) fn forget(&self, entry: &Entry) {
-        self.deleted_totals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(&entry.protector, &entry.stats);
-    }
-}
-
-fn sample(name: String, entry: &Entry, now: Time) -> Sample {
-    let window = entry.protector.window();
+/// `name`'s series from its protector and statistics, at `now`.
+pub(super) fn sample(name: String, protector: &Protector, stats: &Stats, now: Time) -> Sample {
+    let window = protector.window();
     let failure_rate = if window.is_empty() {
         0.0
     } else {
@@ -280,12 +243,12 @@ fn sample(name: String, entry: &Entry, now: Time) -> Sample {
     };
     Sample {
         name,
-        state: State::of_protector(&entry.protector),
-        counters: *entry.protector.counters(),
-        rejected: entry.stats.rejected,
-        transitions: entry.stats.transitions.clone(),
-        seconds: entry.stats.seconds(now),
+        state: State::of_protector(protector),
+        counters: *protector.counters(),
+        rejected: stats.rejected,
+        transitions: stats.transitions.clone(),
+        seconds: stats.seconds(now),
         failure_rate,
-        trials_in_flight: entry.protector.trials_in_flight(),
+        trials_in_flight: protector.trials_in_flight(),
     }
 }

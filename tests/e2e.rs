@@ -22,6 +22,7 @@ mod crash_recovery;
 mod durability;
 mod forwarding;
 mod metrics;
+mod metrics_tls;
 mod permit_expiry;
 mod permit_journal;
 mod permit_release;

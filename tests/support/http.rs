@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fixtures::DEADLINE;
@@ -51,13 +51,27 @@ pub async fn request_with(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
+    let stream = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+        .await
+        .expect("connected in time")
+        .expect("connect to the HTTP listener");
+    exchange(stream, &addr.to_string(), method, path, headers, body).await
+}
+
+/// One request over `stream` (plaintext or TLS) to `host`, with `headers`; panics past
+/// [`DEADLINE`] or on a malformed response.
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .expect("connect to the HTTP listener");
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await.expect("send the request");

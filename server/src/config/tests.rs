@@ -489,5 +489,6 @@ segment_bytes = 1048576
 
 mod cluster;
 mod connections;
+mod http;
 mod tls;
 mod tokens;

@@ -1,0 +1,36 @@
+#!/bin/bash
+# Interleaved metrics off/on runs of unary Acquire+Report, then the scrape time of 1,000 protectors.
+set -u
+cd /work/wt-metrics
+R=target/release
+start() { # $@: extra flags; sets ADDR, HTTP, PID
+  rm -f /tmp/wtm/d.out
+  $R/circuitd --listen 127.0.0.1:0 --in-memory "$@" > /tmp/wtm/d.out 2>/tmp/wtm/d.err &
+  PID=$!
+  for i in $(seq 100); do grep -q 'listening on' /tmp/wtm/d.out 2>/dev/null && break; sleep 0.05; done
+  sleep 0.2
+  ADDR=$(awk '/^listening on/{print $3}' /tmp/wtm/d.out); HTTP=$(awk '/^http listening on/{print $4}' /tmp/wtm/d.out)
+}
+for round in 1 2 3; do
+  for kind in off on; do
+    if [ $kind = on ]; then start --http-listen 127.0.0.1:0; else start; fi
+    scraper=
+    if [ $kind = on ]; then
+      ( while kill -0 $PID 2>/dev/null; do curl -s -o /dev/null -H 'Accept: application/openmetrics-text' http://$HTTP/metrics; sleep 1; done ) &
+      scraper=$!
+    fi
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    out=$($R/circuitctl --addr http://$ADDR --json bench --mode unary --concurrency 64 --connections 1 --duration 5s --warmup 1s 2>/dev/null)
+    echo "RUN $round $kind load=$load $out"
+    kill $PID; wait $PID 2>/dev/null
+    [ -n "$scraper" ] && { kill $scraper 2>/dev/null; wait $scraper 2>/dev/null; }
+  done
+done
+# Scrape time with 1,000 protectors (each with traffic).
+start --http-listen 127.0.0.1:0
+$R/circuitctl --addr http://$ADDR --json bench --mode unary --protectors 1000 --concurrency 64 --duration 2s --warmup 1s --failure-rate 0.01 >/dev/null 2>&1
+curl -s http://$HTTP/metrics | grep -c '^circuitd_protector_state{' | sed 's/^/state series: /'
+curl -s http://$HTTP/metrics | wc -c | sed 's/^/bytes: /'
+for i in $(seq 50); do curl -s -o /dev/null -w '%{time_total}\n' -H 'Accept: application/openmetrics-text' http://$HTTP/metrics; done | sort -n > /tmp/wtm/scrapes.txt
+echo "scrape seconds: min $(head -1 /tmp/wtm/scrapes.txt) median $(sed -n 25p /tmp/wtm/scrapes.txt) p90 $(sed -n 45p /tmp/wtm/scrapes.txt) max $(tail -1 /tmp/wtm/scrapes.txt)"
+kill $PID; wait $PID 2>/dev/null

@@ -25,6 +25,8 @@ mod durability;
 mod forwarded_trust;
 mod forwarding;
 mod identity_limits;
+mod metrics;
+mod metrics_tls;
 mod permit_expiry;
 mod permit_journal;
 mod permit_release;

@@ -238,6 +238,21 @@ impl Guard {
         authorization: Option<&[u8]>,
         subject: Option<&Subject>,
     ) -> Result<Identity, (Reason, tonic::Status)> {
+        let rpc = path.rsplit('/').next().unwrap_or(path);
+        self.authorize(required(path), rpc, authorization, subject)
+    }
+
+    /// Who the caller is, from `authorization` (the header's value, if any) or else the
+    /// client certificate's `subject` (mTLS), and whether that identity holds at least
+    /// `needed` to do `what` (named in the refusal). The one check behind gRPC calls and
+    /// HTTP requests.
+    pub fn authorize(
+        &self,
+        needed: Role,
+        what: &str,
+        authorization: Option<&[u8]>,
+        subject: Option<&Subject>,
+    ) -> Result<Identity, (Reason, tonic::Status)> {
         let loaded = self.loaded.load();
         let identity = match authorization {
             Some(value) => loaded.token(value)?,
@@ -260,13 +275,11 @@ impl Guard {
                 }
             },
         };
-        let needed = required(path);
         if identity.role < needed {
-            let rpc = path.rsplit('/').next().unwrap_or(path);
             return Err((
                 Reason::Forbidden,
                 tonic::Status::permission_denied(format!(
-                    "{rpc} needs the {needed} role; {identity} has the {} role",
+                    "{what} needs the {needed} role; {identity} has the {} role",
                     identity.role
                 )),
             ));
@@ -275,7 +288,7 @@ impl Guard {
     }
 
     /// Logs a refusal unless this reason was logged less than a second ago.
-    fn refused(
+    pub(crate) fn refused(
         &self,
         reason: Reason,
         path: &str,

@@ -298,15 +298,17 @@ impl Prepared {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        self.serve_apart(listener, None, shutdown).await
+        self.serve_apart(listener, None, None, shutdown).await
     }
 
     /// Serves until `shutdown` completes, AdminService only on `admin` when given (with
-    /// health and reflection there too), the rest on `listener`; see [`serve`].
+    /// health and reflection there too), the rest on `listener`, and `/metrics` and the
+    /// dashboard on `http` when given; see [`serve`].
     pub async fn serve_apart(
         self,
         listener: tokio::net::TcpListener,
         admin: Option<tokio::net::TcpListener>,
+        http: Option<tokio::net::TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let Prepared {
@@ -348,6 +350,7 @@ impl Prepared {
             &cluster,
             crate::tls::replicas_by_certificate(config.tls.as_ref()),
         );
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (protector_api, admin_api) = service::services_with_peer_tls(
             Arc::clone(&cluster),
             config.limits.clone(),
@@ -355,6 +358,29 @@ impl Prepared {
             draining.clone(),
             crate::tls::peer(&config)?,
         );
+        let http_task = match http {
+            None => None,
+            Some(http) => {
+                let ctx = crate::http::HttpContext {
+                    cluster: Arc::clone(&cluster),
+                    guard: guard.clone(),
+                    metrics: Arc::clone(&metrics),
+                    limits: config.limits.clone(),
+                    watch: config.watch.clone(),
+                    draining: draining.clone(),
+                    metrics_max_protectors: config.metrics_max_protectors,
+                };
+                let task = crate::http::spawn(
+                    http,
+                    ctx,
+                    config.limits.max_connections,
+                    &config.connections,
+                    tls.clone(),
+                )
+                .map_err(|e| ServeError::Config(format!("the HTTP listener: {e}")))?;
+                Some(task)
+            }
+        };
         let max_message = config.limits.max_message_bytes;
         let protector_service =
             ProtectorServiceServer::new(protector_api).max_decoding_message_size(max_message);
@@ -448,12 +474,19 @@ impl Prepared {
             }
         };
 
+        let time_calls = match http_task {
+            Some(_) => metrics.time_calls(),
+            None => crate::metrics::TimeCalls::default(),
+        };
         let builder = || {
             Server::builder()
                 .max_concurrent_streams(config.limits.max_concurrent_streams)
                 .http2_max_pending_accept_reset_streams(Some(64))
                 .http2_keepalive_interval(Some(config.connections.http2_keepalive_interval))
                 .http2_keepalive_timeout(Some(config.connections.http2_keepalive_timeout))
+                // Latency by method and code, of refused calls too (times nothing
+                // without an HTTP listener to show it).
+                .layer(time_calls.clone())
                 // Counts the calls on each connection, for its idle timeout.
                 .layer(crate::connections::CountCalls)
                 // Inside the count: a refused call is a call too, and ends at once.
@@ -508,6 +541,12 @@ impl Prepared {
             }
         };
         draining.cancel();
+        if let Some(mut task) = http_task {
+            // Its responses end on `draining`; past the grace, it is dropped like gRPC's.
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
         if let Some(task) = scheduler {
             let _ = task.await;
         }

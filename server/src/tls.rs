@@ -79,6 +79,9 @@ pub struct Tls {
 #[derive(Debug)]
 struct Current {
     server: Arc<ServerConfig>,
+    /// The same configuration offering HTTP/1.1 besides `h2`, for the HTTP listener
+    /// (browsers and curl).
+    http: Arc<ServerConfig>,
     replicas: Option<Arc<dyn ClientCertVerifier>>,
 }
 
@@ -86,6 +89,13 @@ struct Current {
 /// CA of their own. Otherwise every mTLS client would verify as well as a replica.
 pub fn replicas_by_certificate(settings: Option<&TlsSettings>) -> bool {
     settings.is_some_and(|s| s.peer_ca.is_some() && s.client_ca.is_some())
+}
+
+/// The ALPN protocols the HTTP listener offers: HTTP/2 first, then HTTP/1.1.
+fn for_http(config: &ServerConfig) -> ServerConfig {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
 }
 
 impl Tls {
@@ -125,6 +135,11 @@ impl Tls {
             .is_ok()
     }
 
+    /// [`Tls::acceptor`] for the HTTP listener: ALPN offers HTTP/1.1 too.
+    pub fn http_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.current.load().http))
+    }
+
     /// [`Tls::reload`], logging what came of it (the SIGHUP reload, see `server`).
     pub fn reload_logged(&self) {
         match self.reload() {
@@ -159,8 +174,10 @@ fn current(settings: &TlsSettings) -> Result<Current, TlsError> {
         }
         _ => None,
     };
+    let server = server_config(settings)?;
     Ok(Current {
-        server: Arc::new(server_config(settings)?),
+        http: Arc::new(for_http(&server)),
+        server: Arc::new(server),
         replicas,
     })
 }

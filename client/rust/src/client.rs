@@ -38,6 +38,10 @@ pub const DEFAULT_WATCH_STALENESS: Duration = Duration::from_secs(30);
 /// A snapshot of a client's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStats {
+    /// Acquires the daemon decided.
+    pub daemon_decisions: u64,
+    /// Acquires cached protectors decided from their local model, without a round trip.
+    pub cache_decisions: u64,
     /// Acquires the declared fallbacks answered because the daemon could not be asked.
     pub fallback_decisions: u64,
     /// Reports of daemon permits that could not reach the daemon (logged, not retried).
@@ -278,6 +282,8 @@ impl Client {
         let c = &self.connection;
         let s = &c.stats;
         ClientStats {
+            daemon_decisions: Stats::get(&s.daemon_decisions),
+            cache_decisions: Stats::get(&s.cache_decisions),
             fallback_decisions: Stats::get(&s.fallback_decisions),
             reports_lost: Stats::get(&s.reports_lost),
             reports_dropped: Stats::get(&s.reports_dropped),

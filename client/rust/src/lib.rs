@@ -87,6 +87,6 @@ mod watcher;
 
 pub use client::{Client, ClientBuilder, ClientStats, Transport};
 pub use error::{CallError, Error, Rejection};
-pub use protector::{CallPermit, Fallback, Protector, ProtectorBuilder, Resolved, StatusChange};
+pub use protector::{CallPermit, Decisions, Fallback, Protector, ProtectorBuilder, Resolved, StatusChange};
 pub use resilient_circuit_breaker::{DecisionReason, TransitionReason};
 pub use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy, PolicySpec, Status};

@@ -54,6 +54,8 @@ pub(crate) struct Config {
 /// Client-wide counters (see `ClientStats`).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    pub(crate) daemon_decisions: AtomicU64,
+    pub(crate) cache_decisions: AtomicU64,
     pub(crate) fallback_decisions: AtomicU64,
     pub(crate) reports_lost: AtomicU64,
     pub(crate) reports_dropped: AtomicU64,

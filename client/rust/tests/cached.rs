@@ -69,6 +69,7 @@ async fn closed_admits_locally_and_batched_successes_reach_the_daemon() {
     until_local(&p).await.ignore().await;
     let before = daemon.inspect(name).await.counters.expect("counters");
 
+    let before_decisions = p.decisions();
     for _ in 0..2_500 {
         let permit = p.acquire().await.expect("CLOSED admits");
         assert!(permit.is_local() && !permit.is_fallback() && !permit.is_trial());
@@ -83,6 +84,12 @@ async fn closed_admits_locally_and_batched_successes_reach_the_daemon() {
                 .is_some_and(|c| c.successes == before.successes + 2_500)
         })
         .await;
+    // Each local decision is counted as the cache's.
+    let decisions = p.decisions();
+    assert_eq!(decisions.cache, before_decisions.cache + 2_500, "{decisions:?}");
+    assert_eq!(decisions.daemon, before_decisions.daemon, "{decisions:?}");
+    assert_eq!(decisions.fallback, 0, "{decisions:?}");
+    assert_eq!(client.stats().cache_decisions, decisions.cache);
     let counters = seen.counters.expect("counters");
     // Local admissions never asked the daemon.
     assert_eq!(counters.admitted, before.admitted);

@@ -87,6 +87,12 @@ async fn outage(fallback: Fallback, check: Check) {
         .await
         .expect("the daemon admits");
     assert_eq!(p.fallback_decisions(), decided_locally);
+    // Every acquire was counted once, by the source that decided it.
+    let decisions = p.decisions();
+    assert_eq!(decisions.fallback, decided_locally, "{decisions:?}");
+    assert!(decisions.daemon >= 2, "{decisions:?}");
+    assert_eq!(decisions.cache, 0, "{decisions:?}");
+    assert_eq!(client.stats().daemon_decisions, decisions.daemon);
 
     // The watch resumed: another process trips the protector again and this client
     // hears of it (streamed, or reconciled from the snapshot the resumed watch starts

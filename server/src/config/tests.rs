@@ -510,5 +510,6 @@ segment_bytes = 1048576
 mod cluster;
 mod connections;
 mod identity_limits;
+mod http;
 mod tls;
 mod tokens;

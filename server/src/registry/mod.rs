@@ -27,6 +27,7 @@
 //! - `dirty`: state changed since it was last stored, waiting for the batch flush.
 //! - `creator`: the identity that created it, if any (`creators.rs`), stored with
 //!   every state of it.
+//! - `stats`: what the metrics count beyond the machine's counters (`stats.rs`).
 
 mod answers;
 mod batch;
@@ -35,6 +36,7 @@ mod persist;
 mod read;
 mod release;
 mod replica;
+mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +65,7 @@ use crate::watch::Watchers;
 
 pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
 pub use creators::Creator;
+pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 
 struct Entry {
     protector: Protector,
@@ -71,6 +74,7 @@ struct Entry {
     version: u64,
     dirty: bool,
     creator: Option<Arc<str>>,
+    stats: stats::Stats,
 }
 
 /// The `version` of an entry whose last change could not be journaled: its state is
@@ -121,6 +125,8 @@ pub struct Registry {
     fence: Option<Arc<Fence>>,
     /// Existing protectors per creating identity.
     creators: creators::Creators,
+    /// What deleted protectors had counted, so daemon-wide counters never go down.
+    deleted_totals: Mutex<Totals>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -157,6 +163,7 @@ impl Registry {
             names: RwLock::new(BTreeSet::new()),
             fence: None,
             creators: creators::Creators::default(),
+            deleted_totals: Mutex::new(Totals::default()),
         }
     }
 
@@ -172,6 +179,21 @@ impl Registry {
             Some(fence) if !fence.is_valid() => Err(Error::NotLeading),
             _ => Ok(()),
         }
+    }
+
+    /// The clock this registry decides with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The open Watch streams (their count, the RESYNCs sent).
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
+    /// The journal, unless the registry runs in memory or follows.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.store.as_ref()
     }
 
     /// How many protectors exist.
@@ -258,6 +280,7 @@ impl Registry {
                         self.count.fetch_sub(1, Ordering::AcqRel);
                         self.creators.remove(key.as_deref());
                     })?;
+                let stats = stats::Stats::new(State::of_protector(&protector), self.clock.now());
                 let entry = slot.insert(Entry {
                     protector,
                     mod_revision: committed.revision,
@@ -265,6 +288,7 @@ impl Registry {
                     version: committed.seq.unwrap_or(0),
                     dirty: false,
                     creator: key,
+                    stats,
                 });
                 self.index_insert(name);
                 let ensured = Ensured {
@@ -292,7 +316,11 @@ impl Registry {
                     issued: Some((permit.id, permit.expires_at.unwrap_or(now))),
                     released: None,
                 }),
-                _ => Keep::Batched,
+                Decision::Rejected { reason, .. } => {
+                    entry.stats.rejected(reason);
+                    Keep::Batched
+                }
+                Decision::Admitted { .. } => Keep::Batched,
             };
             let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), keep)?;
             let transition = result.changes.iter().rev().find_map(|c| match c {
@@ -444,6 +472,7 @@ impl Registry {
                 let committed = self
                     .sequencer
                     .commit(name, vec![deleted], self.delete_record(name))?;
+                self.forget(e.get());
                 let (_, entry) = e.remove_entry();
                 self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
@@ -480,6 +509,9 @@ impl Registry {
         // Read under the guard, so one protector's operations see time in order.
         let now = self.clock.now();
         let result = f(&mut entry, now);
+        // An override set or ended moves the state the metrics time.
+        let entry = &mut *entry;
+        entry.stats.settle(&entry.protector, now);
         // Even after a failed commit the machine moved: its deadlines still count.
         if let Some(next) = entry.protector.next_deadline()
             && entry.scheduled.is_none_or(|s| next < s || s <= now)
@@ -523,6 +555,12 @@ impl Registry {
         keep: Keep,
     ) -> Result<Committed, Error> {
         first.extend(self.events(name, changes));
+        let overridden = entry.protector.override_state().map(|o| o.kind);
+        for change in changes {
+            if let Change::Transition(t) = change {
+                entry.stats.transition(t, overridden);
+            }
+        }
         if first.is_empty() && matches!(keep, Keep::Nothing | Keep::Batched) {
             if keep == Keep::Batched {
                 self.mark_dirty(name, entry);

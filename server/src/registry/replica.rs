@@ -30,12 +30,14 @@ impl Registry {
                     self.creators.add(stored.creator.as_deref());
                     entry.creator = stored.creator.as_deref().map(Into::into);
                 }
+                entry.stats.settle(&protector, self.clock.now());
                 entry.protector = protector;
                 entry.mod_revision = stored.mod_revision;
                 entry.version = stored.version;
             }
             MapEntry::Vacant(slot) => {
                 slot.insert(Entry {
+                    stats: super::stats::Stats::new(super::State::of_protector(&protector), self.clock.now()),
                     protector,
                     mod_revision: stored.mod_revision,
                     scheduled: None,
@@ -54,6 +56,7 @@ impl Registry {
     /// Removes the protector `name`, if it exists.
     pub fn replicate_delete(&self, name: &str) {
         if let MapEntry::Occupied(e) = self.map.entry(name.to_owned()) {
+            self.forget(e.get());
             let (_, entry) = e.remove_entry();
             self.creators.remove(entry.creator.as_deref());
             self.index_remove(name);

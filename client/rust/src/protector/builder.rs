@@ -93,6 +93,8 @@ impl ProtectorBuilder {
             declared: self.fallback.is_some(),
             ensured: AtomicBool::new(false),
             fallback_decisions: AtomicU64::new(0),
+            daemon_decisions: AtomicU64::new(0),
+            cache_decisions: AtomicU64::new(0),
             watch: Mutex::new(None),
             cache: self.cached.map(|staleness| Arc::new(Cache::new(staleness))),
             flusher: Mutex::new(None),

@@ -18,6 +18,17 @@ use crate::sync::lock;
 use crate::transport::Stats;
 use crate::watcher::StatusChange;
 
+/// How many acquires each source decided (see [`Protector::decisions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decisions {
+    /// Answered by the daemon.
+    pub daemon: u64,
+    /// Answered by a cached protector's local model.
+    pub cache: u64,
+    /// Answered by the fallback, because the daemon could not be asked.
+    pub fallback: u64,
+}
+
 /// A handle on one named protector of the daemon. Cheap to clone; the clones share
 /// everything, the status-change watch included.
 #[derive(Clone)]
@@ -64,11 +75,24 @@ impl Protector {
         self.inner.fallback_decisions.load(Ordering::Relaxed)
     }
 
+    /// How many acquires of this handle (and its clones) were decided by each source:
+    /// the daemon, the cached model, the fallback.
+    pub fn decisions(&self) -> Decisions {
+        let inner = &self.inner;
+        Decisions {
+            daemon: inner.daemon_decisions.load(Ordering::Relaxed),
+            cache: inner.cache_decisions.load(Ordering::Relaxed),
+            fallback: inner.fallback_decisions.load(Ordering::Relaxed),
+        }
+    }
+
     /// May a call go ahead? The first step of the two-step API: run the call, then
     /// resolve the permit with its outcome. Answers within the client's acquire
     /// deadline; a rejection carries the status and, when known, when to ask again.
     pub async fn acquire(&self) -> Result<CallPermit, Rejection> {
         if let Some(local) = self.decide_cached() {
+            self.inner.cache_decisions.fetch_add(1, Ordering::Relaxed);
+            Stats::bump(&self.inner.connection.stats.cache_decisions);
             return local;
         }
         let link = &self.inner.connection.link;
@@ -79,7 +103,11 @@ impl Protector {
                 let deadline = connection.config.acquire_deadline;
                 match connection.ask(deadline, |replica| self.inner.ask(replica)).await {
                     Ok(response) => match self.answer(response) {
-                        Ok(decision) => return decision,
+                        Ok(decision) => {
+                            self.inner.daemon_decisions.fetch_add(1, Ordering::Relaxed);
+                            Stats::bump(&self.inner.connection.stats.daemon_decisions);
+                            return decision;
+                        }
                         Err(why) => why,
                     },
                     Err(why) => why.to_string(),

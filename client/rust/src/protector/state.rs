@@ -27,6 +27,8 @@ pub(super) struct Inner {
     /// Whether the daemon is known to have the protector.
     pub(super) ensured: AtomicBool,
     pub(super) fallback_decisions: AtomicU64,
+    pub(super) daemon_decisions: AtomicU64,
+    pub(super) cache_decisions: AtomicU64,
     pub(super) notifier: Arc<Notifier>,
     pub(super) watch: Mutex<Option<AbortHandle>>,
     /// Cached mode: the local model and the task flushing its successes.

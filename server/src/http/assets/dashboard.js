@@ -98,7 +98,12 @@ async function loadPage() {
   notice("");
   state.offset = page.now_ms - Date.now();
   state.nextToken = page.next_page_token;
-  state.rows = new Map(page.protectors.map((p) => [p.name, p]));
+  // A row an event already moved past this page's read keeps the newer state.
+  const rows = page.protectors.map((p) => {
+    const seen = state.rows.get(p.name);
+    return seen && seen.mod_revision > p.mod_revision ? seen : p;
+  });
+  state.rows = new Map(rows.map((p) => [p.name, p]));
   state.order = page.protectors.map((p) => p.name);
   renderTable();
   return page;
@@ -383,11 +388,22 @@ function colour(s) {
   return COLOURS[s];
 }
 
+// The time axis both charts share: from the oldest point known (at least a minute,
+// at most HISTORY_MS) to now, so a protector selected a moment ago fills the chart.
+function axis(width) {
+  const now = Date.now() + state.offset;
+  const oldest = Math.min(
+    state.history.length ? state.history[0].t : now,
+    state.samples.length ? state.samples[0].t : now,
+  );
+  const span = Math.min(HISTORY_MS, Math.max(60000, now - oldest));
+  return { now, x: (t) => ((t - (now - span)) / span) * width };
+}
+
 function drawTimeline() {
   const canvas = $("timeline");
   const g = canvas.getContext("2d");
-  const now = Date.now() + state.offset;
-  const x = (t) => ((t - (now - HISTORY_MS)) / HISTORY_MS) * canvas.width;
+  const { now, x } = axis(canvas.width);
   g.fillStyle = "#eceff3";
   g.fillRect(0, 0, canvas.width, canvas.height);
   state.history.forEach((h, i) => {
@@ -401,7 +417,7 @@ function drawRates() {
   const canvas = $("rates");
   const g = canvas.getContext("2d");
   g.clearRect(0, 0, canvas.width, canvas.height);
-  const now = Date.now() + state.offset;
+  const { x } = axis(canvas.width);
   const points = [];
   for (let i = 1; i < state.samples.length; i++) {
     const a = state.samples[i - 1], b = state.samples[i];
@@ -411,7 +427,6 @@ function drawRates() {
     points.push({ t: b.t, calls, failures: (b.c.failures - a.c.failures) / dt });
   }
   const top = Math.max(1, ...points.map((p) => p.calls));
-  const x = (t) => ((t - (now - HISTORY_MS)) / HISTORY_MS) * canvas.width;
   const y = (v) => canvas.height - 4 - (v / top) * (canvas.height - 16);
   for (const [key, stroke] of [["calls", "#5b7fb8"], ["failures", colour("open")]]) {
     g.strokeStyle = stroke;

@@ -58,6 +58,7 @@ const FEED_PROGRESS: Duration = Duration::from_secs(10);
 /// The assets, compiled in.
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
+const DETAIL_JS: &str = include_str!("assets/detail.js");
 const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
 
 /// The page loads only its own script and style and talks only to this listener.
@@ -80,6 +81,10 @@ pub fn routes(ctx: HttpContext) -> Router {
         .route(
             "/assets/dashboard.js",
             get(|| async { asset("text/javascript; charset=utf-8", DASHBOARD_JS) }),
+        )
+        .route(
+            "/assets/detail.js",
+            get(|| async { asset("text/javascript; charset=utf-8", DETAIL_JS) }),
         )
         .route(
             "/assets/dashboard.css",

@@ -21,6 +21,7 @@ mod coordination;
 mod crash_recovery;
 mod durability;
 mod forwarding;
+mod metrics;
 mod permit_expiry;
 mod permit_journal;
 mod permit_release;

@@ -138,6 +138,18 @@ impl Guard {
         path: &str,
         authorization: Option<&[u8]>,
     ) -> Result<Identity, (Reason, tonic::Status)> {
+        let rpc = path.rsplit('/').next().unwrap_or(path);
+        self.authorize(required(path), rpc, authorization)
+    }
+
+    /// Who `authorization` is, and whether that identity holds at least `needed` to do
+    /// `what` (named in the refusal). The one check behind gRPC calls and HTTP requests.
+    pub fn authorize(
+        &self,
+        needed: Role,
+        what: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<Identity, (Reason, tonic::Status)> {
         let Some(value) = authorization else {
             return Err((
                 Reason::Missing,
@@ -154,13 +166,11 @@ impl Guard {
         let Some(found) = tokens.find(token) else {
             return Err((Reason::Unknown, tonic::Status::unauthenticated("unknown token")));
         };
-        let needed = required(path);
         if found.role < needed {
-            let rpc = path.rsplit('/').next().unwrap_or(path);
             return Err((
                 Reason::Forbidden,
                 tonic::Status::permission_denied(format!(
-                    "{rpc} needs the {needed} role; token {:?} has the {} role",
+                    "{what} needs the {needed} role; token {:?} has the {} role",
                     found.name, found.role
                 )),
             ));
@@ -172,7 +182,7 @@ impl Guard {
     }
 
     /// Logs a refusal unless this reason was logged less than a second ago.
-    fn refused(
+    pub(crate) fn refused(
         &self,
         reason: Reason,
         path: &str,

@@ -67,6 +67,26 @@ pub fn incoming(
     timeouts: &ConnectionConfig,
     tls: Option<Arc<Tls>>,
 ) -> impl Stream<Item = io::Result<Counted>> + Send + use<> {
+    incoming_for(listener, max, timeouts, tls, Alpn::Grpc)
+}
+
+/// What a listener's TLS handshake offers in ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `h2` only: gRPC.
+    Grpc,
+    /// `h2` and `http/1.1`: the HTTP listener (browsers, curl, Prometheus).
+    Http,
+}
+
+/// [`incoming`] for a listener whose TLS handshakes offer `alpn`.
+pub fn incoming_for(
+    listener: TcpListener,
+    max: usize,
+    timeouts: &ConnectionConfig,
+    tls: Option<Arc<Tls>>,
+    alpn: Alpn,
+) -> impl Stream<Item = io::Result<Counted>> + Send + use<> {
     use futures_util::StreamExt;
     let places = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
     let timeouts = timeouts.clone();
@@ -86,7 +106,7 @@ pub fn incoming(
         Some(tls) => {
             // Handshaken connections wait here for tonic; the places bound how many.
             let (ready, waiting) = tokio::sync::mpsc::channel(64);
-            tokio::spawn(accept_tls(listener, places, timeouts, tls, ready));
+            tokio::spawn(accept_tls(listener, places, timeouts, (tls, alpn), ready));
             tokio_stream::wrappers::ReceiverStream::new(waiting).right_stream()
         }
     }
@@ -98,7 +118,7 @@ async fn accept_tls(
     listener: TcpListener,
     places: Arc<Semaphore>,
     timeouts: ConnectionConfig,
-    tls: Arc<Tls>,
+    (tls, alpn): (Arc<Tls>, Alpn),
     ready: tokio::sync::mpsc::Sender<io::Result<Counted>>,
 ) {
     loop {
@@ -120,7 +140,10 @@ async fn accept_tls(
             }
         };
         let tcp = tcp_options(&stream, &timeouts);
-        let acceptor = tls.acceptor();
+        let acceptor = match alpn {
+            Alpn::Grpc => tls.acceptor(),
+            Alpn::Http => tls.http_acceptor(),
+        };
         let timeouts = timeouts.clone();
         let ready = ready.clone();
         tokio::spawn(async move {

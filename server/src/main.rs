@@ -3,7 +3,8 @@
 //!
 //! Logs go to stderr. Once bound, the binary also prints `listening on ADDR` (the bound
 //! address, so `--listen 127.0.0.1:0` reveals its port) as one line on stdout, for
-//! whoever started it.
+//! whoever started it, then `admin listening on ADDR` and `http listening on ADDR` for
+//! the listeners configured, in that order, in the same write.
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -61,6 +62,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
         ),
     };
+    let http = match config.http_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?,
+        ),
+    };
     let shutdown = shutdown_signal()?;
     // Recover first: `listening on` promises that the daemon can answer.
     let prepared = circuitd::prepare(config).await?;
@@ -76,12 +85,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("circuitd admin listening on {addr}");
         lines.push_str(&format!("admin listening on {addr}\n"));
     }
+    if let Some(http) = &http {
+        let addr = http
+            .local_addr()
+            .context("cannot read the HTTP listener's address")?;
+        tracing::info!("circuitd http listening on {addr}");
+        lines.push_str(&format!("http listening on {addr}\n"));
+    }
     stdout
         .write_all(lines.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write the bound address to stdout")?;
     drop(stdout);
-    prepared.serve_apart(listener, admin, shutdown).await?;
+    prepared.serve_apart(listener, admin, http, shutdown).await?;
     Ok(())
 }
 

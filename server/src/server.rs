@@ -279,15 +279,17 @@ impl Prepared {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        self.serve_apart(listener, None, shutdown).await
+        self.serve_apart(listener, None, None, shutdown).await
     }
 
     /// Serves until `shutdown` completes, AdminService only on `admin` when given (with
-    /// health and reflection there too), the rest on `listener`; see [`serve`].
+    /// health and reflection there too), the rest on `listener`, and `/metrics` and the
+    /// dashboard on `http` when given; see [`serve`].
     pub async fn serve_apart(
         self,
         listener: tokio::net::TcpListener,
         admin: Option<tokio::net::TcpListener>,
+        http: Option<tokio::net::TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let Prepared {
@@ -320,6 +322,7 @@ impl Prepared {
             .local_addr()
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
         let cluster = cluster_of(replica.as_ref(), &registry, advertise);
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (protector_api, admin_api) = service::services_with_peer_tls(
             Arc::clone(&cluster),
             config.limits.clone(),
@@ -327,6 +330,31 @@ impl Prepared {
             draining.clone(),
             crate::tls::peer(&config)?,
         );
+        let http_task = match http {
+            None => None,
+            Some(http) => {
+                let ctx = crate::http::HttpContext {
+                    cluster: Arc::clone(&cluster),
+                    guard: guard.clone(),
+                    metrics: Arc::clone(&metrics),
+                    limits: config.limits.clone(),
+                    watch: config.watch.clone(),
+                    draining: draining.clone(),
+                    metrics_max_protectors: config.metrics_max_protectors,
+                    protectors: protector_api.clone(),
+                    admin: admin_api.clone(),
+                };
+                let task = crate::http::spawn(
+                    http,
+                    ctx,
+                    config.limits.max_connections,
+                    &config.connections,
+                    tls.clone(),
+                )
+                .map_err(|e| ServeError::Config(format!("the HTTP listener: {e}")))?;
+                Some(task)
+            }
+        };
         let max_message = config.limits.max_message_bytes;
         let protector_service =
             ProtectorServiceServer::new(protector_api).max_decoding_message_size(max_message);
@@ -479,6 +507,12 @@ impl Prepared {
             }
         };
         draining.cancel();
+        if let Some(mut task) = http_task {
+            // Its responses end on `draining`; past the grace, it is dropped like gRPC's.
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
         if let Some(task) = scheduler {
             let _ = task.await;
         }

@@ -71,13 +71,25 @@ pub enum TlsError {
 pub struct Tls {
     settings: TlsSettings,
     current: ArcSwap<ServerConfig>,
+    /// The same configuration offering HTTP/1.1 besides `h2`, for the HTTP listener
+    /// (browsers and curl); swapped with `current`.
+    http: ArcSwap<ServerConfig>,
+}
+
+/// The ALPN protocols the HTTP listener offers: HTTP/2 first, then HTTP/1.1.
+fn for_http(config: &ServerConfig) -> ServerConfig {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
 }
 
 impl Tls {
     /// Reads and checks the files named by `settings`.
     pub fn load(settings: &TlsSettings) -> Result<Tls, TlsError> {
+        let config = server_config(settings)?;
         Ok(Tls {
-            current: ArcSwap::from_pointee(server_config(settings)?),
+            http: ArcSwap::from_pointee(for_http(&config)),
+            current: ArcSwap::from_pointee(config),
             settings: settings.clone(),
         })
     }
@@ -86,6 +98,7 @@ impl Tls {
     /// configuration in force stays and the error says why.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.settings)?;
+        self.http.store(Arc::new(for_http(&config)));
         self.current.store(Arc::new(config));
         Ok(())
     }
@@ -93,6 +106,11 @@ impl Tls {
     /// The acceptor for one new connection, with the configuration current now.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.load_full())
+    }
+
+    /// [`Tls::acceptor`] for the HTTP listener: ALPN offers HTTP/1.1 too.
+    pub fn http_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.http.load_full())
     }
 
     /// [`Tls::reload`], logging what came of it (the SIGHUP reload, see `server`).

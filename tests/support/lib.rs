@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod etcd;
 mod etcd_kv;
 pub mod fixtures;
+pub mod http;
 pub mod in_role;
 pub mod process;
 pub mod replicas;

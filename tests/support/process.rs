@@ -65,6 +65,8 @@ pub struct Circuitd {
     pub addr: SocketAddr,
     /// Where AdminService listens apart, when started with `--admin-listen`.
     pub admin_addr: Option<SocketAddr>,
+    /// Where HTTP (`/metrics`, the dashboard) listens, when started with `--http-listen`.
+    pub http_addr: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<JoinHandle<()>>,
 }
@@ -218,22 +220,30 @@ impl Circuitd {
                 None => break None,
             }
         };
-        // With --admin-listen, the next line (written with the first) names the admin
-        // listener.
+        // With --admin-listen and --http-listen, the next lines (written with the first,
+        // in that order) name those listeners.
         let mut admin_addr = None;
-        if addr.is_some() && args.iter().any(|a| a == "--admin-listen") {
+        let mut http_addr = None;
+        for (flag, prefix, found) in [
+            ("--admin-listen", "admin listening on ", &mut admin_addr),
+            ("--http-listen", "http listening on ", &mut http_addr),
+        ] {
+            if addr.is_none() || !args.iter().any(|a| a == flag) {
+                continue;
+            }
             let line = tokio::time::timeout(PROCESS_DEADLINE, lines.next_line())
                 .await
-                .expect("circuitd printed no admin address in time")
+                .expect("circuitd printed no second address in time")
                 .expect("read circuitd's stdout");
-            admin_addr = line
+            *found = line
                 .as_deref()
-                .and_then(|l| l.strip_prefix("admin listening on "))
+                .and_then(|l| l.strip_prefix(prefix))
                 .map(|a| a.trim().parse::<SocketAddr>().expect("a socket address"));
         }
         let daemon = Circuitd {
             child,
             admin_addr,
+            http_addr,
             addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             stderr,
             stderr_reader: Some(stderr_reader),

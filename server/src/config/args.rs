@@ -34,6 +34,14 @@ pub struct Args {
     /// --listen [default: none, AdminService on --listen]
     #[arg(long, env = "CIRCUITD_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Serve HTTP here: /metrics (Prometheus) and the live dashboard at /, behind the
+    /// same TLS and tokens as gRPC (e.g. 127.0.0.1:9090) [default: none, no HTTP]
+    #[arg(long, env = "CIRCUITD_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// Per-protector series in /metrics for at most this many protectors, the first by
+    /// name; the rest count only in the daemon-wide series [default: 1000]
+    #[arg(long, env = "CIRCUITD_METRICS_MAX_PROTECTORS", value_name = "N")]
+    pub metrics_max_protectors: Option<usize>,
     /// Tokens file: `[[token]]` tables of name, sha256 and role (read, data, admin);
     /// callers send `authorization: Bearer <token>`; re-read on SIGHUP [default: none,
     /// the API is open to anyone who can reach it]

@@ -16,6 +16,8 @@ use super::types::LogFormat;
 pub(super) struct FileConfig {
     pub(super) listen: Option<SocketAddr>,
     pub(super) admin_listen: Option<SocketAddr>,
+    pub(super) http_listen: Option<SocketAddr>,
+    pub(super) metrics_max_protectors: Option<usize>,
     pub(super) tokens: Option<std::path::PathBuf>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) shutdown_grace: Option<FileDuration>,

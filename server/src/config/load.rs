@@ -254,6 +254,22 @@ impl Layers<'_> {
                     None,
                 )
                 .value,
+            http_listen: self
+                .pick(
+                    "http_listen",
+                    self.parsed.args.http_listen.map(Some),
+                    "http_listen",
+                    |f| f.http_listen.map(Some),
+                    None,
+                )
+                .value,
+            metrics_max_protectors: pick!(
+                self,
+                metrics_max_protectors,
+                metrics_max_protectors,
+                d.metrics_max_protectors
+            )
+            .value,
             tokens: self
                 .pick(
                     "tokens",
@@ -280,6 +296,18 @@ impl Layers<'_> {
                 setting: "admin_listen",
                 origin: pick!(self, admin_listen, admin_listen, admin).origin,
                 rule: format!("must differ from listen ({admin}): the admin listener is a second address"),
+            });
+        }
+        if let Some(http) = config.http_listen
+            && http.port() != 0
+            && (http == config.listen || Some(http) == config.admin_listen)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "http_listen",
+                origin: pick!(self, http_listen, http_listen, http).origin,
+                rule: format!(
+                    "must differ from listen and admin_listen ({http}): HTTP is served on an address of its own"
+                ),
             });
         }
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;

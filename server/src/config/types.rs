@@ -27,6 +27,13 @@ pub struct Config {
     /// is served only there (with health and reflection), so it can be bound to
     /// localhost or a private network. Default: none, AdminService on `listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// Where HTTP is served (`/metrics`, the dashboard at `/`), behind the same TLS and
+    /// tokens as gRPC. Default: none, no HTTP listener.
+    pub http_listen: Option<SocketAddr>,
+    /// How many protectors (the first by name) get per-protector series in `/metrics`;
+    /// the others count only in the daemon-wide series, so a scrape stays bounded.
+    /// Default 1,000.
+    pub metrics_max_protectors: usize,
     /// The tokens file (`--tokens`): who may call, each token with its role. Default:
     /// none, the API is open to anyone who can reach it.
     pub tokens: Option<std::path::PathBuf>,
@@ -192,6 +199,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: None,
+            http_listen: None,
+            metrics_max_protectors: 1000,
             tokens: None,
             limits: Limits::default(),
             watch: WatchConfig::default(),

@@ -166,6 +166,11 @@ impl Registry {
         }
     }
 
+    /// The clock this registry decides with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     /// How many protectors exist.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)

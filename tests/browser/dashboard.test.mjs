@@ -117,6 +117,41 @@ describe("the dashboard", () => {
     await page.waitForFunction(() => document.querySelectorAll("#protectors tbody tr").length === 2);
     await page.fill("#filter", "");
     await page.waitForFunction((n) => document.querySelectorAll("#protectors tbody tr").length === n, names.length);
+    // Each new feed resumed from the table's revision: no resync on the way.
+    assert.equal(await page.locator("#feed li.note").count(), 0, await page.textContent("#feed"));
+  });
+
+  test("the feed replays what a reader missed, from Last-Event-ID", async () => {
+    const listed = await (await fetch(daemon.http + "/api/protectors?prefix=payments.us")).json();
+    await circuitctl(daemon, ["set-status", "payments.us", "open"]);
+    await circuitctl(daemon, ["set-status", "payments.us", "closed"]);
+    const controller = new AbortController();
+    const response = await fetch(daemon.http + "/api/events?prefix=payments.us", {
+      headers: { "Last-Event-ID": String(listed.revision) },
+      signal: controller.signal,
+    });
+    assert.equal(response.headers.get("content-type"), "text/event-stream");
+    const seen = [];
+    const decoder = new TextDecoder();
+    let text = "";
+    const timer = setTimeout(() => controller.abort(), DEADLINE_MS);
+    try {
+      for await (const chunk of response.body) {
+        text += decoder.decode(chunk, { stream: true });
+        const frames = text.split("\n\n");
+        text = frames.pop();
+        for (const frame of frames) {
+          const data = frame.split("\n").find((l) => l.startsWith("data: "));
+          if (frame.startsWith("event: transition")) seen.push(JSON.parse(data.slice(6)).to);
+          if (frame.startsWith("event: synced")) controller.abort();
+        }
+      }
+    } catch (error) {
+      if (error.name !== "AbortError") throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.deepEqual(seen, ["open", "closed"]);
   });
 
   test("charts a selected protector and writes the README's screenshot", async () => {

@@ -21,11 +21,11 @@
 //! takes only `Content-Type: application/json`, which a cross-site form cannot send
 //! without a CORS preflight this listener never grants.
 //!
-//! Layout: `json` the page's view of the contract's messages, `sse` the feed's encoding,
+//! Layout: `view` the page's view of the contract's messages, `sse` the feed's encoding,
 //! `actions` the admin actions as AdminService requests.
 
 mod actions;
-mod json;
+mod view;
 mod sse;
 
 use std::convert::Infallible;
@@ -179,10 +179,10 @@ async fn list(State(ctx): State<HttpContext>, parts: Parts, Query(q): Query<List
         Ok(answer) => {
             let answer = answer.into_inner();
             ok(json!({
-                "protectors": answer.protectors.iter().map(json::protector).collect::<Vec<_>>(),
+                "protectors": answer.protectors.iter().map(view::protector).collect::<Vec<_>>(),
                 "next_page_token": answer.next_page_token,
                 "revision": answer.revision,
-                "now_ms": json::now_millis(),
+                "now_ms": view::now_millis(),
             }))
         }
         Err(status) => failed(&status),
@@ -201,9 +201,9 @@ async fn one(State(ctx): State<HttpContext>, parts: Parts, Query(q): Query<OneQu
         Ok(answer) => {
             let answer = answer.into_inner();
             ok(json!({
-                "protector": answer.protector.as_ref().map(json::protector),
+                "protector": answer.protector.as_ref().map(view::protector),
                 "revision": answer.revision,
-                "now_ms": json::now_millis(),
+                "now_ms": view::now_millis(),
             }))
         }
         Err(status) => failed(&status),
@@ -285,7 +285,7 @@ async fn cluster(State(ctx): State<HttpContext>, parts: Parts) -> Response {
         "leader": leader,
         "answered_by": answer.answered_by,
         "revision": answer.revision,
-        "epoch": answer.epoch,
+        "epoch": answer.epoch.to_string(),
     }))
 }
 
@@ -319,7 +319,7 @@ async fn act(State(ctx): State<HttpContext>, parts: Parts, body: Bytes) -> Respo
     };
     match answer {
         Ok((protector, revision)) => ok(json!({
-            "protector": protector.as_ref().map(json::protector),
+            "protector": protector.as_ref().map(view::protector),
             "revision": revision,
         })),
         Err(status) => failed(&status),

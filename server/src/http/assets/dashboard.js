@@ -32,7 +32,7 @@ const state = {
   order: [],
   offset: 0, // server clock - browser clock, ms
   lastRevision: null, // the newest revision the feed accounted for
-  epoch: null, // the history lastRevision belongs to (from SYNCED)
+  epoch: null, // the history lastRevision belongs to (from SYNCED; a string, as it is a u64)
   stream: null, // the AbortController of the live feed
   streamGen: 0,
   selected: null,
@@ -202,7 +202,7 @@ async function readFeed(gen, attempt) {
   const h = headers({ Accept: "text/event-stream" });
   if (state.lastRevision !== null) h["Last-Event-ID"] = String(state.lastRevision);
   const q = new URLSearchParams({ prefix: state.prefix });
-  if (state.epoch !== null) q.set("epoch", String(state.epoch));
+  if (state.epoch !== null) q.set("epoch", state.epoch);
   const url = "/api/events?" + q;
   let stall = null;
   const armStall = () => {

@@ -54,7 +54,7 @@ function colour(s) {
   return COLOURS[s];
 }
 
-// The time axis both charts share: from the oldest point known (at least a minute,
+// The time axis both charts share: from the oldest point known (at least 20 s,
 // at most HISTORY_MS) to now, so a protector selected a moment ago fills the chart.
 function axis(width) {
   const now = Date.now() + state.offset;
@@ -62,7 +62,7 @@ function axis(width) {
     state.history.length ? state.history[0].t : now,
     state.samples.length ? state.samples[0].t : now,
   );
-  const span = Math.min(HISTORY_MS, Math.max(60000, now - oldest));
+  const span = Math.min(HISTORY_MS, Math.max(20000, now - oldest));
   return { now, x: (t) => ((t - (now - span)) / span) * width };
 }
 

@@ -19,7 +19,7 @@ use futures_util::{Stream, StreamExt};
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use serde_json::{Value, json};
 
-use super::json;
+use super::view;
 
 /// One SSE frame: `event`, an optional `id` and one line of JSON `data`.
 pub fn frame(event: &str, id: Option<u64>, data: &Value) -> String {
@@ -56,17 +56,19 @@ impl Encoder {
                 Some(frame(
                     "synced",
                     Some(revision),
-                    &json!({ "revision": revision, "epoch": s.epoch }),
+                    // A string: an epoch is a random u64, beyond a JavaScript number's
+                    // exact range, and the page must send it back exactly.
+                    &json!({ "revision": revision, "epoch": s.epoch.to_string() }),
                 ))
             }
             Event::StatusChanged(c) => {
                 let t = c.transition.unwrap_or_default();
-                Some(frame("transition", id, &json::transition(&c.name, &t, revision)))
+                Some(frame("transition", id, &view::transition(&c.name, &t, revision)))
             }
             Event::Created(p) => Some(frame(
                 "created",
                 id,
-                &json!({ "revision": revision, "protector": json::protector(&p) }),
+                &json!({ "revision": revision, "protector": view::protector(&p) }),
             )),
             Event::Deleted(d) => Some(frame(
                 "deleted",
@@ -84,8 +86,8 @@ impl Encoder {
                 &json!({
                     "revision": revision,
                     "name": o.name,
-                    "kind": json::override_kind(o.r#override.as_ref()),
-                    "expires_ms": o.r#override.as_ref().and_then(|o| json::millis(o.expires_at.as_ref())),
+                    "kind": view::override_kind(o.r#override.as_ref()),
+                    "expires_ms": o.r#override.as_ref().and_then(|o| view::millis(o.expires_at.as_ref())),
                     "expired": o.expired,
                 }),
             )),

@@ -25,8 +25,8 @@
 //! `actions` the admin actions as AdminService requests.
 
 mod actions;
-mod view;
 mod sse;
+mod view;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -77,7 +77,10 @@ pub fn routes(ctx: HttpContext) -> Router {
         .route("/api/admin", post(act))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/assets/dashboard.js",
             get(|| async { asset("text/javascript; charset=utf-8", DASHBOARD_JS) }),
@@ -102,7 +105,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     // The assets change with the binary: always revalidate rather than serve a stale page.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -255,7 +261,10 @@ async fn events(State(ctx): State<HttpContext>, parts: Parts, Query(q): Query<Ev
         .map(Ok::<_, Infallible>);
     let mut response = Body::from_stream(frames).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Tells nginx-like proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
@@ -271,7 +280,9 @@ async fn cluster(State(ctx): State<HttpContext>, parts: Parts) -> Response {
     };
     let role_of = |r: &v1::Replica| {
         v1::ReplicaRole::try_from(r.role).map_or("unspecified".to_owned(), |role| {
-            role.as_str_name().trim_start_matches("REPLICA_ROLE_").to_ascii_lowercase()
+            role.as_str_name()
+                .trim_start_matches("REPLICA_ROLE_")
+                .to_ascii_lowercase()
         })
     };
     let me = answer.replicas.iter().find(|r| r.advertise == answer.answered_by);
@@ -296,9 +307,16 @@ async fn act(State(ctx): State<HttpContext>, parts: Parts, body: Bytes) -> Respo
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
     if !json_body {
-        return refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json");
+        return refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json",
+        );
     }
     let action = match serde_json::from_slice::<ActionBody>(&body) {
         Ok(body) => body.into_action(),

@@ -42,7 +42,9 @@ const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 fn duration(seconds: Option<f64>) -> Result<Option<prost_types::Duration>, String> {
     let Some(s) = seconds else { return Ok(None) };
     if !(s.is_finite() && (0.0..=MAX_SECONDS).contains(&s)) {
-        return Err(format!("seconds: {s} is not a number of seconds from 0 to {MAX_SECONDS}"));
+        return Err(format!(
+            "seconds: {s} is not a number of seconds from 0 to {MAX_SECONDS}"
+        ));
     }
     let d = Duration::from_secs_f64(s);
     Ok(Some(prost_types::Duration {
@@ -121,7 +123,9 @@ mod tests {
             panic!("not an override");
         };
         assert_eq!((r.kind, r.expires_after), (v1::OverrideKind::None as i32, None));
-        let Action::SetStatus(r) = body("set_status", Some("half_open"), Some(3.0)).into_action().unwrap()
+        let Action::SetStatus(r) = body("set_status", Some("half_open"), Some(3.0))
+            .into_action()
+            .unwrap()
         else {
             panic!("not a status");
         };

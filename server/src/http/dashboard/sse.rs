@@ -184,7 +184,10 @@ mod tests {
         let mut e = Encoder::default();
         let f = e.event(at(12, changed("payments"))).unwrap();
         assert!(f.starts_with("event: transition\nid: 12\n"), "{f}");
-        assert!(f.contains("\"from\":\"closed\"") && f.contains("\"to\":\"open\""), "{f}");
+        assert!(
+            f.contains("\"from\":\"closed\"") && f.contains("\"to\":\"open\""),
+            "{f}"
+        );
         assert!(f.contains("\"reason\":\"failure_limit\""), "{f}");
     }
 

@@ -18,8 +18,10 @@ fn short(full: &str, prefix: &str) -> String {
 
 /// A status's name: `closed`, `open` or `half_open`.
 pub fn status(value: i32) -> String {
-    v1::Status::try_from(value)
-        .map_or_else(|_| "unspecified".to_owned(), |s| short(s.as_str_name(), "STATUS_"))
+    v1::Status::try_from(value).map_or_else(
+        |_| "unspecified".to_owned(),
+        |s| short(s.as_str_name(), "STATUS_"),
+    )
 }
 
 /// An override's name (`forced_open`, `disabled`), or `None` when no override holds.
@@ -116,7 +118,10 @@ mod tests {
     fn names_are_the_metrics_lowercase_names() {
         assert_eq!(status(v1::Status::HalfOpen as i32), "half_open");
         assert_eq!(status(99), "unspecified");
-        assert_eq!(reason(v1::TransitionReason::CooldownElapsed as i32), "cooldown_elapsed");
+        assert_eq!(
+            reason(v1::TransitionReason::CooldownElapsed as i32),
+            "cooldown_elapsed"
+        );
         let forced = v1::Override {
             kind: v1::OverrideKind::ForcedOpen as i32,
             expires_at: None,

@@ -55,11 +55,25 @@ use actions::{Action, ActionBody};
 /// common proxies, and the page's sign that the stream is alive.
 const FEED_PROGRESS: Duration = Duration::from_secs(10);
 
-/// The assets, compiled in.
-const INDEX_HTML: &str = include_str!("assets/index.html");
-const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
-const DETAIL_JS: &str = include_str!("assets/detail.js");
-const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
+/// The assets, compiled in: path, content type, body.
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("/", "text/html; charset=utf-8", include_str!("assets/index.html")),
+    (
+        "/assets/dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/dashboard.js"),
+    ),
+    (
+        "/assets/detail.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/detail.js"),
+    ),
+    (
+        "/assets/dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/dashboard.css"),
+    ),
+];
 
 /// The page loads only its own script and style and talks only to this listener.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -76,26 +90,11 @@ pub fn routes(ctx: HttpContext) -> Router {
     let writes = Router::new()
         .route("/api/admin", post(act))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/assets/dashboard.js",
-            get(|| async { asset("text/javascript; charset=utf-8", DASHBOARD_JS) }),
-        )
-        .route(
-            "/assets/detail.js",
-            get(|| async { asset("text/javascript; charset=utf-8", DETAIL_JS) }),
-        )
-        .route(
-            "/assets/dashboard.css",
-            get(|| async { asset("text/css; charset=utf-8", DASHBOARD_CSS) }),
-        )
-        .merge(reads)
-        .merge(writes)
-        .with_state(ctx)
+    let mut router = Router::new();
+    for (path, content_type, body) in ASSETS {
+        router = router.route(path, get(move || async move { asset(content_type, body) }));
+    }
+    router.merge(reads).merge(writes).with_state(ctx)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -10,9 +10,11 @@
 //! store`, `service -> validate -> error -> {store, watch}`, `scheduler -> clock`,
 //! `service -> auth -> connections` (the identity a call carries), `service -> cluster
 //! -> {registry, fence}`, `registry -> fence`, `replica -> {cluster, registry,
-//! sequencer, store}`, `connections -> tls -> config`;
-//! [`server`] wires them all; [`store`] imports no other module of the crate, and
-//! [`config`] only the store's fault seam (`store::faults`, which tests hand in).
+//! sequencer, store}`, `connections -> tls -> config`, `http -> {metrics, cluster, auth,
+//! connections}`, `metrics -> {registry, auth, latency}`, `store -> latency`;
+//! [`server`] wires them all; [`store`] imports no other module of the crate but the
+//! leaf [`latency`], and [`config`] only the store's fault seam (`store::faults`, which
+//! tests hand in).
 //! - [`auth`]: bearer tokens and roles (`--tokens`): the layer every call passes, the
 //!   one table of the role each RPC needs, the tokens file, the rate-limited refusal log.
 //! - [`cluster`]: this replica's role and the registry it serves now (swapped when the
@@ -48,6 +50,11 @@
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
 //!   ReportBatch, `service/admin.rs` for the control plane and its audit log,
 //!   `service/forward.rs` for what a follower hands to its leader).
+//! - [`latency`]: a lock-free latency histogram (RPCs, journal commits).
+//! - [`metrics`]: what `/metrics` shows: the RPC latency layer, and the scrape that
+//!   reads the registry (`registry/stats.rs`) and encodes it with `prometheus-client`.
+//! - [`http`]: the HTTP listener (`--http-listen`): `/metrics`, the dashboard, `/healthz`,
+//!   behind the same TLS and tokens as gRPC.
 //! - [`server`]: [`prepare`] (recover, or join the cluster; load tokens and TLS; the one
 //!   SIGHUP task) and [`serve`], which wire it all to its listeners and shut it down, on
 //!   request or when the journal fails.
@@ -60,6 +67,7 @@ pub mod connections;
 pub mod error;
 pub mod fence;
 pub mod http;
+pub mod latency;
 pub mod metrics;
 pub mod registry;
 #[cfg(feature = "etcd")]

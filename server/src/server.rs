@@ -448,12 +448,19 @@ impl Prepared {
             }
         };
 
+        let time_calls = match http_task {
+            Some(_) => metrics.time_calls(),
+            None => crate::metrics::TimeCalls::default(),
+        };
         let builder = || {
             Server::builder()
                 .max_concurrent_streams(config.limits.max_concurrent_streams)
                 .http2_max_pending_accept_reset_streams(Some(64))
                 .http2_keepalive_interval(Some(config.connections.http2_keepalive_interval))
                 .http2_keepalive_timeout(Some(config.connections.http2_keepalive_timeout))
+                // Latency by method and code, of refused calls too (times nothing
+                // without an HTTP listener to show it).
+                .layer(time_calls.clone())
                 // Counts the calls on each connection, for its idle timeout.
                 .layer(crate::connections::CountCalls)
                 // Inside the count: a refused call is a call too, and ends at once.

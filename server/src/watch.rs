@@ -39,7 +39,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -117,6 +117,8 @@ pub struct Watchers {
     open: Arc<AtomicUsize>,
     max: usize,
     shutdown: CancellationToken,
+    /// RESYNCs sent since start (for `/metrics`); bumped only when one is sent.
+    resyncs: Arc<AtomicU64>,
 }
 
 impl Watchers {
@@ -126,12 +128,18 @@ impl Watchers {
             open: Arc::new(AtomicUsize::new(0)),
             max,
             shutdown,
+            resyncs: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Open Watch streams.
     pub fn count(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// RESYNC events sent since start, every stream's.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs.load(Ordering::Relaxed)
     }
 
     /// Opens a Watch stream of `sequencer`'s changes with snapshots from `source`,
@@ -163,6 +171,7 @@ impl Watchers {
         let mut watcher = Watcher {
             sequencer: Arc::clone(sequencer),
             shutdown: self.shutdown.clone(),
+            resyncs: Arc::clone(&self.resyncs),
             source,
             filter,
             rx,
@@ -186,6 +195,7 @@ impl Watchers {
                 watcher.out.push_back(synced(base, sequencer.epoch()));
             }
             Start::Compacted { base } => {
+                self.resyncs.fetch_add(1, Ordering::Relaxed);
                 watcher.out.push_back(resync(base, v1::ResyncReason::Compacted));
                 watcher.begin_snapshot(base);
             }
@@ -226,6 +236,7 @@ struct SnapshotPass {
 struct Watcher<S> {
     sequencer: Arc<Sequencer>,
     shutdown: CancellationToken,
+    resyncs: Arc<AtomicU64>,
     source: Arc<S>,
     filter: Filter,
     rx: broadcast::Receiver<Arc<Published>>,
@@ -313,6 +324,7 @@ impl<S: SnapshotSource> Watcher<S> {
                 self.begin_pass(base, Some(since));
             }
             Start::Snapshot { base } | Start::Compacted { base } => {
+                self.resyncs.fetch_add(1, Ordering::Relaxed);
                 self.out.push_back(resync(base, v1::ResyncReason::Lagged));
                 self.begin_snapshot(base);
             }
@@ -369,6 +381,7 @@ impl<S: SnapshotSource> Watcher<S> {
         self.rx = rx;
         let base = start.base();
         self.out.clear();
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
         self.out.push_back(resync(base, v1::ResyncReason::Lagged));
         self.begin_snapshot(base);
     }

@@ -35,15 +35,29 @@ pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Reply {
     request(addr, "GET", path, token, "").await
 }
 
-/// One request; panics past [`DEADLINE`] or on a malformed response.
+/// One request, with `Authorization: Bearer token` when given; panics past
+/// [`DEADLINE`] or on a malformed response.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request_with(addr, method, path, &headers, body).await
+}
+
+/// One request with `headers`; panics past [`DEADLINE`] or on a malformed response.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .expect("connect to the HTTP listener");
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await.expect("send the request");
@@ -90,7 +104,7 @@ fn dechunk(mut rest: &str) -> String {
             break;
         }
         out.push_str(&after[..size]);
-        rest = &after[size..].trim_start_matches("\r\n");
+        rest = after[size..].trim_start_matches("\r\n");
     }
     out
 }

@@ -84,7 +84,10 @@ class Runtime:
         self.local = Machine(**machine_settings(policy)) if fallback == "local" else None
         self._local_lock = threading.Lock()
         self.notifier = Notifier(name, fire)
+        # Acquires decided by each source (read by `decisions` and the Prometheus collector).
         self.fallback_decisions = 0
+        self.daemon_decisions = 0
+        self.cache_decisions = 0
         self.has_callback = False
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -206,6 +209,8 @@ class Runtime:
         """The generation to admit a call in locally, or 0 for the remote path."""
         gen = self._fast_gen
         if gen and time.monotonic() < self._fresh_until:
+            # Every caller admits the call locally when this is non-zero.
+            self.cache_decisions += 1
             return gen
         return 0
 
@@ -289,6 +294,7 @@ class Runtime:
 
     def admitted(self, response: protector_pb2.AcquireResponse) -> tuple[str, object]:
         """The ticket of an Acquire's answer, or ProtectedCallError."""
+        self.daemon_decisions += 1
         if response.decision == types_pb2.DECISION_ADMITTED:
             if response.reason == types_pb2.DECISION_REASON_CLOSED:
                 self.set_view(CLOSED, response.permit.generation, True, response.revision)

@@ -159,6 +159,14 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         """How many calls the fallback decided because the daemon could not be asked."""
         return self._rt.fallback_decisions
 
+    @property
+    def decisions(self) -> dict[str, int]:
+        """How many calls each source decided: ``daemon`` (an Acquire answered), ``cache``
+        (admitted locally in cached mode) and ``fallback`` (the daemon could not be asked).
+        `resilient_circuit_client.prometheus` exports the same counts."""
+        rt = self._rt
+        return {"daemon": rt.daemon_decisions, "cache": rt.cache_decisions, "fallback": rt.fallback_decisions}
+
     def _fire(self, old: str, new: str) -> None:
         self.on_status_change(CircuitStatus(old), CircuitStatus(new))
 

@@ -13,13 +13,12 @@ use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tonic::transport::server::Connected;
 
-use super::HttpContext;
 use crate::config::ConnectionConfig;
-use crate::connections::{Alpn, CountCalls, Counted, Peer};
+use crate::connections::{Alpn, Counted, Peer};
 use crate::tls::Tls;
 
 /// The connections the daemon accepted, as axum's listener.
-struct Accepted {
+pub(super) struct Accepted {
     connections: Pin<Box<dyn Stream<Item = io::Result<Counted>> + Send>>,
     addr: SocketAddr,
 }
@@ -59,38 +58,25 @@ impl axum::extract::connect_info::Connected<IncomingStream<'_, Accepted>> for Pe
 }
 
 /// Puts the connection's [`Peer`] where the call counter and the refusal log look.
-async fn peer_extension(mut request: Request) -> Request {
+pub(super) async fn peer_extension(mut request: Request) -> Request {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<Peer>>().cloned() {
         request.extensions_mut().insert(peer);
     }
     request
 }
 
-/// Serves HTTP on `listener` until `ctx.draining`; the task ends once every open
-/// response has (event streams end on `draining` themselves).
-pub fn spawn(
+/// The connections `listener` accepts (at most `max_connections` open, each through
+/// TLS when `tls` is given), for `axum::serve`.
+pub(super) fn accepted(
     listener: TcpListener,
-    ctx: HttpContext,
     max_connections: usize,
     timeouts: &ConnectionConfig,
     tls: Option<Arc<Tls>>,
-) -> io::Result<tokio::task::JoinHandle<()>> {
+) -> io::Result<Accepted> {
     let addr = listener.local_addr()?;
     let connections = crate::connections::incoming_for(listener, max_connections, timeouts, tls, Alpn::Http);
-    let accepted = Accepted {
+    Ok(Accepted {
         connections: Box::pin(connections),
         addr,
-    };
-    let draining = ctx.draining.clone();
-    let app = super::router(ctx)
-        .layer(CountCalls)
-        .layer(axum::middleware::map_request(peer_extension));
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(accepted, app.into_make_service_with_connect_info::<Peer>())
-            .with_graceful_shutdown(draining.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the HTTP listener failed");
-        }
-    }))
+    })
 }

@@ -2,14 +2,17 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::{HttpContext, require_read};
+use crate::metrics::Format;
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the classic Prometheus text format.
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`, with the read role when tokens are on.
 pub fn routes(ctx: HttpContext) -> Router {
@@ -19,7 +22,30 @@ pub fn routes(ctx: HttpContext) -> Router {
         .with_state(ctx)
 }
 
-async fn scrape(State(ctx): State<HttpContext>) -> Response {
-    let text = ctx.metrics.render(&ctx.registry(), ctx.metrics_max_protectors);
-    ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+/// OpenMetrics when the scraper accepts it (Prometheus does), else the classic format.
+async fn scrape(State(ctx): State<HttpContext>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (format, content_type) = if openmetrics {
+        (Format::OpenMetrics, OPENMETRICS)
+    } else {
+        (Format::Classic, CLASSIC)
+    };
+    // Reading every entry of a large registry is CPU work: off the async workers.
+    let text = tokio::task::spawn_blocking(move || {
+        ctx.metrics
+            .render(&ctx.cluster, ctx.metrics_max_protectors, format)
+    })
+    .await;
+    match text {
+        Ok(text) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the scrape failed: {e}\n"),
+        )
+            .into_response(),
+    }
 }

@@ -41,8 +41,6 @@ use crate::connections::Peer;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-pub use listener::spawn;
-
 /// What the HTTP handlers need; cheap to clone (every field is shared).
 #[derive(Debug, Clone)]
 pub struct HttpContext {
@@ -92,24 +90,35 @@ impl HttpContext {
         needed: Role,
         what: &str,
     ) -> Result<Option<Identity>, Refused> {
-        let Some(guard) = &self.guard else {
-            return Ok(None);
-        };
-        let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        match guard.authorize(needed, what, authorization) {
-            Ok(identity) => Ok(Some(identity)),
-            Err((reason, status)) => {
-                let addr = peer.and_then(|p| p.tcp.remote_addr());
-                guard.refused(reason, what, addr, &status);
-                let code = match status.code() {
-                    tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-                    _ => StatusCode::UNAUTHORIZED,
-                };
-                Err(Refused {
-                    code,
-                    message: status.message().to_owned(),
-                })
-            }
+        check(self.guard.as_deref(), headers, peer, needed, what)
+    }
+}
+
+/// [`HttpContext::authorize`] against `guard`.
+fn check(
+    guard: Option<&Guard>,
+    headers: &HeaderMap,
+    peer: Option<&Peer>,
+    needed: Role,
+    what: &str,
+) -> Result<Option<Identity>, Refused> {
+    let Some(guard) = guard else {
+        return Ok(None);
+    };
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match guard.authorize(needed, what, authorization) {
+        Ok(identity) => Ok(Some(identity)),
+        Err((reason, status)) => {
+            let addr = peer.and_then(|p| p.tcp.remote_addr());
+            guard.refused(reason, what, addr, &status);
+            let code = match status.code() {
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            Err(Refused {
+                code,
+                message: status.message().to_owned(),
+            })
         }
     }
 }
@@ -167,6 +176,30 @@ async fn require(ctx: &HttpContext, needed: Role, mut request: Request, next: Ne
     }
 }
 
+/// Serves HTTP on `listener` until `ctx.draining`; the task ends once every open
+/// response has (event streams end on `draining` themselves).
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    ctx: HttpContext,
+    max_connections: usize,
+    timeouts: &crate::config::ConnectionConfig,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let accepted = listener::accepted(listener, max_connections, timeouts, tls)?;
+    let draining = ctx.draining.clone();
+    let app = router(ctx)
+        .layer(crate::connections::CountCalls)
+        .layer(axum::middleware::map_request(listener::peer_extension));
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(accepted, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(draining.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the HTTP listener failed");
+        }
+    }))
+}
+
 /// Every route the listener serves.
 pub fn router(ctx: HttpContext) -> Router {
     Router::new()
@@ -183,3 +216,6 @@ async fn healthz(State(draining): State<CancellationToken>) -> Response {
         (StatusCode::OK, "ok\n").into_response()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,7 @@
 //!   queued again only when it moves earlier (one heap entry per protector, not per call).
 //! - `version`: the journal sequence number of its last stored state (persist.rs).
 //! - `dirty`: state changed since it was last stored, waiting for the batch flush.
+//! - `stats`: what the metrics count beyond the machine's counters (`stats.rs`).
 
 mod answers;
 mod batch;
@@ -32,6 +33,7 @@ mod persist;
 mod read;
 mod release;
 mod replica;
+mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +61,7 @@ use crate::store::Journal;
 use crate::watch::Watchers;
 
 pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
+pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 
 struct Entry {
     protector: Protector,
@@ -66,6 +69,7 @@ struct Entry {
     scheduled: Option<Time>,
     version: u64,
     dirty: bool,
+    stats: stats::Stats,
 }
 
 /// The `version` of an entry whose last change could not be journaled: its state is
@@ -114,6 +118,8 @@ pub struct Registry {
     names: RwLock<BTreeSet<String>>,
     /// A replicated leader's lease: past it, nothing is decided (UNAVAILABLE).
     fence: Option<Arc<Fence>>,
+    /// What deleted protectors had counted, so daemon-wide counters never go down.
+    deleted_totals: Mutex<Totals>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -149,6 +155,7 @@ impl Registry {
             dirty: Mutex::new(Vec::new()),
             names: RwLock::new(BTreeSet::new()),
             fence: None,
+            deleted_totals: Mutex::new(Totals::default()),
         }
     }
 
@@ -169,6 +176,16 @@ impl Registry {
     /// The clock this registry decides with.
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// The open Watch streams (their count, the RESYNCs sent).
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
+    /// The journal, unless the registry runs in memory or follows.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.store.as_ref()
     }
 
     /// How many protectors exist.
@@ -227,12 +244,14 @@ impl Registry {
                     .inspect_err(|_| {
                         self.count.fetch_sub(1, Ordering::AcqRel);
                     })?;
+                let stats = stats::Stats::new(State::of_protector(&protector), self.clock.now());
                 let entry = slot.insert(Entry {
                     protector,
                     mod_revision: committed.revision,
                     scheduled: None,
                     version: committed.seq.unwrap_or(0),
                     dirty: false,
+                    stats,
                 });
                 self.index_insert(name);
                 let ensured = Ensured {
@@ -260,7 +279,11 @@ impl Registry {
                     issued: Some((permit.id, permit.expires_at.unwrap_or(now))),
                     released: None,
                 }),
-                _ => Keep::Batched,
+                Decision::Rejected { reason, .. } => {
+                    entry.stats.rejected(reason);
+                    Keep::Batched
+                }
+                Decision::Admitted { .. } => Keep::Batched,
             };
             let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), keep)?;
             let transition = result.changes.iter().rev().find_map(|c| match c {
@@ -412,6 +435,7 @@ impl Registry {
                 let committed = self
                     .sequencer
                     .commit(name, vec![deleted], self.delete_record(name))?;
+                self.forget(e.get());
                 e.remove();
                 self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
@@ -447,6 +471,9 @@ impl Registry {
         // Read under the guard, so one protector's operations see time in order.
         let now = self.clock.now();
         let result = f(&mut entry, now);
+        // An override set or ended moves the state the metrics time.
+        let entry = &mut *entry;
+        entry.stats.settle(&entry.protector, now);
         // Even after a failed commit the machine moved: its deadlines still count.
         if let Some(next) = entry.protector.next_deadline()
             && entry.scheduled.is_none_or(|s| next < s || s <= now)
@@ -490,6 +517,12 @@ impl Registry {
         keep: Keep,
     ) -> Result<Committed, Error> {
         first.extend(self.events(name, changes));
+        let overridden = entry.protector.override_state().map(|o| o.kind);
+        for change in changes {
+            if let Change::Transition(t) = change {
+                entry.stats.transition(t, overridden);
+            }
+        }
         if first.is_empty() && matches!(keep, Keep::Nothing | Keep::Batched) {
             if keep == Keep::Batched {
                 self.mark_dirty(name, entry);

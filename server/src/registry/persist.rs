@@ -229,6 +229,7 @@ impl Registry {
             self.map.insert(
                 stored.name.clone(),
                 Entry {
+                    stats: super::stats::Stats::new(super::State::of_protector(&protector), now),
                     protector,
                     mod_revision: stored.mod_revision,
                     scheduled: next,

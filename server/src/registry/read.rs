@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::Stream;
 use resilient_circuit_api::v1;
 
-use super::{Registry, View, view};
+use super::{Registry, View, stats, view};
 use crate::error::Error;
 use crate::watch::{Filter, SnapshotSource, WatchError, WatchParams};
 
@@ -119,5 +119,42 @@ impl SnapshotSource for Registry {
 
     async fn durable(&self, seq: Option<u64>) -> Result<(), tonic::Status> {
         Registry::durable(self, seq).await.map_err(tonic::Status::from)
+    }
+}
+
+/// What `/metrics` reads (see `stats.rs`).
+impl Registry {
+    /// The series of the first `max` protectors by name.
+    pub fn samples(&self, max: usize) -> Vec<stats::Sample> {
+        let now = self.clock.now();
+        self.names_from("", None, max)
+            .into_iter()
+            .filter_map(|name| {
+                let entry = self.map.get(name.as_str())?;
+                Some(stats::sample(name.clone(), &entry.protector, &entry.stats, now))
+            })
+            .collect()
+    }
+
+    /// Every protector's counts summed, plus those of protectors deleted since start.
+    pub fn totals(&self) -> stats::Totals {
+        let mut totals = self
+            .deleted_totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for entry in &self.map {
+            totals.states[stats::State::of_protector(&entry.protector) as usize] += 1;
+            totals.add(&entry.protector, &entry.stats);
+        }
+        totals
+    }
+
+    /// Keeps a deleted protector's counts in the totals (under its entry's guard).
+    pub(super) fn forget(&self, entry: &super::Entry) {
+        self.deleted_totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&entry.protector, &entry.stats);
     }
 }

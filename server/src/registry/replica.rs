@@ -25,12 +25,14 @@ impl Registry {
         match self.map.entry(stored.name.clone()) {
             MapEntry::Occupied(mut e) => {
                 let entry = e.get_mut();
+                entry.stats.settle(&protector, self.clock.now());
                 entry.protector = protector;
                 entry.mod_revision = stored.mod_revision;
                 entry.version = stored.version;
             }
             MapEntry::Vacant(slot) => {
                 slot.insert(Entry {
+                    stats: super::stats::Stats::new(super::State::of_protector(&protector), self.clock.now()),
                     protector,
                     mod_revision: stored.mod_revision,
                     scheduled: None,
@@ -47,6 +49,7 @@ impl Registry {
     /// Removes the protector `name`, if it exists.
     pub fn replicate_delete(&self, name: &str) {
         if let MapEntry::Occupied(e) = self.map.entry(name.to_owned()) {
+            self.forget(e.get());
             e.remove();
             self.index_remove(name);
             self.count.fetch_sub(1, Ordering::AcqRel);

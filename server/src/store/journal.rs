@@ -114,6 +114,9 @@ pub struct Journal {
     /// Whether each append's published events go with its record (remote sinks only:
     /// replicas replay them for their watchers).
     log_events: bool,
+    /// How long each group took to become durable (write and fsync, or the remote
+    /// sink's write), for `/metrics`.
+    commit_latency: crate::latency::Histogram,
 }
 
 impl std::fmt::Debug for Journal {
@@ -183,6 +186,7 @@ impl Journal {
             rotated_cv: Condvar::new(),
             writer: Mutex::new(None),
             log_events,
+            commit_latency: crate::latency::Histogram::default(),
         }
     }
 
@@ -198,6 +202,11 @@ impl Journal {
     /// Whether appends should carry their events (see [`Journal::append_logged`]).
     pub fn logs_events(&self) -> bool {
         self.log_events
+    }
+
+    /// How long each group commit took (write and fsync).
+    pub fn commit_latency(&self) -> &crate::latency::Histogram {
+        &self.commit_latency
     }
 
     /// Registers what runs after each fsync with the new durable sequence number.
@@ -386,10 +395,12 @@ impl Journal {
                 )
             };
             if !buf.is_empty() {
+                let began = std::time::Instant::now();
                 if let Err(e) = sink.write(&buf, &ends) {
                     self.fail(&self.dir, &e);
                     return;
                 }
+                self.commit_latency.observe(began.elapsed());
                 if let Some(f) = self.on_durable.get() {
                     f(seq);
                 }
@@ -425,10 +436,12 @@ impl Journal {
             if !buf.is_empty() {
                 let mut group = Vec::with_capacity(buf.len() + HEADER);
                 frame(&buf, &mut group);
+                let began = std::time::Instant::now();
                 if let Err(e) = self.write_and_sync(&mut file, &group) {
                     self.fail(&segment_path(&self.dir, segment), &e);
                     return;
                 }
+                self.commit_latency.observe(began.elapsed());
                 len += group.len() as u64;
                 // Watchers hear of a change before its writer is answered, so a client
                 // that resumes a Watch from an answer's revision never finds it missing.

@@ -170,6 +170,40 @@ describe("the dashboard", () => {
   });
 });
 
+describe("the dashboard with more protectors than a page", () => {
+  let daemon;
+  let browser;
+
+  before(async () => {
+    daemon = await startDaemon();
+    // The load generator creates bench-0 .. bench-149.
+    await circuitctl(daemon, [
+      "bench", "--mode", "unary", "--concurrency", "1", "--duration", "1s", "--warmup", "0s",
+      "--protectors", "150", "--acquire-only",
+    ]);
+    browser = await openBrowser();
+    await browser.page.goto(daemon.http + "/");
+  });
+
+  after(async () => {
+    await browser?.close();
+    await daemon?.stop();
+  });
+
+  test("pages through them with the registry's page tokens", async () => {
+    const page = browser.page;
+    const rows = (n) => page.waitForFunction((n) => document.querySelectorAll("#protectors tbody tr").length === n, n);
+    await rows(100);
+    await page.click("#page-next");
+    await rows(50);
+    await page.waitForSelector(row("bench-99"));
+    assert.equal(await page.isDisabled("#page-next"), true);
+    await page.click("#page-prev");
+    await rows(100);
+    await page.waitForSelector(row("bench-0"));
+  });
+});
+
 describe("the dashboard with --tokens", () => {
   let daemon;
   let browser;

@@ -21,6 +21,7 @@ mod connection_limit;
 mod connection_timeouts;
 mod coordination;
 mod crash_recovery;
+mod dashboard_replicated;
 mod durability;
 mod forwarded_trust;
 mod forwarding;

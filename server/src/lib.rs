@@ -12,7 +12,8 @@
 //! auth`, `{auth, connections} -> subject`, `service -> cluster
 //! -> {registry, fence}`, `registry -> fence`, `replica -> {cluster, registry,
 //! sequencer, store}`, `connections -> tls -> config`, `http -> {metrics, cluster, auth,
-//! connections}`, `metrics -> {registry, auth, latency}`, `store -> latency`;
+//! connections, service}` (the dashboard calls the gRPC services in process), `metrics ->
+//! {registry, auth, latency}`, `store -> latency`;
 //! [`server`] wires them all; [`store`] imports no other module of the crate but the
 //! leaf [`latency`], and [`config`] only the store's fault seam (`store::faults`, which
 //! tests hand in).

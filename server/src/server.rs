@@ -369,6 +369,8 @@ impl Prepared {
                     watch: config.watch.clone(),
                     draining: draining.clone(),
                     metrics_max_protectors: config.metrics_max_protectors,
+                    protectors: protector_api.clone(),
+                    admin: admin_api.clone(),
                 };
                 let task = crate::http::spawn(
                     http,

@@ -61,6 +61,11 @@ pub struct HttpContext {
     pub draining: CancellationToken,
     /// How many protectors get per-protector series in `/metrics`.
     pub metrics_max_protectors: usize,
+    /// The gRPC services themselves, which the dashboard calls in process so that its
+    /// reads, feed and admin actions get their validation, forwarding and audit.
+    pub protectors: crate::service::ProtectorApi,
+    /// See `protectors`.
+    pub admin: crate::service::AdminApi,
 }
 
 impl HttpContext {

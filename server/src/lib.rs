@@ -59,6 +59,8 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod fence;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod registry;
 #[cfg(feature = "etcd")]
 pub mod replica;

@@ -153,11 +153,11 @@ pub fn services_with_peer_tls(
 
 /// The page token is the last name of the previous page, hex-encoded so that clients
 /// treat it as opaque.
-fn encode_token(name: &str) -> String {
+pub(crate) fn encode_token(name: &str) -> String {
     name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_token(token: &str) -> Result<String, Error> {
+pub(crate) fn decode_token(token: &str) -> Result<String, Error> {
     let invalid = || {
         Error::invalid(
             "page_token",

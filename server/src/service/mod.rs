@@ -164,7 +164,9 @@ pub(crate) fn decode_token(token: &str) -> Result<String, Error> {
             "not a token from a previous ListProtectors response",
         )
     };
-    if !token.len().is_multiple_of(2) {
+    // Hex digits only: `from_str_radix` alone also takes a sign ("+f"), so another
+    // spelling of a token would name the same page (found by fuzzing).
+    if !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid());
     }
     let bytes = (0..token.len())
@@ -360,7 +362,7 @@ mod tests {
         for name in ["a", "payments.eu-west", "ünïcode/名前"] {
             assert_eq!(decode_token(&encode_token(name)).unwrap(), name);
         }
-        for bad in ["abc", "zz", "ff"] {
+        for bad in ["abc", "zz", "ff", "+f", "7061796d+66e7"] {
             assert!(decode_token(bad).is_err(), "{bad}");
         }
     }

@@ -7,8 +7,11 @@ use super::*;
 
 mod seeds;
 
+/// A fuzz target's entry point.
+type Target = fn(&[u8]);
+
 /// The fuzz targets, by the name of their corpus directory.
-const TARGETS: [(&str, fn(&[u8])); 5] = [
+const TARGETS: [(&str, Target); 5] = [
     ("requests", requests),
     ("journal", journal),
     ("snapshot", snapshot),

@@ -20,15 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
 use crate::auth::Tokens;
-use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::sequencer::Sequencer;
 use crate::service::{self, AdminApi, ProtectorApi};
 use crate::store::record::{LogEntry, Snapshot};
 use crate::store::{self, Replay, format};
-use crate::watch::Watchers;
 
 /// Requests (or records) one input may hold: each runs against the state the ones
 /// before it left, so an input can create a protector, then drive it.
@@ -84,15 +81,7 @@ impl Daemon {
     fn new() -> Daemon {
         let config = Config::default();
         let shutdown = CancellationToken::new();
-        let sequencer = Arc::new(Sequencer::new(&config.watch, 0, 1, false));
-        let watchers = Watchers::new(config.limits.max_watchers, shutdown.clone());
-        let registry = Arc::new(Registry::new(
-            config.limits.max_protectors,
-            sequencer,
-            watchers,
-            Clock::new(),
-            None,
-        ));
+        let registry = Arc::new(Registry::in_memory(&config, shutdown.clone()));
         let cluster = Cluster::standalone(Arc::clone(&registry), "127.0.0.1:1".into());
         let (protectors, admin) = service::services(cluster, config.limits, config.watch, shutdown);
         Daemon {

@@ -48,6 +48,8 @@
 //! - [`service`]: the thin gRPC layer (unary calls, `service/session.rs` for Session and
 //!   ReportBatch, `service/admin.rs` for the control plane and its audit log,
 //!   `service/forward.rs` for what a follower hands to its leader).
+//! - `fuzzing` (hidden): the entry points of the fuzz targets in `fuzz/`, over
+//!   `service`, `registry`, `store` and `auth`; nothing imports it.
 //! - [`server`]: [`prepare`] (recover, or join the cluster; load tokens and TLS; the one
 //!   SIGHUP task) and [`serve`], which wire it all to its listeners and shut it down, on
 //!   request or when the journal fails.

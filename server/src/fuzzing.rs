@@ -4,7 +4,7 @@
 //! feed every committed corpus and regression file through the same functions, so the
 //! corpora are exercised by `cargo test` even without a fuzzer.
 //!
-//! Inputs that hold several messages are split by [`pieces`]: a kind byte (where the
+//! Inputs that hold several messages are split by `pieces`: a kind byte (where the
 //! target has kinds), a `u16` little-endian length, then that many bytes (fewer at the
 //! end of the input).
 
@@ -170,7 +170,7 @@ impl Daemon {
 }
 
 /// Requests of every RPC (the kind byte of each piece picks the type: see
-/// [`Daemon::serve`]), decoded with prost from arbitrary bytes and served in order by
+/// `Daemon::serve`), decoded with prost from arbitrary bytes and served in order by
 /// a fresh in-memory daemon: validation, then whatever the registry does with them.
 pub fn requests(data: &[u8]) {
     runtime().block_on(async {

@@ -62,6 +62,8 @@
 //!   reads the registry (`registry/stats.rs`) and encodes it with `prometheus-client`.
 //! - [`http`]: the HTTP listener (`--http-listen`): `/metrics`, the dashboard, `/healthz`,
 //!   behind the same TLS and tokens as gRPC.
+//! - `fuzzing` (hidden): the entry points of the fuzz targets in `fuzz/`, over
+//!   `service`, `registry`, `store` and `auth`; nothing imports it.
 //! - [`server`]: [`prepare`] (recover, or join the cluster; load tokens and TLS; the one
 //!   SIGHUP task) and [`serve`], which wire it all to its listeners and shut it down, on
 //!   request or when the journal fails.
@@ -73,6 +75,8 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod fence;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod latency;
 pub mod limits;

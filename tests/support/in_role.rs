@@ -9,12 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use circuitd::Config;
-use circuitd::clock::Clock;
 use circuitd::cluster::{Cluster, Leader, Member, Role};
 use circuitd::registry::Registry;
-use circuitd::sequencer::Sequencer;
 use circuitd::service;
-use circuitd::watch::Watchers;
 use resilient_circuit_api::v1::admin_service_server::AdminServiceServer;
 use resilient_circuit_api::v1::protector_service_server::ProtectorServiceServer;
 use tokio::net::TcpListener;
@@ -54,15 +51,7 @@ impl Replica {
         let addr = listener.local_addr().expect("local addr");
         let config = Config::default();
         let shutdown = CancellationToken::new();
-        let sequencer = Arc::new(Sequencer::new(&config.watch, 0, 1, false));
-        let watchers = Watchers::new(config.limits.max_watchers, shutdown.clone());
-        let registry = Arc::new(Registry::new(
-            config.limits.max_protectors,
-            sequencer,
-            watchers,
-            Clock::new(),
-            None,
-        ));
+        let registry = Arc::new(Registry::in_memory(&config, shutdown.clone()));
         let me = Member {
             id: id.to_owned(),
             advertise: addr.to_string(),

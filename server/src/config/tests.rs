@@ -509,7 +509,7 @@ segment_bytes = 1048576
 
 mod cluster;
 mod connections;
-mod identity_limits;
 mod http;
+mod identity_limits;
 mod tls;
 mod tokens;

@@ -167,6 +167,20 @@ impl Registry {
         }
     }
 
+    /// An empty registry in memory with `config`'s limits, at revision 0 of epoch 1, with
+    /// its own sequencer and watchers: for a daemon assembled in process (tests, fuzzing).
+    pub fn in_memory(config: &crate::config::Config, shutdown: CancellationToken) -> Registry {
+        let sequencer = Arc::new(Sequencer::new(&config.watch, 0, 1, false));
+        let watchers = Watchers::new(config.limits.max_watchers, shutdown);
+        Registry::new(
+            config.limits.max_protectors,
+            sequencer,
+            watchers,
+            Clock::new(),
+            None,
+        )
+    }
+
     /// A registry that decides only while `fence` is valid (a replicated leader's).
     pub fn with_fence(mut self, fence: Arc<Fence>) -> Registry {
         self.fence = Some(fence);

@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use dashmap::mapref::entry::Entry as MapEntry;
 
 use super::{Entry, Registry};
-use crate::store::record::StoredProtector;
+use crate::sequencer::Published;
+use crate::store::Replay;
+use crate::store::record::{Body, LogEntry, StoredProtector};
 
 impl Registry {
     /// Makes `stored` the state of its protector (created if new). The error says why
@@ -48,6 +50,38 @@ impl Registry {
                 self.creators.add(stored.creator.as_deref());
                 self.index_insert(&stored.name);
                 self.count.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one entry of the replicated log: its records after sequence number
+    /// `applied` to `replay` and to this registry's states, then its events to the
+    /// watchers (so a watcher that reads after an event sees at least that state). The
+    /// error says which record cannot apply.
+    pub fn replicate_entry(&self, replay: &mut Replay, entry: LogEntry, applied: u64) -> Result<(), String> {
+        for record in entry.records {
+            if record.seq <= applied {
+                continue;
+            }
+            let name = match &record.body {
+                Some(Body::Put(p)) => p.name.clone(),
+                Some(Body::Trial(t)) => t.state.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                Some(Body::Delete(name)) => name.clone(),
+                None => continue,
+            };
+            replay.apply(record)?;
+            match replay.get(&name) {
+                Some(stored) => self.replicate_put(&stored)?,
+                None => self.replicate_delete(&name),
+            }
+        }
+        for logged in entry.events {
+            if let Some(event) = logged.event {
+                self.sequencer.replicate(Published {
+                    name: logged.name,
+                    event,
+                });
             }
         }
         Ok(())

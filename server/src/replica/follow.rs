@@ -10,9 +10,8 @@ use prost::Message;
 use super::keys::{Keys, SnapshotPointer};
 use super::shared::Shared;
 use crate::registry::Registry;
-use crate::sequencer::Published;
 use crate::store::Replay;
-use crate::store::record::{Body, LogEntry, Snapshot};
+use crate::store::record::{LogEntry, Snapshot};
 
 /// Keys per page of a range read: each value is at most 1 MiB (see `sink`).
 const PAGE: i64 = 16;
@@ -162,30 +161,9 @@ impl Follow {
                 String::from_utf8_lossy(key)
             )
         })?;
-        for record in entry.records {
-            if record.seq <= self.applied {
-                continue;
-            }
-            let name = match &record.body {
-                Some(Body::Put(p)) => p.name.clone(),
-                Some(Body::Trial(t)) => t.state.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
-                Some(Body::Delete(name)) => name.clone(),
-                None => continue,
-            };
-            self.replay.apply(record)?;
-            match self.replay.get(&name) {
-                Some(stored) => self.registry.replicate_put(&stored)?,
-                None => self.registry.replicate_delete(&name),
-            }
-        }
-        for logged in entry.events {
-            if let Some(event) = logged.event {
-                shared.sequencer.replicate(Published {
-                    name: logged.name,
-                    event,
-                });
-            }
-        }
+        // The follower's registry publishes through `shared.sequencer`.
+        self.registry
+            .replicate_entry(&mut self.replay, entry, self.applied)?;
         self.applied = seq;
         Ok(())
     }

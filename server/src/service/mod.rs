@@ -209,18 +209,20 @@ pub fn services_with_peer_tls(
 
 /// The page token is the last name of the previous page, hex-encoded so that clients
 /// treat it as opaque.
-fn encode_token(name: &str) -> String {
+pub(crate) fn encode_token(name: &str) -> String {
     name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_token(token: &str) -> Result<String, Error> {
+pub(crate) fn decode_token(token: &str) -> Result<String, Error> {
     let invalid = || {
         Error::invalid(
             "page_token",
             "not a token from a previous ListProtectors response",
         )
     };
-    if !token.len().is_multiple_of(2) {
+    // Hex digits only: `from_str_radix` alone also takes a sign ("+f"), so another
+    // spelling of a token would name the same page (found by fuzzing).
+    if !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid());
     }
     let bytes = (0..token.len())
@@ -427,7 +429,7 @@ mod tests {
         for name in ["a", "payments.eu-west", "ünïcode/名前"] {
             assert_eq!(decode_token(&encode_token(name)).unwrap(), name);
         }
-        for bad in ["abc", "zz", "ff"] {
+        for bad in ["abc", "zz", "ff", "+f", "7061796d+66e7"] {
             assert!(decode_token(bad).is_err(), "{bad}");
         }
     }

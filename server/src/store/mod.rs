@@ -177,22 +177,13 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
         let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
         let (records, end) = read_segment(&bytes, last);
         legacy_last = last && bytes.starts_with(format::LEGACY_SEGMENT_MAGIC);
-        for (offset, record) in records {
-            if record.seq <= seq {
-                return Err(StoreError::Damaged {
-                    file: path,
-                    offset,
-                    detail: "sequence numbers go backwards".into(),
-                });
-            }
-            seq = record.seq;
-            revision = revision.max(record.revision);
-            state.apply(record).map_err(|detail| StoreError::Damaged {
+        replay_records(&mut state, &mut seq, &mut revision, records).map_err(|(offset, detail)| {
+            StoreError::Damaged {
                 file: path.clone(),
                 offset,
                 detail,
-            })?;
-        }
+            }
+        })?;
         match end {
             format::End::Clean => {}
             // Nothing valid after the bad bytes: the group commit a crash interrupted,
@@ -263,9 +254,29 @@ pub fn open(config: &StoreConfig) -> Result<Recovered, StoreError> {
     })
 }
 
+/// Applies one segment's `records` to `state` in order, raising `seq` (the last sequence
+/// number applied, which must only go up) and `revision`; the error is the offset of the
+/// record's frame and what is wrong with it.
+pub(crate) fn replay_records(
+    state: &mut Replay,
+    seq: &mut u64,
+    revision: &mut u64,
+    records: Vec<(u64, Record)>,
+) -> Result<(), (u64, String)> {
+    for (offset, record) in records {
+        if record.seq <= *seq {
+            return Err((offset, "sequence numbers go backwards".into()));
+        }
+        *seq = record.seq;
+        *revision = (*revision).max(record.revision);
+        state.apply(record).map_err(|detail| (offset, detail))?;
+    }
+    Ok(())
+}
+
 /// The records of one segment's bytes with their frames' offsets, and how it ends;
 /// `last` when no segment follows (only there can a crash leave a short header).
-fn read_segment(bytes: &[u8], last: bool) -> (Vec<(u64, Record)>, format::End) {
+pub(crate) fn read_segment(bytes: &[u8], last: bool) -> (Vec<(u64, Record)>, format::End) {
     let magic = format::SEGMENT_MAGIC.len();
     if bytes.len() < magic && last {
         // A crash while the segment was being created.
@@ -336,18 +347,22 @@ fn truncate(path: &Path, len: u64, rewrite_magic: bool) -> Result<(), StoreError
 
 fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
     let bytes = fs::read(path).map_err(|e| StoreError::io(path, e))?;
-    let damaged = |detail: String| StoreError::SnapshotDamaged {
+    decode_snapshot(&bytes).map_err(|detail| StoreError::SnapshotDamaged {
         file: path.to_owned(),
         detail,
-    };
+    })
+}
+
+/// The snapshot a snapshot file's `bytes` hold, or what is wrong with them.
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     if !bytes.starts_with(format::SNAPSHOT_MAGIC) {
-        return Err(damaged("not a snapshot file".into()));
+        return Err("not a snapshot file".into());
     }
-    let (mut frames, end) = format::read_frames::<Snapshot>(&bytes, format::SNAPSHOT_MAGIC.len());
+    let (mut frames, end) = format::read_frames::<Snapshot>(bytes, format::SNAPSHOT_MAGIC.len());
     match (end, frames.len()) {
         (format::End::Clean, 1) => Ok(frames.remove(0).1),
-        (format::End::Clean, n) => Err(damaged(format!("{n} frames instead of one"))),
-        (format::End::Torn { detail, .. } | format::End::Damaged { detail, .. }, _) => Err(damaged(detail)),
+        (format::End::Clean, n) => Err(format!("{n} frames instead of one")),
+        (format::End::Torn { detail, .. } | format::End::Damaged { detail, .. }, _) => Err(detail),
     }
 }
 

@@ -48,6 +48,10 @@ TOKEN_VARIABLE = "RESILIENT_CIRCUIT_TOKEN"
 TLS_CA_VARIABLE = "RESILIENT_CIRCUIT_TLS_CA"
 TLS_CERT_VARIABLE = "RESILIENT_CIRCUIT_TLS_CERT"
 TLS_KEY_VARIABLE = "RESILIENT_CIRCUIT_TLS_KEY"
+#: Set to 0 (or off, false, no) to keep the uncached Acquire on grpcio's unary call instead of the
+#: Session stream of `_session`: an operator's way out should the small HTTP/2 client ever misbehave
+#: in front of a proxy or a daemon it was not tested against, at the cost of the uncached speed.
+SESSION_STREAM_VARIABLE = "RESILIENT_CIRCUIT_SESSION_STREAM"
 
 #: How long a Report, a ReportBatch, an EnsureProtector or a GetProtector may take.
 REQUEST_TIMEOUT = 1.0
@@ -241,8 +245,8 @@ class Replica:
             self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
-        # The uncached Acquire's Session stream (plaintext only; see _session).
-        self.sessions = Sessions(address, token) if tls is None else None
+        # The uncached Acquire's Session stream (plaintext only, unless turned off; see _session).
+        self.sessions = Sessions(address, token) if tls is None and session_stream_enabled() else None
 
 
 class Batched(Protocol):
@@ -255,6 +259,12 @@ class Batched(Protocol):
     def apply_batch_result(self, result: protector_pb2.OutcomeBatchResult, revision: int) -> None: ...
 
     def batch_lost(self, count: int, why: str) -> None: ...
+
+
+def session_stream_enabled() -> bool:
+    """Whether the uncached Acquire may use the Session stream ($RESILIENT_CIRCUIT_SESSION_STREAM)."""
+    value = os.environ.get(SESSION_STREAM_VARIABLE, "").strip().lower()
+    return value not in ("0", "off", "false", "no")
 
 
 @dataclass

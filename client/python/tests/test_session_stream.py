@@ -190,3 +190,16 @@ def test_only_plain_host_port_addresses_get_a_stream():
     assert _session.host_port("daemon.internal:7") == ("daemon.internal", 7)
     for other in ["dns:///daemon:50051", "unix:/run/circuitd.sock", "daemon", ":50051", "daemon:port"]:
         assert _session.host_port(other) is None, other
+
+
+def test_the_session_stream_can_be_turned_off(address, key, monkeypatch):
+    monkeypatch.setenv("RESILIENT_CIRCUIT_SESSION_STREAM", "0")
+    policy = CircuitProtectorPolicy(resource_key=key, address=address, cached=False, acquire_deadline=PATIENT)
+
+    @policy
+    def noop():
+        return "done"
+
+    assert [noop() for _ in range(3)] == ["done"] * 3
+    assert policy._rt.conn.replica.sessions is None, "the Session stream was used though turned off"
+    assert policy.decisions["daemon"] == 3

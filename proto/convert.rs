@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::v1;
 use resilient_circuit_breaker::{
-    self as breaker, Fraction, InvalidFraction, InvalidPolicy, PolicySpec, Time,
+    self as breaker, Fraction, InvalidFraction, InvalidPolicy, InvalidRules, Multiplier, PolicyError,
+    PolicySpec, Rules, Time,
 };
 
 const NANOS_PER_SECOND: i32 = 1_000_000_000;
@@ -128,40 +129,7 @@ macro_rules! both_ways {
 both_ways!(Status: Closed, Open, HalfOpen);
 both_ways!(Outcome: Success, Failure, Ignored);
 both_ways!(DecisionReason: Closed, Trial, Disabled, Open, TrialsExhausted, ForcedOpen);
-// TransitionReason by hand: the machine's CONSECUTIVE_FAILURES and SLOW_CALLS (proto/SEMANTICS.md
-// section 2a) have no wire twin until the contract half of issue 18 adds them. No wire policy can turn
-// those rules on yet, so they cannot occur through the daemon; were one to, FAILURE_LIMIT (a trip of
-// CLOSED by the outcomes) is the nearest name the contract has.
-impl From<breaker::TransitionReason> for v1::TransitionReason {
-    fn from(v: breaker::TransitionReason) -> Self {
-        use breaker::TransitionReason as T;
-        match v {
-            T::FailureLimit | T::ConsecutiveFailures | T::SlowCalls => Self::FailureLimit,
-            T::CooldownElapsed => Self::CooldownElapsed,
-            T::TrialsSucceeded => Self::TrialsSucceeded,
-            T::TrialsFailed => Self::TrialsFailed,
-            T::PermitExpired => Self::PermitExpired,
-            T::Manual => Self::Manual,
-        }
-    }
-}
-
-impl TryFrom<v1::TransitionReason> for breaker::TransitionReason {
-    type Error = Unspecified;
-    fn try_from(v: v1::TransitionReason) -> Result<Self, Unspecified> {
-        match v {
-            v1::TransitionReason::Unspecified => Err(Unspecified {
-                value: v.as_str_name(),
-            }),
-            v1::TransitionReason::FailureLimit => Ok(Self::FailureLimit),
-            v1::TransitionReason::CooldownElapsed => Ok(Self::CooldownElapsed),
-            v1::TransitionReason::TrialsSucceeded => Ok(Self::TrialsSucceeded),
-            v1::TransitionReason::TrialsFailed => Ok(Self::TrialsFailed),
-            v1::TransitionReason::PermitExpired => Ok(Self::PermitExpired),
-            v1::TransitionReason::Manual => Ok(Self::Manual),
-        }
-    }
-}
+both_ways!(TransitionReason: FailureLimit, CooldownElapsed, TrialsSucceeded, TrialsFailed, PermitExpired, Manual, ConsecutiveFailures, SlowCalls);
 to_wire!(OverrideKind: ForcedOpen, Disabled);
 
 /// A wire override kind: NONE is `None`, UNSPECIFIED an error.
@@ -237,6 +205,7 @@ fn fraction(f: Fraction) -> v1::Fraction {
 
 impl From<&breaker::Policy> for v1::Policy {
     fn from(p: &breaker::Policy) -> Self {
+        let rules = p.rules();
         v1::Policy {
             cooldown: Some(duration(p.cooldown())),
             failure_limit: Some(fraction(p.failure_limit())),
@@ -244,6 +213,22 @@ impl From<&breaker::Policy> for v1::Policy {
             trial_permits: p.trial_permits(),
             permit_ttl: Some(duration(p.permit_ttl())),
             auto_half_open: p.auto_half_open(),
+            window_duration: rules.window_duration.map(duration),
+            minimum_calls: rules.minimum_calls,
+            consecutive_failures: rules.consecutive_failures,
+            slow_call_duration: rules.slow_call_duration.map(duration),
+            slow_call_limit: rules
+                .slow_call_limit
+                .map(|(numerator, denominator)| v1::Fraction {
+                    numerator,
+                    denominator,
+                }),
+            // 1 is the default, sent back unset (types.proto).
+            cooldown_multiplier: (rules.cooldown_multiplier != Multiplier::ONE)
+                .then(|| f64::from(rules.cooldown_multiplier.as_thousandths()) / 1_000.0),
+            max_cooldown: rules.max_cooldown.map(duration),
+            shadow: rules.shadow,
+            history_size: rules.history_size,
         }
     }
 }
@@ -296,9 +281,50 @@ fn policy_error(e: InvalidPolicy, spec: &PolicySpec) -> FieldError {
     }
 }
 
+/// The violated optional rule (proto/SEMANTICS.md section 2a), naming its field.
+fn rules_error(e: InvalidRules, rules: &Rules) -> FieldError {
+    let field = e.field();
+    match e {
+        InvalidRules::SlowCallLimit(f) => fraction_error(field, f, rules.slow_call_limit.unwrap_or((0, 0))),
+        other => FieldError::new(field, other.to_string()),
+    }
+}
+
+/// An optional duration of section 2a: unset is `None`; zero is kept (and refused by
+/// the rule's own range), a negative or malformed one is refused here.
+fn rule_duration(field: &str, d: Option<&prost_types::Duration>) -> Result<Option<Duration>, FieldError> {
+    d.map(|d| std_duration(d).map_err(|e| FieldError::new(field, e.to_string())))
+        .transpose()
+}
+
+/// The wire's optional rules as unchecked [`Rules`]; [`policy`] checks them.
+fn rules(p: &v1::Policy) -> Result<Rules, FieldError> {
+    let cooldown_multiplier = match p.cooldown_multiplier {
+        None => Multiplier::ONE,
+        Some(m) => Multiplier::from_f64(m).ok_or_else(|| {
+            FieldError::new(
+                "cooldown_multiplier",
+                format!("must be a number from 1 to 100, got {m}"),
+            )
+        })?,
+    };
+    Ok(Rules {
+        window_duration: rule_duration("window_duration", p.window_duration.as_ref())?,
+        minimum_calls: p.minimum_calls,
+        consecutive_failures: p.consecutive_failures,
+        slow_call_duration: rule_duration("slow_call_duration", p.slow_call_duration.as_ref())?,
+        slow_call_limit: p.slow_call_limit.map(|f| (f.numerator, f.denominator)),
+        cooldown_multiplier,
+        max_cooldown: rule_duration("max_cooldown", p.max_cooldown.as_ref())?,
+        shadow: p.shadow,
+        history_size: p.history_size,
+    })
+}
+
 /// A wire policy as a validated [`breaker::Policy`], with the defaults of proto/SEMANTICS.md
 /// section 1 for unset fields. Fractions are taken as given: an explicit 1/1
-/// `success_limit` stays set.
+/// `success_limit` stays set. The fields of section 1 are checked first, then the optional
+/// rules of section 2a in table order; the first violation names its field.
 pub fn policy(p: &v1::Policy) -> Result<breaker::Policy, FieldError> {
     let defaults = PolicySpec::default();
     let spec = PolicySpec {
@@ -311,7 +337,12 @@ pub fn policy(p: &v1::Policy) -> Result<breaker::Policy, FieldError> {
         permit_ttl: optional_duration("permit_ttl", p.permit_ttl.as_ref(), defaults.permit_ttl)?,
         auto_half_open: p.auto_half_open,
     };
-    breaker::Policy::try_new(spec).map_err(|e| policy_error(e, &spec))
+    breaker::Policy::try_new(spec).map_err(|e| policy_error(e, &spec))?;
+    let rules = rules(p)?;
+    breaker::Policy::try_with(spec, rules).map_err(|e| match e {
+        PolicyError::Spec(e) => policy_error(e, &spec),
+        PolicyError::Rules(e) => rules_error(e, &rules),
+    })
 }
 
 impl From<breaker::Permit> for v1::Permit {
@@ -346,11 +377,13 @@ fn generation(g: u64) -> Result<u64, FieldError> {
 
 /// The answer to an Acquire: the decision, with the protector's status after it, the
 /// revision it reflects and the transition it caused (OPEN to HALF_OPEN), if any.
+/// `would_reject` is the shadow mode's mark; `policy_revision` is filled in by the caller.
 pub fn acquire_response(
     decision: breaker::Decision,
     status: breaker::Status,
     revision: u64,
     transition: Option<breaker::Transition>,
+    would_reject: bool,
 ) -> v1::AcquireResponse {
     let (kind, permit, reason, retry_after) = match decision {
         breaker::Decision::Admitted { permit, reason } => {
@@ -368,6 +401,8 @@ pub fn acquire_response(
         reason: v1::DecisionReason::from(reason).into(),
         revision,
         transition: transition.map(Into::into),
+        would_reject,
+        policy_revision: 0,
     }
 }
 
@@ -440,6 +475,7 @@ pub fn window(w: &breaker::Window) -> v1::Window {
         size: w.size(),
         successes: w.successes(),
         failures: w.failures(),
+        slow_calls: w.slow(),
         outcomes: w
             .iter()
             .map(|failed| {
@@ -485,7 +521,19 @@ pub fn no_override() -> v1::Override {
     }
 }
 
-/// Everything about one protector, as sent on the wire.
+/// A time window's totals as sent on the wire.
+pub fn time_window(w: &breaker::TimeWindow, span: Duration) -> v1::TimeWindow {
+    v1::TimeWindow {
+        duration: Some(duration(span)),
+        bucket_width: Some(duration(w.width())),
+        calls: w.calls(),
+        failures: w.failures(),
+        slow_calls: w.slow(),
+    }
+}
+
+/// Everything about one protector, as sent on the wire. `policy_revision` and
+/// `history_len` are the daemon's, filled in by the caller.
 pub fn protector(name: &str, p: &breaker::Protector, mod_revision: u64) -> v1::Protector {
     v1::Protector {
         name: name.to_owned(),
@@ -499,6 +547,13 @@ pub fn protector(name: &str, p: &breaker::Protector, mod_revision: u64) -> v1::P
         trials_in_flight: p.trials_in_flight(),
         counters: Some(p.counters().into()),
         mod_revision,
+        cooldown_in_force: Some(duration(p.cooldown_in_force())),
+        policy_revision: 0,
+        time_window: p
+            .time_window()
+            .zip(p.policy().window_duration())
+            .map(|(w, span)| time_window(w, span)),
+        history_len: 0,
     }
 }
 

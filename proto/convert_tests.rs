@@ -88,12 +88,10 @@ fn reasons_round_trip_and_unspecified_is_refused() {
         T::TrialsFailed,
         T::PermitExpired,
         T::Manual,
+        T::ConsecutiveFailures,
+        T::SlowCalls,
     ] {
         assert_eq!(T::try_from(v1::TransitionReason::from(r)), Ok(r));
-    }
-    // No wire twin until the contract half of issue 18: the nearest reason the contract has.
-    for r in [T::ConsecutiveFailures, T::SlowCalls] {
-        assert_eq!(v1::TransitionReason::from(r), v1::TransitionReason::FailureLimit);
     }
     let err = D::try_from(v1::DecisionReason::Unspecified).unwrap_err();
     assert_eq!(err.value, "DECISION_REASON_UNSPECIFIED");
@@ -328,7 +326,7 @@ fn acquire_answers_round_trip_their_decision() {
         open_until: None,
         at: Duration::from_secs(130),
     };
-    let wire = acquire_response(admitted, Status::HalfOpen, 12, Some(moved));
+    let wire = acquire_response(admitted, Status::HalfOpen, 12, Some(moved), false);
     assert_eq!(wire.status(), v1::Status::HalfOpen);
     assert_eq!(wire.revision, 12);
     assert_eq!(wire.permit, Some(trial.into()));
@@ -349,7 +347,7 @@ fn acquire_answers_round_trip_their_decision() {
             reason: breaker::DecisionReason::Open,
             retry_after,
         };
-        let wire = acquire_response(rejected, Status::Open, 13, None);
+        let wire = acquire_response(rejected, Status::Open, 13, None, false);
         assert_eq!((wire.permit, wire.transition), (None, None));
         assert_eq!(decision(&wire), Ok(rejected));
     }
@@ -361,7 +359,7 @@ fn malformed_acquire_answers_name_the_field() {
         reason: breaker::DecisionReason::Open,
         retry_after: None,
     };
-    let wire = || acquire_response(rejected, Status::Open, 1, None);
+    let wire = || acquire_response(rejected, Status::Open, 1, None, false);
     let admitted = || v1::AcquireResponse {
         decision: v1::Decision::Admitted.into(),
         reason: v1::DecisionReason::Closed.into(),
@@ -421,5 +419,131 @@ fn malformed_acquire_answers_name_the_field() {
     for (bad, field) in cases {
         let err = decision(&bad).unwrap_err();
         assert_eq!(err.field, field, "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn every_rule_of_section_2a_round_trips_and_names_its_field() {
+    let d = |s: i64, n: i32| Some(prost_types::Duration { seconds: s, nanos: n });
+    let full = v1::Policy {
+        cooldown: d(2, 0),
+        window_duration: d(30, 0),
+        minimum_calls: Some(20),
+        consecutive_failures: 5,
+        slow_call_duration: d(0, 250_000_000),
+        slow_call_limit: Some(v1::Fraction {
+            numerator: 1,
+            denominator: 2,
+        }),
+        cooldown_multiplier: Some(1.5),
+        max_cooldown: d(60, 0),
+        shadow: true,
+        history_size: 1_000,
+        ..Default::default()
+    };
+    let p = policy(&full).expect("valid");
+    let back = v1::Policy::from(&p);
+    assert_eq!(policy(&back), Ok(p));
+    assert_eq!(back.cooldown_multiplier, Some(1.5));
+    assert_eq!(back.window_duration, full.window_duration);
+    // The default multiplier goes back unset.
+    let plain = v1::Policy::from(&policy(&v1::Policy::default()).expect("valid"));
+    assert_eq!(plain.cooldown_multiplier, None);
+    assert_eq!(plain.max_cooldown, None);
+
+    let cases: Vec<(v1::Policy, &str)> = vec![
+        (
+            v1::Policy {
+                window_duration: d(0, 0),
+                ..Default::default()
+            },
+            "window_duration",
+        ),
+        (
+            v1::Policy {
+                window_duration: d(-1, 0),
+                ..Default::default()
+            },
+            "window_duration",
+        ),
+        (
+            v1::Policy {
+                window_duration: d(3_601, 0),
+                ..Default::default()
+            },
+            "window_duration",
+        ),
+        (
+            v1::Policy {
+                minimum_calls: Some(3),
+                ..Default::default()
+            },
+            "minimum_calls",
+        ),
+        (
+            v1::Policy {
+                consecutive_failures: 10_001,
+                ..Default::default()
+            },
+            "consecutive_failures",
+        ),
+        (
+            v1::Policy {
+                slow_call_duration: d(1, 0),
+                ..Default::default()
+            },
+            "slow_call_duration",
+        ),
+        (
+            v1::Policy {
+                slow_call_duration: d(1, 0),
+                slow_call_limit: Some(v1::Fraction {
+                    numerator: 3,
+                    denominator: 2,
+                }),
+                ..Default::default()
+            },
+            "slow_call_limit",
+        ),
+        (
+            v1::Policy {
+                cooldown_multiplier: Some(0.5),
+                ..Default::default()
+            },
+            "cooldown_multiplier",
+        ),
+        (
+            v1::Policy {
+                cooldown_multiplier: Some(f64::NAN),
+                ..Default::default()
+            },
+            "cooldown_multiplier",
+        ),
+        (
+            v1::Policy {
+                max_cooldown: d(0, 0),
+                ..Default::default()
+            },
+            "max_cooldown",
+        ),
+        (
+            v1::Policy {
+                cooldown: d(10, 0),
+                max_cooldown: d(5, 0),
+                ..Default::default()
+            },
+            "max_cooldown",
+        ),
+        (
+            v1::Policy {
+                history_size: 1_000_001,
+                ..Default::default()
+            },
+            "history_size",
+        ),
+    ];
+    for (p, field) in cases {
+        let err = policy(&p).expect_err(field);
+        assert!(err.field.starts_with(field), "{p:?}: {err}");
     }
 }

@@ -28,6 +28,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("/resilient_circuit.v1.ProtectorService/ListProtectors", "read"),
     ("/resilient_circuit.v1.ProtectorService/Watch", "read"),
     ("/resilient_circuit.v1.AdminService/GetCluster", "read"),
+    ("/resilient_circuit.v1.AdminService/SimulatePolicy", "read"),
     ("/grpc.health.v1.Health/Check", "read"),
     ("/grpc.health.v1.Health/Watch", "read"),
     (

@@ -79,6 +79,7 @@ fn report_req(name: &str, permit: Option<v1::Permit>, outcome: i32) -> v1::Repor
         name: name.into(),
         permit,
         outcome,
+        ..Default::default()
     }
 }
 

@@ -252,6 +252,7 @@ impl Task {
                 name: name.into(),
                 permit: Some(permit),
                 outcome: outcome as i32,
+                ..Default::default()
             })
             .await?
             .into_inner();

@@ -158,6 +158,7 @@ async fn a_session_through_a_follower_answers_in_order() {
             name: "fwd.session".into(),
             permit: a.permit,
             outcome: v1::Outcome::Success as i32,
+            ..Default::default()
         });
         send(&requests, 1000 + id, report).await;
         let answer = next().await.expect("the stream goes on").expect("an answer");
@@ -190,6 +191,7 @@ async fn report_batch_through_a_follower_reaches_the_leader() {
                 generation,
                 successes: 7,
                 outcomes: vec![v1::Outcome::Failure as i32],
+                ..Default::default()
             }],
         })
         .await

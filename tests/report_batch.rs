@@ -18,6 +18,7 @@ fn batch(name: &str, generation: u64, successes: u64, outcomes: &[v1::Outcome]) 
         generation,
         successes,
         outcomes: outcomes.iter().map(|&o| o as i32).collect(),
+        ..Default::default()
     }
 }
 

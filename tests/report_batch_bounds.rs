@@ -14,6 +14,7 @@ fn huge(generation: u64, successes: u64, listed: usize) -> v1::ReportBatchReques
             generation,
             successes,
             outcomes: vec![v1::Outcome::Success as i32; listed],
+            ..Default::default()
         }],
     }
 }

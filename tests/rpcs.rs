@@ -26,6 +26,7 @@ fn default_policy() -> v1::Policy {
         trial_permits: None,
         permit_ttl: Some(duration(Duration::from_secs(30))),
         auto_half_open: false,
+        ..Default::default()
     }
 }
 
@@ -56,6 +57,7 @@ fn window(size: u32, outcomes: &[v1::Outcome]) -> Option<v1::Window> {
         successes: count(v1::Outcome::Success),
         failures: count(v1::Outcome::Failure),
         outcomes: outcomes.iter().map(|o| *o as i32).collect(),
+        ..Default::default()
     })
 }
 
@@ -105,6 +107,8 @@ async fn ensure_creates_once_and_never_changes_an_existing_protector() {
         trials_in_flight: 0,
         counters: Some(v1::Counters::default()),
         mod_revision: 1,
+        cooldown_in_force: Some(prost_types::Duration::default()),
+        ..Default::default()
     };
     assert!(first.created);
     assert!(first.policy_matches);
@@ -131,6 +135,7 @@ async fn ensure_creates_once_and_never_changes_an_existing_protector() {
         trial_permits: Some(0),
         permit_ttl: Some(duration(Duration::from_millis(500))),
         auto_half_open: true,
+        ..Default::default()
     };
     let created = ensure(&mut client, "payments", custom).await;
     assert_eq!(created.policy, Some(custom));
@@ -156,6 +161,7 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
         reason: v1::DecisionReason::Closed as i32,
         revision: 1,
         transition: None,
+        ..Default::default()
     };
     assert_eq!(closed, want);
     report(&mut client, "a", untracked, v1::Outcome::Failure).await;
@@ -598,6 +604,7 @@ async fn delete_protector_removes_it_for_every_rpc() {
         name: "d".into(),
         permit: Some(permit),
         outcome: SUCCESS,
+        ..Default::default()
     };
     assert_eq!(client.report(report).await.unwrap_err().code(), Code::NotFound);
     let again = admin

@@ -82,6 +82,7 @@ fn report_req(name: &str, permit: v1::Permit, outcome: v1::Outcome) -> session_r
         name: name.into(),
         permit: Some(permit),
         outcome: outcome as i32,
+        ..Default::default()
     })
 }
 
@@ -227,11 +228,13 @@ async fn request_errors_are_answered_in_the_stream_which_goes_on() {
         name: "errs".into(),
         permit: Some(permit(1, 0)),
         outcome: 99,
+        ..Default::default()
     });
     let no_permit = session_request::Request::Report(v1::ReportRequest {
         name: "errs".into(),
         permit: None,
         outcome: v1::Outcome::Success as i32,
+        ..Default::default()
     });
     let rows: Vec<(session_request::Request, Code, &str)> = vec![
         (acquire_req(""), Code::InvalidArgument, "name"),

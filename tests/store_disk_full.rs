@@ -96,6 +96,7 @@ async fn a_full_disk_takes_back_nothing_a_client_was_told() {
                     name: name.clone(),
                     permit,
                     outcome: v1::Outcome::Failure as i32,
+                    ..Default::default()
                 })
                 .await;
             (name, answer)

@@ -98,6 +98,7 @@ async fn a_change_that_cannot_be_made_durable_is_seen_by_nobody_and_stops_the_da
                 name: NAME.into(),
                 permit: admitted.permit,
                 outcome: v1::Outcome::Failure as i32,
+                ..Default::default()
             })
             .await;
         assert_unavailable("the tripping Report", trip);
@@ -206,6 +207,7 @@ async fn reads_wait_for_the_state_they_show_to_be_durable() {
                     name: NAME.into(),
                     permit: admitted.permit,
                     outcome: v1::Outcome::Failure as i32,
+                    ..Default::default()
                 })
                 .await
         }

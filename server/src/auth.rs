@@ -81,6 +81,8 @@ pub const METHODS: &[(&str, Role)] = &[
     ("/resilient_circuit.v1.ProtectorService/Session", Role::Data),
     ("/resilient_circuit.v1.ProtectorService/ReportBatch", Role::Data),
     ("/resilient_circuit.v1.AdminService/GetCluster", Role::Read),
+    // What-if changes nothing: whoever may read a protector may ask.
+    ("/resilient_circuit.v1.AdminService/SimulatePolicy", Role::Read),
     ("/resilient_circuit.v1.AdminService/SetStatus", Role::Admin),
     ("/resilient_circuit.v1.AdminService/SetOverride", Role::Admin),
     ("/resilient_circuit.v1.AdminService/UpdatePolicy", Role::Admin),

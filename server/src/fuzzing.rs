@@ -154,6 +154,7 @@ impl Daemon {
                 && let Some(permit) = answer.into_inner().permit
             {
                 let report = v1::ReportRequest {
+                    duration: None,
                     name: name.clone(),
                     permit: Some(permit),
                     outcome: v1::Outcome::Failure as i32,

@@ -126,6 +126,7 @@ pub async fn report(
 ) -> v1::ReportResponse {
     client
         .report(v1::ReportRequest {
+            duration: None,
             name: name.into(),
             permit: Some(permit),
             outcome: outcome as i32,

@@ -249,6 +249,7 @@ impl PolicyArgs {
             trial_permits: self.trial_permits,
             permit_ttl: duration(self.permit_ttl),
             auto_half_open: self.auto_half_open,
+            ..Default::default()
         }
     }
 }

@@ -137,6 +137,7 @@ async fn send(session: &Session, request: Request) -> Result<ExitCode, Failure> 
                     expires_at: None,
                 }),
                 outcome: v1::Outcome::from(outcome) as i32,
+                duration: None,
             };
             let r = session.call(session.protectors().report(req)).await?;
             session.show(&r, || view::report(&r, style))

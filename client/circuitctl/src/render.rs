@@ -383,6 +383,7 @@ mod tests {
             reason: v1::DecisionReason::Open as i32,
             revision: 7,
             transition: None,
+            ..Default::default()
         };
         let line = json.line(&resp).expect("json");
         assert!(!line.contains('\n'), "{line}");

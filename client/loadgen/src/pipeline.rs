@@ -53,6 +53,7 @@ impl Pipeline for Session {
 
     fn report(id: u64, name: &str, permit: Option<v1::Permit>, outcome: v1::Outcome) -> v1::SessionRequest {
         let report = v1::ReportRequest {
+            duration: None,
             name: name.to_owned(),
             permit,
             outcome: outcome as i32,

@@ -51,6 +51,7 @@ impl Target {
         match self {
             Target::Daemon(client) => {
                 let req = v1::ReportRequest {
+                    duration: None,
                     name: name.to_owned(),
                     permit,
                     outcome: outcome as i32,

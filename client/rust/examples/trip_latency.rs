@@ -167,6 +167,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 name: NAME.into(),
                 permit: a.permit,
                 outcome: v1::Outcome::Failure as i32,
+                ..Default::default()
             })
             .await?
             .into_inner();

@@ -410,6 +410,7 @@ impl Cache {
         taken
             .into_iter()
             .map(|(generation, successes)| v1::OutcomeBatch {
+                durations: Vec::new(),
                 name: name.to_owned(),
                 generation,
                 successes,
@@ -494,6 +495,7 @@ impl Reporter {
             match batches.last_mut().filter(|b| b.generation == generation) {
                 Some(b) => b.outcomes.push(outcome),
                 None => batches.push(v1::OutcomeBatch {
+                    durations: Vec::new(),
                     name: self.name.clone(),
                     generation,
                     successes: 0,

@@ -278,6 +278,7 @@ impl Replica {
         outcome: Outcome,
     ) -> Result<v1::ReportResponse, tonic::Status> {
         let request = |permit| v1::ReportRequest {
+            duration: None,
             name: name.to_owned(),
             permit: Some(permit),
             outcome: v1::Outcome::from(outcome) as i32,

@@ -186,4 +186,11 @@ impl AdminService for AdminApi {
             epoch: registry.epoch(),
         }))
     }
+
+    async fn simulate_policy(
+        &self,
+        _request: Request<v1::SimulatePolicyRequest>,
+    ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
+        Err(Status::unimplemented("SimulatePolicy is not served yet"))
+    }
 }

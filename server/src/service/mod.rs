@@ -151,6 +151,7 @@ impl Shared {
             acquired.status,
             acquired.revision,
             acquired.transition,
+            false,
         ))
     }
 

@@ -60,6 +60,11 @@ class AdminServiceStub:
                 request_serializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
                 response_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
                 _registered_method=True)
+        self.SimulatePolicy = channel.unary_unary(
+                '/resilient_circuit.v1.AdminService/SimulatePolicy',
+                request_serializer=resilient__circuit_dot_v1_dot_admin__pb2.SimulatePolicyRequest.SerializeToString,
+                response_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.SimulatePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -103,6 +108,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SimulatePolicy(self, request, context):
+        """What-if: replays the protector's recent outcomes (kept when policy.history_size > 0)
+        through a candidate policy in a fresh status machine, and answers the transitions it
+        would have made and the calls it would have rejected, beside the same replay through
+        the current policy. Changes nothing. Needs the read role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +145,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetCluster,
                     request_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterRequest.FromString,
                     response_serializer=resilient__circuit_dot_v1_dot_admin__pb2.GetClusterResponse.SerializeToString,
+            ),
+            'SimulatePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulatePolicy,
+                    request_deserializer=resilient__circuit_dot_v1_dot_admin__pb2.SimulatePolicyRequest.FromString,
+                    response_serializer=resilient__circuit_dot_v1_dot_admin__pb2.SimulatePolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +288,33 @@ class AdminService:
             '/resilient_circuit.v1.AdminService/GetCluster',
             resilient__circuit_dot_v1_dot_admin__pb2.GetClusterRequest.SerializeToString,
             resilient__circuit_dot_v1_dot_admin__pb2.GetClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulatePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/resilient_circuit.v1.AdminService/SimulatePolicy',
+            resilient__circuit_dot_v1_dot_admin__pb2.SimulatePolicyRequest.SerializeToString,
+            resilient__circuit_dot_v1_dot_admin__pb2.SimulatePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

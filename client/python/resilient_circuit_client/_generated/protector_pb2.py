@@ -26,15 +26,15 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from . import types_pb2 as resilient__circuit_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$resilient_circuit/v1/protector.proto\x12\x14resilient_circuit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a resilient_circuit/v1/types.proto\"T\n\x16\x45nsureProtectorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\"\x88\x01\n\x17\x45nsureProtectorResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x16\n\x0epolicy_matches\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x04\"\x1e\n\x0e\x41\x63quireRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xcd\x02\n\x0f\x41\x63quireResponse\x12\x30\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1e.resilient_circuit.v1.Decision\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12,\n\x06permit\x18\x03 \x01(\x0b\x32\x1c.resilient_circuit.v1.Permit\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x06reason\x18\x05 \x01(\x0e\x32$.resilient_circuit.v1.DecisionReason\x12\x10\n\x08revision\x18\x06 \x01(\x04\x12\x34\n\ntransition\x18\x07 \x01(\x0b\x32 .resilient_circuit.v1.Transition\"{\n\rReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06permit\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Permit\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.resilient_circuit.v1.Outcome\"\x98\x01\n\x0eReportResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x34\n\ntransition\x18\x04 \x01(\x0b\x32 .resilient_circuit.v1.Transition\"#\n\x13GetProtectorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x14GetProtectorResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x10\n\x08revision\x18\x02 \x01(\x04\"N\n\x15ListProtectorsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"x\n\x16ListProtectorsResponse\x12\x33\n\nprotectors\x18\x01 \x03(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"\xfa\x01\n\x0cWatchRequest\x12/\n\x05names\x18\x01 \x01(\x0b\x32\x1e.resilient_circuit.v1.NameListH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x12\x1b\n\x0estart_revision\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x34\n\x11progress_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x0bstart_epoch\x18\x06 \x01(\x04H\x02\x88\x01\x01\x42\x08\n\x06\x66ilterB\x11\n\x0f_start_revisionB\x0e\n\x0c_start_epoch\"\x19\n\x08NameList\x12\r\n\x05names\x18\x01 \x03(\t\"\x97\x04\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x33\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1f.resilient_circuit.v1.ProtectorH\x00\x12.\n\x06synced\x18\x03 \x01(\x0b\x32\x1c.resilient_circuit.v1.SyncedH\x00\x12=\n\x0estatus_changed\x18\x04 \x01(\x0b\x32#.resilient_circuit.v1.StatusChangedH\x00\x12\x32\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1f.resilient_circuit.v1.ProtectorH\x00\x12\x30\n\x07\x64\x65leted\x18\x06 \x01(\x0b\x32\x1d.resilient_circuit.v1.DeletedH\x00\x12=\n\x0epolicy_updated\x18\x07 \x01(\x0b\x32#.resilient_circuit.v1.PolicyUpdatedH\x00\x12\x41\n\x10override_changed\x18\x08 \x01(\x0b\x32%.resilient_circuit.v1.OverrideChangedH\x00\x12\x32\n\x08progress\x18\t \x01(\x0b\x32\x1e.resilient_circuit.v1.ProgressH\x00\x12.\n\x06resync\x18\n \x01(\x0b\x32\x1c.resilient_circuit.v1.ResyncH\x00\x42\x07\n\x05\x65vent\"\x17\n\x06Synced\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"S\n\rStatusChanged\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\ntransition\x18\x02 \x01(\x0b\x32 .resilient_circuit.v1.Transition\"\x17\n\x07\x44\x65leted\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\rPolicyUpdated\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\"b\n\x0fOverrideChanged\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x08override\x18\x02 \x01(\x0b\x32\x1e.resilient_circuit.v1.Override\x12\x0f\n\x07\x65xpired\x18\x03 \x01(\x08\"\n\n\x08Progress\"<\n\x06Resync\x12\x32\n\x06reason\x18\x01 \x01(\x0e\x32\".resilient_circuit.v1.ResyncReason\"\x97\x01\n\x0eSessionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x37\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32$.resilient_circuit.v1.AcquireRequestH\x00\x12\x35\n\x06report\x18\x03 \x01(\x0b\x32#.resilient_circuit.v1.ReportRequestH\x00\x42\t\n\x07request\"\xd0\x01\n\x0fSessionResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x38\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32%.resilient_circuit.v1.AcquireResponseH\x00\x12\x36\n\x06report\x18\x03 \x01(\x0b\x32$.resilient_circuit.v1.ReportResponseH\x00\x12\x33\n\x05\x65rror\x18\x04 \x01(\x0b\x32\".resilient_circuit.v1.SessionErrorH\x00\x42\n\n\x08response\"<\n\x0cSessionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"I\n\x12ReportBatchRequest\x12\x33\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\".resilient_circuit.v1.OutcomeBatch\"t\n\x0cOutcomeBatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x11\n\tsuccesses\x18\x03 \x01(\x04\x12/\n\x08outcomes\x18\x04 \x03(\x0e\x32\x1d.resilient_circuit.v1.Outcome\"b\n\x13ReportBatchResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.resilient_circuit.v1.OutcomeBatchResult\x12\x10\n\x08revision\x18\x02 \x01(\x04\"\xee\x01\n\x12OutcomeBatchResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x04\x12\r\n\x05stale\x18\x03 \x01(\x04\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x34\n\ntransition\x18\x06 \x01(\x0b\x32 .resilient_circuit.v1.Transition\x12\x31\n\x05\x65rror\x18\x07 \x01(\x0b\x32\".resilient_circuit.v1.SessionError*d\n\x0cResyncReason\x12\x1d\n\x19RESYNC_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14RESYNC_REASON_LAGGED\x10\x01\x12\x1b\n\x17RESYNC_REASON_COMPACTED\x10\x02\x32\x94\x06\n\x10ProtectorService\x12n\n\x0f\x45nsureProtector\x12,.resilient_circuit.v1.EnsureProtectorRequest\x1a-.resilient_circuit.v1.EnsureProtectorResponse\x12V\n\x07\x41\x63quire\x12$.resilient_circuit.v1.AcquireRequest\x1a%.resilient_circuit.v1.AcquireResponse\x12S\n\x06Report\x12#.resilient_circuit.v1.ReportRequest\x1a$.resilient_circuit.v1.ReportResponse\x12O\n\x05Watch\x12\".resilient_circuit.v1.WatchRequest\x1a .resilient_circuit.v1.WatchEvent0\x01\x12\x65\n\x0cGetProtector\x12).resilient_circuit.v1.GetProtectorRequest\x1a*.resilient_circuit.v1.GetProtectorResponse\x12k\n\x0eListProtectors\x12+.resilient_circuit.v1.ListProtectorsRequest\x1a,.resilient_circuit.v1.ListProtectorsResponse\x12Z\n\x07Session\x12$.resilient_circuit.v1.SessionRequest\x1a%.resilient_circuit.v1.SessionResponse(\x01\x30\x01\x12\x62\n\x0bReportBatch\x12(.resilient_circuit.v1.ReportBatchRequest\x1a).resilient_circuit.v1.ReportBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$resilient_circuit/v1/protector.proto\x12\x14resilient_circuit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a resilient_circuit/v1/types.proto\"T\n\x16\x45nsureProtectorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\"\x88\x01\n\x17\x45nsureProtectorResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x16\n\x0epolicy_matches\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x04\"\x1e\n\x0e\x41\x63quireRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xfc\x02\n\x0f\x41\x63quireResponse\x12\x30\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1e.resilient_circuit.v1.Decision\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12,\n\x06permit\x18\x03 \x01(\x0b\x32\x1c.resilient_circuit.v1.Permit\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x06reason\x18\x05 \x01(\x0e\x32$.resilient_circuit.v1.DecisionReason\x12\x10\n\x08revision\x18\x06 \x01(\x04\x12\x34\n\ntransition\x18\x07 \x01(\x0b\x32 .resilient_circuit.v1.Transition\x12\x14\n\x0cwould_reject\x18\x08 \x01(\x08\x12\x17\n\x0fpolicy_revision\x18\t \x01(\x04\"\xa8\x01\n\rReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06permit\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Permit\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.resilient_circuit.v1.Outcome\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0eReportResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x34\n\ntransition\x18\x04 \x01(\x0b\x32 .resilient_circuit.v1.Transition\"#\n\x13GetProtectorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x14GetProtectorResponse\x12\x32\n\tprotector\x18\x01 \x01(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x10\n\x08revision\x18\x02 \x01(\x04\"N\n\x15ListProtectorsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"x\n\x16ListProtectorsResponse\x12\x33\n\nprotectors\x18\x01 \x03(\x0b\x32\x1f.resilient_circuit.v1.Protector\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"\xfa\x01\n\x0cWatchRequest\x12/\n\x05names\x18\x01 \x01(\x0b\x32\x1e.resilient_circuit.v1.NameListH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x12\x1b\n\x0estart_revision\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x34\n\x11progress_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x0bstart_epoch\x18\x06 \x01(\x04H\x02\x88\x01\x01\x42\x08\n\x06\x66ilterB\x11\n\x0f_start_revisionB\x0e\n\x0c_start_epoch\"\x19\n\x08NameList\x12\r\n\x05names\x18\x01 \x03(\t\"\x97\x04\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x33\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1f.resilient_circuit.v1.ProtectorH\x00\x12.\n\x06synced\x18\x03 \x01(\x0b\x32\x1c.resilient_circuit.v1.SyncedH\x00\x12=\n\x0estatus_changed\x18\x04 \x01(\x0b\x32#.resilient_circuit.v1.StatusChangedH\x00\x12\x32\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1f.resilient_circuit.v1.ProtectorH\x00\x12\x30\n\x07\x64\x65leted\x18\x06 \x01(\x0b\x32\x1d.resilient_circuit.v1.DeletedH\x00\x12=\n\x0epolicy_updated\x18\x07 \x01(\x0b\x32#.resilient_circuit.v1.PolicyUpdatedH\x00\x12\x41\n\x10override_changed\x18\x08 \x01(\x0b\x32%.resilient_circuit.v1.OverrideChangedH\x00\x12\x32\n\x08progress\x18\t \x01(\x0b\x32\x1e.resilient_circuit.v1.ProgressH\x00\x12.\n\x06resync\x18\n \x01(\x0b\x32\x1c.resilient_circuit.v1.ResyncH\x00\x42\x07\n\x05\x65vent\"\x17\n\x06Synced\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"S\n\rStatusChanged\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\ntransition\x18\x02 \x01(\x0b\x32 .resilient_circuit.v1.Transition\"\x17\n\x07\x44\x65leted\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\rPolicyUpdated\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\"b\n\x0fOverrideChanged\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x08override\x18\x02 \x01(\x0b\x32\x1e.resilient_circuit.v1.Override\x12\x0f\n\x07\x65xpired\x18\x03 \x01(\x08\"\n\n\x08Progress\"<\n\x06Resync\x12\x32\n\x06reason\x18\x01 \x01(\x0e\x32\".resilient_circuit.v1.ResyncReason\"\x97\x01\n\x0eSessionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x37\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32$.resilient_circuit.v1.AcquireRequestH\x00\x12\x35\n\x06report\x18\x03 \x01(\x0b\x32#.resilient_circuit.v1.ReportRequestH\x00\x42\t\n\x07request\"\xd0\x01\n\x0fSessionResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x38\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32%.resilient_circuit.v1.AcquireResponseH\x00\x12\x36\n\x06report\x18\x03 \x01(\x0b\x32$.resilient_circuit.v1.ReportResponseH\x00\x12\x33\n\x05\x65rror\x18\x04 \x01(\x0b\x32\".resilient_circuit.v1.SessionErrorH\x00\x42\n\n\x08response\"<\n\x0cSessionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"I\n\x12ReportBatchRequest\x12\x33\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\".resilient_circuit.v1.OutcomeBatch\"\xa2\x01\n\x0cOutcomeBatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x11\n\tsuccesses\x18\x03 \x01(\x04\x12/\n\x08outcomes\x18\x04 \x03(\x0e\x32\x1d.resilient_circuit.v1.Outcome\x12,\n\tdurations\x18\x05 \x03(\x0b\x32\x19.google.protobuf.Duration\"b\n\x13ReportBatchResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.resilient_circuit.v1.OutcomeBatchResult\x12\x10\n\x08revision\x18\x02 \x01(\x04\"\xee\x01\n\x12OutcomeBatchResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x04\x12\r\n\x05stale\x18\x03 \x01(\x04\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x34\n\ntransition\x18\x06 \x01(\x0b\x32 .resilient_circuit.v1.Transition\x12\x31\n\x05\x65rror\x18\x07 \x01(\x0b\x32\".resilient_circuit.v1.SessionError*d\n\x0cResyncReason\x12\x1d\n\x19RESYNC_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14RESYNC_REASON_LAGGED\x10\x01\x12\x1b\n\x17RESYNC_REASON_COMPACTED\x10\x02\x32\x94\x06\n\x10ProtectorService\x12n\n\x0f\x45nsureProtector\x12,.resilient_circuit.v1.EnsureProtectorRequest\x1a-.resilient_circuit.v1.EnsureProtectorResponse\x12V\n\x07\x41\x63quire\x12$.resilient_circuit.v1.AcquireRequest\x1a%.resilient_circuit.v1.AcquireResponse\x12S\n\x06Report\x12#.resilient_circuit.v1.ReportRequest\x1a$.resilient_circuit.v1.ReportResponse\x12O\n\x05Watch\x12\".resilient_circuit.v1.WatchRequest\x1a .resilient_circuit.v1.WatchEvent0\x01\x12\x65\n\x0cGetProtector\x12).resilient_circuit.v1.GetProtectorRequest\x1a*.resilient_circuit.v1.GetProtectorResponse\x12k\n\x0eListProtectors\x12+.resilient_circuit.v1.ListProtectorsRequest\x1a,.resilient_circuit.v1.ListProtectorsResponse\x12Z\n\x07Session\x12$.resilient_circuit.v1.SessionRequest\x1a%.resilient_circuit.v1.SessionResponse(\x01\x30\x01\x12\x62\n\x0bReportBatch\x12(.resilient_circuit.v1.ReportBatchRequest\x1a).resilient_circuit.v1.ReportBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'resilient_circuit.v1.protector_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESYNCREASON']._serialized_start=3499
-  _globals['_RESYNCREASON']._serialized_end=3599
+  _globals['_RESYNCREASON']._serialized_start=3639
+  _globals['_RESYNCREASON']._serialized_end=3739
   _globals['_ENSUREPROTECTORREQUEST']._serialized_start=128
   _globals['_ENSUREPROTECTORREQUEST']._serialized_end=212
   _globals['_ENSUREPROTECTORRESPONSE']._serialized_start=215
@@ -42,53 +42,53 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACQUIREREQUEST']._serialized_start=353
   _globals['_ACQUIREREQUEST']._serialized_end=383
   _globals['_ACQUIRERESPONSE']._serialized_start=386
-  _globals['_ACQUIRERESPONSE']._serialized_end=719
-  _globals['_REPORTREQUEST']._serialized_start=721
-  _globals['_REPORTREQUEST']._serialized_end=844
-  _globals['_REPORTRESPONSE']._serialized_start=847
-  _globals['_REPORTRESPONSE']._serialized_end=999
-  _globals['_GETPROTECTORREQUEST']._serialized_start=1001
-  _globals['_GETPROTECTORREQUEST']._serialized_end=1036
-  _globals['_GETPROTECTORRESPONSE']._serialized_start=1038
-  _globals['_GETPROTECTORRESPONSE']._serialized_end=1130
-  _globals['_LISTPROTECTORSREQUEST']._serialized_start=1132
-  _globals['_LISTPROTECTORSREQUEST']._serialized_end=1210
-  _globals['_LISTPROTECTORSRESPONSE']._serialized_start=1212
-  _globals['_LISTPROTECTORSRESPONSE']._serialized_end=1332
-  _globals['_WATCHREQUEST']._serialized_start=1335
-  _globals['_WATCHREQUEST']._serialized_end=1585
-  _globals['_NAMELIST']._serialized_start=1587
-  _globals['_NAMELIST']._serialized_end=1612
-  _globals['_WATCHEVENT']._serialized_start=1615
-  _globals['_WATCHEVENT']._serialized_end=2150
-  _globals['_SYNCED']._serialized_start=2152
-  _globals['_SYNCED']._serialized_end=2175
-  _globals['_STATUSCHANGED']._serialized_start=2177
-  _globals['_STATUSCHANGED']._serialized_end=2260
-  _globals['_DELETED']._serialized_start=2262
-  _globals['_DELETED']._serialized_end=2285
-  _globals['_POLICYUPDATED']._serialized_start=2287
-  _globals['_POLICYUPDATED']._serialized_end=2362
-  _globals['_OVERRIDECHANGED']._serialized_start=2364
-  _globals['_OVERRIDECHANGED']._serialized_end=2462
-  _globals['_PROGRESS']._serialized_start=2464
-  _globals['_PROGRESS']._serialized_end=2474
-  _globals['_RESYNC']._serialized_start=2476
-  _globals['_RESYNC']._serialized_end=2536
-  _globals['_SESSIONREQUEST']._serialized_start=2539
-  _globals['_SESSIONREQUEST']._serialized_end=2690
-  _globals['_SESSIONRESPONSE']._serialized_start=2693
-  _globals['_SESSIONRESPONSE']._serialized_end=2901
-  _globals['_SESSIONERROR']._serialized_start=2903
-  _globals['_SESSIONERROR']._serialized_end=2963
-  _globals['_REPORTBATCHREQUEST']._serialized_start=2965
-  _globals['_REPORTBATCHREQUEST']._serialized_end=3038
-  _globals['_OUTCOMEBATCH']._serialized_start=3040
-  _globals['_OUTCOMEBATCH']._serialized_end=3156
-  _globals['_REPORTBATCHRESPONSE']._serialized_start=3158
-  _globals['_REPORTBATCHRESPONSE']._serialized_end=3256
-  _globals['_OUTCOMEBATCHRESULT']._serialized_start=3259
-  _globals['_OUTCOMEBATCHRESULT']._serialized_end=3497
-  _globals['_PROTECTORSERVICE']._serialized_start=3602
-  _globals['_PROTECTORSERVICE']._serialized_end=4390
+  _globals['_ACQUIRERESPONSE']._serialized_end=766
+  _globals['_REPORTREQUEST']._serialized_start=769
+  _globals['_REPORTREQUEST']._serialized_end=937
+  _globals['_REPORTRESPONSE']._serialized_start=940
+  _globals['_REPORTRESPONSE']._serialized_end=1092
+  _globals['_GETPROTECTORREQUEST']._serialized_start=1094
+  _globals['_GETPROTECTORREQUEST']._serialized_end=1129
+  _globals['_GETPROTECTORRESPONSE']._serialized_start=1131
+  _globals['_GETPROTECTORRESPONSE']._serialized_end=1223
+  _globals['_LISTPROTECTORSREQUEST']._serialized_start=1225
+  _globals['_LISTPROTECTORSREQUEST']._serialized_end=1303
+  _globals['_LISTPROTECTORSRESPONSE']._serialized_start=1305
+  _globals['_LISTPROTECTORSRESPONSE']._serialized_end=1425
+  _globals['_WATCHREQUEST']._serialized_start=1428
+  _globals['_WATCHREQUEST']._serialized_end=1678
+  _globals['_NAMELIST']._serialized_start=1680
+  _globals['_NAMELIST']._serialized_end=1705
+  _globals['_WATCHEVENT']._serialized_start=1708
+  _globals['_WATCHEVENT']._serialized_end=2243
+  _globals['_SYNCED']._serialized_start=2245
+  _globals['_SYNCED']._serialized_end=2268
+  _globals['_STATUSCHANGED']._serialized_start=2270
+  _globals['_STATUSCHANGED']._serialized_end=2353
+  _globals['_DELETED']._serialized_start=2355
+  _globals['_DELETED']._serialized_end=2378
+  _globals['_POLICYUPDATED']._serialized_start=2380
+  _globals['_POLICYUPDATED']._serialized_end=2455
+  _globals['_OVERRIDECHANGED']._serialized_start=2457
+  _globals['_OVERRIDECHANGED']._serialized_end=2555
+  _globals['_PROGRESS']._serialized_start=2557
+  _globals['_PROGRESS']._serialized_end=2567
+  _globals['_RESYNC']._serialized_start=2569
+  _globals['_RESYNC']._serialized_end=2629
+  _globals['_SESSIONREQUEST']._serialized_start=2632
+  _globals['_SESSIONREQUEST']._serialized_end=2783
+  _globals['_SESSIONRESPONSE']._serialized_start=2786
+  _globals['_SESSIONRESPONSE']._serialized_end=2994
+  _globals['_SESSIONERROR']._serialized_start=2996
+  _globals['_SESSIONERROR']._serialized_end=3056
+  _globals['_REPORTBATCHREQUEST']._serialized_start=3058
+  _globals['_REPORTBATCHREQUEST']._serialized_end=3131
+  _globals['_OUTCOMEBATCH']._serialized_start=3134
+  _globals['_OUTCOMEBATCH']._serialized_end=3296
+  _globals['_REPORTBATCHRESPONSE']._serialized_start=3298
+  _globals['_REPORTBATCHRESPONSE']._serialized_end=3396
+  _globals['_OUTCOMEBATCHRESULT']._serialized_start=3399
+  _globals['_OUTCOMEBATCHRESULT']._serialized_end=3637
+  _globals['_PROTECTORSERVICE']._serialized_start=3742
+  _globals['_PROTECTORSERVICE']._serialized_end=4530
 # @@protoc_insertion_point(module_scope)

@@ -26,39 +26,41 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n resilient_circuit/v1/types.proto\x12\x14resilient_circuit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\x08\x46raction\x12\x11\n\tnumerator\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65nominator\x18\x02 \x01(\r\"\x98\x02\n\x06Policy\x12+\n\x08\x63ooldown\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\rfailure_limit\x18\x02 \x01(\x0b\x32\x1e.resilient_circuit.v1.Fraction\x12\x35\n\rsuccess_limit\x18\x03 \x01(\x0b\x32\x1e.resilient_circuit.v1.Fraction\x12\x1a\n\rtrial_permits\x18\x04 \x01(\rH\x00\x88\x01\x01\x12-\n\npermit_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x61uto_half_open\x18\x06 \x01(\x08\x42\x10\n\x0e_trial_permits\"X\n\x06Permit\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\n\n\x02id\x18\x02 \x01(\x04\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x08Override\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".resilient_circuit.v1.OverrideKind\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x06Window\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x11\n\tsuccesses\x18\x02 \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\r\x12/\n\x08outcomes\x18\x04 \x03(\x0e\x32\x1d.resilient_circuit.v1.Outcome\"\x94\x01\n\x08\x43ounters\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12\x11\n\tsuccesses\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x0f\n\x07ignored\x18\x05 \x01(\x04\x12\x15\n\rstale_reports\x18\x06 \x01(\x04\x12\x17\n\x0f\x65xpired_permits\x18\x07 \x01(\x04\"\x86\x02\n\nTransition\x12*\n\x04\x66rom\x18\x01 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12(\n\x02to\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x36\n\x06reason\x18\x03 \x01(\x0e\x32&.resilient_circuit.v1.TransitionReason\x12\x12\n\ngeneration\x18\x04 \x01(\x04\x12.\n\nopen_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x99\x03\n\tProtector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x30\n\x08override\x18\x04 \x01(\x0b\x32\x1e.resilient_circuit.v1.Override\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12.\n\nopen_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06window\x18\x07 \x01(\x0b\x32\x1c.resilient_circuit.v1.Window\x12\x1c\n\x14\x63onsecutive_failures\x18\x08 \x01(\x04\x12\x18\n\x10trials_in_flight\x18\t \x01(\r\x12\x30\n\x08\x63ounters\x18\n \x01(\x0b\x32\x1e.resilient_circuit.v1.Counters\x12\x14\n\x0cmod_revision\x18\x0b \x01(\x04*Z\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_CLOSED\x10\x01\x12\x0f\n\x0bSTATUS_OPEN\x10\x02\x12\x14\n\x10STATUS_HALF_OPEN\x10\x03*\x80\x01\n\x0cOverrideKind\x12\x1d\n\x19OVERRIDE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OVERRIDE_KIND_NONE\x10\x01\x12\x1d\n\x19OVERRIDE_KIND_FORCED_OPEN\x10\x02\x12\x1a\n\x16OVERRIDE_KIND_DISABLED\x10\x03*a\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n\x0fOUTCOME_FAILURE\x10\x02\x12\x13\n\x0fOUTCOME_IGNORED\x10\x03*R\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x45\x43ISION_ADMITTED\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_REJECTED\x10\x02*\xe7\x01\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x43ISION_REASON_CLOSED\x10\x01\x12\x19\n\x15\x44\x45\x43ISION_REASON_TRIAL\x10\x02\x12\x1c\n\x18\x44\x45\x43ISION_REASON_DISABLED\x10\x03\x12\x18\n\x14\x44\x45\x43ISION_REASON_OPEN\x10\x04\x12$\n DECISION_REASON_TRIALS_EXHAUSTED\x10\x05\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_FORCED_OPEN\x10\x06*\x93\x02\n\x10TransitionReason\x12!\n\x1dTRANSITION_REASON_UNSPECIFIED\x10\x00\x12#\n\x1fTRANSITION_REASON_FAILURE_LIMIT\x10\x01\x12&\n\"TRANSITION_REASON_COOLDOWN_ELAPSED\x10\x02\x12&\n\"TRANSITION_REASON_TRIALS_SUCCEEDED\x10\x03\x12#\n\x1fTRANSITION_REASON_TRIALS_FAILED\x10\x04\x12$\n TRANSITION_REASON_PERMIT_EXPIRED\x10\x05\x12\x1c\n\x18TRANSITION_REASON_MANUAL\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n resilient_circuit/v1/types.proto\x12\x14resilient_circuit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\x08\x46raction\x12\x11\n\tnumerator\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65nominator\x18\x02 \x01(\r\"\x99\x05\n\x06Policy\x12+\n\x08\x63ooldown\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\rfailure_limit\x18\x02 \x01(\x0b\x32\x1e.resilient_circuit.v1.Fraction\x12\x35\n\rsuccess_limit\x18\x03 \x01(\x0b\x32\x1e.resilient_circuit.v1.Fraction\x12\x1a\n\rtrial_permits\x18\x04 \x01(\rH\x00\x88\x01\x01\x12-\n\npermit_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x61uto_half_open\x18\x06 \x01(\x08\x12\x32\n\x0fwindow_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\rminimum_calls\x18\x08 \x01(\rH\x01\x88\x01\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\t \x01(\r\x12\x35\n\x12slow_call_duration\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x0fslow_call_limit\x18\x0b \x01(\x0b\x32\x1e.resilient_circuit.v1.Fraction\x12 \n\x13\x63ooldown_multiplier\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12/\n\x0cmax_cooldown\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06shadow\x18\x0e \x01(\x08\x12\x14\n\x0chistory_size\x18\x0f \x01(\rB\x10\n\x0e_trial_permitsB\x10\n\x0e_minimum_callsB\x16\n\x14_cooldown_multiplier\"X\n\x06Permit\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\n\n\x02id\x18\x02 \x01(\x04\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x08Override\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".resilient_circuit.v1.OverrideKind\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x06Window\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x11\n\tsuccesses\x18\x02 \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\r\x12/\n\x08outcomes\x18\x04 \x03(\x0e\x32\x1d.resilient_circuit.v1.Outcome\x12\x12\n\nslow_calls\x18\x05 \x01(\r\"\x9f\x01\n\nTimeWindow\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x62ucket_width\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x12\n\nslow_calls\x18\x05 \x01(\x04\"\x94\x01\n\x08\x43ounters\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12\x11\n\tsuccesses\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x0f\n\x07ignored\x18\x05 \x01(\x04\x12\x15\n\rstale_reports\x18\x06 \x01(\x04\x12\x17\n\x0f\x65xpired_permits\x18\x07 \x01(\x04\"\x86\x02\n\nTransition\x12*\n\x04\x66rom\x18\x01 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12(\n\x02to\x18\x02 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x36\n\x06reason\x18\x03 \x01(\x0e\x32&.resilient_circuit.v1.TransitionReason\x12\x12\n\ngeneration\x18\x04 \x01(\x04\x12.\n\nopen_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x04\n\tProtector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.resilient_circuit.v1.Policy\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.resilient_circuit.v1.Status\x12\x30\n\x08override\x18\x04 \x01(\x0b\x32\x1e.resilient_circuit.v1.Override\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12.\n\nopen_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06window\x18\x07 \x01(\x0b\x32\x1c.resilient_circuit.v1.Window\x12\x1c\n\x14\x63onsecutive_failures\x18\x08 \x01(\x04\x12\x18\n\x10trials_in_flight\x18\t \x01(\r\x12\x30\n\x08\x63ounters\x18\n \x01(\x0b\x32\x1e.resilient_circuit.v1.Counters\x12\x14\n\x0cmod_revision\x18\x0b \x01(\x04\x12\x34\n\x11\x63ooldown_in_force\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fpolicy_revision\x18\r \x01(\x04\x12\x35\n\x0btime_window\x18\x0e \x01(\x0b\x32 .resilient_circuit.v1.TimeWindow\x12\x13\n\x0bhistory_len\x18\x0f \x01(\r*Z\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_CLOSED\x10\x01\x12\x0f\n\x0bSTATUS_OPEN\x10\x02\x12\x14\n\x10STATUS_HALF_OPEN\x10\x03*\x80\x01\n\x0cOverrideKind\x12\x1d\n\x19OVERRIDE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OVERRIDE_KIND_NONE\x10\x01\x12\x1d\n\x19OVERRIDE_KIND_FORCED_OPEN\x10\x02\x12\x1a\n\x16OVERRIDE_KIND_DISABLED\x10\x03*a\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n\x0fOUTCOME_FAILURE\x10\x02\x12\x13\n\x0fOUTCOME_IGNORED\x10\x03*R\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x45\x43ISION_ADMITTED\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_REJECTED\x10\x02*\xe7\x01\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x43ISION_REASON_CLOSED\x10\x01\x12\x19\n\x15\x44\x45\x43ISION_REASON_TRIAL\x10\x02\x12\x1c\n\x18\x44\x45\x43ISION_REASON_DISABLED\x10\x03\x12\x18\n\x14\x44\x45\x43ISION_REASON_OPEN\x10\x04\x12$\n DECISION_REASON_TRIALS_EXHAUSTED\x10\x05\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_FORCED_OPEN\x10\x06*\xe1\x02\n\x10TransitionReason\x12!\n\x1dTRANSITION_REASON_UNSPECIFIED\x10\x00\x12#\n\x1fTRANSITION_REASON_FAILURE_LIMIT\x10\x01\x12&\n\"TRANSITION_REASON_COOLDOWN_ELAPSED\x10\x02\x12&\n\"TRANSITION_REASON_TRIALS_SUCCEEDED\x10\x03\x12#\n\x1fTRANSITION_REASON_TRIALS_FAILED\x10\x04\x12$\n TRANSITION_REASON_PERMIT_EXPIRED\x10\x05\x12\x1c\n\x18TRANSITION_REASON_MANUAL\x10\x06\x12*\n&TRANSITION_REASON_CONSECUTIVE_FAILURES\x10\x07\x12 \n\x1cTRANSITION_REASON_SLOW_CALLS\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'resilient_circuit.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=1596
-  _globals['_STATUS']._serialized_end=1686
-  _globals['_OVERRIDEKIND']._serialized_start=1689
-  _globals['_OVERRIDEKIND']._serialized_end=1817
-  _globals['_OUTCOME']._serialized_start=1819
-  _globals['_OUTCOME']._serialized_end=1916
-  _globals['_DECISION']._serialized_start=1918
-  _globals['_DECISION']._serialized_end=2000
-  _globals['_DECISIONREASON']._serialized_start=2003
-  _globals['_DECISIONREASON']._serialized_end=2234
-  _globals['_TRANSITIONREASON']._serialized_start=2237
-  _globals['_TRANSITIONREASON']._serialized_end=2512
+  _globals['_STATUS']._serialized_start=2319
+  _globals['_STATUS']._serialized_end=2409
+  _globals['_OVERRIDEKIND']._serialized_start=2412
+  _globals['_OVERRIDEKIND']._serialized_end=2540
+  _globals['_OUTCOME']._serialized_start=2542
+  _globals['_OUTCOME']._serialized_end=2639
+  _globals['_DECISION']._serialized_start=2641
+  _globals['_DECISION']._serialized_end=2723
+  _globals['_DECISIONREASON']._serialized_start=2726
+  _globals['_DECISIONREASON']._serialized_end=2957
+  _globals['_TRANSITIONREASON']._serialized_start=2960
+  _globals['_TRANSITIONREASON']._serialized_end=3313
   _globals['_FRACTION']._serialized_start=123
   _globals['_FRACTION']._serialized_end=173
   _globals['_POLICY']._serialized_start=176
-  _globals['_POLICY']._serialized_end=456
-  _globals['_PERMIT']._serialized_start=458
-  _globals['_PERMIT']._serialized_end=546
-  _globals['_OVERRIDE']._serialized_start=548
-  _globals['_OVERRIDE']._serialized_end=656
-  _globals['_WINDOW']._serialized_start=658
-  _globals['_WINDOW']._serialized_end=766
-  _globals['_COUNTERS']._serialized_start=769
-  _globals['_COUNTERS']._serialized_end=917
-  _globals['_TRANSITION']._serialized_start=920
-  _globals['_TRANSITION']._serialized_end=1182
-  _globals['_PROTECTOR']._serialized_start=1185
-  _globals['_PROTECTOR']._serialized_end=1594
+  _globals['_POLICY']._serialized_end=841
+  _globals['_PERMIT']._serialized_start=843
+  _globals['_PERMIT']._serialized_end=931
+  _globals['_OVERRIDE']._serialized_start=933
+  _globals['_OVERRIDE']._serialized_end=1041
+  _globals['_WINDOW']._serialized_start=1044
+  _globals['_WINDOW']._serialized_end=1172
+  _globals['_TIMEWINDOW']._serialized_start=1175
+  _globals['_TIMEWINDOW']._serialized_end=1334
+  _globals['_COUNTERS']._serialized_start=1337
+  _globals['_COUNTERS']._serialized_end=1485
+  _globals['_TRANSITION']._serialized_start=1488
+  _globals['_TRANSITION']._serialized_end=1750
+  _globals['_PROTECTOR']._serialized_start=1753
+  _globals['_PROTECTOR']._serialized_end=2317
 # @@protoc_insertion_point(module_scope)

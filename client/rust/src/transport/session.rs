@@ -74,6 +74,7 @@ pub(super) fn late_trial(name: String, answer: v1::AcquireResponse) -> Option<v1
     }
     tracing::debug!(%name, permit = permit.id, "a trial permit came after its caller gave up; giving it back");
     Some(v1::ReportRequest {
+        duration: None,
         name,
         permit: Some(permit),
         outcome: v1::Outcome::Ignored as i32,

@@ -60,6 +60,7 @@ fn requests() -> Seeds {
         trial_permits: Some(2),
         permit_ttl: duration(1, 500_000_000),
         auto_half_open: true,
+        ..Default::default()
     };
     let ensure = v1::EnsureProtectorRequest {
         name: "payments".into(),
@@ -76,6 +77,7 @@ fn requests() -> Seeds {
         expires_at: None,
     };
     let report = |outcome: v1::Outcome, permit: v1::Permit| v1::ReportRequest {
+        duration: None,
         name: "payments".into(),
         permit: Some(permit),
         outcome: outcome as i32,
@@ -91,6 +93,7 @@ fn requests() -> Seeds {
     };
     let batch = v1::ReportBatchRequest {
         batches: vec![v1::OutcomeBatch {
+            durations: Vec::new(),
             name: "payments".into(),
             generation: 1,
             successes: 3,

@@ -149,6 +149,7 @@ mod tests {
                 successes: 3,
                 failures: 1,
                 outcomes: vec![],
+                slow_calls: 0,
             }),
             ..Default::default()
         };

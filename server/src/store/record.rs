@@ -205,6 +205,11 @@ pub struct StoredProtector {
     /// file, and in records written before it existed (counted against nobody).
     #[prost(string, optional, tag = "26")]
     pub creator: Option<String>,
+    /// The revision at which the protector's policy was last set (creation, UpdatePolicy):
+    /// the AcquireResponse's `policy_revision`. Absent in records written before it
+    /// existed (read as 0 until the policy is next set).
+    #[prost(uint64, optional, tag = "27")]
+    pub policy_revision: Option<u64>,
 }
 
 /// `t` in nanoseconds since the Unix epoch, saturating.
@@ -283,6 +288,7 @@ impl StoredProtector {
             override_expires_at: s.override_state.and_then(|o| o.expires_at).map(nanos),
             resumed_at: nanos(s.resumed_at),
             creator: None,
+            policy_revision: None,
             counters: vec![
                 c.admitted,
                 c.rejected,
@@ -298,6 +304,12 @@ impl StoredProtector {
     /// The same state, recording `creator` as the identity that created the protector.
     pub fn created_by(mut self, creator: Option<&str>) -> StoredProtector {
         self.creator = creator.map(str::to_owned);
+        self
+    }
+
+    /// The same state, recording the revision at which its policy was last set.
+    pub fn policy_set_at(mut self, revision: u64) -> StoredProtector {
+        self.policy_revision = Some(revision);
         self
     }
 

@@ -213,6 +213,14 @@ impl Layers<'_> {
                 limits.max_protectors_per_identity,
                 d.limits.max_protectors_per_identity
             ))?,
+            // 0 is valid: no protector may keep a history.
+            max_history_entries: pick!(
+                self,
+                max_history_entries,
+                limits.max_history_entries,
+                d.limits.max_history_entries
+            )
+            .value,
         };
         let watch = WatchConfig {
             buffer: positive(pick!(self, watch_buffer, watch.buffer, d.watch.buffer))?,
@@ -647,7 +655,8 @@ fn protectors(
                 .map_or(PolicySpec::default().permit_ttl, Into::into),
             auto_half_open: entry.auto_half_open,
         };
-        if let Err(error) = Policy::try_new(policy) {
+        let rules = entry.rules();
+        if let Err(error) = Policy::try_with(policy, rules) {
             return Err(ConfigError::Policy {
                 path: path.to_owned(),
                 index,
@@ -655,7 +664,7 @@ fn protectors(
                 error,
             });
         }
-        out.push(ProtectorConfig { name, policy });
+        out.push(ProtectorConfig { name, policy, rules });
     }
     Ok(out)
 }

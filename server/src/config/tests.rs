@@ -88,6 +88,7 @@ fn the_example_file_parses_and_states_the_defaults() {
             permit_ttl: Duration::from_secs(30),
             auto_half_open: false,
         },
+        rules: Default::default(),
     };
     let search = ProtectorConfig {
         name: "search".into(),
@@ -95,6 +96,7 @@ fn the_example_file_parses_and_states_the_defaults() {
             cooldown: Duration::from_secs(5),
             ..PolicySpec::default()
         },
+        rules: Default::default(),
     };
     assert_eq!(s.config.protectors, vec![payments, search]);
 }
@@ -117,6 +119,7 @@ fn file_values_replace_defaults() {
         max_watchers_per_identity: 19,
         max_sessions_per_identity: 20,
         max_protectors_per_identity: 21,
+        max_history_entries: 1_000_000,
     };
     assert_eq!(c.limits, limits);
     let watch = WatchConfig {

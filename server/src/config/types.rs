@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use resilient_circuit_breaker::PolicySpec;
+use resilient_circuit_breaker::{Policy, PolicyError, PolicySpec, Rules};
 
 /// How the binary writes its logs (to stderr). Not part of [`Config`]: the daemon
 /// library does not care how its host logs.
@@ -168,6 +168,9 @@ pub struct Limits {
     /// Most existing protectors one identity may have created. Default 10,000, a tenth
     /// of `max_protectors`.
     pub max_protectors_per_identity: usize,
+    /// Most what-if history entries (the policies' `history_size`) of every protector
+    /// together. Default 1,000,000 (about 40 MB when full).
+    pub max_history_entries: usize,
 }
 
 /// How the daemon notices peers that went silent, so that none keeps a place under
@@ -207,6 +210,16 @@ pub struct ProtectorConfig {
     pub name: String,
     /// Its policy (checked when the daemon starts).
     pub policy: PolicySpec,
+    /// The optional rules of its policy (proto/SEMANTICS.md section 2a).
+    pub rules: Rules,
+}
+
+impl ProtectorConfig {
+    /// The validated policy (the file was checked at load, so this only fails for a
+    /// config built by hand).
+    pub fn checked_policy(&self) -> Result<Policy, PolicyError> {
+        Policy::try_with(self.policy, self.rules)
+    }
 }
 
 impl Default for Config {
@@ -242,6 +255,7 @@ impl Default for Limits {
             max_watchers_per_identity: 1000,
             max_sessions_per_identity: 1000,
             max_protectors_per_identity: 10_000,
+            max_history_entries: 1_000_000,
         }
     }
 }

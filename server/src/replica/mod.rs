@@ -138,6 +138,7 @@ pub async fn start(
         sequencer,
         watchers,
         max_protectors: config.limits.max_protectors,
+        max_history_entries: config.limits.max_history_entries,
         flush_interval: Duration::from_millis(100),
         ttl,
         snapshot_bytes: settings.snapshot_bytes,

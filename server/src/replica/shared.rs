@@ -21,6 +21,7 @@ pub(super) struct Shared {
     pub(super) sequencer: Arc<Sequencer>,
     pub(super) watchers: Watchers,
     pub(super) max_protectors: usize,
+    pub(super) max_history_entries: usize,
     pub(super) flush_interval: Duration,
     pub(super) ttl: Duration,
     pub(super) snapshot_bytes: u64,
@@ -51,6 +52,8 @@ impl Shared {
             Clock::new(),
             journal,
         );
-        registry.with_fence(Arc::clone(&self.fence))
+        registry
+            .with_fence(Arc::clone(&self.fence))
+            .with_max_history(self.max_history_entries)
     }
 }

@@ -1,0 +1,123 @@
+//! The what-if history in the registry: kept for accepted outcomes only, bounded by the
+//! policy and the daemon's limit, resized by UpdatePolicy, copied out by `history`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec, Rules};
+use tokio_util::sync::CancellationToken;
+
+use super::Registry;
+use crate::clock::Clock;
+use crate::config::WatchConfig;
+use crate::error::Error;
+use crate::sequencer::Sequencer;
+use crate::watch::Watchers;
+
+fn registry(max_history: usize) -> Registry {
+    let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
+    Registry::new(
+        10,
+        sequencer,
+        Watchers::new(1, CancellationToken::new()),
+        Clock::new(),
+        None,
+    )
+    .with_max_history(max_history)
+}
+
+fn keeping(history_size: u32) -> Policy {
+    let spec = PolicySpec {
+        failure_limit: (1, 2),
+        ..PolicySpec::default()
+    };
+    let rules = Rules {
+        history_size,
+        ..Rules::default()
+    };
+    Policy::try_with(spec, rules).expect("policy")
+}
+
+async fn call(registry: &Registry, name: &str, outcome: Outcome, ms: u64) {
+    let acquired = registry.acquire(name).await.expect("acquire");
+    let Decision::Admitted { permit, .. } = acquired.decision else {
+        panic!("rejected")
+    };
+    registry
+        .report_timed(name, permit, outcome, Some(Duration::from_millis(ms)))
+        .await
+        .expect("report");
+}
+
+#[tokio::test]
+async fn accepted_outcomes_are_kept_newest_last_and_resized_by_update_policy() {
+    let registry = registry(100);
+    let ensured = registry.ensure("p", keeping(3)).await.expect("ensure");
+    assert_eq!(ensured.view.policy_revision, ensured.revision);
+    for ms in 1..=4 {
+        call(&registry, "p", Outcome::Success, ms).await;
+    }
+    let (policy, entries) = registry.history("p").expect("history");
+    assert_eq!(policy, keeping(3));
+    let durations: Vec<_> = entries.iter().map(|e| e.duration.unwrap().as_millis()).collect();
+    assert_eq!(durations, vec![2, 3, 4]);
+    assert_eq!(registry.get("p").await.expect("get").history_len, 3);
+    assert_eq!(registry.history_entries(), 3);
+
+    // A batch's successes and listed outcomes are noted too, with their durations.
+    let generation = registry.get("p").await.expect("get").protector.generation();
+    registry
+        .report_batch_timed(
+            "p",
+            generation,
+            1,
+            &[Outcome::Success],
+            &[Duration::from_millis(9)],
+        )
+        .await
+        .expect("batch");
+    let (_, entries) = registry.history("p").expect("history");
+    let durations: Vec<_> = entries
+        .iter()
+        .map(|e| e.duration.map(|d| d.as_millis()))
+        .collect();
+    assert_eq!(durations, vec![Some(4), None, Some(9)]);
+
+    let (view, revision) = registry.update_policy("p", keeping(2)).await.expect("update");
+    assert_eq!(view.policy_revision, revision);
+    assert_eq!(view.history_len, 2, "the newest two are kept");
+    assert_eq!(registry.history_entries(), 2);
+    registry.update_policy("p", keeping(0)).await.expect("update");
+    assert!(registry.history("p").expect("history").1.is_empty());
+    assert_eq!(registry.history_entries(), 0);
+}
+
+#[tokio::test]
+async fn histories_past_the_daemon_limit_are_refused() {
+    let registry = registry(10);
+    registry.ensure("a", keeping(6)).await.expect("ensure");
+    let refused = registry.ensure("b", keeping(5)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::ResourceExhausted {
+                limit: "max_history_entries",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(registry.len(), 1, "nothing was created");
+    registry.ensure("b", keeping(4)).await.expect("fits exactly");
+    let refused = registry.update_policy("a", keeping(7)).await;
+    assert!(
+        matches!(refused, Err(Error::ResourceExhausted { .. })),
+        "{refused:?}"
+    );
+    registry.delete("a").await.expect("delete");
+    registry
+        .ensure("c", keeping(6))
+        .await
+        .expect("a deletion frees its room");
+    assert_eq!(registry.history_entries(), 10);
+}

@@ -41,6 +41,7 @@ mod persist;
 mod read;
 mod release;
 mod replica;
+mod simulate;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,7 @@ use crate::watch::Watchers;
 pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
 pub use creators::Creator;
 pub use history::{DEFAULT_MAX_HISTORY_ENTRIES, ENTRY_BYTES as HISTORY_ENTRY_BYTES};
+pub use simulate::Simulated;
 pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 
 struct Entry {

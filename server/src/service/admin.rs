@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, admin_service_server::AdminService};
 use resilient_circuit_breaker::policy::MAX_COOLDOWN;
 use tonic::{Request, Response, Status};
@@ -189,8 +190,27 @@ impl AdminService for AdminApi {
 
     async fn simulate_policy(
         &self,
-        _request: Request<v1::SimulatePolicyRequest>,
+        request: Request<v1::SimulatePolicyRequest>,
     ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
-        Err(Status::unimplemented("SimulatePolicy is not served yet"))
+        // The leader alone keeps histories (a follower's protectors have none).
+        forward!(self.0, request, admin.simulate_policy);
+        let req = request.into_inner();
+        let name = self.0.name("name", req.name)?;
+        let candidate = validate::policy("policy", req.policy.as_ref())?;
+        let done = self.0.registry().simulate(&name, candidate).await?;
+        let simulation = |r: resilient_circuit_breaker::Replay| v1::Simulation {
+            transitions: r.transitions.into_iter().map(Into::into).collect(),
+            admitted: r.admitted,
+            rejected: r.rejected,
+        };
+        Ok(Response::new(v1::SimulatePolicyResponse {
+            calls: done.calls,
+            first_at: done.span.map(|(first, _)| convert::timestamp(first)),
+            last_at: done.span.map(|(_, last)| convert::timestamp(last)),
+            candidate: Some(simulation(done.candidate)),
+            current: Some(simulation(done.current)),
+            policy: Some((&candidate).into()),
+            revision: done.revision,
+        }))
     }
 }

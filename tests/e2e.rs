@@ -36,6 +36,7 @@ mod report_batch_bounds;
 mod rpcs;
 mod session;
 mod shutdown;
+mod simulate;
 mod smoke;
 mod stale_reports;
 mod store_damage;

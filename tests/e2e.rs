@@ -31,6 +31,7 @@ mod metrics_tls;
 mod permit_expiry;
 mod permit_journal;
 mod permit_release;
+mod policy_rules;
 mod report_batch;
 mod report_batch_bounds;
 mod rpcs;

@@ -32,6 +32,7 @@ mod permit_expiry;
 mod permit_journal;
 mod permit_release;
 mod policy_rules;
+mod policy_rules_input;
 mod report_batch;
 mod report_batch_bounds;
 mod rpcs;

@@ -33,6 +33,7 @@ mod permit_journal;
 mod permit_release;
 mod policy_rules;
 mod policy_rules_input;
+mod policy_rules_restart;
 mod report_batch;
 mod report_batch_bounds;
 mod rpcs;

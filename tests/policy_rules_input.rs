@@ -95,12 +95,36 @@ fn bad_policies() -> Vec<(&'static str, v1::Policy, &'static str)> {
             },
             "consecutive_failures",
         ),
-        ("slow duration 0", slow(d(0, 0), fraction(1, 2)), "slow_call_duration"),
-        ("slow duration negative", slow(d(0, -5), fraction(1, 2)), "slow_call_duration"),
-        ("slow duration above 1 h", slow(d(3601, 0), fraction(1, 2)), "slow_call_duration"),
-        ("slow duration without a limit", slow(d(1, 0), None), "slow_call_duration"),
-        ("slow limit without a duration", slow(None, fraction(1, 2)), "slow_call_limit"),
-        ("slow limit above 1", slow(d(1, 0), fraction(3, 2)), "slow_call_limit"),
+        (
+            "slow duration 0",
+            slow(d(0, 0), fraction(1, 2)),
+            "slow_call_duration",
+        ),
+        (
+            "slow duration negative",
+            slow(d(0, -5), fraction(1, 2)),
+            "slow_call_duration",
+        ),
+        (
+            "slow duration above 1 h",
+            slow(d(3601, 0), fraction(1, 2)),
+            "slow_call_duration",
+        ),
+        (
+            "slow duration without a limit",
+            slow(d(1, 0), None),
+            "slow_call_duration",
+        ),
+        (
+            "slow limit without a duration",
+            slow(None, fraction(1, 2)),
+            "slow_call_limit",
+        ),
+        (
+            "slow limit above 1",
+            slow(d(1, 0), fraction(3, 2)),
+            "slow_call_limit",
+        ),
         (
             "slow limit 0/5",
             slow(d(1, 0), fraction(0, 5)),
@@ -207,7 +231,11 @@ async fn bad_durations_of_reports_are_named() {
         id: 0,
         expires_at: None,
     };
-    for (case, took) in [("negative", d(-1, 0)), ("above 1 h", d(3600, 1)), ("malformed", d(1, -1))] {
+    for (case, took) in [
+        ("negative", d(-1, 0)),
+        ("above 1 h", d(3600, 1)),
+        ("malformed", d(1, -1)),
+    ] {
         let r = p
             .report(v1::ReportRequest {
                 name: "d".into(),
@@ -238,7 +266,12 @@ async fn bad_durations_of_reports_are_named() {
     for (case, outcomes, durations, field) in [
         ("negative", 2, vec![d(0, 1), d(-2, 0)], "batches[1].durations[1]"),
         ("above 1 h", 1, vec![d(7200, 0)], "batches[1].durations[0]"),
-        ("more durations than outcomes", 1, vec![d(1, 0), d(1, 0)], "batches[1].durations"),
+        (
+            "more durations than outcomes",
+            1,
+            vec![d(1, 0), d(1, 0)],
+            "batches[1].durations",
+        ),
     ] {
         let r = p
             .report_batch(batch(outcomes, durations))

@@ -512,5 +512,6 @@ mod cluster;
 mod connections;
 mod http;
 mod identity_limits;
+mod policy_rules;
 mod tls;
 mod tokens;

@@ -204,7 +204,7 @@ async fn every_broken_rule_is_named_by_ensure_and_update_policy() {
         let ensured = p
             .ensure_protector(v1::EnsureProtectorRequest {
                 name: "new".into(),
-                policy: Some(bad.clone()),
+                policy: Some(bad),
             })
             .await;
         assert_eq!(invalid_field(ensured, case), expected, "EnsureProtector: {case}");

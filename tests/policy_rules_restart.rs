@@ -105,11 +105,11 @@ async fn a_restart_keeps_rules_buckets_slow_marks_and_the_policy_revision() {
     let timed = v1::Policy {
         window_duration: Some(duration(HOUR)),
         minimum_calls: Some(5),
-        ..slow.clone()
+        ..slow
     };
-    ensure(&mut client, "tw", slow.clone()).await;
+    ensure(&mut client, "tw", slow).await;
     // The policy set last, by UpdatePolicy, is the one the revision names.
-    let updated = update_policy(&mut admin, "tw", timed.clone()).await;
+    let updated = update_policy(&mut admin, "tw", timed).await;
     ensure(
         &mut client,
         "cw",
@@ -118,7 +118,7 @@ async fn a_restart_keeps_rules_buckets_slow_marks_and_the_policy_revision() {
                 numerator: 10,
                 denominator: 10,
             }),
-            ..slow.clone()
+            ..slow
         },
     )
     .await;
@@ -144,7 +144,7 @@ async fn a_restart_keeps_rules_buckets_slow_marks_and_the_policy_revision() {
     let before_tw = get(&mut client, "tw").await;
     let before_cw = get(&mut client, "cw").await;
     assert_eq!(before_tw.history_len, 4);
-    let w = before_tw.time_window.clone().expect("time window");
+    let w = before_tw.time_window.expect("time window");
     assert_eq!((w.calls, w.failures, w.slow_calls), (4, 3, 2));
     assert_eq!(before_cw.window.clone().expect("window").slow_calls, 1);
 

@@ -105,7 +105,9 @@ async fn registry(
         let refuse = |e: String| ServeError::Config(format!("protector {:?}: {e}", p.name));
         let name = validate::name("name", p.name.clone(), config.limits.max_name_len)
             .map_err(|e| refuse(e.to_string()))?;
-        let policy = p.checked_policy().map_err(|e| refuse(e.to_string()))?;
+        let policy = p
+            .checked_policy(&config.protector_rules)
+            .map_err(|e| refuse(e.to_string()))?;
         registry
             .ensure(&name, policy)
             .await

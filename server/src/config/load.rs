@@ -1,7 +1,7 @@
 //! Loading: flag > environment variable > TOML file > default, then every rule checked
 //! once, with errors that name where the offending value came from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use resilient_circuit_api::ProtectorName;
-use resilient_circuit_breaker::{Policy, PolicySpec};
+use resilient_circuit_breaker::{Policy, PolicySpec, Rules};
 
 use super::args::{self, Parsed};
 use super::error::{ConfigError, Source};
@@ -233,9 +233,9 @@ impl Layers<'_> {
             ))?,
         };
         let connections = self.connections(&d.connections)?;
-        let protectors = match self.file {
+        let (protectors, protector_rules) = match self.file {
             Some((path, file)) => protectors(path, &file.protectors, &limits)?,
-            None => Vec::new(),
+            None => Default::default(),
         };
         let cluster = self.cluster()?;
         let in_memory = pick!(self, in_memory, store.in_memory, false).value;
@@ -310,6 +310,7 @@ impl Layers<'_> {
             connections,
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
+            protector_rules,
             store,
             cluster,
             tls: self.tls()?,
@@ -615,7 +616,7 @@ fn protectors(
     path: &Path,
     entries: &[FileProtector],
     limits: &Limits,
-) -> Result<Vec<ProtectorConfig>, ConfigError> {
+) -> Result<(Vec<ProtectorConfig>, BTreeMap<String, Rules>), ConfigError> {
     if entries.len() > limits.max_protectors {
         return Err(ConfigError::TooManyProtectors {
             path: path.to_owned(),
@@ -625,6 +626,7 @@ fn protectors(
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
+    let mut rules_out = BTreeMap::new();
     for (index, entry) in entries.iter().enumerate() {
         let name = entry.name.clone();
         // The API's own rule, so a name the file accepts is one the API accepts.
@@ -664,7 +666,10 @@ fn protectors(
                 error,
             });
         }
-        out.push(ProtectorConfig { name, policy, rules });
+        if rules != Rules::default() {
+            rules_out.insert(name.clone(), rules);
+        }
+        out.push(ProtectorConfig { name, policy });
     }
-    Ok(out)
+    Ok((out, rules_out))
 }

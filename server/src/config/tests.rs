@@ -88,7 +88,6 @@ fn the_example_file_parses_and_states_the_defaults() {
             permit_ttl: Duration::from_secs(30),
             auto_half_open: false,
         },
-        rules: Default::default(),
     };
     let search = ProtectorConfig {
         name: "search".into(),
@@ -96,7 +95,6 @@ fn the_example_file_parses_and_states_the_defaults() {
             cooldown: Duration::from_secs(5),
             ..PolicySpec::default()
         },
-        rules: Default::default(),
     };
     assert_eq!(s.config.protectors, vec![payments, search]);
 }
@@ -514,5 +512,6 @@ mod cluster;
 mod connections;
 mod http;
 mod identity_limits;
+mod policy_rules;
 mod tls;
 mod tokens;

@@ -1,5 +1,6 @@
 //! The daemon's settings as values: [`Config`] and its parts, each with its default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,6 +49,10 @@ pub struct Config {
     /// Protectors to create at start (EnsureProtector semantics: an existing one is
     /// left as it is).
     pub protectors: Vec<ProtectorConfig>,
+    /// The optional rules (proto/SEMANTICS.md section 2a) of the `protectors` that set
+    /// any, by name. Kept beside them rather than in [`ProtectorConfig`], so that code
+    /// building a `ProtectorConfig` field by field keeps compiling.
+    pub protector_rules: BTreeMap<String, Rules>,
     /// Durable state. `None` keeps everything in memory: the library's default, so
     /// tests and embedders opt in. The `circuitd` binary defaults to `./data`.
     pub store: Option<StoreSettings>,
@@ -208,17 +213,17 @@ pub struct WatchConfig {
 pub struct ProtectorConfig {
     /// Its name.
     pub name: String,
-    /// Its policy (checked when the daemon starts).
+    /// Its policy (checked when the daemon starts); its optional rules are in
+    /// [`Config::protector_rules`].
     pub policy: PolicySpec,
-    /// The optional rules of its policy (proto/SEMANTICS.md section 2a).
-    pub rules: Rules,
 }
 
 impl ProtectorConfig {
-    /// The validated policy (the file was checked at load, so this only fails for a
-    /// config built by hand).
-    pub fn checked_policy(&self) -> Result<Policy, PolicyError> {
-        Policy::try_with(self.policy, self.rules)
+    /// The validated policy, with the optional rules `rules` gives it (see
+    /// [`Config::protector_rules`]). The file was checked at load, so this only fails
+    /// for a config built by hand.
+    pub fn checked_policy(&self, rules: &BTreeMap<String, Rules>) -> Result<Policy, PolicyError> {
+        Policy::try_with(self.policy, rules.get(&self.name).copied().unwrap_or_default())
     }
 }
 
@@ -235,6 +240,7 @@ impl Default for Config {
             connections: ConnectionConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
+            protector_rules: BTreeMap::new(),
             store: None,
             cluster: None,
             tls: None,

@@ -143,6 +143,7 @@ pub async fn start(
         ttl,
         snapshot_bytes: settings.snapshot_bytes,
         protectors: config.protectors.clone(),
+        protector_rules: config.protector_rules.clone(),
         max_name_len: config.limits.max_name_len,
         me,
         fence: Arc::new(Fence::default()),

@@ -28,6 +28,8 @@ pub(super) struct Shared {
     /// The configured protectors, ensured by each new leader (EnsureProtector
     /// semantics: an existing one is left as it is).
     pub(super) protectors: Vec<crate::config::ProtectorConfig>,
+    /// Their optional rules, by name.
+    pub(super) protector_rules: std::collections::BTreeMap<String, resilient_circuit_breaker::Rules>,
     pub(super) max_name_len: usize,
     pub(super) me: MemberRecord,
     pub(super) fence: Arc<Fence>,

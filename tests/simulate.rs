@@ -72,8 +72,15 @@ async fn simulate(
         .map(tonic::Response::into_inner)
 }
 
+/// Transitions without their instants (`at`, and `open_until`, which follows from it).
 fn without_instants(ts: &[v1::Transition]) -> Vec<v1::Transition> {
-    ts.iter().map(|t| v1::Transition { at: None, ..*t }).collect()
+    ts.iter()
+        .map(|t| v1::Transition {
+            at: None,
+            open_until: None,
+            ..*t
+        })
+        .collect()
 }
 
 #[track_caller]
@@ -96,6 +103,9 @@ fn assert_replayed(
     for t in &answered.transitions {
         let at = t.at.as_ref().and_then(convert::time).expect("an instant");
         assert!(span.0 <= at && at <= span.1, "{t:?} outside {span:?}");
+        if let Some(until) = t.open_until.as_ref().and_then(convert::time) {
+            assert_eq!(until - at, Duration::from_secs(3600), "{t:?}");
+        }
     }
 }
 

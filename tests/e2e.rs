@@ -17,6 +17,7 @@ mod cluster_etcd;
 mod cluster_failover;
 mod cluster_harness;
 mod cluster_watch;
+mod config_reload;
 mod connection_limit;
 mod connection_timeouts;
 mod coordination;

@@ -189,3 +189,72 @@ fn report_carries_the_calls_duration() {
         2,
     );
 }
+
+#[test]
+fn simulate_prints_both_timelines_and_json() {
+    let d = BlockingDaemon::start();
+    run(
+        ctl(&d).args([
+            "ensure",
+            "rules.whatif",
+            "--failure-limit",
+            "3/3",
+            "--history-size",
+            "10",
+        ]),
+        0,
+    );
+    for outcome in ["failure", "failure", "success"] {
+        run(ctl(&d).args(["acquire", "rules.whatif"]), 0);
+        run(
+            ctl(&d).args([
+                "report",
+                "rules.whatif",
+                "--generation",
+                "1",
+                "--permit",
+                "0",
+                "--outcome",
+                outcome,
+            ]),
+            0,
+        );
+    }
+    let (out, _) = run(
+        ctl(&d)
+            .args([
+                "simulate",
+                "rules.whatif",
+                "--cooldown",
+                "1h",
+                "--consecutive-failures",
+                "2",
+            ])
+            .env("NO_COLOR", "1"),
+        0,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("replayed 3 calls, from "), "{out}");
+    assert_eq!(lines[2], "candidate: 1 transitions", "{out}");
+    let trip: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(
+        trip[1..],
+        ["CLOSED→OPEN", "CONSECUTIVE_FAILURES,", "open", "until"][..4],
+        "{out}"
+    );
+    assert_eq!(lines[4].trim(), "admitted 2, rejected 1", "{out}");
+    assert_eq!(lines[6], "current: 0 transitions", "{out}");
+    assert_eq!(lines[7].trim(), "admitted 3, rejected 0", "{out}");
+
+    let answer = json(&d, &["simulate", "rules.whatif", "--consecutive-failures", "2"]);
+    assert_eq!(answer["calls"], "3");
+    assert_eq!(
+        answer["candidate"]["transitions"][0]["reason"],
+        "TRANSITION_REASON_CONSECUTIVE_FAILURES"
+    );
+
+    // No history: the daemon's FAILED_PRECONDITION, exit 1.
+    run(ctl(&d).args(["ensure", "rules.nohistory"]), 0);
+    let (_, err) = run(ctl(&d).args(["simulate", "rules.nohistory"]), 1);
+    assert!(err.contains("history_size"), "{err}");
+}

@@ -61,6 +61,18 @@ fn audit(origin: Origin, rpc: &str, name: &str, detail: impl std::fmt::Debug, re
     tracing::info!(target: "circuitd::audit", rpc, name, identity, peer = ?peer, via = ?via, detail = ?detail, revision, "admin change");
 }
 
+/// The audit line of a change the daemon made itself, applying its config file's
+/// `[[protectors]]` on SIGHUP (`crate::reload`): the same line as the RPC's, with the
+/// identity `config-reload` and no peer.
+pub(crate) fn audit_reload(rpc: &str, name: &str, detail: impl std::fmt::Debug, revision: u64) {
+    let origin = Origin {
+        identity: Some(Arc::from("config-reload")),
+        peer: None,
+        via: None,
+    };
+    audit(origin, rpc, name, detail, revision);
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn set_status(

@@ -35,6 +35,8 @@ macro_rules! forward {
 
 mod admin;
 pub mod forward;
+
+pub(crate) use admin::audit_reload;
 mod session;
 
 use crate::auth::Identity;

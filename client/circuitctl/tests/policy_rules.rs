@@ -225,6 +225,8 @@ fn simulate_prints_both_timelines_and_json() {
             .args([
                 "simulate",
                 "rules.whatif",
+                "--failure-limit",
+                "3/3",
                 "--cooldown",
                 "1h",
                 "--consecutive-failures",
@@ -238,15 +240,25 @@ fn simulate_prints_both_timelines_and_json() {
     assert_eq!(lines[2], "candidate: 1 transitions", "{out}");
     let trip: Vec<&str> = lines[3].split_whitespace().collect();
     assert_eq!(
-        trip[1..],
-        ["CLOSED→OPEN", "CONSECUTIVE_FAILURES,", "open", "until"][..4],
+        trip[1..5],
+        ["CLOSED→OPEN", "CONSECUTIVE_FAILURES,", "open", "until"],
         "{out}"
     );
     assert_eq!(lines[4].trim(), "admitted 2, rejected 1", "{out}");
     assert_eq!(lines[6], "current: 0 transitions", "{out}");
     assert_eq!(lines[7].trim(), "admitted 3, rejected 0", "{out}");
 
-    let answer = json(&d, &["simulate", "rules.whatif", "--consecutive-failures", "2"]);
+    let answer = json(
+        &d,
+        &[
+            "simulate",
+            "rules.whatif",
+            "--failure-limit",
+            "3/3",
+            "--consecutive-failures",
+            "2",
+        ],
+    );
     assert_eq!(answer["calls"], "3");
     assert_eq!(
         answer["candidate"]["transitions"][0]["reason"],

@@ -261,7 +261,7 @@ impl Cache {
                     return false;
                 }
                 queue.push((generation, took));
-                if queue.len() % FLUSH_AT as usize == 0 {
+                if queue.len().is_multiple_of(FLUSH_AT as usize) {
                     self.flush_now.notify_one();
                 }
                 true

@@ -18,7 +18,7 @@ use crate::cluster::{Cluster, Role};
 use crate::config::{Declared, Limits};
 use crate::error::Error;
 use crate::registry::Registry;
-use crate::service::audit_reload;
+use crate::service::audit::audit_reload;
 
 /// What a reload needs: the file, the limits it is checked against, and where to apply it.
 #[derive(Debug, Clone)]

@@ -69,10 +69,9 @@ use crate::sequencer::{Committed, EventFn, Sequencer};
 use crate::store::Journal;
 use crate::watch::Watchers;
 
-pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
+pub use answers::{Acquired, BatchReported, Ensured, Reported, Simulated, View};
 pub use creators::Creator;
 pub use history::{DEFAULT_MAX_HISTORY_ENTRIES, ENTRY_BYTES as HISTORY_ENTRY_BYTES};
-pub use simulate::Simulated;
 pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 
 struct Entry {

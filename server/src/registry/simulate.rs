@@ -2,25 +2,10 @@
 //! history, copied out under its entry guard, replayed through the candidate policy and
 //! through the current one, each in a fresh pure machine. Nothing is changed.
 
-use resilient_circuit_breaker::{Policy, Replay, Time, replay};
+use resilient_circuit_breaker::{Policy, replay};
 
-use super::Registry;
+use super::{Registry, Simulated};
 use crate::error::Error;
-
-/// What a what-if found.
-#[derive(Debug, Clone)]
-pub struct Simulated {
-    /// Calls replayed: the history's entries.
-    pub calls: u64,
-    /// The instants of the first and the last call replayed; `None` when there was none.
-    pub span: Option<(Time, Time)>,
-    /// The candidate policy's replay.
-    pub candidate: Replay,
-    /// The current policy's replay of the same calls.
-    pub current: Replay,
-    /// The daemon-wide revision the history reflects at least.
-    pub revision: u64,
-}
 
 impl Registry {
     /// Replays `name`'s history through `candidate` and through its current policy.

@@ -34,9 +34,8 @@ macro_rules! forward {
 }
 
 mod admin;
+pub(crate) mod audit;
 pub mod forward;
-
-pub(crate) use admin::audit_reload;
 mod session;
 
 use crate::auth::Identity;

@@ -1,29 +1,15 @@
 //! The what-if history in the registry: kept for accepted outcomes only, bounded by the
 //! policy and the daemon's limit, resized by UpdatePolicy, copied out by `history`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec, Rules};
-use tokio_util::sync::CancellationToken;
 
 use super::Registry;
-use crate::clock::Clock;
-use crate::config::WatchConfig;
 use crate::error::Error;
-use crate::sequencer::Sequencer;
-use crate::watch::Watchers;
 
 fn registry(max_history: usize) -> Registry {
-    let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
-    Registry::new(
-        10,
-        sequencer,
-        Watchers::new(1, CancellationToken::new()),
-        Clock::new(),
-        None,
-    )
-    .with_max_history(max_history)
+    super::super::tests::empty_registry().with_max_history(max_history)
 }
 
 fn keeping(history_size: u32) -> Policy {

@@ -10,20 +10,13 @@ use circuitd::config::Limits;
 use resilient_circuit_api::v1;
 use support::*;
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// The field an INVALID_ARGUMENT names.
+/// The field an INVALID_ARGUMENT names in its BadRequest, checked against the message.
 #[track_caller]
-fn invalid_field<T: std::fmt::Debug>(result: Result<T, Status>, case: &str) -> String {
-    let status = result.expect_err(case);
-    assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
-    let bad = status
-        .get_details_bad_request()
-        .unwrap_or_else(|| panic!("{case}: no BadRequest in {status:?}"));
-    assert_eq!(bad.field_violations.len(), 1, "{case}: {bad:?}");
-    bad.field_violations[0].field.clone()
+fn invalid_field<T>(result: Result<T, Status>, case: &str) -> String {
+    crate::bad_input::invalid_field(result.map(drop), case)
 }
 
 fn d(seconds: i64, nanos: i32) -> Option<prost_types::Duration> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use resilient_circuit_breaker::{HistoryEntry, Outcome, Time};
 
-use super::{BatchReported, Entry, Keep, Registry, history};
+use super::{BatchReported, Entry, Keep, Registry};
 use crate::error::Error;
 
 /// Outcomes of one ReportBatch entry applied under one hold of a protector's entry guard:
@@ -148,7 +148,7 @@ fn note_batch(
         );
     }
     for (i, &outcome) in outcomes.iter().enumerate().take(listed as usize) {
-        history::note(entry, now, outcome, durations.get(i).copied());
+        entry.note(now, outcome, durations.get(i).copied());
     }
 }
 

@@ -28,10 +28,6 @@ pub const ENTRY_BYTES: usize = std::mem::size_of::<HistoryEntry>();
 // README, --help and SEMANTICS 2a say "about 40 bytes" an entry.
 const _: () = assert!(ENTRY_BYTES <= 40);
 
-/// The default of `--max-history-entries`: 1,000,000 entries (about 40 MB when full),
-/// one protector at the largest `history_size` or a hundred at 10,000.
-pub const DEFAULT_MAX_HISTORY_ENTRIES: usize = 1_000_000;
-
 impl Registry {
     /// Bounds the histories of every protector together at `max` entries.
     pub fn with_max_history(mut self, max: usize) -> Registry {
@@ -88,37 +84,38 @@ impl Registry {
     }
 }
 
-/// An empty history for `policy`, if it keeps one.
-pub(super) fn for_policy(policy: &Policy) -> Option<Box<History>> {
-    let size = policy.rules().history_size;
-    (size > 0).then(|| Box::new(History::new(size)))
-}
-
-/// The entry's history after its policy became `policy`: kept (its newest entries) and
-/// resized, created, or dropped.
-pub(super) fn resize(entry: &mut Entry, policy: &Policy) {
-    let size = policy.rules().history_size;
-    match (&mut entry.history, size) {
-        (_, 0) => entry.history = None,
-        (Some(h), size) => h.resize(size),
-        (None, _) => entry.history = for_policy(policy),
+impl Entry {
+    /// An empty history for `policy`, if it keeps one.
+    pub(super) fn history_for(policy: &Policy) -> Option<Box<History>> {
+        let size = policy.rules().history_size;
+        (size > 0).then(|| Box::new(History::new(size)))
     }
-}
 
-/// Notes one accepted outcome in the entry's history, if it keeps one.
-pub(super) fn note(entry: &mut Entry, at: Time, outcome: Outcome, duration: Option<std::time::Duration>) {
-    if let Some(h) = &mut entry.history {
-        h.push(HistoryEntry {
-            at,
-            outcome,
-            duration,
-        });
+    /// The history after the policy became `policy`: kept (its newest entries) and
+    /// resized, created, or dropped.
+    pub(super) fn resize_history(&mut self, policy: &Policy) {
+        match (&mut self.history, policy.rules().history_size) {
+            (_, 0) => self.history = None,
+            (Some(h), size) => h.resize(size),
+            (None, _) => self.history = Entry::history_for(policy),
+        }
     }
-}
 
-/// The capacity an entry's history holds against the limit (none on a follower).
-pub(super) fn reserved(entry: &Entry) -> u32 {
-    entry.history.as_ref().map_or(0, |h| h.capacity() as u32)
+    /// Notes one accepted outcome in the history, if it keeps one.
+    pub(super) fn note(&mut self, at: Time, outcome: Outcome, duration: Option<std::time::Duration>) {
+        if let Some(h) = &mut self.history {
+            h.push(HistoryEntry {
+                at,
+                outcome,
+                duration,
+            });
+        }
+    }
+
+    /// The capacity its history holds against the limit (none on a follower).
+    pub(super) fn history_reserved(&self) -> u32 {
+        self.history.as_ref().map_or(0, |h| h.capacity() as u32)
+    }
 }
 
 #[cfg(test)]

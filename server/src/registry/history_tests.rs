@@ -1,29 +1,15 @@
 //! The what-if history in the registry: kept for accepted outcomes only, bounded by the
 //! policy and the daemon's limit, resized by UpdatePolicy, copied out by `history`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use resilient_circuit_breaker::{Decision, Outcome, Policy, PolicySpec, Rules};
-use tokio_util::sync::CancellationToken;
 
 use super::Registry;
-use crate::clock::Clock;
-use crate::config::WatchConfig;
 use crate::error::Error;
-use crate::sequencer::Sequencer;
-use crate::watch::Watchers;
 
 fn registry(max_history: usize) -> Registry {
-    let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
-    Registry::new(
-        10,
-        sequencer,
-        Watchers::new(1, CancellationToken::new()),
-        Clock::new(),
-        None,
-    )
-    .with_max_history(max_history)
+    super::super::tests::empty_registry().with_max_history(max_history)
 }
 
 fn keeping(history_size: u32) -> Policy {
@@ -120,4 +106,39 @@ async fn histories_past_the_daemon_limit_are_refused() {
         .await
         .expect("a deletion frees its room");
     assert_eq!(registry.history_entries(), 10);
+}
+
+#[tokio::test]
+async fn a_replica_applies_the_leaders_rules_buckets_and_policy_revision_but_keeps_no_history() {
+    use crate::store::record::StoredProtector;
+    let leader = registry(100);
+    let timed = {
+        let spec = PolicySpec {
+            failure_limit: (9, 10),
+            ..PolicySpec::default()
+        };
+        let rules = Rules {
+            window_duration: Some(Duration::from_secs(60)),
+            slow_call_duration: Some(Duration::from_millis(5)),
+            slow_call_limit: Some((9, 10)),
+            history_size: 10,
+            ..Rules::default()
+        };
+        Policy::try_with(spec, rules).expect("policy")
+    };
+    leader.ensure("p", keeping(3)).await.expect("ensure");
+    let (_, revision) = leader.update_policy("p", timed).await.expect("update");
+    call(&leader, "p", Outcome::Failure, 9).await;
+    call(&leader, "p", Outcome::Success, 1).await;
+    let view = leader.get("p").await.expect("get");
+    let stored = StoredProtector::new("p", &view.protector, view.mod_revision, 7).policy_set_at(revision);
+
+    let follower = registry(100);
+    follower.replicate_put(&stored).expect("replicate");
+    let replica = follower.get("p").await.expect("get");
+    assert_eq!(replica.protector, view.protector, "rules, buckets and slow marks");
+    let w = replica.protector.time_window().expect("time window");
+    assert_eq!((w.calls(), w.failures(), w.slow()), (2, 1, 1));
+    assert_eq!(replica.policy_revision, revision);
+    assert_eq!((replica.history_len, follower.history_entries()), (0, 0));
 }

@@ -71,7 +71,6 @@ use crate::watch::Watchers;
 
 pub use answers::{Acquired, BatchReported, Ensured, Reported, Simulated, View};
 pub use creators::Creator;
-pub use history::{DEFAULT_MAX_HISTORY_ENTRIES, ENTRY_BYTES as HISTORY_ENTRY_BYTES};
 pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 
 struct Entry {
@@ -85,6 +84,10 @@ struct Entry {
     policy_revision: u64,
     history: Option<Box<resilient_circuit_breaker::History>>,
 }
+
+/// The default of `--max-history-entries`: 1,000,000 entries (about 40 MB when full),
+/// one protector at the largest `history_size` or a hundred at 10,000 (`history.rs`).
+pub const DEFAULT_MAX_HISTORY_ENTRIES: usize = 1_000_000;
 
 /// The `version` of an entry whose last change could not be journaled: its state is
 /// shown to nobody (see [`Registry::durable`](persist.rs)).
@@ -177,7 +180,7 @@ impl Registry {
             creators: creators::Creators::default(),
             deleted_totals: Mutex::new(Totals::default()),
             history_entries: AtomicUsize::new(0),
-            max_history_entries: history::DEFAULT_MAX_HISTORY_ENTRIES,
+            max_history_entries: DEFAULT_MAX_HISTORY_ENTRIES,
         }
     }
 
@@ -327,7 +330,7 @@ impl Registry {
                     creator: key,
                     stats,
                     policy_revision: committed.revision,
-                    history: history::for_policy(&policy),
+                    history: Entry::history_for(&policy),
                 });
                 self.index_insert(name);
                 let ensured = Ensured {
@@ -402,7 +405,7 @@ impl Registry {
         let (reported, seq) = self.with_entry(name, |entry, now| {
             let result = entry.protector.report_timed(permit, outcome, duration, now);
             if result.accepted {
-                history::note(entry, now, outcome, duration);
+                entry.note(now, outcome, duration);
             }
             let keep = if result.accepted && permit.is_trial() {
                 Keep::Trial(TrialStep {
@@ -496,8 +499,8 @@ impl Registry {
     /// Replaces the policy (the window starts anew); publishes POLICY_UPDATED.
     pub async fn update_policy(&self, name: &str, policy: Policy) -> Result<(View, u64), Error> {
         let (answer, seq) = self.with_entry(name, |entry, now| {
-            self.reserve_history(history::reserved(entry), policy.rules().history_size)?;
-            history::resize(entry, &policy);
+            self.reserve_history(entry.history_reserved(), policy.rules().history_size)?;
+            entry.resize_history(&policy);
             let due = entry.protector.tick(now);
             let after = entry.protector.update_policy(policy, now);
             let updated: EventFn<'_> = Box::new(move |_| {
@@ -538,7 +541,7 @@ impl Registry {
                 self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
                 self.creators.remove(entry.creator.as_deref());
-                let _ = self.reserve_history(history::reserved(&entry), 0);
+                let _ = self.reserve_history(entry.history_reserved(), 0);
                 (committed.revision, committed.seq)
             }
         };

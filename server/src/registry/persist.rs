@@ -237,7 +237,7 @@ impl Registry {
             let rebased = protector.rebase(now);
             let next = protector.next_deadline();
             // Histories are memory only: a restored protector starts an empty one.
-            let history = super::history::for_policy(protector.policy());
+            let history = Entry::history_for(protector.policy());
             self.count_history(protector.policy().rules().history_size);
             self.map.insert(
                 stored.name.clone(),

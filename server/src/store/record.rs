@@ -13,12 +13,10 @@
 
 mod rules;
 
-use std::time::Duration;
-
 use resilient_circuit_breaker::{
-    Counters, Override, OverrideKind, PolicySpec, Protector, ProtectorState, Status, Time,
+    Counters, Override, OverrideKind, PolicySpec, Protector, ProtectorState, Status,
 };
-pub use rules::{StoredRules, StoredTimeWindow};
+pub use rules::{StoredRules, StoredTimeWindow, nanos, time};
 
 /// One journal record.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -225,16 +223,6 @@ pub struct StoredProtector {
     /// records written before it was kept (restored empty).
     #[prost(message, optional, tag = "30")]
     pub time_window: Option<StoredTimeWindow>,
-}
-
-/// `t` in nanoseconds since the Unix epoch, saturating.
-pub fn nanos(t: Time) -> u64 {
-    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Nanoseconds since the Unix epoch as a [`Time`].
-pub fn time(n: u64) -> Time {
-    Duration::from_nanos(n)
 }
 
 impl StoredProtector {

@@ -2,11 +2,22 @@
 //! optional rules, the time window's buckets and the count window's slow marks. Every
 //! field is additional to `StoredProtector`'s first 27, so records written before them
 //! decode (no rules, an empty time window, no slow call) and a policy without rules
-//! stores exactly what it stored before.
+//! stores exactly what it stored before. Also the encodings every record shares:
+//! instants as nanoseconds, booleans as bits.
 
-use resilient_circuit_breaker::{Bucket, Multiplier, Rules, TimeWindowState};
+use std::time::Duration;
 
-use super::{nanos, time};
+use resilient_circuit_breaker::{Bucket, Multiplier, Rules, Time, TimeWindowState};
+
+/// `t` in nanoseconds since the Unix epoch, saturating.
+pub fn nanos(t: Time) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Nanoseconds since the Unix epoch as a [`Time`].
+pub fn time(n: u64) -> Time {
+    Duration::from_nanos(n)
+}
 
 /// A policy's optional rules; absent from a record when every one is off.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -25,6 +25,24 @@ fn json(d: &BlockingDaemon, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// `acquire NAME`, then `report` its CLOSED permit (generation 1) with `outcome` and
+/// `extra` flags, expecting the report to exit `code`.
+#[track_caller]
+fn call(d: &BlockingDaemon, name: &str, outcome: &str, extra: &[&str], code: i32) {
+    run(ctl(d).args(["acquire", name]), 0);
+    let report = [
+        "report",
+        name,
+        "--generation",
+        "1",
+        "--permit",
+        "0",
+        "--outcome",
+        outcome,
+    ];
+    run(ctl(d).args(report).args(extra), code);
+}
+
 const EVERY_RULE: [&str; 20] = [
     "--cooldown",
     "10s",
@@ -154,40 +172,13 @@ fn report_carries_the_calls_duration() {
         0,
     );
     for took in ["150ms", "100ms"] {
-        run(ctl(&d).args(["acquire", "rules.slow"]), 0);
-        run(
-            ctl(&d).args([
-                "report",
-                "rules.slow",
-                "--generation",
-                "1",
-                "--permit",
-                "0",
-                "--outcome",
-                "success",
-                "--duration",
-                took,
-            ]),
-            0,
-        );
+        call(&d, "rules.slow", "success", &["--duration", took], 0);
     }
     let p = &json(&d, &["get", "rules.slow"])["protector"];
     assert_eq!(p["status"], "STATUS_OPEN", "{p}");
-    run(
-        ctl(&d).args([
-            "report",
-            "rules.slow",
-            "--generation",
-            "1",
-            "--permit",
-            "0",
-            "--outcome",
-            "success",
-            "--duration",
-            "soon",
-        ]),
-        2,
-    );
+    // A malformed duration is a usage error (the acquire before it is admitted: OPEN
+    // with no cooldown moves to HALF_OPEN).
+    call(&d, "rules.slow", "success", &["--duration", "soon"], 2);
 }
 
 #[test]
@@ -205,20 +196,7 @@ fn simulate_prints_both_timelines_and_json() {
         0,
     );
     for outcome in ["failure", "failure", "success"] {
-        run(ctl(&d).args(["acquire", "rules.whatif"]), 0);
-        run(
-            ctl(&d).args([
-                "report",
-                "rules.whatif",
-                "--generation",
-                "1",
-                "--permit",
-                "0",
-                "--outcome",
-                outcome,
-            ]),
-            0,
-        );
+        call(&d, "rules.whatif", outcome, &[], 0);
     }
     let (out, _) = run(
         ctl(&d)

@@ -68,6 +68,13 @@ mod tests {
         Policy::try_with(spec, rules).expect("policy")
     }
 
+    /// An in-memory registry whose clock starts at [`T0`] (tokio's, so paused time moves it).
+    fn registry() -> Registry {
+        let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
+        let watchers = Watchers::new(1, CancellationToken::new());
+        Registry::new(10, sequencer, watchers, Clock::starting_at(T0), None).with_max_history(1_000)
+    }
+
     /// Acquires and reports `outcome`, if admitted.
     async fn call(registry: &Registry, outcome: Outcome, took: Duration) {
         let acquired = registry.acquire("p").await.expect("acquire");
@@ -83,15 +90,7 @@ mod tests {
     /// answer is exactly a direct replay of what the daemon kept, instants included.
     #[tokio::test(start_paused = true)]
     async fn the_answer_is_a_direct_replay_of_the_history_at_its_instants() {
-        let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
-        let registry = Registry::new(
-            10,
-            sequencer,
-            Watchers::new(1, CancellationToken::new()),
-            Clock::starting_at(T0),
-            None,
-        )
-        .with_max_history(1_000);
+        let registry = registry();
         let keeping = Rules {
             history_size: 100,
             ..Rules::default()
@@ -137,14 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_history_there_is_nothing_to_simulate() {
-        let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
-        let registry = Registry::new(
-            10,
-            sequencer,
-            Watchers::new(1, CancellationToken::new()),
-            Clock::new(),
-            None,
-        );
+        let registry = registry();
         registry
             .ensure("p", policy(1, (1, 1), Rules::default()))
             .await

@@ -248,3 +248,20 @@ fn simulate_prints_both_timelines_and_json() {
     let (_, err) = run(ctl(&d).args(["simulate", "rules.nohistory"]), 1);
     assert!(err.contains("history_size"), "{err}");
 }
+
+#[test]
+fn acquire_says_would_reject_in_shadow_mode() {
+    let d = BlockingDaemon::start();
+    run(
+        ctl(&d).args(["ensure", "rules.shadow", "--cooldown", "1h", "--shadow"]),
+        0,
+    );
+    call(&d, "rules.shadow", "failure", &[], 0);
+    // OPEN, yet admitted: exit 0, and the answer says it would have been rejected.
+    let (out, _) = run(ctl(&d).args(["acquire", "rules.shadow"]).env("NO_COLOR", "1"), 0);
+    assert_eq!(field(&out, "would reject"), "yes (shadow mode)");
+    assert_eq!(field(&out, "reason"), "OPEN");
+    field(&out, "policy revision");
+    let answer = json(&d, &["acquire", "rules.shadow"]);
+    assert_eq!(answer["wouldReject"], true, "{answer}");
+}

@@ -51,8 +51,10 @@ def need(command: str, hint: str) -> None:
 def agent_command(language: str, scratch: pathlib.Path) -> list[str]:
     """The command line of `language`'s agent (without its arguments), built first."""
     if language == "rust":
+        # With the whole workspace selected, features resolve as for `cargo test --workspace`
+        # (./run-tests runs it first), whose build of the example is then reused as it is.
         run(
-            ["cargo", "build", "--quiet", "-p", "resilient-circuit", "--example", "conformance_agent"],
+            ["cargo", "build", "--quiet", "--workspace", "--example", "conformance_agent"],
             ROOT,
             "the Rust agent is client/rust/examples/conformance_agent.rs",
         )

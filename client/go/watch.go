@@ -1,0 +1,231 @@
+package circuit
+
+// The Watch of one protector, the view it feeds and the notifier.
+//
+// Design note. One goroutine per protector holds a Watch stream on its name. It asks for
+// PROGRESS at a third of the staleness bound and takes a stream silent for the whole
+// bound for dead: the view is then not live (cached decisions stop) and the stream is
+// reopened, on the next replica, with start_revision and start_epoch, so the daemon
+// replays what was missed (or, from another history, answers RESYNC and a snapshot).
+// Answers of the client's own calls feed the view too (observe), ordered by generation:
+// a change never goes back to an older generation. The notifier delivers each
+// transition once, the first time any source shows its generation.
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "example.invalid/resilient-circuit/client/go/circuitv1"
+)
+
+// view is what the client knows of its protector; immutable once published.
+type view struct {
+	status     pb.Status
+	override   pb.OverrideKind
+	generation uint64
+	live       bool          // the Watch is synced and not stale
+	slow       time.Duration // policy.slow_call_duration; 0 = no slow-call rule
+	counters   *counters     // cached mode: this generation's successes
+}
+
+type watchState struct {
+	mu       sync.Mutex // writers of view
+	view     atomic.Pointer[view]
+	revision uint64
+	epoch    *uint64
+}
+
+// update publishes fn's change of the view; a new generation gets fresh counters.
+func (p *Protector) update(fn func(*view)) {
+	w := &p.watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.view.Load()
+	next := view{}
+	if old != nil {
+		next = *old
+	}
+	fn(&next)
+	if p.cache != nil && (next.counters == nil || next.counters.generation != next.generation) {
+		if next.counters != nil {
+			p.cache.retire(next.counters)
+		}
+		next.counters = &counters{generation: next.generation}
+	}
+	w.view.Store(&next)
+}
+
+// observe takes a status and generation from an answer; older generations are ignored.
+func (p *Protector) observe(status pb.Status, generation uint64) {
+	if v := p.watch.view.Load(); v != nil && v.generation >= generation {
+		return
+	}
+	p.update(func(v *view) {
+		if generation > v.generation {
+			v.status, v.generation = status, generation
+		}
+	})
+}
+
+func (p *Protector) fromProtector(pr *pb.Protector) {
+	p.notifier.snapshot(pr)
+	// A snapshot is the daemon's word at its revision, an older generation included
+	// (a new history).
+	p.update(func(v *view) {
+		v.status, v.generation = pr.Status, pr.Generation
+		v.override = pr.Override.GetKind()
+		v.slow = 0
+		if pr.Policy.GetSlowCallDuration() != nil {
+			v.slow = pr.Policy.SlowCallDuration.AsDuration()
+		}
+	})
+}
+
+func (p *Protector) setLive(live bool) {
+	if v := p.watch.view.Load(); v != nil && v.live == live {
+		return
+	}
+	p.update(func(v *view) { v.live = live })
+}
+
+func (p *Protector) watchLoop() {
+	defer p.c.wg.Done()
+	attempt := 0
+	for p.c.ctx.Err() == nil {
+		synced := p.watchOnce()
+		p.setLive(false)
+		if synced {
+			attempt = 0
+		}
+		// Capped exponential backoff with full jitter before the next replica.
+		d := min(p.c.cfg.backoffInitial<<min(attempt, 20), p.c.cfg.backoffCap)
+		attempt++
+		p.c.link.next(p.c.link.current())
+		select {
+		case <-p.c.ctx.Done():
+			return
+		case <-time.After(time.Duration(rand.Int64N(int64(d) + 1))):
+		}
+	}
+}
+
+// watchOnce runs one stream until it fails or goes stale; true if it reached SYNCED.
+func (p *Protector) watchOnce() bool {
+	ctx, cancel := context.WithCancel(p.c.ctx)
+	defer cancel()
+	staleness := p.c.cfg.watchStaleness
+	stale := time.AfterFunc(staleness, cancel)
+	defer stale.Stop()
+	req := &pb.WatchRequest{
+		Filter:           &pb.WatchRequest_Names{Names: &pb.NameList{Names: []string{p.name}}},
+		ProgressInterval: durationpb.New(max(staleness/3, 100*time.Millisecond)),
+	}
+	if p.watch.epoch != nil {
+		req.StartRevision = proto.Uint64(p.watch.revision)
+		req.StartEpoch = proto.Uint64(*p.watch.epoch)
+	}
+	replica := p.c.replicas[p.c.link.current()]
+	stream, err := replica.api.Watch(ctx, req)
+	if err != nil {
+		return false
+	}
+	synced := false
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			return synced
+		}
+		stale.Reset(staleness)
+		if ev.Revision > p.watch.revision {
+			p.watch.revision = ev.Revision
+		}
+		switch e := ev.Event.(type) {
+		case *pb.WatchEvent_Snapshot:
+			p.fromProtector(e.Snapshot)
+		case *pb.WatchEvent_Created:
+			p.ensured.Store(true)
+			p.fromProtector(e.Created)
+		case *pb.WatchEvent_Synced:
+			epoch := e.Synced.Epoch
+			p.watch.epoch = &epoch
+			p.watch.revision = ev.Revision
+			synced = true
+			p.setLive(true)
+		case *pb.WatchEvent_StatusChanged:
+			p.learn(e.StatusChanged.Transition)
+		case *pb.WatchEvent_Deleted:
+			p.ensured.Store(false)
+			p.update(func(v *view) { v.status = pb.Status_STATUS_UNSPECIFIED })
+		case *pb.WatchEvent_PolicyUpdated:
+			p.update(func(v *view) {
+				v.slow = 0
+				if d := e.PolicyUpdated.Policy.GetSlowCallDuration(); d != nil {
+					v.slow = d.AsDuration()
+				}
+			})
+		case *pb.WatchEvent_OverrideChanged:
+			p.update(func(v *view) { v.override = e.OverrideChanged.Override.GetKind() })
+		case *pb.WatchEvent_Resync:
+			// Unknown until the snapshot says (none comes if the protector is gone).
+			synced = false
+			p.update(func(v *view) { v.live, v.status = false, pb.Status_STATUS_UNSPECIFIED })
+		}
+	}
+}
+
+// notifier delivers each status change once, in generation order.
+type notifier struct {
+	name      string
+	mu        sync.Mutex
+	callbacks []func(StatusChange)
+	known     bool
+	status    pb.Status
+	gen       uint64
+}
+
+func (n *notifier) transition(t *pb.Transition) {
+	n.deliver(StatusChange{Name: n.name, From: t.From, To: t.To, Reason: t.Reason, Generation: t.Generation})
+}
+
+// snapshot: a change missed while the Watch was down shows as a new generation with
+// another status (its reason unknown: UNSPECIFIED). An older generation is a new history
+// (the protector was created again, or the daemon restarted without its state): it is
+// taken as it is, and announced when its status differs.
+func (n *notifier) snapshot(pr *pb.Protector) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.known {
+		n.known, n.status, n.gen = true, pr.Status, pr.Generation
+		return
+	}
+	if pr.Generation == n.gen {
+		return
+	}
+	from := n.status
+	n.status, n.gen = pr.Status, pr.Generation
+	if from != pr.Status {
+		n.call(StatusChange{Name: n.name, From: from, To: pr.Status, Generation: pr.Generation})
+	}
+}
+
+func (n *notifier) call(c StatusChange) {
+	for _, fn := range n.callbacks {
+		fn(c)
+	}
+}
+
+func (n *notifier) deliver(c StatusChange) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.known && c.Generation <= n.gen {
+		return
+	}
+	n.known, n.status, n.gen = true, c.To, c.Generation
+	n.call(c)
+}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -163,7 +164,15 @@ func DialMany(addresses []string, opts ...Option) (*Client, error) {
 		} else if useTLS {
 			creds = credentials.NewTLS(&tls.Config{})
 		}
-		dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+		dialOpts := []grpc.DialOption{
+			grpc.WithTransportCredentials(creds),
+			// grpc's own reconnect backoff (1 s up to 120 s) would keep a restarted
+			// daemon unused long after the link's backoff let calls through again.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: cfg.backoffInitial, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.backoffCap},
+				MinConnectTimeout: cfg.requestTimeout,
+			}),
+		}
 		if cfg.token != "" {
 			dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(cfg.token)))
 		}

@@ -47,6 +47,31 @@ type Resolved struct {
 	Status pb.Status
 }
 
+// Source says who decided a call.
+type Source int
+
+const (
+	// SourceDaemon: the daemon answered the Acquire.
+	SourceDaemon Source = iota
+	// SourceCache: a cached protector decided in the process, on the Watch's word.
+	SourceCache
+	// SourceFallback: the daemon could not be asked in time; the fallback decided.
+	SourceFallback
+)
+
+func (s Source) String() string { return [...]string{"daemon", "cache", "fallback"}[s] }
+
+// Source says who admitted the call.
+func (pm *Permit) Source() Source {
+	switch pm.kind {
+	case permitCached:
+		return SourceCache
+	case permitAllow, permitLocal:
+		return SourceFallback
+	}
+	return SourceDaemon
+}
+
 // Generation is the generation the permit was issued in.
 func (pm *Permit) Generation() uint64 { return pm.generation }
 

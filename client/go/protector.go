@@ -44,6 +44,7 @@ type protectorConfig struct {
 	cached    bool
 	isFailure func(error) bool
 	onChange  []func(StatusChange)
+	staleness time.Duration
 }
 
 // ProtectorOption configures a Protector.
@@ -62,6 +63,12 @@ func WithFallback(f Fallback) ProtectorOption { return func(c *protectorConfig) 
 // batches, failures sent at once (see cached.go).
 func WithCached(on bool) ProtectorOption { return func(c *protectorConfig) { c.cached = on } }
 
+// WithStaleness: this protector's Watch staleness bound, instead of the client's
+// (WithWatchStaleness): cached decisions stop once its stream was silent this long.
+func WithStaleness(d time.Duration) ProtectorOption {
+	return func(c *protectorConfig) { c.staleness = max(d, 300*time.Millisecond) }
+}
+
 // WithIsFailure: which errors of an Execute'd call count as FAILURE; the others count
 // as SUCCESS. Default: every error. The caller's own context ending is always IGNORED.
 func WithIsFailure(fn func(error) bool) ProtectorOption {
@@ -76,12 +83,13 @@ func OnStatusChange(fn func(StatusChange)) ProtectorOption {
 // Protector is the handle of one named protector. Safe for concurrent use; Execute is
 // the usual way, Acquire and the Permit's Success/Failure/Ignore the two-step one.
 type Protector struct {
-	name     string
-	c        *Client
-	policy   *pb.Policy
-	fallback Fallback
-	isFail   func(error) bool
-	ensured  atomic.Bool
+	name      string
+	c         *Client
+	policy    *pb.Policy
+	fallback  Fallback
+	isFail    func(error) bool
+	staleness time.Duration
+	ensured   atomic.Bool
 
 	localMu sync.Mutex
 	local   *machine // FallbackLocal only
@@ -103,7 +111,11 @@ func (c *Client) Protector(ctx context.Context, name string, opts ...ProtectorOp
 	if err != nil {
 		return nil, err
 	}
-	p := &Protector{name: name, c: c, policy: policy, fallback: cfg.fallback, isFail: cfg.isFailure}
+	p := &Protector{name: name, c: c, policy: policy, fallback: cfg.fallback, isFail: cfg.isFailure,
+		staleness: c.cfg.watchStaleness}
+	if cfg.staleness > 0 {
+		p.staleness = cfg.staleness
+	}
 	p.notifier.name = name
 	p.notifier.callbacks = cfg.onChange
 	if cfg.fallback == FallbackLocal {

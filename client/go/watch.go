@@ -119,7 +119,7 @@ func (p *Protector) watchLoop() {
 func (p *Protector) watchOnce() bool {
 	ctx, cancel := context.WithCancel(p.c.ctx)
 	defer cancel()
-	staleness := p.c.cfg.watchStaleness
+	staleness := p.staleness
 	stale := time.AfterFunc(staleness, cancel)
 	defer stale.Stop()
 	req := &pb.WatchRequest{

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # generate.sh: regenerates the Go stubs of the contract (proto/resilient_circuit/v1) into
 # circuitv1/, or into $1 when given (the freshness test compares a fresh copy with the
-# committed one).
+# committed one). `generate.sh --plugins-only` only installs the pinned plugins.
 #
 # protoc is Debian's protobuf-compiler (./run-tests installs it). The two plugins are
 # installed at the pinned versions below into client/go/.bin, never ~/go/bin, so that what
@@ -16,7 +16,13 @@ PROTOC_GEN_GO_GRPC=v1.5.1  # google.golang.org/grpc/cmd/protoc-gen-go-grpc
 MODULE=example.invalid/resilient-circuit/client/go
 PACKAGE=$MODULE/circuitv1
 
-out=${1:-.}
+plugins_only=false
+out=.
+case "${1:-}" in
+    --plugins-only) plugins_only=true ;;
+    "") ;;
+    *) out=$1 ;;
+esac
 bin=$PWD/.bin
 install_plugin() { # name module version
     if [ ! -x "$bin/$1" ] || [ "$(cat "$bin/$1.version" 2>/dev/null)" != "$3" ]; then
@@ -27,6 +33,9 @@ install_plugin() { # name module version
 mkdir -p "$bin"
 install_plugin protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO"
 install_plugin protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC"
+if $plugins_only; then
+    exit 0
+fi
 
 files=(resilient_circuit/v1/types.proto resilient_circuit/v1/protector.proto resilient_circuit/v1/admin.proto)
 maps=()

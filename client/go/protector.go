@@ -103,6 +103,9 @@ type Protector struct {
 // policy given when absent. A daemon that is down does not fail this (the protector is
 // created at the first Acquire that reaches it); an invalid policy or name does.
 func (c *Client) Protector(ctx context.Context, name string, opts ...ProtectorOption) (*Protector, error) {
+	if c.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
 	cfg := protectorConfig{}
 	for _, o := range opts {
 		o(&cfg)

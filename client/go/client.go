@@ -229,9 +229,8 @@ func (c *Client) Stats() Stats {
 // cannot be reached. errLinkDown: every replica failed recently and the backoff holds.
 func call[T any](ctx context.Context, c *Client, rpc func(context.Context, pb.ProtectorServiceClient) (T, error)) (T, error) {
 	var zero T
-	if c.ctx.Err() != nil {
-		return zero, ErrClosed
-	}
+	// No check of Close here: the batchers' last flush runs after it, on connections
+	// that Close shuts only once every batcher is done.
 	if !c.link.usable() {
 		return zero, errLinkDown
 	}

@@ -230,3 +230,32 @@ func TestEveryPolicyFieldReachesTheDaemon(t *testing.T) {
 		t.Fatalf("want the daemon to name the field at fault, got %v", err)
 	}
 }
+
+func TestCloseFlushesCachedSuccesses(t *testing.T) {
+	d := daemontest.Start(t)
+	c, err := circuit.Dial(d.Addr, circuit.WithBatchInterval(time.Hour)) // only Close flushes
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := protector(t, c, "go-close", circuit.WithCached(true))
+	ctx := context.Background()
+	waitFor(t, "the Watch to go live", func() bool { return p.State().Synced })
+	for range 100 {
+		if err := p.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Stats().CacheDecisions != 100 {
+		t.Fatalf("stats %+v", c.Stats())
+	}
+	c.Close()
+	if got := inspect(t, d.Addr, "go-close").Counters.Successes; got != 100 {
+		t.Fatalf("the daemon counted %d successes", got)
+	}
+	if _, err := p.Acquire(ctx); !errors.Is(err, circuit.ErrClosed) {
+		t.Fatalf("after Close: want ErrClosed, got %v", err)
+	}
+	if _, err := c.Protector(ctx, "go-close-2"); !errors.Is(err, circuit.ErrClosed) {
+		t.Fatalf("after Close: want ErrClosed, got %v", err)
+	}
+}

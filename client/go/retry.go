@@ -140,3 +140,9 @@ func SafetyNet(outer Executor, inner ...Executor) Executor {
 func (s safetyNet) Execute(ctx context.Context, fn func(context.Context) error) error {
 	return s.outer.Execute(ctx, func(ctx context.Context) error { return s.inner.Execute(ctx, fn) })
 }
+
+// The policies that compose.
+var (
+	_ Executor = (*Protector)(nil)
+	_ Executor = (*Retry)(nil)
+)

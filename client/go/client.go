@@ -11,8 +11,9 @@
 //
 // Layout:
 //   - client.go: Client, Dial and its options, the link (which replica, the backoff);
-//   - protector.go: Protector, its options, Acquire, Execute and Permit;
-//   - fallback.go: the declared fallback and its local machine (machine.go);
+//   - protector.go: Protector, its options, Acquire and Execute;
+//   - permit.go: Permit and its reports, and the declared fallback's decisions, with
+//     the LOCAL fallback's machine in machine.go;
 //   - cached.go: cached mode, local decisions while CLOSED and batched outcomes;
 //   - watch.go: the Watch stream that resumes from its revision, and the notifier;
 //   - policy.go: PolicyOption for every Policy field; errors.go: the sentinel errors;

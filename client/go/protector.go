@@ -83,13 +83,14 @@ func OnStatusChange(fn func(StatusChange)) ProtectorOption {
 // Protector is the handle of one named protector. Safe for concurrent use; Execute is
 // the usual way, Acquire and the Permit's Success/Failure/Ignore the two-step one.
 type Protector struct {
-	name      string
-	c         *Client
-	policy    *pb.Policy
-	fallback  Fallback
-	isFail    func(error) bool
-	staleness time.Duration
-	ensured   atomic.Bool
+	name       string
+	c          *Client
+	policy     *pb.Policy
+	fallback   Fallback
+	isFail     func(error) bool
+	staleness  time.Duration
+	ensured    atomic.Bool
+	watchStart sync.Once
 
 	localMu sync.Mutex
 	local   *machine // FallbackLocal only
@@ -132,8 +133,9 @@ func (c *Client) Protector(ctx context.Context, name string, opts ...ProtectorOp
 	if err := p.ensure(rctx); err != nil && !unreachable(err) {
 		return nil, err
 	}
-	c.wg.Add(1)
-	go p.watchLoop()
+	if p.cache != nil || len(cfg.onChange) > 0 {
+		p.startWatch()
+	}
 	if p.cache != nil {
 		c.wg.Add(1)
 		go p.cache.batcher()
@@ -145,12 +147,26 @@ func (c *Client) Protector(ctx context.Context, name string, opts ...ProtectorOp
 func (p *Protector) Name() string { return p.name }
 
 // OnStatusChange adds fn to the callbacks that hear every transition, from the Watch
-// and from the answers of this client's own calls, each exactly once (by generation), in
-// order. Callbacks run on the goroutine that learned of the change and must not block.
+// (started now if it was not) and from the answers of this client's own calls, each
+// exactly once (by generation), in order. Callbacks run on the goroutine that learned of
+// the change, one at a time; they must not block nor call back into the notifier.
 func (p *Protector) OnStatusChange(fn func(StatusChange)) {
 	p.notifier.mu.Lock()
 	p.notifier.callbacks = append(p.notifier.callbacks, fn)
 	p.notifier.mu.Unlock()
+	p.startWatch()
+}
+
+// startWatch starts the protector's Watch once: only protectors that need it (cached,
+// or with a status-change callback) hold a stream, as the daemon bounds them per client.
+func (p *Protector) startWatch() {
+	p.watchStart.Do(func() {
+		if p.c.ctx.Err() != nil {
+			return
+		}
+		p.c.wg.Add(1)
+		go p.watchLoop()
+	})
 }
 
 func (p *Protector) ensure(ctx context.Context) error {

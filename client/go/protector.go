@@ -131,7 +131,8 @@ func (c *Client) Protector(ctx context.Context, name string, opts ...ProtectorOp
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout)
 	defer cancel()
 	if err := p.ensure(rctx); err != nil && !unreachable(err) {
-		return nil, err
+		// Wrapped: errors.Is and status.Code still see the daemon's status.
+		return nil, fmt.Errorf("circuit: protector %q: %w", name, err)
 	}
 	if p.cache != nil || len(cfg.onChange) > 0 {
 		p.startWatch()
@@ -174,9 +175,6 @@ func (p *Protector) ensure(ctx context.Context) error {
 		return api.EnsureProtector(ctx, &pb.EnsureProtectorRequest{Name: p.name, Policy: p.policy})
 	})
 	if err != nil {
-		if status.Code(err) == codes.InvalidArgument {
-			return fmt.Errorf("circuit: protector %q: %w", p.name, err)
-		}
 		return err
 	}
 	if !resp.PolicyMatches && p.local != nil && resp.Protector.GetPolicy() != nil {

@@ -92,3 +92,36 @@ func TestCancelledCallerIsNotAFailure(t *testing.T) {
 		t.Fatalf("an ended context: want context.Canceled, got %v", err)
 	}
 }
+
+// A daemon restarted without its state (in memory) is another history: the Watch gets
+// RESYNC and a snapshot without the protector, the next call creates it again, and the
+// cached protector decides locally again once the new protector is on its stream.
+func TestCachedProtectorSurvivesADaemonThatLostItsState(t *testing.T) {
+	d := daemontest.Start(t)
+	c := dial(t, d.Addr)
+	p := protector(t, c, "go-amnesia", circuit.WithCached(true), circuit.WithFallback(circuit.FallbackAllow))
+	ctx := context.Background()
+	untilSource := func(want circuit.Source) {
+		t.Helper()
+		waitFor(t, "a decision by "+want.String(), func() bool {
+			permit, err := p.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = permit.Ignore(ctx)
+			return permit.Source() == want
+		})
+	}
+	untilSource(circuit.SourceCache)
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	untilSource(circuit.SourceDaemon) // created again by that call
+	untilSource(circuit.SourceCache)
+	if err := p.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the success to reach the new daemon", func() bool {
+		return inspect(t, d.Addr, "go-amnesia").Counters.Successes == 1
+	})
+}

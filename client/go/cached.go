@@ -198,9 +198,14 @@ func (c *cache) flush(ctx context.Context) {
 		c.p.c.stats.batchedLost.Add(total)
 		return
 	}
-	for _, r := range resp.Results {
+	for i, r := range resp.Results {
 		if r.Error != nil {
-			c.p.c.stats.batchedLost.Add(1)
+			// The whole batch failed (the protector is gone, most likely): its outcomes
+			// are lost, and the next call to the daemon ensures the protector again.
+			if i < len(order) {
+				c.p.c.stats.batchedLost.Add(order[i].Successes + uint64(len(order[i].Outcomes)))
+			}
+			c.p.ensured.Store(false)
 			continue
 		}
 		c.p.c.stats.batchedAccepted.Add(r.Accepted)

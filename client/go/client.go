@@ -249,7 +249,9 @@ func call[T any](ctx context.Context, c *Client, rpc func(context.Context, pb.Pr
 		}
 		c.link.next(i)
 	}
-	if unreachable(last) && ctx.Err() == nil {
+	// A deadline that passed counts too: a replica that cannot answer within the request
+	// timeout (frozen, overloaded) is as good as down for the fallbacks.
+	if unreachable(last) && c.ctx.Err() == nil {
 		if c.link.down() {
 			c.stats.linkDowns.Add(1)
 		}

@@ -86,6 +86,24 @@ func (p *Protector) cacheView() *view {
 	return v
 }
 
+// dropLife forgets what was counted and queued for the protector's previous life (it
+// was deleted, or the daemon lost it): a new life's generations start again at 1, so
+// sending them would count old outcomes in the new life. They are counted lost. The
+// caller holds the view's lock and gives the counters it replaces.
+func (c *cache) dropLife(old *counters) {
+	c.mu.Lock()
+	lost := uint64(len(c.pending)) + c.dropped
+	for _, r := range c.retired {
+		lost += r.c.take()
+	}
+	c.pending, c.retired, c.dropped = nil, nil, 0
+	c.mu.Unlock()
+	if old != nil {
+		lost += old.take()
+	}
+	c.p.c.stats.batchedLost.Add(lost)
+}
+
 // retire keeps an ended generation's counters for a few more flushes.
 func (c *cache) retire(old *counters) {
 	c.mu.Lock()

@@ -185,7 +185,9 @@ func (p *Protector) ensure(ctx context.Context) error {
 	}
 	if pr := resp.Protector; pr != nil {
 		if resp.Created {
-			p.fromProtector(pr) // a new history: generations start again
+			// A new life, whose generations start again at 1.
+			p.newLife(resp.Revision)
+			p.fromProtector(pr)
 		} else {
 			p.observe(pr.Status, pr.Generation)
 		}

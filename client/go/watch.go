@@ -37,8 +37,10 @@ type view struct {
 type watchState struct {
 	mu       sync.Mutex // writers of view
 	view     atomic.Pointer[view]
-	revision uint64
-	epoch    *uint64
+	revision uint64  // the Watch goroutine's own
+	epoch    *uint64 // the Watch goroutine's own
+	// The revision of the protector's current life's start (creation or deletion), under mu.
+	lifeRevision uint64
 }
 
 // update publishes fn's change of the view; a new generation gets fresh counters.
@@ -58,6 +60,39 @@ func (p *Protector) update(fn func(*view)) {
 		}
 		next.counters = &counters{generation: next.generation}
 	}
+	w.view.Store(&next)
+}
+
+// newLife starts the protector's next life at revision rev (its deletion, or its
+// creation again), once: a second word of the same change (the Watch's event and the
+// answer to EnsureProtector) is not a new life. The view's status is unknown until the
+// daemon says, and cached outcomes of the old life are dropped: the new life's
+// generations start again at 1, so they would be counted in it.
+func (p *Protector) newLife(rev uint64) { p.startLife(rev, false) }
+
+// newHistory: the daemon's history started over (another epoch: it lost its state), so
+// its revisions cannot be compared with ours; whatever the protector was is gone. The
+// stream's snapshot, as of rev, says what it is now: a creation at or before rev is that
+// life, not another one.
+func (p *Protector) newHistory(rev uint64) { p.startLife(rev, true) }
+
+func (p *Protector) startLife(rev uint64, force bool) {
+	w := &p.watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if rev <= w.lifeRevision && !force {
+		return
+	}
+	w.lifeRevision = rev
+	next := view{}
+	if old := w.view.Load(); old != nil {
+		next = *old
+		if p.cache != nil {
+			p.cache.dropLife(old.counters)
+		}
+	}
+	// No counters until a status is known: update gives the next generation its own.
+	next.status, next.generation, next.counters = pb.Status_STATUS_UNSPECIFIED, 0, nil
 	w.view.Store(&next)
 }
 
@@ -136,6 +171,7 @@ func (p *Protector) watchOnce() bool {
 		return false
 	}
 	synced := false
+	var snapshots []*pb.Protector
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -147,12 +183,21 @@ func (p *Protector) watchOnce() bool {
 		}
 		switch e := ev.Event.(type) {
 		case *pb.WatchEvent_Snapshot:
-			p.fromProtector(e.Snapshot)
+			// Held until SYNCED says which history it belongs to.
+			snapshots = append(snapshots, e.Snapshot)
 		case *pb.WatchEvent_Created:
 			p.ensured.Store(true)
+			p.newLife(ev.Revision)
 			p.fromProtector(e.Created)
 		case *pb.WatchEvent_Synced:
 			epoch := e.Synced.Epoch
+			if p.watch.epoch != nil && *p.watch.epoch != epoch {
+				p.newHistory(ev.Revision)
+			}
+			for _, s := range snapshots {
+				p.fromProtector(s)
+			}
+			snapshots = nil
 			p.watch.epoch = &epoch
 			p.watch.revision = ev.Revision
 			synced = true
@@ -161,7 +206,7 @@ func (p *Protector) watchOnce() bool {
 			p.learn(e.StatusChanged.Transition)
 		case *pb.WatchEvent_Deleted:
 			p.ensured.Store(false)
-			p.update(func(v *view) { v.status = pb.Status_STATUS_UNSPECIFIED })
+			p.newLife(ev.Revision)
 		case *pb.WatchEvent_PolicyUpdated:
 			p.update(func(v *view) {
 				v.slow = 0
@@ -173,7 +218,7 @@ func (p *Protector) watchOnce() bool {
 			p.update(func(v *view) { v.override = e.OverrideChanged.Override.GetKind() })
 		case *pb.WatchEvent_Resync:
 			// Unknown until the snapshot says (none comes if the protector is gone).
-			synced = false
+			synced, snapshots = false, nil
 			p.update(func(v *view) { v.live, v.status = false, pb.Status_STATUS_UNSPECIFIED })
 		}
 	}

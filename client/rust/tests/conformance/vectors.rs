@@ -21,7 +21,12 @@ impl File {
     pub fn read(path: &Path) -> File {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         let file: File = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(file.format, 1, "{}: a format this player does not know", path.display());
+        assert_eq!(
+            file.format,
+            1,
+            "{}: a format this player does not know",
+            path.display()
+        );
         file
     }
 

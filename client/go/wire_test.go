@@ -1,7 +1,8 @@
 package circuit_test
 
-// What travels on the wire, checked on a fake ProtectorService: the daemon this was
-// written against does not judge durations yet, so its answers cannot show them.
+// What travels on the wire, checked on a fake ProtectorService: durations (the daemon
+// this was written against does not judge them yet, so its answers cannot show them),
+// and a trial permit that came too late, given back.
 
 import (
 	"context"
@@ -22,6 +23,8 @@ type recorder struct {
 	pb.UnimplementedProtectorServiceServer
 	reports chan *pb.ReportRequest
 	batches chan *pb.ReportBatchRequest
+	// When set, Acquire waits for it and answers a trial permit.
+	gate chan struct{}
 }
 
 func (r *recorder) protector(name string) *pb.Protector {
@@ -34,6 +37,11 @@ func (r *recorder) EnsureProtector(_ context.Context, req *pb.EnsureProtectorReq
 }
 
 func (r *recorder) Acquire(context.Context, *pb.AcquireRequest) (*pb.AcquireResponse, error) {
+	if r.gate != nil {
+		<-r.gate
+		return &pb.AcquireResponse{Decision: pb.Decision_DECISION_ADMITTED, Status: pb.Status_STATUS_HALF_OPEN,
+			Permit: &pb.Permit{Generation: 3, Id: 7}, Reason: pb.DecisionReason_DECISION_REASON_TRIAL}, nil
+	}
 	return &pb.AcquireResponse{Decision: pb.Decision_DECISION_ADMITTED, Status: pb.Status_STATUS_CLOSED,
 		Permit: &pb.Permit{Generation: 1}, Reason: pb.DecisionReason_DECISION_REASON_CLOSED}, nil
 }
@@ -56,12 +64,15 @@ func (r *recorder) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer
 	return nil
 }
 
-func fakeDaemon(t *testing.T) (string, *recorder) {
+func fakeDaemon(t *testing.T, gated ...bool) (string, *recorder) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &recorder{reports: make(chan *pb.ReportRequest, 16), batches: make(chan *pb.ReportBatchRequest, 16)}
+	if len(gated) > 0 && gated[0] {
+		r.gate = make(chan struct{})
+	}
 	srv := grpc.NewServer()
 	pb.RegisterProtectorServiceServer(srv, r)
 	go func() { _ = srv.Serve(lis) }()
@@ -126,5 +137,27 @@ func TestCachedModeListsSlowCallsWithTheirDurations(t *testing.T) {
 	}
 	if fast != 1 || slow != 1 {
 		t.Fatalf("%d counted, %d listed: want 1 and 1", fast, slow)
+	}
+}
+
+// An answer that comes after the acquire deadline is not lost: the fallback decided the
+// call, and the trial permit the daemon handed out meanwhile is given back at once
+// (IGNORED) rather than left to expire and count as a FAILURE.
+func TestALateTrialPermitIsGivenBack(t *testing.T) {
+	addr, r := fakeDaemon(t, true)
+	c := dial(t, addr, circuit.WithAcquireDeadline(50*time.Millisecond))
+	p := protector(t, c, "go-late", circuit.WithFallback(circuit.FallbackAllow))
+	permit, err := p.Acquire(context.Background())
+	if err != nil || permit.Source() != circuit.SourceFallback {
+		t.Fatalf("want the fallback's permit past the deadline, got %v %v", permit, err)
+	}
+	close(r.gate) // the daemon answers now, too late
+	select {
+	case req := <-r.reports:
+		if req.Outcome != pb.Outcome_OUTCOME_IGNORED || req.Permit.GetId() != 7 || req.Permit.GetGeneration() != 3 {
+			t.Fatalf("want trial 7 of generation 3 given back IGNORED, got %v", req)
+		}
+	case <-time.After(deadline):
+		t.Fatal("the late trial permit was not given back")
 	}
 }

@@ -224,38 +224,80 @@ func (p *Protector) watchOnce() bool {
 	}
 }
 
-// notifier delivers each status change once, in generation order.
+// notifier delivers each status change once. A generation is unique within one life of
+// a protector, so it keeps the generations fired above a floor and drops repeats; a
+// transition that arrives late (the Watch lagging behind a report's answer) still fires,
+// once. A snapshot that shows a newer generation with another status fires a synthetic
+// change (reason UNSPECIFIED); one whose generation went backwards is a new life.
 type notifier struct {
 	name      string
 	mu        sync.Mutex
 	callbacks []func(StatusChange)
 	known     bool
-	status    pb.Status
+	status    pb.Status // as of gen, the newest generation known
 	gen       uint64
+	floor     uint64 // generations at or below it are past: never fired again
+	fired     map[uint64]struct{}
 }
+
+const notifierKept = 64 // fired generations remembered above the floor
 
 func (n *notifier) transition(t *pb.Transition) {
 	n.deliver(StatusChange{Name: n.name, From: t.From, To: t.To, Reason: t.Reason, Generation: t.Generation})
 }
 
-// snapshot: a change missed while the Watch was down shows as a new generation with
-// another status (its reason unknown: UNSPECIFIED). An older generation is a new history
-// (the protector was created again, or the daemon restarted without its state): it is
-// taken as it is, and announced when its status differs.
+// reset starts a life known from a snapshot at generation gen.
+func (n *notifier) reset(status pb.Status, gen uint64) {
+	n.known, n.status, n.gen, n.floor, n.fired = true, status, gen, gen, map[uint64]struct{}{}
+}
+
 func (n *notifier) snapshot(pr *pb.Protector) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	switch {
+	case !n.known:
+		n.reset(pr.Status, pr.Generation)
+	case pr.Generation < n.gen: // a new life
+		from := n.status
+		n.reset(pr.Status, pr.Generation)
+		if from != pr.Status {
+			n.call(StatusChange{Name: n.name, From: from, To: pr.Status, Generation: pr.Generation})
+		}
+	case pr.Generation > n.gen:
+		from := n.status
+		n.status, n.gen = pr.Status, pr.Generation
+		if _, done := n.fired[pr.Generation]; !done && from != pr.Status {
+			n.mark(pr.Generation)
+			n.call(StatusChange{Name: n.name, From: from, To: pr.Status, Generation: pr.Generation})
+		}
+	}
+}
+
+func (n *notifier) deliver(c StatusChange) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if !n.known {
-		n.known, n.status, n.gen = true, pr.Status, pr.Generation
+		n.reset(c.From, c.Generation-1)
+	}
+	if _, done := n.fired[c.Generation]; done || c.Generation <= n.floor {
 		return
 	}
-	if pr.Generation == n.gen {
-		return
+	n.mark(c.Generation)
+	if c.Generation > n.gen {
+		n.status, n.gen = c.To, c.Generation
 	}
-	from := n.status
-	n.status, n.gen = pr.Status, pr.Generation
-	if from != pr.Status {
-		n.call(StatusChange{Name: n.name, From: from, To: pr.Status, Generation: pr.Generation})
+	n.call(c)
+}
+
+func (n *notifier) mark(gen uint64) {
+	n.fired[gen] = struct{}{}
+	if len(n.fired) > 2*notifierKept {
+		n.floor = max(n.floor, n.gen-notifierKept)
+		for g := range n.fired {
+			if g <= n.floor {
+				delete(n.fired, g)
+			}
+		}
 	}
 }
 
@@ -263,14 +305,4 @@ func (n *notifier) call(c StatusChange) {
 	for _, fn := range n.callbacks {
 		fn(c)
 	}
-}
-
-func (n *notifier) deliver(c StatusChange) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.known && c.Generation <= n.gen {
-		return
-	}
-	n.known, n.status, n.gen = true, c.To, c.Generation
-	n.call(c)
 }

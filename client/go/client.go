@@ -98,11 +98,24 @@ func WithToken(token string) Option { return func(c *config) { c.token = token }
 // address turns TLS on with the system's roots when this is not given.
 func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
 
-// Stats are a client's counters.
+// Stats are a client's counters, since Dial.
 type Stats struct {
-	DaemonDecisions, CacheDecisions, FallbackDecisions uint64
-	ReportsLost, LinkDowns                             uint64
-	BatchedAccepted, BatchedStale, BatchedLost         uint64
+	// DaemonDecisions: Acquires the daemon answered.
+	DaemonDecisions uint64
+	// CacheDecisions: Acquires cached protectors answered in the process.
+	CacheDecisions uint64
+	// FallbackDecisions: Acquires the declared fallbacks answered.
+	FallbackDecisions uint64
+	// ReportsLost: reports of daemon permits that could not reach the daemon.
+	ReportsLost uint64
+	// LinkDowns: how many times every replica failed in turn and the backoff began.
+	LinkDowns uint64
+	// BatchedAccepted, BatchedStale: cached outcomes the daemon recorded, or refused as
+	// stale (their generation had ended).
+	BatchedAccepted, BatchedStale uint64
+	// BatchedLost: cached outcomes that never reached the daemon (unreachable, the
+	// protector gone or started another life, or the queue full).
+	BatchedLost uint64
 }
 
 type stats struct {
@@ -147,6 +160,19 @@ func DialMany(addresses []string, opts ...Option) (*Client, error) {
 	}
 	if len(addresses) == 0 {
 		return nil, errors.New("circuit: no daemon address")
+	}
+	for _, check := range []struct {
+		ok   bool
+		what string
+	}{
+		{cfg.acquireDeadline > 0, "WithAcquireDeadline needs a positive deadline"},
+		{cfg.requestTimeout > 0, "WithRequestTimeout needs a positive timeout"},
+		{cfg.backoffInitial > 0 && cfg.backoffCap >= cfg.backoffInitial, "WithReconnectBackoff needs 0 < initial <= max"},
+		{cfg.batchInterval > 0, "WithBatchInterval needs a positive interval"},
+	} {
+		if !check.ok {
+			return nil, errors.New("circuit: " + check.what)
+		}
 	}
 	if strings.ContainsAny(cfg.token, "\r\n") {
 		return nil, errors.New("circuit: the token cannot travel in a header")

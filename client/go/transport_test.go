@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -124,4 +125,27 @@ func TestCachedProtectorSurvivesADaemonThatLostItsState(t *testing.T) {
 	waitFor(t, "the success to reach the new daemon", func() bool {
 		return inspect(t, d.Addr, "go-amnesia").Counters.Successes == 1
 	})
+}
+
+func TestDialValidatesItsOptions(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		opt  circuit.Option
+	}{
+		{"127.0.0.1", nil},
+		{"http://127.0.0.1:1/x", nil},
+		{"127.0.0.1:1", circuit.WithAcquireDeadline(0)},
+		{"127.0.0.1:1", circuit.WithRequestTimeout(-time.Second)},
+		{"127.0.0.1:1", circuit.WithReconnectBackoff(time.Second, time.Millisecond)},
+		{"127.0.0.1:1", circuit.WithBatchInterval(0)},
+	} {
+		opts := []circuit.Option{}
+		if tc.opt != nil {
+			opts = append(opts, tc.opt)
+		}
+		if c, err := circuit.Dial(tc.addr, opts...); err == nil {
+			c.Close()
+			t.Fatalf("Dial(%q, ...) accepted an invalid setting", tc.addr)
+		}
+	}
 }

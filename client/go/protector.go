@@ -177,11 +177,8 @@ func (p *Protector) ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !resp.PolicyMatches && p.local != nil && resp.Protector.GetPolicy() != nil {
-		// The daemon's policy applies; the local fallback follows it.
-		p.localMu.Lock()
-		p.local = newMachine(resp.Protector.Policy)
-		p.localMu.Unlock()
+	if !resp.PolicyMatches {
+		p.adoptPolicy(resp.Protector.GetPolicy())
 	}
 	if pr := resp.Protector; pr != nil {
 		if resp.Created {
@@ -194,6 +191,18 @@ func (p *Protector) ensure(ctx context.Context) error {
 	}
 	p.ensured.Store(true)
 	return nil
+}
+
+// adoptPolicy: the daemon's policy applies (another was asked for, or an operator
+// replaced it); the LOCAL fallback's machine follows it, starting anew as the daemon's
+// window does.
+func (p *Protector) adoptPolicy(policy *pb.Policy) {
+	if p.fallback != FallbackLocal || policy == nil {
+		return
+	}
+	p.localMu.Lock()
+	p.local = newMachine(policy)
+	p.localMu.Unlock()
 }
 
 // Acquire asks whether a call may go ahead: a Permit to resolve exactly once, or a

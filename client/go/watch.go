@@ -208,6 +208,7 @@ func (p *Protector) watchOnce() bool {
 			p.ensured.Store(false)
 			p.newLife(ev.Revision)
 		case *pb.WatchEvent_PolicyUpdated:
+			p.adoptPolicy(e.PolicyUpdated.Policy)
 			p.update(func(v *view) {
 				v.slow = 0
 				if d := e.PolicyUpdated.Policy.GetSlowCallDuration(); d != nil {

@@ -259,3 +259,25 @@ func TestCloseFlushesCachedSuccesses(t *testing.T) {
 		t.Fatalf("after Close: want ErrClosed, got %v", err)
 	}
 }
+
+// The daemon's policy applies to a protector that exists with another one, and the
+// LOCAL fallback follows it: with the daemon gone, one failure trips it (1/1), not five.
+func TestLocalFallbackFollowsTheDaemonsPolicy(t *testing.T) {
+	d := daemontest.Start(t)
+	first := dial(t, d.Addr)
+	protector(t, first, "go-adopt", circuit.WithPolicy(circuit.Cooldown(time.Minute), circuit.FailureLimit(1, 1)))
+	c := dial(t, d.Addr)
+	p := protector(t, c, "go-adopt", circuit.WithFallback(circuit.FallbackLocal),
+		circuit.WithPolicy(circuit.Cooldown(time.Minute), circuit.FailureLimit(5, 5)))
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Execute(ctx, func(context.Context) error { return errBoom }); !errors.Is(err, errBoom) {
+		t.Fatalf("want the call to run, got %v", err)
+	}
+	var rejected *circuit.RejectedError
+	if err := p.Execute(ctx, func(context.Context) error { return nil }); !errors.As(err, &rejected) || !rejected.Fallback {
+		t.Fatalf("want the local machine tripped by one failure, got %v", err)
+	}
+}

@@ -12,16 +12,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use resilient_circuit::{
-    CallError, CallPermit, Client, Fallback, PolicySpec, Protector, ProtectorPolicy, StatusChange,
+    CallError, CallPermit, Client, DecisionReason, Fallback, PolicySpec, Protector, ProtectorPolicy, Status,
+    StatusChange, TransitionReason,
 };
 use resilient_circuit_api::v1;
 use support::process::Circuitd;
 use support::{AdminClient, ProtectorClient, TempDir};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use vectors::{
-    AdminAction, Answer, CallResult, Decision, File, Outcome, Ran, Source, Step, Vector, screaming,
-};
+use vectors::{AdminAction, Answer, CallResult, Decision, File, Outcome, Ran, Source, Step, Vector};
 
 /// Between two attempts of `acquire_until` and two reads of `inspect`: a poll interval.
 const POLL: Duration = Duration::from_millis(20);
@@ -235,7 +234,7 @@ impl Player {
                                 expect
                                     .reason
                                     .as_ref()
-                                    .is_none_or(|want| *want == screaming(&r.reason))
+                                    .is_none_or(|want| *want == decision_reason(r.reason))
                                     && expect.fallback.is_none_or(|want| want == r.fallback),
                                 "{what}"
                             );
@@ -257,14 +256,14 @@ impl Player {
                     Ok(None) => return Err("the status-change channel closed".to_owned()),
                     Err(_) => return Err(format!("no status change within {deadline:?}")),
                 };
-                let got = (screaming(&change.from), screaming(&change.to));
+                let got = (status(change.from), status(change.to));
                 check!(
                     got == (from.clone(), to.clone()),
                     "expected {from} -> {to}, got {change:?}"
                 );
                 if let Some(reason) = reason {
                     check!(
-                        change.reason.as_ref().map(screaming).as_ref() == Some(&reason),
+                        change.reason.map(transition_reason).as_ref() == Some(&reason),
                         "expected reason {reason}, got {change:?}"
                     );
                 }
@@ -408,14 +407,31 @@ async fn acquire(p: &Protector) -> (Answer, Option<CallPermit>) {
                 } else {
                     Source::Daemon
                 },
-                reason: Some(screaming(&r.reason)),
-                status: Some(screaming(&r.status)),
+                reason: Some(decision_reason(r.reason)),
+                status: Some(status(r.status)),
                 fallback: r.fallback,
                 retry_after: r.retry_after.is_some(),
             };
             (answer, None)
         }
     }
+}
+
+/// The vectors spell enums as the proto does, without the prefix (`HALF_OPEN`).
+fn wire_name(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_owned()
+}
+
+fn status(s: Status) -> String {
+    wire_name(v1::Status::from(s).as_str_name(), "STATUS_")
+}
+
+fn decision_reason(r: DecisionReason) -> String {
+    wire_name(v1::DecisionReason::from(r).as_str_name(), "DECISION_REASON_")
+}
+
+fn transition_reason(r: TransitionReason) -> String {
+    wire_name(v1::TransitionReason::from(r).as_str_name(), "TRANSITION_REASON_")
 }
 
 async fn ignore(permit: Option<CallPermit>) {
@@ -430,7 +446,7 @@ fn field(p: &v1::Protector, key: &str) -> Result<serde_json::Value, String> {
     Ok(match key {
         "status" => {
             let status = v1::Status::try_from(p.status).map_err(|e| e.to_string())?;
-            status.as_str_name().trim_start_matches("STATUS_").into()
+            wire_name(status.as_str_name(), "STATUS_").into()
         }
         "generation" => p.generation.into(),
         "trials_in_flight" => p.trials_in_flight.into(),

@@ -249,15 +249,3 @@ pub enum Step {
     FreezeDaemon,
     ThawDaemon,
 }
-
-/// A Rust enum's `Debug` name as the vectors spell it: `HalfOpen` -> `HALF_OPEN`.
-pub fn screaming(value: &impl std::fmt::Debug) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{value:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}

@@ -89,6 +89,12 @@ func playVector(t *testing.T, v object, wait time.Duration) {
 		c.Close()
 		harness.Close()
 	}()
+	// `listening on` comes before the store is recovered: wait until the daemon answers.
+	pl.where = "start"
+	pl.retrying(func(ctx context.Context) error {
+		_, err := pl.api.ListProtectors(ctx, &pb.ListProtectorsRequest{})
+		return err
+	})
 	for i, step := range steps {
 		var op string
 		mustField(t, step, "op", &op)

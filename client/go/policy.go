@@ -21,8 +21,8 @@ func Cooldown(d time.Duration) PolicyOption {
 	return func(p *pb.Policy) { p.Cooldown = durationpb.New(d) }
 }
 
-// FailureLimit: trip when the CLOSED window of `window` outcomes is full and
-// failures/window >= failures/window (default 1/1).
+// FailureLimit: trip when the CLOSED window of `window` outcomes is full and its
+// failure rate reaches failures/window (default 1/1; 1 <= failures <= window <= 10,000).
 func FailureLimit(failures, window uint32) PolicyOption {
 	return func(p *pb.Policy) { p.FailureLimit = &pb.Fraction{Numerator: failures, Denominator: window} }
 }

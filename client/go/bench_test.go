@@ -16,9 +16,9 @@ import (
 	"example.invalid/resilient-circuit/client/go/internal/daemontest"
 )
 
-func benchProtector(b *testing.B, cached bool) *circuit.Protector {
+func benchProtector(b *testing.B, cached, session bool) *circuit.Protector {
 	d := daemontest.Start(b)
-	c, err := circuit.Dial(d.Addr, circuit.WithAcquireDeadline(time.Second))
+	c, err := circuit.Dial(d.Addr, circuit.WithAcquireDeadline(time.Second), circuit.WithSession(session))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -41,8 +41,8 @@ func benchProtector(b *testing.B, cached bool) *circuit.Protector {
 	return p
 }
 
-func benchExecute(b *testing.B, cached bool, parallelism int) {
-	p := benchProtector(b, cached)
+func benchExecute(b *testing.B, cached, session bool, parallelism int) {
+	p := benchProtector(b, cached, session)
 	b.SetParallelism(parallelism)
 	ctx := context.Background()
 	ok := func(context.Context) error { return nil }
@@ -61,8 +61,11 @@ func benchExecute(b *testing.B, cached bool, parallelism int) {
 }
 
 // BenchmarkCachedExecute: decided in the process while CLOSED, successes batched.
-func BenchmarkCachedExecute(b *testing.B) { benchExecute(b, true, 1) }
+func BenchmarkCachedExecute(b *testing.B) { benchExecute(b, true, false, 1) }
 
-// BenchmarkUncachedExecute: every call an Acquire and a Report to the daemon, from 16
-// goroutines per core (a round trip waits on the network, not the CPU).
-func BenchmarkUncachedExecute(b *testing.B) { benchExecute(b, false, 16) }
+// BenchmarkUncachedExecute: every call an Acquire and a Report to the daemon as unary
+// calls, from 16 goroutines per core (a round trip waits on the network, not the CPU).
+func BenchmarkUncachedExecute(b *testing.B) { benchExecute(b, false, false, 16) }
+
+// BenchmarkUncachedSessionExecute: the same on the Session stream (the default).
+func BenchmarkUncachedSessionExecute(b *testing.B) { benchExecute(b, false, true, 16) }

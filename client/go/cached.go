@@ -209,8 +209,8 @@ func (c *cache) flush(ctx context.Context) {
 	if total == 0 {
 		return
 	}
-	resp, err := call(ctx, c.p.c, func(ctx context.Context, api pb.ProtectorServiceClient) (*pb.ReportBatchResponse, error) {
-		return api.ReportBatch(ctx, &pb.ReportBatchRequest{Batches: order})
+	resp, err := call(ctx, c.p.c, func(ctx context.Context, r *replica) (*pb.ReportBatchResponse, error) {
+		return r.api.ReportBatch(ctx, &pb.ReportBatchRequest{Batches: order})
 	})
 	if err != nil {
 		c.p.c.stats.batchedLost.Add(total)

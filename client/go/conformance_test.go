@@ -47,14 +47,19 @@ func TestConformanceVectors(t *testing.T) {
 	}
 	wait := max(time.Duration(file.DeadlineMS)*time.Millisecond, deadline)
 	daemontest.Binary(t)
-	for _, v := range file.Vectors {
-		var name string
-		mustField(t, v, "name", &name)
-		t.Run(name, func(t *testing.T) { playVector(t, v, wait) })
+	// Every vector on each transport of Acquire and Report.
+	for _, session := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unary", true: "session"}[session], func(t *testing.T) {
+			for _, v := range file.Vectors {
+				var name string
+				mustField(t, v, "name", &name)
+				t.Run(name, func(t *testing.T) { playVector(t, v, wait, session) })
+			}
+		})
 	}
 }
 
-func playVector(t *testing.T, v object, wait time.Duration) {
+func playVector(t *testing.T, v object, wait time.Duration, session bool) {
 	checkKeys(t, "vector", v, "name", "daemon", "client", "steps")
 	var daemon struct {
 		Flags []string `json:"flags"`
@@ -70,7 +75,7 @@ func playVector(t *testing.T, v object, wait time.Duration) {
 
 	d := daemontest.StartDir(t, daemon.Flags...)
 	c, err := circuit.Dial(d.Addr, circuit.WithAcquireDeadline(time.Duration(clientCfg.AcquireDeadlineMS)*time.Millisecond),
-		circuit.WithRequestTimeout(5*time.Second))
+		circuit.WithRequestTimeout(5*time.Second), circuit.WithSession(session))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,8 +135,8 @@ func (p *Protector) report(ctx context.Context, permit *pb.Permit, outcome pb.Ou
 	if d > 0 {
 		req.Duration = durationpb.New(min(d, time.Hour))
 	}
-	resp, err := call(ctx, p.c, func(ctx context.Context, api pb.ProtectorServiceClient) (*pb.ReportResponse, error) {
-		return api.Report(ctx, req)
+	resp, err := call(ctx, p.c, func(ctx context.Context, r *replica) (*pb.ReportResponse, error) {
+		return p.c.reportOn(ctx, r, req)
 	})
 	if err != nil {
 		p.c.stats.reportsLost.Add(1)

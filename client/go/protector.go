@@ -171,8 +171,8 @@ func (p *Protector) startWatch() {
 }
 
 func (p *Protector) ensure(ctx context.Context) error {
-	resp, err := call(ctx, p.c, func(ctx context.Context, api pb.ProtectorServiceClient) (*pb.EnsureProtectorResponse, error) {
-		return api.EnsureProtector(ctx, &pb.EnsureProtectorRequest{Name: p.name, Policy: p.policy})
+	resp, err := call(ctx, p.c, func(ctx context.Context, r *replica) (*pb.EnsureProtectorResponse, error) {
+		return r.api.EnsureProtector(ctx, &pb.EnsureProtectorRequest{Name: p.name, Policy: p.policy})
 	})
 	if err != nil {
 		return err
@@ -372,8 +372,8 @@ func (p *Protector) ask(ctx context.Context) (*pb.AcquireResponse, error) {
 			return nil, err
 		}
 	}
-	acquire := func(ctx context.Context, api pb.ProtectorServiceClient) (*pb.AcquireResponse, error) {
-		return api.Acquire(ctx, &pb.AcquireRequest{Name: p.name})
+	acquire := func(ctx context.Context, r *replica) (*pb.AcquireResponse, error) {
+		return p.c.acquireOn(ctx, r, p.name)
 	}
 	resp, err := call(ctx, p.c, acquire)
 	if status.Code(err) == codes.NotFound {

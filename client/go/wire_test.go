@@ -18,7 +18,8 @@ import (
 )
 
 // recorder answers as a daemon holding one CLOSED protector with a slow-call rule, and
-// hands every Report and ReportBatch to the test.
+// hands every Report and ReportBatch to the test. It has no Session (UNIMPLEMENTED), so
+// these tests also show the client turning to unary calls on such a daemon.
 type recorder struct {
 	pb.UnimplementedProtectorServiceServer
 	reports chan *pb.ReportRequest

@@ -134,6 +134,11 @@ func (s *session) ask(ctx context.Context, req *pb.SessionRequest) (*pb.SessionR
 		return nil, s.err
 	case <-ctx.Done():
 		forget()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// No answer within the request timeout: the stream is taken for dead (a
+			// frozen daemon, a connection gone silent), and the next call opens another.
+			s.end(ctx.Err())
+		}
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }

@@ -224,7 +224,11 @@ class Runtime:
 
     def ensure(self, timeout: float, replica: Optional[Replica] = None) -> None:
         replica = replica or self.conn.replica
-        self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=timeout))
+        # Not while a batch is being sent: one taken before a deletion lands before the
+        # protector is created again, and successes still pending are dropped by the answer
+        # (life_ends) before a batch can take them for the new life.
+        with self.conn.sending:
+            self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=timeout))
 
     def ensure_request(self) -> protector_pb2.EnsureProtectorRequest:
         return protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy)

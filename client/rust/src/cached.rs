@@ -38,8 +38,10 @@
 //! generation its permit was admitted in, so the daemon fences it like a unary report.
 //! A generation names a call's place only within one life of the protector: successes
 //! still pending when the model learns that the protector was deleted or created again
-//! (from the stream, or an EnsureProtector's answer, whichever comes first by revision)
-//! are dropped and counted lost ([`ClientStats::batched_lost`]).
+//! (from the stream or an EnsureProtector's answer, whichever comes first by revision)
+//! are dropped and counted lost ([`ClientStats::batched_lost`]). An EnsureProtector
+//! waits for a batch being sent, so one taken before a deletion lands before the
+//! protector is created again.
 //!
 //! The window. Between the moment another client's report trips the protector on the
 //! daemon and the moment the STATUS_CHANGED event reaches this process's Watch stream,
@@ -164,6 +166,9 @@ pub(crate) struct Cache {
     tally: Mutex<Tally>,
     /// Pending successes of a life that ended, dropped: the next send counts them lost.
     dropped: AtomicU64,
+    /// Held while a batch is taken and sent, and while the protector is ensured: a batch
+    /// taken before a deletion lands before the protector is created again.
+    pub(crate) sending: tokio::sync::Mutex<()>,
     model: Mutex<Model>,
     flush_now: tokio::sync::Notify,
 }
@@ -214,6 +219,7 @@ impl Cache {
             successes: AtomicU64::new(0),
             tally: Mutex::new(Tally::default()),
             dropped: AtomicU64::new(0),
+            sending: tokio::sync::Mutex::new(()),
             model: Mutex::new(Model::default()),
             flush_now: tokio::sync::Notify::new(),
         }
@@ -521,6 +527,7 @@ impl Reporter {
     /// Sends the pending successes and, if given, one more outcome of `generation`.
     /// Answers the result of the last batch, when the daemon answered it.
     pub(crate) async fn send(&self, last: Option<(u64, Outcome)>) -> Option<v1::OutcomeBatchResult> {
+        let _sending = self.cache.sending.lock().await;
         let stats = &self.connection.stats;
         let dropped = self.cache.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {

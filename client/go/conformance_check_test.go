@@ -21,7 +21,7 @@ func inspectMismatch(pl *player, got *pb.Protector, want map[string]json.RawMess
 		"generation": got.Generation, "trials_in_flight": uint64(got.TrialsInFlight),
 		"consecutive_failures": got.ConsecutiveFailures, "admitted": c.GetAdmitted(), "rejected": c.GetRejected(),
 		"successes": c.GetSuccesses(), "failures": c.GetFailures(), "ignored": c.GetIgnored(),
-		"stale_reports": c.GetStaleReports(),
+		"stale_reports": c.GetStaleReports(), "expired_permits": c.GetExpiredPermits(),
 	}
 	var out []string
 	for _, key := range slices.Sorted(func(yield func(string) bool) {

@@ -27,7 +27,9 @@ func TestNotifierFiresEachGenerationOnce(t *testing.T) {
 	n.snapshot(&pb.Protector{Status: open, Generation: 4})   // nothing new
 	n.snapshot(&pb.Protector{Status: closed, Generation: 6}) // missed: a synthetic change
 	n.transition(tr(halfOpen, closed, 6))                    // its real copy: already fired
-	n.snapshot(&pb.Protector{Status: open, Generation: 1})   // a new life
+	n.snapshot(&pb.Protector{Status: open, Generation: 4})   // older news: ignored
+	n.newLife()                                              // deleted, created again
+	n.snapshot(&pb.Protector{Status: open, Generation: 1})   // differs: a synthetic change
 	n.transition(tr(closed, open, 2))                        // fires again in the new life
 	want := []struct {
 		from, to pb.Status

@@ -171,6 +171,12 @@ func (p *Protector) startWatch() {
 }
 
 func (p *Protector) ensure(ctx context.Context) error {
+	if p.cache != nil {
+		// A batch on its way (taken before a deletion) lands before the protector is
+		// created again, so it is judged in its own life, never counted in the new one.
+		p.cache.flushMu.Lock()
+		defer p.cache.flushMu.Unlock()
+	}
 	resp, err := call(ctx, p.c, func(ctx context.Context, r *replica) (*pb.EnsureProtectorResponse, error) {
 		return r.api.EnsureProtector(ctx, &pb.EnsureProtectorRequest{Name: p.name, Policy: p.policy})
 	})

@@ -91,6 +91,7 @@ func (p *Protector) startLife(rev uint64, force bool) {
 			p.cache.dropLife(old.counters)
 		}
 	}
+	p.notifier.newLife()
 	// No counters until a status is known: update gives the next generation its own.
 	next.status, next.generation, next.counters = pb.Status_STATUS_UNSPECIFIED, 0, nil
 	w.view.Store(&next)
@@ -110,10 +111,12 @@ func (p *Protector) observe(status pb.Status, generation uint64) {
 
 func (p *Protector) fromProtector(pr *pb.Protector) {
 	p.notifier.snapshot(pr)
-	// A snapshot is the daemon's word at its revision, an older generation included
-	// (a new history).
+	// An older generation is older news (a report's answer overtook the stream): a new
+	// life starts from generation 0 (startLife), so its snapshot always applies.
 	p.update(func(v *view) {
-		v.status, v.generation = pr.Status, pr.Generation
+		if pr.Generation >= v.generation {
+			v.status, v.generation = pr.Status, pr.Generation
+		}
 		v.override = pr.Override.GetKind()
 		v.slow = 0
 		if pr.Policy.GetSlowCallDuration() != nil {
@@ -229,7 +232,8 @@ func (p *Protector) watchOnce() bool {
 // a protector, so it keeps the generations fired above a floor and drops repeats; a
 // transition that arrives late (the Watch lagging behind a report's answer) still fires,
 // once. A snapshot that shows a newer generation with another status fires a synthetic
-// change (reason UNSPECIFIED); one whose generation went backwards is a new life.
+// change (reason UNSPECIFIED); an older one (a report's answer overtook the stream) is
+// ignored. A new life (newLife) starts the generations again.
 type notifier struct {
 	name      string
 	mu        sync.Mutex
@@ -247,6 +251,15 @@ func (n *notifier) transition(t *pb.Transition) {
 	n.deliver(StatusChange{Name: n.name, From: t.From, To: t.To, Reason: t.Reason, Generation: t.Generation})
 }
 
+// newLife: the protector was deleted or created again, or the daemon's history started
+// over: generations start again, so none is past; the status known stays, and a snapshot
+// of the new life that differs fires a synthetic change.
+func (n *notifier) newLife() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gen, n.floor, n.fired = 0, 0, map[uint64]struct{}{}
+}
+
 // reset starts a life known from a snapshot at generation gen.
 func (n *notifier) reset(status pb.Status, gen uint64) {
 	n.known, n.status, n.gen, n.floor, n.fired = true, status, gen, gen, map[uint64]struct{}{}
@@ -258,12 +271,6 @@ func (n *notifier) snapshot(pr *pb.Protector) {
 	switch {
 	case !n.known:
 		n.reset(pr.Status, pr.Generation)
-	case pr.Generation < n.gen: // a new life
-		from := n.status
-		n.reset(pr.Status, pr.Generation)
-		if from != pr.Status {
-			n.call(StatusChange{Name: n.name, From: from, To: pr.Status, Generation: pr.Generation})
-		}
 	case pr.Generation > n.gen:
 		from := n.status
 		n.status, n.gen = pr.Status, pr.Generation

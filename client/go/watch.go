@@ -8,8 +8,11 @@ package circuit
 // reopened, on the next replica, with start_revision and start_epoch, so the daemon
 // replays what was missed (or, from another history, answers RESYNC and a snapshot).
 // Answers of the client's own calls feed the view too (observe), ordered by generation:
-// a change never goes back to an older generation. The notifier delivers each
-// transition once, the first time any source shows its generation.
+// a change never goes back to an older generation. Snapshots are held until SYNCED, which
+// says whether they belong to another history (a new epoch, revisions going backwards,
+// or COMPACTED on a resumed stream): then the protector starts a new life (startLife)
+// before they apply. The notifier delivers each transition once, the first time any
+// source shows its generation.
 
 import (
 	"context"
@@ -173,7 +176,7 @@ func (p *Protector) watchOnce() bool {
 	if err != nil {
 		return false
 	}
-	synced := false
+	synced, renewed := false, false
 	var snapshots []*pb.Protector
 	for {
 		ev, err := stream.Recv()
@@ -181,6 +184,12 @@ func (p *Protector) watchOnce() bool {
 			return synced
 		}
 		stale.Reset(staleness)
+		if r, ok := ev.Event.(*pb.WatchEvent_Resync); ok {
+			// Revisions going backwards are another history; COMPACTED on a resumed
+			// stream may be one (the protector may have lived and died meanwhile).
+			renewed = renewed || ev.Revision < p.watch.revision ||
+				r.Resync.Reason == pb.ResyncReason_RESYNC_REASON_COMPACTED
+		}
 		if ev.Revision > p.watch.revision {
 			p.watch.revision = ev.Revision
 		}
@@ -194,8 +203,9 @@ func (p *Protector) watchOnce() bool {
 			p.fromProtector(e.Created)
 		case *pb.WatchEvent_Synced:
 			epoch := e.Synced.Epoch
-			if p.watch.epoch != nil && *p.watch.epoch != epoch {
+			if renewed || (p.watch.epoch != nil && *p.watch.epoch != epoch) {
 				p.newHistory(ev.Revision)
+				renewed = false
 			}
 			for _, s := range snapshots {
 				p.fromProtector(s)

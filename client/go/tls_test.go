@@ -21,58 +21,97 @@ import (
 	"example.invalid/resilient-circuit/client/go/internal/daemontest"
 )
 
-// selfSigned writes a certificate for 127.0.0.1 and its key; returns their paths and a
-// pool that trusts it.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+// issued is a certificate and its key, made in the test (no openssl needed).
+type issued struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	der  []byte
+}
+
+// issue makes a CA when parent is nil, else a leaf for 127.0.0.1 signed by parent.
+func issue(t *testing.T, parent *issued, usage x509.ExtKeyUsage) *issued {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "circuitd test"},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "circuitd test"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	signer, signerKey := tmpl, key
+	if parent == nil {
+		tmpl.IsCA, tmpl.KeyUsage = true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
+	} else {
+		tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{usage}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		signer, signerKey = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return certFile, keyFile, pool
+	return &issued{cert: cert, key: key, der: der}
 }
 
-func TestTLS(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t)
-	d := daemontest.Start(t, "--tls-cert", certFile, "--tls-key", keyFile)
-	c := dial(t, "https://"+d.Addr, circuit.WithTLS(&tls.Config{RootCAs: pool}))
-	p := protector(t, c, "go-tls", circuit.WithFallback(circuit.FallbackDeny))
-	permit, err := p.Acquire(context.Background())
-	if err != nil || permit.Source() != circuit.SourceDaemon {
-		t.Fatalf("over TLS: %v %v", permit, err)
-	}
-	_ = permit.Success(context.Background())
+func (i *issued) certPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.der})
+}
 
-	// A client that does not trust the certificate never reaches the daemon: the
-	// fallback decides.
-	untrusting := dial(t, "https://"+d.Addr, circuit.WithAcquireDeadline(500*time.Millisecond))
-	q := protector(t, untrusting, "go-tls")
-	var rejected *circuit.RejectedError
-	if _, err := q.Acquire(context.Background()); !errors.As(err, &rejected) || !rejected.Fallback {
-		t.Fatalf("without trusting the daemon's certificate: want the fallback's rejection, got %v", err)
+func (i *issued) keyPEM(t *testing.T) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(i.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+func write(t *testing.T, name string, data []byte) string {
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTLSAndMTLS(t *testing.T) {
+	ca := issue(t, nil, 0)
+	server := issue(t, ca, x509.ExtKeyUsageServerAuth)
+	client := issue(t, ca, x509.ExtKeyUsageClientAuth)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	ctx := context.Background()
+
+	d := daemontest.Start(t, "--tls-cert", write(t, "server.pem", server.certPEM()),
+		"--tls-key", write(t, "server.key", server.keyPEM(t)), "--tls-client-ca", write(t, "ca.pem", ca.certPEM()))
+	pair, err := tls.X509KeyPair(client.certPEM(), client.keyPEM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, "https://"+d.Addr, circuit.WithTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}))
+	p := protector(t, c, "go-mtls")
+	permit, err := p.Acquire(ctx)
+	if err != nil || permit.Source() != circuit.SourceDaemon {
+		t.Fatalf("over mTLS: %v %v", permit, err)
+	}
+	_ = permit.Success(ctx)
+
+	// Without a client certificate, or without trusting the daemon's, the handshake
+	// fails: the daemon is never reached and the fallback decides.
+	for name, cfg := range map[string]*tls.Config{
+		"no client certificate": {RootCAs: roots},
+		"untrusted daemon":      {Certificates: []tls.Certificate{pair}},
+	} {
+		other := dial(t, "https://"+d.Addr, circuit.WithTLS(cfg), circuit.WithAcquireDeadline(500*time.Millisecond))
+		q := protector(t, other, "go-mtls")
+		var rejected *circuit.RejectedError
+		if _, err := q.Acquire(ctx); !errors.As(err, &rejected) || !rejected.Fallback {
+			t.Fatalf("%s: want the fallback's rejection, got %v", name, err)
+		}
 	}
 }

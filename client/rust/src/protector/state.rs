@@ -97,6 +97,11 @@ impl Inner {
 
     /// Makes sure the daemon has the protector, and takes in what it answers.
     pub(super) async fn ensure(&self, replica: &Replica) -> Result<(), tonic::Status> {
+        // A cached protector's batch being sent lands first (see `cached`: lives).
+        let _sending = match &self.cache {
+            Some(cache) => Some(cache.sending.lock().await),
+            None => None,
+        };
         let response = replica.ensure_protector(&self.name, &self.policy).await?;
         let daemon_policy = response
             .protector

@@ -1,0 +1,478 @@
+// The handle of one protector: acquire, run and report a call.
+//
+// Design note. Every call is decided by the daemon, or, in cached mode (the default), from
+// what the Watch stream says about the daemon (see view.ts):
+// - Cached fast path: while the stream is live and fresh, the protector CLOSED and no
+//   override holds, a call is admitted here in the generation the stream announced. Its
+//   SUCCESS is counted and batched (pending.ts); its FAILURE is sent at once, after the
+//   pending outcomes, in one ReportBatch whose answer (a trip included) is applied before
+//   the permit's promise settles, so a process sees its own trips.
+// - Remote path: otherwise each call is an Acquire, answered within the acquire deadline
+//   (50 ms by default). The RPC itself carries the longer request timeout and is never
+//   cancelled on the caller's behalf: a trial permit that arrives after the caller gave
+//   up (the deadline passed, or its AbortSignal fired) is reported IGNORED at once, so it
+//   does not expire as a FAILURE (proto/SEMANTICS.md section 2). The outcome of a CLOSED
+//   permit goes the cached path's way; a HALF_OPEN trial's is a Report of its own.
+// - Fallback: when the daemon cannot be asked in time, or the link is in its backoff
+//   period, the declared fallback decides: "allow" admits (outcomes recorded nowhere),
+//   "deny" rejects, "local" asks an in-process status machine with the same policy.
+// Every outcome carries the call's duration (measured from the acquire), for the policy's
+// slow-call rule.
+import { EventEmitter } from "node:events";
+import { debuglog } from "node:util";
+
+import type { Client, Replica } from "./client.js";
+import { unreachable } from "./client.js";
+import { ProtectedCallError, ProtectionError, type RejectReason, type StatusName } from "./errors.js";
+import { Machine, type MachinePermit, type OutcomeName } from "./machine.js";
+import { Notifier, type StatusChange } from "./notifier.js";
+import { FLUSH_AT, FLUSH_INTERVAL_MS, Pending } from "./pending.js";
+import { type PolicyOptions, wirePolicy } from "./policy.js";
+import { View } from "./view.js";
+import { noOverride, statusName, Watch } from "./watch.js";
+import type {
+  AcquireResponse,
+  EnsureProtectorResponse,
+  GetProtectorResponse,
+  Permit as WirePermit,
+  Policy,
+  Protector as WireProtector,
+  ReportBatchResponse,
+  ReportResponse,
+  Transition,
+} from "./wire.js";
+import { millis, reportDuration, short } from "./wire.js";
+
+const log = debuglog("resilient-circuit");
+
+/** Who decides when the daemon cannot be asked in time. */
+export type Fallback = "allow" | "deny" | "local";
+
+export interface ProtectorOptions {
+  /** The policy to create the protector with if the daemon does not have it. */
+  policy?: PolicyOptions;
+  /** Default "deny". */
+  fallback?: Fallback;
+  /** Decide locally while the Watch stream vouches for CLOSED. Default true. */
+  cached?: boolean;
+  /** How long an Acquire may take before the fallback decides. Default 50 ms. */
+  acquireDeadlineMs?: number;
+  /** The cached mode's freshness bound on the Watch stream. Default 2,000 ms. */
+  stalenessMs?: number;
+}
+
+export interface CallOptions {
+  /** Aborting gives up the call: the acquire rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface ExecuteOptions extends CallOptions {
+  /** Whether an error counts as a FAILURE (default: every error); false = a SUCCESS, as
+   * the library counts an exception its `should_handle` declines. */
+  shouldHandle?: (error: unknown) => boolean;
+}
+
+/** Which source decided a permit. */
+export type Source = "cached" | "daemon" | "local" | "allowed";
+
+/** An admitted call: resolve it exactly once with how the call went. */
+export class Permit {
+  private resolved = false;
+  /** When the call was admitted (performance.now()), for its duration. */
+  readonly startedAt = performance.now();
+
+  /** @internal */
+  constructor(
+    private readonly protector: Protector,
+    /** Who admitted the call. */
+    readonly source: Source,
+    /** The generation it was admitted in (0 for "allowed"). */
+    readonly generation: number,
+    /** Non-zero for a HALF_OPEN trial. */
+    readonly id: number,
+    /** Shadow mode: the daemon would have rejected this call. */
+    readonly wouldReject = false,
+    /** @internal the daemon's permit, for its Report */
+    readonly wire?: WirePermit,
+  ) {}
+
+  success(durationMs?: number): Promise<void> {
+    return this.resolve("SUCCESS", durationMs);
+  }
+
+  failure(durationMs?: number): Promise<void> {
+    return this.resolve("FAILURE", durationMs);
+  }
+
+  /** The call's outcome should not count (it was cancelled): releases a trial permit. */
+  ignore(): Promise<void> {
+    return this.resolve("IGNORED");
+  }
+
+  private resolve(outcome: OutcomeName, durationMs?: number): Promise<void> {
+    if (this.resolved) return Promise.reject(new Error("this permit was already resolved"));
+    this.resolved = true;
+    return this.protector.resolve(this, outcome, durationMs ?? performance.now() - this.startedAt);
+  }
+}
+
+/** A protector's handle. Emits "statusChange" (a StatusChange) exactly once per
+ * transition; listening starts its Watch stream. */
+export class Protector extends EventEmitter {
+  readonly policy: Policy;
+  readonly fallback: Fallback;
+  readonly cached: boolean;
+  readonly acquireDeadlineMs: number;
+  readonly stalenessMs: number;
+  /** @internal */ readonly view: View;
+  /** @internal */ readonly notifier: Notifier;
+  /** @internal */ ensured = false;
+  private readonly local: Machine | undefined;
+  private readonly pending = new Pending();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly watch: Watch;
+  private watching = false;
+  private closed = false;
+  /** The daemon's slow-call threshold (ms), when its policy has one. */
+  private slowMs: number | undefined;
+
+  /** @internal use Client.protector */
+  constructor(
+    readonly client: Client,
+    readonly name: string,
+    options: ProtectorOptions = {},
+  ) {
+    super();
+    this.policy = wirePolicy(options.policy);
+    this.fallback = options.fallback ?? "deny";
+    if (!["allow", "deny", "local"].includes(this.fallback)) throw new RangeError(`unknown fallback ${this.fallback}`);
+    this.cached = options.cached ?? true;
+    this.acquireDeadlineMs = options.acquireDeadlineMs ?? 50;
+    this.stalenessMs = options.stalenessMs ?? 2_000;
+    this.view = new View(this.cached);
+    this.notifier = new Notifier(name, (change) => this.fire(change));
+    this.local = this.fallback === "local" ? new Machine(this.policy) : undefined;
+    this.slowMs = millis(this.policy.slowCallDuration);
+    this.watch = new Watch(this);
+    if (this.cached) this.startWatch();
+    this.on("newListener", (event) => {
+      if (event === "statusChange") this.startWatch();
+    });
+  }
+
+  private fire(change: StatusChange): void {
+    try {
+      this.emit("statusChange", change);
+    } catch (error) {
+      // A listener's exception must not break the stream or the call that carried the news.
+      process.emitWarning(`a statusChange listener of ${this.name} threw: ${String(error)}`);
+    }
+  }
+
+  private startWatch(): void {
+    if (this.watching || this.closed) return;
+    this.watching = true;
+    this.watch.start();
+  }
+
+  // ---- deciding ---------------------------------------------------------------------
+
+  /** A permit for one call, or a ProtectedCallError. */
+  async acquire(options: CallOptions = {}): Promise<Permit> {
+    options.signal?.throwIfAborted();
+    const gen = this.view.fastGeneration(performance.now());
+    if (gen !== 0) {
+      this.client.stats.cachedDecisions += 1;
+      return new Permit(this, "cached", gen, 0);
+    }
+    if (this.client.link.attempt() === "skip") return this.decideLocally("the link to the daemon is down");
+    return this.remote(options.signal);
+  }
+
+  /** Acquires, runs `fn`, reports how it went (its duration included) and returns its result. */
+  async execute<T>(fn: (signal?: AbortSignal) => Promise<T> | T, options: ExecuteOptions = {}): Promise<T> {
+    const permit = await this.acquire(options);
+    let result: T;
+    try {
+      result = await fn(options.signal);
+    } catch (error) {
+      if (options.signal?.aborted) await permit.ignore();
+      else if (options.shouldHandle === undefined || options.shouldHandle(error)) await permit.failure();
+      else await permit.success();
+      throw error;
+    }
+    await permit.success();
+    return result;
+  }
+
+  private remote(signal: AbortSignal | undefined): Promise<Permit> {
+    const turn = this.client.link.turn();
+    const answer = this.client.ask((replica, left) => this.askOn(replica, left), this.client.requestTimeoutMs);
+    return new Promise<Permit>((resolve, reject) => {
+      let decided = false;
+      const settle = (f: () => void) => {
+        if (decided) return;
+        decided = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", aborted);
+        f();
+      };
+      const timer = setTimeout(() => {
+        settle(() => {
+          // The daemon could not answer in time: it counts as unreachable for the link.
+          this.client.link.failed(turn);
+          this.decideLocally(`no answer within ${this.acquireDeadlineMs} ms`).then(resolve, reject);
+        });
+      }, this.acquireDeadlineMs);
+      const aborted = () => settle(() => reject(signal!.reason));
+      signal?.addEventListener("abort", aborted, { once: true });
+      answer.then(
+        (response) => {
+          if (decided) {
+            this.lateAnswer(response);
+            return;
+          }
+          settle(() => {
+            try {
+              resolve(this.admitted(response));
+            } catch (error) {
+              reject(error);
+            }
+          });
+        },
+        (error) => {
+          if (decided) return;
+          settle(() => {
+            if (!unreachable(error)) {
+              reject(new ProtectionError(`the daemon refused an Acquire of ${this.name}: ${error.details ?? error}`, error.code, { cause: error }));
+            } else {
+              this.decideLocally(`${error.details ?? error}`).then(resolve, reject);
+            }
+          });
+        },
+      );
+    });
+  }
+
+  private async askOn(replica: Replica, left: () => number): Promise<AcquireResponse> {
+    if (!this.ensured) await this.ensureOn(replica, left());
+    try {
+      return await this.client.unary<AcquireResponse>(replica, "protectors", "Acquire", { name: this.name }, left());
+    } catch (error) {
+      if ((error as { code?: number }).code !== 5 /* NOT_FOUND */) throw error;
+    }
+    log("the daemon does not know protector %s; ensuring it again", this.name);
+    this.ensured = false;
+    await this.ensureOn(replica, left());
+    return this.client.unary<AcquireResponse>(replica, "protectors", "Acquire", { name: this.name }, left());
+  }
+
+  /** An answer that came after the caller stopped waiting: a trial permit is released. */
+  private lateAnswer(response: AcquireResponse): void {
+    if (response.decision === "DECISION_ADMITTED" && response.permit && response.permit.id) {
+      const permit = new Permit(this, "daemon", response.permit.generation ?? 0, response.permit.id, false, response.permit);
+      permit.ignore().catch(() => undefined);
+    }
+  }
+
+  private admitted(response: AcquireResponse): Permit {
+    this.client.stats.daemonDecisions += 1;
+    const revision = response.revision ?? 0;
+    const permit = response.permit;
+    if (response.decision === "DECISION_ADMITTED" && permit) {
+      const generation = permit.generation ?? 0;
+      if (response.reason === "DECISION_REASON_CLOSED") {
+        this.view.set("CLOSED", generation, true, revision);
+      } else if (response.reason === "DECISION_REASON_TRIAL") {
+        if (response.transition) {
+          // This Acquire ended the cooldown: it fires before the trial's own outcome can
+          // announce the next transition.
+          this.applyTransition(response.transition, revision);
+        } else {
+          this.view.set(statusName(response.status), generation, undefined, revision);
+          this.notifier.entered(generation, "HALF_OPEN", revision);
+        }
+      }
+      return new Permit(this, "daemon", generation, permit.id ?? 0, response.wouldReject ?? false, permit);
+    }
+    if (response.transition) this.applyTransition(response.transition, revision);
+    throw new ProtectedCallError(
+      this.name,
+      statusName(response.status),
+      short(response.reason, "DECISION_REASON_") as RejectReason,
+      millis(response.retryAfter),
+      false,
+    );
+  }
+
+  private async decideLocally(why: string): Promise<Permit> {
+    this.client.stats.fallbackDecisions += 1;
+    log("protector %s: the daemon could not be asked (%s); fallback %s decides", this.name, why, this.fallback);
+    if (this.fallback === "allow") return new Permit(this, "allowed", 0, 0);
+    if (this.local !== undefined) {
+      const decision = this.local.acquire(performance.now());
+      if ("generation" in decision) return new Permit(this, "local", decision.generation, decision.id);
+      throw new ProtectedCallError(this.name, this.local.status, decision.reason, decision.retryAfterMs, true);
+    }
+    throw new ProtectedCallError(this.name, "OPEN", "OPEN", undefined, true);
+  }
+
+  // ---- the daemon's answers ------------------------------------------------------------
+
+  private async ensureOn(replica: Replica, timeoutMs: number): Promise<void> {
+    const response = await this.client.unary<EnsureProtectorResponse>(
+      replica,
+      "protectors",
+      "EnsureProtector",
+      { name: this.name, policy: this.policy },
+      timeoutMs,
+    );
+    const p = response.protector!;
+    if (!response.policyMatches) {
+      log("protector %s exists on the daemon with another policy; the daemon's applies", this.name);
+      if (p.policy) this.local?.adopt(p.policy);
+    }
+    this.slowMs = millis(p.policy?.slowCallDuration);
+    if (response.created && this.notifier.status !== undefined) {
+      log("protector %s was created again (deleted, or the daemon restarted)", this.name);
+      this.watch.restart();
+    }
+    this.applySnapshot(p, response.revision ?? 0, response.created ?? false);
+    this.ensured = true;
+  }
+
+  private applySnapshot(p: WireProtector, revision: number, created: boolean): void {
+    const status = statusName(p.status);
+    this.notifier.snapshot(status, p.generation ?? 0, p.modRevision ?? 0, created);
+    this.view.set(status, p.generation ?? 0, noOverride(p), revision, created);
+  }
+
+  /** @internal */
+  applyTransition(t: Transition, revision: number): void {
+    const to = statusName(t.to);
+    this.view.set(to, t.generation ?? 0, undefined, revision);
+    this.notifier.transition(statusName(t.from), to, t.generation ?? 0, revision, short(t.reason, "TRANSITION_REASON_"));
+  }
+
+  // ---- outcomes ----------------------------------------------------------------------
+
+  /** @internal */
+  async resolve(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<void> {
+    switch (permit.source) {
+      case "allowed":
+        return;
+      case "local":
+        this.local!.report({ generation: permit.generation, id: permit.id } as MachinePermit, outcome, performance.now());
+        return;
+      case "daemon":
+        if (permit.id !== 0) return this.report(permit, outcome, durationMs);
+        break;
+      case "cached":
+        // A CLOSED permit of the cache is tracked nowhere: IGNORED has nothing to release.
+        if (outcome === "IGNORED") return;
+        break;
+    }
+    if (outcome === "SUCCESS") {
+      const slow = this.slowMs !== undefined && durationMs >= this.slowMs;
+      this.pending.success(permit.generation, this.client.link.downs, durationMs, slow);
+      if (this.pending.count >= FLUSH_AT) void this.flush();
+      else this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_INTERVAL_MS);
+      return;
+    }
+    // A FAILURE may trip the protector: the caller's next call must see it.
+    this.pending.outcome(permit.generation, this.client.link.downs, `OUTCOME_${outcome}`, durationMs);
+    await this.flush();
+  }
+
+  /** Sends the pending outcomes now and applies the answers. */
+  async flush(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const { batches, lost } = this.pending.take(this.name, this.client.link.downs);
+    this.client.stats.reportsLost += lost;
+    if (batches.length === 0) return;
+    const outcomes = batches.reduce((n, b) => n + Number(b.successes) + (b.outcomes?.length ?? 0), 0);
+    if (this.client.link.down) {
+      this.client.stats.reportsLost += outcomes;
+      return;
+    }
+    let answer: ReportBatchResponse;
+    try {
+      answer = await this.client.ask(
+        (replica, left) => this.client.unary<ReportBatchResponse>(replica, "protectors", "ReportBatch", { batches }, left()),
+        this.client.requestTimeoutMs,
+      );
+    } catch (error) {
+      this.client.stats.reportsLost += outcomes;
+      log("protector %s: %d outcomes could not reach the daemon: %s", this.name, outcomes, error);
+      return;
+    }
+    for (const r of answer.results ?? []) {
+      if (r.error) {
+        if (r.error.code === 5) {
+          this.ensured = false;
+          this.view.forget(answer.revision ?? 0);
+        }
+        log("protector %s: a batch of outcomes failed: %s", this.name, r.error.message);
+        continue;
+      }
+      this.client.stats.batchedAccepted += r.accepted ?? 0;
+      this.client.stats.batchedStale += r.stale ?? 0;
+      if (r.transition) this.applyTransition(r.transition, answer.revision ?? 0);
+      else this.view.set(statusName(r.status), r.generation ?? 0, undefined, answer.revision ?? 0);
+    }
+  }
+
+  /** A trial's outcome: a Report of its own, after the pending outcomes. */
+  private async report(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<void> {
+    await this.flush();
+    if (this.client.link.down) {
+      this.client.stats.reportsLost += 1;
+      return;
+    }
+    const request = {
+      name: this.name,
+      permit: permit.wire,
+      outcome: `OUTCOME_${outcome}`,
+      duration: reportDuration(durationMs),
+    };
+    try {
+      const r = await this.client.ask(
+        (replica, left) => this.client.unary<ReportResponse>(replica, "protectors", "Report", request, left()),
+        this.client.requestTimeoutMs,
+      );
+      if (r.transition) this.applyTransition(r.transition, r.revision ?? 0);
+    } catch (error) {
+      this.client.stats.reportsLost += 1;
+      log("protector %s: a trial's report could not reach the daemon: %s", this.name, error);
+    }
+  }
+
+  // ---- reading and closing -------------------------------------------------------------
+
+  /** The daemon's protector, after this process's pending outcomes. */
+  async get(): Promise<WireProtector> {
+    await this.flush();
+    const response = await this.client.ask(async (replica, left) => {
+      if (!this.ensured) await this.ensureOn(replica, left());
+      return this.client.unary<GetProtectorResponse>(replica, "protectors", "GetProtector", { name: this.name }, left());
+    }, this.client.requestTimeoutMs);
+    const p = response.protector!;
+    this.view.set(statusName(p.status), p.generation ?? 0, noOverride(p), response.revision ?? 0);
+    return p;
+  }
+
+  /** The status last known here (from answers and the Watch stream). */
+  get status(): StatusName | undefined {
+    return this.notifier.status ?? this.view.status;
+  }
+
+  /** Stops the Watch stream and sends the pending outcomes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.watch.close();
+    await this.flush();
+    this.client.forget(this);
+  }
+}

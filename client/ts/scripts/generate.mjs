@@ -6,7 +6,7 @@
 //                                       enum, read from the same descriptors with the
 //                                       conversion options src/wire.ts decodes with
 //                                       (camelCase fields, enums as names, 64-bit
-//                                       integers as numbers, oneofs named).
+//                                       integers as decimal strings, oneofs named).
 // Both are build outputs (not committed), so they can never be stale: `npm run build`
 // runs this first. Outside the repository (an installed package) the copied protos are
 // the source.
@@ -48,16 +48,19 @@ const out = [
   "// with their defaults and leaves unset messages null.",
   "",
   "/** google.protobuf.Duration */",
-  "export interface Duration { seconds?: number | string; nanos?: number }",
+  "export interface Duration { seconds?: string | number; nanos?: number }",
   "/** google.protobuf.Timestamp */",
-  "export interface Timestamp { seconds?: number | string; nanos?: number }",
+  "export interface Timestamp { seconds?: string | number; nanos?: number }",
   "",
 ];
 
 const SCALARS = {
   double: "number", float: "number", int32: "number", uint32: "number", sint32: "number",
-  fixed32: "number", sfixed32: "number", int64: "number", uint64: "number", sint64: "number",
-  fixed64: "number", sfixed64: "number", bool: "boolean", string: "string", bytes: "Buffer",
+  fixed32: "number", sfixed32: "number", bool: "boolean", string: "string", bytes: "Buffer",
+  // 64-bit integers are decimal strings: an epoch is a random 64-bit number, which a
+  // JavaScript number would round. (Encoding takes numbers too.)
+  int64: "string | number", uint64: "string | number", sint64: "string | number",
+  fixed64: "string | number", sfixed64: "string | number",
 };
 
 function tsType(field) {

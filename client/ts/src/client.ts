@@ -115,10 +115,17 @@ export class Client {
         : tls === true
           ? grpc.credentials.createSsl()
           : grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+    // grpc-js's own reconnect backoff grows to 120 s: a daemon down for a minute would
+    // then stay unasked long after it is back. The link's backoff decides how often this
+    // client asks; the channel only has to connect promptly when it does.
+    const channel = {
+      "grpc.initial_reconnect_backoff_ms": options.backoffInitialMs ?? 50,
+      "grpc.max_reconnect_backoff_ms": 1_000,
+    };
     this.replicas = targets.map((address) => ({
       address,
-      protectors: new ProtectorServiceClient(address, credentials) as Replica["protectors"],
-      admin: new AdminServiceClient(address, credentials) as Replica["admin"],
+      protectors: new ProtectorServiceClient(address, credentials, channel) as Replica["protectors"],
+      admin: new AdminServiceClient(address, credentials, channel) as Replica["admin"],
     }));
     this.link = new Link(targets.length, options.backoffInitialMs, options.backoffCapMs);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 1_000;

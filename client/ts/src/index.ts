@@ -35,6 +35,7 @@ export {
   type ExecuteOptions,
   type Fallback,
   type ProtectorOptions,
+  type Resolved,
   type Source,
 } from "./protector.js";
 export { RetryPolicy, SafetyNet, type CallPolicy, type RetryOptions } from "./retry.js";

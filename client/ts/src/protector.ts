@@ -34,6 +34,7 @@ import type {
   AcquireResponse,
   EnsureProtectorResponse,
   GetProtectorResponse,
+  OutcomeBatchResult,
   Permit as WirePermit,
   Policy,
   Protector as WireProtector,
@@ -41,7 +42,7 @@ import type {
   ReportResponse,
   Transition,
 } from "./wire.js";
-import { millis, reportDuration, short } from "./wire.js";
+import { millis, num, reportDuration, short } from "./wire.js";
 
 const log = debuglog("resilient-circuit");
 
@@ -72,6 +73,13 @@ export interface ExecuteOptions extends CallOptions {
   shouldHandle?: (error: unknown) => boolean;
 }
 
+/** What became of a permit's outcome. */
+export interface Resolved {
+  /** The daemon's verdict (false: stale, it changed nothing), when the outcome was sent
+   * at once and answered; undefined when it was batched, decided locally, or lost. */
+  accepted?: boolean;
+}
+
 /** Which source decided a permit. */
 export type Source = "cached" | "daemon" | "local" | "allowed";
 
@@ -96,20 +104,22 @@ export class Permit {
     readonly wire?: WirePermit,
   ) {}
 
-  success(durationMs?: number): Promise<void> {
+  /** The call succeeded; `durationMs` defaults to the time since the acquire. */
+  success(durationMs?: number): Promise<Resolved> {
     return this.resolve("SUCCESS", durationMs);
   }
 
-  failure(durationMs?: number): Promise<void> {
+  /** The call failed; `durationMs` defaults to the time since the acquire. */
+  failure(durationMs?: number): Promise<Resolved> {
     return this.resolve("FAILURE", durationMs);
   }
 
   /** The call's outcome should not count (it was cancelled): releases a trial permit. */
-  ignore(): Promise<void> {
+  ignore(): Promise<Resolved> {
     return this.resolve("IGNORED");
   }
 
-  private resolve(outcome: OutcomeName, durationMs?: number): Promise<void> {
+  private resolve(outcome: OutcomeName, durationMs?: number): Promise<Resolved> {
     if (this.resolved) return Promise.reject(new Error("this permit was already resolved"));
     this.resolved = true;
     return this.protector.resolve(this, outcome, durationMs ?? performance.now() - this.startedAt);
@@ -270,17 +280,17 @@ export class Protector extends EventEmitter {
   /** An answer that came after the caller stopped waiting: a trial permit is released. */
   private lateAnswer(response: AcquireResponse): void {
     if (response.decision === "DECISION_ADMITTED" && response.permit && response.permit.id) {
-      const permit = new Permit(this, "daemon", response.permit.generation ?? 0, response.permit.id, false, response.permit);
+      const permit = new Permit(this, "daemon", num(response.permit.generation), num(response.permit.id), false, response.permit);
       permit.ignore().catch(() => undefined);
     }
   }
 
   private admitted(response: AcquireResponse): Permit {
     this.client.stats.daemonDecisions += 1;
-    const revision = response.revision ?? 0;
+    const revision = num(response.revision);
     const permit = response.permit;
     if (response.decision === "DECISION_ADMITTED" && permit) {
-      const generation = permit.generation ?? 0;
+      const generation = num(permit.generation);
       if (response.reason === "DECISION_REASON_CLOSED") {
         this.view.set("CLOSED", generation, true, revision);
       } else if (response.reason === "DECISION_REASON_TRIAL") {
@@ -293,7 +303,7 @@ export class Protector extends EventEmitter {
           this.notifier.entered(generation, "HALF_OPEN", revision);
         }
       }
-      return new Permit(this, "daemon", generation, permit.id ?? 0, response.wouldReject ?? false, permit);
+      return new Permit(this, "daemon", generation, num(permit.id), response.wouldReject ?? false, permit);
     }
     if (response.transition) this.applyTransition(response.transition, revision);
     throw new ProtectedCallError(
@@ -337,39 +347,40 @@ export class Protector extends EventEmitter {
       log("protector %s was created again (deleted, or the daemon restarted)", this.name);
       this.watch.restart();
     }
-    this.applySnapshot(p, response.revision ?? 0, response.created ?? false);
+    this.applySnapshot(p, num(response.revision), response.created ?? false);
     this.ensured = true;
   }
 
   private applySnapshot(p: WireProtector, revision: number, created: boolean): void {
     const status = statusName(p.status);
-    this.notifier.snapshot(status, p.generation ?? 0, p.modRevision ?? 0, created);
-    this.view.set(status, p.generation ?? 0, noOverride(p), revision, created);
+    this.notifier.snapshot(status, num(p.generation), num(p.modRevision), created);
+    this.view.set(status, num(p.generation), noOverride(p), revision, created);
   }
 
   /** @internal */
   applyTransition(t: Transition, revision: number): void {
     const to = statusName(t.to);
-    this.view.set(to, t.generation ?? 0, undefined, revision);
-    this.notifier.transition(statusName(t.from), to, t.generation ?? 0, revision, short(t.reason, "TRANSITION_REASON_"));
+    this.view.set(to, num(t.generation), undefined, revision);
+    this.notifier.transition(statusName(t.from), to, num(t.generation), revision, short(t.reason, "TRANSITION_REASON_"));
   }
 
   // ---- outcomes ----------------------------------------------------------------------
 
   /** @internal */
-  async resolve(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<void> {
+  async resolve(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<Resolved> {
     switch (permit.source) {
       case "allowed":
-        return;
-      case "local":
-        this.local!.report({ generation: permit.generation, id: permit.id } as MachinePermit, outcome, performance.now());
-        return;
+        return {};
+      case "local": {
+        const p: MachinePermit = { generation: permit.generation, id: permit.id };
+        return { accepted: this.local!.report(p, outcome, performance.now()) };
+      }
       case "daemon":
         if (permit.id !== 0) return this.report(permit, outcome, durationMs);
         break;
       case "cached":
         // A CLOSED permit of the cache is tracked nowhere: IGNORED has nothing to release.
-        if (outcome === "IGNORED") return;
+        if (outcome === "IGNORED") return {};
         break;
     }
     if (outcome === "SUCCESS") {
@@ -377,24 +388,26 @@ export class Protector extends EventEmitter {
       this.pending.success(permit.generation, this.client.link.downs, durationMs, slow);
       if (this.pending.count >= FLUSH_AT) void this.flush();
       else this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_INTERVAL_MS);
-      return;
+      return {};
     }
     // A FAILURE may trip the protector: the caller's next call must see it.
     this.pending.outcome(permit.generation, this.client.link.downs, `OUTCOME_${outcome}`, durationMs);
-    await this.flush();
+    const last = await this.flush();
+    return last === undefined ? {} : { accepted: last.error == null && num(last.stale) === 0 };
   }
 
-  /** Sends the pending outcomes now and applies the answers. */
-  async flush(): Promise<void> {
+  /** Sends the pending outcomes now and applies the answers; answers the last batch's
+   * result, when the daemon answered. */
+  async flush(): Promise<OutcomeBatchResult | undefined> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     const { batches, lost } = this.pending.take(this.name, this.client.link.downs);
     this.client.stats.reportsLost += lost;
-    if (batches.length === 0) return;
+    if (batches.length === 0) return undefined;
     const outcomes = batches.reduce((n, b) => n + Number(b.successes) + (b.outcomes?.length ?? 0), 0);
     if (this.client.link.down) {
       this.client.stats.reportsLost += outcomes;
-      return;
+      return undefined;
     }
     let answer: ReportBatchResponse;
     try {
@@ -405,30 +418,31 @@ export class Protector extends EventEmitter {
     } catch (error) {
       this.client.stats.reportsLost += outcomes;
       log("protector %s: %d outcomes could not reach the daemon: %s", this.name, outcomes, error);
-      return;
+      return undefined;
     }
     for (const r of answer.results ?? []) {
       if (r.error) {
         if (r.error.code === 5) {
           this.ensured = false;
-          this.view.forget(answer.revision ?? 0);
+          this.view.forget(num(answer.revision));
         }
         log("protector %s: a batch of outcomes failed: %s", this.name, r.error.message);
         continue;
       }
-      this.client.stats.batchedAccepted += r.accepted ?? 0;
-      this.client.stats.batchedStale += r.stale ?? 0;
-      if (r.transition) this.applyTransition(r.transition, answer.revision ?? 0);
-      else this.view.set(statusName(r.status), r.generation ?? 0, undefined, answer.revision ?? 0);
+      this.client.stats.batchedAccepted += num(r.accepted);
+      this.client.stats.batchedStale += num(r.stale);
+      if (r.transition) this.applyTransition(r.transition, num(answer.revision));
+      else this.view.set(statusName(r.status), num(r.generation), undefined, num(answer.revision));
     }
+    return answer.results?.at(-1);
   }
 
   /** A trial's outcome: a Report of its own, after the pending outcomes. */
-  private async report(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<void> {
+  private async report(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<Resolved> {
     await this.flush();
     if (this.client.link.down) {
       this.client.stats.reportsLost += 1;
-      return;
+      return {};
     }
     const request = {
       name: this.name,
@@ -441,14 +455,23 @@ export class Protector extends EventEmitter {
         (replica, left) => this.client.unary<ReportResponse>(replica, "protectors", "Report", request, left()),
         this.client.requestTimeoutMs,
       );
-      if (r.transition) this.applyTransition(r.transition, r.revision ?? 0);
+      if (r.transition) this.applyTransition(r.transition, num(r.revision));
+      return { accepted: r.accepted ?? false };
     } catch (error) {
       this.client.stats.reportsLost += 1;
       log("protector %s: a trial's report could not reach the daemon: %s", this.name, error);
+      return {};
     }
   }
 
   // ---- reading and closing -------------------------------------------------------------
+
+  /** Makes sure the daemon has the protector (creating it with this handle's policy) and
+   * that this handle knows its status. Calls do this themselves; this is for a caller that
+   * wants the daemon's word before the first call. */
+  async ensure(): Promise<void> {
+    await this.client.ask((replica, left) => this.ensureOn(replica, left()), this.client.requestTimeoutMs);
+  }
 
   /** The daemon's protector, after this process's pending outcomes. */
   async get(): Promise<WireProtector> {
@@ -458,7 +481,7 @@ export class Protector extends EventEmitter {
       return this.client.unary<GetProtectorResponse>(replica, "protectors", "GetProtector", { name: this.name }, left());
     }, this.client.requestTimeoutMs);
     const p = response.protector!;
-    this.view.set(statusName(p.status), p.generation ?? 0, noOverride(p), response.revision ?? 0);
+    this.view.set(statusName(p.status), num(p.generation), noOverride(p), num(response.revision));
     return p;
   }
 

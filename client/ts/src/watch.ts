@@ -13,6 +13,7 @@
 // to the next one at once, resuming with the same revision and epoch.
 import type * as grpc from "@grpc/grpc-js";
 import { setTimeout as sleep } from "node:timers/promises";
+import { debuglog } from "node:util";
 
 import type { Client } from "./client.js";
 import type { StatusName } from "./errors.js";
@@ -20,7 +21,7 @@ import { backoffDelay } from "./link.js";
 import type { Notifier } from "./notifier.js";
 import type { View } from "./view.js";
 import type { Protector as WireProtector, Transition, WatchEvent, WatchRequest } from "./wire.js";
-import { duration, short } from "./wire.js";
+import { duration, num, short } from "./wire.js";
 
 /** What the stream tells its protector. */
 export interface WatchTarget {
@@ -32,6 +33,8 @@ export interface WatchTarget {
   ensured: boolean;
   applyTransition(t: Transition, revision: number): void;
 }
+
+const log = debuglog("resilient-circuit");
 
 export function statusName(s: string | undefined): StatusName {
   return short(s, "STATUS_") as StatusName;
@@ -45,7 +48,7 @@ export function noOverride(p: WireProtector): boolean {
 export class Watch {
   /** The revision to resume after, and the epoch of the SYNCED it came from. */
   resume: number | undefined;
-  epoch: number | undefined;
+  epoch: string | number | undefined;
   private call: grpc.ClientReadableStream<WatchEvent> | undefined;
   private restartFlag = false;
   private readonly stop = new AbortController();
@@ -88,6 +91,7 @@ export class Watch {
       const replica = client.replicas[turn[0]];
       const phase = { startedFrom: this.resume, snapshotting: this.resume === undefined, seen: false, resynced: false };
       let nextNow = false;
+      let why = "the stream ended";
       const call = replica.protectors.Watch(request, client.metadata) as grpc.ClientReadableStream<WatchEvent>;
       this.call = call;
       // A silent stream is a dead one (a daemon that hangs, a network that drops packets).
@@ -102,6 +106,7 @@ export class Watch {
           this.apply(event, phase, now);
         }
       } catch (error) {
+        why = String((error as grpc.ServiceError).details ?? error);
         if ((error as grpc.ServiceError).code === 14 /* UNAVAILABLE */) nextNow = client.link.failed(turn);
       } finally {
         clearTimeout(silence);
@@ -114,6 +119,7 @@ export class Watch {
         delay = backoffDelay(client.link.initialMs, client.link.capMs, failures);
         failures += 1;
       }
+      log("watch of %s interrupted (%s); reconnecting in %d ms from %s", this.t.name, why, delay, this.resume);
       // A reconnect delay, not synchronisation: the stream is gone.
       await sleep(delay, undefined, { signal: this.stop.signal }).catch(() => undefined);
     }
@@ -125,22 +131,22 @@ export class Watch {
     now: number,
   ): void {
     const t = this.t;
-    const revision = event.revision ?? 0;
+    const revision = num(event.revision);
     switch (event.event) {
       case "snapshot": {
         const p = event.snapshot!;
         phase.seen = true;
         // After a RESYNC the snapshot is the truth, whatever revisions came before.
-        t.notifier.snapshot(statusName(p.status), p.generation ?? 0, revision, phase.resynced);
-        t.view.set(statusName(p.status), p.generation ?? 0, noOverride(p), revision, true);
+        t.notifier.snapshot(statusName(p.status), num(p.generation), revision, phase.resynced);
+        t.view.set(statusName(p.status), num(p.generation), noOverride(p), revision, true);
         return; // the resume point moves at SYNCED
       }
       case "created": {
         const p = event.created!;
         // This process's own answers may be ahead of the stream: then it is old news.
         const fresh = revision >= t.notifier.revision;
-        t.notifier.snapshot(statusName(p.status), p.generation ?? 0, revision, fresh);
-        t.view.set(statusName(p.status), p.generation ?? 0, noOverride(p), revision, fresh);
+        t.notifier.snapshot(statusName(p.status), num(p.generation), revision, fresh);
+        t.view.set(statusName(p.status), num(p.generation), noOverride(p), revision, fresh);
         t.ensured = true;
         break;
       }

@@ -17,8 +17,10 @@ const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".
 /** The decoding every type of src/generated/wire.ts assumes (scripts/generate.mjs). */
 const OPTIONS: protoLoader.Options = {
   keepCase: false,
-  // Revisions and generations stay far below 2^53 (one per status transition).
-  longs: Number,
+  // Decimal strings: a SYNCED epoch is a random 64-bit number a JavaScript number would
+  // round (and a rounded epoch asks every resume for a resync). Revisions and generations
+  // stay far below 2^53 and are read with `num`.
+  longs: String,
   enums: String,
   defaults: true,
   oneofs: true,
@@ -38,6 +40,11 @@ const v1 = (load().resilient_circuit as grpc.GrpcObject).v1 as grpc.GrpcObject;
 /** The generated gRPC client constructors. */
 export const ProtectorServiceClient = v1.ProtectorService as grpc.ServiceClientConstructor;
 export const AdminServiceClient = v1.AdminService as grpc.ServiceClientConstructor;
+
+/** A 64-bit count or revision of the wire (a decimal string) as a number; 0 when unset. */
+export function num(value: string | number | null | undefined): number {
+  return value == null ? 0 : Number(value);
+}
 
 /** The wire's largest duration a report may carry (ReportRequest.duration: 0 to 1 h). */
 const HOUR_MS = 3_600_000;

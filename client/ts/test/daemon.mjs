@@ -21,9 +21,11 @@ export function circuitdBinary() {
   return bin;
 }
 
-/** A circuitd with in-memory state; resolves once it printed `listening on`. */
-export async function startDaemon({ listen = "127.0.0.1:0", extra = [] } = {}) {
-  const child = spawn(circuitdBinary(), ["--listen", listen, "--in-memory", ...extra], {
+/** A circuitd with in-memory state, or durable state in `dataDir`; resolves once it
+ * printed `listening on`. */
+export async function startDaemon({ listen = "127.0.0.1:0", dataDir, extra = [] } = {}) {
+  const state = dataDir ? ["--data-dir", dataDir] : ["--in-memory"];
+  const child = spawn(circuitdBinary(), ["--listen", listen, ...state, ...extra], {
     stdio: ["ignore", "pipe", "ignore"],
   });
   const lines = createInterface({ input: child.stdout });
@@ -48,9 +50,18 @@ export async function startDaemon({ listen = "127.0.0.1:0", extra = [] } = {}) {
   return {
     address,
     pid: child.pid,
+    /** SIGSTOP: it holds its connections open and answers nothing. */
+    freeze() {
+      process.kill(child.pid, "SIGSTOP");
+    },
+    thaw() {
+      process.kill(child.pid, "SIGCONT");
+    },
     /** SIGTERM by pid, then SIGKILL if it outlives the deadline. */
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      // A frozen daemon must run to handle its SIGTERM.
+      process.kill(child.pid, "SIGCONT");
       const exited = new Promise((resolve) => child.once("exit", resolve));
       process.kill(child.pid, "SIGTERM");
       const timer = setTimeout(() => process.kill(child.pid, "SIGKILL"), DEADLINE_MS);

@@ -29,15 +29,20 @@ interface Entry {
 export class Pending {
   /** Oldest first (a Map keeps insertion order). */
   private entries = new Map<string, Entry>();
+  /** The entry used last: nearly every call lands in it, without building a key. */
+  private last: Entry | undefined;
   count = 0;
 
   private entry(generation: number, downs: number): Entry {
+    const last = this.last;
+    if (last !== undefined && last.generation === generation && last.downs === downs) return last;
     const key = `${generation}:${downs}`;
     let e = this.entries.get(key);
     if (e === undefined) {
       e = { generation, downs, successes: 0, outcomes: [], durations: [] };
       this.entries.set(key, e);
     }
+    this.last = e;
     return e;
   }
 
@@ -81,6 +86,7 @@ export class Pending {
       });
     }
     this.entries.clear();
+    this.last = undefined;
     this.count = 0;
     return { batches, lost };
   }

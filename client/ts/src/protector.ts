@@ -80,14 +80,15 @@ export interface Resolved {
   accepted?: boolean;
 }
 
+/** The answer of an outcome that got no verdict (shared: it is never mutated). */
+const UNANSWERED: Promise<Resolved> = Promise.resolve(Object.freeze({}));
+
 /** Which source decided a permit. */
 export type Source = "cached" | "daemon" | "local" | "allowed";
 
 /** An admitted call: resolve it exactly once with how the call went. */
 export class Permit {
   private resolved = false;
-  /** When the call was admitted (performance.now()), for its duration. */
-  readonly startedAt = performance.now();
 
   /** @internal */
   constructor(
@@ -102,6 +103,8 @@ export class Permit {
     readonly wouldReject = false,
     /** @internal the daemon's permit, for its Report */
     readonly wire?: WirePermit,
+    /** When the call was admitted (performance.now()), for its duration. */
+    readonly startedAt = performance.now(),
   ) {}
 
   /** The call succeeded; `durationMs` defaults to the time since the acquire. */
@@ -122,7 +125,7 @@ export class Permit {
   private resolve(outcome: OutcomeName, durationMs?: number): Promise<Resolved> {
     if (this.resolved) return Promise.reject(new Error("this permit was already resolved"));
     this.resolved = true;
-    return this.protector.resolve(this, outcome, durationMs ?? performance.now() - this.startedAt);
+    return this.protector.resolve(this, outcome, durationMs);
   }
 }
 
@@ -190,10 +193,11 @@ export class Protector extends EventEmitter {
   /** A permit for one call, or a ProtectedCallError. */
   async acquire(options: CallOptions = {}): Promise<Permit> {
     options.signal?.throwIfAborted();
-    const gen = this.view.fastGeneration(performance.now());
+    const now = performance.now();
+    const gen = this.view.fastGeneration(now);
     if (gen !== 0) {
       this.client.stats.cachedDecisions += 1;
-      return new Permit(this, "cached", gen, 0);
+      return new Permit(this, "cached", gen, 0, false, undefined, now);
     }
     if (this.client.link.attempt() === "skip") return this.decideLocally("the link to the daemon is down");
     return this.remote(options.signal);
@@ -366,34 +370,41 @@ export class Protector extends EventEmitter {
 
   // ---- outcomes ----------------------------------------------------------------------
 
-  /** @internal */
-  async resolve(permit: Permit, outcome: OutcomeName, durationMs: number): Promise<Resolved> {
+  /** @internal `durationMs` undefined: the time since the acquire, read only when needed. */
+  resolve(permit: Permit, outcome: OutcomeName, durationMs: number | undefined): Promise<Resolved> {
     switch (permit.source) {
       case "allowed":
-        return {};
+        return UNANSWERED;
       case "local": {
         const p: MachinePermit = { generation: permit.generation, id: permit.id };
-        return { accepted: this.local!.report(p, outcome, performance.now()) };
+        return Promise.resolve({ accepted: this.local!.report(p, outcome, performance.now()) });
       }
       case "daemon":
-        if (permit.id !== 0) return this.report(permit, outcome, durationMs);
+        if (permit.id !== 0) return this.report(permit, outcome, durationMs ?? performance.now() - permit.startedAt);
         break;
       case "cached":
         // A CLOSED permit of the cache is tracked nowhere: IGNORED has nothing to release.
-        if (outcome === "IGNORED") return {};
+        if (outcome === "IGNORED") return UNANSWERED;
         break;
     }
     if (outcome === "SUCCESS") {
-      const slow = this.slowMs !== undefined && durationMs >= this.slowMs;
-      this.pending.success(permit.generation, this.client.link.downs, durationMs, slow);
+      // The hot path of cached mode: no clock read unless a slow-call rule needs one.
+      let slow = false;
+      if (this.slowMs !== undefined) {
+        durationMs ??= performance.now() - permit.startedAt;
+        slow = durationMs >= this.slowMs;
+      }
+      this.pending.success(permit.generation, this.client.link.downs, durationMs ?? 0, slow);
       if (this.pending.count >= FLUSH_AT) void this.flush();
       else this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_INTERVAL_MS);
-      return {};
+      return UNANSWERED;
     }
     // A FAILURE may trip the protector: the caller's next call must see it.
-    this.pending.outcome(permit.generation, this.client.link.downs, `OUTCOME_${outcome}`, durationMs);
-    const last = await this.flush();
-    return last === undefined ? {} : { accepted: last.error == null && num(last.stale) === 0 };
+    const duration = durationMs ?? performance.now() - permit.startedAt;
+    this.pending.outcome(permit.generation, this.client.link.downs, `OUTCOME_${outcome}`, duration);
+    return this.flush().then((last) =>
+      last === undefined ? {} : { accepted: last.error == null && num(last.stale) === 0 },
+    );
   }
 
   /** Sends the pending outcomes now and applies the answers; answers the last batch's

@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { Client, ProtectedCallError, ProtectionError, wire } from "../dist/index.js";
-import { eventually, startDaemon, uniqueName } from "./daemon.mjs";
+import { eventually, EVERY_FIELD, startDaemon, uniqueName } from "./daemon.mjs";
 
 /** Generous acquire deadline: the daemon decides, even on a loaded machine. */
 const PATIENT = { acquireDeadlineMs: 5_000 };
@@ -41,23 +41,7 @@ describe("a client of one daemon", () => {
     const p = client.protector(uniqueName("policy"), {
       ...PATIENT,
       cached: false,
-      policy: {
-        cooldownMs: 1500,
-        failureLimit: [3, 10],
-        successLimit: [2, 4],
-        trialPermits: 0,
-        permitTtlMs: 2000,
-        autoHalfOpen: true,
-        windowDurationMs: 60_000,
-        minimumCalls: 20,
-        consecutiveFailures: 5,
-        slowCallDurationMs: 250,
-        slowCallLimit: [1, 2],
-        cooldownMultiplier: 2,
-        maxCooldownMs: 600_000,
-        shadow: true,
-        historySize: 100,
-      },
+      policy: EVERY_FIELD,
     });
     const got = (await p.get()).policy;
     assert.equal(wire.millis(got.cooldown), 1500);

@@ -103,3 +103,23 @@ export async function eventually(check, what) {
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
+
+/** A policy that sets every field of the contract's Policy (issue 18's included), each to
+ * a value other than its default, valid as a whole. */
+export const EVERY_FIELD = Object.freeze({
+  cooldownMs: 1500,
+  failureLimit: [3, 10],
+  successLimit: [2, 4],
+  trialPermits: 0,
+  permitTtlMs: 2000,
+  autoHalfOpen: true,
+  windowDurationMs: 60_000,
+  minimumCalls: 20,
+  consecutiveFailures: 5,
+  slowCallDurationMs: 250,
+  slowCallLimit: [1, 2],
+  cooldownMultiplier: 2,
+  maxCooldownMs: 600_000,
+  shadow: true,
+  historySize: 100,
+});

@@ -7,6 +7,7 @@ import { ExponentialDelay, FixedDelay, ProtectedCallError, RetryLimitReached, Re
 import { Machine } from "../dist/machine.js";
 import { wirePolicy } from "../dist/policy.js";
 import { duration } from "../dist/wire.js";
+import { EVERY_FIELD } from "./daemon.mjs";
 
 describe("the LOCAL fallback's machine", () => {
   const policy = (p) => wirePolicy(p);
@@ -55,23 +56,7 @@ describe("the LOCAL fallback's machine", () => {
 
 describe("the policy's wire form", () => {
   test("carries every field, issue 18's included, and names a malformed one", () => {
-    const p = wirePolicy({
-      cooldownMs: 1500,
-      failureLimit: [3, 10],
-      successLimit: [2, 4],
-      trialPermits: 0,
-      permitTtlMs: 2000,
-      autoHalfOpen: true,
-      windowDurationMs: 60_000,
-      minimumCalls: 20,
-      consecutiveFailures: 5,
-      slowCallDurationMs: 250,
-      slowCallLimit: [1, 2],
-      cooldownMultiplier: 2,
-      maxCooldownMs: 600_000,
-      shadow: true,
-      historySize: 100,
-    });
+    const p = wirePolicy(EVERY_FIELD);
     assert.deepEqual(p.cooldown, { seconds: 1, nanos: 500_000_000 });
     assert.deepEqual(p.failureLimit, { numerator: 3, denominator: 10 });
     assert.equal(p.trialPermits, 0, "an explicit 0 (unlimited) is kept, not dropped");

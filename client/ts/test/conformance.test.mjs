@@ -20,7 +20,7 @@ const doc = JSON.parse(readFileSync(FILE, "utf8"));
 assert.equal(doc.format, 1, `${FILE}: format ${doc.format} is not one this player knows`);
 const DEADLINE_MS = Math.max(doc.deadline_ms, Number(process.env.CONFORMANCE_DEADLINE_MS ?? 0));
 
-/** The keys each op may carry (besides `op`, `description` and `_` comments). */
+/** The keys each op may carry (besides `op` and `description`). */
 const KEYS = {
   protector: ["id", "name", "policy", "fallback", "cached", "staleness_ms", "watch"],
   acquire: ["protector", "permit", "expect"],
@@ -40,7 +40,7 @@ const POLICY_KEYS = ["cooldown_ms", "failure_limit", "success_limit", "trial_per
 
 function checkKeys(object, allowed, where) {
   for (const key of Object.keys(object)) {
-    if (key === "description" || key.startsWith("_")) continue;
+    if (key === "description") continue;
     if (!allowed.includes(key)) throw new Error(`${where}: unknown key ${JSON.stringify(key)}`);
   }
 }

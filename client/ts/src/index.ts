@@ -14,7 +14,7 @@
  * Permit), view.ts and pending.ts (cached decisions and batched outcomes), watch.ts (the
  * Watch stream), notifier.ts (exactly-once events), machine.ts (the LOCAL fallback's
  * status machine), link.ts (replicas and the reconnect backoff), policy.ts, backoff.ts,
- * retry.ts (RetryPolicy, SafetyNet), errors.ts, wire.ts (the contract, loaded from proto/).
+ * retry.ts (RetryWithBackoff, SafetyNet), errors.ts, wire.ts (the contract, loaded from proto/).
  */
 export { ExponentialDelay, FixedDelay, type Backoff, type ExponentialDelayOptions } from "./backoff.js";
 export { Client, type ClientOptions, type ClientStats, type TlsOptions } from "./client.js";
@@ -38,5 +38,5 @@ export {
   type Resolved,
   type Source,
 } from "./protector.js";
-export { RetryPolicy, SafetyNet, type CallPolicy, type RetryOptions } from "./retry.js";
+export { RetryWithBackoff, SafetyNet, type CallPolicy, type RetryOptions } from "./retry.js";
 export * as wire from "./wire.js";

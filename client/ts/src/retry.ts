@@ -1,7 +1,7 @@
 // Retrying a call with a backoff between attempts, and composing policies (the library's
 // `retry` and `failsafe` modules, as the Python and Rust clients have them).
 //
-// `RetryPolicy` runs a call up to maxRetries + 1 times: an error `shouldHandle` declines is
+// `RetryWithBackoff` runs a call up to maxRetries + 1 times: an error `shouldHandle` declines is
 // thrown at once; after every failed attempt (the last one included, as the library does)
 // it waits backoff.forAttempt(n) when a backoff is set; running out of attempts throws
 // RetryLimitReached whose `cause` is the last error. A rejection is an error like any
@@ -17,7 +17,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Backoff } from "./backoff.js";
 import { lastError, ProtectedCallError, RetryLimitReached } from "./errors.js";
 
-/** Anything that runs a call under a policy: a Protector, a RetryPolicy, a SafetyNet. */
+/** Anything that runs a call under a policy: a Protector, a RetryWithBackoff, a SafetyNet. */
 export interface CallPolicy {
   execute<T>(fn: (signal?: AbortSignal) => Promise<T> | T, options?: { signal?: AbortSignal }): Promise<T>;
 }
@@ -31,7 +31,7 @@ export interface RetryOptions {
   honourRetryAfter?: boolean;
 }
 
-export class RetryPolicy implements CallPolicy {
+export class RetryWithBackoff implements CallPolicy {
   readonly maxAttempts: number;
   private readonly backoff: Backoff | undefined;
   private readonly shouldHandle: (error: unknown) => boolean;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { ExponentialDelay, FixedDelay, ProtectedCallError, RetryLimitReached, RetryPolicy, SafetyNet } from "../dist/index.js";
+import { ExponentialDelay, FixedDelay, ProtectedCallError, RetryLimitReached, RetryWithBackoff, SafetyNet } from "../dist/index.js";
 import { Machine } from "../dist/machine.js";
 import { wirePolicy } from "../dist/policy.js";
 import { duration } from "../dist/wire.js";
@@ -86,7 +86,7 @@ describe("retry and SafetyNet", () => {
 
   test("retries until the limit, then gives up with the last error as the cause", async () => {
     let calls = 0;
-    const retry = new RetryPolicy({ maxRetries: 2 });
+    const retry = new RetryWithBackoff({ maxRetries: 2 });
     const error = await retry
       .execute(() => {
         calls += 1;
@@ -100,7 +100,7 @@ describe("retry and SafetyNet", () => {
 
   test("an error shouldHandle declines is thrown at once", async () => {
     let calls = 0;
-    const retry = new RetryPolicy({ shouldHandle: (e) => e.message !== "fatal" });
+    const retry = new RetryWithBackoff({ shouldHandle: (e) => e.message !== "fatal" });
     await assert.rejects(
       retry.execute(() => {
         calls += 1;
@@ -112,7 +112,7 @@ describe("retry and SafetyNet", () => {
   });
 
   test("honourRetryAfter stops at a rejection whose retry-after the backoff cannot wait", async () => {
-    const retry = new RetryPolicy({ backoff: new FixedDelay(0), honourRetryAfter: true });
+    const retry = new RetryWithBackoff({ backoff: new FixedDelay(0), honourRetryAfter: true });
     let calls = 0;
     const error = await retry
       .execute(() => {
@@ -132,7 +132,7 @@ describe("retry and SafetyNet", () => {
         return fn();
       },
     };
-    const net = new SafetyNet(new RetryPolicy({ maxRetries: 1 }), inner);
+    const net = new SafetyNet(new RetryWithBackoff({ maxRetries: 1 }), inner);
     let calls = 0;
     const value = await net.execute(() => {
       calls += 1;
@@ -146,7 +146,7 @@ describe("retry and SafetyNet", () => {
 
   test("an aborted signal ends the retries", async () => {
     const controller = new AbortController();
-    const retry = new RetryPolicy({ maxRetries: 5, backoff: new FixedDelay(0) });
+    const retry = new RetryWithBackoff({ maxRetries: 5, backoff: new FixedDelay(0) });
     let calls = 0;
     await assert.rejects(
       retry.execute(

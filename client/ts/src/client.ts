@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 
 import * as grpc from "@grpc/grpc-js";
 
+import { unreachable } from "./errors.js";
 import { Link } from "./link.js";
 import { Protector, type ProtectorOptions } from "./protector.js";
 import { AdminServiceClient, ProtectorServiceClient } from "./wire.js";
@@ -45,21 +46,6 @@ export interface Replica {
   address: string;
   protectors: grpc.Client & Record<string, Function>;
   admin: grpc.Client & Record<string, Function>;
-}
-
-/** The gRPC codes that mean the daemon could not be reached (rather than: it refused). */
-const UNREACHABLE = new Set([
-  grpc.status.UNAVAILABLE,
-  grpc.status.UNKNOWN,
-  grpc.status.DEADLINE_EXCEEDED,
-  grpc.status.CANCELLED,
-  grpc.status.INTERNAL,
-  grpc.status.ABORTED,
-]);
-
-export function unreachable(error: unknown): boolean {
-  const code = (error as grpc.ServiceError | undefined)?.code;
-  return code === undefined || UNREACHABLE.has(code);
 }
 
 function pem(value: string | Buffer | undefined): Buffer | null {

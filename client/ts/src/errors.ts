@@ -59,3 +59,13 @@ export function lastError(error: unknown): unknown {
   while (e instanceof RetryLimitReached) e = e.cause;
   return e;
 }
+
+/** The gRPC codes that mean the daemon could not be reached (rather than: it refused):
+ * UNAVAILABLE, UNKNOWN, DEADLINE_EXCEEDED, CANCELLED, INTERNAL, ABORTED. */
+const UNREACHABLE = new Set([14, 2, 4, 1, 13, 10]);
+
+/** Whether `error` (a gRPC error, or anything else) means the daemon could not be reached. */
+export function unreachable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code !== "number" || UNREACHABLE.has(code);
+}

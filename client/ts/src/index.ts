@@ -10,8 +10,8 @@
  * decides), decides locally while the Watch stream vouches for CLOSED (cached mode), and
  * emits "statusChange" once per transition.
  *
- * Layout: client.ts (the connection, its link and counters), protector.ts (Protector,
- * Permit), view.ts and pending.ts (cached decisions and batched outcomes), watch.ts (the
+ * Layout: client.ts (the connection, its link and counters), protector.ts (Protector),
+ * permit.ts (Permit), view.ts and pending.ts (cached decisions and batched outcomes), watch.ts (the
  * Watch stream), notifier.ts (exactly-once events), machine.ts (the LOCAL fallback's
  * status machine), link.ts (replicas and the reconnect backoff), policy.ts, backoff.ts,
  * retry.ts (RetryWithBackoff, SafetyNet), errors.ts, wire.ts (the contract, loaded from proto/).
@@ -28,15 +28,7 @@ export {
 } from "./errors.js";
 export type { StatusChange } from "./notifier.js";
 export type { Limit, PolicyOptions } from "./policy.js";
-export {
-  Permit,
-  Protector,
-  type CallOptions,
-  type ExecuteOptions,
-  type Fallback,
-  type ProtectorOptions,
-  type Resolved,
-  type Source,
-} from "./protector.js";
+export { Permit, type Resolved, type Source } from "./permit.js";
+export { Protector, type CallOptions, type ExecuteOptions, type Fallback, type ProtectorOptions } from "./protector.js";
 export { RetryWithBackoff, SafetyNet, type CallPolicy, type RetryOptions } from "./retry.js";
 export * as wire from "./wire.js";

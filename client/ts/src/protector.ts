@@ -22,11 +22,11 @@ import { EventEmitter } from "node:events";
 import { debuglog } from "node:util";
 
 import type { Client, Replica } from "./client.js";
-import { unreachable } from "./client.js";
-import { ProtectedCallError, ProtectionError, type RejectReason, type StatusName } from "./errors.js";
+import { ProtectedCallError, ProtectionError, type RejectReason, type StatusName, unreachable } from "./errors.js";
 import { Machine, type MachinePermit, type OutcomeName } from "./machine.js";
 import { Notifier, type StatusChange } from "./notifier.js";
 import { FLUSH_AT, FLUSH_INTERVAL_MS, Pending } from "./pending.js";
+import { Permit, type Resolved, type Resolver, UNANSWERED } from "./permit.js";
 import { type PolicyOptions, wirePolicy } from "./policy.js";
 import { View } from "./view.js";
 import { noOverride, statusName, Watch } from "./watch.js";
@@ -35,7 +35,6 @@ import type {
   EnsureProtectorResponse,
   GetProtectorResponse,
   OutcomeBatchResult,
-  Permit as WirePermit,
   Policy,
   Protector as WireProtector,
   ReportBatchResponse,
@@ -73,65 +72,9 @@ export interface ExecuteOptions extends CallOptions {
   shouldHandle?: (error: unknown) => boolean;
 }
 
-/** What became of a permit's outcome. */
-export interface Resolved {
-  /** The daemon's verdict (false: stale, it changed nothing), when the outcome was sent
-   * at once and answered; undefined when it was batched, decided locally, or lost. */
-  accepted?: boolean;
-}
-
-/** The answer of an outcome that got no verdict (shared: it is never mutated). */
-const UNANSWERED: Promise<Resolved> = Promise.resolve(Object.freeze({}));
-
-/** Which source decided a permit. */
-export type Source = "cached" | "daemon" | "local" | "allowed";
-
-/** An admitted call: resolve it exactly once with how the call went. */
-export class Permit {
-  private resolved = false;
-
-  /** @internal */
-  constructor(
-    private readonly protector: Protector,
-    /** Who admitted the call. */
-    readonly source: Source,
-    /** The generation it was admitted in (0 for "allowed"). */
-    readonly generation: number,
-    /** Non-zero for a HALF_OPEN trial. */
-    readonly id: number,
-    /** Shadow mode: the daemon would have rejected this call. */
-    readonly wouldReject = false,
-    /** @internal the daemon's permit, for its Report */
-    readonly wire?: WirePermit,
-    /** When the call was admitted (performance.now()), for its duration. */
-    readonly startedAt = performance.now(),
-  ) {}
-
-  /** The call succeeded; `durationMs` defaults to the time since the acquire. */
-  success(durationMs?: number): Promise<Resolved> {
-    return this.resolve("SUCCESS", durationMs);
-  }
-
-  /** The call failed; `durationMs` defaults to the time since the acquire. */
-  failure(durationMs?: number): Promise<Resolved> {
-    return this.resolve("FAILURE", durationMs);
-  }
-
-  /** The call's outcome should not count (it was cancelled): releases a trial permit. */
-  ignore(): Promise<Resolved> {
-    return this.resolve("IGNORED");
-  }
-
-  private resolve(outcome: OutcomeName, durationMs?: number): Promise<Resolved> {
-    if (this.resolved) return Promise.reject(new Error("this permit was already resolved"));
-    this.resolved = true;
-    return this.protector.resolve(this, outcome, durationMs);
-  }
-}
-
 /** A protector's handle. Emits "statusChange" (a StatusChange) exactly once per
  * transition; listening starts its Watch stream. */
-export class Protector extends EventEmitter {
+export class Protector extends EventEmitter implements Resolver {
   readonly policy: Policy;
   readonly fallback: Fallback;
   readonly cached: boolean;
@@ -191,8 +134,8 @@ export class Protector extends EventEmitter {
   // ---- deciding ---------------------------------------------------------------------
 
   /** A permit for one call, or a ProtectedCallError. */
-  async acquire(options: CallOptions = {}): Promise<Permit> {
-    options.signal?.throwIfAborted();
+  async acquire(options?: CallOptions): Promise<Permit> {
+    options?.signal?.throwIfAborted();
     const now = performance.now();
     const gen = this.view.fastGeneration(now);
     if (gen !== 0) {
@@ -200,7 +143,7 @@ export class Protector extends EventEmitter {
       return new Permit(this, "cached", gen, 0, false, undefined, now);
     }
     if (this.client.link.attempt() === "skip") return this.decideLocally("the link to the daemon is down");
-    return this.remote(options.signal);
+    return this.remote(options?.signal);
   }
 
   /** Acquires, runs `fn`, reports how it went (its duration included) and returns its result. */
@@ -283,6 +226,8 @@ export class Protector extends EventEmitter {
 
   /** An answer that came after the caller stopped waiting: a trial permit is released. */
   private lateAnswer(response: AcquireResponse): void {
+    // What it says of the protector is news all the same.
+    if (response.transition) this.applyTransition(response.transition, num(response.revision));
     if (response.decision === "DECISION_ADMITTED" && response.permit && response.permit.id) {
       const permit = new Permit(this, "daemon", num(response.permit.generation), num(response.permit.id), false, response.permit);
       permit.ignore().catch(() => undefined);

@@ -4,7 +4,8 @@
 //
 // Without --addr it starts a daemon of its own from $CIRCUITD_BIN (a release build for
 // figures worth comparing: `cargo build --release -p circuitd`). Each phase runs for
-// --seconds (default 3) on a protector of its own and prints calls/s; nothing is asserted.
+// --seconds (default 3) on a protector of its own and prints calls per second of wall
+// time and of the process's CPU time; nothing is asserted.
 //   cached acquire+success: the two-step API on a cached protector (a decision and its
 //                           batched outcome, both in the process);
 //   cached execute:         the one-step call of an async function on it;
@@ -30,14 +31,23 @@ const address = values.addr ?? daemon.address;
 const client = new Client(address);
 const stamp = `${process.pid}-${Date.now()}`;
 
-/** Runs `loop` (which calls `one` until `until` passes) and answers calls/s. */
+const fmt = (n) => Math.round(n).toLocaleString("en-US");
+
+/** Runs `run(end)`, which makes calls until `end` and answers how many, and prints calls
+ * per second of wall time and per second of this process's CPU time: on a machine other
+ * work keeps busy, the second is what the client itself costs (for the cached phases,
+ * which never wait on the daemon). */
 async function phase(label, run) {
   const end = performance.now() + seconds * 1000;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const calls = await run(end);
-  const rate = calls / ((performance.now() - started) / 1000);
-  console.log(`${label.padEnd(28)} ${Math.round(rate).toLocaleString("en-US").padStart(12)} calls/s  (${calls.toLocaleString("en-US")} calls)`);
-  return rate;
+  const wall = calls / ((performance.now() - started) / 1000);
+  const used = process.cpuUsage(cpu);
+  const perCpu = calls / ((used.user + used.system) / 1e6);
+  console.log(
+    `${label.padEnd(28)} ${fmt(wall).padStart(10)} calls/s  ${fmt(perCpu).padStart(10)} per CPU-second  (${fmt(calls)} calls)`,
+  );
 }
 
 /** A cached protector, once its Watch stream vouches for CLOSED. */

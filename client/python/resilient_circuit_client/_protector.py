@@ -112,6 +112,9 @@ class Runtime:
         self._pend_key = (0, 0)
         self._pend_count = 0
         self._pend_old: list[tuple[tuple[int, int], int]] = []
+        # The revision of the newest creation or deletion of the protector learned: the
+        # start or end of the life the pending successes belong to (see life_ends).
+        self._life = 0
         self._watch_call = None
         self._watch_restart = False
         self._closed = threading.Event()
@@ -237,6 +240,9 @@ class Runtime:
         if response.created and self.notifier.knows_status():
             log.info("protector %r was created again (deleted, or the daemon restarted)", self.name)
             self.restart_watch()
+        if response.created:
+            # Just created, its last change is its creation.
+            self.life_ends(p.mod_revision)
         self.notifier.snapshot(STATUS_NAMES[p.status], p.generation, p.mod_revision, response.created)
         self.set_view(p.status, p.generation, p.override.kind in NO_OVERRIDE, response.revision, force=response.created)
         self.ensured = True
@@ -441,6 +447,21 @@ class Runtime:
         if lost:
             self.batch_lost(lost, "the link to the daemon went down after these calls")
         return [(g, n) for (g, d), n in items if d == downs]
+
+    def life_ends(self, revision: int) -> None:
+        """The protector was created or deleted at `revision`: successes still pending belong
+        to a life that ended (its generations start again at 1 in the next one, which would
+        take them for its own), so they are dropped and counted lost, unless a newer creation
+        or deletion was learned already (the Watch stream lagging behind an answer: the
+        pending successes are the new life's)."""
+        with self._lock:
+            if revision <= self._life:
+                return
+            self._life = revision
+            lost = self._pend_count + sum(n for _, n in self._pend_old)
+            self._pend_old, self._pend_count = [], 0
+        if lost:
+            self.batch_lost(lost, "the protector was deleted or created again after these calls")
 
     def take_pending(self) -> list[protector_pb2.OutcomeBatch]:
         return [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in self._take()]

@@ -36,6 +36,10 @@
 //! call returns, so this process stops admitting on its own trip immediately. IGNORED
 //! needs no report (CLOSED permits are not tracked). Every outcome travels with the
 //! generation its permit was admitted in, so the daemon fences it like a unary report.
+//! A generation names a call's place only within one life of the protector: successes
+//! still pending when the model learns that the protector was deleted or created again
+//! (from the stream, or an EnsureProtector's answer, whichever comes first by revision)
+//! are dropped and counted lost ([`ClientStats::batched_lost`]).
 //!
 //! The window. Between the moment another client's report trips the protector on the
 //! daemon and the moment the STATUS_CHANGED event reaches this process's Watch stream,
@@ -57,6 +61,7 @@
 //!   meanwhile, as a unary report could have.
 //!
 //! [`ClientStats::batched_stale`]: crate::ClientStats::batched_stale
+//! [`ClientStats::batched_lost`]: crate::ClientStats::batched_lost
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,6 +122,9 @@ struct Model {
     generation: u64,
     overridden: bool,
     open_until: Option<SystemTime>,
+    /// The revision of the newest creation or deletion of the protector learned: the
+    /// start or end of the life the pending successes belong to.
+    life: u64,
 }
 
 impl Model {
@@ -154,6 +162,8 @@ pub(crate) struct Cache {
     staleness: Duration,
     successes: AtomicU64,
     tally: Mutex<Tally>,
+    /// Pending successes of a life that ended, dropped: the next send counts them lost.
+    dropped: AtomicU64,
     model: Mutex<Model>,
     flush_now: tokio::sync::Notify,
 }
@@ -203,6 +213,7 @@ impl Cache {
             staleness,
             successes: AtomicU64::new(0),
             tally: Mutex::new(Tally::default()),
+            dropped: AtomicU64::new(0),
             model: Mutex::new(Model::default()),
             flush_now: tokio::sync::Notify::new(),
         }
@@ -309,7 +320,27 @@ impl Cache {
     /// A protector's whole state, from an answer or a CREATED event. `created`: a new
     /// life, whose generations restart.
     pub(crate) fn snapshot(&self, p: &v1::Protector, created: bool) {
-        self.update(|m| m.apply(p, created));
+        self.update(|m| {
+            if created {
+                // Just created, its last change is its creation.
+                self.life_ends(m, p.mod_revision);
+            }
+            m.apply(p, created)
+        });
+    }
+
+    /// The protector was created or deleted at `revision`: successes still pending
+    /// belong to a life that ended (the protector's generations start again at 1 in the
+    /// next one, which would take them for its own), so they are dropped, unless the
+    /// model already learned of a newer creation or deletion (the Watch stream lagging
+    /// behind an answer: the pending successes are the new life's).
+    fn life_ends(&self, m: &mut Model, revision: u64) {
+        if revision <= m.life {
+            return;
+        }
+        m.life = revision;
+        let pending: u64 = self.take("").iter().map(|b| b.successes).sum();
+        self.dropped.fetch_add(pending, Ordering::Relaxed);
     }
 
     /// A transition, from the stream or an answer. An older one changes nothing.
@@ -345,8 +376,9 @@ impl Cache {
         self.update(|m| m.overridden = overrides(o));
     }
 
-    fn deleted(&self) {
+    fn deleted(&self, revision: u64) {
         self.update(|m| {
+            self.life_ends(m, revision);
             // A snapshot may announce a deletion before SYNCED (its catch-up pass): what
             // it held of the protector is gone too.
             if let Some(held) = &mut m.snapshot {
@@ -454,7 +486,7 @@ impl Follower for Cache {
                     self.transition(&t);
                 }
             }
-            Some(Event::Deleted(_)) => self.deleted(),
+            Some(Event::Deleted(_)) => self.deleted(event.revision),
             Some(Event::OverrideChanged(oc)) => self.overridden(oc.r#override.as_ref()),
             Some(Event::Resync(_)) => self.snapshot_begins(),
             Some(Event::Synced(synced)) => {
@@ -489,6 +521,12 @@ impl Reporter {
     /// Sends the pending successes and, if given, one more outcome of `generation`.
     /// Answers the result of the last batch, when the daemon answered it.
     pub(crate) async fn send(&self, last: Option<(u64, Outcome)>) -> Option<v1::OutcomeBatchResult> {
+        let stats = &self.connection.stats;
+        let dropped = self.cache.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            Stats::add(&stats.batched_lost, dropped);
+            tracing::warn!(name = %self.name, outcomes = dropped, "successes of a life of the protector that ended (deleted, or created again) are dropped");
+        }
         let mut batches = self.cache.take(&self.name);
         if let Some((generation, outcome)) = last {
             let outcome = v1::Outcome::from(outcome) as i32;
@@ -510,7 +548,6 @@ impl Reporter {
             .iter()
             .map(|b| b.successes + b.outcomes.len() as u64)
             .sum();
-        let stats = &self.connection.stats;
         let timeout = self.connection.config.request_timeout;
         let why = if self.connection.link.is_down() {
             "the link to the daemon is down".to_owned()

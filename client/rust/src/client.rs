@@ -57,7 +57,9 @@ pub struct ClientStats {
     /// Outcomes of locally admitted calls the daemon refused as stale: their
     /// generation had ended (see the cached mode's window in `Protector` docs).
     pub batched_stale: u64,
-    /// Outcomes of locally admitted calls that could not reach the daemon.
+    /// Outcomes of locally admitted calls that could not reach the daemon, and
+    /// successes still waiting for their batch when their protector was deleted or
+    /// created again (its next life would take them for its own).
     pub batched_lost: u64,
 }
 

@@ -11,13 +11,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use resilient_circuit::{CallError, CallPermit, Client, Fallback, PolicySpec, Protector, ProtectorPolicy, StatusChange};
+use resilient_circuit::{
+    CallError, CallPermit, Client, DecisionReason, Fallback, PolicySpec, Protector, ProtectorPolicy, Status,
+    StatusChange, TransitionReason,
+};
 use resilient_circuit_api::v1;
 use support::process::Circuitd;
 use support::{AdminClient, ProtectorClient, TempDir};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use vectors::{AdminAction, Answer, CallResult, Decision, File, Outcome, Ran, Source, Step, Vector, screaming};
+use vectors::{AdminAction, Answer, CallResult, Decision, File, Outcome, Ran, Source, Step, Vector};
 
 /// Between two attempts of `acquire_until` and two reads of `inspect`: a poll interval.
 const POLL: Duration = Duration::from_millis(20);
@@ -79,11 +82,15 @@ impl Player {
     }
 
     fn handle(&mut self, id: &str) -> Result<&mut Handle, String> {
-        self.handles.get_mut(id).ok_or_else(|| format!("no protector {id:?}"))
+        self.handles
+            .get_mut(id)
+            .ok_or_else(|| format!("no protector {id:?}"))
     }
 
     fn daemon(&self) -> Result<&Circuitd, String> {
-        self.daemon.as_ref().ok_or_else(|| "the daemon is stopped".to_owned())
+        self.daemon
+            .as_ref()
+            .ok_or_else(|| "the daemon is stopped".to_owned())
     }
 
     async fn protectors(&self) -> Result<ProtectorClient, String> {
@@ -118,11 +125,15 @@ impl Player {
                     ..PolicySpec::default()
                 };
                 let policy = ProtectorPolicy::try_new(spec).map_err(|e| format!("policy: {e:?}"))?;
-                let mut builder = self.client.protector_builder(name).policy(policy).fallback(match fallback {
-                    vectors::Fallback::Deny => Fallback::Deny,
-                    vectors::Fallback::Allow => Fallback::Allow,
-                    vectors::Fallback::Local => Fallback::Local,
-                });
+                let mut builder =
+                    self.client
+                        .protector_builder(name)
+                        .policy(policy)
+                        .fallback(match fallback {
+                            vectors::Fallback::Deny => Fallback::Deny,
+                            vectors::Fallback::Allow => Fallback::Allow,
+                            vectors::Fallback::Local => Fallback::Local,
+                        });
                 builder = match (cached, staleness_ms) {
                     (_, Some(ms)) => builder.cached_staleness(Duration::from_millis(ms)),
                     (cached, None) => builder.cached(cached),
@@ -173,8 +184,15 @@ impl Player {
                     tokio::time::sleep(POLL).await;
                 }
             }
-            Step::Report { permit, outcome, expect } => {
-                let granted = self.permits.remove(&permit).ok_or_else(|| format!("no permit {permit:?}"))?;
+            Step::Report {
+                permit,
+                outcome,
+                expect,
+            } => {
+                let granted = self
+                    .permits
+                    .remove(&permit)
+                    .ok_or_else(|| format!("no permit {permit:?}"))?;
                 let resolved = granted
                     .resolve(match outcome {
                         Outcome::Success => resilient_circuit::Outcome::Success,
@@ -183,7 +201,10 @@ impl Player {
                     })
                     .await;
                 if let Some(accepted) = expect.accepted {
-                    check!(resolved.accepted == accepted, "expected accepted {accepted}, got {resolved:?}");
+                    check!(
+                        resolved.accepted == accepted,
+                        "expected accepted {accepted}, got {resolved:?}"
+                    );
                 }
             }
             Step::Execute {
@@ -205,10 +226,15 @@ impl Player {
                     let what = format!("call {call} of {times}: expected {expect:?}, got {got:?}");
                     match (got, expect.outcome) {
                         (Ok(()), Ran::Ran) => check!(result == CallResult::Ok, "{what}"),
-                        (Err(CallError::Failed(Failed)), Ran::Ran) => check!(result == CallResult::Fail, "{what}"),
+                        (Err(CallError::Failed(Failed)), Ran::Ran) => {
+                            check!(result == CallResult::Fail, "{what}")
+                        }
                         (Err(CallError::Rejected(r)), Ran::Rejected) => {
                             check!(
-                                expect.reason.as_ref().is_none_or(|want| *want == screaming(&r.reason))
+                                expect
+                                    .reason
+                                    .as_ref()
+                                    .is_none_or(|want| *want == decision_reason(r.reason))
                                     && expect.fallback.is_none_or(|want| want == r.fallback),
                                 "{what}"
                             );
@@ -230,11 +256,14 @@ impl Player {
                     Ok(None) => return Err("the status-change channel closed".to_owned()),
                     Err(_) => return Err(format!("no status change within {deadline:?}")),
                 };
-                let got = (screaming(&change.from), screaming(&change.to));
-                check!(got == (from.clone(), to.clone()), "expected {from} -> {to}, got {change:?}");
+                let got = (status(change.from), status(change.to));
+                check!(
+                    got == (from.clone(), to.clone()),
+                    "expected {from} -> {to}, got {change:?}"
+                );
                 if let Some(reason) = reason {
                     check!(
-                        change.reason.as_ref().map(screaming).as_ref() == Some(&reason),
+                        change.reason.map(transition_reason).as_ref() == Some(&reason),
                         "expected reason {reason}, got {change:?}"
                     );
                 }
@@ -373,15 +402,36 @@ async fn acquire(p: &Protector) -> (Answer, Option<CallPermit>) {
             let answer = Answer {
                 decision: Decision::Rejected,
                 trial: false,
-                source: if r.fallback { Source::Fallback } else { Source::Daemon },
-                reason: Some(screaming(&r.reason)),
-                status: Some(screaming(&r.status)),
+                source: if r.fallback {
+                    Source::Fallback
+                } else {
+                    Source::Daemon
+                },
+                reason: Some(decision_reason(r.reason)),
+                status: Some(status(r.status)),
                 fallback: r.fallback,
                 retry_after: r.retry_after.is_some(),
             };
             (answer, None)
         }
     }
+}
+
+/// The vectors spell enums as the proto does, without the prefix (`HALF_OPEN`).
+fn wire_name(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_owned()
+}
+
+fn status(s: Status) -> String {
+    wire_name(v1::Status::from(s).as_str_name(), "STATUS_")
+}
+
+fn decision_reason(r: DecisionReason) -> String {
+    wire_name(v1::DecisionReason::from(r).as_str_name(), "DECISION_REASON_")
+}
+
+fn transition_reason(r: TransitionReason) -> String {
+    wire_name(v1::TransitionReason::from(r).as_str_name(), "TRANSITION_REASON_")
 }
 
 async fn ignore(permit: Option<CallPermit>) {
@@ -396,7 +446,7 @@ fn field(p: &v1::Protector, key: &str) -> Result<serde_json::Value, String> {
     Ok(match key {
         "status" => {
             let status = v1::Status::try_from(p.status).map_err(|e| e.to_string())?;
-            status.as_str_name().trim_start_matches("STATUS_").into()
+            wire_name(status.as_str_name(), "STATUS_").into()
         }
         "generation" => p.generation.into(),
         "trials_in_flight" => p.trials_in_flight.into(),

@@ -21,7 +21,12 @@ impl File {
     pub fn read(path: &Path) -> File {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         let file: File = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(file.format, 1, "{}: a format this player does not know", path.display());
+        assert_eq!(
+            file.format,
+            1,
+            "{}: a format this player does not know",
+            path.display()
+        );
         file
     }
 
@@ -243,16 +248,4 @@ pub enum Step {
     StartDaemon,
     FreezeDaemon,
     ThawDaemon,
-}
-
-/// A Rust enum's `Debug` name as the vectors spell it: `HalfOpen` -> `HALF_OPEN`.
-pub fn screaming(value: &impl std::fmt::Debug) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{value:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }

@@ -8,7 +8,9 @@
 // slow_call_duration) is not a plain count: it is listed with its duration, as
 // OutcomeBatch asks. Outcomes still pending when the link to the daemon went down are
 // dropped (and counted lost): whoever answers next may be a daemon that restarted without
-// its state, where their generation names another life of the protector.
+// its state, where their generation names another life of the protector. So are those
+// of a life of the protector that ended (deleted, or created again): the next one counts
+// generations from 1 again and would take them for its own.
 import type { Duration, OutcomeBatch } from "./wire.js";
 import { reportDuration } from "./wire.js";
 
@@ -21,6 +23,8 @@ interface Entry {
   generation: number;
   /** The link's outages when these calls ended. */
   downs: number;
+  /** Which life of the protector, as the protector counts them, these calls were in. */
+  life: number;
   successes: number;
   outcomes: WireOutcome[];
   durations: Duration[];
@@ -33,13 +37,13 @@ export class Pending {
   private last: Entry | undefined;
   count = 0;
 
-  private entry(generation: number, downs: number): Entry {
+  private entry(generation: number, downs: number, life: number): Entry {
     const last = this.last;
-    if (last !== undefined && last.generation === generation && last.downs === downs) return last;
-    const key = `${generation}:${downs}`;
+    if (last !== undefined && last.generation === generation && last.downs === downs && last.life === life) return last;
+    const key = `${generation}:${downs}:${life}`;
     let e = this.entries.get(key);
     if (e === undefined) {
-      e = { generation, downs, successes: 0, outcomes: [], durations: [] };
+      e = { generation, downs, life, successes: 0, outcomes: [], durations: [] };
       this.entries.set(key, e);
     }
     this.last = e;
@@ -47,8 +51,8 @@ export class Pending {
   }
 
   /** Counts a SUCCESS, or lists it when `slow`. */
-  success(generation: number, downs: number, durationMs: number, slow: boolean): void {
-    const e = this.entry(generation, downs);
+  success(generation: number, downs: number, life: number, durationMs: number, slow: boolean): void {
+    const e = this.entry(generation, downs, life);
     if (slow) {
       e.outcomes.push("OUTCOME_SUCCESS");
       e.durations.push(reportDuration(durationMs));
@@ -59,8 +63,8 @@ export class Pending {
   }
 
   /** Lists one more outcome, after everything pending. */
-  outcome(generation: number, downs: number, outcome: WireOutcome, durationMs: number): void {
-    const e = this.entry(generation, downs);
+  outcome(generation: number, downs: number, life: number, outcome: WireOutcome, durationMs: number): void {
+    const e = this.entry(generation, downs, life);
     // Every listed outcome has its duration, so positions match.
     e.outcomes.push(outcome);
     e.durations.push(reportDuration(durationMs));
@@ -68,12 +72,13 @@ export class Pending {
   }
 
   /** Everything pending as batches, oldest first, and how many outcomes were dropped
-   * because the link went down after their calls (`downs` is the link's count now). */
-  take(name: string, downs: number): { batches: OutcomeBatch[]; lost: number } {
+   * because the link went down after their calls or their life of the protector ended
+   * (`downs` and `life` are the counts now). */
+  take(name: string, downs: number, life: number): { batches: OutcomeBatch[]; lost: number } {
     const batches: OutcomeBatch[] = [];
     let lost = 0;
     for (const e of this.entries.values()) {
-      if (e.downs !== downs) {
+      if (e.downs !== downs || e.life !== life) {
         lost += e.successes + e.outcomes.length;
         continue;
       }

@@ -89,6 +89,14 @@ export class Protector extends EventEmitter implements Resolver {
   private readonly watch: Watch;
   private watching = false;
   private closed = false;
+  /** The revision of the newest creation or deletion of the protector learned: where the
+   * life the pending outcomes belong to starts or ends. */
+  private life = 0;
+  /** Lives of the protector that ended, as this handle learned of them: outcomes pending
+   * from an earlier one are dropped at the next flush (pending.ts). */
+  private lives = 0;
+  /** ReportBatch calls sent and not answered yet. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   /** The daemon's slow-call threshold (ms), when its policy has one. */
   private slowMs: number | undefined;
 
@@ -219,6 +227,8 @@ export class Protector extends EventEmitter implements Resolver {
       if ((error as { code?: number }).code !== 5 /* NOT_FOUND */) throw error;
     }
     log("the daemon does not know protector %s; ensuring it again", this.name);
+    // The life the pending outcomes were in is over, whenever they would be sent.
+    this.lives += 1;
     this.ensured = false;
     await this.ensureOn(replica, left());
     return this.client.unary<AcquireResponse>(replica, "protectors", "Acquire", { name: this.name }, left());
@@ -279,6 +289,9 @@ export class Protector extends EventEmitter implements Resolver {
   // ---- the daemon's answers ------------------------------------------------------------
 
   private async ensureOn(replica: Replica, timeoutMs: number): Promise<void> {
+    // Batches already sent are answered first: one the daemon had not applied when the
+    // protector was deleted must not reach the life this call may create.
+    if (this.inFlight.size > 0) await Promise.allSettled(this.inFlight);
     const response = await this.client.unary<EnsureProtectorResponse>(
       replica,
       "protectors",
@@ -296,8 +309,21 @@ export class Protector extends EventEmitter implements Resolver {
       log("protector %s was created again (deleted, or the daemon restarted)", this.name);
       this.watch.restart();
     }
+    // Just created: its last change is its creation.
+    if (response.created) this.lifeEnds(num(p.modRevision));
     this.applySnapshot(p, num(response.revision), response.created ?? false);
     this.ensured = true;
+  }
+
+  /** @internal The protector was created or deleted at `revision`: outcomes still pending
+   * belong to a life that ended (the next one counts generations from 1 again and would
+   * take them for its own), so they are dropped and counted lost, unless a newer creation
+   * or deletion was learned already (the Watch lagging behind an answer: they are the new
+   * life's). A NOT_FOUND answer ends a life too. */
+  lifeEnds(revision: number): void {
+    if (revision <= this.life) return;
+    this.life = revision;
+    this.lives += 1;
   }
 
   private applySnapshot(p: WireProtector, revision: number, created: boolean): void {
@@ -339,14 +365,14 @@ export class Protector extends EventEmitter implements Resolver {
         durationMs ??= performance.now() - permit.startedAt;
         slow = durationMs >= this.slowMs;
       }
-      this.pending.success(permit.generation, this.client.link.downs, durationMs ?? 0, slow);
+      this.pending.success(permit.generation, this.client.link.downs, this.lives, durationMs ?? 0, slow);
       if (this.pending.count >= FLUSH_AT) void this.flush();
       else this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_INTERVAL_MS);
       return UNANSWERED;
     }
     // A FAILURE may trip the protector: the caller's next call must see it.
     const duration = durationMs ?? performance.now() - permit.startedAt;
-    this.pending.outcome(permit.generation, this.client.link.downs, `OUTCOME_${outcome}`, duration);
+    this.pending.outcome(permit.generation, this.client.link.downs, this.lives, `OUTCOME_${outcome}`, duration);
     return this.flush().then((last) =>
       last === undefined ? {} : { accepted: last.error == null && num(last.stale) === 0 },
     );
@@ -357,7 +383,7 @@ export class Protector extends EventEmitter implements Resolver {
   async flush(): Promise<OutcomeBatchResult | undefined> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    const { batches, lost } = this.pending.take(this.name, this.client.link.downs);
+    const { batches, lost } = this.pending.take(this.name, this.client.link.downs, this.lives);
     this.client.stats.reportsLost += lost;
     if (batches.length === 0) return undefined;
     const outcomes = batches.reduce((n, b) => n + Number(b.successes) + (b.outcomes?.length ?? 0), 0);
@@ -366,19 +392,24 @@ export class Protector extends EventEmitter implements Resolver {
       return undefined;
     }
     let answer: ReportBatchResponse;
+    const sent = this.client.ask(
+      (replica, left) => this.client.unary<ReportBatchResponse>(replica, "protectors", "ReportBatch", { batches }, left()),
+      this.client.requestTimeoutMs,
+    );
+    this.inFlight.add(sent);
     try {
-      answer = await this.client.ask(
-        (replica, left) => this.client.unary<ReportBatchResponse>(replica, "protectors", "ReportBatch", { batches }, left()),
-        this.client.requestTimeoutMs,
-      );
+      answer = await sent;
     } catch (error) {
       this.client.stats.reportsLost += outcomes;
       log("protector %s: %d outcomes could not reach the daemon: %s", this.name, outcomes, error);
       return undefined;
+    } finally {
+      this.inFlight.delete(sent);
     }
     for (const r of answer.results ?? []) {
       if (r.error) {
-        if (r.error.code === 5) {
+        if (r.error.code === 5 /* NOT_FOUND */) {
+          this.lives += 1;
           this.ensured = false;
           this.view.forget(num(answer.revision));
         }

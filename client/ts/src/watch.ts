@@ -32,6 +32,7 @@ export interface WatchTarget {
   readonly stalenessMs: number;
   ensured: boolean;
   applyTransition(t: Transition, revision: number): void;
+  lifeEnds(revision: number): void;
 }
 
 const log = debuglog("resilient-circuit");
@@ -154,6 +155,7 @@ export class Watch {
         if (event.statusChanged?.transition) t.applyTransition(event.statusChanged.transition, revision);
         break;
       case "deleted":
+        t.lifeEnds(revision);
         t.notifier.deleted(revision);
         t.ensured = false;
         t.view.forget(revision);

@@ -162,3 +162,28 @@ describe("retry and SafetyNet", () => {
     assert.equal(calls, 1);
   });
 });
+
+describe("pending outcomes", () => {
+  test("batch by generation, keep positions of listed durations, and drop another life's or outage's", async () => {
+    const { Pending } = await import("../dist/pending.js");
+    const p = new Pending();
+    p.success(1, 0, 0, 5, false);
+    p.success(1, 0, 0, 500, true);
+    p.outcome(1, 0, 0, "OUTCOME_FAILURE", 7);
+    p.success(2, 0, 0, 5, false);
+    let { batches, lost } = p.take("x", 0, 0);
+    assert.equal(lost, 0);
+    assert.deepEqual(
+      batches.map((b) => [b.generation, b.successes, b.outcomes, b.durations.length]),
+      [
+        [1, 1, ["OUTCOME_SUCCESS", "OUTCOME_FAILURE"], 2],
+        [2, 1, [], 0],
+      ],
+    );
+    p.success(1, 0, 0, 5, false); // then the protector was deleted: life 1
+    p.success(1, 1, 1, 5, false); // then the link went down once more
+    ({ batches, lost } = p.take("x", 2, 1));
+    assert.deepEqual([batches.length, lost], [0, 2]);
+    assert.equal(p.count, 0);
+  });
+});

@@ -64,6 +64,8 @@ export interface ProtectorOptions {
 export interface CallOptions {
   /** Aborting gives up the call: the acquire rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** This call's acquire deadline, instead of the protector's `acquireDeadlineMs`. */
+  deadlineMs?: number;
 }
 
 export interface ExecuteOptions extends CallOptions {
@@ -151,7 +153,7 @@ export class Protector extends EventEmitter implements Resolver {
       return new Permit(this, "cached", gen, 0, false, undefined, now);
     }
     if (this.client.link.attempt() === "skip") return this.decideLocally("the link to the daemon is down");
-    return this.remote(options?.signal);
+    return this.remote(options?.signal, options?.deadlineMs ?? this.acquireDeadlineMs);
   }
 
   /** Acquires, runs `fn`, reports how it went (its duration included) and returns its result. */
@@ -170,7 +172,7 @@ export class Protector extends EventEmitter implements Resolver {
     return result;
   }
 
-  private remote(signal: AbortSignal | undefined): Promise<Permit> {
+  private remote(signal: AbortSignal | undefined, deadlineMs: number): Promise<Permit> {
     const turn = this.client.link.turn();
     const answer = this.client.ask((replica, left) => this.askOn(replica, left), this.client.requestTimeoutMs);
     return new Promise<Permit>((resolve, reject) => {
@@ -186,9 +188,9 @@ export class Protector extends EventEmitter implements Resolver {
         settle(() => {
           // The daemon could not answer in time: it counts as unreachable for the link.
           this.client.link.failed(turn);
-          this.decideLocally(`no answer within ${this.acquireDeadlineMs} ms`).then(resolve, reject);
+          this.decideLocally(`no answer within ${deadlineMs} ms`).then(resolve, reject);
         });
-      }, this.acquireDeadlineMs);
+      }, deadlineMs);
       const aborted = () => settle(() => reject(signal!.reason));
       signal?.addEventListener("abort", aborted, { once: true });
       answer.then(

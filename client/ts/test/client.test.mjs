@@ -146,10 +146,11 @@ test("a late trial answer, after the deadline passed and the fallback decided, i
     const name = uniqueName("late");
     const patient = client.protector(name, { ...PATIENT, cached: false, policy: { failureLimit: [1, 1] } });
     await patient.execute(() => Promise.reject(new Error("down"))).catch(() => undefined);
-    const hasty = client.protector(name, { acquireDeadlineMs: 100, cached: false, policy: { failureLimit: [1, 1] } });
+    const hasty = client.protector(name, { ...PATIENT, cached: false, policy: { failureLimit: [1, 1] } });
     await hasty.ensure();
     daemon.freeze();
-    const error = await hasty.acquire().catch((e) => e);
+    // This call's own deadline, shorter than the protector's.
+    const error = await hasty.acquire({ deadlineMs: 100 }).catch((e) => e);
     daemon.thaw();
     assert.ok(error instanceof ProtectedCallError && error.fallback, String(error));
     await eventually(async () => {

@@ -599,7 +599,50 @@ impl Reporter {
 
 #[cfg(test)]
 mod tests {
-    use super::{CLOCK_EVERY, clock_due};
+    use std::time::Duration;
+
+    use resilient_circuit_api::v1;
+
+    use super::{CLOCK_EVERY, Cache, clock_due};
+
+    fn pending(cache: &Cache) -> Vec<(u64, u64)> {
+        cache
+            .take("p")
+            .iter()
+            .map(|b| (b.generation, b.successes))
+            .collect()
+    }
+
+    #[test]
+    fn successes_of_a_life_that_ended_are_dropped_whichever_news_comes_first() {
+        let cache = Cache::new(Duration::from_secs(2));
+        let created = |mod_revision| v1::Protector {
+            generation: 1,
+            status: v1::Status::Closed as i32,
+            mod_revision,
+            ..v1::Protector::default()
+        };
+        cache.snapshot(&created(1), true);
+        // Deleted at revision 5, the stream says so first: the old life's successes go.
+        (0..3).for_each(|_| cache.success(1));
+        cache.deleted(5);
+        assert_eq!(pending(&cache), vec![]);
+        // Created again at 6 (an EnsureProtector's answer); a success of the new life.
+        cache.snapshot(&created(6), true);
+        cache.success(1);
+        // The stream's news of revisions the model has passed changes nothing.
+        cache.deleted(5);
+        cache.snapshot(&created(6), true);
+        assert_eq!(pending(&cache), vec![(1, 1)]);
+        // Deleted at 7 and created at 8: the answer re-creating it comes before the
+        // stream's DELETED, which must not take the new life's success with it.
+        cache.success(1);
+        cache.snapshot(&created(8), true);
+        cache.success(1);
+        cache.deleted(7);
+        assert_eq!(pending(&cache), vec![(1, 1)], "the new life's success stays");
+        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
 
     #[test]
     fn the_clock_is_read_for_each_protector_however_a_thread_interleaves_them() {

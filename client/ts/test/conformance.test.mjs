@@ -119,6 +119,19 @@ function unary(stub, method, request) {
   );
 }
 
+/** Waits until the daemon answers ListProtectors: it prints its address before its store
+ * is recovered. */
+function answering(harness) {
+  return untilDeadline("the daemon to answer", async () => {
+    try {
+      await unary(harness.protectors, "ListProtectors", {});
+      return { done: true };
+    } catch (error) {
+      return { done: false, shown: error.details };
+    }
+  });
+}
+
 const COUNTERS = ["admitted", "rejected", "successes", "failures", "ignored", "stale_reports"];
 function inspected(p) {
   const c = p.counters ?? {};
@@ -146,6 +159,7 @@ async function play(vector) {
   let daemon = await startDaemon({ dataDir, extra: flags });
   const address = daemon.address;
   let harness = stubs(address);
+  await answering(harness);
   const client = new Client(address, { requestTimeoutMs: Math.max(1_000, acquireDeadlineMs) });
   const protectors = new Map();
   const changes = new Map();
@@ -284,14 +298,7 @@ async function play(vector) {
             harness.close();
             daemon = await startDaemon({ listen: address, dataDir, extra: flags });
             harness = stubs(address);
-            await untilDeadline("the restarted daemon to answer", async () => {
-              try {
-                await unary(harness.protectors, "ListProtectors", {});
-                return { done: true };
-              } catch (error) {
-                return { done: false, shown: error.details };
-              }
-            });
+            await answering(harness);
             break;
           case "freeze_daemon":
             daemon.freeze();

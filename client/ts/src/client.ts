@@ -8,6 +8,8 @@ import * as grpc from "@grpc/grpc-js";
 import { unreachable } from "./errors.js";
 import { Link } from "./link.js";
 import { Protector, type ProtectorOptions } from "./protector.js";
+import { Session } from "./session.js";
+import type { AcquireResponse } from "./wire.js";
 import { AdminServiceClient, ProtectorServiceClient } from "./wire.js";
 
 /** TLS for every replica: PEM text or a file's path (a string not starting with
@@ -25,6 +27,9 @@ export interface ClientOptions {
   tls?: TlsOptions | boolean;
   /** The deadline of every call but Acquire (which has the protector's own). Default 1,000 ms. */
   requestTimeoutMs?: number;
+  /** How uncached Acquires travel: "session" (default), pipelined on one Session stream
+   * per replica, or "unary", one call each. */
+  transport?: "session" | "unary";
   /** The reconnect backoff: first delay and cap, ms (defaults 50 and 5,000). */
   backoffInitialMs?: number;
   backoffCapMs?: number;
@@ -46,6 +51,8 @@ export interface Replica {
   address: string;
   protectors: grpc.Client & Record<string, Function>;
   admin: grpc.Client & Record<string, Function>;
+  /** Its Session stream, when uncached Acquires use one. */
+  session?: Session;
 }
 
 function pem(value: string | Buffer | undefined): Buffer | null {
@@ -108,11 +115,15 @@ export class Client {
       "grpc.initial_reconnect_backoff_ms": options.backoffInitialMs ?? 50,
       "grpc.max_reconnect_backoff_ms": 1_000,
     };
-    this.replicas = targets.map((address) => ({
-      address,
-      protectors: new ProtectorServiceClient(address, credentials, channel) as Replica["protectors"],
-      admin: new AdminServiceClient(address, credentials, channel) as Replica["admin"],
-    }));
+    this.replicas = targets.map((address) => {
+      const replica: Replica = {
+        address,
+        protectors: new ProtectorServiceClient(address, credentials, channel) as Replica["protectors"],
+        admin: new AdminServiceClient(address, credentials, channel) as Replica["admin"],
+      };
+      if ((options.transport ?? "session") === "session") replica.session = new Session(replica, this.metadata);
+      return replica;
+    });
     this.link = new Link(targets.length, options.backoffInitialMs, options.backoffCapMs);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 1_000;
   }
@@ -147,6 +158,12 @@ export class Client {
     });
   }
 
+  /** One Acquire of protector `name` on `replica`: on its Session stream, else unary. */
+  acquireOn(replica: Replica, name: string, timeoutMs: number): Promise<AcquireResponse> {
+    if (replica.session) return replica.session.acquire(name, Math.max(1, timeoutMs));
+    return this.unary<AcquireResponse>(replica, "protectors", "Acquire", { name }, timeoutMs);
+  }
+
   /** `call(replica, left)` on the current replica, `left()` being the ms left of
    * `timeoutMs`; notes on the link how it went. A replica that cannot be reached hands the
    * call to the next one while the round and the time last; an answer that is a refusal is
@@ -172,6 +189,7 @@ export class Client {
     this.closed = true;
     await Promise.all([...this.protectors].map((p) => p.close()));
     for (const r of this.replicas) {
+      r.session?.close();
       r.protectors.close();
       r.admin.close();
     }

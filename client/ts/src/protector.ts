@@ -224,7 +224,7 @@ export class Protector extends EventEmitter implements Resolver {
   private async askOn(replica: Replica, left: () => number): Promise<AcquireResponse> {
     if (!this.ensured) await this.ensureOn(replica, left());
     try {
-      return await this.client.unary<AcquireResponse>(replica, "protectors", "Acquire", { name: this.name }, left());
+      return await this.client.acquireOn(replica, this.name, left());
     } catch (error) {
       if ((error as { code?: number }).code !== 5 /* NOT_FOUND */) throw error;
     }
@@ -233,7 +233,7 @@ export class Protector extends EventEmitter implements Resolver {
     this.lives += 1;
     this.ensured = false;
     await this.ensureOn(replica, left());
-    return this.client.unary<AcquireResponse>(replica, "protectors", "Acquire", { name: this.name }, left());
+    return this.client.acquireOn(replica, this.name, left());
   }
 
   /** An answer that came after the caller stopped waiting: a trial permit is released. */

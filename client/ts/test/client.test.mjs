@@ -200,3 +200,20 @@ test("a daemon with --tokens: a missing token is refused, the right one admitted
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("with the unary transport, uncached calls are decided the same way", async () => {
+  const daemon = await startDaemon();
+  const client = new Client(daemon.address, { transport: "unary" });
+  try {
+    assert.equal(client.replicas[0].session, undefined);
+    const p = client.protector(uniqueName("unary"), { ...PATIENT, cached: false, policy: { failureLimit: [1, 1], cooldownMs: 60_000 } });
+    assert.equal(await p.execute(() => "ran"), "ran");
+    await p.execute(() => Promise.reject(new Error("down"))).catch(() => undefined);
+    const error = await p.acquire().catch((e) => e);
+    assert.ok(error instanceof ProtectedCallError && !error.fallback && error.reason === "OPEN", String(error));
+    assert.equal(client.stats.daemonDecisions, 3);
+  } finally {
+    await client.close();
+    await daemon.stop();
+  }
+});

@@ -10,7 +10,8 @@
  * decides), decides locally while the Watch stream vouches for CLOSED (cached mode), and
  * emits "statusChange" once per transition.
  *
- * Layout: client.ts (the connection, its link and counters), protector.ts (Protector),
+ * Layout: client.ts (the connection, its link and counters), session.ts (the Session
+ * stream uncached Acquires take), protector.ts (Protector),
  * permit.ts (Permit), view.ts and pending.ts (cached decisions and batched outcomes), watch.ts (the
  * Watch stream), notifier.ts (exactly-once events), machine.ts (the LOCAL fallback's
  * status machine), link.ts (replicas and the reconnect backoff), policy.ts, backoff.ts,

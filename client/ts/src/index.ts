@@ -11,11 +11,11 @@
  * emits "statusChange" once per transition.
  *
  * Layout: client.ts (the connection, its link and counters), session.ts (the Session
- * stream uncached Acquires take), protector.ts (Protector),
- * permit.ts (Permit), view.ts and pending.ts (cached decisions and batched outcomes), watch.ts (the
- * Watch stream), notifier.ts (exactly-once events), machine.ts (the LOCAL fallback's
- * status machine), link.ts (replicas and the reconnect backoff), policy.ts, backoff.ts,
- * retry.ts (RetryWithBackoff, SafetyNet), errors.ts, wire.ts (the contract, loaded from proto/).
+ * stream uncached Acquires take), protector.ts (Protector), permit.ts (Permit), view.ts
+ * and pending.ts (cached decisions and batched outcomes), watch.ts (the Watch stream),
+ * notifier.ts (exactly-once events), machine.ts (the LOCAL fallback's status machine),
+ * link.ts (replicas and the reconnect backoff), policy.ts, backoff.ts, retry.ts
+ * (RetryWithBackoff, SafetyNet), errors.ts, wire.ts (the contract, loaded from proto/).
  */
 export { ExponentialDelay, FixedDelay, type Backoff, type ExponentialDelayOptions } from "./backoff.js";
 export { Client, type ClientOptions, type ClientStats, type TlsOptions } from "./client.js";

@@ -259,7 +259,7 @@ class Player:
                 "generation": p.generation,
                 "trials_in_flight": p.trials_in_flight,
                 "consecutive_failures": p.consecutive_failures,
-                **{key: getattr(p.counters, key) for key in ("admitted", "rejected", "successes", "failures", "ignored", "stale_reports")},
+                **{key: getattr(p.counters, key) for key in ("admitted", "rejected", "successes", "failures", "ignored", "stale_reports", "expired_permits")},
             }
             known("inspect", step["expect"], set(fields))
             wrong = [f"{k}: expected {v}, got {fields[k]}" for k, v in step["expect"].items() if fields[k] != v]

@@ -457,6 +457,7 @@ fn field(p: &v1::Protector, key: &str) -> Result<serde_json::Value, String> {
         "failures" => c.failures.into(),
         "ignored" => c.ignored.into(),
         "stale_reports" => c.stale_reports.into(),
+        "expired_permits" => c.expired_permits.into(),
         other => return Err(format!("inspect: no field {other:?}")),
     })
 }

@@ -132,7 +132,7 @@ function answering(harness) {
   });
 }
 
-const COUNTERS = ["admitted", "rejected", "successes", "failures", "ignored", "stale_reports"];
+const COUNTERS = ["admitted", "rejected", "successes", "failures", "ignored", "stale_reports", "expired_permits"];
 function inspected(p) {
   const c = p.counters ?? {};
   return {
@@ -146,6 +146,7 @@ function inspected(p) {
     failures: wire.num(c.failures),
     ignored: wire.num(c.ignored),
     stale_reports: wire.num(c.staleReports),
+    expired_permits: wire.num(c.expiredPermits),
   };
 }
 

@@ -27,6 +27,8 @@ const seconds = Number(values.seconds);
 const concurrency = Number(values.concurrency);
 
 const daemon = values.addr ? undefined : await startDaemon();
+// Whatever happens below, the daemon this script started is stopped.
+process.on("exit", () => daemon && process.kill(daemon.pid, "SIGTERM"));
 const address = values.addr ?? daemon.address;
 const client = new Client(address);
 const stamp = `${process.pid}-${Date.now()}`;

@@ -28,7 +28,13 @@ const concurrency = Number(values.concurrency);
 
 const daemon = values.addr ? undefined : await startDaemon();
 // Whatever happens below, the daemon this script started is stopped.
-process.on("exit", () => daemon && process.kill(daemon.pid, "SIGTERM"));
+process.on("exit", () => {
+  try {
+    if (daemon) process.kill(daemon.pid, "SIGTERM");
+  } catch {
+    // Already stopped.
+  }
+});
 const address = values.addr ?? daemon.address;
 const client = new Client(address);
 const stamp = `${process.pid}-${Date.now()}`;

@@ -51,8 +51,10 @@ def need(command: str, hint: str) -> None:
 def agent_command(language: str, scratch: pathlib.Path) -> list[str]:
     """The command line of `language`'s agent (without its arguments), built first."""
     if language == "rust":
+        # With the whole workspace selected, features resolve as for `cargo test --workspace`
+        # (./run-tests runs it first), whose build of the example is then reused as it is.
         run(
-            ["cargo", "build", "--quiet", "-p", "resilient-circuit", "--example", "conformance_agent"],
+            ["cargo", "build", "--quiet", "--workspace", "--example", "conformance_agent"],
             ROOT,
             "the Rust agent is client/rust/examples/conformance_agent.rs",
         )
@@ -64,9 +66,12 @@ def agent_command(language: str, scratch: pathlib.Path) -> list[str]:
         go = ROOT / "client" / "go"
         if not (go / "cmd" / "conformance-agent").is_dir():
             pytest.fail(f"the Go agent is missing: {go}/cmd/conformance-agent (conformance/README.md, section 3)")
-        need("go", "install Go (./run-tests does), or set CONFORMANCE_AGENTS without go")
+        # Go's own installer puts it in /usr/local/go, off PATH (./run-tests's Go suite looks there too).
+        toolchain = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+        if toolchain is None:
+            pytest.fail("`go` is not on PATH: install Go (./run-tests does), or set CONFORMANCE_AGENTS without go")
         binary = scratch / "go-conformance-agent"
-        run(["go", "build", "-o", str(binary), "./cmd/conformance-agent"], go, "the Go agent does not build")
+        run([toolchain, "build", "-o", str(binary), "./cmd/conformance-agent"], go, "the Go agent does not build")
         return [str(binary)]
     if language == "node":
         ts = ROOT / "client" / "ts"

@@ -113,7 +113,7 @@ fn dur(d: Duration) -> Option<prost_types::Duration> {
 
 /// The field an INVALID_ARGUMENT names in its BadRequest, checked against the message.
 #[track_caller]
-fn invalid_field(result: Result<(), Status>, case: &str) -> String {
+pub(crate) fn invalid_field(result: Result<(), Status>, case: &str) -> String {
     let status = result.expect_err(case);
     assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
     let bad = status

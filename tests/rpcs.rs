@@ -108,6 +108,7 @@ async fn ensure_creates_once_and_never_changes_an_existing_protector() {
         counters: Some(v1::Counters::default()),
         mod_revision: 1,
         cooldown_in_force: Some(prost_types::Duration::default()),
+        policy_revision: 1,
         ..Default::default()
     };
     assert!(first.created);
@@ -161,6 +162,7 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
         reason: v1::DecisionReason::Closed as i32,
         revision: 1,
         transition: None,
+        policy_revision: 1,
         ..Default::default()
     };
     assert_eq!(closed, want);

@@ -142,8 +142,10 @@ fn recover(dir: &Path, repair: bool) -> Result<State, StoreError> {
     let mut protectors: Vec<v1::Protector> = recovered
         .protectors
         .iter()
-        .map(|s| {
-            convert::protector(
+        .map(|s| v1::Protector {
+            // The daemon's own, stored beside the machine's state.
+            policy_revision: s.policy_revision.unwrap_or_default(),
+            ..convert::protector(
                 &s.name,
                 &s.protector().expect("a valid stored protector"),
                 s.mod_revision,

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use resilient_circuit_api::DESCRIPTOR_SET;
 use resilient_circuit_api::v1::admin_service_server::AdminServiceServer;
 use resilient_circuit_api::v1::protector_service_server::ProtectorServiceServer;
-use resilient_circuit_breaker::Policy;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -76,9 +75,11 @@ async fn registry(
     ));
     let watchers = Watchers::new(config.limits.max_watchers, shutdown.clone());
     let max_protectors = config.limits.max_protectors;
+    let max_history = config.limits.max_history_entries;
     let (registry, durable) = match recovered {
         None => (
-            Registry::new(max_protectors, sequencer, watchers, Clock::new(), None),
+            Registry::new(max_protectors, sequencer, watchers, Clock::new(), None)
+                .with_max_history(max_history),
             None,
         ),
         Some(r) => {
@@ -89,7 +90,8 @@ async fn registry(
                 watchers,
                 Clock::new(),
                 Some(Arc::clone(&r.journal)),
-            );
+            )
+            .with_max_history(max_history);
             registry.restore(r.protectors).map_err(ServeError::Config)?;
             let durable = Durable {
                 journal: r.journal,
@@ -103,7 +105,9 @@ async fn registry(
         let refuse = |e: String| ServeError::Config(format!("protector {:?}: {e}", p.name));
         let name = validate::name("name", p.name.clone(), config.limits.max_name_len)
             .map_err(|e| refuse(e.to_string()))?;
-        let policy = Policy::try_new(p.policy).map_err(|e| refuse(e.to_string()))?;
+        let policy = p
+            .checked_policy(&config.protector_rules)
+            .map_err(|e| refuse(e.to_string()))?;
         registry
             .ensure(&name, policy)
             .await

@@ -101,6 +101,38 @@ pub fn duration_in(
     Ok(Some(d))
 }
 
+/// The longest duration a report may carry: the longest `slow_call_duration`.
+pub const MAX_CALL_DURATION: Duration = Duration::from_secs(3600);
+
+/// A reported call's duration (ReportRequest.duration): unset stays `None` (never slow),
+/// 0 to 1 h.
+pub fn call_duration(field: &str, d: Option<&prost_types::Duration>) -> Result<Option<Duration>, Error> {
+    duration_in(field, d, Duration::ZERO, MAX_CALL_DURATION)
+}
+
+/// A batch's durations (OutcomeBatch.durations), each 0 to 1 h, no more of them than
+/// `outcomes` (`field` names the list, e.g. `batches[0].durations`).
+pub fn call_durations(
+    field: &str,
+    durations: &[prost_types::Duration],
+    outcomes: usize,
+) -> Result<Vec<Duration>, Error> {
+    if durations.len() > outcomes {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "has {} durations for {outcomes} outcomes: at most one per outcome",
+                durations.len()
+            ),
+        ));
+    }
+    durations
+        .iter()
+        .enumerate()
+        .map(|(j, d)| call_duration(&format!("{field}[{j}]"), Some(d)).map(|d| d.unwrap_or_default()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

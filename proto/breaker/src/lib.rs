@@ -58,7 +58,7 @@ pub use machine::{
 pub use policy::{Fraction, InvalidFraction, InvalidPolicy, Policy, PolicyError, PolicySpec};
 pub use replay::{History, HistoryEntry, Replay, replay};
 pub use rules::{InvalidRules, Multiplier, Rules};
-pub use window::{TimeWindow, Window};
+pub use window::{Bucket, TimeWindow, TimeWindowState, Window};
 
 /// An instant, as the duration since the Unix epoch (UTC). The daemon derives it from a
 /// monotonic clock anchored to the wall clock at start, so it never goes backwards while

@@ -48,6 +48,28 @@ impl History {
         self.entries.push_back(entry);
     }
 
+    /// Appends `n` copies of `entry` (a batch's successes), dropping the oldest when
+    /// full: O(min(n, capacity)), whatever `n` says.
+    pub fn push_many(&mut self, entry: HistoryEntry, n: u64) {
+        let n = usize::try_from(n).unwrap_or(usize::MAX).min(self.capacity);
+        for _ in 0..n {
+            self.push(entry);
+        }
+    }
+
+    /// Changes the capacity to `capacity`, keeping the newest entries that fit.
+    pub fn resize(&mut self, capacity: u32) {
+        self.capacity = capacity as usize;
+        let excess = self.entries.len().saturating_sub(self.capacity);
+        self.entries.drain(..excess);
+        self.entries.shrink_to(self.capacity);
+    }
+
+    /// The most entries it keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The entries, oldest first.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &HistoryEntry> + '_ {
         self.entries.iter()

@@ -46,6 +46,16 @@ impl Window {
         w
     }
 
+    /// A window of `size` slots holding `outcomes` (true = failure) with their slow
+    /// marks (`slow`, by position; missing marks are not slow), oldest first.
+    pub fn from_calls(size: u32, outcomes: Vec<bool>, slow: Vec<bool>) -> Window {
+        let mut w = Window::new(size);
+        for (i, failed) in outcomes.into_iter().enumerate() {
+            w.push_call(failed, slow.get(i).copied().unwrap_or(false));
+        }
+        w
+    }
+
     /// Appends an outcome that was not slow, dropping the oldest when full.
     pub fn push(&mut self, failed: bool) {
         self.push_call(failed, false);
@@ -281,4 +291,49 @@ impl TimeWindow {
     pub fn heap_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<Bucket>()
     }
+
+    /// The window's clock (the newest bucket index seen) and its non-empty buckets, as
+    /// plain data for persistence.
+    pub fn state(&self) -> TimeWindowState {
+        TimeWindowState {
+            latest: self.latest,
+            buckets: self.buckets.iter().copied().collect(),
+        }
+    }
+
+    /// A window over `duration` holding `state`, checked: buckets in strictly increasing
+    /// order, none newer than the clock or older than the window, each counting at
+    /// least one call and no more failures or slow calls than calls.
+    pub fn restore(duration: Duration, state: TimeWindowState) -> Result<TimeWindow, &'static str> {
+        let mut w = TimeWindow::new(duration);
+        let ordered = state.buckets.windows(2).all(|b| b[0].index < b[1].index);
+        let inside = state
+            .buckets
+            .iter()
+            .all(|b| b.index <= state.latest && b.index.saturating_add(w.span) > state.latest);
+        let counted = state
+            .buckets
+            .iter()
+            .all(|b| b.calls > 0 && b.failures <= b.calls && b.slow <= b.calls);
+        if !ordered || !inside || !counted {
+            return Err("time window buckets out of order, out of the window or miscounted");
+        }
+        w.latest = state.latest;
+        for b in &state.buckets {
+            w.calls += u64::from(b.calls);
+            w.failures += u64::from(b.failures);
+            w.slow += u64::from(b.slow);
+        }
+        w.buckets = state.buckets.into();
+        Ok(w)
+    }
+}
+
+/// A [`TimeWindow`] as plain data: its clock and its non-empty buckets, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeWindowState {
+    /// The newest bucket index the window has seen.
+    pub latest: u64,
+    /// The non-empty buckets, oldest first.
+    pub buckets: Vec<Bucket>,
 }

@@ -82,6 +82,10 @@ pub struct Args {
     /// [default: 10000]
     #[arg(long, env = "CIRCUITD_MAX_PROTECTORS_PER_IDENTITY", value_name = "N")]
     pub max_protectors_per_identity: Option<usize>,
+    /// Most what-if history entries (policy history_size) of every protector together,
+    /// about 40 bytes each; a policy past it is refused [default: 1000000]
+    #[arg(long, env = "CIRCUITD_MAX_HISTORY_ENTRIES", value_name = "N")]
+    pub max_history_entries: Option<usize>,
     /// Most client connections open at once; past it, newcomers wait [default: 10000]
     #[arg(long, env = "CIRCUITD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use resilient_circuit_breaker::InvalidPolicy;
+use resilient_circuit_breaker::PolicyError;
 
 /// Where a setting's value came from, so an error can say what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub enum ConfigError {
         /// The rule it breaks.
         rule: String,
     },
-    /// A `[[protectors]]` entry has a policy `Policy::try_new` refuses; the error names
+    /// A `[[protectors]]` entry has a policy `Policy::try_with` refuses; the error names
     /// the field.
     #[error("config file {}: protector {name:?} (protectors[{index}]): {error}", path.display())]
     Policy {
@@ -106,7 +106,7 @@ pub enum ConfigError {
         /// The protector.
         name: String,
         /// The first policy rule broken.
-        error: InvalidPolicy,
+        error: PolicyError,
     },
     /// Two `[[protectors]]` entries share a name.
     #[error("config file {}: protectors[{second}] repeats the name {name:?} of protectors[{first}]", path.display())]

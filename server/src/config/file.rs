@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use resilient_circuit_breaker::{Multiplier, Rules};
 use serde::{Deserialize, Deserializer, de};
 
 use super::types::LogFormat;
@@ -84,6 +85,7 @@ pub(super) struct FileLimits {
     pub(super) max_watchers_per_identity: Option<usize>,
     pub(super) max_sessions_per_identity: Option<usize>,
     pub(super) max_protectors_per_identity: Option<usize>,
+    pub(super) max_history_entries: Option<usize>,
 }
 
 /// `[connections]`.
@@ -118,6 +120,46 @@ pub(super) struct FileProtector {
     pub(super) permit_ttl: Option<FileDuration>,
     #[serde(default)]
     pub(super) auto_half_open: bool,
+    // The optional rules of proto/SEMANTICS.md section 2a, as the contract names them.
+    pub(super) window_duration: Option<FileDuration>,
+    pub(super) minimum_calls: Option<u32>,
+    #[serde(default)]
+    pub(super) consecutive_failures: u32,
+    pub(super) slow_call_duration: Option<FileDuration>,
+    pub(super) slow_call_limit: Option<FileFraction>,
+    pub(super) cooldown_multiplier: Option<f64>,
+    pub(super) max_cooldown: Option<FileDuration>,
+    #[serde(default)]
+    pub(super) shadow: bool,
+    #[serde(default)]
+    pub(super) history_size: u32,
+}
+
+impl FileProtector {
+    /// The entry's optional rules, unchecked: `Policy::try_with` checks them. A
+    /// multiplier no policy can hold (huge, negative, not a number) becomes one out of
+    /// range on the same side, so the policy's own rule names it.
+    pub(super) fn rules(&self) -> Rules {
+        let cooldown_multiplier = match self.cooldown_multiplier {
+            None => Multiplier::ONE,
+            Some(m) => Multiplier::from_f64(m).unwrap_or(if m > 1.0 {
+                Multiplier::thousandths(u32::MAX)
+            } else {
+                Multiplier::thousandths(0)
+            }),
+        };
+        Rules {
+            window_duration: self.window_duration.map(Into::into),
+            minimum_calls: self.minimum_calls,
+            consecutive_failures: self.consecutive_failures,
+            slow_call_duration: self.slow_call_duration.map(Into::into),
+            slow_call_limit: self.slow_call_limit.map(|f| f.0),
+            cooldown_multiplier,
+            max_cooldown: self.max_cooldown.map(Into::into),
+            shadow: self.shadow,
+            history_size: self.history_size,
+        }
+    }
 }
 
 /// A duration written the human way: "30s", "500ms", "1h 30m".

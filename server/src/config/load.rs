@@ -1,7 +1,7 @@
 //! Loading: flag > environment variable > TOML file > default, then every rule checked
 //! once, with errors that name where the offending value came from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use resilient_circuit_api::ProtectorName;
-use resilient_circuit_breaker::{Policy, PolicySpec};
+use resilient_circuit_breaker::{Policy, PolicySpec, Rules};
 
 use super::args::{self, Parsed};
 use super::error::{ConfigError, Source};
@@ -213,6 +213,14 @@ impl Layers<'_> {
                 limits.max_protectors_per_identity,
                 d.limits.max_protectors_per_identity
             ))?,
+            // 0 is valid: no protector may keep a history.
+            max_history_entries: pick!(
+                self,
+                max_history_entries,
+                limits.max_history_entries,
+                d.limits.max_history_entries
+            )
+            .value,
         };
         let watch = WatchConfig {
             buffer: positive(pick!(self, watch_buffer, watch.buffer, d.watch.buffer))?,
@@ -225,9 +233,9 @@ impl Layers<'_> {
             ))?,
         };
         let connections = self.connections(&d.connections)?;
-        let protectors = match self.file {
+        let (protectors, protector_rules) = match self.file {
             Some((path, file)) => protectors(path, &file.protectors, &limits)?,
-            None => Vec::new(),
+            None => Default::default(),
         };
         let cluster = self.cluster()?;
         let in_memory = pick!(self, in_memory, store.in_memory, false).value;
@@ -302,6 +310,7 @@ impl Layers<'_> {
             connections,
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
+            protector_rules,
             store,
             cluster,
             tls: self.tls()?,
@@ -607,7 +616,7 @@ fn protectors(
     path: &Path,
     entries: &[FileProtector],
     limits: &Limits,
-) -> Result<Vec<ProtectorConfig>, ConfigError> {
+) -> Result<(Vec<ProtectorConfig>, BTreeMap<String, Rules>), ConfigError> {
     if entries.len() > limits.max_protectors {
         return Err(ConfigError::TooManyProtectors {
             path: path.to_owned(),
@@ -617,6 +626,7 @@ fn protectors(
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
+    let mut rules_out = BTreeMap::new();
     for (index, entry) in entries.iter().enumerate() {
         let name = entry.name.clone();
         // The API's own rule, so a name the file accepts is one the API accepts.
@@ -647,7 +657,8 @@ fn protectors(
                 .map_or(PolicySpec::default().permit_ttl, Into::into),
             auto_half_open: entry.auto_half_open,
         };
-        if let Err(error) = Policy::try_new(policy) {
+        let rules = entry.rules();
+        if let Err(error) = Policy::try_with(policy, rules) {
             return Err(ConfigError::Policy {
                 path: path.to_owned(),
                 index,
@@ -655,7 +666,10 @@ fn protectors(
                 error,
             });
         }
+        if rules != Rules::default() {
+            rules_out.insert(name.clone(), rules);
+        }
         out.push(ProtectorConfig { name, policy });
     }
-    Ok(out)
+    Ok((out, rules_out))
 }

@@ -117,6 +117,7 @@ fn file_values_replace_defaults() {
         max_watchers_per_identity: 19,
         max_sessions_per_identity: 20,
         max_protectors_per_identity: 21,
+        max_history_entries: 1_000_000,
     };
     assert_eq!(c.limits, limits);
     let watch = WatchConfig {
@@ -511,5 +512,6 @@ mod cluster;
 mod connections;
 mod http;
 mod identity_limits;
+mod policy_rules;
 mod tls;
 mod tokens;

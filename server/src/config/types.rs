@@ -1,9 +1,10 @@
 //! The daemon's settings as values: [`Config`] and its parts, each with its default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use resilient_circuit_breaker::PolicySpec;
+use resilient_circuit_breaker::{Policy, PolicyError, PolicySpec, Rules};
 
 /// How the binary writes its logs (to stderr). Not part of [`Config`]: the daemon
 /// library does not care how its host logs.
@@ -48,6 +49,10 @@ pub struct Config {
     /// Protectors to create at start (EnsureProtector semantics: an existing one is
     /// left as it is).
     pub protectors: Vec<ProtectorConfig>,
+    /// The optional rules (proto/SEMANTICS.md section 2a) of the `protectors` that set
+    /// any, by name. Kept beside them rather than in [`ProtectorConfig`], so that code
+    /// building a `ProtectorConfig` field by field keeps compiling.
+    pub protector_rules: BTreeMap<String, Rules>,
     /// Durable state. `None` keeps everything in memory: the library's default, so
     /// tests and embedders opt in. The `circuitd` binary defaults to `./data`.
     pub store: Option<StoreSettings>,
@@ -168,6 +173,9 @@ pub struct Limits {
     /// Most existing protectors one identity may have created. Default 10,000, a tenth
     /// of `max_protectors`.
     pub max_protectors_per_identity: usize,
+    /// Most what-if history entries (the policies' `history_size`) of every protector
+    /// together. Default 1,000,000 (about 40 MB when full).
+    pub max_history_entries: usize,
 }
 
 /// How the daemon notices peers that went silent, so that none keeps a place under
@@ -205,8 +213,18 @@ pub struct WatchConfig {
 pub struct ProtectorConfig {
     /// Its name.
     pub name: String,
-    /// Its policy (checked when the daemon starts).
+    /// Its policy (checked when the daemon starts); its optional rules are in
+    /// [`Config::protector_rules`].
     pub policy: PolicySpec,
+}
+
+impl ProtectorConfig {
+    /// The validated policy, with the optional rules `rules` gives it (see
+    /// [`Config::protector_rules`]). The file was checked at load, so this only fails
+    /// for a config built by hand.
+    pub fn checked_policy(&self, rules: &BTreeMap<String, Rules>) -> Result<Policy, PolicyError> {
+        Policy::try_with(self.policy, rules.get(&self.name).copied().unwrap_or_default())
+    }
 }
 
 impl Default for Config {
@@ -222,6 +240,7 @@ impl Default for Config {
             connections: ConnectionConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
+            protector_rules: BTreeMap::new(),
             store: None,
             cluster: None,
             tls: None,
@@ -242,6 +261,7 @@ impl Default for Limits {
             max_watchers_per_identity: 1000,
             max_sessions_per_identity: 1000,
             max_protectors_per_identity: 10_000,
+            max_history_entries: 1_000_000,
         }
     }
 }

@@ -13,12 +13,20 @@ pub struct View {
     pub protector: Protector,
     /// The revision of its last change.
     pub mod_revision: u64,
+    /// The revision at which its policy was last set.
+    pub policy_revision: u64,
+    /// Outcomes its what-if history holds.
+    pub history_len: u32,
 }
 
 impl View {
     /// The wire form.
     pub fn to_proto(&self) -> v1::Protector {
-        convert::protector(&self.name, &self.protector, self.mod_revision)
+        v1::Protector {
+            policy_revision: self.policy_revision,
+            history_len: self.history_len,
+            ..convert::protector(&self.name, &self.protector, self.mod_revision)
+        }
     }
 }
 
@@ -44,6 +52,11 @@ pub struct Acquired {
     pub transition: Option<Transition>,
     /// The revision the answer reflects.
     pub revision: u64,
+    /// Shadow mode: admitted, but the live machine would have rejected it (`decision`
+    /// carries that reason).
+    pub would_reject: bool,
+    /// The revision at which the policy that decided was set.
+    pub policy_revision: u64,
 }
 
 /// The answer to [`Registry::report`](super::Registry::report).

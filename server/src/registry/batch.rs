@@ -1,9 +1,11 @@
 //! ReportBatch on the registry: a batch's outcome list applied in bounded chunks, each
 //! under its own hold of the protector's entry guard.
 
-use resilient_circuit_breaker::Outcome;
+use std::time::Duration;
 
-use super::{BatchReported, Keep, Registry};
+use resilient_circuit_breaker::{HistoryEntry, Outcome, Time};
+
+use super::{BatchReported, Entry, Keep, Registry};
 use crate::error::Error;
 
 /// Outcomes of one ReportBatch entry applied under one hold of a protector's entry guard:
@@ -26,15 +28,38 @@ impl Registry {
         successes: u64,
         outcomes: &[Outcome],
     ) -> Result<BatchReported, Error> {
+        self.report_batch_timed(name, generation, successes, outcomes, &[])
+            .await
+    }
+
+    /// [`Registry::report_batch`] with the durations of the first `durations.len()`
+    /// outcomes (at most one each; the rest have none, never slow), for the slow-call
+    /// rule. The `successes` are calls that were not slow.
+    pub async fn report_batch_timed(
+        &self,
+        name: &str,
+        generation: u64,
+        successes: u64,
+        outcomes: &[Outcome],
+        durations: &[Duration],
+    ) -> Result<BatchReported, Error> {
+        let timed = |start: usize, len: usize| {
+            let start = start.min(durations.len());
+            &durations[start..(start + len).min(durations.len())]
+        };
         let mut chunks = outcomes.chunks(BATCH_CHUNK);
+        let first = chunks.next().unwrap_or(&[]);
         let (mut total, mut seq) =
-            self.report_chunk(name, generation, successes, chunks.next().unwrap_or(&[]))?;
+            self.report_chunk(name, generation, successes, first, timed(0, first.len()))?;
+        let mut start = first.len();
         while chunks.len() > 0 {
             #[cfg(test)]
             between_chunks(self, name);
             tokio::task::yield_now().await;
             let Some(chunk) = chunks.next() else { break };
-            match self.report_chunk(name, generation, 0, chunk) {
+            let chunk_durations = timed(start, chunk.len());
+            start += chunk.len();
+            match self.report_chunk(name, generation, 0, chunk, chunk_durations) {
                 Ok((reported, chunk_seq)) => {
                     total = BatchReported {
                         accepted: total.accepted.saturating_add(reported.accepted),
@@ -56,16 +81,30 @@ impl Registry {
         Ok(total)
     }
 
-    /// One chunk of a batch under one hold of the entry guard.
+    /// One chunk of a batch under one hold of the entry guard; `durations` are those of
+    /// the chunk's first outcomes.
     fn report_chunk(
         &self,
         name: &str,
         generation: u64,
         successes: u64,
         outcomes: &[Outcome],
+        durations: &[Duration],
     ) -> Result<(BatchReported, Option<u64>), Error> {
         self.with_entry(name, |entry, now| {
-            let result = entry.protector.report_batch(generation, successes, outcomes, now);
+            let result = if durations.is_empty() {
+                entry.protector.report_batch(generation, successes, outcomes, now)
+            } else {
+                let timed: Vec<(Outcome, Option<Duration>)> = outcomes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &o)| (o, durations.get(i).copied()))
+                    .collect();
+                entry
+                    .protector
+                    .report_batch_timed(generation, successes, &timed, now)
+            };
+            note_batch(entry, now, successes, outcomes, durations, result.accepted);
             let committed = self.commit_changes(name, entry, &result.changes, Vec::new(), Keep::Batched)?;
             Ok((
                 BatchReported {
@@ -79,6 +118,37 @@ impl Registry {
                 committed.seq,
             ))
         })
+    }
+}
+
+/// Notes a chunk's accepted outcomes in the entry's history. They are a prefix: the
+/// successes (accepted or refused together, first) then the listed outcomes up to the
+/// first refused one, since the fence only closes (a transition moves the generation on).
+/// The successes cost O(min(successes, history_size)).
+fn note_batch(
+    entry: &mut Entry,
+    now: Time,
+    successes: u64,
+    outcomes: &[Outcome],
+    durations: &[Duration],
+    accepted: u64,
+) {
+    if entry.history.is_none() || accepted == 0 {
+        return;
+    }
+    let listed = accepted.saturating_sub(successes);
+    if let Some(h) = &mut entry.history {
+        h.push_many(
+            HistoryEntry {
+                at: now,
+                outcome: Outcome::Success,
+                duration: None,
+            },
+            successes,
+        );
+    }
+    for (i, &outcome) in outcomes.iter().enumerate().take(listed as usize) {
+        entry.note(now, outcome, durations.get(i).copied());
     }
 }
 

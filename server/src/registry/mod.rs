@@ -28,10 +28,15 @@
 //! - `creator`: the identity that created it, if any (`creators.rs`), stored with
 //!   every state of it.
 //! - `stats`: what the metrics count beyond the machine's counters (`stats.rs`).
+//! - `policy_revision`: the revision at which its policy was last set (creation,
+//!   UpdatePolicy), stored with every state of it and sent on every AcquireResponse.
+//! - `history`: with `history_size` > 0, its recent accepted outcomes for a what-if
+//!   (`history.rs`); boxed, so a protector without one pays a word.
 
 mod answers;
 mod batch;
 mod creators;
+mod history;
 mod persist;
 mod read;
 mod release;
@@ -75,7 +80,13 @@ struct Entry {
     dirty: bool,
     creator: Option<Arc<str>>,
     stats: stats::Stats,
+    policy_revision: u64,
+    history: Option<Box<resilient_circuit_breaker::History>>,
 }
+
+/// The default of `--max-history-entries`: 1,000,000 entries (about 40 MB when full),
+/// one protector at the largest `history_size` or a hundred at 10,000 (`history.rs`).
+pub const DEFAULT_MAX_HISTORY_ENTRIES: usize = 1_000_000;
 
 /// The `version` of an entry whose last change could not be journaled: its state is
 /// shown to nobody (see [`Registry::durable`](persist.rs)).
@@ -127,6 +138,9 @@ pub struct Registry {
     creators: creators::Creators,
     /// What deleted protectors had counted, so daemon-wide counters never go down.
     deleted_totals: Mutex<Totals>,
+    /// History entries reserved by every protector's policy (`history.rs`).
+    history_entries: AtomicUsize,
+    max_history_entries: usize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -164,6 +178,8 @@ impl Registry {
             fence: None,
             creators: creators::Creators::default(),
             deleted_totals: Mutex::new(Totals::default()),
+            history_entries: AtomicUsize::new(0),
+            max_history_entries: DEFAULT_MAX_HISTORY_ENTRIES,
         }
     }
 
@@ -275,24 +291,33 @@ impl Registry {
             MapEntry::Vacant(slot) => {
                 self.reserve()?;
                 let key = creator.map(|c| Arc::clone(&c.key));
+                let history_size = policy.rules().history_size;
+                self.reserve_history(0, history_size).inspect_err(|_| {
+                    self.count.fetch_sub(1, Ordering::AcqRel);
+                })?;
                 if let Some(creator) = creator {
                     self.creators.reserve(creator).inspect_err(|_| {
                         self.count.fetch_sub(1, Ordering::AcqRel);
+                        let _ = self.reserve_history(history_size, 0);
                     })?;
                 }
                 let protector = Protector::new(policy);
-                let created: EventFn<'_> =
-                    Box::new(|rev| Event::Created(convert::protector(name, &protector, rev)));
+                let created: EventFn<'_> = Box::new(|rev| {
+                    let mut created = convert::protector(name, &protector, rev);
+                    created.policy_revision = rev;
+                    Event::Created(created)
+                });
                 let committed = self
                     .sequencer
                     .commit(
                         name,
                         vec![created],
-                        self.put_record(name, &protector, key.as_deref(), 0),
+                        self.put_record(name, &protector, key.as_deref(), 0, 0),
                     )
                     .inspect_err(|_| {
                         self.count.fetch_sub(1, Ordering::AcqRel);
                         self.creators.remove(key.as_deref());
+                        let _ = self.reserve_history(history_size, 0);
                     })?;
                 let stats = stats::Stats::new(State::of_protector(&protector), self.clock.now());
                 let entry = slot.insert(Entry {
@@ -303,6 +328,8 @@ impl Registry {
                     dirty: false,
                     creator: key,
                     stats,
+                    policy_revision: committed.revision,
+                    history: Entry::history_for(&policy),
                 });
                 self.index_insert(name);
                 let ensured = Ensured {
@@ -347,6 +374,8 @@ impl Registry {
                     status: entry.protector.status(),
                     transition,
                     revision: committed.revision,
+                    would_reject: result.would_reject.is_some(),
+                    policy_revision: entry.policy_revision,
                 },
                 committed.seq,
             ))
@@ -360,8 +389,23 @@ impl Registry {
 
     /// Records the outcome of a call admitted with `permit`.
     pub async fn report(&self, name: &str, permit: Permit, outcome: Outcome) -> Result<Reported, Error> {
+        self.report_timed(name, permit, outcome, None).await
+    }
+
+    /// Records the outcome of a call admitted with `permit`, with how long it took (for
+    /// the slow-call rule; `None` is never slow).
+    pub async fn report_timed(
+        &self,
+        name: &str,
+        permit: Permit,
+        outcome: Outcome,
+        duration: Option<Duration>,
+    ) -> Result<Reported, Error> {
         let (reported, seq) = self.with_entry(name, |entry, now| {
-            let result = entry.protector.report(permit, outcome, now);
+            let result = entry.protector.report_timed(permit, outcome, duration, now);
+            if result.accepted {
+                entry.note(now, outcome, duration);
+            }
             let keep = if result.accepted && permit.is_trial() {
                 Keep::Trial(TrialStep {
                     at: now,
@@ -454,6 +498,8 @@ impl Registry {
     /// Replaces the policy (the window starts anew); publishes POLICY_UPDATED.
     pub async fn update_policy(&self, name: &str, policy: Policy) -> Result<(View, u64), Error> {
         let (answer, seq) = self.with_entry(name, |entry, now| {
+            self.reserve_history(entry.history_reserved(), policy.rules().history_size)?;
+            entry.resize_history(&policy);
             let due = entry.protector.tick(now);
             let after = entry.protector.update_policy(policy, now);
             let updated: EventFn<'_> = Box::new(move |_| {
@@ -465,6 +511,9 @@ impl Registry {
             let mut events = self.events(name, &due);
             events.push(updated);
             let committed = self.commit_changes(name, entry, &after, events, Keep::Now)?;
+            // The events are the expiries due, POLICY_UPDATED, then what the new policy
+            // changed at once, with consecutive revisions.
+            entry.policy_revision = committed.revision - after.len() as u64;
             Ok(((view(name, entry), committed.revision), committed.seq))
         })?;
         self.durable(seq).await?;
@@ -491,6 +540,7 @@ impl Registry {
                 self.index_remove(name);
                 self.count.fetch_sub(1, Ordering::AcqRel);
                 self.creators.remove(entry.creator.as_deref());
+                let _ = self.reserve_history(entry.history_reserved(), 0);
                 (committed.revision, committed.seq)
             }
         };
@@ -593,7 +643,7 @@ impl Registry {
                 name,
                 &entry.protector,
                 entry.creator.as_deref(),
-                entry.mod_revision,
+                (entry.mod_revision, entry.policy_revision),
                 step,
             ),
             _ => self.put_record(
@@ -601,6 +651,7 @@ impl Registry {
                 &entry.protector,
                 entry.creator.as_deref(),
                 entry.mod_revision,
+                entry.policy_revision,
             ),
         };
         let committed = match self.sequencer.commit(name, first, record) {
@@ -629,5 +680,7 @@ fn view(name: &str, entry: &Entry) -> View {
         name: name.to_owned(),
         protector: entry.protector.clone(),
         mod_revision: entry.mod_revision,
+        policy_revision: entry.policy_revision,
+        history_len: entry.history.as_ref().map_or(0, |h| h.len() as u32),
     }
 }

@@ -33,6 +33,14 @@ fn last_revision(made: &[Arc<Published>]) -> Option<u64> {
     made.last().map(|p| p.event.revision)
 }
 
+/// The revision of an operation's CREATED or POLICY_UPDATED event: when its policy was set.
+fn policy_set(made: &[Arc<Published>]) -> Option<u64> {
+    use resilient_circuit_api::v1::watch_event::Event;
+    made.iter()
+        .find(|p| matches!(p.event.event, Some(Event::Created(_) | Event::PolicyUpdated(_))))
+        .map(|p| p.event.revision)
+}
+
 /// An operation's events as a replicated journal logs them beside its record.
 fn logged(made: &[Arc<Published>]) -> Vec<LoggedEvent> {
     made.iter()
@@ -46,22 +54,28 @@ fn logged(made: &[Arc<Published>]) -> Vec<LoggedEvent> {
 impl Registry {
     /// The record storing `protector`'s state; its mod_revision is the revision of the
     /// operation's last event, or `keep_revision` when it published none.
+    /// Its policy_revision is that of the operation's CREATED or POLICY_UPDATED event, or
+    /// `policy_revision` when it published neither.
     pub(super) fn put_record<'a>(
         &'a self,
         name: &'a str,
         protector: &'a Protector,
         creator: Option<&'a str>,
         keep_revision: u64,
+        policy_revision: u64,
     ) -> Option<RecordFn<'a>> {
         let journal = self.store.as_ref()?;
         Some(Box::new(move |made: &[Arc<Published>]| {
             let mod_revision = last_revision(made).unwrap_or(keep_revision);
+            let policy_revision = policy_set(made).unwrap_or(policy_revision);
             journal.append_logged(
                 |seq| Record {
                     seq,
                     revision: mod_revision,
                     body: Some(Body::Put(
-                        StoredProtector::new(name, protector, mod_revision, seq).created_by(creator),
+                        StoredProtector::new(name, protector, mod_revision, seq)
+                            .created_by(creator)
+                            .policy_set_at(policy_revision),
                     )),
                 },
                 || logged(made),
@@ -75,7 +89,7 @@ impl Registry {
         name: &'a str,
         protector: &'a Protector,
         creator: Option<&'a str>,
-        mod_revision: u64,
+        (mod_revision, policy_revision): (u64, u64),
         step: TrialStep,
     ) -> Option<RecordFn<'a>> {
         let journal = self.store.as_ref()?;
@@ -86,7 +100,8 @@ impl Registry {
                 body: Some(Body::Trial(TrialChange {
                     state: Some(
                         StoredProtector::without_trials(name, protector, mod_revision, seq)
-                            .created_by(creator),
+                            .created_by(creator)
+                            .policy_set_at(policy_revision),
                     ),
                     at: nanos(step.at),
                     issued: step.issued.map(|(id, at)| StoredTrial {
@@ -152,7 +167,8 @@ impl Registry {
                     revision: mod_revision,
                     body: Some(Body::Put(
                         StoredProtector::new(&name, &entry.protector, mod_revision, seq)
-                            .created_by(entry.creator.as_deref()),
+                            .created_by(entry.creator.as_deref())
+                            .policy_set_at(entry.policy_revision),
                     )),
                 })?;
                 entry.version = seq;
@@ -195,7 +211,8 @@ impl Registry {
                 revision = revision.max(entry.mod_revision);
                 protectors.push(
                     StoredProtector::new(&name, &entry.protector, entry.mod_revision, version)
-                        .created_by(entry.creator.as_deref()),
+                        .created_by(entry.creator.as_deref())
+                        .policy_set_at(entry.policy_revision),
                 );
             }
         }
@@ -219,6 +236,9 @@ impl Registry {
                 .map_err(|e| format!("the stored state of protector {:?} is invalid: {e}", stored.name))?;
             let rebased = protector.rebase(now);
             let next = protector.next_deadline();
+            // Histories are memory only: a restored protector starts an empty one.
+            let history = Entry::history_for(protector.policy());
+            self.count_history(protector.policy().rules().history_size);
             self.map.insert(
                 stored.name.clone(),
                 Entry {
@@ -229,6 +249,8 @@ impl Registry {
                     version: stored.version,
                     dirty: false,
                     creator: stored.creator.as_deref().map(Arc::from),
+                    policy_revision: stored.policy_revision.unwrap_or_default(),
+                    history,
                 },
             );
             self.creators.add(stored.creator.as_deref());

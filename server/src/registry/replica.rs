@@ -36,6 +36,7 @@ impl Registry {
                 entry.protector = protector;
                 entry.mod_revision = stored.mod_revision;
                 entry.version = stored.version;
+                entry.policy_revision = stored.policy_revision.unwrap_or_default();
             }
             MapEntry::Vacant(slot) => {
                 slot.insert(Entry {
@@ -46,6 +47,9 @@ impl Registry {
                     version: stored.version,
                     dirty: false,
                     creator: stored.creator.as_deref().map(Into::into),
+                    policy_revision: stored.policy_revision.unwrap_or_default(),
+                    // A follower records no outcome: the leader keeps the history.
+                    history: None,
                 });
                 self.creators.add(stored.creator.as_deref());
                 self.index_insert(&stored.name);

@@ -197,7 +197,7 @@ async fn lead(
     for p in &shared.protectors {
         let ensured = match (
             crate::validate::name("name", p.name.clone(), shared.max_name_len),
-            resilient_circuit_breaker::Policy::try_new(p.policy),
+            p.checked_policy(&shared.protector_rules),
         ) {
             (Ok(name), Ok(policy)) => registry
                 .ensure(&name, policy)

@@ -21,12 +21,15 @@ pub(super) struct Shared {
     pub(super) sequencer: Arc<Sequencer>,
     pub(super) watchers: Watchers,
     pub(super) max_protectors: usize,
+    pub(super) max_history_entries: usize,
     pub(super) flush_interval: Duration,
     pub(super) ttl: Duration,
     pub(super) snapshot_bytes: u64,
     /// The configured protectors, ensured by each new leader (EnsureProtector
     /// semantics: an existing one is left as it is).
     pub(super) protectors: Vec<crate::config::ProtectorConfig>,
+    /// Their optional rules, by name.
+    pub(super) protector_rules: std::collections::BTreeMap<String, resilient_circuit_breaker::Rules>,
     pub(super) max_name_len: usize,
     pub(super) me: MemberRecord,
     pub(super) fence: Arc<Fence>,
@@ -51,6 +54,8 @@ impl Shared {
             Clock::new(),
             journal,
         );
-        registry.with_fence(Arc::clone(&self.fence))
+        registry
+            .with_fence(Arc::clone(&self.fence))
+            .with_max_history(self.max_history_entries)
     }
 }

@@ -146,13 +146,16 @@ impl Shared {
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
         let name = self.name("name", req.name)?;
         let acquired = self.registry().acquire(&name).await?;
-        Ok(convert::acquire_response(
-            acquired.decision,
-            acquired.status,
-            acquired.revision,
-            acquired.transition,
-            false,
-        ))
+        Ok(v1::AcquireResponse {
+            policy_revision: acquired.policy_revision,
+            ..convert::acquire_response(
+                acquired.decision,
+                acquired.status,
+                acquired.revision,
+                acquired.transition,
+                acquired.would_reject,
+            )
+        })
     }
 
     /// Report, for the unary call and the session alike.
@@ -160,7 +163,11 @@ impl Shared {
         let name = self.name("name", req.name)?;
         let permit = validate::permit("permit", req.permit.as_ref())?;
         let outcome = validate::outcome("outcome", req.outcome)?;
-        let reported = self.registry().report(&name, permit, outcome).await?;
+        let duration = validate::call_duration("duration", req.duration.as_ref())?;
+        let reported = self
+            .registry()
+            .report_timed(&name, permit, outcome, duration)
+            .await?;
         Ok(v1::ReportResponse {
             accepted: reported.accepted,
             status: v1::Status::from(reported.status) as i32,

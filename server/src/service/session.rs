@@ -164,9 +164,10 @@ impl Shared {
             .enumerate()
             .map(|(j, &o)| validate::outcome(&field(&format!("outcomes[{j}]")), o))
             .collect::<Result<Vec<_>, _>>()?;
+        let durations = validate::call_durations(&field("durations"), &batch.durations, outcomes.len())?;
         let r = self
             .registry()
-            .report_batch(&name, batch.generation, batch.successes, &outcomes)
+            .report_batch_timed(&name, batch.generation, batch.successes, &outcomes, &durations)
             .await?;
         Ok(v1::OutcomeBatchResult {
             name: name.into_string(),

@@ -11,11 +11,12 @@
 //! (whole states would make n unreported trials cost O(n^2) bytes). Replay applies it
 //! on top of the state before it (`store::replay`).
 
-use std::time::Duration;
+mod rules;
 
 use resilient_circuit_breaker::{
-    Counters, Override, OverrideKind, PolicySpec, Protector, ProtectorState, Status, Time,
+    Counters, Override, OverrideKind, PolicySpec, Protector, ProtectorState, Status,
 };
+pub use rules::{StoredRules, StoredTimeWindow, nanos, time};
 
 /// One journal record.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -205,16 +206,23 @@ pub struct StoredProtector {
     /// file, and in records written before it existed (counted against nobody).
     #[prost(string, optional, tag = "26")]
     pub creator: Option<String>,
-}
-
-/// `t` in nanoseconds since the Unix epoch, saturating.
-pub fn nanos(t: Time) -> u64 {
-    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Nanoseconds since the Unix epoch as a [`Time`].
-pub fn time(n: u64) -> Time {
-    Duration::from_nanos(n)
+    /// The revision at which the protector's policy was last set (creation, UpdatePolicy):
+    /// the AcquireResponse's `policy_revision`. Absent in records written before it
+    /// existed (read as 0 until the policy is next set).
+    #[prost(uint64, optional, tag = "27")]
+    pub policy_revision: Option<u64>,
+    /// The policy's optional rules (proto/SEMANTICS.md section 2a); absent when every
+    /// one is off, as in records written before they existed.
+    #[prost(message, optional, tag = "28")]
+    pub rules: Option<StoredRules>,
+    /// Whether each of `window`'s outcomes was slow, one bit each, `window_len` of
+    /// them; empty when none was (and in records written before slow calls).
+    #[prost(bytes = "vec", tag = "29")]
+    pub window_slow: Vec<u8>,
+    /// CLOSED's time window (frozen while OPEN), with a `window_duration`; absent in
+    /// records written before it was kept (restored empty).
+    #[prost(message, optional, tag = "30")]
+    pub time_window: Option<StoredTimeWindow>,
 }
 
 impl StoredProtector {
@@ -235,12 +243,7 @@ impl StoredProtector {
     }
 
     fn from_state(name: &str, s: ProtectorState, mod_revision: u64, version: u64) -> StoredProtector {
-        let mut window = vec![0u8; s.window.len().div_ceil(8)];
-        for (i, failed) in s.window.iter().enumerate() {
-            if *failed {
-                window[i / 8] |= 1 << (i % 8);
-            }
-        }
+        let window = rules::pack(&s.window);
         let c = s.counters;
         StoredProtector {
             name: name.to_owned(),
@@ -283,6 +286,10 @@ impl StoredProtector {
             override_expires_at: s.override_state.and_then(|o| o.expires_at).map(nanos),
             resumed_at: nanos(s.resumed_at),
             creator: None,
+            policy_revision: None,
+            rules: StoredRules::new(&s.rules),
+            window_slow: rules::pack(&s.window_slow),
+            time_window: s.time_window.as_ref().map(StoredTimeWindow::new),
             counters: vec![
                 c.admitted,
                 c.rejected,
@@ -298,6 +305,12 @@ impl StoredProtector {
     /// The same state, recording `creator` as the identity that created the protector.
     pub fn created_by(mut self, creator: Option<&str>) -> StoredProtector {
         self.creator = creator.map(str::to_owned);
+        self
+    }
+
+    /// The same state, recording the revision at which its policy was last set.
+    pub fn policy_set_at(mut self, revision: u64) -> StoredProtector {
+        self.policy_revision = Some(revision);
         self
     }
 
@@ -326,12 +339,12 @@ impl StoredProtector {
             (None, None) => None,
             _ => return Err("half a success_limit".into()),
         };
-        if self.window.len() < (self.window_len as usize).div_ceil(8) {
-            return Err("window shorter than its length".into());
-        }
-        let window = (0..self.window_len as usize)
-            .map(|i| self.window[i / 8] & (1 << (i % 8)) != 0)
-            .collect();
+        let window = rules::unpack(&self.window, self.window_len as usize, "window")?;
+        let window_slow = if self.window_slow.is_empty() {
+            Vec::new()
+        } else {
+            rules::unpack(&self.window_slow, self.window_len as usize, "window_slow")?
+        };
         let [
             admitted,
             rejected,
@@ -350,12 +363,22 @@ impl StoredProtector {
                 permit_ttl: time(self.permit_ttl),
                 auto_half_open: self.auto_half_open,
             },
+            rules: self
+                .rules
+                .as_ref()
+                .map_or_else(|| Ok(Default::default()), StoredRules::rules)?,
             status,
             generation: self.generation,
             open_until: self.open_until.map(time),
             open_for: time(self.open_for),
             window_size: self.window_size,
             window,
+            window_slow,
+            time_window: self
+                .time_window
+                .as_ref()
+                .map(StoredTimeWindow::state)
+                .transpose()?,
             consecutive_failures: self.consecutive_failures,
             trials: self.trials.iter().map(|t| (t.id, time(t.expires_at))).collect(),
             next_permit_id: self.next_permit_id,

@@ -8,14 +8,17 @@ use std::time::Duration;
 use super::protector::Protector;
 use super::types::{Counters, Override, Status};
 use crate::Time;
-use crate::policy::{InvalidPolicy, Policy, PolicySpec};
-use crate::window::{TimeWindow, Window};
+use crate::policy::{Policy, PolicyError, PolicySpec};
+use crate::rules::Rules;
+use crate::window::{TimeWindow, TimeWindowState, Window};
 
 /// Every field of a [`Protector`], as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectorState {
     /// The policy's inputs.
     pub policy: PolicySpec,
+    /// The policy's optional rules (section 2a).
+    pub rules: Rules,
     /// The status.
     pub status: Status,
     /// The generation.
@@ -28,6 +31,12 @@ pub struct ProtectorState {
     pub window_size: u32,
     /// The window's outcomes, oldest first (true = failure).
     pub window: Vec<bool>,
+    /// Whether each of them was slow, oldest first; empty = none was (states written
+    /// before slow marks existed).
+    pub window_slow: Vec<bool>,
+    /// CLOSED's time window (kept frozen while OPEN), with a `window_duration`; `None`
+    /// with one = empty (states written before it was kept).
+    pub time_window: Option<TimeWindowState>,
     /// Failures since the last success or entry into CLOSED.
     pub consecutive_failures: u64,
     /// Outstanding trial permits: (id, expires_at), in id order.
@@ -46,7 +55,7 @@ pub struct ProtectorState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvalidState {
     /// The policy breaks a rule.
-    Policy(InvalidPolicy),
+    Policy(PolicyError),
     /// The fields contradict each other.
     Inconsistent(&'static str),
 }
@@ -77,12 +86,20 @@ impl Protector {
     pub fn state_except_trials(&self) -> ProtectorState {
         ProtectorState {
             policy: self.policy.spec(),
+            rules: self.policy.rules(),
             status: self.status,
             generation: self.generation,
             open_until: self.open_until,
             open_for: self.open_for,
             window_size: self.window.size(),
             window: self.window.iter().collect(),
+            // Left empty when none is slow: what a policy without slow calls stores.
+            window_slow: if self.window.slow() > 0 {
+                self.window.iter_slow().collect()
+            } else {
+                Vec::new()
+            },
+            time_window: self.time_window.as_ref().map(|w| w.state()),
             consecutive_failures: self.consecutive_failures,
             trials: Vec::new(),
             next_permit_id: self.next_permit_id,
@@ -96,7 +113,7 @@ impl Protector {
     /// `open_until` and no other status has one, the generation is at least 1, trials
     /// exist only in HALF_OPEN, in id order, below `next_permit_id`.
     pub fn restore(state: ProtectorState) -> Result<Protector, InvalidState> {
-        let policy = Policy::try_new(state.policy).map_err(InvalidState::Policy)?;
+        let policy = Policy::try_with(state.policy, state.rules).map_err(InvalidState::Policy)?;
         if state.generation == 0 {
             return Err(InvalidState::Inconsistent("generation 0"));
         }
@@ -111,6 +128,21 @@ impl Protector {
         if state.window.len() > state.window_size as usize {
             return Err(InvalidState::Inconsistent("more outcomes than the window holds"));
         }
+        if !state.window_slow.is_empty() && state.window_slow.len() != state.window.len() {
+            return Err(InvalidState::Inconsistent("slow marks do not match the outcomes"));
+        }
+        let time_window = match (policy.window_duration(), state.time_window) {
+            (Some(d), Some(w)) => Some(Box::new(
+                TimeWindow::restore(d, w).map_err(InvalidState::Inconsistent)?,
+            )),
+            (Some(d), None) => Some(Box::new(TimeWindow::new(d))),
+            (None, Some(_)) => {
+                return Err(InvalidState::Inconsistent(
+                    "a time window without window_duration",
+                ));
+            }
+            (None, None) => None,
+        };
         if !state.trials.is_empty() && state.status != Status::HalfOpen {
             return Err(InvalidState::Inconsistent("trial permits outside HALF_OPEN"));
         }
@@ -127,10 +159,8 @@ impl Protector {
             status: state.status,
             generation: state.generation,
             open_until: state.open_until,
-            window: Window::from_outcomes(state.window_size, state.window),
-            // Not in the plain-data form yet (section 2a, contract): a restored time
-            // window starts empty, and slow marks are not restored.
-            time_window: policy.window_duration().map(|d| Box::new(TimeWindow::new(d))),
+            window: Window::from_calls(state.window_size, state.window, state.window_slow),
+            time_window,
             consecutive_failures: state.consecutive_failures,
             trials: state.trials.into_iter().collect(),
             next_permit_id: state.next_permit_id,
@@ -211,6 +241,52 @@ mod tests {
     }
 
     #[test]
+    fn rules_time_window_and_slow_marks_round_trip() {
+        use crate::Rules;
+        let spec = PolicySpec {
+            failure_limit: (3, 4),
+            ..PolicySpec::default()
+        };
+        let timed = |window_duration| Rules {
+            window_duration,
+            slow_call_duration: Some(Duration::from_millis(100)),
+            slow_call_limit: Some((4, 5)),
+            history_size: 7,
+            ..Rules::default()
+        };
+        for rules in [timed(None), timed(Some(Duration::from_secs(10)))] {
+            let mut p = Protector::new(Policy::try_with(spec, rules).unwrap());
+            for (i, ms) in [(0u64, 150u64), (1, 10), (25, 300)] {
+                let now = T0 + Duration::from_millis(i * 100);
+                let a = p.acquire(now);
+                let crate::Decision::Admitted { permit, .. } = a.decision else {
+                    panic!("rejected")
+                };
+                p.report_timed(permit, Outcome::Success, Some(Duration::from_millis(ms)), now);
+            }
+            let state = p.to_state();
+            assert_eq!(state.rules, rules);
+            let restored = Protector::restore(state.clone()).unwrap();
+            assert_eq!(restored, p);
+            assert_eq!(restored.to_state(), state);
+            match p.time_window() {
+                Some(w) => assert_eq!((w.calls(), w.slow(), w.buckets().count()), (3, 2, 3)),
+                None => assert_eq!(p.window().slow(), 2),
+            }
+            // A state written before these were kept restores an empty time window
+            // and no slow marks.
+            let old = ProtectorState {
+                window_slow: Vec::new(),
+                time_window: None,
+                ..state
+            };
+            let restored = Protector::restore(old).unwrap();
+            assert_eq!(restored.window().slow(), 0);
+            assert!(restored.time_window().is_none_or(|w| w.calls() == 0));
+        }
+    }
+
+    #[test]
     fn inconsistent_states_are_refused() {
         let good = tripped(Duration::from_secs(10)).to_state();
         type Spoil = Box<dyn Fn(&mut ProtectorState)>;
@@ -222,6 +298,18 @@ mod tests {
             ("too many outcomes", Box::new(|s| s.window = vec![true; 4])),
             ("trials outside half-open", Box::new(|s| s.trials = vec![(1, T0)])),
             ("bad policy", Box::new(|s| s.policy.failure_limit = (0, 3))),
+            (
+                "bad rule",
+                Box::new(|s| s.rules.cooldown_multiplier = crate::Multiplier::thousandths(10)),
+            ),
+            (
+                "slow marks of another length",
+                Box::new(|s| s.window_slow = vec![true]),
+            ),
+            (
+                "time window without window_duration",
+                Box::new(|s| s.time_window = Some(Default::default())),
+            ),
         ];
         for (what, spoil) in cases {
             let mut s = good.clone();

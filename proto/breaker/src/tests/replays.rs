@@ -112,3 +112,29 @@ fn a_history_keeps_only_its_newest_entries() {
     off.push(h.iter().next().copied().unwrap());
     assert!(off.is_empty());
 }
+
+#[test]
+fn a_resized_history_keeps_its_newest_entries() {
+    let entry = |n| HistoryEntry {
+        at: at(n),
+        outcome: Outcome::Success,
+        duration: None,
+    };
+    let mut h = History::new(4);
+    for n in 0..4 {
+        h.push(entry(n));
+    }
+    h.resize(2);
+    assert_eq!(h.iter().map(|e| e.at).collect::<Vec<_>>(), vec![at(2), at(3)]);
+    h.resize(3);
+    h.push(entry(4));
+    h.push(entry(5));
+    assert_eq!(
+        h.iter().map(|e| e.at).collect::<Vec<_>>(),
+        vec![at(3), at(4), at(5)]
+    );
+    // A batch's successes cost at most the capacity, however many it claims.
+    h.push_many(entry(6), u64::MAX);
+    assert_eq!(h.iter().map(|e| e.at).collect::<Vec<_>>(), vec![at(6); 3]);
+    assert_eq!(h.capacity(), 3);
+}

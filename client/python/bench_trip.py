@@ -79,7 +79,10 @@ def measure(address: str, trips: int) -> list[float]:
             except ProtectedCallError:
                 pass  # the path went between the test and the call: the daemon said OPEN
             stopped = time.monotonic()
-            sent = float(helper.stdout.readline())
+            line = helper.stdout.readline()
+            if not line:
+                raise SystemExit("the helper's SetStatus failed (see its error above)")
+            sent = float(line)
             latencies.append((stopped - sent) * 1000)
             helper.stdin.write("CLOSED\n")
             helper.stdin.flush()

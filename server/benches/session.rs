@@ -4,7 +4,9 @@
 //! encoded, as the transport would have it.
 //!
 //! - `session/acquire_report`: an Acquire then the Report of its permit (SUCCESS), on one
-//!   protector in CLOSED: the whole decision, two messages each way.
+//!   protector in CLOSED: the whole decision, two messages each way (the Report's bytes are
+//!   made in the loop, from the permit just answered: one small encoding beyond the daemon's
+//!   work).
 //! - `session/acquire`: the Acquire message alone.
 //! - `codec/decode_acquire_daemon` and `codec/decode_acquire_prost`: decoding one
 //!   Acquire message through a `BytesMut`, with the daemon's codec and with prost's

@@ -108,10 +108,13 @@ class Runtime:
         self._fresh_until = 0.0
         # The generation cached calls are admitted in; 0 = take the remote path.
         self._fast_gen = 0
-        # Successes not yet sent: a count per (generation, link outages so far), oldest first.
-        self._pend_key = (0, 0)
-        self._pend_count = 0
-        self._pend_old: list[tuple[tuple[int, int], int]] = []
+        # The key cached successes are counted under, (generation, link outages so far),
+        # or None for the remote path: the fast path reads this one attribute.
+        self._fast_key: Optional[tuple[int, int]] = None
+        # Successes not yet sent, one key each (see `_take`), appended without a lock
+        # (`list.append` is atomic); `_pend_woken` says the batcher was woken for them.
+        self._pend: list[tuple[int, int]] = []
+        self._pend_woken = False
         # The revision of the newest creation or deletion of the protector learned: the
         # start or end of the life the pending successes belong to (see life_ends).
         self._life = 0
@@ -138,6 +141,7 @@ class Runtime:
             if self.started:
                 return
             self.conn = _connection.connection(self.address, self.tls, self.token)
+            self.conn.link.listeners.add(self)
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True
@@ -167,6 +171,13 @@ class Runtime:
         v = self._view
         ok = self.cached and self._live and v is not None and v[0] == CLOSED and v[2]
         self._fast_gen = v[1] if ok else 0
+        conn = self.conn
+        self._fast_key = (v[1], conn.link.downs) if ok and conn is not None else None
+
+    def link_went_down(self) -> None:
+        """The link's outage count moved: successes counted from now on carry the new one."""
+        with self._lock:
+            self._recompute()
 
     def set_view(self, status: int, generation: int, no_override: Optional[bool], revision: int, force: bool = False) -> None:
         with self._lock:
@@ -212,7 +223,8 @@ class Runtime:
         self.notifier.new_history()
 
     def fast_generation(self) -> int:
-        """The generation to admit a call in locally, or 0 for the remote path."""
+        """The generation to admit a call in locally, or 0 for the remote path (the
+        decorator inlines this with `count_success`)."""
         gen = self._fast_gen
         if gen and time.monotonic() < self._fresh_until:
             # Every caller admits the call locally when this is non-zero.
@@ -422,17 +434,14 @@ class Runtime:
 
     def pending_success(self, gen: int) -> None:
         # Keyed by the link's outages too: see _take.
-        key = (gen, self.conn.link.downs)
-        with self._lock:
-            if key == self._pend_key:
-                self._pend_count += 1
-                if self._pend_count > 1:
-                    return
-            else:
-                if self._pend_count:
-                    self._pend_old.append((self._pend_key, self._pend_count))
-                self._pend_key, self._pend_count = key, 1
-        self.conn.wake(self)
+        self.count_success((gen, self.conn.link.downs))
+
+    def count_success(self, key: tuple[int, int]) -> None:
+        """Counts one success under `key` for the batcher (the decorator inlines this)."""
+        self._pend.append(key)
+        if not self._pend_woken:
+            self._pend_woken = True
+            self.conn.wake(self)
 
     def _take(self) -> list[tuple[int, int]]:
         """The pending successes as (generation, count), oldest first.
@@ -440,17 +449,33 @@ class Runtime:
         Successes still pending when the link to the daemon went down are dropped (counted
         in reports_lost): whoever answers next may be a daemon that restarted without its
         state, where the generation they carry names another life of the protector. The
-        library drops the state write its unreachable storage refused in the same way."""
+        library drops the state write its unreachable storage refused in the same way.
+
+        Exactly once without a lock on the counting side: the flag is lowered before the
+        list is read, so a success appended after the read finds it lowered and wakes the
+        batcher again; `del pend[:n]` removes exactly the `n` read (appends go after them)."""
         with self._lock:
-            items = self._pend_old
-            if self._pend_count:
-                items.append((self._pend_key, self._pend_count))
-            self._pend_old, self._pend_count = [], 0
+            self._pend_woken = False
+            pend = self._pend
+            n = len(pend)
+            taken = pend[:n]
+            del pend[:n]
+        counts: dict[tuple[int, int], int] = {}
+        if n:
+            first = taken[0]
+            # Nearly always one key: `count` compares by identity first, in C.
+            same = taken.count(first)
+            if same == n:
+                counts[first] = n
+            else:
+                for key in taken:
+                    counts[key] = counts.get(key, 0) + 1
         downs = self.conn.link.downs
-        lost = sum(n for (_, d), n in items if d != downs)
+        items = list(counts.items())
+        lost = sum(c for (_, d), c in items if d != downs)
         if lost:
             self.batch_lost(lost, "the link to the daemon went down after these calls")
-        return [(g, n) for (g, d), n in items if d == downs]
+        return [(g, c) for (g, d), c in items if d == downs]
 
     def life_ends(self, revision: int) -> None:
         """The protector was created or deleted at `revision`: successes still pending belong
@@ -462,8 +487,10 @@ class Runtime:
             if revision <= self._life:
                 return
             self._life = revision
-            lost = self._pend_count + sum(n for _, n in self._pend_old)
-            self._pend_old, self._pend_count = [], 0
+            # As in _take: exactly the successes read are removed; later appends stay.
+            pend = self._pend
+            lost = len(pend)
+            del pend[:lost]
         if lost:
             self.batch_lost(lost, "the protector was deleted or created again after these calls")
 

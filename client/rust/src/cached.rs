@@ -29,9 +29,12 @@
 //! the model, so the daemon decides.
 //!
 //! Outcomes. A SUCCESS of a local permit increments a counter (an `AtomicU64` holding
-//! a generation tag and a count); a background flusher swaps it out every
-//! [`FLUSH_INTERVAL`] (50 ms), or as soon as it reaches [`FLUSH_AT`] (1,000), and
-//! sends one ReportBatch. A FAILURE is sent at once: a ReportBatch with the pending
+//! a generation tag and a count), the calling thread's own among [`STRIPES`] counters on
+//! cache lines of their own (`stripe`), so threads sharing a protector never contend
+//! for one line; a background flusher takes and sums them every [`FLUSH_INTERVAL`]
+//! (50 ms), or as soon as one reaches [`FLUSH_AT`] (1,000), and sends one ReportBatch.
+//! The stripes' tags change together, under the tally's lock, so each success is taken
+//! exactly once, by the batch of its generation. A FAILURE is sent at once: a ReportBatch with the pending
 //! successes first and then the FAILURE, whose answer updates the model before the
 //! call returns, so this process stops admitting on its own trip immediately. IGNORED
 //! needs no report (CLOSED permits are not tracked). Every outcome travels with the
@@ -73,6 +76,7 @@ use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use resilient_circuit_breaker::{Outcome, Status, Transition};
 
+use crate::stripe::{self, Padded, STRIPES};
 use crate::sync::lock;
 use crate::transport::{Connection, Stats};
 use crate::watcher::{Follower, Notifier, StatusChange, wall};
@@ -162,7 +166,10 @@ pub(crate) struct Cache {
     /// Nanoseconds since `base` when OPEN ends.
     open_until: AtomicU64,
     staleness: Duration,
-    successes: AtomicU64,
+    /// Pending successes, striped by thread: each holds a generation tag and a count.
+    successes: Box<[Padded<AtomicU64>]>,
+    /// Local decisions taken, striped by thread.
+    decisions: stripe::Counter,
     tally: Mutex<Tally>,
     /// Pending successes of a life that ended, dropped: the next send counts them lost.
     dropped: AtomicU64,
@@ -216,7 +223,8 @@ impl Cache {
             fresh_until: AtomicU64::new(0),
             open_until: AtomicU64::new(0),
             staleness,
-            successes: AtomicU64::new(0),
+            successes: (0..STRIPES).map(|_| Padded(AtomicU64::new(0))).collect(),
+            decisions: stripe::Counter::default(),
             tally: Mutex::new(Tally::default()),
             dropped: AtomicU64::new(0),
             sending: tokio::sync::Mutex::new(()),
@@ -395,16 +403,14 @@ impl Cache {
         });
     }
 
-    /// Counts a SUCCESS of a permit admitted in `generation`.
+    /// Counts a SUCCESS of a permit admitted in `generation`, on this thread's stripe.
     #[inline]
     pub(crate) fn success(&self, generation: u64) {
         let tag = tag(generation);
-        let mut w = self.successes.load(Ordering::Relaxed);
+        let stripe = &self.successes[stripe::index()];
+        let mut w = stripe.load(Ordering::Relaxed);
         while w & !COUNT_MASK == tag {
-            match self
-                .successes
-                .compare_exchange_weak(w, w + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match stripe.compare_exchange_weak(w, w + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     if (w + 1) & COUNT_MASK == FLUSH_AT {
                         self.flush_now.notify_one();
@@ -417,21 +423,30 @@ impl Cache {
         self.success_elsewhere(generation);
     }
 
-    /// A success of another generation than the counter's: the counter moves on to a
+    /// A success of another generation than the counters': the counters move on to a
     /// newer (or the current) generation; a late one is kept aside.
     #[cold]
     fn success_elsewhere(&self, generation: u64) {
         let mut t = lock(&self.tally);
-        // The tag changes only under this lock.
-        if self.successes.load(Ordering::Relaxed) & !COUNT_MASK == tag(generation) {
-            self.successes.fetch_add(1, Ordering::Relaxed);
+        // The tags change only under this lock, all together: every stripe is tagged
+        // with `t.generation` whenever the lock is free.
+        let stripe = &self.successes[stripe::index()];
+        if stripe.load(Ordering::Relaxed) & !COUNT_MASK == tag(generation) {
+            stripe.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let current = self.word.load(Ordering::Acquire) >> MODE_BITS;
         if generation > t.generation || generation == current {
-            let before = self.successes.swap(tag(generation) | 1, Ordering::Relaxed);
+            // Each stripe's count is taken with its retagging in one step: an increment
+            // lands before it (and is taken here) or fails its exchange and retries.
+            let before: u64 = self
+                .successes
+                .iter()
+                .map(|s| s.swap(tag(generation), Ordering::Relaxed) & COUNT_MASK)
+                .sum();
+            stripe.fetch_add(1, Ordering::Relaxed);
             let previous = t.generation;
-            add(&mut t.older, previous, before & COUNT_MASK);
+            add(&mut t.older, previous, before);
             t.generation = generation;
         } else {
             add(&mut t.older, generation, 1);
@@ -441,7 +456,11 @@ impl Cache {
     /// Takes every pending success, oldest generations first.
     fn take(&self, name: &str) -> Vec<v1::OutcomeBatch> {
         let mut t = lock(&self.tally);
-        let counted = self.successes.fetch_and(!COUNT_MASK, Ordering::Relaxed) & COUNT_MASK;
+        let counted: u64 = self
+            .successes
+            .iter()
+            .map(|s| s.fetch_and(!COUNT_MASK, Ordering::Relaxed) & COUNT_MASK)
+            .sum();
         let generation = t.generation;
         let mut taken = std::mem::take(&mut t.older);
         add(&mut taken, generation, counted);
@@ -455,6 +474,11 @@ impl Cache {
                 outcomes: Vec::new(),
             })
             .collect()
+    }
+
+    /// How many decisions this cache took (see `Protector::decisions`).
+    pub(crate) fn decisions(&self) -> &stripe::Counter {
+        &self.decisions
     }
 }
 

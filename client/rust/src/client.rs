@@ -285,7 +285,7 @@ impl Client {
         let s = &c.stats;
         ClientStats {
             daemon_decisions: Stats::get(&s.daemon_decisions),
-            cache_decisions: Stats::get(&s.cache_decisions),
+            cache_decisions: s.cache_decisions.get(),
             fallback_decisions: Stats::get(&s.fallback_decisions),
             reports_lost: Stats::get(&s.reports_lost),
             reports_dropped: Stats::get(&s.reports_dropped),

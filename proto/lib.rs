@@ -11,6 +11,8 @@
 //!   means the same on either side of the wire.
 //! - [`bearer`]: [`Bearer`], the `authorization: Bearer <token>` every client sends to a
 //!   daemon started with `--tokens`.
+//! - [`codec`]: the codec of every RPC (protobuf, with cheaper buffer handling for small
+//!   messages).
 //! - [`name`]: [`ProtectorName`], a name checked against the contract's rule, so clients
 //!   can refuse a bad name before sending it and the daemon checks it the same way.
 //!
@@ -19,6 +21,7 @@
 //! their tests. The status machine is its own package in `proto/breaker/`.
 
 pub mod bearer;
+pub mod codec;
 pub mod convert;
 pub mod name;
 

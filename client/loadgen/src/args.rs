@@ -41,6 +41,16 @@ pub struct Args {
     /// failure_limit 1000/1000 with a 1s cooldown, which only a failure rate near 1 trips.
     #[arg(long)]
     pub trip: bool,
+    /// Add the optional rules of proto/SEMANTICS.md section 2a to the policy: a 60s time
+    /// window (minimum_calls = the failure limit's d), a slow-call rule (1s, 1/2) and a
+    /// streak of 100 consecutive failures, so their cost on Acquire and Report shows
+    /// against the same run without them.
+    #[arg(long)]
+    pub rules: bool,
+    /// Every Report carries this call duration (e.g. 1ms); unset: none, as before the
+    /// slow-call rule. The echo baseline's messages are unchanged.
+    #[arg(long, value_parser = report_duration)]
+    pub report_duration: Option<Duration>,
     /// Run the echo baseline first, in the same shape, and report the ratio.
     #[arg(long)]
     pub baseline: bool,
@@ -108,6 +118,14 @@ fn warmup(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
     if d > Duration::from_secs(600) {
         return Err("expected at most 10m".to_owned());
+    }
+    Ok(d)
+}
+
+fn report_duration(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d > Duration::from_secs(3600) {
+        return Err("expected at most 1h".to_owned());
     }
     Ok(d)
 }

@@ -26,7 +26,13 @@ pub trait Pipeline {
     /// The Acquire of a decision.
     fn acquire(id: u64, name: &str) -> Self::Request;
     /// The Report of an admitted decision.
-    fn report(id: u64, name: &str, permit: Option<v1::Permit>, outcome: v1::Outcome) -> Self::Request;
+    fn report(
+        id: u64,
+        name: &str,
+        permit: Option<v1::Permit>,
+        outcome: v1::Outcome,
+        duration: Option<prost_types::Duration>,
+    ) -> Self::Request;
     /// The id an answer carries.
     fn id(response: &Self::Response) -> u64;
     /// What an answer means, for a slot that awaits an Acquire's answer or not.
@@ -51,9 +57,15 @@ impl Pipeline for Session {
         }
     }
 
-    fn report(id: u64, name: &str, permit: Option<v1::Permit>, outcome: v1::Outcome) -> v1::SessionRequest {
+    fn report(
+        id: u64,
+        name: &str,
+        permit: Option<v1::Permit>,
+        outcome: v1::Outcome,
+        duration: Option<prost_types::Duration>,
+    ) -> v1::SessionRequest {
         let report = v1::ReportRequest {
-            duration: None,
+            duration,
             name: name.to_owned(),
             permit,
             outcome: outcome as i32,
@@ -95,7 +107,13 @@ impl Pipeline for EchoStream {
         }
     }
 
-    fn report(id: u64, name: &str, _: Option<v1::Permit>, _: v1::Outcome) -> EchoRequest {
+    fn report(
+        id: u64,
+        name: &str,
+        _: Option<v1::Permit>,
+        _: v1::Outcome,
+        _: Option<prost_types::Duration>,
+    ) -> EchoRequest {
         EchoRequest {
             id,
             name: name.to_owned(),
@@ -184,7 +202,11 @@ pub async fn drive<P: Pipeline>(
             Answer::Admitted(permit) => {
                 s.awaiting_acquire = false;
                 let outcome = workload.outcome(&mut rng);
-                if requests.send(P::report(id, name, permit, outcome)).await.is_err() {
+                if requests
+                    .send(P::report(id, name, permit, outcome, workload.report_duration))
+                    .await
+                    .is_err()
+                {
                     tally.failed(&window, "the stream closed for sending".to_owned());
                     break;
                 }

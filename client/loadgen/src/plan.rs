@@ -98,7 +98,7 @@ impl Plan {
                 denominator,
             })
         };
-        let policy = if args.trip {
+        let mut policy = if args.trip {
             v1::Policy {
                 cooldown: Some(prost_types::Duration::default()),
                 failure_limit: fraction(1, 1),
@@ -113,6 +113,13 @@ impl Plan {
                 ..v1::Policy::default()
             }
         };
+        if args.rules {
+            let seconds = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+            policy.window_duration = seconds(60);
+            policy.slow_call_duration = seconds(1);
+            policy.slow_call_limit = fraction(1, 2);
+            policy.consecutive_failures = 100;
+        }
         Plan {
             workload: Workload {
                 names: (0..args.protectors).map(|i| format!("bench-{i}")).collect(),
@@ -120,6 +127,7 @@ impl Plan {
                 failure_rate: args.failure_rate,
                 seed: args.seed,
                 acquire_only: args.acquire_only,
+                report_duration: args.report_duration.map(resilient_circuit_api::convert::duration),
             },
             connections: (args.connections.unwrap_or(1) as usize).min(concurrency),
             warmup: args.warmup,

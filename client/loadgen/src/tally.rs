@@ -186,6 +186,8 @@ pub struct Workload {
     pub seed: u64,
     /// Whether a decision ends at its Acquire (admitted calls are never reported).
     pub acquire_only: bool,
+    /// The call duration every Report carries, if any.
+    pub report_duration: Option<prost_types::Duration>,
 }
 
 impl Workload {
@@ -227,6 +229,7 @@ mod tests {
             failure_rate,
             seed: 7,
             acquire_only: false,
+            report_duration: None,
         }
     }
 

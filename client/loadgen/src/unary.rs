@@ -47,11 +47,12 @@ impl Target {
         name: &str,
         permit: Option<v1::Permit>,
         outcome: v1::Outcome,
+        duration: Option<prost_types::Duration>,
     ) -> Result<Answer, tonic::Status> {
         match self {
             Target::Daemon(client) => {
                 let req = v1::ReportRequest {
-                    duration: None,
+                    duration,
                     name: name.to_owned(),
                     permit,
                     outcome: outcome as i32,
@@ -107,7 +108,7 @@ async fn work(mut target: Target, workload: Workload, worker: usize, window: Win
                 let outcome = workload.outcome(&mut rng);
                 tokio::select! {
                     biased;
-                    r = target.report(name, permit, outcome) => r,
+                    r = target.report(name, permit, outcome, workload.report_duration) => r,
                     () = &mut give_up => return tally,
                 }
             }

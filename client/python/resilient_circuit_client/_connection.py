@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
 
 import grpc
+import grpc.experimental
 
 from ._fork import gate, inherited
 from ._generated import admin_pb2_grpc, protector_pb2, protector_pb2_grpc
@@ -231,6 +232,15 @@ def options() -> list[tuple[str, int]]:
     return [("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1)]
 
 
+def sync_options() -> list[tuple[str, int]]:
+    """The options of a blocking (not asyncio) channel. Its one server-streaming call, the
+    Watch, is read by the thread that iterates it, not by gRPC's channel-spin thread: an
+    event then needs the GIL once (the reader's) to reach the cached fast path, instead of
+    twice (the spin thread's, then the reader's), each up to a switch interval when a busy
+    thread holds it."""
+    return options() + [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+
+
 class Replica:
     """One address of the daemon: its lazily connected channel and the stubs on it."""
 
@@ -238,9 +248,9 @@ class Replica:
         self.address = address
         self.token = token
         if tls is None:
-            self.channel = grpc.insecure_channel(address, options=options())
+            self.channel = grpc.insecure_channel(address, options=sync_options())
         else:
-            self.channel = grpc.secure_channel(address, tls.credentials(), options=options())
+            self.channel = grpc.secure_channel(address, tls.credentials(), options=sync_options())
         if token is not None:
             self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         self.protectors = protector_pb2_grpc.ProtectorServiceStub(self.channel)

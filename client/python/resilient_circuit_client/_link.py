@@ -23,6 +23,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 
 log = logging.getLogger("resilient_circuit_client")
 
@@ -53,6 +54,9 @@ class Link:
         self._next_try = 0.0
         self._warned = False
         self.downs = 0
+        # Told (`link_went_down()`) each time `downs` moves: the protectors whose cached
+        # fast path keys its successes by it.
+        self.listeners: "weakref.WeakSet" = weakref.WeakSet()
 
     def attempt(self) -> str:
         if not self.down:
@@ -104,13 +108,17 @@ class Link:
             delay = backoff_delay(self.initial, self.cap, self._failures)
             self._next_try = time.monotonic() + delay
             self._failures += 1
-            if not self.down:
+            went_down = not self.down
+            if went_down:
                 self.down = True
                 self.downs += 1
                 log.warning("the daemon cannot be reached (%s); answering from fallbacks for %.3fs", why, delay)
             else:
                 log.debug("the daemon is still unreachable (%s); next try in %.3fs", why, delay)
-            return False
+        if went_down:
+            for listener in list(self.listeners):
+                listener.link_went_down()
+        return False
 
     def first_fallback(self) -> bool:
         """Whether this fallback decision is the first since the link went down."""

@@ -118,10 +118,16 @@ class Runtime:
         self._fresh_until = 0.0
         # The generation cached calls are admitted in; 0 = take the remote path.
         self._fast_gen = 0
-        # Successes not yet sent: a count per (generation, link outages so far), oldest first.
-        self._pend_key = (0, 0)
-        self._pend_count = 0
-        self._pend_old: list[tuple[tuple[int, int], int]] = []
+        # The key cached successes are counted under, (generation, link outages so far),
+        # or None for the remote path: the fast path reads this one attribute.
+        self._fast_key: Optional[tuple[int, int]] = None
+        # Successes not yet sent, one key each (see `_take`), appended without a lock
+        # (`list.append` is atomic); `_pend_woken` says the batcher was woken for them.
+        self._pend: list[tuple[int, int]] = []
+        self._pend_woken = False
+        # The revision of the newest creation or deletion of the protector learned: the
+        # start or end of the life the pending successes belong to (see life_ends).
+        self._life = 0
         # Slow successes not yet sent: ((generation, link outages so far), seconds).
         self._slow_pend: list[tuple[tuple[int, int], float]] = []
         #: The daemon's slow-call threshold in seconds; 0.0 while its policy has no
@@ -150,6 +156,7 @@ class Runtime:
             if self.started:
                 return
             self.conn = _connection.connection(self.address, self.tls, self.token)
+            self.conn.link.listeners.add(self)
             if self.cached or self.has_callback:
                 self.start_watch()
             self.started = True
@@ -179,6 +186,13 @@ class Runtime:
         v = self._view
         ok = self.cached and self._live and v is not None and v[0] == CLOSED and v[2]
         self._fast_gen = v[1] if ok else 0
+        conn = self.conn
+        self._fast_key = (v[1], conn.link.downs) if ok and conn is not None else None
+
+    def link_went_down(self) -> None:
+        """The link's outage count moved: successes counted from now on carry the new one."""
+        with self._lock:
+            self._recompute()
 
     def set_view(self, status: int, generation: int, no_override: Optional[bool], revision: int, force: bool = False) -> None:
         with self._lock:
@@ -224,7 +238,8 @@ class Runtime:
         self.notifier.new_history()
 
     def fast_generation(self) -> int:
-        """The generation to admit a call in locally, or 0 for the remote path."""
+        """The generation to admit a call in locally, or 0 for the remote path (the
+        decorator inlines this with `count_success`)."""
         gen = self._fast_gen
         if gen and time.monotonic() < self._fresh_until:
             # Every caller admits the call locally when this is non-zero.
@@ -236,7 +251,11 @@ class Runtime:
 
     def ensure(self, timeout: float, replica: Optional[Replica] = None) -> None:
         replica = replica or self.conn.replica
-        self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=timeout))
+        # Not while a batch is being sent: one taken before a deletion lands before the
+        # protector is created again, and successes still pending are dropped by the answer
+        # (life_ends) before a batch can take them for the new life.
+        with self.conn.sending:
+            self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=timeout))
 
     def ensure_request(self) -> protector_pb2.EnsureProtectorRequest:
         return protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy)
@@ -258,6 +277,9 @@ class Runtime:
         if response.created and self.notifier.knows_status():
             log.info("protector %r was created again (deleted, or the daemon restarted)", self.name)
             self.restart_watch()
+        if response.created:
+            # Just created, its last change is its creation.
+            self.life_ends(p.mod_revision)
         self.notifier.snapshot(STATUS_NAMES[p.status], p.generation, p.mod_revision, response.created)
         self.set_view(p.status, p.generation, p.override.kind in NO_OVERRIDE, response.revision, force=response.created)
         self.ensured = True
@@ -449,16 +471,14 @@ class Runtime:
             else:
                 self.conn.wake(self)
             return
-        with self._lock:
-            if key == self._pend_key:
-                self._pend_count += 1
-                if self._pend_count > 1:
-                    return
-            else:
-                if self._pend_count:
-                    self._pend_old.append((self._pend_key, self._pend_count))
-                self._pend_key, self._pend_count = key, 1
-        self.conn.wake(self)
+        self.count_success(key)
+
+    def count_success(self, key: tuple[int, int]) -> None:
+        """Counts one success under `key` for the batcher (the decorator inlines this)."""
+        self._pend.append(key)
+        if not self._pend_woken:
+            self._pend_woken = True
+            self.conn.wake(self)
 
     def _take(self) -> list[tuple[int, int, list[float]]]:
         """The pending successes as (generation, count, slow ones' durations), oldest
@@ -467,26 +487,42 @@ class Runtime:
         Successes still pending when the link to the daemon went down are dropped (counted
         in reports_lost): whoever answers next may be a daemon that restarted without its
         state, where the generation they carry names another life of the protector. The
-        library drops the state write its unreachable storage refused in the same way."""
+        library drops the state write its unreachable storage refused in the same way.
+
+        Exactly once without a lock on the counting side: the flag is lowered before the
+        list is read, so a success appended after the read finds it lowered and wakes the
+        batcher again; `del pend[:n]` removes exactly the `n` read (appends go after them)."""
         with self._lock:
-            items = self._pend_old
-            if self._pend_count:
-                items.append((self._pend_key, self._pend_count))
-            self._pend_old, self._pend_count = [], 0
+            self._pend_woken = False
+            pend = self._pend
+            n = len(pend)
+            taken = pend[:n]
+            del pend[:n]
             slow, self._slow_pend = self._slow_pend, []
+        counts: dict[tuple[int, int], int] = {}
+        if n:
+            first = taken[0]
+            # Nearly always one key: `count` compares by identity first, in C.
+            same = taken.count(first)
+            if same == n:
+                counts[first] = n
+            else:
+                for key in taken:
+                    counts[key] = counts.get(key, 0) + 1
         downs = self.conn.link.downs
-        lost = sum(n for (_, d), n in items if d != downs) + sum(1 for (_, d), _ in slow if d != downs)
+        items = list(counts.items())
+        lost = sum(c for (_, d), c in items if d != downs) + sum(1 for (_, d), _ in slow if d != downs)
         if lost:
             self.batch_lost(lost, "the link to the daemon went down after these calls")
-        taken: dict[int, tuple[int, list[float]]] = {}
-        for (g, d), n in items:
+        by_generation: dict[int, tuple[int, list[float]]] = {}
+        for (g, d), c in items:
             if d == downs:
-                count, durations = taken.get(g, (0, []))
-                taken[g] = (count + n, durations)
+                count, durations = by_generation.get(g, (0, []))
+                by_generation[g] = (count + c, durations)
         for (g, d), took in slow:
             if d == downs:
-                taken.setdefault(g, (0, []))[1].append(took)
-        return [(g, n, durations) for g, (n, durations) in taken.items()]
+                by_generation.setdefault(g, (0, []))[1].append(took)
+        return [(g, c, durations) for g, (c, durations) in by_generation.items()]
 
     def _batch(self, gen: int, successes: int, slow: list[float], last: Optional[tuple[str, Optional[float]]] = None):
         """One OutcomeBatch: the counted successes, each slow one listed with its
@@ -502,6 +538,24 @@ class Runtime:
             if took is not None and self.slow_call:
                 batch.durations.append(duration_of_seconds(took))
         return batch
+
+    def life_ends(self, revision: int) -> None:
+        """The protector was created or deleted at `revision`: successes still pending belong
+        to a life that ended (its generations start again at 1 in the next one, which would
+        take them for its own), so they are dropped and counted lost, unless a newer creation
+        or deletion was learned already (the Watch stream lagging behind an answer: the
+        pending successes are the new life's)."""
+        with self._lock:
+            if revision <= self._life:
+                return
+            self._life = revision
+            # As in _take: exactly the successes read are removed; later appends stay.
+            pend = self._pend
+            lost = len(pend) + len(self._slow_pend)
+            del pend[: len(pend)]
+            self._slow_pend = []
+        if lost:
+            self.batch_lost(lost, "the protector was deleted or created again after these calls")
 
     def take_pending(self) -> list[protector_pb2.OutcomeBatch]:
         return [self._batch(g, n, slow) for g, n, slow in self._take()]

@@ -109,6 +109,7 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
         # ahead of the stream: then the creation is old news, not a new life to start over
         # from. (A new history comes after a RESYNC, which resets the notifier.)
         fresh = revision >= notifier.revision
+        rt.life_ends(revision)
         notifier.snapshot(STATUS_NAMES[p.status], p.generation, revision, fresh)
         rt.set_view(p.status, p.generation, p.override.kind in (0, 1), revision, force=fresh)
         rt.ensured = True
@@ -117,6 +118,7 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
     elif kind == "status_changed":
         rt.apply_transition(event.status_changed.transition, revision)
     elif kind == "deleted":
+        rt.life_ends(revision)
         notifier.deleted(revision)
         rt.ensured = False
         rt.forget_view(revision)

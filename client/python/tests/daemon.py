@@ -28,7 +28,7 @@ def circuitd_binary(profile: str = "debug") -> pathlib.Path:
 class Daemon:
     """A circuitd with in-memory state (on a port the OS picks unless `listen` is given,
     e.g. the address of a daemon that stopped), started with `extra` flags too; `address`
-    once it listens."""
+    once it listens. `in_memory=False` leaves the state to `extra` (`--data-dir DIR`)."""
 
     def __init__(
         self,
@@ -37,9 +37,11 @@ class Daemon:
         listen: str = "127.0.0.1:0",
         startup_deadline: float = 30.0,
         extra: tuple[str, ...] = (),
+        in_memory: bool = True,
     ) -> None:
+        memory = ("--in-memory",) if in_memory else ()
         self.process = subprocess.Popen(
-            [str(binary), "--listen", listen, "--in-memory", *extra],
+            [str(binary), "--listen", listen, *memory, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

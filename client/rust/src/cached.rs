@@ -29,13 +29,22 @@
 //! the model, so the daemon decides.
 //!
 //! Outcomes. A SUCCESS of a local permit increments a counter (an `AtomicU64` holding
-//! a generation tag and a count); a background flusher swaps it out every
-//! [`FLUSH_INTERVAL`] (50 ms), or as soon as it reaches [`FLUSH_AT`] (1,000), and
-//! sends one ReportBatch. A FAILURE is sent at once: a ReportBatch with the pending
+//! a generation tag and a count), the calling thread's own among [`STRIPES`] counters on
+//! cache lines of their own (`stripe`), so threads sharing a protector never contend
+//! for one line; a background flusher takes and sums them every [`FLUSH_INTERVAL`]
+//! (50 ms), or as soon as one reaches [`FLUSH_AT`] (1,000), and sends one ReportBatch.
+//! The stripes' tags change together, under the tally's lock, so each success is taken
+//! exactly once, by the batch of its generation. A FAILURE is sent at once: a ReportBatch with the pending
 //! successes first and then the FAILURE, whose answer updates the model before the
 //! call returns, so this process stops admitting on its own trip immediately. IGNORED
 //! needs no report (CLOSED permits are not tracked). Every outcome travels with the
 //! generation its permit was admitted in, so the daemon fences it like a unary report.
+//! A generation names a call's place only within one life of the protector: successes
+//! still pending when the model learns that the protector was deleted or created again
+//! (from the stream or an EnsureProtector's answer, whichever comes first by revision)
+//! are dropped and counted lost ([`ClientStats::batched_lost`]). An EnsureProtector
+//! waits for a batch being sent, so one taken before a deletion lands before the
+//! protector is created again.
 //!
 //! The window. Between the moment another client's report trips the protector on the
 //! daemon and the moment the STATUS_CHANGED event reaches this process's Watch stream,
@@ -67,6 +76,7 @@
 //! past that they are dropped and counted as lost (`batched_lost`).
 //!
 //! [`ClientStats::batched_stale`]: crate::ClientStats::batched_stale
+//! [`ClientStats::batched_lost`]: crate::ClientStats::batched_lost
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +86,7 @@ use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, watch_event::Event};
 use resilient_circuit_breaker::{Outcome, Status, Transition};
 
+use crate::stripe::{self, Padded, STRIPES};
 use crate::sync::lock;
 use crate::transport::{Connection, Stats};
 use crate::watcher::{Follower, Notifier, StatusChange, wall};
@@ -129,6 +140,9 @@ struct Model {
     generation: u64,
     overridden: bool,
     open_until: Option<SystemTime>,
+    /// The revision of the newest creation or deletion of the protector learned: the
+    /// start or end of the life the pending successes belong to.
+    life: u64,
 }
 
 impl Model {
@@ -164,8 +178,16 @@ pub(crate) struct Cache {
     /// Nanoseconds since `base` when OPEN ends.
     open_until: AtomicU64,
     staleness: Duration,
-    successes: AtomicU64,
+    /// Pending successes, striped by thread: each holds a generation tag and a count.
+    successes: Box<[Padded<AtomicU64>]>,
+    /// Local decisions taken, striped by thread.
+    decisions: stripe::Counter,
     tally: Mutex<Tally>,
+    /// Pending successes of a life that ended, dropped: the next send counts them lost.
+    dropped: AtomicU64,
+    /// Held while a batch is taken and sent, and while the protector is ensured: a batch
+    /// taken before a deletion lands before the protector is created again.
+    pub(crate) sending: tokio::sync::Mutex<()>,
     model: Mutex<Model>,
     flush_now: tokio::sync::Notify,
     /// The daemon's `slow_call_duration` in nanoseconds; 0 while its policy has no
@@ -218,8 +240,11 @@ impl Cache {
             fresh_until: AtomicU64::new(0),
             open_until: AtomicU64::new(0),
             staleness,
-            successes: AtomicU64::new(0),
+            successes: (0..STRIPES).map(|_| Padded(AtomicU64::new(0))).collect(),
+            decisions: stripe::Counter::default(),
             tally: Mutex::new(Tally::default()),
+            dropped: AtomicU64::new(0),
+            sending: tokio::sync::Mutex::new(()),
             model: Mutex::new(Model::default()),
             flush_now: tokio::sync::Notify::new(),
             slow_call_nanos: AtomicU64::new(0),
@@ -375,7 +400,27 @@ impl Cache {
     /// life, whose generations restart.
     pub(crate) fn snapshot(&self, p: &v1::Protector, created: bool) {
         self.learn_policy(p.policy.as_ref());
-        self.update(|m| m.apply(p, created));
+        self.update(|m| {
+            if created {
+                // Just created, its last change is its creation.
+                self.life_ends(m, p.mod_revision);
+            }
+            m.apply(p, created)
+        });
+    }
+
+    /// The protector was created or deleted at `revision`: successes still pending
+    /// belong to a life that ended (the protector's generations start again at 1 in the
+    /// next one, which would take them for its own), so they are dropped, unless the
+    /// model already learned of a newer creation or deletion (the Watch stream lagging
+    /// behind an answer: the pending successes are the new life's).
+    fn life_ends(&self, m: &mut Model, revision: u64) {
+        if revision <= m.life {
+            return;
+        }
+        m.life = revision;
+        let pending: u64 = self.take("").iter().map(|b| b.successes).sum();
+        self.dropped.fetch_add(pending, Ordering::Relaxed);
     }
 
     /// A transition, from the stream or an answer. An older one changes nothing.
@@ -411,8 +456,9 @@ impl Cache {
         self.update(|m| m.overridden = overrides(o));
     }
 
-    fn deleted(&self) {
+    fn deleted(&self, revision: u64) {
         self.update(|m| {
+            self.life_ends(m, revision);
             // A snapshot may announce a deletion before SYNCED (its catch-up pass): what
             // it held of the protector is gone too.
             if let Some(held) = &mut m.snapshot {
@@ -423,16 +469,14 @@ impl Cache {
         });
     }
 
-    /// Counts a SUCCESS of a permit admitted in `generation`.
+    /// Counts a SUCCESS of a permit admitted in `generation`, on this thread's stripe.
     #[inline]
     pub(crate) fn success(&self, generation: u64) {
         let tag = tag(generation);
-        let mut w = self.successes.load(Ordering::Relaxed);
+        let stripe = &self.successes[stripe::index()];
+        let mut w = stripe.load(Ordering::Relaxed);
         while w & !COUNT_MASK == tag {
-            match self
-                .successes
-                .compare_exchange_weak(w, w + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match stripe.compare_exchange_weak(w, w + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     if (w + 1) & COUNT_MASK == FLUSH_AT {
                         self.flush_now.notify_one();
@@ -445,21 +489,30 @@ impl Cache {
         self.success_elsewhere(generation);
     }
 
-    /// A success of another generation than the counter's: the counter moves on to a
+    /// A success of another generation than the counters': the counters move on to a
     /// newer (or the current) generation; a late one is kept aside.
     #[cold]
     fn success_elsewhere(&self, generation: u64) {
         let mut t = lock(&self.tally);
-        // The tag changes only under this lock.
-        if self.successes.load(Ordering::Relaxed) & !COUNT_MASK == tag(generation) {
-            self.successes.fetch_add(1, Ordering::Relaxed);
+        // The tags change only under this lock, all together: every stripe is tagged
+        // with `t.generation` whenever the lock is free.
+        let stripe = &self.successes[stripe::index()];
+        if stripe.load(Ordering::Relaxed) & !COUNT_MASK == tag(generation) {
+            stripe.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let current = self.word.load(Ordering::Acquire) >> MODE_BITS;
         if generation > t.generation || generation == current {
-            let before = self.successes.swap(tag(generation) | 1, Ordering::Relaxed);
+            // Each stripe's count is taken with its retagging in one step: an increment
+            // lands before it (and is taken here) or fails its exchange and retries.
+            let before: u64 = self
+                .successes
+                .iter()
+                .map(|s| s.swap(tag(generation), Ordering::Relaxed) & COUNT_MASK)
+                .sum();
+            stripe.fetch_add(1, Ordering::Relaxed);
             let previous = t.generation;
-            add(&mut t.older, previous, before & COUNT_MASK);
+            add(&mut t.older, previous, before);
             t.generation = generation;
         } else {
             add(&mut t.older, generation, 1);
@@ -469,7 +522,11 @@ impl Cache {
     /// Takes every pending success, oldest generations first.
     fn take(&self, name: &str) -> Vec<v1::OutcomeBatch> {
         let mut t = lock(&self.tally);
-        let counted = self.successes.fetch_and(!COUNT_MASK, Ordering::Relaxed) & COUNT_MASK;
+        let counted: u64 = self
+            .successes
+            .iter()
+            .map(|s| s.fetch_and(!COUNT_MASK, Ordering::Relaxed) & COUNT_MASK)
+            .sum();
         let generation = t.generation;
         let mut taken = std::mem::take(&mut t.older);
         add(&mut taken, generation, counted);
@@ -506,6 +563,11 @@ impl Cache {
         }
         batches.sort_by_key(|b| b.generation);
         batches
+    }
+
+    /// How many decisions this cache took (see `Protector::decisions`).
+    pub(crate) fn decisions(&self) -> &stripe::Counter {
+        &self.decisions
     }
 }
 
@@ -545,7 +607,7 @@ impl Follower for Cache {
                     self.transition(&t);
                 }
             }
-            Some(Event::Deleted(_)) => self.deleted(),
+            Some(Event::Deleted(_)) => self.deleted(event.revision),
             Some(Event::OverrideChanged(oc)) => self.overridden(oc.r#override.as_ref()),
             Some(Event::Resync(_)) => self.snapshot_begins(),
             Some(Event::Synced(synced)) => {
@@ -590,6 +652,13 @@ impl Reporter {
     /// its duration when the call was measured. Answers the result of the last batch,
     /// when the daemon answered it.
     pub(crate) async fn send(&self, last: Option<Last>) -> Option<v1::OutcomeBatchResult> {
+        let _sending = self.cache.sending.lock().await;
+        let stats = &self.connection.stats;
+        let dropped = self.cache.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            Stats::add(&stats.batched_lost, dropped);
+            tracing::warn!(name = %self.name, outcomes = dropped, "successes of a life of the protector that ended (deleted, or created again) are dropped");
+        }
         let mut batches = self.cache.take(&self.name);
         if let Some(Last {
             generation,
@@ -625,7 +694,6 @@ impl Reporter {
             .iter()
             .map(|b| b.successes + b.outcomes.len() as u64)
             .sum();
-        let stats = &self.connection.stats;
         let timeout = self.connection.config.request_timeout;
         let why = if self.connection.link.is_down() {
             "the link to the daemon is down".to_owned()
@@ -677,7 +745,50 @@ impl Reporter {
 
 #[cfg(test)]
 mod tests {
-    use super::{CLOCK_EVERY, clock_due};
+    use std::time::Duration;
+
+    use resilient_circuit_api::v1;
+
+    use super::{CLOCK_EVERY, Cache, clock_due};
+
+    fn pending(cache: &Cache) -> Vec<(u64, u64)> {
+        cache
+            .take("p")
+            .iter()
+            .map(|b| (b.generation, b.successes))
+            .collect()
+    }
+
+    #[test]
+    fn successes_of_a_life_that_ended_are_dropped_whichever_news_comes_first() {
+        let cache = Cache::new(Duration::from_secs(2));
+        let created = |mod_revision| v1::Protector {
+            generation: 1,
+            status: v1::Status::Closed as i32,
+            mod_revision,
+            ..v1::Protector::default()
+        };
+        cache.snapshot(&created(1), true);
+        // Deleted at revision 5, the stream says so first: the old life's successes go.
+        (0..3).for_each(|_| cache.success(1));
+        cache.deleted(5);
+        assert_eq!(pending(&cache), vec![]);
+        // Created again at 6 (an EnsureProtector's answer); a success of the new life.
+        cache.snapshot(&created(6), true);
+        cache.success(1);
+        // The stream's news of revisions the model has passed changes nothing.
+        cache.deleted(5);
+        cache.snapshot(&created(6), true);
+        assert_eq!(pending(&cache), vec![(1, 1)]);
+        // Deleted at 7 and created at 8: the answer re-creating it comes before the
+        // stream's DELETED, which must not take the new life's success with it.
+        cache.success(1);
+        cache.snapshot(&created(8), true);
+        cache.success(1);
+        cache.deleted(7);
+        assert_eq!(pending(&cache), vec![(1, 1)], "the new life's success stays");
+        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
 
     #[test]
     fn the_clock_is_read_for_each_protector_however_a_thread_interleaves_them() {

@@ -57,7 +57,9 @@ pub struct ClientStats {
     /// Outcomes of locally admitted calls the daemon refused as stale: their
     /// generation had ended (see the cached mode's window in `Protector` docs).
     pub batched_stale: u64,
-    /// Outcomes of locally admitted calls that could not reach the daemon.
+    /// Outcomes of locally admitted calls that could not reach the daemon, and
+    /// successes still waiting for their batch when their protector was deleted or
+    /// created again (its next life would take them for its own).
     pub batched_lost: u64,
 }
 
@@ -283,7 +285,7 @@ impl Client {
         let s = &c.stats;
         ClientStats {
             daemon_decisions: Stats::get(&s.daemon_decisions),
-            cache_decisions: Stats::get(&s.cache_decisions),
+            cache_decisions: s.cache_decisions.get(),
             fallback_decisions: Stats::get(&s.fallback_decisions),
             reports_lost: Stats::get(&s.reports_lost),
             reports_dropped: Stats::get(&s.reports_dropped),

@@ -81,6 +81,7 @@ pub mod policy;
 pub mod protector;
 pub mod retry;
 pub mod safety_net;
+mod stripe;
 mod sync;
 mod transport;
 mod watcher;

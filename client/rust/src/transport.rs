@@ -55,7 +55,8 @@ pub(crate) struct Config {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) daemon_decisions: AtomicU64,
-    pub(crate) cache_decisions: AtomicU64,
+    /// Striped: every local decision of every protector of the client bumps it.
+    pub(crate) cache_decisions: crate::stripe::Counter,
     pub(crate) fallback_decisions: AtomicU64,
     pub(crate) reports_lost: AtomicU64,
     pub(crate) reports_dropped: AtomicU64,

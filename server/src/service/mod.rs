@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -66,6 +67,10 @@ struct Shared {
     watch: WatchConfig,
     /// Cancelled when shutdown begins: new calls get UNAVAILABLE.
     shutdown: CancellationToken,
+    /// Set once `shutdown` is cancelled, by a task waiting for it (`stopping`).
+    stopped: Arc<AtomicBool>,
+    /// Whether that task runs (the services were built on a runtime).
+    stop_watched: bool,
     /// Open Watch and Session streams per identity.
     watchers: Arc<Streams>,
     sessions: Arc<Streams>,
@@ -117,8 +122,20 @@ impl Shared {
         }
     }
 
+    /// Whether shutdown began. Read for every call and every Session message: a flag
+    /// load, where asking the token takes its mutex (shared by every connection). The
+    /// flag follows the token within one wake-up of its task, a call racing the shutdown
+    /// by that much goes ahead, as one that arrived just before it would.
+    fn stopping(&self) -> bool {
+        if self.stop_watched {
+            self.stopped.load(Ordering::Acquire)
+        } else {
+            self.shutdown.is_cancelled()
+        }
+    }
+
     fn ready(&self) -> Result<(), Error> {
-        if self.shutdown.is_cancelled() {
+        if self.stopping() {
             Err(Error::Unavailable)
         } else {
             Ok(())
@@ -204,12 +221,26 @@ pub fn services_with_peer_tls(
     shutdown: CancellationToken,
     peer_tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> (ProtectorApi, AdminApi) {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let stop_watched = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let (token, flag) = (shutdown.clone(), Arc::clone(&stopped));
+            runtime.spawn(async move {
+                token.cancelled().await;
+                flag.store(true, Ordering::Release);
+            });
+            true
+        }
+        Err(_) => false,
+    };
     let shared = Arc::new(Shared {
         forward: forward::Forwarder::new(&cluster, limits.max_message_bytes, peer_tls),
         cluster,
         limits,
         watch,
         shutdown,
+        stopped,
+        stop_watched,
         watchers: Streams::new("Watch streams", "max_watchers_per_identity"),
         sessions: Streams::new("Session streams", "max_sessions_per_identity"),
     });

@@ -21,6 +21,7 @@ use std::future::Future;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use resilient_circuit_api::v1::{self, session_request, session_response};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status;
 
 use super::{SessionStream, Shared};
@@ -52,27 +53,41 @@ async fn answer(shared: Arc<Shared>, request: v1::SessionRequest) -> v1::Session
     }
 }
 
-type Answering = Pin<Box<dyn Future<Output = v1::SessionResponse> + Send>>;
+/// A boxed answer. Its allocation is reused from one request to the next while answers
+/// are ready at once (the common case): only one that has to wait keeps its own.
+type Answering<F> = Pin<Box<F>>;
 
 /// One session's state, driven by the transport polling its response stream: reading a
 /// request and writing an answer happen on the connection's own task, with no task or
 /// channel in between (each would cost a cross-thread wake-up per message).
-struct Session {
+struct Session<F, M> {
     shared: Arc<Shared>,
     inbound: tonic::Streaming<v1::SessionRequest>,
     /// Answers still waiting (for the journal, in practice).
-    in_flight: FuturesUnordered<Answering>,
+    in_flight: FuturesUnordered<Answering<F>>,
+    /// The allocation of the last answer that was ready at once, for the next one.
+    spare: Option<Answering<F>>,
+    /// Starts answering a request (`answer`; generic so that its future has a type to
+    /// reuse the allocation for).
+    start: M,
+    /// Polled only when nothing else is ready: while requests flow, the cheap check of
+    /// [`Shared::stopping`] ends the session; this wakes an idle one.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     reading: bool,
     ended: bool,
 }
 
-impl Session {
+impl<F, M> Session<F, M>
+where
+    F: Future<Output = v1::SessionResponse> + Send + 'static,
+    M: Fn(Arc<Shared>, v1::SessionRequest) -> F,
+{
     async fn next(&mut self) -> Option<Result<v1::SessionResponse, Status>> {
         loop {
             if self.ended {
                 return None;
             }
-            if self.shared.shutdown.is_cancelled() {
+            if self.shared.stopping() {
                 self.ended = true;
                 return Some(Err(Status::unavailable("circuitd is shutting down")));
             }
@@ -81,7 +96,6 @@ impl Session {
             }
             tokio::select! {
                 biased;
-                () = self.shared.shutdown.cancelled() => continue,
                 Some(response) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     return Some(Ok(response));
                 }
@@ -97,12 +111,9 @@ impl Session {
                                     "leader changed: this replica no longer decides; open a new session",
                                 )));
                             }
-                            let mut answering: Answering = Box::pin(answer(Arc::clone(&self.shared), request));
-                            // Most answers are ready at once: send them without queueing.
-                            if let Some(response) = (&mut answering).now_or_never() {
+                            if let Some(response) = self.answer(request) {
                                 return Some(Ok(response));
                             }
-                            self.in_flight.push(answering);
                         }
                         Ok(None) => self.reading = false,
                         Err(status) => {
@@ -112,6 +123,31 @@ impl Session {
                         }
                     }
                 }
+                () = &mut self.shutdown => continue,
+            }
+        }
+    }
+
+    /// The answer to `request` if it is ready at once (most are: sent without queueing);
+    /// else it joins the answers in flight.
+    fn answer(&mut self, request: v1::SessionRequest) -> Option<v1::SessionResponse> {
+        let answering = (self.start)(Arc::clone(&self.shared), request);
+        let mut boxed = match self.spare.take() {
+            Some(mut spare) => {
+                // The spare's future has finished: replaced in place, no allocation.
+                spare.set(answering);
+                spare
+            }
+            None => Box::pin(answering),
+        };
+        match boxed.as_mut().now_or_never() {
+            Some(response) => {
+                self.spare = Some(boxed);
+                Some(response)
+            }
+            None => {
+                self.in_flight.push(boxed);
+                None
             }
         }
     }
@@ -120,15 +156,21 @@ impl Session {
 /// Starts serving one session stream.
 pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>) -> SessionStream {
     let session = Session {
+        shutdown: Box::pin(shared.shutdown.clone().cancelled_owned()),
         shared,
         inbound,
         in_flight: FuturesUnordered::new(),
+        spare: None,
+        start: answer,
         reading: true,
         ended: false,
     };
-    Box::pin(futures_util::stream::unfold(session, |mut s| async move {
-        s.next().await.map(|item| (item, s))
-    }))
+    // Boxed, so that each step moves a pointer, not the whole state, in and out of the
+    // step's future.
+    Box::pin(futures_util::stream::unfold(
+        Box::new(session),
+        |mut s| async move { s.next().await.map(|item| (item, s)) },
+    ))
 }
 
 impl Shared {
@@ -178,5 +220,14 @@ impl Shared {
             transition: r.transition.map(Into::into),
             error: None,
         })
+    }
+}
+
+impl super::ProtectorApi {
+    /// One Session message answered as a session answers it, without the transport: the
+    /// benches' way in (`benches/session.rs`). Not part of the daemon's interface.
+    #[doc(hidden)]
+    pub async fn session_message(&self, request: v1::SessionRequest) -> v1::SessionResponse {
+        answer(Arc::clone(&self.0), request).await
     }
 }

@@ -94,7 +94,6 @@ impl ProtectorBuilder {
             ensured: AtomicBool::new(false),
             fallback_decisions: AtomicU64::new(0),
             daemon_decisions: AtomicU64::new(0),
-            cache_decisions: AtomicU64::new(0),
             watch: Mutex::new(None),
             cache: self.cached.map(|staleness| Arc::new(Cache::new(staleness))),
             flusher: Mutex::new(None),

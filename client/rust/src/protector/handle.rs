@@ -10,10 +10,11 @@ use resilient_circuit_breaker::{Decision, DecisionReason, Outcome, Status};
 
 use super::fallback::Fallback;
 use super::permit::CallPermit;
-use super::state::Inner;
+use super::state::{Hold, Inner, Stripes, stripes};
 use crate::cached::Local;
 use crate::error::{CallError, Rejection};
 use crate::link::Attempt;
+use crate::stripe;
 use crate::sync::lock;
 use crate::transport::Stats;
 use crate::watcher::StatusChange;
@@ -34,6 +35,8 @@ pub struct Decisions {
 #[derive(Clone)]
 pub struct Protector {
     pub(super) inner: Arc<Inner>,
+    /// A cached protector's references for its local permits (see `Hold`).
+    stripes: Option<Stripes>,
 }
 
 impl std::fmt::Debug for Protector {
@@ -57,7 +60,8 @@ impl Protector {
             let task = tokio::spawn(reporter.flush_forever());
             *lock(&inner.flusher) = Some(task.abort_handle());
         }
-        Protector { inner }
+        let stripes = stripes(&inner);
+        Protector { inner, stripes }
     }
 
     /// The protector's name.
@@ -81,7 +85,7 @@ impl Protector {
         let inner = &self.inner;
         Decisions {
             daemon: inner.daemon_decisions.load(Ordering::Relaxed),
-            cache: inner.cache_decisions.load(Ordering::Relaxed),
+            cache: inner.cache.as_ref().map_or(0, |c| c.decisions().get()),
             fallback: inner.fallback_decisions.load(Ordering::Relaxed),
         }
     }
@@ -91,8 +95,6 @@ impl Protector {
     /// deadline; a rejection carries the status and, when known, when to ask again.
     pub async fn acquire(&self) -> Result<CallPermit, Rejection> {
         if let Some(local) = self.decide_cached() {
-            self.inner.cache_decisions.fetch_add(1, Ordering::Relaxed);
-            Stats::bump(&self.inner.connection.stats.cache_decisions);
             return local;
         }
         let link = &self.inner.connection.link;
@@ -219,8 +221,21 @@ impl Protector {
     #[inline]
     fn decide_cached(&self) -> Option<Result<CallPermit, Rejection>> {
         let inner = &self.inner;
-        match inner.cache.as_ref()?.decide() {
-            Local::Admit(generation) => Some(Ok(CallPermit::cached(Arc::clone(inner), generation))),
+        let cache = inner.cache.as_ref()?;
+        let local = cache.decide();
+        if local != Local::Remote {
+            // Striped: threads sharing this protector count on lines of their own.
+            cache.decisions().bump();
+            inner.connection.stats.cache_decisions.bump();
+        }
+        match local {
+            Local::Admit(generation) => {
+                let hold = match &self.stripes {
+                    Some(stripes) => Hold::Stripe(Arc::clone(&stripes[stripe::index()])),
+                    None => Hold::Whole(Arc::clone(inner)),
+                };
+                Some(Ok(CallPermit::cached(hold, generation)))
+            }
             Local::Reject(retry_after) => Some(Err(Rejection {
                 name: inner.name.clone(),
                 status: Status::Open,
@@ -243,7 +258,11 @@ impl Protector {
         match convert::decision(&a).map_err(|e| e.to_string())? {
             Decision::Admitted { permit, .. } => {
                 let wire = a.permit.unwrap_or_default();
-                Ok(Ok(CallPermit::daemon(Arc::clone(inner), wire, permit.is_trial())))
+                Ok(Ok(CallPermit::daemon(
+                    Hold::Whole(Arc::clone(inner)),
+                    wire,
+                    permit.is_trial(),
+                )))
             }
             Decision::Rejected { reason, retry_after } => Ok(Err(Rejection {
                 name: inner.name.clone(),
@@ -260,7 +279,7 @@ impl Protector {
         inner.fallback_decisions.fetch_add(1, Ordering::Relaxed);
         Stats::bump(&inner.connection.stats.fallback_decisions);
         let decision = match inner.fallback {
-            Fallback::Allow => Ok(CallPermit::allowed(Arc::clone(inner))),
+            Fallback::Allow => Ok(CallPermit::allowed(Hold::Whole(Arc::clone(inner)))),
             Fallback::Deny => Err(Rejection {
                 name: inner.name.clone(),
                 status: Status::Open,
@@ -269,7 +288,7 @@ impl Protector {
                 fallback: true,
             }),
             Fallback::Local => match inner.local.as_ref().map(|l| l.acquire(&inner.name)) {
-                Some(Ok(permit)) => Ok(CallPermit::local(Arc::clone(inner), permit)),
+                Some(Ok(permit)) => Ok(CallPermit::local(Hold::Whole(Arc::clone(inner)), permit)),
                 Some(Err(rejection)) => Err(rejection),
                 None => unreachable!("a LOCAL fallback always has its machine"),
             },

@@ -1,12 +1,11 @@
 //! [`CallPermit`]: an admitted call, to resolve with its outcome.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use resilient_circuit_api::v1;
 use resilient_circuit_breaker::{self as breaker, Outcome, Status};
 
-use super::state::Inner;
+use super::state::{Hold, Inner};
 use crate::cached::Last;
 use crate::transport::Stats;
 
@@ -56,7 +55,7 @@ enum Remote {
 #[must_use = "resolve the permit with success(), failure() or ignore(); dropping it reports IGNORED"]
 #[derive(Debug)]
 pub struct CallPermit {
-    protector: Arc<Inner>,
+    protector: Hold,
     /// Taken when reported, so `Drop` knows whether it still has to.
     grant: Option<Grant>,
     trial: bool,
@@ -66,7 +65,7 @@ pub struct CallPermit {
 
 impl CallPermit {
     /// The daemon's permit, as it came (to be sent back as it is).
-    pub(super) fn daemon(protector: Arc<Inner>, permit: v1::Permit, trial: bool) -> CallPermit {
+    pub(super) fn daemon(protector: Hold, permit: v1::Permit, trial: bool) -> CallPermit {
         CallPermit {
             protector,
             trial,
@@ -75,7 +74,7 @@ impl CallPermit {
         }
     }
 
-    pub(super) fn local(protector: Arc<Inner>, permit: breaker::Permit) -> CallPermit {
+    pub(super) fn local(protector: Hold, permit: breaker::Permit) -> CallPermit {
         CallPermit {
             protector,
             trial: permit.is_trial(),
@@ -84,7 +83,7 @@ impl CallPermit {
         }
     }
 
-    pub(super) fn cached(protector: Arc<Inner>, generation: u64) -> CallPermit {
+    pub(super) fn cached(protector: Hold, generation: u64) -> CallPermit {
         // The clock is read only when the daemon's policy judges durations.
         let measured = protector
             .cache
@@ -98,7 +97,7 @@ impl CallPermit {
         }
     }
 
-    pub(super) fn allowed(protector: Arc<Inner>) -> CallPermit {
+    pub(super) fn allowed(protector: Hold) -> CallPermit {
         CallPermit {
             protector,
             trial: false,
@@ -199,7 +198,7 @@ impl Drop for CallPermit {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let protector = Arc::clone(&self.protector);
+                let protector = self.protector.clone();
                 runtime.spawn(async move {
                     report_to_daemon(&protector, permit, Outcome::Ignored, None).await;
                 });

@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 
 use super::fallback::{Fallback, LocalMachine};
 use crate::cached::{Cache, Reporter};
+use crate::stripe::{self, Padded};
 use crate::sync::lock;
 use crate::transport::{Connection, Replica};
 use crate::watcher::{self, Follower, Notifier, StatusChange};
@@ -28,12 +29,46 @@ pub(super) struct Inner {
     pub(super) ensured: AtomicBool,
     pub(super) fallback_decisions: AtomicU64,
     pub(super) daemon_decisions: AtomicU64,
-    pub(super) cache_decisions: AtomicU64,
     pub(super) notifier: Arc<Notifier>,
     pub(super) watch: Mutex<Option<AbortHandle>>,
     /// Cached mode: the local model and the task flushing its successes.
     pub(super) cache: Option<Arc<Cache>>,
     pub(super) flusher: Mutex<Option<AbortHandle>>,
+}
+
+/// What a permit holds its protector by. A locally admitted permit takes one of the
+/// protector's striped references (`Stripes`), so the reference counts that permits of
+/// different threads bump live on different cache lines; any other permit (which waited
+/// for the daemon anyway) clones the protector's own.
+#[derive(Debug, Clone)]
+pub(super) enum Hold {
+    Whole(Arc<Inner>),
+    Stripe(Arc<Padded<Arc<Inner>>>),
+}
+
+impl std::ops::Deref for Hold {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        match self {
+            Hold::Whole(inner) => inner,
+            Hold::Stripe(stripe) => &stripe.0,
+        }
+    }
+}
+
+/// A cached protector's references for its local permits, one per stripe, each in an
+/// allocation (and on cache lines) of its own. Held by the handles, not by `Inner`,
+/// so they form no cycle: once the handles and permits are gone, so is `Inner`.
+pub(super) type Stripes = Arc<[Arc<Padded<Arc<Inner>>>]>;
+
+/// The stripes of a cached protector; `None` when not cached.
+pub(super) fn stripes(inner: &Arc<Inner>) -> Option<Stripes> {
+    inner.cache.as_ref()?;
+    Some(
+        (0..stripe::STRIPES)
+            .map(|_| Arc::new(Padded(Arc::clone(inner))))
+            .collect(),
+    )
 }
 
 impl Drop for Inner {
@@ -97,6 +132,11 @@ impl Inner {
 
     /// Makes sure the daemon has the protector, and takes in what it answers.
     pub(super) async fn ensure(&self, replica: &Replica) -> Result<(), tonic::Status> {
+        // A cached protector's batch being sent lands first (see `cached`: lives).
+        let _sending = match &self.cache {
+            Some(cache) => Some(cache.sending.lock().await),
+            None => None,
+        };
         let response = replica.ensure_protector(&self.name, &self.policy).await?;
         let daemon_policy = response
             .protector

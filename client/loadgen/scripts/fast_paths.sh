@@ -1,0 +1,51 @@
+#!/bin/bash
+# Issue 17's figures, each 3 times (median in BENCHMARKS.md), the 1-minute load average with each run:
+#  - Session vs its echo twin (--baseline, same invocation) at 64 and 256 in flight on one connection;
+#  - cached Rust decisions, 64 tasks on one protector (p50/p99 of acquire + success);
+#  - Python cached decisions/s (client/python/bench.py) and the trip-to-stop time (bench_trip.py).
+# Needs release builds: cargo build --release -p circuitd -p circuitctl (and python3 with grpcio).
+# R=DIR picks other binaries (e.g. a copy of an older build); SECONDS_PER_RUN (default 10) the window;
+# PARTS (default "session cached python") which sets to run.
+# Coordinates with other benchmarks through /tmp/bench.lock, as the earlier sets did.
+# Tables and medians of its output: python3 client/loadgen/scripts/fast_paths_summary.py LOG
+set -u
+cd "$(dirname "$0")/../../.."
+R=${R:-target/release}
+D=${SECONDS_PER_RUN:-10}
+T=$(mktemp -d)
+exec 9>/tmp/bench.lock
+flock 9
+start() { # sets ADDR, PID
+  rm -f $T/d.out
+  $R/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/d.err &
+  PID=$!
+  for i in $(seq 200); do grep -q '^listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
+  ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
+}
+PARTS=${PARTS:-session cached python}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R"
+part session && for inflight in 64 256; do
+  for run in 1 2 3; do
+    start
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    out=$($R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $inflight --connections 1 \
+      --duration ${D}s --warmup 1s --baseline 2>/dev/null)
+    echo "SESSION inflight=$inflight run=$run load=$load $out"
+    kill $PID; wait $PID 2>/dev/null
+  done
+done
+part cached && for run in 1 2 3; do
+  start
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  out=$($R/circuitctl --addr http://$ADDR --json bench --mode cached --concurrency 64 --duration ${D}s --warmup 1s 2>/dev/null)
+  echo "CACHED tasks=64 run=$run load=$load $out"
+  kill $PID; wait $PID 2>/dev/null
+done
+part python && for run in 1 2 3; do
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  echo "PYTHON run=$run load=$load $(CIRCUITD_BIN=$R/circuitd python3 client/python/bench.py --start 2>&1 | tail -1)"
+done
+part python && load=$(cut -d' ' -f1 /proc/loadavg) &&
+  echo "PYTHON_TRIP load=$load $(CIRCUITD_BIN=$R/circuitd python3 client/python/bench_trip.py --start --trips 200 2>&1 | tail -1)"
+rm -rf $T

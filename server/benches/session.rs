@@ -1,0 +1,141 @@
+//! The daemon's own work for one decision on a Session stream, without the network: each
+//! message decoded from its bytes with the daemon's codec, answered as a session answers
+//! it (name check, map lookup, entry guard, status machine, revision) and its answer
+//! encoded, as the transport would have it.
+//!
+//! - `session/acquire_report`: an Acquire then the Report of its permit (SUCCESS), on one
+//!   protector in CLOSED: the whole decision, two messages each way (the Report's bytes are
+//!   made in the loop, from the permit just answered: one small encoding beyond the daemon's
+//!   work).
+//! - `session/acquire`: the Acquire message alone.
+//! - `codec/decode_acquire_daemon` and `codec/decode_acquire_prost`: decoding one
+//!   Acquire message through a `BytesMut`, with the daemon's codec and with prost's
+//!   `decode` on the buffer as `tonic_prost` does it (the codec's saving shows as the gap).
+//!
+//! Services are built as `circuitd --in-memory` wires them (default limits, a standalone
+//! cluster); each routine runs on a current-thread runtime, one message after another.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use circuitd::Config;
+use circuitd::cluster::Cluster;
+use circuitd::registry::Registry;
+use circuitd::service::{self, ProtectorApi};
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
+use prost::Message;
+use prost::bytes::{Buf, BytesMut};
+use resilient_circuit_api::codec::{decode_from, encode_into};
+use resilient_circuit_api::v1::{self, session_request, session_response};
+use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "bench-session";
+
+fn daemon(runtime: &tokio::runtime::Runtime) -> ProtectorApi {
+    let _entered = runtime.enter();
+    let config = Config::default();
+    let shutdown = CancellationToken::new();
+    let registry = Arc::new(Registry::in_memory(&config, shutdown.clone()));
+    let cluster = Cluster::standalone(Arc::clone(&registry), "127.0.0.1:1".into(), None);
+    let (protectors, _admin) = service::services(cluster, config.limits, config.watch, shutdown);
+    runtime
+        .block_on(registry.ensure(NAME, Default::default()))
+        .expect("the bench protector");
+    protectors
+}
+
+fn acquire_bytes(id: u64) -> Vec<u8> {
+    v1::SessionRequest {
+        id,
+        request: Some(session_request::Request::Acquire(v1::AcquireRequest {
+            name: NAME.into(),
+        })),
+    }
+    .encode_to_vec()
+}
+
+fn report_bytes(id: u64, permit: v1::Permit) -> Vec<u8> {
+    v1::SessionRequest {
+        id,
+        request: Some(session_request::Request::Report(v1::ReportRequest {
+            name: NAME.into(),
+            permit: Some(permit),
+            outcome: v1::Outcome::Success as i32,
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec()
+}
+
+/// One message as the session sees it: decoded from `wire`, answered, encoded into `out`.
+fn message(
+    api: &ProtectorApi,
+    wire: &mut BytesMut,
+    scratch: &mut Vec<u8>,
+    out: &mut BytesMut,
+) -> v1::SessionResponse {
+    let request: v1::SessionRequest = decode_from(wire).expect("decodes");
+    let response = api
+        .session_message(request)
+        .now_or_never()
+        .expect("an in-memory answer is ready at once");
+    out.clear();
+    encode_into(scratch, &response, out);
+    response
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let api = daemon(&runtime);
+    let _entered = runtime.enter();
+    let acquire = acquire_bytes(1);
+    let (mut wire, mut scratch, mut out) = (BytesMut::new(), Vec::new(), BytesMut::new());
+
+    c.bench_function("session/acquire", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&acquire);
+            black_box(message(&api, &mut wire, &mut scratch, &mut out));
+        })
+    });
+
+    c.bench_function("session/acquire_report", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&acquire);
+            let answer = message(&api, &mut wire, &mut scratch, &mut out);
+            let Some(session_response::Response::Acquire(a)) = answer.response else {
+                panic!("an Acquire answer: {answer:?}");
+            };
+            wire.clear();
+            wire.extend_from_slice(&report_bytes(2, a.permit.expect("CLOSED admits")));
+            black_box(message(&api, &mut wire, &mut scratch, &mut out));
+        })
+    });
+
+    c.bench_function("codec/decode_acquire_daemon", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&acquire);
+            black_box(decode_from::<v1::SessionRequest>(&mut wire).expect("decodes"));
+        })
+    });
+
+    c.bench_function("codec/decode_acquire_prost", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&acquire);
+            // What tonic_prost does: prost decoding from the buffer itself.
+            let len = wire.remaining();
+            let mut limited = (&mut wire).take(len);
+            black_box(v1::SessionRequest::decode(&mut limited).expect("decodes"));
+        })
+    });
+}
+
+criterion_group!(session, benches);
+criterion_main!(session);

@@ -9,12 +9,14 @@
 //!
 //! Layout (this module only declares its parts and re-exports them; no part imports it):
 //! `types` the settings and their defaults, `error` what loading can refuse, `args` the
-//! command line and environment, `file` the TOML shape, `load` the precedence and the rules.
+//! command line and environment, `file` the TOML shape, `load` the precedence and the rules,
+//! `reload` the `[[protectors]]` read again on SIGHUP.
 
 mod args;
 mod error;
 mod file;
 mod load;
+mod reload;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -22,6 +24,7 @@ mod types;
 
 pub use error::{ConfigError, Source};
 pub use load::{MAX_NAME_LEN, Settings};
+pub use reload::Declared;
 pub use types::{
     ClusterSettings, Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings,
     TlsSettings, WatchConfig,

@@ -44,6 +44,15 @@ pub enum Error {
         /// What hit the limit.
         description: String,
     },
+    /// The protector is not in the state the request needs (SimulatePolicy of a
+    /// protector that keeps no history).
+    #[error("{description}")]
+    FailedPrecondition {
+        /// What the precondition is about, e.g. the protector's name.
+        subject: String,
+        /// What is missing, and how to get it.
+        description: String,
+    },
     /// The daemon is shutting down and takes no new work.
     #[error("circuitd is shutting down")]
     Unavailable,
@@ -80,6 +89,14 @@ impl Error {
         }
     }
 
+    /// FAILED_PRECONDITION about `subject`.
+    pub fn failed_precondition(subject: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::FailedPrecondition {
+            subject: subject.into(),
+            description: description.into(),
+        }
+    }
+
     /// INTERNAL with a message for the operator.
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal(message.into())
@@ -105,6 +122,7 @@ impl Error {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::Unavailable | Error::NotLeading => Code::Unavailable,
             Error::Internal(_) => Code::Internal,
         }
@@ -186,6 +204,9 @@ impl From<Error> for tonic::Status {
             ),
             Error::ResourceExhausted { limit, description } => {
                 ErrorDetails::with_quota_failure_violation(limit, description)
+            }
+            Error::FailedPrecondition { subject, description } => {
+                ErrorDetails::with_precondition_failure_violation("STATE", subject, description)
             }
             Error::Unavailable | Error::NotLeading | Error::Internal(_) => {
                 return tonic::Status::new(code, message);

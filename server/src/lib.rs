@@ -64,6 +64,8 @@
 //!   behind the same TLS and tokens as gRPC.
 //! - `fuzzing` (hidden): the entry points of the fuzz targets in `fuzz/`, over
 //!   `service`, `registry`, `store` and `auth`; nothing imports it.
+//! - [`reload`]: SIGHUP applies the `[[protectors]]` of `--config` again (the leader's
+//!   alone in a cluster).
 //! - [`server`]: [`prepare`] (recover, or join the cluster; load tokens and TLS; the one
 //!   SIGHUP task) and [`serve`], which wire it all to its listeners and shut it down, on
 //!   request or when the journal fails.
@@ -82,6 +84,7 @@ pub mod latency;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+pub mod reload;
 #[cfg(feature = "etcd")]
 pub mod replica;
 pub mod scheduler;

@@ -23,6 +23,7 @@ use crate::Config;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::registry::Registry;
+use crate::reload::ProtectorsReload;
 use crate::sequencer::Sequencer;
 use crate::store::{self, Journal, StoreConfig};
 use crate::tls::Tls;
@@ -206,54 +207,73 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
             Tls::load(settings).map_err(|e| ServeError::Config(e.to_string()))?,
         )),
     };
-    let hangup = reload_on_sighup(guard.clone(), tls.clone(), &draining)?;
-    match replicate(&config, &draining).await? {
+    // Installed before anything else can take time: until a process handles SIGHUP, the
+    // signal would kill it.
+    let hangups = hangup_signal(guard.is_some() || tls.is_some() || config.config_file.is_some())?;
+    let (registry, durable, replica) = match replicate(&config, &draining).await? {
         #[cfg(feature = "etcd")]
-        Some(replica) => {
-            return Ok(Prepared {
-                config,
-                draining,
-                registry: replica.cluster().registry(),
-                durable: None,
-                replica: Some(replica),
-                guard,
-                tls,
-                hangup,
-            });
-        }
+        Some(replica) => (replica.cluster().registry(), None, Some(replica)),
         #[cfg(not(feature = "etcd"))]
         Some(replica) => match replica {},
-        None => {}
-    }
-    let (registry, durable) = registry(&config, &draining).await?;
+        None => {
+            let (registry, durable) = registry(&config, &draining).await?;
+            (registry, durable, None)
+        }
+    };
+    let protectors = config.config_file.clone().map(|path| ProtectorsReload {
+        path,
+        limits: config.limits.clone(),
+        registry: Arc::clone(&registry),
+        cluster: cluster_of_replica(replica.as_ref()),
+    });
+    let hangup =
+        hangups.map(|hangups| reload_on_sighup(hangups, guard.clone(), tls.clone(), protectors, &draining));
     Ok(Prepared {
         config,
         draining,
         registry,
         durable,
-        replica: None,
+        replica,
         guard,
         tls,
         hangup,
     })
 }
 
-/// One task re-reads the tokens file and the TLS files on every SIGHUP until `stop`
-/// (none when neither is configured). The handler is installed here, before the daemon
-/// announces that it listens: until a process installs one, SIGHUP would kill it.
-fn reload_on_sighup(
-    guard: Option<Arc<crate::auth::Guard>>,
-    tls: Option<Arc<Tls>>,
-    stop: &CancellationToken,
-) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+/// The SIGHUP stream, when anything is reloaded on it.
+fn hangup_signal(wanted: bool) -> Result<Option<tokio::signal::unix::Signal>, ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
-    if guard.is_none() && tls.is_none() {
+    if !wanted {
         return Ok(None);
     }
-    let mut hangups =
-        signal(SignalKind::hangup()).map_err(|e| ServeError::Config(format!("cannot handle SIGHUP: {e}")))?;
+    signal(SignalKind::hangup())
+        .map(Some)
+        .map_err(|e| ServeError::Config(format!("cannot handle SIGHUP: {e}")))
+}
+
+/// The replica's cluster view, for a reload to apply only while it leads.
+fn cluster_of_replica(replica: Option<&Replicated>) -> Option<Arc<Cluster>> {
+    match replica {
+        #[cfg(feature = "etcd")]
+        Some(replica) => Some(replica.cluster()),
+        #[cfg(not(feature = "etcd"))]
+        Some(replica) => match *replica {},
+        None => None,
+    }
+}
+
+/// One task re-reads the tokens file and the TLS files, and applies the config file's
+/// `[[protectors]]` again (`crate::reload`), on every SIGHUP until `stop`. A reload
+/// that fails leaves what it would have replaced in force, and says so in the log.
+fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    guard: Option<Arc<crate::auth::Guard>>,
+    tls: Option<Arc<Tls>>,
+    protectors: Option<ProtectorsReload>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let stop = stop.clone();
-    Ok(Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -265,8 +285,11 @@ fn reload_on_sighup(
             if let Some(tls) = &tls {
                 tls.reload_logged();
             }
+            if let Some(protectors) = &protectors {
+                protectors.run_logged().await;
+            }
         }
-    })))
+    })
 }
 
 /// The cluster view the services read: the replica's, or this daemon alone.

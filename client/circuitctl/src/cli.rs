@@ -10,6 +10,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resilient_circuit_api::v1;
 
+pub use crate::policy_args::PolicyArgs;
+use crate::policy_args::duration;
+
 /// The operator's CLI for circuitd, the daemon that holds every named circuit protector.
 ///
 /// Exit codes: 0 success; 1 the daemon answered with an error; 2 usage error; 3 the daemon
@@ -167,6 +170,9 @@ pub enum Request {
         /// How the call went.
         #[arg(long)]
         outcome: OutcomeArg,
+        /// How long the call took, for the policy's slow-call rule (unset: never slow).
+        #[arg(long, value_parser = duration)]
+        duration: Option<Duration>,
     },
     /// Stream changes, one line per event, until ctrl-c or the stream ends.
     ///
@@ -202,6 +208,16 @@ pub enum Request {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// What-if: replay the protector's recent outcomes (kept when its policy has
+    /// --history-size) through the policy these flags describe, and print, for it and for
+    /// the current policy, one line per transition (instant, from -> to, reason) and the
+    /// calls admitted and rejected. Changes nothing. Unset flags take their defaults.
+    Simulate {
+        /// The protector's name.
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
     /// Delete a protector; its outstanding permits become stale.
     Delete {
         /// The protector's name.
@@ -212,46 +228,6 @@ pub enum Request {
     /// epoch. A daemon that is not replicated is one STANDALONE replica.
     #[command(visible_alias = "status")]
     Cluster,
-}
-
-/// The policy flags shared by `ensure` and `update-policy`; an unset flag takes the
-/// daemon's default.
-#[derive(Debug, Clone, Args)]
-pub struct PolicyArgs {
-    /// How long OPEN rejects before a trial call may go, e.g. 30s (default 0).
-    #[arg(long, value_parser = duration)]
-    pub cooldown: Option<Duration>,
-    /// Trip when the window of d outcomes holds at least n/d failures, e.g. 2/5 (default 1/1).
-    #[arg(long, value_parser = fraction, value_name = "N/D")]
-    pub failure_limit: Option<v1::Fraction>,
-    /// HALF_OPEN closes when its window of d outcomes holds at least n/d successes.
-    #[arg(long, value_parser = fraction, value_name = "N/D")]
-    pub success_limit: Option<v1::Fraction>,
-    /// Most trial calls in flight in HALF_OPEN (0 = unlimited; default the window size).
-    #[arg(long)]
-    pub trial_permits: Option<u32>,
-    /// How long a trial permit lives without a report (default 30s).
-    #[arg(long, value_parser = duration)]
-    pub permit_ttl: Option<Duration>,
-    /// The daemon moves OPEN to HALF_OPEN itself when the cooldown ends.
-    #[arg(long)]
-    pub auto_half_open: bool,
-}
-
-impl PolicyArgs {
-    /// The policy message; unset fields are left for the daemon's defaults.
-    pub fn to_policy(&self) -> v1::Policy {
-        let duration = |d: Option<Duration>| d.map(resilient_circuit_api::convert::duration);
-        v1::Policy {
-            cooldown: duration(self.cooldown),
-            failure_limit: self.failure_limit,
-            success_limit: self.success_limit,
-            trial_permits: self.trial_permits,
-            permit_ttl: duration(self.permit_ttl),
-            auto_half_open: self.auto_half_open,
-            ..Default::default()
-        }
-    }
 }
 
 /// What `watch` follows and how.
@@ -373,22 +349,6 @@ fn address(s: &str) -> Result<String, String> {
     }
 }
 
-/// A human duration such as `30s`, `1m30s` or `250ms`.
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 30s, 5m, 250ms)"))
-}
-
-/// `n/d`, two unsigned integers. Their range is left to the daemon.
-fn fraction(s: &str) -> Result<v1::Fraction, String> {
-    let shape = || format!("expected N/D such as 2/5, got {s:?}");
-    let (n, d) = s.split_once('/').ok_or_else(shape)?;
-    let part = |p: &str| p.trim().parse::<u32>().map_err(|_| shape());
-    Ok(v1::Fraction {
-        numerator: part(n)?,
-        denominator: part(d)?,
-    })
-}
-
 /// A token that can travel in a header (checked here, so a bad one is a usage error).
 fn token(text: &str) -> Result<String, String> {
     resilient_circuit_api::Bearer::new(Some(text))
@@ -399,17 +359,6 @@ fn token(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fractions_are_parsed_for_shape_only() {
-        let f = fraction("2/5").expect("2/5");
-        assert_eq!((f.numerator, f.denominator), (2, 5));
-        let f = fraction("6/5").expect("out of range is the daemon's call");
-        assert_eq!((f.numerator, f.denominator), (6, 5));
-        for bad in ["", "2", "2/", "/5", "a/5", "2/5/7", "-1/5", "2.5/5"] {
-            assert!(fraction(bad).is_err(), "{bad:?} parsed");
-        }
-    }
 
     #[test]
     fn several_addresses_are_comma_separated_and_each_validated() {

@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command, Request};
 
 use crate::error::{EXIT_REJECTED, Failure};
 use crate::session::Session;
-use crate::{view, watch};
+use crate::{timeline, view, watch};
 
 /// Runs the command line's command; `Ok` carries the exit code of an answered command.
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -128,6 +128,7 @@ async fn send(session: &Session, request: Request) -> Result<ExitCode, Failure> 
             permit,
             generation,
             outcome,
+            duration,
         } => {
             let req = v1::ReportRequest {
                 name,
@@ -137,7 +138,7 @@ async fn send(session: &Session, request: Request) -> Result<ExitCode, Failure> 
                     expires_at: None,
                 }),
                 outcome: v1::Outcome::from(outcome) as i32,
-                duration: None,
+                duration: duration.map(resilient_circuit_api::convert::duration),
             };
             let r = session.call(session.protectors().report(req)).await?;
             session.show(&r, || view::report(&r, style))
@@ -178,6 +179,14 @@ async fn send(session: &Session, request: Request) -> Result<ExitCode, Failure> 
             };
             let r = session.call(session.admin().update_policy(req)).await?;
             session.show(&r, || view::changed(r.protector.as_ref(), r.revision, style))
+        }
+        Request::Simulate { name, policy } => {
+            let req = v1::SimulatePolicyRequest {
+                name,
+                policy: Some(policy.to_policy()),
+            };
+            let r = session.call(session.admin().simulate_policy(req)).await?;
+            session.show(&r, || timeline::simulate(&r, style))
         }
         Request::Delete { name } => {
             let req = v1::DeleteProtectorRequest { name: name.clone() };

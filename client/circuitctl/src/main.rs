@@ -15,22 +15,27 @@
 //! serves every command.
 //!
 //! Layout:
-//! - `cli`: the flags and value parsers.
+//! - `cli`: the flags and value parsers; `policy_args`: the policy flags (`ensure`,
+//!   `update-policy`, `simulate`) and the duration and fraction parsers.
 //! - `commands`: each subcommand's request (`bench` hands over to the load generator).
 //! - `session`: the connection, the bounded call, and printing an answer.
 //! - `watch`: the change stream, printed live.
 //! - `token`: `token new`, a fresh token and its tokens-file table (no daemon involved).
-//! - `view`: how each answer looks; `render`: tables, colour and JSON.
+//! - `view`: how each answer looks (`timeline`: `simulate`'s); `render`: tables, colour
+//!   and JSON.
 //! - `error`: failures and exit codes.
 //!
 //! Imports point one way: `commands` uses `watch`, which uses `session` and `view`, which
-//! use `render`; `cli` and `error` use no other module.
+//! use `render`; `cli` uses only `policy_args`, which, like `error`,
+//! uses no other module.
 
 mod cli;
 mod commands;
 mod error;
+mod policy_args;
 mod render;
 mod session;
+mod timeline;
 mod token;
 mod view;
 mod watch;

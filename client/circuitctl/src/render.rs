@@ -286,6 +286,7 @@ wire!(
     UpdatePolicyResponse,
     DeleteProtectorResponse,
     GetClusterResponse,
+    SimulatePolicyResponse,
 );
 
 /// Prints messages as proto3 JSON.

@@ -43,7 +43,7 @@ fn protector_rows(p: &v1::Protector, style: Style) -> Vec<Vec<Cell>> {
         );
     }
     let outcomes: Vec<String> = window.outcomes.iter().map(|o| names::outcome(*o)).collect();
-    vec![
+    let mut rows = vec![
         row("name", p.name.as_str()),
         row("status", style.status(p.status)),
         row("override", override_text),
@@ -55,10 +55,28 @@ fn protector_rows(p: &v1::Protector, style: Style) -> Vec<Vec<Cell>> {
         row("trial permits", trial_permits),
         row("permit ttl", render::duration(policy.permit_ttl.as_ref())),
         row("auto half-open", yes_no(policy.auto_half_open)),
+    ];
+    rows.extend(rule_rows(&policy));
+    rows.extend([
+        row(
+            "cooldown in force",
+            render::duration(p.cooldown_in_force.as_ref()),
+        ),
+        row("policy revision", p.policy_revision.to_string()),
+    ]);
+    if let Some(tw) = &p.time_window {
+        rows.push(row("time window", time_window(tw)));
+    }
+    let slow = if window.slow_calls > 0 {
+        format!(", {} slow", window.slow_calls)
+    } else {
+        String::new()
+    };
+    rows.extend([
         row(
             "window",
             format!(
-                "{} of {}: {} successes, {} failures{}",
+                "{} of {}: {} successes, {} failures{slow}{}",
                 window.outcomes.len(),
                 window.size,
                 window.successes,
@@ -87,7 +105,73 @@ fn protector_rows(p: &v1::Protector, style: Style) -> Vec<Vec<Cell>> {
             ),
         ),
         row("modified at", p.mod_revision.to_string()),
-    ]
+    ]);
+    if policy.history_size > 0 {
+        rows.push(row(
+            "history",
+            format!("{} of {} outcomes kept", p.history_len, policy.history_size),
+        ));
+    }
+    rows
+}
+
+/// The optional rules of proto/SEMANTICS.md section 2a, a row for each one set.
+fn rule_rows(policy: &v1::Policy) -> Vec<Vec<Cell>> {
+    let mut rows = Vec::new();
+    if policy.window_duration.is_some() {
+        rows.push(row(
+            "window duration",
+            render::duration(policy.window_duration.as_ref()),
+        ));
+        let minimum = policy
+            .minimum_calls
+            .map_or_else(|| "failure limit's d".to_owned(), |n| n.to_string());
+        rows.push(row("minimum calls", minimum));
+    }
+    if policy.consecutive_failures > 0 {
+        rows.push(row(
+            "consecutive failure limit",
+            policy.consecutive_failures.to_string(),
+        ));
+    }
+    if policy.slow_call_duration.is_some() || policy.slow_call_limit.is_some() {
+        rows.push(row(
+            "slow calls",
+            format!(
+                "at or above {}, limit {}",
+                render::duration(policy.slow_call_duration.as_ref()),
+                fraction(policy.slow_call_limit.as_ref())
+            ),
+        ));
+    }
+    if let Some(m) = policy.cooldown_multiplier {
+        rows.push(row("cooldown multiplier", format!("{m}")));
+    }
+    if policy.max_cooldown.is_some() {
+        rows.push(row(
+            "max cooldown",
+            render::duration(policy.max_cooldown.as_ref()),
+        ));
+    }
+    if policy.shadow {
+        rows.push(row("shadow", "yes: every call is admitted"));
+    }
+    if policy.history_size > 0 {
+        rows.push(row("history size", policy.history_size.to_string()));
+    }
+    rows
+}
+
+/// A time window's totals: `12 calls in 1m (buckets of 100ms): 3 failures, 1 slow`.
+fn time_window(tw: &v1::TimeWindow) -> String {
+    format!(
+        "{} calls in {} (buckets of {}): {} failures, {} slow",
+        tw.calls,
+        render::duration(tw.duration.as_ref()),
+        render::duration(tw.bucket_width.as_ref()),
+        tw.failures,
+        tw.slow_calls
+    )
 }
 
 fn protector_or_empty(p: Option<&v1::Protector>, style: Style) -> Vec<Vec<Cell>> {
@@ -126,6 +210,8 @@ pub fn list(protectors: &[v1::Protector], style: Style) -> String {
         "GENERATION",
         "WINDOW",
         "TRIALS",
+        "COOLDOWN",
+        "POLICY REV",
         "OPEN UNTIL",
     ];
     let mut rows = vec![header.into_iter().map(Cell::from).collect::<Vec<_>>()];
@@ -137,8 +223,19 @@ pub fn list(protectors: &[v1::Protector], style: Style) -> String {
             style.status(p.status),
             Cell::from(names::override_kind(ov.kind)),
             Cell::from(p.generation.to_string()),
-            Cell::from(format!("{}/{} ({} failed)", w.outcomes.len(), w.size, w.failures)),
+            Cell::from(match &p.time_window {
+                // CLOSED with a time window: its totals, over its span.
+                Some(tw) => format!(
+                    "{} in {} ({} failed)",
+                    tw.calls,
+                    render::duration(tw.duration.as_ref()),
+                    tw.failures
+                ),
+                None => format!("{}/{} ({} failed)", w.outcomes.len(), w.size, w.failures),
+            }),
             Cell::from(p.trials_in_flight.to_string()),
+            Cell::from(render::duration(p.cooldown_in_force.as_ref())),
+            Cell::from(p.policy_revision.to_string()),
             Cell::from(render::instant(p.open_until.as_ref())),
         ]);
     }
@@ -164,12 +261,17 @@ pub fn acquire(r: &v1::AcquireResponse, style: Style) -> String {
         row("reason", names::decision_reason(r.reason)),
         row("status", style.status(r.status)),
     ];
+    if r.would_reject {
+        // Shadow mode: admitted, but the live breaker would have rejected it for `reason`.
+        rows.push(row("would reject", "yes (shadow mode)"));
+    }
     if r.permit.is_some() {
         rows.push(row("permit", permit.id.to_string()));
         rows.push(row("generation", permit.generation.to_string()));
         rows.push(row("expires at", render::instant(permit.expires_at.as_ref())));
     }
     rows.push(row("retry after", render::duration(r.retry_after.as_ref())));
+    rows.push(row("policy revision", r.policy_revision.to_string()));
     rows.push(row("revision", r.revision.to_string()));
     table(&rows)
 }

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use cli::{circuitctl, run};
+use cli::{circuitctl, field, run};
 use serde_json::Value;
 use support::BlockingDaemon;
 
@@ -32,18 +32,6 @@ fn ctl(d: &BlockingDaemon) -> Command {
 fn json(d: &BlockingDaemon, args: &[&str], code: i32) -> Value {
     let (stdout, _) = run(ctl(d).arg("--json").args(args), code);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-/// The value of the `key` row of a field/value table.
-#[track_caller]
-fn field<'a>(table: &'a str, key: &str) -> &'a str {
-    table
-        .lines()
-        .find_map(|line| {
-            let (k, v) = line.split_once("  ")?;
-            (k == key).then(|| v.trim())
-        })
-        .unwrap_or_else(|| panic!("no {key:?} row in\n{table}"))
 }
 
 #[test]

@@ -26,6 +26,7 @@ import gc
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Awaitable, Callable, Optional
 
@@ -150,13 +151,13 @@ def _release_result(rt: Runtime, task: "asyncio.Future[Ticket]") -> None:
         release(rt, task.result())
 
 
-async def resolve(rt: Runtime, ticket: Ticket, outcome: str) -> None:
+async def resolve(rt: Runtime, ticket: Ticket, outcome: str, took: Optional[float] = None) -> None:
     if rt.resolves_at_once(ticket, outcome):
-        rt.resolve(ticket, outcome)
+        rt.resolve(ticket, outcome, took)
     else:
         # A report sent now (a failure, a trial's outcome): on a worker thread, which
         # finishes it even if this task is cancelled meanwhile.
-        await asyncio.to_thread(rt.resolve, ticket, outcome)
+        await asyncio.to_thread(rt.resolve, ticket, outcome, took)
 
 
 async def call(
@@ -171,16 +172,22 @@ async def call(
     what it raised, `result_outcome` what it returned."""
     gen = rt.fast_generation() if rt.started else 0
     ticket: Ticket = (CACHED, gen) if gen else await _acquire_shielded(rt)
+    # Measured on the cached path only while the daemon's policy has a slow-call rule.
+    start = time.perf_counter() if not gen or rt.slow_call else None
     try:
         result = await func(*args, **kwargs)
     except asyncio.CancelledError:
         release(rt, ticket)
         raise
     except BaseException as error:
-        await resolve(rt, ticket, outcome_of(error))
+        await resolve(rt, ticket, outcome_of(error), _took(start))
         raise
-    await resolve(rt, ticket, result_outcome(result))
+    await resolve(rt, ticket, result_outcome(result), _took(start))
     return result
+
+
+def _took(start: Optional[float]) -> Optional[float]:
+    return None if start is None else time.perf_counter() - start
 
 
 def _close_before_fork() -> None:

@@ -21,8 +21,16 @@ what the Watch stream says about the daemon:
   period, the declared fallback decides: "allow" admits (outcomes recorded nowhere),
   "deny" rejects, "local" asks an in-process status machine with the same policy.
 
+- **Durations.** A call's duration goes with its outcome, for the daemon's slow-call
+  rule and its what-if history: every Report of a daemon permit carries it, and, while
+  the daemon's policy has a slow-call rule (learned from the ensure answer and the
+  Watch stream), a SUCCESS at or above `slow_call_duration` is not counted with the
+  batched successes but listed in its batch's `outcomes` with its duration (at most
+  `MAX_SLOW_PENDING` wait for the batcher; past that they are lost and counted so). The
+  cached fast path reads the clock only while such a rule is known.
+
 State the watch thread and callers share is guarded by `_lock`; the fast path reads
-`_fast_gen` and `_fresh_until` without it (each is replaced whole).
+`_fast_gen`, `_fresh_until` and `slow_call` without it (each is replaced whole).
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from ._link import SKIP
 from ._machine import Machine, Permit
 from ._notifier import Notifier
 from ._session import Broken, acquire_field
-from ._wire import STATUS_NAMES, machine_settings, reason_name, seconds_of
+from ._wire import STATUS_NAMES, duration_of_seconds, machine_settings, reason_name, seconds_of, slow_call_seconds
 from .exceptions import ProtectedCallError, ProtectionException
 
 log = logging.getLogger("resilient_circuit_client")
@@ -53,6 +61,8 @@ CLOSED = types_pb2.STATUS_CLOSED
 CACHED, DAEMON, LOCAL, ALLOWED = "cached", "daemon", "local", "allowed"
 OUTCOMES = {"SUCCESS": types_pb2.OUTCOME_SUCCESS, "FAILURE": types_pb2.OUTCOME_FAILURE, "IGNORED": types_pb2.OUTCOME_IGNORED}
 NO_OVERRIDE = (types_pb2.OVERRIDE_KIND_UNSPECIFIED, types_pb2.OVERRIDE_KIND_NONE)
+#: Slow successes (each listed with its duration) waiting for the batcher, at most.
+MAX_SLOW_PENDING = 10_000
 
 _runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
 
@@ -118,6 +128,11 @@ class Runtime:
         # The revision of the newest creation or deletion of the protector learned: the
         # start or end of the life the pending successes belong to (see life_ends).
         self._life = 0
+        # Slow successes not yet sent: ((generation, link outages so far), seconds).
+        self._slow_pend: list[tuple[tuple[int, int], float]] = []
+        #: The daemon's slow-call threshold in seconds; 0.0 while its policy has no
+        #: slow-call rule (or is not known yet).
+        self.slow_call = 0.0
         self._watch_call = None
         self._watch_restart = False
         self._closed = threading.Event()
@@ -245,9 +260,15 @@ class Runtime:
     def ensure_request(self) -> protector_pb2.EnsureProtectorRequest:
         return protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy)
 
+    def learn_policy(self, policy: types_pb2.Policy) -> None:
+        """Takes in the daemon's policy (an answer, a snapshot, an event): only its
+        slow-call rule matters here."""
+        self.slow_call = slow_call_seconds(policy)
+
     def ensured_by(self, response: protector_pb2.EnsureProtectorResponse) -> None:
         """Applies an EnsureProtector's answer (from either transport)."""
         p = response.protector
+        self.learn_policy(p.policy)
         if not response.policy_matches:
             log.warning("protector %r exists on the daemon with another policy; the daemon's applies", self.name)
             if self.local is not None:
@@ -377,22 +398,24 @@ class Runtime:
             )
         raise ProtectedCallError(name=self.name, status=self.status_of(types_pb2.STATUS_OPEN), reason="OPEN", fallback=True)
 
-    def resolve(self, ticket: tuple[str, object], outcome: str) -> None:
+    def resolve(self, ticket: tuple[str, object], outcome: str, took: Optional[float] = None) -> None:
+        """Reports `outcome` of the call `ticket` admitted, which took `took` seconds
+        (None: not measured)."""
         kind, data = ticket
         if kind == CACHED:
             if outcome == "SUCCESS":
-                self.pending_success(data)
+                self.pending_success(data, took)
             elif outcome == "FAILURE":
-                self.report_now(data, outcome)
+                self.report_now(data, outcome, took)
         elif kind == DAEMON:
             if data.id:
-                self._report(data, outcome)
+                self._report(data, outcome, took)
             elif outcome == "SUCCESS":
-                self.pending_success(data.generation)
+                self.pending_success(data.generation, took)
             else:
                 # A FAILURE may trip the protector: the caller's next call must see it. An
                 # IGNORED is rare (the call was interrupted) and the daemon counts it.
-                self.report_now(data.generation, outcome)
+                self.report_now(data.generation, outcome, took)
         elif kind == LOCAL:
             with self._local_lock:
                 self.local.report(data, outcome, time.monotonic())
@@ -410,7 +433,7 @@ class Runtime:
             return outcome == "SUCCESS" and not data.id
         return True
 
-    def _report(self, permit: types_pb2.Permit, outcome: str) -> None:
+    def _report(self, permit: types_pb2.Permit, outcome: str, took: Optional[float] = None) -> None:
         conn = self.conn
         # Outcomes of calls that ended before this one go first.
         self.flush()
@@ -418,6 +441,8 @@ class Runtime:
             self.batch_lost(1, "the link to the daemon is down")
             return
         request = protector_pb2.ReportRequest(name=self.name, permit=permit, outcome=OUTCOMES[outcome])
+        if took is not None:
+            request.duration.CopyFrom(duration_of_seconds(took))
         try:
             r = conn.ask(lambda replica, left: replica.protectors.Report(request, timeout=left()), REQUEST_TIMEOUT)
         except grpc.RpcError as e:
@@ -432,9 +457,21 @@ class Runtime:
 
     # -- pending successes (CLOSED calls, cached or not) and immediate failures ------------
 
-    def pending_success(self, gen: int) -> None:
+    def pending_success(self, gen: int, took: Optional[float] = None) -> None:
         # Keyed by the link's outages too: see _take.
-        self.count_success((gen, self.conn.link.downs))
+        key = (gen, self.conn.link.downs)
+        slow = self.slow_call
+        if slow and took is not None and took >= slow:
+            with self._lock:
+                full = len(self._slow_pend) >= MAX_SLOW_PENDING
+                if not full:
+                    self._slow_pend.append((key, took))
+            if full:
+                self.batch_lost(1, "too many slow calls wait for the batcher")
+            else:
+                self.conn.wake(self)
+            return
+        self.count_success(key)
 
     def count_success(self, key: tuple[int, int]) -> None:
         """Counts one success under `key` for the batcher (the decorator inlines this)."""
@@ -443,8 +480,9 @@ class Runtime:
             self._pend_woken = True
             self.conn.wake(self)
 
-    def _take(self) -> list[tuple[int, int]]:
-        """The pending successes as (generation, count), oldest first.
+    def _take(self) -> list[tuple[int, int, list[float]]]:
+        """The pending successes as (generation, count, slow ones' durations), oldest
+        first.
 
         Successes still pending when the link to the daemon went down are dropped (counted
         in reports_lost): whoever answers next may be a daemon that restarted without its
@@ -460,6 +498,7 @@ class Runtime:
             n = len(pend)
             taken = pend[:n]
             del pend[:n]
+            slow, self._slow_pend = self._slow_pend, []
         counts: dict[tuple[int, int], int] = {}
         if n:
             first = taken[0]
@@ -472,10 +511,33 @@ class Runtime:
                     counts[key] = counts.get(key, 0) + 1
         downs = self.conn.link.downs
         items = list(counts.items())
-        lost = sum(c for (_, d), c in items if d != downs)
+        lost = sum(c for (_, d), c in items if d != downs) + sum(1 for (_, d), _ in slow if d != downs)
         if lost:
             self.batch_lost(lost, "the link to the daemon went down after these calls")
-        return [(g, c) for (g, d), c in items if d == downs]
+        by_generation: dict[int, tuple[int, list[float]]] = {}
+        for (g, d), c in items:
+            if d == downs:
+                count, durations = by_generation.get(g, (0, []))
+                by_generation[g] = (count + c, durations)
+        for (g, d), took in slow:
+            if d == downs:
+                by_generation.setdefault(g, (0, []))[1].append(took)
+        return [(g, c, durations) for g, (c, durations) in by_generation.items()]
+
+    def _batch(self, gen: int, successes: int, slow: list[float], last: Optional[tuple[str, Optional[float]]] = None):
+        """One OutcomeBatch: the counted successes, each slow one listed with its
+        duration, then `last` (an outcome and its duration, if measured)."""
+        batch = protector_pb2.OutcomeBatch(name=self.name, generation=gen, successes=successes)
+        for took in slow:
+            batch.outcomes.append(types_pb2.OUTCOME_SUCCESS)
+            batch.durations.append(duration_of_seconds(took))
+        if last is not None:
+            outcome, took = last
+            batch.outcomes.append(OUTCOMES[outcome])
+            # Durations go by position: every outcome before this one has its own.
+            if took is not None and self.slow_call:
+                batch.durations.append(duration_of_seconds(took))
+        return batch
 
     def life_ends(self, revision: int) -> None:
         """The protector was created or deleted at `revision`: successes still pending belong
@@ -489,23 +551,23 @@ class Runtime:
             self._life = revision
             # As in _take: exactly the successes read are removed; later appends stay.
             pend = self._pend
-            lost = len(pend)
-            del pend[:lost]
+            lost = len(pend) + len(self._slow_pend)
+            del pend[: len(pend)]
+            self._slow_pend = []
         if lost:
             self.batch_lost(lost, "the protector was deleted or created again after these calls")
 
     def take_pending(self) -> list[protector_pb2.OutcomeBatch]:
-        return [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in self._take()]
+        return [self._batch(g, n, slow) for g, n, slow in self._take()]
 
-    def report_now(self, gen: int, outcome: str) -> None:
+    def report_now(self, gen: int, outcome: str, took: Optional[float] = None) -> None:
         """Sends this protector's pending successes, then `outcome`, and applies the answer."""
         with self.conn.sending:
             items = self._take()
-            batches = [protector_pb2.OutcomeBatch(name=self.name, generation=g, successes=n) for g, n in items if g != gen]
-            own = sum(n for g, n in items if g == gen)
-            batches.append(
-                protector_pb2.OutcomeBatch(name=self.name, generation=gen, successes=own, outcomes=[OUTCOMES[outcome]])
-            )
+            batches = [self._batch(g, n, slow) for g, n, slow in items if g != gen]
+            own = [(n, slow) for g, n, slow in items if g == gen]
+            n, slow = own[0] if own else (0, [])
+            batches.append(self._batch(gen, n, slow, (outcome, took)))
             self.conn.report_batch([self] * len(batches), batches)
 
     def apply_batch_result(self, result: protector_pb2.OutcomeBatchResult, revision: int) -> None:

@@ -94,6 +94,7 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
     kind = event.WhichOneof("event")
     if kind == "snapshot":
         p = event.snapshot
+        rt.learn_policy(p.policy)
         state["seen"] = True
         # After a RESYNC the snapshot is the truth, whatever revisions came before (the
         # daemon may have started a new history with smaller ones).
@@ -103,6 +104,7 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
         return resume, epoch
     if kind == "created":
         p = event.created
+        rt.learn_policy(p.policy)
         # This process's own answers (its EnsureProtector, a transition it caused) may be
         # ahead of the stream: then the creation is old news, not a new life to start over
         # from. (A new history comes after a RESYNC, which resets the notifier.)
@@ -111,6 +113,8 @@ def _apply(rt, event, started_from, resume, epoch, state, now):
         notifier.snapshot(STATUS_NAMES[p.status], p.generation, revision, fresh)
         rt.set_view(p.status, p.generation, p.override.kind in (0, 1), revision, force=fresh)
         rt.ensured = True
+    elif kind == "policy_updated":
+        rt.learn_policy(event.policy_updated.policy)
     elif kind == "status_changed":
         rt.apply_transition(event.status_changed.transition, revision)
     elif kind == "deleted":

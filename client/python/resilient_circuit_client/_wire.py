@@ -58,7 +58,19 @@ def policy(
     success_limit: Optional[LimitLike],
     trial_permits: Optional[int],
     permit_ttl: Optional[timedelta],
+    window_duration: Optional[timedelta] = None,
+    minimum_calls: Optional[int] = None,
+    consecutive_failures: int = 0,
+    slow_call_duration: Optional[timedelta] = None,
+    slow_call_limit: Optional[LimitLike] = None,
+    cooldown_multiplier: Optional[float] = None,
+    max_cooldown: Optional[timedelta] = None,
+    shadow: bool = False,
+    history_size: int = 0,
 ) -> types_pb2.Policy:
+    """The wire policy. The optional rules of proto/SEMANTICS.md section 2a are off unless
+    given; their ranges are checked here too, so a bad value fails at construction,
+    naming its argument, rather than at the first call (the daemon checks them again)."""
     f = limit_of(failure_limit, "failure_limit")
     p = types_pb2.Policy(
         cooldown=duration(cooldown, "cooldown"),
@@ -74,7 +86,85 @@ def policy(
         p.trial_permits = trial_permits
     if permit_ttl is not None:
         p.permit_ttl.CopyFrom(duration(permit_ttl, "permit_ttl"))
+    _rules(
+        p,
+        cooldown=cooldown,
+        window_duration=window_duration,
+        minimum_calls=minimum_calls,
+        consecutive_failures=consecutive_failures,
+        slow_call_duration=slow_call_duration,
+        slow_call_limit=slow_call_limit,
+        cooldown_multiplier=cooldown_multiplier,
+        max_cooldown=max_cooldown,
+        shadow=shadow,
+        history_size=history_size,
+    )
     return p
+
+
+def _within(value: timedelta, low: timedelta, high: timedelta, field: str, range_text: str) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"`{field}` must be {range_text}, got {value}")
+
+
+def _rules(p: types_pb2.Policy, *, cooldown: timedelta, **rules) -> None:
+    """Sets the optional rules on `p` (see `policy`), in the semantics' table order."""
+    window = rules["window_duration"]
+    if window is not None:
+        _within(window, timedelta(seconds=1), timedelta(hours=1), "window_duration", "1s to 1h")
+        p.window_duration.CopyFrom(duration(window, "window_duration"))
+    minimum = rules["minimum_calls"]
+    if minimum is not None:
+        if window is None:
+            raise ValueError("`minimum_calls` needs `window_duration`")
+        if not 1 <= minimum <= 1_000_000:
+            raise ValueError(f"`minimum_calls` must be 1 to 1000000, got {minimum}")
+        p.minimum_calls = minimum
+    streak = rules["consecutive_failures"]
+    if not 0 <= streak <= 10_000:
+        raise ValueError(f"`consecutive_failures` must be 0 to 10000, got {streak}")
+    p.consecutive_failures = streak
+    slow, slow_limit = rules["slow_call_duration"], rules["slow_call_limit"]
+    if (slow is None) != (slow_limit is None):
+        raise ValueError("`slow_call_duration` and `slow_call_limit` go together: set both or neither")
+    if slow is not None:
+        _within(slow, timedelta(milliseconds=1), timedelta(hours=1), "slow_call_duration", "1ms to 1h")
+        p.slow_call_duration.CopyFrom(duration(slow, "slow_call_duration"))
+        s = limit_of(slow_limit, "slow_call_limit")
+        p.slow_call_limit.CopyFrom(types_pb2.Fraction(numerator=s.numerator, denominator=s.denominator))
+    multiplier = rules["cooldown_multiplier"]
+    if multiplier is not None:
+        if not 1.0 <= float(multiplier) <= 100.0:
+            raise ValueError(f"`cooldown_multiplier` must be 1 to 100, got {multiplier}")
+        # 1 is the default, and the daemon sends it back unset.
+        if float(multiplier) != 1.0:
+            p.cooldown_multiplier = float(multiplier)
+    cap = rules["max_cooldown"]
+    if cap is not None:
+        _within(cap, max(cooldown, timedelta(milliseconds=1)), timedelta(days=30), "max_cooldown",
+                "at least `cooldown` (and 1ms), at most 30 days")
+        p.max_cooldown.CopyFrom(duration(cap, "max_cooldown"))
+    p.shadow = bool(rules["shadow"])
+    history = rules["history_size"]
+    if not 0 <= history <= 1_000_000:
+        raise ValueError(f"`history_size` must be 0 to 1000000, got {history}")
+    p.history_size = history
+
+
+def slow_call_seconds(p: types_pb2.Policy) -> float:
+    """The policy's slow-call threshold in seconds, or 0.0 when it has no slow-call rule."""
+    if p.HasField("slow_call_duration") and p.HasField("slow_call_limit"):
+        return max(p.slow_call_duration.ToNanoseconds() / 1e9, 1e-9)
+    return 0.0
+
+
+def duration_of_seconds(seconds: float):
+    """A call's measured duration (seconds, from `time.perf_counter`) on the wire."""
+    from google.protobuf import duration_pb2
+
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(max(0, int(seconds * 1e9)))
+    return d
 
 
 def machine_settings(p: types_pb2.Policy) -> dict:

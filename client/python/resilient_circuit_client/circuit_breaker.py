@@ -18,6 +18,13 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
   `_protector`); False asks the daemon for every call.
 - `trial_permits`, `permit_ttl`: the daemon's HALF_OPEN settings (proto/SEMANTICS.md).
 - `watch_staleness`: the cached mode's freshness bound; when unset, `admission_refresh_interval`.
+- The optional rules of proto/SEMANTICS.md section 2a, each off unless given (checked
+  here, so a bad value fails at construction naming its argument): `window_duration`
+  (timedelta, 1 s to 1 h) with `minimum_calls`, `consecutive_failures`,
+  `slow_call_duration` (timedelta) with `slow_call_limit` (a Fraction or an (n, d) pair),
+  `cooldown_multiplier` (1 to 100) with `max_cooldown`, `shadow`, `history_size`. Every
+  call's duration is measured and sent with its outcome (see `_protector`), so the
+  slow-call rule and the daemon's what-if history see it.
 
 The 0.8.x line's arguments (see `_compat`): `storage` is accepted and superseded (one
 warning per process), `namespace` becomes the name prefix `namespace/`, and
@@ -52,6 +59,7 @@ import inspect
 import time
 import uuid
 from datetime import timedelta
+from time import perf_counter
 from fractions import Fraction
 from typing import Callable, Optional, Sequence, Union
 
@@ -68,6 +76,11 @@ from .status_enum import CircuitStatus
 from .storage import CircuitBreakerStorage, create_storage, warn_superseded
 
 FALLBACKS = ("deny", "allow", "local")
+
+
+def _took(start: Optional[float]) -> Optional[float]:
+    """Seconds since `start` (a `perf_counter` reading), or None when not measured."""
+    return None if start is None else perf_counter() - start
 
 
 def _status(wire: int) -> Optional[CircuitStatus]:
@@ -112,6 +125,15 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         tls_cert: Optional[PemSource] = None,
         tls_key: Optional[PemSource] = None,
         token: Optional[str] = None,
+        window_duration: Optional[timedelta] = None,
+        minimum_calls: Optional[int] = None,
+        consecutive_failures: int = 0,
+        slow_call_duration: Optional[timedelta] = None,
+        slow_call_limit: Optional[LimitLike] = None,
+        cooldown_multiplier: Optional[float] = None,
+        max_cooldown: Optional[timedelta] = None,
+        shadow: bool = False,
+        history_size: int = 0,
     ) -> None:
         from ._connection import resolve_address, resolve_tls, resolve_token
 
@@ -142,6 +164,15 @@ class CircuitProtectorPolicy(ProtectionPolicy):
                 success_limit=success_limit,
                 trial_permits=trial_permits,
                 permit_ttl=permit_ttl,
+                window_duration=window_duration,
+                minimum_calls=minimum_calls,
+                consecutive_failures=consecutive_failures,
+                slow_call_duration=slow_call_duration,
+                slow_call_limit=slow_call_limit,
+                cooldown_multiplier=cooldown_multiplier,
+                max_cooldown=max_cooldown,
+                shadow=shadow,
+                history_size=history_size,
             ),
             fallback=fallback,
             cached=cached,
@@ -259,26 +290,32 @@ class CircuitProtectorPolicy(ProtectionPolicy):
             key = rt._fast_key
             if key is not None and monotonic() < rt._fresh_until:
                 rt.cache_decisions += 1
+                # The clock is read on the fast path only while the daemon's policy
+                # judges durations (a slow-call rule).
+                start = perf_counter() if rt.slow_call else None
                 try:
                     result = func(*args, **kwargs)
                 except BaseException as error:
-                    rt.resolve((CACHED, key[0]), outcome_of(error))
+                    rt.resolve((CACHED, key[0]), outcome_of(error), _took(start))
                     raise
-                if result is None or result_outcome(result) == "SUCCESS":
+                if start is not None and (result is None or result_outcome(result) == "SUCCESS"):
+                    rt.pending_success(key[0], _took(start))
+                elif result is None or result_outcome(result) == "SUCCESS":
                     rt._pend.append(key)
                     if not rt._pend_woken:
                         rt._pend_woken = True
                         rt.conn.wake(rt)
                 else:
-                    rt.resolve((CACHED, key[0]), "FAILURE")
+                    rt.resolve((CACHED, key[0]), "FAILURE", _took(start))
                 return result
             ticket = rt.acquire()
+            start = perf_counter()
             try:
                 result = func(*args, **kwargs)
             except BaseException as error:
-                rt.resolve(ticket, outcome_of(error))
+                rt.resolve(ticket, outcome_of(error), perf_counter() - start)
                 raise
-            rt.resolve(ticket, result_outcome(result))
+            rt.resolve(ticket, result_outcome(result), perf_counter() - start)
             return result
 
         return decorated

@@ -65,6 +65,16 @@
 //!   the daemon's window up to 50 ms late, so it cannot dilute a trip that happens
 //!   meanwhile, as a unary report could have.
 //!
+//!
+//! Slow calls. When the daemon's policy has a slow-call rule (`slow_call_duration`,
+//! learned from the ensure answer, snapshots, CREATED and POLICY_UPDATED events), a local
+//! permit remembers when it was handed out, and a SUCCESS at or above that duration is
+//! not counted: it is queued with its duration and sent in the next batch's `outcomes`
+//! (OutcomeBatch.durations), so `successes` only counts calls that were not slow, as the
+//! daemon's rule needs. A FAILURE carries its duration too. Without the rule no clock is
+//! read on the cached path. At most [`MAX_SLOW_PENDING`] slow successes wait for a flush;
+//! past that they are dropped and counted as lost (`batched_lost`).
+//!
 //! [`ClientStats::batched_stale`]: crate::ClientStats::batched_stale
 //! [`ClientStats::batched_lost`]: crate::ClientStats::batched_lost
 
@@ -87,6 +97,8 @@ pub const DEFAULT_CACHED_STALENESS: Duration = Duration::from_secs(2);
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Pending successes that trigger a flush before the interval ends.
 pub const FLUSH_AT: u64 = 1_000;
+/// Slow successes (each listed with its duration) waiting for a flush, at most.
+pub const MAX_SLOW_PENDING: usize = 10_000;
 
 const MODE_BITS: u32 = 2;
 const MODE_MASK: u64 = (1 << MODE_BITS) - 1;
@@ -178,6 +190,11 @@ pub(crate) struct Cache {
     pub(crate) sending: tokio::sync::Mutex<()>,
     model: Mutex<Model>,
     flush_now: tokio::sync::Notify,
+    /// The daemon's `slow_call_duration` in nanoseconds; 0 while its policy has no
+    /// slow-call rule (or is not known yet).
+    slow_call_nanos: AtomicU64,
+    /// Slow successes waiting for a flush: (generation, duration), oldest first.
+    slow: Mutex<Vec<(u64, Duration)>>,
 }
 
 /// Whether an override holds: unless the daemon says NONE, the daemon decides.
@@ -230,6 +247,54 @@ impl Cache {
             sending: tokio::sync::Mutex::new(()),
             model: Mutex::new(Model::default()),
             flush_now: tokio::sync::Notify::new(),
+            slow_call_nanos: AtomicU64::new(0),
+            slow: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The daemon's slow-call threshold, when its policy has a slow-call rule: a local
+    /// permit then measures its call.
+    #[inline]
+    pub(crate) fn slow_call_duration(&self) -> Option<Duration> {
+        match self.slow_call_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    /// Takes in the daemon's policy (from an answer or an event): only its slow-call rule
+    /// matters here.
+    pub(crate) fn learn_policy(&self, policy: Option<&v1::Policy>) {
+        let Some(policy) = policy else { return };
+        let slow = policy
+            .slow_call_duration
+            .as_ref()
+            .filter(|_| policy.slow_call_limit.is_some())
+            .and_then(|d| convert::std_duration(d).ok())
+            .map_or(0, |d| nanos(d).max(1));
+        self.slow_call_nanos.store(slow, Ordering::Relaxed);
+    }
+
+    /// A SUCCESS of a permit admitted in `generation` that took `duration`: counted, or,
+    /// when slow under the daemon's rule, queued with its duration. `false` when the queue
+    /// is full and the outcome is dropped.
+    pub(crate) fn success_timed(&self, generation: u64, duration: Option<Duration>) -> bool {
+        match (self.slow_call_duration(), duration) {
+            (Some(slow), Some(took)) if took >= slow => {
+                let mut queue = lock(&self.slow);
+                if queue.len() >= MAX_SLOW_PENDING {
+                    return false;
+                }
+                queue.push((generation, took));
+                if queue.len().is_multiple_of(FLUSH_AT as usize) {
+                    self.flush_now.notify_one();
+                }
+                true
+            }
+            _ => {
+                self.success(generation);
+                true
+            }
         }
     }
 
@@ -334,6 +399,7 @@ impl Cache {
     /// A protector's whole state, from an answer or a CREATED event. `created`: a new
     /// life, whose generations restart.
     pub(crate) fn snapshot(&self, p: &v1::Protector, created: bool) {
+        self.learn_policy(p.policy.as_ref());
         self.update(|m| {
             if created {
                 // Just created, its last change is its creation.
@@ -464,7 +530,8 @@ impl Cache {
         let generation = t.generation;
         let mut taken = std::mem::take(&mut t.older);
         add(&mut taken, generation, counted);
-        taken
+        drop(t);
+        let mut batches: Vec<v1::OutcomeBatch> = taken
             .into_iter()
             .map(|(generation, successes)| v1::OutcomeBatch {
                 durations: Vec::new(),
@@ -473,7 +540,29 @@ impl Cache {
                 successes,
                 outcomes: Vec::new(),
             })
-            .collect()
+            .collect();
+        // Each slow success is listed with its duration, in its generation's batch.
+        let slow = std::mem::take(&mut *lock(&self.slow));
+        for (generation, took) in slow {
+            let at = match batches.iter().position(|b| b.generation == generation) {
+                Some(at) => at,
+                None => {
+                    batches.push(v1::OutcomeBatch {
+                        durations: Vec::new(),
+                        name: name.to_owned(),
+                        generation,
+                        successes: 0,
+                        outcomes: Vec::new(),
+                    });
+                    batches.len() - 1
+                }
+            };
+            let b = &mut batches[at];
+            b.outcomes.push(v1::Outcome::Success as i32);
+            b.durations.push(convert::duration(took));
+        }
+        batches.sort_by_key(|b| b.generation);
+        batches
     }
 
     /// How many decisions this cache took (see `Protector::decisions`).
@@ -502,6 +591,7 @@ impl Follower for Cache {
         self.heard();
         match &event.event {
             Some(Event::Snapshot(p)) => self.update(|m| {
+                self.learn_policy(p.policy.as_ref());
                 if started_from.is_none() && m.snapshot.is_none() {
                     // The first message of a stream opened without a resume.
                     m.snapshot = Some(None);
@@ -511,6 +601,7 @@ impl Follower for Cache {
                 }
             }),
             Some(Event::Created(p)) => self.snapshot(p, true),
+            Some(Event::PolicyUpdated(u)) => self.learn_policy(u.policy.as_ref()),
             Some(Event::StatusChanged(sc)) => {
                 if let Some(t) = sc.transition.as_ref().and_then(|t| convert::transition(t).ok()) {
                     self.transition(&t);
@@ -529,13 +620,22 @@ impl Follower for Cache {
                 }
                 self.synced(synced.epoch)
             }
-            Some(Event::Progress(_) | Event::PolicyUpdated(_)) | None => {}
+            Some(Event::Progress(_)) | None => {}
         }
     }
 
     fn interrupted(&self) {
         self.unsynced();
     }
+}
+
+/// The outcome a report sends after the pending successes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Last {
+    pub(crate) generation: u64,
+    pub(crate) outcome: Outcome,
+    /// How long the call took, when measured.
+    pub(crate) duration: Option<Duration>,
 }
 
 /// What a cached protector's reports need.
@@ -548,9 +648,10 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    /// Sends the pending successes and, if given, one more outcome of `generation`.
-    /// Answers the result of the last batch, when the daemon answered it.
-    pub(crate) async fn send(&self, last: Option<(u64, Outcome)>) -> Option<v1::OutcomeBatchResult> {
+    /// Sends the pending successes and, if given, one more outcome of `generation`, with
+    /// its duration when the call was measured. Answers the result of the last batch,
+    /// when the daemon answered it.
+    pub(crate) async fn send(&self, last: Option<Last>) -> Option<v1::OutcomeBatchResult> {
         let _sending = self.cache.sending.lock().await;
         let stats = &self.connection.stats;
         let dropped = self.cache.dropped.swap(0, Ordering::Relaxed);
@@ -559,18 +660,32 @@ impl Reporter {
             tracing::warn!(name = %self.name, outcomes = dropped, "successes of a life of the protector that ended (deleted, or created again) are dropped");
         }
         let mut batches = self.cache.take(&self.name);
-        if let Some((generation, outcome)) = last {
+        if let Some(Last {
+            generation,
+            outcome,
+            duration,
+        }) = last
+        {
             let outcome = v1::Outcome::from(outcome) as i32;
-            match batches.last_mut().filter(|b| b.generation == generation) {
-                Some(b) => b.outcomes.push(outcome),
-                None => batches.push(v1::OutcomeBatch {
-                    durations: Vec::new(),
-                    name: self.name.clone(),
-                    generation,
-                    successes: 0,
-                    outcomes: vec![outcome],
-                }),
+            let b = match batches.last_mut().filter(|b| b.generation == generation) {
+                Some(b) => b,
+                None => {
+                    batches.push(v1::OutcomeBatch {
+                        durations: Vec::new(),
+                        name: self.name.clone(),
+                        generation,
+                        successes: 0,
+                        outcomes: Vec::new(),
+                    });
+                    batches.last_mut().expect("just pushed")
+                }
+            };
+            // Durations go by position: only when every outcome listed before has one
+            // (they are all slow successes, each with its duration).
+            if let Some(d) = duration.filter(|_| b.durations.len() == b.outcomes.len()) {
+                b.durations.push(convert::duration(d));
             }
+            b.outcomes.push(outcome);
         }
         if batches.is_empty() {
             return None;

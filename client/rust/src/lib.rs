@@ -90,4 +90,7 @@ pub use client::{Client, ClientBuilder, ClientStats, Transport};
 pub use error::{CallError, Error, Rejection};
 pub use protector::{CallPermit, Decisions, Fallback, Protector, ProtectorBuilder, Resolved, StatusChange};
 pub use resilient_circuit_breaker::{DecisionReason, TransitionReason};
+/// The optional rules of a policy (proto/SEMANTICS.md section 2a): build with
+/// [`ProtectorPolicy::try_with`]`(spec, Rules { .. })`.
+pub use resilient_circuit_breaker::{InvalidRules, Multiplier, PolicyError, Rules};
 pub use resilient_circuit_breaker::{Outcome, Policy as ProtectorPolicy, PolicySpec, Status};

@@ -277,9 +277,10 @@ impl Replica {
         name: &str,
         permit: v1::Permit,
         outcome: Outcome,
+        duration: Option<Duration>,
     ) -> Result<v1::ReportResponse, tonic::Status> {
         let request = |permit| v1::ReportRequest {
-            duration: None,
+            duration: duration.map(resilient_circuit_api::convert::duration),
             name: name.to_owned(),
             permit: Some(permit),
             outcome: v1::Outcome::from(outcome) as i32,

@@ -133,6 +133,10 @@ pub(super) struct FileProtector {
     pub(super) shadow: bool,
     #[serde(default)]
     pub(super) history_size: u32,
+    /// Marked for deletion: never created, and deleted by a SIGHUP reload if it exists
+    /// (its other keys stay, checked as usual, so marking is adding one line).
+    #[serde(default)]
+    pub(super) delete: bool,
 }
 
 impl FileProtector {

@@ -311,6 +311,7 @@ impl Layers<'_> {
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
             protector_rules,
+            config_file: self.file.map(|(path, _)| path.to_owned()),
             store,
             cluster,
             tls: self.tls()?,
@@ -612,7 +613,7 @@ fn name_len(p: Picked<usize>) -> Result<usize, ConfigError> {
     Ok(p.value)
 }
 
-fn protectors(
+pub(super) fn protectors(
     path: &Path,
     entries: &[FileProtector],
     limits: &Limits,
@@ -665,6 +666,10 @@ fn protectors(
                 name,
                 error,
             });
+        }
+        // A marked entry is checked like the others, and then only deleted (config/reload.rs).
+        if entry.delete {
+            continue;
         }
         if rules != Rules::default() {
             rules_out.insert(name.clone(), rules);

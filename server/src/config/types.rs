@@ -53,6 +53,9 @@ pub struct Config {
     /// any, by name. Kept beside them rather than in [`ProtectorConfig`], so that code
     /// building a `ProtectorConfig` field by field keeps compiling.
     pub protector_rules: BTreeMap<String, Rules>,
+    /// The `--config` file, whose `[[protectors]]` a SIGHUP applies again
+    /// (config/reload.rs); `None` without one.
+    pub config_file: Option<std::path::PathBuf>,
     /// Durable state. `None` keeps everything in memory: the library's default, so
     /// tests and embedders opt in. The `circuitd` binary defaults to `./data`.
     pub store: Option<StoreSettings>,
@@ -241,6 +244,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
             protector_rules: BTreeMap::new(),
+            config_file: None,
             store: None,
             cluster: None,
             tls: None,

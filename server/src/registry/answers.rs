@@ -2,7 +2,7 @@
 //! revision it reflects.
 
 use resilient_circuit_api::{convert, v1};
-use resilient_circuit_breaker::{Decision, Protector, Status, Transition};
+use resilient_circuit_breaker::{Decision, Protector, Replay, Status, Time, Transition};
 
 /// A protector as read: its name, state and the revision of its last change.
 #[derive(Debug, Clone)]
@@ -86,5 +86,20 @@ pub struct BatchReported {
     /// The first transition the batch caused, if any.
     pub transition: Option<Transition>,
     /// The revision the answer reflects.
+    pub revision: u64,
+}
+
+/// The answer to [`Registry::simulate`](super::Registry::simulate).
+#[derive(Debug, Clone)]
+pub struct Simulated {
+    /// Calls replayed: the history's entries.
+    pub calls: u64,
+    /// The instants of the first and the last call replayed; `None` when there was none.
+    pub span: Option<(Time, Time)>,
+    /// The candidate policy's replay.
+    pub candidate: Replay,
+    /// The current policy's replay of the same calls.
+    pub current: Replay,
+    /// The daemon-wide revision the history reflects at least.
     pub revision: u64,
 }

@@ -41,6 +41,7 @@ mod persist;
 mod read;
 mod release;
 mod replica;
+mod simulate;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -68,7 +69,7 @@ use crate::sequencer::{Committed, EventFn, Sequencer};
 use crate::store::Journal;
 use crate::watch::Watchers;
 
-pub use answers::{Acquired, BatchReported, Ensured, Reported, View};
+pub use answers::{Acquired, BatchReported, Ensured, Reported, Simulated, View};
 pub use creators::Creator;
 pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 

@@ -1,64 +1,17 @@
 //! `AdminService`, the control plane: thin, like the data plane.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, admin_service_server::AdminService};
 use resilient_circuit_breaker::policy::MAX_COOLDOWN;
 use tonic::{Request, Response, Status};
 
+use super::audit::{Origin, audit};
 use super::{AdminApi, MIN_OVERRIDE, forward};
-use crate::auth;
 use crate::cluster::Role;
 use crate::error::Error;
 use crate::validate;
-
-/// Who asked for a change: its identity (`auth::Identity`: the token's or certificate
-/// table's name, or the client's IP address with the API open), the client's address
-/// and, for a call a follower forwarded, the follower's (`via`). A forwarded call is
-/// authenticated again here, on its caller's own token, so with a token the identity is
-/// the caller's, never the follower's.
-#[derive(Debug, Clone)]
-struct Origin {
-    identity: Option<Arc<str>>,
-    peer: Option<SocketAddr>,
-    via: Option<SocketAddr>,
-}
-
-impl Origin {
-    fn of<T>(request: &Request<T>) -> Origin {
-        let remote = request.remote_addr();
-        let identity = request
-            .extensions()
-            .get::<auth::Identity>()
-            .map(|i| Arc::clone(&i.name));
-        match forward::forwarded_for(request.metadata()) {
-            Some(client) => Origin {
-                identity,
-                peer: Some(client),
-                via: remote,
-            },
-            None => Origin {
-                identity,
-                peer: remote,
-                via: None,
-            },
-        }
-    }
-}
-
-/// One line per control-plane change on the `circuitd::audit` target: who asked (the
-/// token's name, the peer's address, and the follower it came through), what, and the
-/// revision. It is
-/// written once the change is durable and before the answer leaves, so the log never
-/// shows a change the daemon could lose, nor misses one it acknowledged. Route it apart
-/// with `RUST_LOG=circuitd::audit=info`.
-fn audit(origin: Origin, rpc: &str, name: &str, detail: impl std::fmt::Debug, revision: u64) {
-    let Origin { identity, peer, via } = origin;
-    let identity = identity.as_deref().unwrap_or("anonymous");
-    tracing::info!(target: "circuitd::audit", rpc, name, identity, peer = ?peer, via = ?via, detail = ?detail, revision, "admin change");
-}
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
@@ -189,8 +142,27 @@ impl AdminService for AdminApi {
 
     async fn simulate_policy(
         &self,
-        _request: Request<v1::SimulatePolicyRequest>,
+        request: Request<v1::SimulatePolicyRequest>,
     ) -> Result<Response<v1::SimulatePolicyResponse>, Status> {
-        Err(Status::unimplemented("SimulatePolicy is not served yet"))
+        // The leader alone keeps histories (a follower's protectors have none).
+        forward!(self.0, request, admin.simulate_policy);
+        let req = request.into_inner();
+        let name = self.0.name("name", req.name)?;
+        let candidate = validate::policy("policy", req.policy.as_ref())?;
+        let done = self.0.registry().simulate(&name, candidate).await?;
+        let simulation = |r: resilient_circuit_breaker::Replay| v1::Simulation {
+            transitions: r.transitions.into_iter().map(Into::into).collect(),
+            admitted: r.admitted,
+            rejected: r.rejected,
+        };
+        Ok(Response::new(v1::SimulatePolicyResponse {
+            calls: done.calls,
+            first_at: done.span.map(|(first, _)| convert::timestamp(first)),
+            last_at: done.span.map(|(_, last)| convert::timestamp(last)),
+            candidate: Some(simulation(done.candidate)),
+            current: Some(simulation(done.current)),
+            policy: Some((&candidate).into()),
+            revision: done.revision,
+        }))
     }
 }

@@ -35,6 +35,7 @@ macro_rules! forward {
 }
 
 mod admin;
+pub(crate) mod audit;
 pub mod forward;
 mod session;
 

@@ -1,5 +1,6 @@
 //! What circuitctl's test files share besides the daemon harness (`support`): the
-//! command pointed at a daemon, and running it with an expected exit code.
+//! command pointed at a daemon, running it with an expected exit code, and reading a row
+//! of a field/value table.
 //!
 //! Every test file declares `mod cli;`.
 
@@ -32,4 +33,17 @@ pub fn run(cmd: &mut Command, code: i32) -> (String, String) {
         "exit status\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     (stdout, stderr)
+}
+
+/// The value of the `key` row of a field/value table.
+#[track_caller]
+#[allow(dead_code)] // Not every test file reads tables.
+pub fn field<'a>(table: &'a str, key: &str) -> &'a str {
+    table
+        .lines()
+        .find_map(|line| {
+            let (k, v) = line.split_once("  ")?;
+            (k == key).then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {key:?} row in\n{table}"))
 }

@@ -1,9 +1,12 @@
 //! [`CallPermit`]: an admitted call, to resolve with its outcome.
 
+use std::time::{Duration, Instant};
+
 use resilient_circuit_api::v1;
 use resilient_circuit_breaker::{self as breaker, Outcome, Status};
 
 use super::state::{Hold, Inner};
+use crate::cached::Last;
 use crate::transport::Stats;
 
 /// How a permit's report ended.
@@ -43,6 +46,12 @@ enum Remote {
 
 /// A call the protector admitted. Resolve it with the call's outcome; dropped
 /// unresolved, it reports IGNORED (which frees a trial slot and records nothing).
+///
+/// The call's duration (for the policy's slow-call rule, and the daemon's what-if
+/// history) is measured from the moment the permit was handed out to its
+/// [`resolve`](Self::resolve), unless the caller gives its own with
+/// [`resolve_timed`](Self::resolve_timed). A cached protector's local permit measures only
+/// while the daemon's policy has a slow-call rule (see [`crate::cached`]).
 #[must_use = "resolve the permit with success(), failure() or ignore(); dropping it reports IGNORED"]
 #[derive(Debug)]
 pub struct CallPermit {
@@ -50,6 +59,8 @@ pub struct CallPermit {
     /// Taken when reported, so `Drop` knows whether it still has to.
     grant: Option<Grant>,
     trial: bool,
+    /// When the permit was handed out, if its call is to be measured.
+    started: Option<Instant>,
 }
 
 impl CallPermit {
@@ -59,6 +70,7 @@ impl CallPermit {
             protector,
             trial,
             grant: Some(Grant::Daemon(permit)),
+            started: Some(Instant::now()),
         }
     }
 
@@ -67,14 +79,21 @@ impl CallPermit {
             protector,
             trial: permit.is_trial(),
             grant: Some(Grant::Local(permit)),
+            started: None,
         }
     }
 
     pub(super) fn cached(protector: Hold, generation: u64) -> CallPermit {
+        // The clock is read only when the daemon's policy judges durations.
+        let measured = protector
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.slow_call_duration().is_some());
         CallPermit {
             protector,
             trial: false,
             grant: Some(Grant::Cached(generation)),
+            started: measured.then(Instant::now),
         }
     }
 
@@ -83,6 +102,7 @@ impl CallPermit {
             protector,
             trial: false,
             grant: Some(Grant::Allowed),
+            started: None,
         }
     }
 
@@ -119,15 +139,33 @@ impl CallPermit {
     /// A cached protector's local permit: a SUCCESS (or IGNORED) resolves at once with
     /// `accepted` true and `status` `None` (it is queued for the next batch); a FAILURE
     /// is sent at once and answers like a unary report.
-    pub async fn resolve(mut self, outcome: Outcome) -> Resolved {
+    pub async fn resolve(self, outcome: Outcome) -> Resolved {
+        let measured = self.started.map(|t| t.elapsed());
+        self.report(outcome, measured).await
+    }
+
+    /// Reports how the call went, with how long it took as the caller measured it
+    /// (instead of the time since the permit was handed out).
+    pub async fn resolve_timed(self, outcome: Outcome, duration: Duration) -> Resolved {
+        self.report(outcome, Some(duration)).await
+    }
+
+    async fn report(mut self, outcome: Outcome, duration: Option<Duration>) -> Resolved {
         match self
             .grant
             .take()
-            .map(|g| report_in_process(&self.protector, g, outcome))
+            .map(|g| report_in_process(&self.protector, g, outcome, duration))
         {
-            Some(Err(Remote::Daemon(permit))) => report_to_daemon(&self.protector, permit, outcome).await,
+            Some(Err(Remote::Daemon(permit))) => {
+                report_to_daemon(&self.protector, permit, outcome, duration).await
+            }
             Some(Err(Remote::CachedFailure(generation))) => {
-                report_cached(&self.protector, generation, outcome).await
+                let last = Last {
+                    generation,
+                    outcome,
+                    duration: duration.filter(|_| self.started.is_some()),
+                };
+                report_cached(&self.protector, last).await
             }
             Some(Ok(resolved)) => resolved,
             None => Resolved::NOT_RECORDED,
@@ -154,14 +192,15 @@ impl Drop for CallPermit {
     fn drop(&mut self) {
         let Some(grant) = self.grant.take() else { return };
         // IGNORED of a cached permit needs no report, so only a daemon permit is left.
-        let Err(Remote::Daemon(permit)) = report_in_process(&self.protector, grant, Outcome::Ignored) else {
+        let Err(Remote::Daemon(permit)) = report_in_process(&self.protector, grant, Outcome::Ignored, None)
+        else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let protector = self.protector.clone();
                 runtime.spawn(async move {
-                    report_to_daemon(&protector, permit, Outcome::Ignored).await;
+                    report_to_daemon(&protector, permit, Outcome::Ignored, None).await;
                 });
             }
             Err(_) => lost(
@@ -179,17 +218,24 @@ fn lost(protector: &Inner, outcome: Outcome, why: &str) {
 }
 
 /// Reports what needs no I/O (a fallback's permit, a cached success); gives the rest back.
-fn report_in_process(protector: &Inner, grant: Grant, outcome: Outcome) -> Result<Resolved, Remote> {
+fn report_in_process(
+    protector: &Inner,
+    grant: Grant,
+    outcome: Outcome,
+    duration: Option<Duration>,
+) -> Result<Resolved, Remote> {
     match grant {
         Grant::Daemon(permit) => Err(Remote::Daemon(permit)),
         Grant::Cached(generation) => match (outcome, &protector.cache) {
             (Outcome::Failure, _) => Err(Remote::CachedFailure(generation)),
             (outcome, Some(cache)) => {
-                if outcome == Outcome::Success {
-                    cache.success(generation);
+                let queued = outcome != Outcome::Success || cache.success_timed(generation, duration);
+                if !queued {
+                    Stats::bump(&protector.connection.stats.batched_lost);
+                    tracing::warn!(name = %protector.name, "too many slow calls wait for a flush; one is dropped");
                 }
                 Ok(Resolved {
-                    accepted: true,
+                    accepted: queued,
                     status: None,
                 })
             }
@@ -209,7 +255,12 @@ fn report_in_process(protector: &Inner, grant: Grant, outcome: Outcome) -> Resul
     }
 }
 
-async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcome) -> Resolved {
+async fn report_to_daemon(
+    protector: &Inner,
+    permit: v1::Permit,
+    outcome: Outcome,
+    duration: Option<Duration>,
+) -> Resolved {
     let link = &protector.connection.link;
     // While the link is in its backoff period the report would only wait for nothing.
     if link.is_down() {
@@ -220,7 +271,7 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
     let connection = &protector.connection;
     match connection
         .ask(timeout, |replica| {
-            replica.report(&protector.name, permit, outcome)
+            replica.report(&protector.name, permit, outcome, duration)
         })
         .await
     {
@@ -242,11 +293,11 @@ async fn report_to_daemon(protector: &Inner, permit: v1::Permit, outcome: Outcom
 
 /// A cached permit's FAILURE: sent at once, after the pending successes, and its answer
 /// applied to the local state before this returns.
-async fn report_cached(protector: &Inner, generation: u64, outcome: Outcome) -> Resolved {
+async fn report_cached(protector: &Inner, last: Last) -> Resolved {
     let Some(reporter) = protector.reporter() else {
         return Resolved::NOT_RECORDED;
     };
-    match reporter.send(Some((generation, outcome))).await {
+    match reporter.send(Some(last)).await {
         Some(r) if r.error.is_none() => Resolved {
             accepted: r.stale == 0,
             status: Status::try_from(r.status()).ok(),

@@ -12,10 +12,22 @@ async fn replicas_agree_on_a_leader_and_the_harness_moves_it() {
     let mut replicas = Replicas::start(&etcd, 3, &[]).await;
     let first = replicas.leader().await;
 
-    // Every replica answers GetCluster for the whole cluster, the leader first.
-    let cluster = replicas.cluster(first).await.expect("GetCluster");
+    // Every replica answers GetCluster for the whole cluster, the leader first. A leader
+    // can be elected before it has read the other members' records from etcd: wait for
+    // the three, as a client would see them once the membership watch delivers.
+    let cluster = eventually(
+        async || {
+            let cluster = replicas.cluster(first).await.expect("GetCluster");
+            if cluster.replicas.len() == 3 {
+                Ok(cluster)
+            } else {
+                Err(cluster)
+            }
+        },
+        |cluster| format!("the leader never listed three replicas: {cluster:?}"),
+    )
+    .await;
     assert_eq!(cluster.prefix, replicas.prefix());
-    assert_eq!(cluster.replicas.len(), 3, "{cluster:?}");
     assert_eq!(cluster.replicas[0].role(), ReplicaRole::Leader);
     assert_eq!(replicas.index_of(&cluster.replicas[0].advertise), Some(first));
     assert!(

@@ -86,7 +86,12 @@ impl Daemon {
             .connect_timeout(DEADLINE)
             .connect()
             .await
-            .expect("connect to the daemon")
+            .unwrap_or_else(|e| {
+                // A serve that ended at start (recovery refused the data dir, say) drops
+                // the listener: say so, since a reset connection alone does not.
+                let ended = self.task.as_ref().is_some_and(|t| t.is_finished());
+                panic!("connect to the daemon: {e:?} (its serve task has ended: {ended})")
+            })
     }
 
     /// A new connection whose per-stream receive window is tiny (1 KiB, not adaptive),

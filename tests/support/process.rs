@@ -338,6 +338,17 @@ impl Circuitd {
     /// SIGSTOP: the process freezes where it is, its sockets open but unanswered.
     pub fn freeze(&self) {
         self.signal("-STOP");
+        // kill(2) only queues the stop: wait until every thread has stopped, so that
+        // nothing sent after freeze() can be answered before thaw().
+        let until = std::time::Instant::now() + crate::DEADLINE;
+        while !stopped_all(self.pid()) {
+            assert!(
+                std::time::Instant::now() < until,
+                "circuitd (pid {}) did not stop on SIGSTOP",
+                self.pid()
+            );
+            std::thread::yield_now();
+        }
     }
 
     /// SIGCONT after [`Circuitd::freeze`].
@@ -427,4 +438,18 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// Whether every thread of process `pid` is stopped (state T in /proc/PID/task/TID/stat).
+fn stopped_all(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat.get(i + 2..i + 3))
+                .is_some_and(|state| state == "T")
+        })
+    })
 }

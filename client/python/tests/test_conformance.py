@@ -9,6 +9,7 @@ report's `expect.accepted` is left to the vector's next `inspect`."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import queue
 import shutil
@@ -281,7 +282,13 @@ class Player:
         self.wait_serving()
 
     def op_freeze_daemon(self, step: dict) -> None:
+        pid = self.daemon.process.pid
         self.daemon.process.send_signal(signal.SIGSTOP)
+        # kill(2) only queues the stop: wait until every thread has stopped, so that
+        # nothing sent after the freeze can be answered before the thaw.
+        until = time.monotonic() + 10
+        while not _stopped_all(pid):
+            assert time.monotonic() < until, f"circuitd (pid {pid}) did not stop on SIGSTOP"
 
     def op_thaw_daemon(self, step: dict) -> None:
         self.daemon.process.send_signal(signal.SIGCONT)
@@ -311,3 +318,16 @@ def test_vector(circuitd_bin, vector):
                 raise AssertionError(f"vector {vector['name']}, step {index} {step}: {e}") from None
     finally:
         player.finish()
+
+
+def _stopped_all(pid: int) -> bool:
+    """Whether every thread of process `pid` is stopped (state T in /proc/PID/task/TID/stat)."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            if stat[stat.rindex(")") + 2] != "T":
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return True

@@ -152,7 +152,7 @@ test("a late trial answer, after the deadline passed and the fallback decided, i
     // This call's own deadline, shorter than the protector's.
     const error = await hasty.acquire({ deadlineMs: 100 }).catch((e) => e);
     daemon.thaw();
-    assert.ok(error instanceof ProtectedCallError && error.fallback, String(error));
+    assert.ok(error instanceof ProtectedCallError && error.fallback, `${error?.constructor?.name} ${JSON.stringify(error, (k, v) => (typeof v === "bigint" ? String(v) : k === "protector" ? undefined : v))}`);
     await eventually(async () => {
       const got = await patient.get().catch(() => undefined);
       return got !== undefined && wire.num(got.counters.ignored) === 1 && got.trialsInFlight === 0;

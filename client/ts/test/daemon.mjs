@@ -2,7 +2,7 @@
 // fails with the command that builds it), on 127.0.0.1:0 unless an address is given (a
 // restart on the address of a daemon that stopped), stopped by its pid.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
 /** How long any awaited condition may take before a test fails: generous, because the
@@ -53,6 +53,12 @@ export async function startDaemon({ listen = "127.0.0.1:0", dataDir, extra = [] 
     /** SIGSTOP: it holds its connections open and answers nothing. */
     freeze() {
       process.kill(child.pid, "SIGSTOP");
+      // kill(2) only queues the stop: wait until every thread of the daemon has stopped,
+      // so that nothing sent after freeze() can be answered before thaw().
+      const until = Date.now() + 10_000;
+      while (!stoppedAll(child.pid)) {
+        if (Date.now() > until) throw new Error(`circuitd (pid ${child.pid}) did not stop on SIGSTOP`);
+      }
     },
     thaw() {
       process.kill(child.pid, "SIGCONT");
@@ -123,3 +129,12 @@ export const EVERY_FIELD = Object.freeze({
   shadow: true,
   historySize: 100,
 });
+
+/** Whether every thread of process `pid` is stopped (state T in /proc/PID/task/TID/stat). */
+function stoppedAll(pid) {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks.every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T");
+  });
+}

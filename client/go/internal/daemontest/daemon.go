@@ -145,7 +145,40 @@ func (d *Daemon) Restart() error {
 // Freeze stops the process (SIGSTOP): it keeps its connections and answers nothing.
 func (d *Daemon) Freeze() error {
 	d.frozen = true
-	return d.cmd.Process.Signal(syscall.SIGSTOP)
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// kill(2) only queues the stop: wait until every thread has stopped, so that nothing
+	// sent after Freeze can be answered before Thaw.
+	until := time.Now().Add(10 * time.Second)
+	for !stoppedAll(d.cmd.Process.Pid) {
+		if time.Now().After(until) {
+			return fmt.Errorf("circuitd (pid %d) did not stop on SIGSTOP", d.cmd.Process.Pid)
+		}
+	}
+	return nil
+}
+
+// stoppedAll says whether every thread of process pid is stopped (state T in
+// /proc/PID/task/TID/stat).
+func stoppedAll(pid int) bool {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, t := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+		if err != nil {
+			return false
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 // Thaw resumes a frozen daemon (SIGCONT).

@@ -29,8 +29,7 @@ done
 # SimulatePolicy over 100,000 outcomes: a protector keeping 100,000, filled by a Session bench with 5% failures.
 start
 C="$R/circuitctl --addr http://$ADDR"
-$C ensure bench-0 --failure-limit 1000/1000 --cooldown 1s --history-size 100000 >/dev/null
-bench --mode session --duration 3s --failure-rate 0.05 > /dev/null
+bench --mode session --duration 3s --failure-rate 0.05 --history-size 100000 > /dev/null
 $C get bench-0 | grep -i history
 for i in 1 2 3 4 5; do
   s=$(date +%s.%N)

@@ -47,6 +47,10 @@ pub struct Args {
     /// against the same run without them.
     #[arg(long)]
     pub rules: bool,
+    /// The bench policy keeps this many recent outcomes for SimulatePolicy (history_size;
+    /// 0 = none, at most 1,000,000), so a run fills a protector's what-if history.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub history_size: u32,
     /// Every Report carries this call duration (e.g. 1ms); unset: none, as before the
     /// slow-call rule. The echo baseline's messages are unchanged.
     #[arg(long, value_parser = report_duration)]

@@ -113,6 +113,7 @@ impl Plan {
                 ..v1::Policy::default()
             }
         };
+        policy.history_size = args.history_size;
         if args.rules {
             let seconds = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
             policy.window_duration = seconds(60);

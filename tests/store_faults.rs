@@ -161,15 +161,37 @@ async fn a_change_that_cannot_be_made_durable_is_seen_by_nobody_and_stops_the_da
         // after an fsync that failed, the kernel may still have written the record, and
         // the trip may be there: it was never acknowledged, nor seen, either way.
         faults.clear();
+        // The stopped daemon's last connection tasks may still hold its store (and with it
+        // the data directory's LOCK) for a moment after serve returned; a process's exit
+        // releases it at once, an in-process daemon only when those tasks are gone.
+        let lock = dir.path().join("LOCK");
+        eventually(
+            async || {
+                let file = std::fs::File::open(&lock).map_err(|e| e.to_string())?;
+                file.try_lock().map_err(|e| format!("{e:?}"))
+            },
+            |why| {
+                format!(
+                    "{fault:?}: the stopped daemon still holds {}: {why}",
+                    lock.display()
+                )
+            },
+        )
+        .await;
         let again = Daemon::with_config(config(dir.path(), None)).await;
         let mut client = again.protectors().await;
-        let p = client
+        let got = client
             .get_protector(v1::GetProtectorRequest { name: NAME.into() })
-            .await
-            .expect("GetProtector after the restart")
-            .into_inner()
-            .protector
-            .expect("protector");
+            .await;
+        let got = match got {
+            Ok(got) => got,
+            // Say why the restarted daemon stopped answering: its serve's own result.
+            Err(status) => panic!(
+                "{fault:?}: GetProtector after the restart: {status:?}; serve: {:?}",
+                again.stop().await
+            ),
+        };
+        let p = got.into_inner().protector.expect("protector");
         match fault {
             Fault::Write(_) => assert_eq!((p.status(), p.generation), (v1::Status::Closed, 1), "{fault:?}"),
             Fault::FsyncOnce => assert!(

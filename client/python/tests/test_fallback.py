@@ -152,7 +152,15 @@ def test_a_daemon_that_never_answers_hands_every_call_to_the_fallback(key):
 
 def test_the_daemon_takes_over_again_once_it_is_back(circuitd_bin, key):
     first = Daemon(circuitd_bin)
-    policy = CircuitProtectorPolicy(resource_key=key, address=first.address, fallback="local", failure_limit=(5, 5))
+    # A patient deadline: once the daemon is back, no call may be handed to the fallback
+    # because a loaded machine answered the first call after the reconnect late.
+    policy = CircuitProtectorPolicy(
+        resource_key=key,
+        address=first.address,
+        fallback="local",
+        failure_limit=(5, 5),
+        acquire_deadline=timedelta(seconds=LIVENESS / 2),
+    )
     calls = []
     op = protected(policy, calls)
     op()

@@ -16,6 +16,9 @@ from resilient_circuit_client._connection import resolve_address
 
 # Far above any deadline the client has: only a hang runs into it.
 LIVENESS = 10.0
+# The deadline of tests that assert the daemon, not the fallback, decided: a loaded machine
+# may answer a call later than the default 50 ms, and that is not what they test.
+PATIENT = timedelta(seconds=LIVENESS / 2)
 
 
 @pytest.fixture
@@ -52,7 +55,11 @@ def test_addresses_are_a_list_or_comma_separated_and_validated():
 @pytest.mark.parametrize("cached", [False, True])
 def test_a_dead_first_address_is_passed_over(daemon, key, cached):
     policy = CircuitProtectorPolicy(
-        resource_key=key, address=[dead_address(), daemon.address], fallback="deny", cached=cached
+        resource_key=key,
+        address=[dead_address(), daemon.address],
+        fallback="deny",
+        cached=cached,
+        acquire_deadline=PATIENT,
     )
     op = ran(policy)
     for _ in range(5):
@@ -70,6 +77,7 @@ def test_the_second_replica_answers_once_the_first_stopped(two_daemons, key):
         fallback="deny",
         cached=False,
         failure_limit=(5, 5),
+        acquire_deadline=PATIENT,
     )
     op = ran(policy)
     assert op() == "ran"

@@ -377,13 +377,15 @@ fn generation(g: u64) -> Result<u64, FieldError> {
 
 /// The answer to an Acquire: the decision, with the protector's status after it, the
 /// revision it reflects and the transition it caused (OPEN to HALF_OPEN), if any.
-/// `would_reject` is the shadow mode's mark; `policy_revision` is filled in by the caller.
+/// `would_reject` is the shadow mode's mark; `policy_revision`, the revision at which the
+/// policy that decided was set.
 pub fn acquire_response(
     decision: breaker::Decision,
     status: breaker::Status,
     revision: u64,
     transition: Option<breaker::Transition>,
     would_reject: bool,
+    policy_revision: u64,
 ) -> v1::AcquireResponse {
     let (kind, permit, reason, retry_after) = match decision {
         breaker::Decision::Admitted { permit, reason } => {
@@ -402,7 +404,7 @@ pub fn acquire_response(
         revision,
         transition: transition.map(Into::into),
         would_reject,
-        policy_revision: 0,
+        policy_revision,
     }
 }
 

@@ -326,9 +326,9 @@ fn acquire_answers_round_trip_their_decision() {
         open_until: None,
         at: Duration::from_secs(130),
     };
-    let wire = acquire_response(admitted, Status::HalfOpen, 12, Some(moved), false);
+    let wire = acquire_response(admitted, Status::HalfOpen, 12, Some(moved), false, 3);
     assert_eq!(wire.status(), v1::Status::HalfOpen);
-    assert_eq!(wire.revision, 12);
+    assert_eq!((wire.revision, wire.policy_revision), (12, 3));
     assert_eq!(wire.permit, Some(trial.into()));
     assert_eq!(wire.transition.as_ref().map(transition), Some(Ok(moved)));
     // The permit comes back as `permit` reads it: without the expiry.
@@ -347,7 +347,7 @@ fn acquire_answers_round_trip_their_decision() {
             reason: breaker::DecisionReason::Open,
             retry_after,
         };
-        let wire = acquire_response(rejected, Status::Open, 13, None, false);
+        let wire = acquire_response(rejected, Status::Open, 13, None, false, 3);
         assert_eq!((wire.permit, wire.transition), (None, None));
         assert_eq!(decision(&wire), Ok(rejected));
     }
@@ -359,7 +359,7 @@ fn malformed_acquire_answers_name_the_field() {
         reason: breaker::DecisionReason::Open,
         retry_after: None,
     };
-    let wire = || acquire_response(rejected, Status::Open, 1, None, false);
+    let wire = || acquire_response(rejected, Status::Open, 1, None, false, 3);
     let admitted = || v1::AcquireResponse {
         decision: v1::Decision::Admitted.into(),
         reason: v1::DecisionReason::Closed.into(),

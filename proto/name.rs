@@ -88,6 +88,11 @@ fn check(name: &str, max_len: usize) -> Result<(), InvalidName> {
             max: max_len,
         });
     }
+    // The common name is printable ASCII: one pass over its bytes, no decoding. ASCII's
+    // whitespace and control characters are exactly the bytes up to 0x20 and 0x7f.
+    if name.bytes().all(|b| b > 0x20 && b < 0x7f) {
+        return Ok(());
+    }
     match name
         .char_indices()
         .find(|(_, c)| c.is_whitespace() || c.is_control())
@@ -201,5 +206,22 @@ mod tests {
             ProtectorName::with_max_len("abcde", 4),
             Err(InvalidName::TooLong { len: 5, max: 4 })
         );
+    }
+
+    #[test]
+    fn the_ascii_fast_path_agrees_with_the_character_rule_for_every_character() {
+        // The rule as written for characters, the reference the byte test must match.
+        let reference = |name: &str| {
+            name.char_indices()
+                .find(|(_, c)| c.is_whitespace() || c.is_control())
+        };
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let name = format!("a{c}b");
+            let want = match reference(&name) {
+                Some((at, _)) => Err(InvalidName::Unprintable { at }),
+                None => Ok(()),
+            };
+            assert_eq!(check(&name, ProtectorName::MAX_LEN), want, "{c:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! open Watch stream, outlives those swaps.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -80,6 +81,9 @@ impl Role {
 pub struct Cluster {
     registry: ArcSwap<Registry>,
     role: watch::Sender<Role>,
+    /// `role.decides()`, kept beside the role so the hot path reads one flag, not the
+    /// role's lock (a Session checks it per message).
+    decides: AtomicBool,
     me: Member,
     members: Mutex<Vec<Member>>,
     /// The IP addresses the members' advertised hosts resolve to: a call from one of
@@ -102,6 +106,7 @@ impl Cluster {
         Arc::new(Cluster {
             registry: ArcSwap::new(registry),
             role: watch::channel(Role::Standalone).0,
+            decides: AtomicBool::new(true),
             members: Mutex::new(vec![me.clone()]),
             member_addresses: ArcSwap::default(),
             me,
@@ -113,6 +118,7 @@ impl Cluster {
     pub fn replica(registry: Arc<Registry>, me: Member, prefix: String, role: Role) -> Arc<Cluster> {
         Arc::new(Cluster {
             registry: ArcSwap::new(registry),
+            decides: AtomicBool::new(role.decides()),
             role: watch::channel(role).0,
             members: Mutex::new(vec![me.clone()]),
             member_addresses: ArcSwap::default(),
@@ -126,6 +132,12 @@ impl Cluster {
         self.registry.load_full()
     }
 
+    /// The registry to serve this call from, borrowed: no reference count moves (the
+    /// hot path's way; hold it only for the call's synchronous part).
+    pub fn registry_now(&self) -> arc_swap::Guard<Arc<Registry>> {
+        self.registry.load()
+    }
+
     /// Serves `registry` from now on.
     pub fn set_registry(&self, registry: Arc<Registry>) {
         self.registry.store(registry);
@@ -134,6 +146,11 @@ impl Cluster {
     /// What this replica does now.
     pub fn role(&self) -> Role {
         self.role.borrow().clone()
+    }
+
+    /// Whether this replica decides itself now (standalone or leader).
+    pub fn decides(&self) -> bool {
+        self.decides.load(Ordering::Acquire)
     }
 
     /// Changes of role, as they happen.
@@ -145,6 +162,7 @@ impl Cluster {
     pub fn set_role(&self, role: Role) {
         self.role.send_if_modified(|old| {
             let changed = *old != role;
+            self.decides.store(role.decides(), Ordering::Release);
             *old = role;
             changed
         });

@@ -41,6 +41,16 @@ pub struct Ensured {
     pub revision: u64,
 }
 
+/// An answer decided under a protector's guard that may leave only once the state it
+/// rests on is durable: `seq` is the journal record to wait for, if any
+/// ([`Registry::is_durable`](super::Registry::is_durable)).
+#[derive(Debug, Clone, Copy)]
+pub struct Decided<T> {
+    /// The answer.
+    pub value: T,
+    pub(super) seq: Option<u64>,
+}
+
 /// The answer to [`Registry::acquire`](super::Registry::acquire).
 #[derive(Debug, Clone, Copy)]
 pub struct Acquired {

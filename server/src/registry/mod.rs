@@ -47,6 +47,7 @@ mod stats;
 mod tests;
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -69,7 +70,7 @@ use crate::sequencer::{Committed, EventFn, Sequencer};
 use crate::store::Journal;
 use crate::watch::Watchers;
 
-pub use answers::{Acquired, BatchReported, Ensured, Reported, Simulated, View};
+pub use answers::{Acquired, BatchReported, Decided, Ensured, Reported, Simulated, View};
 pub use creators::Creator;
 pub use stats::{REJECTIONS, Sample, State, Totals, TransitionKind, reason_label, status_label};
 
@@ -349,6 +350,19 @@ impl Registry {
 
     /// May a call protected by `name` go ahead?
     pub async fn acquire(&self, name: &str) -> Result<Acquired, Error> {
+        let decided = self.decide_acquire(name)?;
+        // Dropped before the answer leaves (the client gave up): the trial goes back.
+        let unanswered = release::Unanswered::new(self, name, &decided.value.decision);
+        self.durable(decided.seq).await?;
+        unanswered.answered();
+        Ok(decided.value)
+    }
+
+    /// The decision of an Acquire, taken under the entry's guard; its answer may leave
+    /// once [`Decided::is_durable`] says so, or after [`acquired`](Self::acquired). The
+    /// Session answers an Acquire whose state is already durable (in memory, always)
+    /// without building a future for it.
+    pub fn decide_acquire(&self, name: &str) -> Result<Decided<Acquired>, Error> {
         let (acquired, seq) = self.with_entry(name, |entry, now| {
             let result = entry.protector.acquire(now);
             let keep = match result.decision {
@@ -383,11 +397,25 @@ impl Registry {
                 committed.seq,
             ))
         })?;
-        // Dropped before the answer leaves (the client gave up): the trial goes back.
-        let unanswered = release::Unanswered::new(self, name, &acquired.decision);
-        self.durable(seq).await?;
-        unanswered.answered();
-        Ok(acquired)
+        Ok(Decided { value: acquired, seq })
+    }
+
+    /// Waits until a decided Acquire may be answered, in a future of its own. Armed at
+    /// once: dropped before the answer leaves, polled or not, it gives a trial permit back.
+    pub fn acquired<N>(
+        self: Arc<Self>,
+        name: N,
+        decided: Decided<Acquired>,
+    ) -> impl Future<Output = Result<Acquired, Error>> + Send + 'static
+    where
+        N: std::ops::Deref<Target = str> + Send + 'static,
+    {
+        let unanswered = release::Unanswered::new(self, name, &decided.value.decision);
+        async move {
+            unanswered.registry().durable(decided.seq).await?;
+            unanswered.answered();
+            Ok(decided.value)
+        }
     }
 
     /// Records the outcome of a call admitted with `permit`.
@@ -404,6 +432,20 @@ impl Registry {
         outcome: Outcome,
         duration: Option<Duration>,
     ) -> Result<Reported, Error> {
+        let decided = self.decide_report(name, permit, outcome, duration)?;
+        self.durable(decided.seq).await?;
+        Ok(decided.value)
+    }
+
+    /// [`report_timed`](Self::report_timed) under the entry's guard, without the wait
+    /// for durability (as [`decide_acquire`](Self::decide_acquire)).
+    pub fn decide_report(
+        &self,
+        name: &str,
+        permit: Permit,
+        outcome: Outcome,
+        duration: Option<Duration>,
+    ) -> Result<Decided<Reported>, Error> {
         let (reported, seq) = self.with_entry(name, |entry, now| {
             let result = entry.protector.report_timed(permit, outcome, duration, now);
             if result.accepted {
@@ -429,8 +471,20 @@ impl Registry {
                 committed.seq,
             ))
         })?;
-        self.durable(seq).await?;
-        Ok(reported)
+        Ok(Decided { value: reported, seq })
+    }
+
+    /// Waits until a decided Report may be answered, in a future of its own.
+    pub async fn reported(self: Arc<Self>, decided: Decided<Reported>) -> Result<Reported, Error> {
+        self.durable(decided.seq).await?;
+        Ok(decided.value)
+    }
+
+    /// Whether `decided` may be answered now: nothing to wait for (in memory), or its
+    /// record already on disk. False also when it can never be (the journal failed):
+    /// the wait then says why.
+    pub fn is_durable<T>(&self, decided: &Decided<T>) -> bool {
+        self.durable_now(decided.seq)
     }
 
     /// Applies the expiries due now (the scheduler's call). Their changes are journaled
@@ -621,11 +675,14 @@ impl Registry {
         mut first: Vec<EventFn<'a>>,
         keep: Keep,
     ) -> Result<Committed, Error> {
-        first.extend(self.events(name, changes));
-        let overridden = entry.protector.override_state().map(|o| o.kind);
-        for change in changes {
-            if let Change::Transition(t) = change {
-                entry.stats.transition(t, overridden);
+        // Most decisions change nothing: no events to build, no transitions to count.
+        if !changes.is_empty() {
+            first.extend(self.events(name, changes));
+            let overridden = entry.protector.override_state().map(|o| o.kind);
+            for change in changes {
+                if let Change::Transition(t) = change {
+                    entry.stats.transition(t, overridden);
+                }
             }
         }
         if first.is_empty() && matches!(keep, Keep::Nothing | Keep::Batched) {

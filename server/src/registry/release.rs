@@ -10,21 +10,24 @@
 //! leaves. Drop cannot await: the release is committed like any report (its record
 //! appended under the guard) and made durable by the journal in the background.
 
+use std::ops::Deref;
+
 use resilient_circuit_breaker::{Decision, DecisionReason, Outcome, Permit};
 
 use super::{Keep, Registry};
 
 /// Releases the trial permit of an Acquire unless [`answered`](Self::answered) is
-/// called first.
-pub(super) struct Unanswered<'a> {
-    registry: &'a Registry,
-    name: &'a str,
+/// called first. Borrows the registry and the name (`&Registry`, `&str`) where the wait
+/// is awaited in place, or owns them (`Arc<Registry>`, a name) inside a future of its own.
+pub(super) struct Unanswered<R: Deref<Target = Registry>, N: Deref<Target = str>> {
+    registry: R,
+    name: N,
     permit: Option<Permit>,
 }
 
-impl<'a> Unanswered<'a> {
+impl<R: Deref<Target = Registry>, N: Deref<Target = str>> Unanswered<R, N> {
     /// Armed only when `decision` hands out a trial permit.
-    pub(super) fn new(registry: &'a Registry, name: &'a str, decision: &Decision) -> Unanswered<'a> {
+    pub(super) fn new(registry: R, name: N, decision: &Decision) -> Unanswered<R, N> {
         let permit = match *decision {
             Decision::Admitted {
                 permit,
@@ -39,16 +42,21 @@ impl<'a> Unanswered<'a> {
         }
     }
 
+    /// The registry it releases into.
+    pub(super) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The answer is on its way: from now on the permit is the client's to report.
     pub(super) fn answered(mut self) {
         self.permit = None;
     }
 }
 
-impl Drop for Unanswered<'_> {
+impl<R: Deref<Target = Registry>, N: Deref<Target = str>> Drop for Unanswered<R, N> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.registry.release(self.name, permit);
+            self.registry.release(&self.name, permit);
         }
     }
 }

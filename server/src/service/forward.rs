@@ -171,11 +171,6 @@ impl Forwarder {
         }
     }
 
-    /// Whether this replica decides now (standalone or leader).
-    pub(super) fn decides(&self) -> bool {
-        self.role.borrow().decides()
-    }
-
     /// The channel cached in `cache` if it goes to `advertise`, else a new one there
     /// (the leader moved), cached in its place.
     fn leader_at(&self, cache: &ArcSwapOption<Leader>, advertise: &str) -> Result<Arc<Leader>, Status> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use resilient_circuit_api::v1::{self, protector_service_server::ProtectorService};
 use resilient_circuit_api::{ProtectorName, convert};
+use resilient_circuit_breaker::{Outcome, Permit};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -44,7 +45,7 @@ use crate::cluster::Cluster;
 use crate::config::{Limits, WatchConfig};
 use crate::error::Error;
 use crate::limits::{Slot, Streams};
-use crate::registry::{Creator, Registry};
+use crate::registry::{Acquired, Creator, Registry, Reported};
 use crate::validate;
 use crate::watch::{Filter, WatchParams};
 
@@ -160,38 +161,54 @@ impl Shared {
         validate::name(field, name, self.limits.max_name_len)
     }
 
-    /// Acquire, for the unary call and the session alike.
+    /// Acquire, for the unary call (the session decides through `session::Decide`).
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
         let name = self.name("name", req.name)?;
-        let acquired = self.registry().acquire(&name).await?;
-        Ok(v1::AcquireResponse {
-            policy_revision: acquired.policy_revision,
-            ..convert::acquire_response(
-                acquired.decision,
-                acquired.status,
-                acquired.revision,
-                acquired.transition,
-                acquired.would_reject,
-            )
-        })
+        Ok(acquire_answer(self.registry().acquire(&name).await?))
     }
 
-    /// Report, for the unary call and the session alike.
+    /// Report, for the unary call (as [`acquire`](Self::acquire)).
     async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
-        let name = self.name("name", req.name)?;
-        let permit = validate::permit("permit", req.permit.as_ref())?;
-        let outcome = validate::outcome("outcome", req.outcome)?;
-        let duration = validate::call_duration("duration", req.duration.as_ref())?;
+        let (name, permit, outcome, duration) = self.report_fields(req)?;
         let reported = self
             .registry()
             .report_timed(&name, permit, outcome, duration)
             .await?;
-        Ok(v1::ReportResponse {
-            accepted: reported.accepted,
-            status: v1::Status::from(reported.status) as i32,
-            revision: reported.revision,
-            transition: reported.transition.map(Into::into),
-        })
+        Ok(report_answer(reported))
+    }
+
+    /// A Report's fields, each checked and named in its error.
+    fn report_fields(
+        &self,
+        req: v1::ReportRequest,
+    ) -> Result<(ProtectorName, Permit, Outcome, Option<Duration>), Error> {
+        let name = self.name("name", req.name)?;
+        let permit = validate::permit("permit", req.permit.as_ref())?;
+        let outcome = validate::outcome("outcome", req.outcome)?;
+        let duration = validate::call_duration("duration", req.duration.as_ref())?;
+        Ok((name, permit, outcome, duration))
+    }
+}
+
+/// The wire form of an Acquire's answer.
+fn acquire_answer(acquired: Acquired) -> v1::AcquireResponse {
+    convert::acquire_response(
+        acquired.decision,
+        acquired.status,
+        acquired.revision,
+        acquired.transition,
+        acquired.would_reject,
+        acquired.policy_revision,
+    )
+}
+
+/// The wire form of a Report's answer.
+fn report_answer(reported: Reported) -> v1::ReportResponse {
+    v1::ReportResponse {
+        accepted: reported.accepted,
+        status: v1::Status::from(reported.status) as i32,
+        revision: reported.revision,
+        transition: reported.transition.map(Into::into),
     }
 }
 

@@ -13,18 +13,18 @@
 //! `release`): no one is left to report it. An answer already handed to the transport
 //! counts as sent; the client gives back a trial permit it no longer wants.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use std::future::Future;
-
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::{FuturesUnordered, Stream};
 use futures_util::{FutureExt, StreamExt};
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status;
 
-use super::{SessionStream, Shared};
+use super::{SessionStream, Shared, acquire_answer, report_answer};
 use crate::error::Error;
 use crate::validate;
 
@@ -32,44 +32,84 @@ use crate::validate;
 /// (HTTP/2 flow control then slows the client) rather than queue without bound.
 pub const MAX_IN_FLIGHT: usize = 1024;
 
-async fn answer(shared: Arc<Shared>, request: v1::SessionRequest) -> v1::SessionResponse {
-    let response = match request.request {
-        Some(session_request::Request::Acquire(req)) => match shared.acquire(req).await {
-            Ok(r) => session_response::Response::Acquire(r),
-            Err(e) => session_response::Response::Error(v1::SessionError::from(e)),
-        },
-        Some(session_request::Request::Report(req)) => match shared.report(req).await {
-            Ok(r) => session_response::Response::Report(r),
-            Err(e) => session_response::Response::Error(v1::SessionError::from(e)),
-        },
-        None => session_response::Response::Error(v1::SessionError::from(Error::invalid(
-            "request",
-            "set one of acquire or report",
-        ))),
-    };
-    v1::SessionResponse {
-        id: request.id,
+/// An answer that waits for the journal before it may leave.
+type Waiting = Pin<Box<dyn Future<Output = v1::SessionResponse> + Send>>;
+
+/// A request's answer: ready now (in memory, always; with a store, whenever the state it
+/// rests on is already on disk), or a future that waits for the journal.
+enum Answered {
+    Now(v1::SessionResponse),
+    Later(Waiting),
+}
+
+/// Decides one request under its protector's guard, synchronously: only an answer that
+/// must wait for the journal builds (and allocates) a future.
+fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
+    let id = request.id;
+    let answer = move |response| v1::SessionResponse {
+        id,
         response: Some(response),
+    };
+    let failed = move |e: Error| answer(session_response::Response::Error(v1::SessionError::from(e)));
+    match request.request {
+        Some(session_request::Request::Acquire(req)) => {
+            let decided = shared.name("name", req.name).and_then(|name| {
+                let registry = shared.cluster.registry_now();
+                let decided = registry.decide_acquire(&name)?;
+                Ok((registry, name, decided))
+            });
+            match decided {
+                Ok((registry, _, decided)) if registry.is_durable(&decided) => Answered::Now(answer(
+                    session_response::Response::Acquire(acquire_answer(decided.value)),
+                )),
+                Ok((registry, name, decided)) => {
+                    let acquired = Arc::clone(&registry).acquired(name, decided);
+                    Answered::Later(Box::pin(async move {
+                        match acquired.await {
+                            Ok(a) => answer(session_response::Response::Acquire(acquire_answer(a))),
+                            Err(e) => failed(e),
+                        }
+                    }))
+                }
+                Err(e) => Answered::Now(failed(e)),
+            }
+        }
+        Some(session_request::Request::Report(req)) => {
+            let decided = shared
+                .report_fields(req)
+                .and_then(|(name, permit, outcome, duration)| {
+                    let registry = shared.cluster.registry_now();
+                    let decided = registry.decide_report(&name, permit, outcome, duration)?;
+                    Ok((registry, decided))
+                });
+            match decided {
+                Ok((registry, decided)) if registry.is_durable(&decided) => Answered::Now(answer(
+                    session_response::Response::Report(report_answer(decided.value)),
+                )),
+                Ok((registry, decided)) => {
+                    let reported = Arc::clone(&registry).reported(decided);
+                    Answered::Later(Box::pin(async move {
+                        match reported.await {
+                            Ok(r) => answer(session_response::Response::Report(report_answer(r))),
+                            Err(e) => failed(e),
+                        }
+                    }))
+                }
+                Err(e) => Answered::Now(failed(e)),
+            }
+        }
+        None => Answered::Now(failed(Error::invalid("request", "set one of acquire or report"))),
     }
 }
 
-/// A boxed answer. Its allocation is reused from one request to the next while answers
-/// are ready at once (the common case): only one that has to wait keeps its own.
-type Answering<F> = Pin<Box<F>>;
-
-/// One session's state, driven by the transport polling its response stream: reading a
-/// request and writing an answer happen on the connection's own task, with no task or
-/// channel in between (each would cost a cross-thread wake-up per message).
-struct Session<F, M> {
+/// One session's state, a stream polled by the transport: reading a request, deciding it
+/// and writing its answer all happen in that poll, with no task, channel or future of its
+/// own in between (each would cost a wake-up or an allocation per message).
+struct Session {
     shared: Arc<Shared>,
     inbound: tonic::Streaming<v1::SessionRequest>,
     /// Answers still waiting (for the journal, in practice).
-    in_flight: FuturesUnordered<Answering<F>>,
-    /// The allocation of the last answer that was ready at once, for the next one.
-    spare: Option<Answering<F>>,
-    /// Starts answering a request (`answer`; generic so that its future has a type to
-    /// reuse the allocation for).
-    start: M,
+    in_flight: FuturesUnordered<Waiting>,
     /// Polled only when nothing else is ready: while requests flow, the cheap check of
     /// [`Shared::stopping`] ends the session; this wakes an idle one.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -77,100 +117,84 @@ struct Session<F, M> {
     ended: bool,
 }
 
-impl<F, M> Session<F, M>
-where
-    F: Future<Output = v1::SessionResponse> + Send + 'static,
-    M: Fn(Arc<Shared>, v1::SessionRequest) -> F,
-{
-    async fn next(&mut self) -> Option<Result<v1::SessionResponse, Status>> {
+impl Session {
+    fn end(&mut self, status: Status) -> Poll<Option<Result<v1::SessionResponse, Status>>> {
+        self.ended = true;
+        Poll::Ready(Some(Err(status)))
+    }
+}
+
+impl Stream for Session {
+    type Item = Result<v1::SessionResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            if self.ended {
-                return None;
+            if this.ended {
+                return Poll::Ready(None);
             }
-            if self.shared.stopping() {
-                self.ended = true;
-                return Some(Err(Status::unavailable("circuitd is shutting down")));
+            if this.shared.stopping() {
+                return this.end(Status::unavailable("circuitd is shutting down"));
             }
-            if !self.reading && self.in_flight.is_empty() {
-                return None;
+            if !this.in_flight.is_empty()
+                && let Poll::Ready(Some(response)) = this.in_flight.poll_next_unpin(cx)
+            {
+                return Poll::Ready(Some(Ok(response)));
             }
-            tokio::select! {
-                biased;
-                Some(response) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    return Some(Ok(response));
+            if !this.reading {
+                if this.in_flight.is_empty() {
+                    return Poll::Ready(None);
                 }
-                received = self.inbound.message(), if self.reading && self.in_flight.len() < MAX_IN_FLIGHT => {
-                    match received {
-                        Ok(Some(request)) => {
-                            // A session opened while this replica decided must not go on
-                            // deciding from a follower's registry: it ends, and the
-                            // client's next session is forwarded to the new leader.
-                            if !self.shared.forward.decides() {
-                                self.ended = true;
-                                return Some(Err(Status::unavailable(
-                                    "leader changed: this replica no longer decides; open a new session",
-                                )));
-                            }
-                            if let Some(response) = self.answer(request) {
-                                return Some(Ok(response));
-                            }
+            } else if this.in_flight.len() < MAX_IN_FLIGHT {
+                match this.inbound.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(request))) => {
+                        // A session opened while this replica decided must not go on
+                        // deciding from a follower's registry: it ends, and the client's
+                        // next session is forwarded to the new leader.
+                        if !this.shared.cluster.decides() {
+                            return this.end(Status::unavailable(
+                                "leader changed: this replica no longer decides; open a new session",
+                            ));
                         }
-                        Ok(None) => self.reading = false,
-                        Err(status) => {
-                            tracing::debug!(%status, "session stream broke");
-                            self.ended = true;
-                            return None;
+                        match decide(&this.shared, request) {
+                            Answered::Now(response) => return Poll::Ready(Some(Ok(response))),
+                            Answered::Later(waiting) => {
+                                this.in_flight.push(waiting);
+                                continue;
+                            }
                         }
                     }
+                    Poll::Ready(None) => {
+                        this.reading = false;
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(status))) => {
+                        tracing::debug!(%status, "session stream broke");
+                        this.ended = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending => {}
                 }
-                () = &mut self.shutdown => continue,
             }
-        }
-    }
-
-    /// The answer to `request` if it is ready at once (most are: sent without queueing);
-    /// else it joins the answers in flight.
-    fn answer(&mut self, request: v1::SessionRequest) -> Option<v1::SessionResponse> {
-        let answering = (self.start)(Arc::clone(&self.shared), request);
-        let mut boxed = match self.spare.take() {
-            Some(mut spare) => {
-                // The spare's future has finished: replaced in place, no allocation.
-                spare.set(answering);
-                spare
-            }
-            None => Box::pin(answering),
-        };
-        match boxed.as_mut().now_or_never() {
-            Some(response) => {
-                self.spare = Some(boxed);
-                Some(response)
-            }
-            None => {
-                self.in_flight.push(boxed);
-                None
-            }
+            // Nothing ready: wake on shutdown too.
+            return match this.shutdown.poll_unpin(cx) {
+                Poll::Ready(()) => this.end(Status::unavailable("circuitd is shutting down")),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }
 
 /// Starts serving one session stream.
 pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>) -> SessionStream {
-    let session = Session {
+    Box::pin(Session {
         shutdown: Box::pin(shared.shutdown.clone().cancelled_owned()),
         shared,
         inbound,
         in_flight: FuturesUnordered::new(),
-        spare: None,
-        start: answer,
         reading: true,
         ended: false,
-    };
-    // Boxed, so that each step moves a pointer, not the whole state, in and out of the
-    // step's future.
-    Box::pin(futures_util::stream::unfold(
-        Box::new(session),
-        |mut s| async move { s.next().await.map(|item| (item, s)) },
-    ))
+    })
 }
 
 impl Shared {
@@ -228,6 +252,9 @@ impl super::ProtectorApi {
     /// benches' way in (`benches/session.rs`). Not part of the daemon's interface.
     #[doc(hidden)]
     pub async fn session_message(&self, request: v1::SessionRequest) -> v1::SessionResponse {
-        answer(Arc::clone(&self.0), request).await
+        match decide(&self.0, request) {
+            Answered::Now(response) => response,
+            Answered::Later(waiting) => waiting.await,
+        }
     }
 }

@@ -256,10 +256,15 @@ impl Journal {
         lock(&self.pending).seq
     }
 
+    /// Whether `seq` is durable already.
+    pub fn is_durable(&self, seq: u64) -> bool {
+        self.progress.borrow().durable >= seq
+    }
+
     /// Waits until `seq` is durable.
     pub async fn durable(&self, seq: u64) -> Result<(), StoreError> {
         // The common case on the hot path: already on disk, no subscription needed.
-        if self.progress.borrow().durable >= seq {
+        if self.is_durable(seq) {
             return Ok(());
         }
         let mut rx = self.progress.subscribe();

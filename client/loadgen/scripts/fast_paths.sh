@@ -5,7 +5,9 @@
 #  - Python cached decisions/s (client/python/bench.py) and the trip-to-stop time (bench_trip.py).
 # Needs release builds: cargo build --release -p circuitd -p circuitctl (and python3 with grpcio).
 # R=DIR picks other binaries (e.g. a copy of an older build); SECONDS_PER_RUN (default 10) the window;
-# PARTS (default "session cached python") which sets to run.
+# PARTS (default "session cached python") which sets to run; RUNS (default 3, at most 9) how many
+# runs of each shape. BEFORE=DIR interleaves the Session runs with the daemon in DIR (e.g. a copy of
+# an older build), each logged as inflight=N/before, so a comparison sees the same machine state.
 # Coordinates with other benchmarks through /tmp/bench.lock, as the earlier sets did.
 # Tables and medians of its output: python3 client/loadgen/scripts/fast_paths_summary.py LOG
 set -u
@@ -15,9 +17,10 @@ D=${SECONDS_PER_RUN:-10}
 T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9
-start() { # sets ADDR, PID
+RUNS=${RUNS:-3}
+start() { # sets ADDR, PID; $1: the directory of the daemon (default $R)
   rm -f $T/d.out
-  $R/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/d.err &
+  ${1:-$R}/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/d.err &
   PID=$!
   for i in $(seq 200); do grep -q '^listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
   ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
@@ -25,24 +28,28 @@ start() { # sets ADDR, PID
 PARTS=${PARTS:-session cached python}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R"
+session() { # $1: in flight, $2: run, $3: the daemon's directory, $4: the label's suffix
+  start "$3"
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  out=$($R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $1 --connections 1 \
+    --duration ${D}s --warmup 1s --baseline 2>/dev/null)
+  echo "SESSION inflight=$1$4 run=$2 load=$load $out"
+  kill $PID; wait $PID 2>/dev/null
+}
 part session && for inflight in 64 256; do
-  for run in 1 2 3; do
-    start
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    out=$($R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $inflight --connections 1 \
-      --duration ${D}s --warmup 1s --baseline 2>/dev/null)
-    echo "SESSION inflight=$inflight run=$run load=$load $out"
-    kill $PID; wait $PID 2>/dev/null
+  for run in $(seq $RUNS); do
+    [ -n "${BEFORE:-}" ] && session $inflight $run "$BEFORE" /before
+    session $inflight $run $R ""
   done
 done
-part cached && for run in 1 2 3; do
+part cached && for run in $(seq $RUNS); do
   start
   load=$(cut -d' ' -f1 /proc/loadavg)
   out=$($R/circuitctl --addr http://$ADDR --json bench --mode cached --concurrency 64 --duration ${D}s --warmup 1s 2>/dev/null)
   echo "CACHED tasks=64 run=$run load=$load $out"
   kill $PID; wait $PID 2>/dev/null
 done
-part python && for run in 1 2 3; do
+part python && for run in $(seq $RUNS); do
   load=$(cut -d' ' -f1 /proc/loadavg)
   echo "PYTHON run=$run load=$load $(CIRCUITD_BIN=$R/circuitd python3 client/python/bench.py --start 2>&1 | tail -1)"
 done

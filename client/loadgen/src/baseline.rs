@@ -81,7 +81,12 @@ impl EchoServer {
 }
 
 fn serve(listener: std::net::TcpListener, stopped: oneshot::Receiver<()>) -> Result<(), Error> {
-    let runtime = tokio::runtime::Runtime::new()
+    // As circuitd's (one worker per core), with its own thread name, so a profile of the
+    // load generator tells the echo server's work from the client's.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("echo-server")
+        .build()
         .map_err(|e| Error::because("cannot start the echo baseline's runtime", e))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -1,7 +1,7 @@
 """How fast another client's trip stops a cached Python process that is busy deciding.
 
     python3 client/python/bench_trip.py --start            # builds and starts a release circuitd
-    python3 client/python/bench_trip.py --address HOST:PORT [--trips 200]
+    python3 client/python/bench_trip.py --address HOST:PORT [--trips 200] [--switch-interval-ms 5]
 
 The main thread calls a decorated no-op in a tight loop, holding the GIL, as a busy
 service would. A helper process (another client) sets the protector OPEN with SetStatus;
@@ -103,7 +103,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="trip-to-stop time of a busy cached Python process")
     daemon_arguments(parser)
     parser.add_argument("--trips", type=int, default=200)
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for this process (default: the interpreter's, 5 ms)",
+    )
     args = parser.parse_args()
+    if args.switch_interval_ms is not None:
+        if not 0 < args.switch_interval_ms <= 1000:
+            parser.error("--switch-interval-ms must be above 0 and at most 1000")
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     daemon, address = daemon_of(args)
     try:
         latencies = measure(address, args.trips)

@@ -419,7 +419,12 @@ impl Cache {
             return;
         }
         m.life = revision;
-        let pending: u64 = self.take("").iter().map(|b| b.successes).sum();
+        // The slow successes, listed one by one with their durations, are dropped too.
+        let pending: u64 = self
+            .take("")
+            .iter()
+            .map(|b| b.successes + b.outcomes.len() as u64)
+            .sum();
         self.dropped.fetch_add(pending, Ordering::Relaxed);
     }
 
@@ -787,6 +792,33 @@ mod tests {
         cache.success(1);
         cache.deleted(7);
         assert_eq!(pending(&cache), vec![(1, 1)], "the new life's success stays");
+        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn slow_successes_of_a_life_that_ended_are_counted_lost_too() {
+        let cache = Cache::new(Duration::from_secs(2));
+        cache.learn_policy(Some(&v1::Policy {
+            slow_call_duration: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            slow_call_limit: Some(v1::Fraction {
+                numerator: 1,
+                denominator: 2,
+            }),
+            ..v1::Policy::default()
+        }));
+        let created = |mod_revision| v1::Protector {
+            generation: 1,
+            status: v1::Status::Closed as i32,
+            mod_revision,
+            ..v1::Protector::default()
+        };
+        cache.snapshot(&created(1), true);
+        // Two quick successes are counted, two slow ones listed with their durations.
+        for took in [1, 2, 1500, 3000] {
+            assert!(cache.success_timed(1, Some(Duration::from_millis(took))));
+        }
+        cache.deleted(2);
+        assert!(cache.take("p").is_empty(), "nothing of the old life is sent");
         assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
     }
 

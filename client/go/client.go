@@ -346,15 +346,21 @@ func (l *link) down() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	wasUp := l.downUntil.Load() == 0
-	d := l.initial << min(l.attempt, 30)
-	if d > l.cap || d <= 0 {
-		d = l.cap
-	}
+	wait := backoffDelay(l.initial, l.cap, l.attempt)
 	l.attempt++
-	// Full jitter: replicas restarting together are not hit by every client at once.
-	wait := time.Duration(rand.Int64N(int64(d) + 1))
 	l.downUntil.Store(time.Now().Add(wait).UnixNano())
 	return wasUp
+}
+
+// backoffDelay is the wait before retry number attempt (from 0): the initial delay doubled
+// per attempt, capped, with full jitter, so replicas restarting together are not hit by
+// every client at once. The link's outages and the Watch's reconnections share it.
+func backoffDelay(initial, cap time.Duration, attempt int) time.Duration {
+	d := initial << min(attempt, 30)
+	if d > cap || d <= 0 {
+		d = cap
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
 }
 
 type bearer string

@@ -323,8 +323,8 @@ func (p *Protector) acquireRemote(ctx context.Context) (*Permit, error) {
 			answer <- acquireResult{resp, err}
 			return
 		}
-		if err == nil && resp.Decision == pb.Decision_DECISION_ADMITTED && resp.Permit.GetId() != 0 {
-			_, _ = p.report(rctx, resp.Permit, pb.Outcome_OUTCOME_IGNORED, 0)
+		if permit := (acquireResult{resp, err}).trialPermit(); permit != nil {
+			_, _ = p.report(rctx, permit, pb.Outcome_OUTCOME_IGNORED, 0)
 		}
 	}()
 	timer := time.NewTimer(p.c.cfg.acquireDeadline)
@@ -339,9 +339,8 @@ func (p *Protector) acquireRemote(ctx context.Context) (*Permit, error) {
 		return p.settle(<-answer)
 	case <-ctx.Done():
 		if !state.CompareAndSwap(askPending, askAbandoned) {
-			r := <-answer
-			if r.err == nil && r.resp.Decision == pb.Decision_DECISION_ADMITTED && r.resp.Permit.GetId() != 0 {
-				p.giveBack(r.resp.Permit)
+			if permit := (<-answer).trialPermit(); permit != nil {
+				p.giveBack(permit)
 			}
 		}
 		return nil, ctx.Err()
@@ -360,6 +359,15 @@ func (p *Protector) settle(r acquireResult) (*Permit, error) {
 		return nil, fmt.Errorf("circuit: protector %q: %w", p.name, r.err)
 	}
 	return p.decided(r.resp)
+}
+
+// trialPermit is the trial permit an answer holds (a trial's permit has an id), which a
+// caller that gave up must give back; nil when there is none.
+func (r acquireResult) trialPermit() *pb.Permit {
+	if r.err == nil && r.resp.Decision == pb.Decision_DECISION_ADMITTED && r.resp.Permit.GetId() != 0 {
+		return r.resp.Permit
+	}
+	return nil
 }
 
 // giveBack reports a trial permit nobody will use as IGNORED, in the background.

@@ -16,7 +16,6 @@ package circuit
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,13 +144,13 @@ func (p *Protector) watchLoop() {
 			attempt = 0
 		}
 		// Capped exponential backoff with full jitter before the next replica.
-		d := min(p.c.cfg.backoffInitial<<min(attempt, 20), p.c.cfg.backoffCap)
+		wait := backoffDelay(p.c.cfg.backoffInitial, p.c.cfg.backoffCap, attempt)
 		attempt++
 		p.c.link.next(p.c.link.current())
 		select {
 		case <-p.c.ctx.Done():
 			return
-		case <-time.After(time.Duration(rand.Int64N(int64(d) + 1))):
+		case <-time.After(wait):
 		}
 	}
 }

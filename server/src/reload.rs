@@ -27,9 +27,10 @@ pub struct ProtectorsReload {
     pub path: PathBuf,
     /// The daemon's limits, as it started.
     pub limits: Limits,
-    /// The registry the protectors live in.
+    /// The registry the protectors live in, when standalone.
     pub registry: Arc<Registry>,
-    /// Replicated mode: the replica's view of the cluster, to apply only while leading.
+    /// Replicated mode: the replica's view of the cluster, to apply only while leading,
+    /// to the registry it serves then (a replica that wins an election serves a new one).
     pub cluster: Option<Arc<Cluster>>,
 }
 
@@ -66,7 +67,11 @@ impl ProtectorsReload {
                 return None;
             }
         };
-        let applied = apply(&self.registry, &declared).await;
+        let registry = self
+            .cluster
+            .as_ref()
+            .map_or_else(|| Arc::clone(&self.registry), |c| c.registry());
+        let applied = apply(&registry, &declared).await;
         let Applied {
             created,
             updated,

@@ -102,7 +102,7 @@ pub fn duration_in(
 }
 
 /// The longest duration a report may carry: the longest `slow_call_duration`.
-pub const MAX_CALL_DURATION: Duration = Duration::from_secs(3600);
+pub const MAX_CALL_DURATION: Duration = resilient_circuit_breaker::rules::MAX_SLOW_CALL_DURATION;
 
 /// A reported call's duration (ReportRequest.duration): unset stays `None` (never slow),
 /// 0 to 1 h.

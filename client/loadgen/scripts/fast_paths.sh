@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 17's figures, each 3 times (median in BENCHMARKS.md), the 1-minute load average with each run:
+# Issue 17's figures, each RUNS times (3 by default; median in BENCHMARKS.md), the 1-minute load average with each run:
 #  - Session vs its echo twin (--baseline, same invocation) at 64 and 256 in flight on one connection;
 #  - cached Rust decisions, 64 tasks on one protector (p50/p99 of acquire + success);
 #  - Python cached decisions/s (client/python/bench.py) and the trip-to-stop time (bench_trip.py).

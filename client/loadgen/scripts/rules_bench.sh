@@ -6,6 +6,8 @@ set -u
 cd "$(dirname "$0")/../../.."
 R=target/release
 T=$(mktemp -d)
+exec 9>/tmp/bench.lock
+flock 9
 start() { # sets ADDR, PID
   rm -f $T/d.out
   $R/circuitd --listen 127.0.0.1:0 --in-memory "$@" > $T/d.out 2>$T/d.err &
@@ -13,12 +15,13 @@ start() { # sets ADDR, PID
   for i in $(seq 100); do grep -q 'listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
   ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
 }
-bench() { $R/circuitctl --addr http://$ADDR --json bench --concurrency 64 --connections 1 --duration 5s --warmup 1s "$@" 2>/dev/null; }
+# Each call gives its own --duration (clap takes the flag once).
+bench() { $R/circuitctl --addr http://$ADDR --json bench --concurrency 64 --connections 1 --warmup 1s "$@" 2>/dev/null; }
 for round in 1 2 3; do
   for mode in unary session; do
     for kind in count rules; do
       start
-      flags="--mode $mode --report-duration 1ms"
+      flags="--mode $mode --duration 5s --report-duration 1ms"
       [ $kind = rules ] && flags="$flags --rules"
       load=$(cut -d' ' -f1 /proc/loadavg)
       echo "RUN $round $mode $kind load=$load $(bench $flags)"
@@ -29,7 +32,8 @@ done
 # SimulatePolicy over 100,000 outcomes: a protector keeping 100,000, filled by a Session bench with 5% failures.
 start
 C="$R/circuitctl --addr http://$ADDR"
-bench --mode session --duration 3s --failure-rate 0.05 --history-size 100000 > /dev/null
+bench --mode session --duration 3s --failure-rate 0.05 --history-size 100000 > /dev/null ||
+  { echo "the history fill failed" >&2; exit 1; }
 $C get bench-0 | grep -i history
 for i in 1 2 3 4 5; do
   s=$(date +%s.%N)

@@ -9,6 +9,8 @@ set -u
 cd "$(dirname "$0")/../../.."
 R=${R:-target/release}
 T=$(mktemp -d)
+exec 9>/tmp/bench.lock
+flock 9
 run() { # $1: duration; prints "instructions decisions"
   valgrind --tool=callgrind --callgrind-out-file=$T/cg.$1 $R/circuitd --listen 127.0.0.1:0 --in-memory \
     > $T/d.out 2>$T/vg.err &
@@ -20,8 +22,8 @@ run() { # $1: duration; prints "instructions decisions"
   kill -INT $pid; wait $pid
   echo "$(callgrind_annotate $T/cg.$1 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}') $decisions"
 }
-read i3 d3 < <(run 2s)
-read i6 d6 < <(run 8s)
-echo "2 s: $i3 instructions, $d3 decisions; 8 s: $i6 instructions, $d6 decisions"
-echo "per decision: $(( (i6 - i3) / (d6 - d3) )) instructions (two messages)"
+read i2 d2 < <(run 2s)
+read i8 d8 < <(run 8s)
+echo "2 s: $i2 instructions, $d2 decisions; 8 s: $i8 instructions, $d8 decisions"
+echo "per decision: $(( (i8 - i2) / (d8 - d2) )) instructions (two messages)"
 echo "profiles: $T/cg.2s $T/cg.8s (callgrind_annotate --inclusive=no)"

@@ -12,6 +12,8 @@ R=${R:-target/release}
 N=${1:-256}
 S=${2:-5}
 T=$(mktemp -d)
+exec 9>/tmp/bench.lock
+flock 9
 trap 'rm -rf $T' EXIT
 $R/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/d.err &
 PID=$!

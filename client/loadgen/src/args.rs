@@ -53,7 +53,7 @@ pub struct Args {
     pub history_size: u32,
     /// Every Report carries this call duration (e.g. 1ms); unset: none, as before the
     /// slow-call rule. The echo baseline's messages are unchanged.
-    #[arg(long, value_parser = report_duration)]
+    #[arg(long, value_parser = at_most_an_hour)]
     pub report_duration: Option<Duration>,
     /// Run the echo baseline first, in the same shape, and report the ratio.
     #[arg(long)]
@@ -73,7 +73,7 @@ pub struct Args {
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub transitions: u32,
     /// Watch mode: keep the streams open this long after the transitions (at most 1h).
-    #[arg(long, default_value = "0s", value_parser = hold)]
+    #[arg(long, default_value = "0s", value_parser = at_most_an_hour)]
     pub hold: Duration,
 }
 
@@ -126,15 +126,8 @@ fn warmup(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn report_duration(s: &str) -> Result<Duration, String> {
-    let d = duration(s)?;
-    if d > Duration::from_secs(3600) {
-        return Err("expected at most 1h".to_owned());
-    }
-    Ok(d)
-}
-
-fn hold(s: &str) -> Result<Duration, String> {
+/// A duration of at most 1h (`--hold`, `--report-duration`).
+fn at_most_an_hour(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
     if d > Duration::from_secs(3600) {
         return Err("expected at most 1h".to_owned());
@@ -160,8 +153,8 @@ mod tests {
         assert_eq!(measured("300ms"), Ok(Duration::from_millis(300)));
         assert_eq!(warmup("0s"), Ok(Duration::ZERO));
         assert!(warmup("11m").is_err());
-        assert!(hold("2h").is_err());
-        assert_eq!(hold("5s"), Ok(Duration::from_secs(5)));
+        assert!(at_most_an_hour("2h").is_err());
+        assert_eq!(at_most_an_hour("5s"), Ok(Duration::from_secs(5)));
         for bad in ["-0.1", "1.5", "NaN", "x", ""] {
             assert!(rate(bad).is_err(), "{bad:?} accepted");
         }

@@ -37,6 +37,7 @@ from ._connection import Connection, Tls, Tries, options
 from ._fork import inherited
 from ._generated import protector_pb2, protector_pb2_grpc
 from ._protector import CACHED, Runtime
+from ._wire import took_since as _took
 
 log = logging.getLogger("resilient_circuit_client")
 
@@ -184,10 +185,6 @@ async def call(
         raise
     await resolve(rt, ticket, result_outcome(result), _took(start))
     return result
-
-
-def _took(start: Optional[float]) -> Optional[float]:
-    return None if start is None else time.perf_counter() - start
 
 
 def _close_before_fork() -> None:

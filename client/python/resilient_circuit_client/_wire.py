@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from time import perf_counter
 from fractions import Fraction
 from typing import Optional, Union
 
@@ -179,3 +180,8 @@ def machine_settings(p: types_pb2.Policy) -> dict:
         "trial_permits": p.trial_permits if p.HasField("trial_permits") else None,
         "permit_ttl": p.permit_ttl.ToTimedelta().total_seconds() if p.HasField("permit_ttl") else 30.0,
     }
+
+
+def took_since(start: Optional[float]) -> Optional[float]:
+    """Seconds since `start` (a `perf_counter` reading), or None when not measured."""
+    return None if start is None else perf_counter() - start

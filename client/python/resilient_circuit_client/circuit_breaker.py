@@ -22,9 +22,9 @@ shares it. Beyond the library (each with a default that keeps its behaviour):
   here, so a bad value fails at construction naming its argument): `window_duration`
   (timedelta, 1 s to 1 h) with `minimum_calls`, `consecutive_failures`,
   `slow_call_duration` (timedelta) with `slow_call_limit` (a Fraction or an (n, d) pair),
-  `cooldown_multiplier` (1 to 100) with `max_cooldown`, `shadow`, `history_size`. Every
-  call's duration is measured and sent with its outcome (see `_protector`), so the
-  slow-call rule and the daemon's what-if history see it.
+  `cooldown_multiplier` (1 to 100) with `max_cooldown`, `shadow`, `history_size`. The
+  Report of a daemon's permit carries the call's duration; batched and cached outcomes
+  carry it only while the daemon's policy has a slow-call rule (see `_protector`).
 
 The 0.8.x line's arguments (see `_compat`): `storage` is accepted and superseded (one
 warning per process), `namespace` becomes the name prefix `namespace/`, and
@@ -69,18 +69,13 @@ from ._connection import PemSource
 from ._generated import types_pb2
 from ._protector import CACHED, Runtime
 from .buffer import BinaryCircularBuffer
-from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy
+from ._wire import STATUS_NAMES, STATUS_VALUES, LimitLike, policy as wire_policy, took_since as _took
 from .exceptions import ProtectedCallError, ProtectionException, last_error
 from .policy import ProtectionPolicy
 from .status_enum import CircuitStatus
 from .storage import CircuitBreakerStorage, create_storage, warn_superseded
 
 FALLBACKS = ("deny", "allow", "local")
-
-
-def _took(start: Optional[float]) -> Optional[float]:
-    """Seconds since `start` (a `perf_counter` reading), or None when not measured."""
-    return None if start is None else perf_counter() - start
 
 
 def _status(wire: int) -> Optional[CircuitStatus]:
@@ -298,9 +293,10 @@ class CircuitProtectorPolicy(ProtectionPolicy):
                 except BaseException as error:
                     rt.resolve((CACHED, key[0]), outcome_of(error), _took(start))
                     raise
-                if start is not None and (result is None or result_outcome(result) == "SUCCESS"):
+                ok = result is None or result_outcome(result) == "SUCCESS"
+                if ok and start is not None:
                     rt.pending_success(key[0], _took(start))
-                elif result is None or result_outcome(result) == "SUCCESS":
+                elif ok:
                     rt._pend.append(key)
                     if not rt._pend_woken:
                         rt._pend_woken = True

@@ -8,6 +8,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 
 WORKSPACE = pathlib.Path(__file__).resolve().parents[3]
 
@@ -69,6 +70,19 @@ class Daemon:
             self.process.kill()
             raise
 
+    def freeze(self, deadline: float = 10.0) -> None:
+        """SIGSTOP, then waits until every thread has stopped: kill(2) only queues the stop,
+        and a request sent before that could still be answered."""
+        pid = self.process.pid
+        self.process.send_signal(signal.SIGSTOP)
+        until = time.monotonic() + deadline
+        while not _stopped_all(pid):
+            assert time.monotonic() < until, f"circuitd (pid {pid}) did not stop on SIGSTOP"
+
+    def thaw(self) -> None:
+        """SIGCONT: a frozen daemon goes on."""
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self, deadline: float = 10.0) -> int:
         """SIGTERM, then the exit status (killed if it outlives `deadline`)."""
         if self.process.poll() is None:
@@ -78,3 +92,16 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def _stopped_all(pid: int) -> bool:
+    """Whether every thread of process `pid` is stopped (state T in /proc/PID/task/TID/stat)."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            if stat[stat.rindex(")") + 2] != "T":
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return True

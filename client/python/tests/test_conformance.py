@@ -9,11 +9,9 @@ report's `expect.accepted` is left to the vector's next `inspect`."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import queue
 import shutil
-import signal
 import tempfile
 import time
 from datetime import timedelta
@@ -282,16 +280,10 @@ class Player:
         self.wait_serving()
 
     def op_freeze_daemon(self, step: dict) -> None:
-        pid = self.daemon.process.pid
-        self.daemon.process.send_signal(signal.SIGSTOP)
-        # kill(2) only queues the stop: wait until every thread has stopped, so that
-        # nothing sent after the freeze can be answered before the thaw.
-        until = time.monotonic() + 10
-        while not _stopped_all(pid):
-            assert time.monotonic() < until, f"circuitd (pid {pid}) did not stop on SIGSTOP"
+        self.daemon.freeze(deadline=DEADLINE)
 
     def op_thaw_daemon(self, step: dict) -> None:
-        self.daemon.process.send_signal(signal.SIGCONT)
+        self.daemon.thaw()
 
     def finish(self) -> None:
         for protector, ticket in self.permits.values():
@@ -301,7 +293,7 @@ class Player:
         self.channel.close()
         if self.daemon is not None:
             # A frozen daemon would hold its SIGTERM: thaw it first.
-            self.daemon.process.send_signal(signal.SIGCONT)
+            self.daemon.thaw()
             self.daemon.stop(deadline=DEADLINE)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -318,16 +310,3 @@ def test_vector(circuitd_bin, vector):
                 raise AssertionError(f"vector {vector['name']}, step {index} {step}: {e}") from None
     finally:
         player.finish()
-
-
-def _stopped_all(pid: int) -> bool:
-    """Whether every thread of process `pid` is stopped (state T in /proc/PID/task/TID/stat)."""
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
-            if stat[stat.rindex(")") + 2] != "T":
-                return False
-    except (OSError, ValueError, IndexError):
-        return False
-    return True

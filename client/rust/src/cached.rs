@@ -31,7 +31,8 @@
 //! Outcomes. A SUCCESS of a local permit increments a counter (an `AtomicU64` holding
 //! a generation tag and a count), the calling thread's own among [`STRIPES`] counters on
 //! cache lines of their own (`stripe`), so threads sharing a protector never contend
-//! for one line; a background flusher takes and sums them every [`FLUSH_INTERVAL`]
+//! for one line (only a slow success, under a slow-call rule, is queued under a mutex:
+//! see "Slow calls" below); a background flusher takes and sums them every [`FLUSH_INTERVAL`]
 //! (50 ms), or as soon as one reaches [`FLUSH_AT`] (1,000), and sends one ReportBatch.
 //! The stripes' tags change together, under the tally's lock, so each success is taken
 //! exactly once, by the batch of its generation. A FAILURE is sent at once: a ReportBatch with the pending
@@ -764,15 +765,19 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn successes_of_a_life_that_ended_are_dropped_whichever_news_comes_first() {
-        let cache = Cache::new(Duration::from_secs(2));
-        let created = |mod_revision| v1::Protector {
+    /// The protector as created at `mod_revision`: CLOSED, generation 1.
+    fn created(mod_revision: u64) -> v1::Protector {
+        v1::Protector {
             generation: 1,
             status: v1::Status::Closed as i32,
             mod_revision,
             ..v1::Protector::default()
-        };
+        }
+    }
+
+    #[test]
+    fn successes_of_a_life_that_ended_are_dropped_whichever_news_comes_first() {
+        let cache = Cache::new(Duration::from_secs(2));
         cache.snapshot(&created(1), true);
         // Deleted at revision 5, the stream says so first: the old life's successes go.
         (0..3).for_each(|_| cache.success(1));
@@ -806,12 +811,6 @@ mod tests {
             }),
             ..v1::Policy::default()
         }));
-        let created = |mod_revision| v1::Protector {
-            generation: 1,
-            status: v1::Status::Closed as i32,
-            mod_revision,
-            ..v1::Protector::default()
-        };
         cache.snapshot(&created(1), true);
         // Two quick successes are counted, two slow ones listed with their durations.
         for took in [1, 2, 1500, 3000] {

@@ -59,7 +59,8 @@ pub struct ClientStats {
     pub batched_stale: u64,
     /// Outcomes of locally admitted calls that could not reach the daemon, and
     /// successes still waiting for their batch when their protector was deleted or
-    /// created again (its next life would take them for its own).
+    /// created again (its next life would take them for its own), and slow successes
+    /// the full queue of slow calls dropped.
     pub batched_lost: u64,
 }
 

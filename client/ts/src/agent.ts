@@ -23,6 +23,9 @@ async function main(): Promise<number> {
   const protector = client.protector(name, {
     policy: { cooldownMs: 60_000, failureLimit: [2, 2] },
     fallback: "deny",
+    // The agent protocol's deadline (conformance/README.md, section 3): the daemon
+    // decides, even on a loaded machine.
+    acquireDeadlineMs: 2_000,
   });
   protector.on("statusChange", (c) => say(`event ${c.from} ${c.to}`));
   await protector.ensure();

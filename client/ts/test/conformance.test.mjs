@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 
 import { Client, ProtectedCallError, wire } from "../dist/index.js";
-import { startDaemon } from "./daemon.mjs";
+import { startDaemon, waitFor } from "./daemon.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const FILE = path.join(ROOT, "conformance", "vectors.json");
@@ -247,10 +247,10 @@ async function play(vector) {
           }
           case "change": {
             const queue = changes.get(step.protector);
-            await untilDeadline(`a change ${step.from} -> ${step.to}`, async () => ({
-              done: queue.length > 0,
-              shown: "none queued",
-            }));
+            // The queue's listener was added first: when this event fires, it is queued.
+            if (queue.length === 0) {
+              await waitFor(protectors.get(step.protector), "statusChange", () => true, `a change ${step.from} -> ${step.to}`);
+            }
             const c = queue.shift();
             const want = { from: step.from, to: step.to };
             if (step.reason !== undefined && c.reason !== undefined) want.reason = step.reason;

@@ -265,7 +265,7 @@ impl Default for Limits {
             max_watchers_per_identity: 1000,
             max_sessions_per_identity: 1000,
             max_protectors_per_identity: 10_000,
-            max_history_entries: 1_000_000,
+            max_history_entries: crate::registry::DEFAULT_MAX_HISTORY_ENTRIES,
         }
     }
 }

@@ -359,7 +359,7 @@ impl Registry {
     }
 
     /// The decision of an Acquire, taken under the entry's guard; its answer may leave
-    /// once [`Decided::is_durable`] says so, or after [`acquired`](Self::acquired). The
+    /// once [`is_durable`](Self::is_durable) says so, or after [`acquired`](Self::acquired). The
     /// Session answers an Acquire whose state is already durable (in memory, always)
     /// without building a future for it.
     pub fn decide_acquire(&self, name: &str) -> Result<Decided<Acquired>, Error> {
@@ -484,7 +484,11 @@ impl Registry {
     /// record already on disk. False also when it can never be (the journal failed):
     /// the wait then says why.
     pub fn is_durable<T>(&self, decided: &Decided<T>) -> bool {
-        self.durable_now(decided.seq)
+        match (&self.store, decided.seq) {
+            (Some(_), Some(NEVER_DURABLE)) => false,
+            (Some(journal), Some(seq)) => journal.is_durable(seq),
+            _ => true,
+        }
     }
 
     /// Applies the expiries due now (the scheduler's call). Their changes are journaled

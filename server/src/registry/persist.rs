@@ -140,15 +140,6 @@ impl Registry {
         }
     }
 
-    /// [`durable`](Self::durable) without waiting: true when it would return `Ok` at once.
-    pub(super) fn durable_now(&self, seq: Option<u64>) -> bool {
-        match (&self.store, seq) {
-            (Some(_), Some(super::NEVER_DURABLE)) => false,
-            (Some(journal), Some(seq)) => journal.is_durable(seq),
-            _ => true,
-        }
-    }
-
     /// Waits until the journal holds `seq` (nothing to wait for in memory); a state that
     /// can never be durable is UNAVAILABLE at once.
     pub(super) async fn durable(&self, seq: Option<u64>) -> Result<(), Error> {

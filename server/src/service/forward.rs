@@ -93,6 +93,9 @@ const TRANSPORT_HEADERS: [&str; 11] = [
 /// Routes calls by the replica's role and holds the channel to the current leader.
 #[derive(Debug)]
 pub(super) struct Forwarder {
+    /// The cluster, whose `decides()` flag answers the common case (serve here) without
+    /// the role's lock.
+    cluster: Arc<Cluster>,
     role: watch::Receiver<Role>,
     /// This replica's id, as the value of [`FORWARDED`].
     marker: AsciiMetadataValue,
@@ -125,8 +128,9 @@ pub(super) struct Leader {
 }
 
 impl Forwarder {
-    pub(super) fn new(cluster: &Cluster, max_message: usize, tls: Option<ClientTlsConfig>) -> Forwarder {
+    pub(super) fn new(cluster: &Arc<Cluster>, max_message: usize, tls: Option<ClientTlsConfig>) -> Forwarder {
         Forwarder {
+            cluster: Arc::clone(cluster),
             role: cluster.watch_role(),
             // Ids are hex; one that is no valid header value still marks the call.
             marker: cluster
@@ -144,6 +148,10 @@ impl Forwarder {
     /// Where a call of `plane` that only the deciding replica may serve goes: `None` to
     /// serve it here, the leader to forward it to, or the UNAVAILABLE to answer.
     pub(super) fn route(&self, metadata: &MetadataMap, plane: Plane) -> Result<Option<Arc<Leader>>, Status> {
+        // Every Acquire and Report asks: a replica that decides answers from one flag.
+        if self.cluster.decides() {
+            return Ok(None);
+        }
         let role = self.role.borrow();
         match &*role {
             Role::Standalone | Role::Leader { .. } => Ok(None),

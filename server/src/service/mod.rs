@@ -161,7 +161,7 @@ impl Shared {
         validate::name(field, name, self.limits.max_name_len)
     }
 
-    /// Acquire, for the unary call (the session decides through `session::Decide`).
+    /// Acquire, for the unary call (the session decides through `session::decide`).
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
         let name = self.name("name", req.name)?;
         Ok(acquire_answer(self.registry().acquire(&name).await?))

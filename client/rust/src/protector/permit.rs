@@ -137,7 +137,8 @@ impl CallPermit {
     /// is logged and counted in [`ClientStats::reports_lost`](crate::client::ClientStats).
     ///
     /// A cached protector's local permit: a SUCCESS (or IGNORED) resolves at once with
-    /// `accepted` true and `status` `None` (it is queued for the next batch); a FAILURE
+    /// `accepted` true and `status` `None` (it is queued for the next batch; `accepted`
+    /// is false for a slow success the full queue of slow calls drops); a FAILURE
     /// is sent at once and answers like a unary report.
     pub async fn resolve(self, outcome: Outcome) -> Resolved {
         let measured = self.started.map(|t| t.elapsed());

@@ -26,6 +26,6 @@ pub use error::{ConfigError, Source};
 pub use load::{MAX_NAME_LEN, Settings};
 pub use reload::Declared;
 pub use types::{
-    ClusterSettings, Config, ConnectionConfig, Limits, LogFormat, ProtectorConfig, StoreSettings,
-    TlsSettings, WatchConfig,
+    ClusterSettings, Config, ConnectionConfig, DEFAULT_MAX_HISTORY_ENTRIES, Limits, LogFormat,
+    ProtectorConfig, StoreSettings, TlsSettings, WatchConfig,
 };

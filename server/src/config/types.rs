@@ -252,6 +252,10 @@ impl Default for Config {
     }
 }
 
+/// The default of `--max-history-entries`: 1,000,000 entries (about 40 MB when full),
+/// one protector at the largest `history_size` or a hundred at 10,000 (`registry/history.rs`).
+pub const DEFAULT_MAX_HISTORY_ENTRIES: usize = 1_000_000;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -265,7 +269,7 @@ impl Default for Limits {
             max_watchers_per_identity: 1000,
             max_sessions_per_identity: 1000,
             max_protectors_per_identity: 10_000,
-            max_history_entries: crate::registry::DEFAULT_MAX_HISTORY_ENTRIES,
+            max_history_entries: DEFAULT_MAX_HISTORY_ENTRIES,
         }
     }
 }

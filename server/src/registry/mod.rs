@@ -86,9 +86,7 @@ struct Entry {
     history: Option<Box<resilient_circuit_breaker::History>>,
 }
 
-/// The default of `--max-history-entries`: 1,000,000 entries (about 40 MB when full),
-/// one protector at the largest `history_size` or a hundred at 10,000 (`history.rs`).
-pub const DEFAULT_MAX_HISTORY_ENTRIES: usize = 1_000_000;
+pub use crate::config::DEFAULT_MAX_HISTORY_ENTRIES;
 
 /// The `version` of an entry whose last change could not be journaled: its state is
 /// shown to nobody (see [`Registry::durable`](persist.rs)).

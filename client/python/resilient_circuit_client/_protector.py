@@ -29,8 +29,17 @@ what the Watch stream says about the daemon:
   `MAX_SLOW_PENDING` wait for the batcher; past that they are lost and counted so). The
   cached fast path reads the clock only while such a rule is known.
 
+- **Giving way.** A thread busy on the fast path holds the GIL, and the interpreter
+  takes it away only every switch interval (`sys.getswitchinterval()`, 5 ms by default):
+  an event the Watch reader received (a trip) would wait that long before it could be
+  applied. So the fast path has a checkpoint every `TURN` (1 ms): the call that passes it
+  checks freshness against the stream's deadline and gives the GIL away (`time.sleep(0)`),
+  so a waiting reader applies its event within about `TURN` of its arrival. The clock the
+  fast path already reads tells when; between checkpoints a call costs nothing more, and
+  a checkpoint costs one system call a millisecond.
+
 State the watch thread and callers share is guarded by `_lock`; the fast path reads
-`_fast_gen`, `_fresh_until` and `slow_call` without it (each is replaced whole).
+`_fast_key`, `_fast_gen`, `_check_at` and `slow_call` without it (each is replaced whole).
 """
 
 from __future__ import annotations
@@ -63,6 +72,13 @@ OUTCOMES = {"SUCCESS": types_pb2.OUTCOME_SUCCESS, "FAILURE": types_pb2.OUTCOME_F
 NO_OVERRIDE = (types_pb2.OVERRIDE_KIND_UNSPECIFIED, types_pb2.OVERRIDE_KIND_NONE)
 #: Slow successes (each listed with its duration) waiting for the batcher, at most.
 MAX_SLOW_PENDING = 10_000
+#: How often a thread deciding on the cached fast path gives the GIL away, at most
+#: (seconds; see "Giving way" above).
+TURN = 0.001
+
+#: How the fast path's checkpoint gives the GIL away: `time.sleep(0)` releases it, and a
+#: thread waiting for it (the Watch reader with an event) takes it.
+_give_way = time.sleep
 
 _runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
 
@@ -115,7 +131,10 @@ class Runtime:
         self._view: Optional[tuple[int, int, bool]] = None
         self._view_rev = 0
         self._live = False
+        # Until when the stream vouches for the view (PROGRESS and events move it on).
         self._fresh_until = 0.0
+        # The fast path's next checkpoint, never past `_fresh_until` (see give_way).
+        self._check_at = 0.0
         # The generation cached calls are admitted in; 0 = take the remote path.
         self._fast_gen = 0
         # The key cached successes are counted under, (generation, link outages so far),
@@ -221,6 +240,7 @@ class Runtime:
         with self._lock:
             self._live = live
             self._fresh_until = fresh_until
+            self._check_at = 0.0
             self._recompute()
         if live:
             self.unsynced.clear()
@@ -241,11 +261,30 @@ class Runtime:
         """The generation to admit a call in locally, or 0 for the remote path (the
         decorator inlines this with `count_success`)."""
         gen = self._fast_gen
-        if gen and time.monotonic() < self._fresh_until:
+        if gen and time.monotonic() >= self._check_at:
+            key = self.give_way()
+            gen = key[0] if key is not None else 0
+        if gen:
             # Every caller admits the call locally when this is non-zero.
             self.cache_decisions += 1
-            return gen
-        return 0
+        return gen
+
+    def give_way(self) -> Optional[tuple[int, int]]:
+        """The fast path's checkpoint, for a call that found `_check_at` passed: the key
+        to admit it locally under, or None when the stream no longer vouches for the view
+        (the call takes the remote path, which sees the stream is stale). Gives the GIL
+        away first, so an event waiting for it (a trip) is applied before this call is
+        decided; the next checkpoint is `TURN` later, never past the stream's deadline."""
+        if time.monotonic() >= self._fresh_until:
+            return None
+        _give_way(0)
+        # Read after the turn: the event applied meanwhile is taken into account.
+        fresh, key = self._fresh_until, self._fast_key
+        now = time.monotonic()
+        if key is None or now >= fresh:
+            return None
+        self._check_at = min(fresh, now + TURN)
+        return key
 
     # -- daemon RPCs ---------------------------------------------------------------------
 

@@ -282,8 +282,10 @@ class CircuitProtectorPolicy(ProtectionPolicy):
         def decorated(*args, **kwargs):
             # The cached fast path, with Runtime.fast_generation and count_success
             # inlined: a method call costs as much as the rest of the decision.
+            # Past the checkpoint (every TURN), give_way checks freshness and lets a waiting
+            # Watch reader apply its event first.
             key = rt._fast_key
-            if key is not None and monotonic() < rt._fresh_until:
+            if key is not None and (monotonic() < rt._check_at or (key := rt.give_way()) is not None):
                 rt.cache_decisions += 1
                 # The clock is read on the fast path only while the daemon's policy
                 # judges durations (a slow-call rule).

@@ -173,6 +173,21 @@ async fn call_measures_the_duration_itself() {
     );
 }
 
+/// The first permit `p` (cached) admits locally: until the Watch stream vouches for
+/// CLOSED, calls the daemon admits go unary (each ignored here, which records nothing).
+async fn first_local_permit(p: &Protector) -> resilient_circuit::CallPermit {
+    let give_up = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < give_up, "never admitted locally");
+        let permit = p.acquire().await.expect("admitted");
+        if permit.is_local() {
+            return permit;
+        }
+        permit.ignore().await;
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_protector_batches_slow_calls_with_their_durations() {
     let daemon = start_daemon().await;
@@ -205,17 +220,7 @@ async fn a_cached_protector_batches_slow_calls_with_their_durations() {
         .build()
         .await
         .expect("protector");
-    // Until the Watch stream vouches for CLOSED: calls admitted by the daemon go unary.
-    let give_up = Instant::now() + DEADLINE;
-    let first = loop {
-        assert!(Instant::now() < give_up, "never admitted locally");
-        let permit = p.acquire().await.expect("admitted");
-        if permit.is_local() {
-            break permit;
-        }
-        permit.ignore().await;
-        tokio::task::yield_now().await;
-    };
+    let first = first_local_permit(&p).await;
     // Two fast successes, counted; two slow ones, listed with their durations: 2 of 4
     // slow trips the protector once they reach the daemon's window.
     first
@@ -236,4 +241,77 @@ async fn a_cached_protector_batches_slow_calls_with_their_durations() {
     let counters = seen.counters.expect("counters");
     assert_eq!(counters.successes, 4, "{counters:?}");
     assert_eq!(client.stats().batched_lost, 0);
+}
+
+/// A cached protector whose policy has no slow-call rule measures nothing itself, but a
+/// duration its caller gives a FAILURE goes with the failure (sent at once) into the
+/// daemon's history: a candidate policy with a slow-call rule, replayed on that history,
+/// finds the slow failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_failure_keeps_the_duration_its_caller_gave() {
+    let daemon = start_daemon().await;
+    let client = patient_client(&daemon).await;
+    let name = "rules-cached-failure";
+    let p = client
+        .protector_builder(name)
+        .policy(
+            ProtectorPolicy::try_with(
+                PolicySpec {
+                    cooldown: Duration::from_secs(3600),
+                    failure_limit: (3, 4),
+                    ..PolicySpec::default()
+                },
+                Rules {
+                    history_size: 100,
+                    ..Rules::default()
+                },
+            )
+            .expect("valid policy"),
+        )
+        .fallback(Fallback::Deny)
+        .cached(true)
+        .build()
+        .await
+        .expect("protector");
+    // Two successes (batched, counted) and two slow failures: no trip under the policy.
+    first_local_permit(&p).await.success().await;
+    p.acquire().await.expect("CLOSED admits").success().await;
+    for _ in 0..2 {
+        let permit = p.acquire().await.expect("CLOSED admits");
+        assert!(permit.is_local());
+        let r = permit
+            .resolve_timed(Outcome::Failure, Duration::from_millis(300))
+            .await;
+        assert_eq!(r.status, Some(Status::Closed));
+    }
+    // 2 slow calls of 4 (250 ms or more) trip the candidate; 2 failures of 4 do not.
+    let candidate = v1::Policy {
+        slow_call_duration: Some(convert::duration(Duration::from_millis(250))),
+        slow_call_limit: Some(v1::Fraction {
+            numerator: 2,
+            denominator: 4,
+        }),
+        ..support::policy(Duration::from_secs(3600), (3, 4), None)
+    };
+    let answer = daemon
+        .admin()
+        .await
+        .simulate_policy(v1::SimulatePolicyRequest {
+            name: name.into(),
+            policy: Some(candidate),
+        })
+        .await
+        .expect("simulated")
+        .into_inner();
+    // (Before them, the history holds the unary permits ignored until the stream synced.)
+    assert!(answer.calls >= 4, "{answer:?}");
+    let reasons: Vec<_> = answer
+        .candidate
+        .as_ref()
+        .expect("candidate")
+        .transitions
+        .iter()
+        .map(|t| t.reason())
+        .collect();
+    assert_eq!(reasons, [v1::TransitionReason::SlowCalls], "{answer:?}");
 }

@@ -164,7 +164,7 @@ impl CallPermit {
                 let last = Last {
                     generation,
                     outcome,
-                    duration: duration.filter(|_| self.started.is_some()),
+                    duration,
                 };
                 report_cached(&self.protector, last).await
             }

@@ -60,7 +60,7 @@ from ._generated import protector_pb2, types_pb2
 from ._link import SKIP
 from ._machine import Machine, Permit
 from ._notifier import Notifier
-from ._session import Broken, acquire_field
+from ._session import Broken, SessionRpcError, acquire_field
 from ._wire import STATUS_NAMES, duration_of_seconds, machine_settings, reason_name, seconds_of, slow_call_seconds
 from .exceptions import ProtectedCallError, ProtectionException
 
@@ -292,9 +292,16 @@ class Runtime:
         replica = replica or self.conn.replica
         # Not while a batch is being sent: one taken before a deletion lands before the
         # protector is created again, and successes still pending are dropped by the answer
-        # (life_ends) before a batch can take them for the new life.
-        with self.conn.sending:
-            self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=timeout))
+        # (life_ends) before a batch can take them for the new life. The wait is part of
+        # the call's deadline (a batch to a hanging daemon holds the lock for its own).
+        started = time.monotonic()
+        if not self.conn.sending.acquire(timeout=max(0.0, timeout)):
+            raise SessionRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "a batch of outcomes was still being sent")
+        try:
+            left = max(0.0, timeout - (time.monotonic() - started))
+            self.ensured_by(replica.protectors.EnsureProtector(self.ensure_request(), timeout=left))
+        finally:
+            self.conn.sending.release()
 
     def ensure_request(self) -> protector_pb2.EnsureProtectorRequest:
         return protector_pb2.EnsureProtectorRequest(name=self.name, policy=self.policy)

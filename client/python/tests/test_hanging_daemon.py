@@ -114,3 +114,45 @@ def test_a_coroutine_function_honours_the_acquire_deadline_too(silent, key):
     result, took = asyncio.run(main())
     assert result == "ran" and policy.fallback_decisions == 1
     assert took < 0.05 + MARGIN, f"the first call took {took:.3f}s"
+
+
+def test_a_batch_being_sent_holds_no_call_past_its_deadline(address, key):
+    # The batcher holds the connection's `sending` lock while a ReportBatch is under way
+    # (up to the request timeout when the daemon hangs); a call that must ensure its
+    # protector first waits for that lock no longer than its own deadline.
+    policy = CircuitProtectorPolicy(resource_key=key, address=address, cached=False, fallback="deny")
+
+    @policy
+    def noop():
+        return None
+
+    noop()
+    rt = policy._rt
+    rt.ensured = False  # as after a daemon that forgot the protector
+    holding, done = threading.Event(), threading.Event()
+
+    def batcher():
+        with rt.conn.sending:
+            holding.set()
+            done.wait(30)
+
+    threading.Thread(target=batcher, daemon=True).start()
+    assert holding.wait(10)
+    outcome = []
+
+    def call():
+        try:
+            noop()
+            outcome.append("admitted")
+        except ProtectedCallError:
+            outcome.append("denied by the fallback")
+
+    caller = threading.Thread(target=call, daemon=True)
+    try:
+        caller.start()
+        caller.join(10)
+        assert outcome == ["denied by the fallback"], "the call waited for the batch, past its deadline"
+    finally:
+        done.set()
+        caller.join(10)
+    policy.close()

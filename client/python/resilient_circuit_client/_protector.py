@@ -253,8 +253,15 @@ class Runtime:
         self._fresh_until = fresh_until
 
     def new_history(self) -> None:
+        """The daemon's history started over (a RESYNC to older revisions): its revisions
+        start again, so the lives learned mean nothing there, and successes still pending
+        name generations of a life it does not have: they are dropped and counted lost."""
         with self._lock:
             self._view_rev = 0
+            self._life = 0
+            lost = self._drop_pending()
+        if lost:
+            self.batch_lost(lost, "the daemon's history started over after these calls")
         self.notifier.new_history()
 
     def fast_generation(self) -> int:
@@ -595,13 +602,18 @@ class Runtime:
             if revision <= self._life:
                 return
             self._life = revision
-            # As in _take: exactly the successes read are removed; later appends stay.
-            pend = self._pend
-            lost = len(pend) + len(self._slow_pend)
-            del pend[: len(pend)]
-            self._slow_pend = []
+            lost = self._drop_pending()
         if lost:
             self.batch_lost(lost, "the protector was deleted or created again after these calls")
+
+    def _drop_pending(self) -> int:
+        """Drops the pending successes, slow ones too (the caller holds `_lock`): how many."""
+        # As in _take: exactly the successes read are removed; later appends stay.
+        pend = self._pend
+        lost = len(pend) + len(self._slow_pend)
+        del pend[: len(pend)]
+        self._slow_pend = []
+        return lost
 
     def take_pending(self) -> list[protector_pb2.OutcomeBatch]:
         return [self._batch(g, n, slow) for g, n, slow in self._take()]

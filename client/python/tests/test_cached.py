@@ -168,3 +168,24 @@ def test_successes_pending_at_exit_reach_the_daemon(address, key):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
     observer = CircuitProtectorPolicy(resource_key=key, address=address, cached=False)
     assert counters(observer).successes == 778
+
+
+def test_another_daemon_history_drops_pending_successes_and_starts_lives_over(address, key):
+    policy = CircuitProtectorPolicy(resource_key=key, address=address)
+    noop = noop_of(policy)
+    synced(policy, noop)
+    rt = policy._rt
+    with rt.conn.sending:  # the batcher takes nothing meanwhile
+        rt.life_ends(900)  # a life of the old history, at its revision 900
+        lost = rt.conn.stats.reports_lost
+        for _ in range(3):
+            noop()
+        # A RESYNC to older revisions: the successes pending name the old history's lives.
+        rt.new_history()
+        assert (len(rt._pend), rt.conn.stats.reports_lost) == (0, lost + 3)
+        # The new history's revisions start over: a creation at its revision 4 is a new
+        # life, which drops what was counted before it.
+        noop()
+        rt.life_ends(4)
+        assert (len(rt._pend), rt.conn.stats.reports_lost) == (0, lost + 4)
+    policy.close()

@@ -365,6 +365,11 @@ impl Cache {
             if new_history {
                 m.status = None;
                 m.generation = 0;
+                // Its revisions start over (a life's start in the old one means nothing
+                // here), and successes still pending name generations of a life this
+                // history does not have: dropped, as a life that ends drops them.
+                m.life = 0;
+                self.drop_pending();
             }
             match m.snapshot.take() {
                 Some(Some(p)) => m.apply(&p, new_history),
@@ -420,7 +425,12 @@ impl Cache {
             return;
         }
         m.life = revision;
-        // The slow successes, listed one by one with their durations, are dropped too.
+        self.drop_pending();
+    }
+
+    /// Drops every pending success, counted for the next send to report lost (the slow
+    /// successes, listed one by one with their durations, too).
+    fn drop_pending(&self) {
         let pending: u64 = self
             .take("")
             .iter()
@@ -798,6 +808,29 @@ mod tests {
         cache.deleted(7);
         assert_eq!(pending(&cache), vec![(1, 1)], "the new life's success stays");
         assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn another_daemon_history_drops_pending_successes_and_starts_lives_over() {
+        let cache = Cache::new(Duration::from_secs(2));
+        cache.synced(1);
+        cache.snapshot(&created(900), true);
+        (0..3).for_each(|_| cache.success(1));
+        // The daemon restarted without its state: SYNCED of another history. Its
+        // generation 1 is not the old one's: the pending successes go.
+        cache.synced(2);
+        assert_eq!(pending(&cache), vec![]);
+        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // Its revisions start over: a creation at revision 4 (below the old life's 900)
+        // is a new life, which drops what was counted before it.
+        cache.success(1);
+        cache.snapshot(&created(4), true);
+        assert_eq!(pending(&cache), vec![]);
+        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
+        // The same history again changes nothing.
+        cache.success(1);
+        cache.synced(2);
+        assert_eq!(pending(&cache), vec![(1, 1)]);
     }
 
     #[test]

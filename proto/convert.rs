@@ -402,7 +402,7 @@ pub fn acquire_response(
         retry_after,
         reason: v1::DecisionReason::from(reason).into(),
         revision,
-        transition: transition.map(Into::into),
+        transition: transition.map(|t| Box::new(t.into())),
         would_reject,
         policy_revision,
     }

@@ -330,7 +330,7 @@ fn acquire_answers_round_trip_their_decision() {
     assert_eq!(wire.status(), v1::Status::HalfOpen);
     assert_eq!((wire.revision, wire.policy_revision), (12, 3));
     assert_eq!(wire.permit, Some(trial.into()));
-    assert_eq!(wire.transition.as_ref().map(transition), Some(Ok(moved)));
+    assert_eq!(wire.transition.as_deref().map(transition), Some(Ok(moved)));
     // The permit comes back as `permit` reads it: without the expiry.
     let read = breaker::Permit {
         expires_at: None,
@@ -348,7 +348,7 @@ fn acquire_answers_round_trip_their_decision() {
             retry_after,
         };
         let wire = acquire_response(rejected, Status::Open, 13, None, false, 3);
-        assert_eq!((wire.permit, wire.transition), (None, None));
+        assert_eq!((wire.permit, wire.transition.as_deref()), (None, None));
         assert_eq!(decision(&wire), Ok(rejected));
     }
 }

@@ -164,7 +164,7 @@ async fn fifty_clients_trip_on_exactly_the_fifth_failure_after_a_window_of_succe
         assert_eq!(r.status, v1::Status::Open as i32);
         assert_eq!(r.transition, None);
     }
-    let trip = tripping[0].transition.expect("transition");
+    let trip = tripping[0].transition.as_deref().copied().expect("transition");
     assert_eq!(
         (trip.from, trip.to, trip.reason, trip.generation),
         (
@@ -260,7 +260,7 @@ async fn fifty_clients_racing_mixed_outcomes_trip_at_the_first_failing_window() 
         v1::Outcome::Failure,
         "only a failure checks the rule"
     );
-    let trip = trip_report.transition.expect("transition");
+    let trip = trip_report.transition.as_deref().copied().expect("transition");
     assert_eq!(trip.reason, v1::TransitionReason::FailureLimit as i32);
     assert_eq!(
         (trip.from, trip.to, trip.generation),

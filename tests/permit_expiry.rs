@@ -56,7 +56,7 @@ async fn an_unreported_trial_expires_as_a_failure_and_auto_half_open_recovers() 
     use v1::TransitionReason as R;
 
     let tripped = call(&mut client, NAME, v1::Outcome::Failure).await;
-    let trip = tripped.transition.expect("trip");
+    let trip = *tripped.transition.expect("trip");
     assert_eq!(watcher.next_transition().await.1, trip);
     assert_transition(&trip, Closed, Open, R::FailureLimit, 2);
 
@@ -94,7 +94,7 @@ async fn an_unreported_trial_expires_as_a_failure_and_auto_half_open_recovers() 
 
     let closed = call(&mut client, NAME, v1::Outcome::Success).await;
     assert!(closed.accepted);
-    let close = closed.transition.expect("a trial success closes");
+    let close = *closed.transition.expect("a trial success closes");
     assert_transition(&close, HalfOpen, Closed, R::TrialsSucceeded, 6);
     assert_eq!(watcher.next_transition().await.1, close);
     let state = get(&mut client, NAME).await;

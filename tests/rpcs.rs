@@ -199,7 +199,7 @@ async fn acquire_admits_in_closed_rejects_in_open_and_grants_trials_in_half_open
     assert_eq!((t.from, t.to), (OPEN, HALF_OPEN));
     assert_eq!(t.reason, v1::TransitionReason::CooldownElapsed as i32);
     // The acquire that caused it answers with the same transition.
-    assert_eq!(trial.transition.as_ref(), Some(&t));
+    assert_eq!(trial.transition.as_deref(), Some(&t));
     let at = t.at.expect("at");
     assert_eq!(nanos(&expires_at) - nanos(&at), 30_000_000_000, "permit_ttl 30 s");
 

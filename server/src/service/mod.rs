@@ -208,7 +208,7 @@ fn report_answer(reported: Reported) -> v1::ReportResponse {
         accepted: reported.accepted,
         status: v1::Status::from(reported.status) as i32,
         revision: reported.revision,
-        transition: reported.transition.map(Into::into),
+        transition: reported.transition.map(|t| Box::new(t.into())),
     }
 }
 

@@ -50,3 +50,4 @@ mod tls;
 mod watch;
 mod watch_resume;
 mod watch_snapshot;
+mod worker_threads;

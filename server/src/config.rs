@@ -23,7 +23,7 @@ mod tls;
 mod types;
 
 pub use error::{ConfigError, Source};
-pub use load::{MAX_NAME_LEN, Settings};
+pub use load::{MAX_NAME_LEN, MAX_WORKER_THREADS, Settings};
 pub use reload::Declared;
 pub use types::{
     ClusterSettings, Config, ConnectionConfig, DEFAULT_MAX_HISTORY_ENTRIES, Limits, LogFormat,

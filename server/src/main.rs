@@ -26,7 +26,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let run = tokio::runtime::Runtime::new()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = settings.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let run = runtime
+        .build()
         .context("cannot start the async runtime")
         .and_then(|runtime| runtime.block_on(run(settings)));
     match run {
@@ -85,7 +91,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Recover first: `listening on` promises that the daemon can answer.
     let prepared = circuitd::prepare(config).await?;
-    tracing::info!("circuitd listening on {bound}");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!("circuitd listening on {bound} (worker threads: {workers})");
     let mut stdout = std::io::stdout().lock();
     // Both lines in one write: a reader that stops after the first must not make the
     // second fail on a closed pipe.

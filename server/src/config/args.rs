@@ -53,6 +53,11 @@ pub struct Args {
     /// Log format on stderr [default: text]
     #[arg(long, env = "CIRCUITD_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Threads that serve calls, 1 to 1024; fewer than the cores leaves the others to
+    /// processes sharing the host (each idle thread is woken, and switched to, for work
+    /// another takes) [default: one per core]
+    #[arg(long, env = "CIRCUITD_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// Most protectors at once [default: 100000]
     #[arg(long, env = "CIRCUITD_MAX_PROTECTORS", value_name = "N")]
     pub max_protectors: Option<usize>,

@@ -21,6 +21,7 @@ pub(super) struct FileConfig {
     pub(super) metrics_max_protectors: Option<usize>,
     pub(super) tokens: Option<std::path::PathBuf>,
     pub(super) log_format: Option<LogFormat>,
+    pub(super) worker_threads: Option<usize>,
     pub(super) shutdown_grace: Option<FileDuration>,
     #[serde(default)]
     pub(super) limits: FileLimits,

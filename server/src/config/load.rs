@@ -29,7 +29,15 @@ pub struct Settings {
     pub config: Config,
     /// How the binary writes its logs. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
+    /// The runtime's worker threads (`--worker-threads`, 1 to [`MAX_WORKER_THREADS`]).
+    /// Default `None`: one per core. Not part of [`Config`], as the runtime is the
+    /// binary's: the daemon library runs on whatever runtime its host gives it.
+    pub worker_threads: Option<usize>,
 }
+
+/// The most worker threads `--worker-threads` takes: beyond any host's cores, where a
+/// typo's thousands of threads would only cost memory.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Settings {
     /// Loads from this process's arguments and `CIRCUITD_*` environment variables.
@@ -339,7 +347,27 @@ impl Layers<'_> {
             });
         }
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
-        Ok(Settings { config, log_format })
+        let threads = self.pick(
+            "worker_threads",
+            self.parsed.args.worker_threads.map(Some),
+            "worker_threads",
+            |f| f.worker_threads.map(Some),
+            None,
+        );
+        if let Some(n) = threads.value
+            && !(1..=MAX_WORKER_THREADS).contains(&n)
+        {
+            return Err(ConfigError::Invalid {
+                setting: threads.key,
+                origin: threads.origin,
+                rule: format!("must be 1 to {MAX_WORKER_THREADS}, got {n}"),
+            });
+        }
+        Ok(Settings {
+            config,
+            log_format,
+            worker_threads: threads.value,
+        })
     }
 }
 

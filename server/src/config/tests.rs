@@ -62,9 +62,58 @@ fn defaults_without_any_source() {
         s,
         Settings {
             config: binary_defaults(),
-            log_format: LogFormat::Text
+            log_format: LogFormat::Text,
+            worker_threads: None,
         }
     );
+}
+
+#[test]
+fn worker_threads_from_each_source_and_out_of_range_refused_naming_it() {
+    // flag over variable over file; unset, the runtime's default (one per core).
+    let file = "worker_threads = 3\n";
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], Option<usize>);
+    let cases: [Case; 4] = [
+        (
+            &["--worker-threads", "1"],
+            &[("CIRCUITD_WORKER_THREADS", "2")],
+            Some(1),
+        ),
+        (
+            &["--config", "w.toml"],
+            &[("CIRCUITD_WORKER_THREADS", "2")],
+            Some(2),
+        ),
+        (&["--config", "w.toml"], &[], Some(3)),
+        (&[], &[], None),
+    ];
+    for (argv, env, want) in cases {
+        let with_file = argv.contains(&"--config").then_some(file);
+        assert_eq!(
+            load_ok(argv, env, with_file).worker_threads,
+            want,
+            "{argv:?} {env:?}"
+        );
+    }
+    for bad in ["0", "1025"] {
+        let (err, msg) = load_err(&["--worker-threads", bad], &[], None);
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    setting: "worker_threads",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(msg.starts_with("--worker-threads must be 1 to 1024"), "{msg}");
+        assert!(msg.contains(&format!("got {bad}")), "{msg}");
+    }
+    let (_, msg) = load_err(&["--config", "w.toml"], &[], Some("worker_threads = 0\n"));
+    assert!(msg.contains("w.toml") && msg.contains("worker_threads"), "{msg}");
+    let (_, msg) = load_err(&["--worker-threads", "many"], &[], None);
+    assert!(msg.contains("many"), "{msg}");
 }
 
 #[test]

@@ -173,6 +173,18 @@ async fn call_measures_the_duration_itself() {
     );
 }
 
+/// A cached protector with that policy, denying when the daemon cannot be asked.
+async fn cached_protector(client: &Client, name: &str, spec: PolicySpec, rules: Rules) -> Protector {
+    client
+        .protector_builder(name)
+        .policy(ProtectorPolicy::try_with(spec, rules).expect("valid policy"))
+        .fallback(Fallback::Deny)
+        .cached(true)
+        .build()
+        .await
+        .expect("protector")
+}
+
 /// The first permit `p` (cached) admits locally: until the Watch stream vouches for
 /// CLOSED, calls the daemon admits go unary (each ignored here, which records nothing).
 async fn first_local_permit(p: &Protector) -> resilient_circuit::CallPermit {
@@ -191,35 +203,19 @@ async fn first_local_permit(p: &Protector) -> resilient_circuit::CallPermit {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_protector_batches_slow_calls_with_their_durations() {
     let daemon = start_daemon().await;
-    let client = Client::builder(daemon.uri())
-        .acquire_deadline(DEADLINE)
-        .request_timeout(DEADLINE)
-        .build()
-        .await
-        .expect("client");
+    let client = patient_client(&daemon).await;
     let name = "rules-cached";
-    let p = client
-        .protector_builder(name)
-        .policy(
-            ProtectorPolicy::try_with(
-                PolicySpec {
-                    cooldown: Duration::from_secs(60),
-                    failure_limit: (4, 4),
-                    ..PolicySpec::default()
-                },
-                Rules {
-                    slow_call_duration: Some(Duration::from_millis(100)),
-                    slow_call_limit: Some((2, 4)),
-                    ..Rules::default()
-                },
-            )
-            .expect("valid policy"),
-        )
-        .fallback(Fallback::Deny)
-        .cached(true)
-        .build()
-        .await
-        .expect("protector");
+    let spec = PolicySpec {
+        cooldown: Duration::from_secs(60),
+        failure_limit: (4, 4),
+        ..PolicySpec::default()
+    };
+    let rules = Rules {
+        slow_call_duration: Some(Duration::from_millis(100)),
+        slow_call_limit: Some((2, 4)),
+        ..Rules::default()
+    };
+    let p = cached_protector(&client, name, spec, rules).await;
     let first = first_local_permit(&p).await;
     // Two fast successes, counted; two slow ones, listed with their durations: 2 of 4
     // slow trips the protector once they reach the daemon's window.
@@ -252,27 +248,16 @@ async fn a_cached_failure_keeps_the_duration_its_caller_gave() {
     let daemon = start_daemon().await;
     let client = patient_client(&daemon).await;
     let name = "rules-cached-failure";
-    let p = client
-        .protector_builder(name)
-        .policy(
-            ProtectorPolicy::try_with(
-                PolicySpec {
-                    cooldown: Duration::from_secs(3600),
-                    failure_limit: (3, 4),
-                    ..PolicySpec::default()
-                },
-                Rules {
-                    history_size: 100,
-                    ..Rules::default()
-                },
-            )
-            .expect("valid policy"),
-        )
-        .fallback(Fallback::Deny)
-        .cached(true)
-        .build()
-        .await
-        .expect("protector");
+    let spec = PolicySpec {
+        cooldown: Duration::from_secs(3600),
+        failure_limit: (3, 4),
+        ..PolicySpec::default()
+    };
+    let rules = Rules {
+        history_size: 100,
+        ..Rules::default()
+    };
+    let p = cached_protector(&client, name, spec, rules).await;
     // Two successes (batched, counted) and two slow failures: no trip under the policy.
     first_local_permit(&p).await.success().await;
     p.acquire().await.expect("CLOSED admits").success().await;

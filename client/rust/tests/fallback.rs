@@ -10,7 +10,10 @@ mod common;
 use std::time::Duration;
 
 use common::{changes, next_change, policy, start_daemon};
-use resilient_circuit::{CallPermit, Client, DecisionReason, Fallback, Protector, Rejection, Status};
+use resilient_circuit::{
+    CallPermit, Client, DecisionReason, Fallback, Outcome, PolicySpec, Protector, ProtectorPolicy, Rejection,
+    Rules, Status,
+};
 use resilient_circuit_api::v1;
 use support::DEADLINE;
 use tokio::time::Instant;
@@ -194,4 +197,53 @@ async fn a_declared_fallback_lets_a_protector_start_while_the_daemon_is_down() {
         permit.ignore().await;
     }
     assert!(daemon.inspect(NAME).await.counters.expect("counters").successes >= 1);
+}
+
+/// The LOCAL fallback's machine judges durations too: a permit it gave out measures its
+/// call, or takes the caller's measure, and slow calls trip it under the policy's
+/// slow-call rule while the daemon is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_fallback_trips_on_slow_calls() {
+    let mut daemon = start_daemon().await;
+    daemon.stop_in_place().await;
+    let client = Client::builder(daemon.uri())
+        .acquire_deadline(ACQUIRE_DEADLINE)
+        .build()
+        .await
+        .expect("client");
+    let slow = ProtectorPolicy::try_with(
+        PolicySpec {
+            cooldown: Duration::from_secs(60),
+            failure_limit: (2, 2),
+            ..PolicySpec::default()
+        },
+        Rules {
+            slow_call_duration: Some(Duration::from_millis(100)),
+            slow_call_limit: Some((2, 2)),
+            ..Rules::default()
+        },
+    )
+    .expect("valid policy");
+    let p = client
+        .protector_builder(NAME)
+        .policy(slow)
+        .fallback(Fallback::Local)
+        .build()
+        .await
+        .expect("a declared fallback starts without the daemon");
+    // Two successes, each slow: by the caller's measure, then by the permit's own.
+    let first = p.acquire().await.expect("the local machine starts CLOSED");
+    assert!(first.is_fallback());
+    assert!(
+        first
+            .resolve_timed(Outcome::Success, Duration::from_millis(150))
+            .await
+            .accepted
+    );
+    let second = p.acquire().await.expect("one slow call of two trips nothing");
+    tokio::time::sleep(Duration::from_millis(110)).await; // the call: at least the threshold
+    assert!(second.success().await.accepted);
+    let rejected = p.acquire().await.expect_err("two slow calls of two trip it");
+    assert!(rejected.fallback, "{rejected:?}");
+    assert_eq!(rejected.status, Status::Open, "{rejected:?}");
 }

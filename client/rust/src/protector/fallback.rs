@@ -65,9 +65,18 @@ impl LocalMachine {
         }
     }
 
-    /// Whether the report was accepted.
-    pub(crate) fn report(&self, permit: breaker::Permit, outcome: Outcome) -> bool {
-        lock(&self.machine).report(permit, outcome, self.now()).accepted
+    /// Whether the report was accepted. `duration`, the call's, feeds the policy's
+    /// slow-call rule as the daemon's does.
+    pub(crate) fn report(
+        &self,
+        permit: breaker::Permit,
+        outcome: Outcome,
+        duration: Option<Duration>,
+    ) -> bool {
+        let now = self.now();
+        lock(&self.machine)
+            .report_timed(permit, outcome, duration, now)
+            .accepted
     }
 
     /// Takes the daemon's policy when it differs from the one asked for.

@@ -79,7 +79,8 @@ impl CallPermit {
             protector,
             trial: permit.is_trial(),
             grant: Some(Grant::Local(permit)),
-            started: None,
+            // The LOCAL fallback's machine judges durations as the daemon does.
+            started: Some(Instant::now()),
         }
     }
 
@@ -246,7 +247,7 @@ fn report_in_process(
             accepted: protector
                 .local
                 .as_ref()
-                .is_some_and(|local| local.report(permit, outcome)),
+                .is_some_and(|local| local.report(permit, outcome, duration)),
             status: None,
         }),
         Grant::Allowed => {

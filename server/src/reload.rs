@@ -27,11 +27,18 @@ pub struct ProtectorsReload {
     pub path: PathBuf,
     /// The daemon's limits, as it started.
     pub limits: Limits,
-    /// The registry the protectors live in, when standalone.
-    pub registry: Arc<Registry>,
-    /// Replicated mode: the replica's view of the cluster, to apply only while leading,
-    /// to the registry it serves then (a replica that wins an election serves a new one).
-    pub cluster: Option<Arc<Cluster>>,
+    /// Where the protectors live.
+    pub target: Target,
+}
+
+/// Where a reload applies the file.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A standalone daemon's registry.
+    Standalone(Arc<Registry>),
+    /// A replica's view of the cluster: applied only while it leads, to the registry it
+    /// serves then (a replica that wins an election serves a new one).
+    Replica(Arc<Cluster>),
 }
 
 /// What one reload did, for its log line and the tests.
@@ -54,7 +61,7 @@ impl ProtectorsReload {
     /// (the file was refused, or this replica does not lead).
     pub async fn run_logged(&self) -> Option<Applied> {
         let file = self.path.display();
-        if let Some(cluster) = &self.cluster
+        if let Target::Replica(cluster) = &self.target
             && !matches!(cluster.role(), Role::Leader { .. } | Role::Standalone)
         {
             tracing::info!(%file, "SIGHUP: this replica does not lead; the leader applies the [[protectors]] of its own config file on its SIGHUP");
@@ -67,10 +74,10 @@ impl ProtectorsReload {
                 return None;
             }
         };
-        let registry = self
-            .cluster
-            .as_ref()
-            .map_or_else(|| Arc::clone(&self.registry), |c| c.registry());
+        let registry = match &self.target {
+            Target::Standalone(registry) => Arc::clone(registry),
+            Target::Replica(cluster) => cluster.registry(),
+        };
         let applied = apply(&registry, &declared).await;
         let Applied {
             created,

@@ -23,7 +23,7 @@ use crate::Config;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::registry::Registry;
-use crate::reload::ProtectorsReload;
+use crate::reload::{ProtectorsReload, Target};
 use crate::sequencer::Sequencer;
 use crate::store::{self, Journal, StoreConfig};
 use crate::tls::Tls;
@@ -223,8 +223,10 @@ pub async fn prepare(config: Config) -> Result<Prepared, ServeError> {
     let protectors = config.config_file.clone().map(|path| ProtectorsReload {
         path,
         limits: config.limits.clone(),
-        registry: Arc::clone(&registry),
-        cluster: cluster_of_replica(replica.as_ref()),
+        target: match cluster_of_replica(replica.as_ref()) {
+            Some(cluster) => Target::Replica(cluster),
+            None => Target::Standalone(Arc::clone(&registry)),
+        },
     });
     let hangup =
         hangups.map(|hangups| reload_on_sighup(hangups, guard.clone(), tls.clone(), protectors, &draining));

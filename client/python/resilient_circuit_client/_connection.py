@@ -236,8 +236,8 @@ def sync_options() -> list[tuple[str, int]]:
     """The options of a blocking (not asyncio) channel. Its one server-streaming call, the
     Watch, is read by the thread that iterates it, not by gRPC's channel-spin thread: an
     event then needs the GIL once (the reader's) to reach the cached fast path, instead of
-    twice (the spin thread's, then the reader's), each up to a switch interval when a busy
-    thread holds it."""
+    twice (the spin thread's, then the reader's), each a wait for a busy thread to give it
+    away (the cached fast path does every `_protector.TURN`)."""
     return options() + [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
 
 

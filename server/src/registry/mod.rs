@@ -478,17 +478,6 @@ impl Registry {
         Ok(decided.value)
     }
 
-    /// Whether `decided` may be answered now: nothing to wait for (in memory), or its
-    /// record already on disk. False also when it can never be (the journal failed):
-    /// the wait then says why.
-    pub fn is_durable<T>(&self, decided: &Decided<T>) -> bool {
-        match (&self.store, decided.seq) {
-            (Some(_), Some(NEVER_DURABLE)) => false,
-            (Some(journal), Some(seq)) => journal.is_durable(seq),
-            _ => true,
-        }
-    }
-
     /// Applies the expiries due now (the scheduler's call). Their changes are journaled
     /// like any other; nobody waits for them.
     pub fn tick(&self, name: &str) -> Result<(), Error> {

@@ -140,6 +140,17 @@ impl Registry {
         }
     }
 
+    /// Whether `decided` may be answered now, without [`durable`](Self::durable)'s wait:
+    /// nothing to wait for (in memory), or its record already on disk. False also when it
+    /// can never be (the journal failed): the wait then says why.
+    pub fn is_durable<T>(&self, decided: &super::Decided<T>) -> bool {
+        match (&self.store, decided.seq) {
+            (Some(_), Some(super::NEVER_DURABLE)) => false,
+            (Some(journal), Some(seq)) => journal.is_durable(seq),
+            _ => true,
+        }
+    }
+
     /// Waits until the journal holds `seq` (nothing to wait for in memory); a state that
     /// can never be durable is UNAVAILABLE at once.
     pub(super) async fn durable(&self, seq: Option<u64>) -> Result<(), Error> {

@@ -1,5 +1,6 @@
-//! `--worker-threads`: the real binary runs on exactly the threads asked for, serves on
-//! them, and refuses a count out of range naming the flag.
+//! `--worker-threads`: the real binary runs on exactly the threads asked for (its
+//! runtime's workers and its connection threads), serves on them, and refuses a count out
+//! of range naming the flag.
 
 use std::time::Duration;
 
@@ -22,7 +23,11 @@ async fn the_daemon_serves_on_the_worker_threads_it_was_given() {
     assert_eq!(tripped.status, v1::Status::Open as i32);
     let exit = daemon.terminate().await;
     exit.assert_no_panic();
-    assert!(exit.stderr.contains("(worker threads: 1)"), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("(worker threads: 1, connection threads: 1)"),
+        "{}",
+        exit.stderr
+    );
 }
 
 #[tokio::test]

@@ -17,8 +17,13 @@
 //! own, bounded by the handshake timeout, and the connection joins the stream tonic
 //! serves once it completes; its place is held from the accept on, so handshakes in
 //! progress count against `max_connections` too.
+//!
+//! The data listener's connections are served by [`threads`], each on one thread for its
+//! whole life; the admin and HTTP listeners' by [`incoming`] and [`incoming_for`], on the
+//! runtime that calls them.
 
 mod streams;
+pub mod threads;
 
 use std::future::Future;
 use std::io;
@@ -46,7 +51,7 @@ const PREFACE_LEN: usize = 24;
 #[derive(Debug)]
 pub struct Counted {
     stream: Io,
-    _place: OwnedSemaphorePermit,
+    _place: Place,
     peer: Peer,
     /// Preface bytes still to come; the handshake deadline holds until none are left.
     preface_left: usize,
@@ -88,18 +93,15 @@ pub fn incoming_for(
     alpn: Alpn,
 ) -> impl Stream<Item = io::Result<Counted>> + Send + use<> {
     use futures_util::StreamExt;
-    let places = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
+    let places = places(max);
     let timeouts = timeouts.clone();
     match tls {
         None => futures_util::stream::unfold((listener, places), move |(listener, places)| {
             let timeouts = timeouts.clone();
             async move {
-                let place = Arc::clone(&places).acquire_owned().await.ok()?;
-                let accepted = listener.accept().await.map(|(stream, _)| {
-                    let tcp = tcp_options(&stream, &timeouts);
-                    Counted::new(Io::Plain(stream), tcp, place, &timeouts)
-                });
-                Some((accepted, (listener, places)))
+                let accepted = accept(&listener, &places, &timeouts).await?;
+                let counted = accepted.map(|a| a.plain(&timeouts));
+                Some((counted, (listener, places)))
             }
         })
         .left_stream(),
@@ -112,6 +114,32 @@ pub fn incoming_for(
     }
 }
 
+/// The places among `max` open connections.
+fn places(max: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)))
+}
+
+/// Waits for a place, then for a connection, and sets its TCP options. `None` only if
+/// the places were closed, which nothing does.
+async fn accept(
+    listener: &TcpListener,
+    places: &Arc<Semaphore>,
+    timeouts: &ConnectionConfig,
+) -> Option<io::Result<Accepted>> {
+    let place = Arc::clone(places).acquire_owned().await.ok()?;
+    Some(listener.accept().await.map(|(stream, _)| {
+        let tcp = tcp_options(&stream, timeouts);
+        Accepted {
+            stream,
+            tcp,
+            place: Place {
+                _permit: place,
+                _load: None,
+            },
+        }
+    }))
+}
+
 /// Accepts until tonic stops reading the connections (`ready` closed), handing each
 /// one's handshake to a task of its own.
 async fn accept_tls(
@@ -119,32 +147,59 @@ async fn accept_tls(
     places: Arc<Semaphore>,
     timeouts: ConnectionConfig,
     (tls, alpn): (Arc<Tls>, Alpn),
-    ready: tokio::sync::mpsc::Sender<io::Result<Counted>>,
+    ready: Ready,
 ) {
     loop {
         let accepted = tokio::select! {
             () = ready.closed() => return,
-            accepted = async {
-                let place = Arc::clone(&places).acquire_owned().await.ok()?;
-                Some(listener.accept().await.map(|(stream, _)| (stream, place)))
-            } => accepted,
+            accepted = accept(&listener, &places, &timeouts) => accepted,
         };
-        let (stream, place) = match accepted {
+        match accepted {
             None => return,
-            Some(Ok(accepted)) => accepted,
+            Some(Ok(accepted)) => accepted.handshake(&tls, alpn, &timeouts, &ready),
             Some(Err(e)) => {
                 if ready.send(Err(e)).await.is_err() {
                     return;
                 }
-                continue;
             }
-        };
-        let tcp = tcp_options(&stream, &timeouts);
+        }
+    }
+}
+
+/// Where connections ready to be served wait for tonic.
+type Ready = tokio::sync::mpsc::Sender<io::Result<Counted>>;
+
+/// A connection's place among `max_connections`, and among its thread's connections
+/// when one of [`threads`] serves it; both are given back when the connection closes.
+#[derive(Debug)]
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    _load: Option<threads::Load>,
+}
+
+/// An accepted connection holding its place, its TLS handshake (if any) still ahead.
+#[derive(Debug)]
+struct Accepted {
+    stream: TcpStream,
+    tcp: TcpConnectInfo,
+    place: Place,
+}
+
+impl Accepted {
+    /// Served as it is: plaintext.
+    fn plain(self, timeouts: &ConnectionConfig) -> Counted {
+        Counted::new(Io::Plain(self.stream), self.tcp, self.place, timeouts)
+    }
+
+    /// Served once its TLS handshake, run on a task of its own (on the current runtime)
+    /// within the handshake timeout, completes; it then joins `ready`.
+    fn handshake(self, tls: &Arc<Tls>, alpn: Alpn, timeouts: &ConnectionConfig, ready: &Ready) {
+        let Accepted { stream, tcp, place } = self;
         let acceptor = match alpn {
             Alpn::Grpc => tls.acceptor(),
             Alpn::Http => tls.http_acceptor(),
         };
-        let tls = Arc::clone(&tls);
+        let tls = Arc::clone(tls);
         let timeouts = timeouts.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
@@ -187,12 +242,7 @@ enum Io {
 }
 
 impl Counted {
-    fn new(
-        stream: Io,
-        tcp: TcpConnectInfo,
-        place: OwnedSemaphorePermit,
-        timeouts: &ConnectionConfig,
-    ) -> Counted {
+    fn new(stream: Io, tcp: TcpConnectInfo, place: Place, timeouts: &ConnectionConfig) -> Counted {
         let client_certificate = match &stream {
             Io::Plain(_) => None,
             Io::Tls(tls) => tls

@@ -171,6 +171,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("the gRPC transport failed")]
     Transport(#[from] tonic::transport::Error),
+    /// A connection thread could not be started, or stopped unexpectedly.
+    #[error("connection threads: {0}")]
+    Threads(String),
     /// Server reflection could not be built from the descriptor set.
     #[error("server reflection could not be built")]
     Reflection(#[from] tonic_reflection::server::Error),

@@ -90,9 +90,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let shutdown = shutdown_signal()?;
     // Recover first: `listening on` promises that the daemon can answer.
+    let connection_threads = circuitd::connections::threads::count_of(config.connection_threads);
     let prepared = circuitd::prepare(config).await?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    tracing::info!("circuitd listening on {bound} (worker threads: {workers})");
+    tracing::info!(
+        "circuitd listening on {bound} (worker threads: {workers}, connection threads: {connection_threads})"
+    );
     let mut stdout = std::io::stdout().lock();
     // Both lines in one write: a reader that stops after the first must not make the
     // second fail on a closed pipe.

@@ -456,13 +456,6 @@ impl Prepared {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let incoming = crate::connections::incoming(
-            listener,
-            config.limits.max_connections,
-            &config.connections,
-            tls.clone(),
-        );
-
         // The journal failing is the other way to stop: after a failed write or fsync
         // nothing more can be made durable, and the page cache can no longer be trusted
         // to match the disk, so the daemon stops deciding and exits; a restart recovers
@@ -546,23 +539,57 @@ impl Prepared {
             }
         };
         let admin_on_data = admin_transport.is_none().then_some(admin_service);
-        let data_transport = builder()
+        let data_router = builder()
             .add_service(protector_service)
             .add_optional_service(admin_on_data)
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, begin_drain);
+            .add_service(reflection_v1alpha);
+        // Each data connection is served to its end on one thread of a few
+        // (connections/threads.rs); the acceptor, like everything else, runs here.
+        let threads = crate::connections::threads::serve(
+            listener,
+            config.connection_threads,
+            config.limits.max_connections,
+            &config.connections,
+            tls.clone(),
+            draining.clone(),
+            || {
+                let router = data_router.clone();
+                let stop = draining.clone();
+                move |incoming| router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            },
+        )
+        .map_err(|e| ServeError::Threads(format!("cannot start them: {e}")))?;
+        let data_transport = async move {
+            let finished = threads.finished();
+            tokio::pin!(finished);
+            // Until shutdown begins, a thread that finishes has failed.
+            tokio::select! {
+                finished = &mut finished => return finished,
+                () = begin_drain => {}
+            }
+            finished.await
+        };
+        let data_transport = async move {
+            data_transport.await.map_err(|e| match e {
+                crate::connections::threads::ThreadError::Transport(e) => ServeError::Transport(e),
+                e @ crate::connections::threads::ThreadError::Stopped => ServeError::Threads(e.to_string()),
+            })
+        };
         let transport = async move {
             match admin_transport {
                 None => data_transport.await,
-                Some(admin_transport) => tokio::try_join!(data_transport, admin_transport).map(|_| ()),
+                Some(admin_transport) => {
+                    let admin_transport = async move { admin_transport.await.map_err(ServeError::from) };
+                    tokio::try_join!(data_transport, admin_transport).map(|_| ())
+                }
             }
         };
 
         let grace = config.shutdown_grace;
         let result = tokio::select! {
-            result = transport => result.map_err(ServeError::from),
+            result = transport => result,
             () = async {
                 draining.cancelled().await;
                 tokio::time::sleep(grace).await;

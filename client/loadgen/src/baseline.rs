@@ -11,7 +11,6 @@ use crate::echo::echo_service_server::{EchoService, EchoServiceServer};
 use crate::echo::{EchoRequest, EchoResponse};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -81,30 +80,81 @@ impl EchoServer {
 }
 
 fn serve(listener: std::net::TcpListener, stopped: oneshot::Receiver<()>) -> Result<(), Error> {
-    // As circuitd's (one worker per core), with its own thread name, so a profile of the
-    // load generator tells the echo server's work from the client's.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // As circuitd serves its data connections (server/src/connections/threads.rs): each
+    // one, for its whole life, on one of a few threads (one per core) with a
+    // single-threaded runtime of its own, handed there by one acceptor. circuitd hands a
+    // new connection to the thread serving the fewest; the benchmark's connections all
+    // live as long as the run, so taking the threads in turn does the same here.
+    let count = std::thread::available_parallelism().map_or(1, usize::from);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut handoffs = Vec::with_capacity(count);
+    let mut served = Vec::with_capacity(count);
+    for i in 0..count {
+        let (handoff, arrivals) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let mut stopping = stopping.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::because("cannot start the echo baseline's runtime", e))?;
+        // Its own thread name, so a profile of the load generator tells the echo
+        // server's work from the client's.
+        let thread = std::thread::Builder::new()
+            .name(format!("echo-server-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let incoming =
+                        tokio_stream::wrappers::UnboundedReceiverStream::new(arrivals).map(|conn| {
+                            let conn = tokio::net::TcpStream::from_std(conn)?;
+                            // As circuitd does: small RPCs want TCP_NODELAY, which tonic
+                            // does not set on accepted connections itself.
+                            let _ = conn.set_nodelay(true);
+                            Ok::<_, std::io::Error>(conn)
+                        });
+                    // circuitd's default stream limit, so both servers admit the same
+                    // concurrency.
+                    tonic::transport::Server::builder()
+                        .max_concurrent_streams(1024)
+                        .add_service(EchoServiceServer::new(Echo))
+                        .serve_with_incoming_shutdown(incoming, async move {
+                            let _ = stopping.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                        .map_err(|e| Error::because("the echo baseline failed", e))
+                })
+            })
+            .map_err(|e| Error::because("cannot start the echo baseline's thread", e))?;
+        handoffs.push(handoff);
+        served.push(thread);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("echo-server")
         .build()
         .map_err(|e| Error::because("cannot start the echo baseline's runtime", e))?;
-    runtime.block_on(async move {
+    let accepted: Result<(), Error> = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        // As circuitd does: small RPCs want TCP_NODELAY, which tonic does not set on
-        // accepted connections itself.
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
+        let mut stopped = std::pin::pin!(stopped);
+        for next in (0..count).cycle() {
+            let conn = tokio::select! {
+                _ = &mut stopped => break,
+                conn = listener.accept() => conn,
+            };
+            // An accept that fails (a peer gone already) costs nothing but itself.
+            if let Ok((conn, _)) = conn {
+                let _ = handoffs[next].send(conn.into_std()?);
+            }
+        }
+        Ok(())
+    });
+    let _ = stop.send(true);
+    let mut result = accepted;
+    for thread in served {
+        let served = thread.join().unwrap_or_else(|_| {
+            Err(Error::because(
+                "the echo baseline's thread panicked",
+                std::io::Error::other("panic"),
+            ))
         });
-        // circuitd's default stream limit, so both servers admit the same concurrency.
-        tonic::transport::Server::builder()
-            .max_concurrent_streams(1024)
-            .add_service(EchoServiceServer::new(Echo))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| Error::because("the echo baseline failed", e))
-    })
+        result = result.and(served);
+    }
+    result
 }

@@ -30,8 +30,9 @@ pub struct Settings {
     /// How the binary writes its logs. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
     /// The runtime's worker threads (`--worker-threads`, 1 to [`MAX_WORKER_THREADS`]).
-    /// Default `None`: one per core. Not part of [`Config`], as the runtime is the
-    /// binary's: the daemon library runs on whatever runtime its host gives it.
+    /// Default `None`: one per core. The runtime is the binary's (the daemon library runs
+    /// its own tasks on whatever runtime its host gives it), so this is not part of
+    /// [`Config`]; the same count is [`Config::connection_threads`].
     pub worker_threads: Option<usize>,
 }
 
@@ -277,6 +278,22 @@ impl Layers<'_> {
                 faults: None,
             })
         };
+        let threads = self.pick(
+            "worker_threads",
+            self.parsed.args.worker_threads.map(Some),
+            "worker_threads",
+            |f| f.worker_threads.map(Some),
+            None,
+        );
+        if let Some(n) = threads.value
+            && !(1..=MAX_WORKER_THREADS).contains(&n)
+        {
+            return Err(ConfigError::Invalid {
+                setting: threads.key,
+                origin: threads.origin,
+                rule: format!("must be 1 to {MAX_WORKER_THREADS}, got {n}"),
+            });
+        }
         let config = Config {
             listen: pick!(self, listen, listen, d.listen).value,
             admin_listen: self
@@ -316,6 +333,8 @@ impl Layers<'_> {
             limits,
             watch,
             connections,
+            // The same count serves the connections (one thread each) and runs the rest.
+            connection_threads: threads.value,
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
             protector_rules,
@@ -347,22 +366,6 @@ impl Layers<'_> {
             });
         }
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
-        let threads = self.pick(
-            "worker_threads",
-            self.parsed.args.worker_threads.map(Some),
-            "worker_threads",
-            |f| f.worker_threads.map(Some),
-            None,
-        );
-        if let Some(n) = threads.value
-            && !(1..=MAX_WORKER_THREADS).contains(&n)
-        {
-            return Err(ConfigError::Invalid {
-                setting: threads.key,
-                origin: threads.origin,
-                rule: format!("must be 1 to {MAX_WORKER_THREADS}, got {n}"),
-            });
-        }
         Ok(Settings {
             config,
             log_format,

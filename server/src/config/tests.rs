@@ -89,11 +89,9 @@ fn worker_threads_from_each_source_and_out_of_range_refused_naming_it() {
     ];
     for (argv, env, want) in cases {
         let with_file = argv.contains(&"--config").then_some(file);
-        assert_eq!(
-            load_ok(argv, env, with_file).worker_threads,
-            want,
-            "{argv:?} {env:?}"
-        );
+        let settings = load_ok(argv, env, with_file);
+        assert_eq!(settings.worker_threads, want, "{argv:?} {env:?}");
+        assert_eq!(settings.config.connection_threads, want, "{argv:?} {env:?}");
     }
     for bad in ["0", "1025"] {
         let (err, msg) = load_err(&["--worker-threads", bad], &[], None);

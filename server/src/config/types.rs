@@ -44,6 +44,10 @@ pub struct Config {
     pub watch: WatchConfig,
     /// Keepalives and the timeouts that close silent connections.
     pub connections: ConnectionConfig,
+    /// The threads that serve the data listener's connections, each connection on one
+    /// of them for its whole life (`crate::connections::threads`). Default `None`: one
+    /// per core. The binary sets it with `--worker-threads`.
+    pub connection_threads: Option<usize>,
     /// How long shutdown may take before open connections are dropped. Default 5 s.
     pub shutdown_grace: Duration,
     /// Protectors to create at start (EnsureProtector semantics: an existing one is
@@ -241,6 +245,7 @@ impl Default for Config {
             limits: Limits::default(),
             watch: WatchConfig::default(),
             connections: ConnectionConfig::default(),
+            connection_threads: None,
             shutdown_grace: Duration::from_secs(5),
             protectors: Vec::new(),
             protector_rules: BTreeMap::new(),

@@ -107,6 +107,25 @@ pub(super) struct Forwarder {
     max_message: usize,
     /// With TLS on, the leader is dialled over TLS (https) with this configuration.
     tls: Option<ClientTlsConfig>,
+    /// The daemon's runtime, which runs the leader channel's tasks (see [`OnRuntime`]).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// Spawns a leader channel's tasks (its connection, its buffer) on the daemon's runtime.
+/// The channel is made by the first call to forward, on whichever connection thread
+/// serves it; left to `tokio::spawn`, the channel would live on that thread, and the
+/// calls of every other thread would stop with it at shutdown.
+#[derive(Debug, Clone)]
+struct OnRuntime(tokio::runtime::Handle);
+
+impl<F> hyper::rt::Executor<F> for OnRuntime
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.spawn(future);
+    }
 }
 
 /// Which of the leader's services a call is for, and so which of its listeners.
@@ -142,6 +161,7 @@ impl Forwarder {
             admin: ArcSwapOption::empty(),
             max_message: max_message.max(MIN_MESSAGE),
             tls,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -200,6 +220,9 @@ impl Forwarder {
         let mut endpoint = Endpoint::from_shared(uri).map_err(unusable)?;
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.clone()).map_err(unusable)?;
+        }
+        if let Some(runtime) = &self.runtime {
+            endpoint = endpoint.executor(OnRuntime(runtime.clone()));
         }
         let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)

@@ -59,24 +59,30 @@ fn reporting(
 
 type Served = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>>>>;
 
-async fn started(
-    count: usize,
-    stop: &CancellationToken,
-) -> (SocketAddr, Threads, mpsc::UnboundedReceiver<Seen>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (seen, reports) = mpsc::unbounded_channel();
-    let threads = serve(
+/// Two connection threads, each running the server `server` makes.
+fn two_threads<S, F, Fut>(listener: tokio::net::TcpListener, stop: &CancellationToken, server: S) -> Threads
+where
+    S: FnMut() -> F,
+    F: FnOnce(Incoming) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::transport::Error>> + 'static,
+{
+    serve(
         listener,
-        Some(count),
+        Some(2),
         16,
         &ConnectionConfig::default(),
         None,
         stop.clone(),
-        reporting(seen),
+        server,
     )
-    .expect("start the threads");
-    (addr, threads, reports)
+    .expect("start the threads")
+}
+
+async fn started(stop: &CancellationToken) -> (SocketAddr, Threads, mpsc::UnboundedReceiver<Seen>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (seen, reports) = mpsc::unbounded_channel();
+    (addr, two_threads(listener, stop, reporting(seen)), reports)
 }
 
 async fn next(reports: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
@@ -102,7 +108,7 @@ async fn connect(
 #[tokio::test]
 async fn each_connection_goes_to_the_thread_serving_the_fewest() {
     let stop = CancellationToken::new();
-    let (addr, threads, mut reports) = started(2, &stop).await;
+    let (addr, threads, mut reports) = started(&stop).await;
 
     let (_a, on_a) = connect(addr, &mut reports).await;
     let (b, on_b) = connect(addr, &mut reports).await;
@@ -131,7 +137,7 @@ async fn each_connection_goes_to_the_thread_serving_the_fewest() {
 #[tokio::test]
 async fn stopping_closes_the_listener_and_ends_every_thread() {
     let stop = CancellationToken::new();
-    let (addr, threads, mut reports) = started(2, &stop).await;
+    let (addr, threads, mut reports) = started(&stop).await;
     let (_open, _) = connect(addr, &mut reports).await;
 
     stop.cancel();
@@ -150,22 +156,13 @@ async fn dropped_threads_stop_a_server_that_would_never_end() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (alive, gone) = mpsc::channel::<()>(1);
-    let threads = serve(
-        listener,
-        Some(2),
-        16,
-        &ConnectionConfig::default(),
-        None,
-        stop.clone(),
-        || {
-            let alive = alive.clone();
-            move |_incoming: Incoming| async move {
-                let _alive = alive;
-                std::future::pending::<Result<(), tonic::transport::Error>>().await
-            }
-        },
-    )
-    .expect("start the threads");
+    let threads = two_threads(listener, &stop, || {
+        let alive = alive.clone();
+        move |_incoming: Incoming| async move {
+            let _alive = alive;
+            std::future::pending::<Result<(), tonic::transport::Error>>().await
+        }
+    });
     drop(alive);
     let mut gone = gone;
     drop(threads);
@@ -188,25 +185,16 @@ async fn a_thread_that_panics_is_a_failure() {
     let stop = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let mut first = true;
-    let threads = serve(
-        listener,
-        Some(2),
-        16,
-        &ConnectionConfig::default(),
-        None,
-        stop.clone(),
-        || {
-            let fails = std::mem::take(&mut first);
-            move |_incoming: Incoming| async move {
-                assert!(
-                    !fails,
-                    "a connection thread's server panicked (as this test means it to)"
-                );
-                std::future::pending::<Result<(), tonic::transport::Error>>().await
-            }
-        },
-    )
-    .expect("start the threads");
+    let threads = two_threads(listener, &stop, || {
+        let fails = std::mem::take(&mut first);
+        move |_incoming: Incoming| async move {
+            assert!(
+                !fails,
+                "a connection thread's server panicked (as this test means it to)"
+            );
+            std::future::pending::<Result<(), tonic::transport::Error>>().await
+        }
+    });
     let finished = tokio::time::timeout(DEADLINE, threads.finished())
         .await
         .expect("a panicked thread went unnoticed");

@@ -9,11 +9,18 @@
 //!   decoding cost for an Acquire.
 //! - Encoding writes the message into a scratch vector the encoder keeps for its stream,
 //!   then copies it into tonic's buffer in one piece, instead of growing a `BytesMut`
-//!   byte by byte.
+//!   byte by byte. A Session's common answers are written by hand (`answer`), byte for
+//!   byte as prost would.
 //!
 //! Errors are those of `ProstCodec`: a message that does not decode is INTERNAL, as gRPC's
 //! status code guide asks.
 
+mod answer;
+mod request;
+#[cfg(test)]
+mod strategies;
+
+use std::any::Any;
 use std::marker::PhantomData;
 
 use prost::Message;
@@ -66,7 +73,7 @@ pub struct FastEncoder<T> {
     _pd: PhantomData<T>,
 }
 
-impl<T: Message> Encoder for FastEncoder<T> {
+impl<T: Message + 'static> Encoder for FastEncoder<T> {
     type Item = T;
     type Error = Status;
 
@@ -80,11 +87,18 @@ impl<T: Message> Encoder for FastEncoder<T> {
     }
 }
 
-/// `item` into `buf`, through `scratch` (left empty, its capacity kept when small).
-pub fn encode_into(scratch: &mut Vec<u8>, item: &impl Message, buf: &mut impl BufMut) {
-    scratch.clear();
-    // A `Vec` grows as needed: `encode_raw` cannot run out of space.
-    item.encode_raw(scratch);
+/// `item` into `buf`, through `scratch` (left empty, its capacity kept when small). A
+/// Session answer of a common shape is written by hand (see `answer`); the type test is
+/// decided when this is compiled for `T`.
+pub fn encode_into<T: Message + 'static>(scratch: &mut Vec<u8>, item: &T, buf: &mut impl BufMut) {
+    let by_hand = (item as &dyn Any)
+        .downcast_ref::<crate::v1::SessionResponse>()
+        .is_some_and(|answer| answer::encode(answer, scratch));
+    if !by_hand {
+        scratch.clear();
+        // A `Vec` grows as needed: `encode_raw` cannot run out of space.
+        item.encode_raw(scratch);
+    }
     buf.put_slice(scratch);
     if scratch.capacity() > KEEP_SCRATCH {
         *scratch = Vec::new();
@@ -98,7 +112,7 @@ pub struct FastDecoder<U> {
     _pd: PhantomData<U>,
 }
 
-impl<U: Message + Default> Decoder for FastDecoder<U> {
+impl<U: Message + Default + 'static> Decoder for FastDecoder<U> {
     type Item = U;
     type Error = Status;
 
@@ -114,12 +128,23 @@ impl<U: Message + Default> Decoder for FastDecoder<U> {
 }
 
 /// The message that is all of `buf`'s remaining bytes, read from one slice when they are
-/// contiguous (and from `buf` itself when not); `buf` is left empty either way.
-pub fn decode_from<U: Message + Default>(buf: &mut impl Buf) -> Result<U, prost::DecodeError> {
+/// contiguous (and from `buf` itself when not); `buf` is left empty either way. A Session
+/// request written plainly is read by hand (see `request`); the type test is decided when
+/// this is compiled for `U`.
+pub fn decode_from<U: Message + Default + 'static>(buf: &mut impl Buf) -> Result<U, prost::DecodeError> {
     let len = buf.remaining();
     let chunk = buf.chunk();
     if chunk.len() >= len {
-        let message = U::decode(&chunk[..len]);
+        let bytes = &chunk[..len];
+        let mut by_hand: Option<U> = None;
+        if let Some(slot) = (&mut by_hand as &mut dyn Any).downcast_mut::<Option<crate::v1::SessionRequest>>()
+        {
+            *slot = request::decode(bytes);
+        }
+        let message = match by_hand {
+            Some(message) => Ok(message),
+            None => U::decode(bytes),
+        };
         buf.advance(len);
         message
     } else {

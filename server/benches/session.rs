@@ -11,6 +11,9 @@
 //! - `codec/decode_acquire_daemon` and `codec/decode_acquire_prost`: decoding one
 //!   Acquire message through a `BytesMut`, with the daemon's codec and with prost's
 //!   `decode` on the buffer as `tonic_prost` does it (the codec's saving shows as the gap).
+//! - `codec/encode_answer_daemon` and `codec/encode_answer_prost`: encoding one Acquire
+//!   answer (admitted, with its permit), by the codec's hand-written path and by prost
+//!   through the scratch vector.
 //!
 //! Services are built as `circuitd --in-memory` wires them (default limits, a standalone
 //! cluster); each routine runs on a current-thread runtime, one message after another.
@@ -133,6 +136,29 @@ fn benches(c: &mut Criterion) {
             let len = wire.remaining();
             let mut limited = (&mut wire).take(len);
             black_box(v1::SessionRequest::decode(&mut limited).expect("decodes"));
+        })
+    });
+
+    // A typical answer: an Acquire admitted under CLOSED, with its permit.
+    wire.clear();
+    wire.extend_from_slice(&acquire);
+    let answer = message(&api, &mut wire, &mut scratch, &mut out);
+    c.bench_function("codec/encode_answer_daemon", |b| {
+        b.iter(|| {
+            out.clear();
+            encode_into(&mut scratch, black_box(&answer), &mut out);
+            black_box(&out);
+        })
+    });
+
+    c.bench_function("codec/encode_answer_prost", |b| {
+        b.iter(|| {
+            out.clear();
+            // The scratch path every other message takes: prost's encoding, then one copy.
+            scratch.clear();
+            black_box(&answer).encode_raw(&mut scratch);
+            out.extend_from_slice(&scratch);
+            black_box(&out);
         })
     });
 }

@@ -120,6 +120,16 @@ impl Daemon {
             5 => drop(p.get_protector(decode!(v1::GetProtectorRequest)).await),
             6 => drop(p.list_protectors(decode!(v1::ListProtectorsRequest)).await),
             7 => {
+                // Read as a Session reads it, by the codec's hand-written path where it
+                // can: whatever that reads, prost must read alike (refusals included).
+                let by_codec =
+                    resilient_circuit_api::codec::decode_from::<v1::SessionRequest>(&mut &bytes[..]);
+                let by_prost = v1::SessionRequest::decode(bytes);
+                assert_eq!(
+                    by_codec.as_ref().map_err(ToString::to_string),
+                    by_prost.as_ref().map_err(ToString::to_string),
+                    "the codec and prost read a Session request apart"
+                );
                 // A session runs each message as the unary call would (`service::session`).
                 match decode!(v1::SessionRequest).into_inner().request {
                     Some(v1::session_request::Request::Acquire(r)) => drop(p.acquire(Request::new(r)).await),
@@ -172,7 +182,8 @@ impl Daemon {
 
 /// Requests of every RPC (the kind byte of each piece picks the type: see
 /// `Daemon::serve`), decoded with prost from arbitrary bytes and served in order by
-/// a fresh in-memory daemon: validation, then whatever the registry does with them.
+/// a fresh in-memory daemon: validation, then whatever the registry does with them. A
+/// Session request is also read by the daemon's codec, which must read it as prost does.
 pub fn requests(data: &[u8]) {
     runtime().block_on(async {
         let daemon = Daemon::new();

@@ -1,0 +1,192 @@
+//! The hand-written answers against prost, the reference: byte for byte over arbitrary
+//! answers of the shapes it writes, and nothing written for the shapes it leaves.
+
+use proptest::prelude::*;
+use prost::Message;
+use prost_types::{Duration, Timestamp};
+
+use super::encode;
+use crate::codec::strategies::{duration, i32s, permit, u64s};
+use crate::v1::session_response::Response;
+use crate::v1::{AcquireResponse, Permit, ReportResponse, SessionError, SessionResponse, Transition};
+
+/// What [`encode`] writes for `answer`, or `None` when it leaves it to prost.
+fn by_hand(answer: &SessionResponse) -> Option<Vec<u8>> {
+    // Stale bytes from an earlier message, as an encoder's scratch may hold.
+    let mut scratch = vec![0xee; 3];
+    if encode(answer, &mut scratch) {
+        Some(scratch)
+    } else {
+        assert_eq!(
+            scratch, [0xee; 3],
+            "touched the scratch of an answer it left to prost"
+        );
+        None
+    }
+}
+
+fn acquire() -> impl Strategy<Value = AcquireResponse> {
+    (
+        (i32s(), i32s(), proptest::option::of(permit())),
+        (proptest::option::of(duration()), i32s(), u64s()),
+        (any::<bool>(), u64s()),
+    )
+        .prop_map(
+            |(
+                (decision, status, permit),
+                (retry_after, reason, revision),
+                (would_reject, policy_revision),
+            )| {
+                AcquireResponse {
+                    decision,
+                    status,
+                    permit,
+                    retry_after,
+                    reason,
+                    revision,
+                    transition: None,
+                    would_reject,
+                    policy_revision,
+                }
+            },
+        )
+}
+
+fn report() -> impl Strategy<Value = ReportResponse> {
+    (any::<bool>(), i32s(), u64s()).prop_map(|(accepted, status, revision)| ReportResponse {
+        accepted,
+        status,
+        revision,
+        transition: None,
+    })
+}
+
+fn written() -> impl Strategy<Value = SessionResponse> {
+    (
+        u64s(),
+        prop_oneof![
+            acquire().prop_map(Response::Acquire),
+            report().prop_map(Response::Report)
+        ],
+    )
+        .prop_map(|(id, response)| SessionResponse {
+            id,
+            response: Some(response),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_common_answers_are_prosts_bytes(answer in written()) {
+        prop_assert_eq!(by_hand(&answer), Some(answer.encode_to_vec()));
+    }
+}
+
+#[test]
+fn the_longest_answer_is_prosts() {
+    let max_time = Timestamp {
+        seconds: i64::MIN,
+        nanos: i32::MIN,
+    };
+    let answer = SessionResponse {
+        id: u64::MAX,
+        response: Some(Response::Acquire(AcquireResponse {
+            decision: -1,
+            status: -1,
+            permit: Some(Permit {
+                generation: u64::MAX,
+                id: u64::MAX,
+                expires_at: Some(max_time),
+            }),
+            retry_after: Some(Duration {
+                seconds: i64::MIN,
+                nanos: i32::MIN,
+            }),
+            reason: -1,
+            revision: u64::MAX,
+            transition: None,
+            would_reject: true,
+            policy_revision: u64::MAX,
+        })),
+    };
+    assert_eq!(by_hand(&answer), Some(answer.encode_to_vec()));
+}
+
+#[test]
+fn empty_parts_are_written_as_prost_writes_them() {
+    let cases = [
+        // Only the oneof's empty message: its key and a zero length.
+        SessionResponse {
+            id: 0,
+            response: Some(Response::Report(ReportResponse::default())),
+        },
+        SessionResponse {
+            id: 0,
+            response: Some(Response::Acquire(AcquireResponse::default())),
+        },
+        // A present but empty permit, and an empty expiry inside one.
+        SessionResponse {
+            id: 9,
+            response: Some(Response::Acquire(AcquireResponse {
+                permit: Some(Permit::default()),
+                retry_after: Some(Duration::default()),
+                ..AcquireResponse::default()
+            })),
+        },
+        SessionResponse {
+            id: 9,
+            response: Some(Response::Acquire(AcquireResponse {
+                permit: Some(Permit {
+                    expires_at: Some(Timestamp::default()),
+                    ..Permit::default()
+                }),
+                ..AcquireResponse::default()
+            })),
+        },
+    ];
+    for answer in cases {
+        assert_eq!(by_hand(&answer), Some(answer.encode_to_vec()), "{answer:?}");
+    }
+}
+
+#[test]
+fn other_answers_are_left_to_prost() {
+    let transition = Some(Box::new(Transition::default()));
+    let cases = [
+        SessionResponse {
+            id: 1,
+            response: None,
+        },
+        SessionResponse {
+            id: 1,
+            response: Some(Response::Error(SessionError {
+                code: 3,
+                message: "name: must not be empty".into(),
+                field: "name".into(),
+            })),
+        },
+        SessionResponse {
+            id: 1,
+            response: Some(Response::Acquire(AcquireResponse {
+                transition: transition.clone(),
+                ..AcquireResponse::default()
+            })),
+        },
+        SessionResponse {
+            id: 1,
+            response: Some(Response::Report(ReportResponse {
+                transition,
+                ..ReportResponse::default()
+            })),
+        },
+    ];
+    for answer in cases {
+        assert_eq!(by_hand(&answer), None, "{answer:?}");
+        // Through the codec's entry point they are still prost's bytes.
+        let mut wire = Vec::new();
+        super::super::encode_into(&mut Vec::new(), &answer, &mut wire);
+        assert_eq!(wire, answer.encode_to_vec(), "{answer:?}");
+    }
+}

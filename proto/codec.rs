@@ -9,16 +9,20 @@
 //!   decoding cost for an Acquire.
 //! - Encoding writes the message into a scratch vector the encoder keeps for its stream,
 //!   then copies it into tonic's buffer in one piece, instead of growing a `BytesMut`
-//!   byte by byte. A Session's common answers are written by hand (`answer`), byte for
-//!   byte as prost would.
+//!   byte by byte.
+//! - A Session's common messages are read and written by hand, as prost would read and
+//!   write them: requests read by the daemon (`request`), answers written by the daemon
+//!   (`answer`) and read by its clients (`response`). Anything else is prost's.
 //!
 //! Errors are those of `ProstCodec`: a message that does not decode is INTERNAL, as gRPC's
 //! status code guide asks.
 
 mod answer;
 mod request;
+mod response;
 #[cfg(test)]
 mod strategies;
+mod wire;
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -129,17 +133,19 @@ impl<U: Message + Default + 'static> Decoder for FastDecoder<U> {
 
 /// The message that is all of `buf`'s remaining bytes, read from one slice when they are
 /// contiguous (and from `buf` itself when not); `buf` is left empty either way. A Session
-/// request written plainly is read by hand (see `request`); the type test is decided when
-/// this is compiled for `U`.
+/// request or answer written plainly is read by hand (see `request` and `response`); the
+/// type test is decided when this is compiled for `U`.
 pub fn decode_from<U: Message + Default + 'static>(buf: &mut impl Buf) -> Result<U, prost::DecodeError> {
     let len = buf.remaining();
     let chunk = buf.chunk();
     if chunk.len() >= len {
         let bytes = &chunk[..len];
         let mut by_hand: Option<U> = None;
-        if let Some(slot) = (&mut by_hand as &mut dyn Any).downcast_mut::<Option<crate::v1::SessionRequest>>()
-        {
+        let slot = &mut by_hand as &mut dyn Any;
+        if let Some(slot) = slot.downcast_mut::<Option<crate::v1::SessionRequest>>() {
             *slot = request::decode(bytes);
+        } else if let Some(slot) = slot.downcast_mut::<Option<crate::v1::SessionResponse>>() {
+            *slot = response::decode(bytes);
         }
         let message = match by_hand {
             Some(message) => Ok(message),

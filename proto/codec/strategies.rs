@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use prost_types::{Duration, Timestamp};
 
-use crate::v1::Permit;
+use crate::v1::session_response::Response;
+use crate::v1::{AcquireResponse, Permit, ReportResponse, SessionResponse};
 
 pub(super) fn u64s() -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -55,4 +56,109 @@ pub(super) fn permit() -> impl Strategy<Value = Permit> {
         id,
         expires_at,
     })
+}
+
+pub(super) fn acquire() -> BoxedStrategy<AcquireResponse> {
+    (
+        (i32s(), i32s(), proptest::option::of(permit())),
+        (proptest::option::of(duration()), i32s(), u64s()),
+        (any::<bool>(), u64s()),
+    )
+        .prop_map(
+            |(
+                (decision, status, permit),
+                (retry_after, reason, revision),
+                (would_reject, policy_revision),
+            )| {
+                AcquireResponse {
+                    decision,
+                    status,
+                    permit,
+                    retry_after,
+                    reason,
+                    revision,
+                    transition: None,
+                    would_reject,
+                    policy_revision,
+                }
+            },
+        )
+        .boxed()
+}
+
+pub(super) fn report() -> impl Strategy<Value = ReportResponse> {
+    (any::<bool>(), i32s(), u64s()).prop_map(|(accepted, status, revision)| ReportResponse {
+        accepted,
+        status,
+        revision,
+        transition: None,
+    })
+}
+
+/// An Acquire or a Report answer without a transition: the shapes `answer` writes.
+pub(super) fn answer() -> BoxedStrategy<SessionResponse> {
+    (
+        u64s(),
+        prop_oneof![
+            acquire().prop_map(Response::Acquire),
+            report().prop_map(Response::Report)
+        ],
+    )
+        .prop_map(|(id, response)| SessionResponse {
+            id,
+            response: Some(response),
+        })
+        // Boxed: the nested strategy's type is deep enough to overflow a test thread's
+        // stack in an unoptimised build.
+        .boxed()
+}
+
+/// Whatever `bytes` are: a message read by hand (`by_hand`) is the one prost reads
+/// (prost may read more).
+pub(super) fn agrees_with_prost<M>(by_hand: Option<M>, bytes: &[u8]) -> Result<(), TestCaseError>
+where
+    M: prost::Message + Default + PartialEq + std::fmt::Debug,
+{
+    if let Some(by_hand) = by_hand {
+        prop_assert_eq!(Ok(by_hand), M::decode(bytes).map_err(|e| e.to_string()));
+    }
+    Ok(())
+}
+
+/// A damage to a well-written message: one byte replaced, then the bytes cut short.
+#[derive(Debug, Clone)]
+pub(super) struct Damage {
+    at: prop::sample::Index,
+    byte: u8,
+    cut: prop::sample::Index,
+}
+
+pub(super) fn damage() -> impl Strategy<Value = Damage> {
+    (
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(at, byte, cut)| Damage { at, byte, cut })
+}
+
+/// `message`'s bytes, damaged by `damage` one step after the other: at each step, what
+/// `decode` reads by hand is what prost reads.
+pub(super) fn damaged_agrees<M>(
+    message: &M,
+    damage: &Damage,
+    decode: impl Fn(&[u8]) -> Option<M>,
+) -> Result<(), TestCaseError>
+where
+    M: prost::Message + Default + PartialEq + std::fmt::Debug,
+{
+    let mut bytes = message.encode_to_vec();
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let i = damage.at.index(bytes.len());
+    bytes[i] = damage.byte;
+    agrees_with_prost(decode(&bytes), &bytes)?;
+    bytes.truncate(damage.cut.index(bytes.len()));
+    agrees_with_prost(decode(&bytes), &bytes)
 }

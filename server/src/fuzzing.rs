@@ -130,6 +130,15 @@ impl Daemon {
                     by_prost.as_ref().map_err(ToString::to_string),
                     "the codec and prost read a Session request apart"
                 );
+                // The same bytes as an answer, as a client's codec reads one.
+                let by_codec =
+                    resilient_circuit_api::codec::decode_from::<v1::SessionResponse>(&mut &bytes[..]);
+                let by_prost = v1::SessionResponse::decode(bytes);
+                assert_eq!(
+                    by_codec.as_ref().map_err(ToString::to_string),
+                    by_prost.as_ref().map_err(ToString::to_string),
+                    "the codec and prost read a Session answer apart"
+                );
                 // A session runs each message as the unary call would (`service::session`).
                 match decode!(v1::SessionRequest).into_inner().request {
                     Some(v1::session_request::Request::Acquire(r)) => drop(p.acquire(Request::new(r)).await),
@@ -183,7 +192,8 @@ impl Daemon {
 /// Requests of every RPC (the kind byte of each piece picks the type: see
 /// `Daemon::serve`), decoded with prost from arbitrary bytes and served in order by
 /// a fresh in-memory daemon: validation, then whatever the registry does with them. A
-/// Session request is also read by the daemon's codec, which must read it as prost does.
+/// Session request's bytes are also read by the codec, as a request and as an answer,
+/// which must read them as prost does.
 pub fn requests(data: &[u8]) {
     runtime().block_on(async {
         let daemon = Daemon::new();

@@ -6,7 +6,7 @@ use prost::Message;
 use prost_types::{Duration, Timestamp};
 
 use super::encode;
-use crate::codec::strategies::{duration, i32s, permit, u64s};
+use crate::codec::strategies::answer;
 use crate::v1::session_response::Response;
 use crate::v1::{AcquireResponse, Permit, ReportResponse, SessionError, SessionResponse, Transition};
 
@@ -25,61 +25,11 @@ fn by_hand(answer: &SessionResponse) -> Option<Vec<u8>> {
     }
 }
 
-fn acquire() -> impl Strategy<Value = AcquireResponse> {
-    (
-        (i32s(), i32s(), proptest::option::of(permit())),
-        (proptest::option::of(duration()), i32s(), u64s()),
-        (any::<bool>(), u64s()),
-    )
-        .prop_map(
-            |(
-                (decision, status, permit),
-                (retry_after, reason, revision),
-                (would_reject, policy_revision),
-            )| {
-                AcquireResponse {
-                    decision,
-                    status,
-                    permit,
-                    retry_after,
-                    reason,
-                    revision,
-                    transition: None,
-                    would_reject,
-                    policy_revision,
-                }
-            },
-        )
-}
-
-fn report() -> impl Strategy<Value = ReportResponse> {
-    (any::<bool>(), i32s(), u64s()).prop_map(|(accepted, status, revision)| ReportResponse {
-        accepted,
-        status,
-        revision,
-        transition: None,
-    })
-}
-
-fn written() -> impl Strategy<Value = SessionResponse> {
-    (
-        u64s(),
-        prop_oneof![
-            acquire().prop_map(Response::Acquire),
-            report().prop_map(Response::Report)
-        ],
-    )
-        .prop_map(|(id, response)| SessionResponse {
-            id,
-            response: Some(response),
-        })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn the_common_answers_are_prosts_bytes(answer in written()) {
+    fn the_common_answers_are_prosts_bytes(answer in answer()) {
         prop_assert_eq!(by_hand(&answer), Some(answer.encode_to_vec()));
     }
 }

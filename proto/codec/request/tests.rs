@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::decode;
-use crate::codec::strategies::{duration, i32s, permit, u64s};
+use crate::codec::strategies::{agrees_with_prost, damage, damaged_agrees, duration, i32s, permit, u64s};
 use crate::v1::session_request::Request;
 use crate::v1::{AcquireRequest, Permit, ReportRequest, SessionRequest};
 
@@ -33,17 +33,6 @@ fn request() -> impl Strategy<Value = SessionRequest> {
         .prop_map(|(id, request)| SessionRequest { id, request })
 }
 
-/// Whatever `bytes` are: read by hand, the request is prost's (prost may read more).
-fn agrees_with_prost(bytes: &[u8]) -> Result<(), TestCaseError> {
-    if let Some(by_hand) = decode(bytes) {
-        prop_assert_eq!(
-            Ok(by_hand),
-            SessionRequest::decode(bytes).map_err(|e| e.to_string())
-        );
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -54,24 +43,12 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_read_by_hand_are_read_as_prost_reads_them(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-        agrees_with_prost(&bytes)?;
+        agrees_with_prost(decode(&bytes), &bytes)?;
     }
 
     #[test]
-    fn a_damaged_request_is_read_as_prost_reads_it(
-        request in request(),
-        at in any::<prop::sample::Index>(),
-        byte in any::<u8>(),
-        cut in any::<prop::sample::Index>(),
-    ) {
-        let mut bytes = request.encode_to_vec();
-        if !bytes.is_empty() {
-            let i = at.index(bytes.len());
-            bytes[i] = byte;
-            agrees_with_prost(&bytes)?;
-            bytes.truncate(cut.index(bytes.len()));
-            agrees_with_prost(&bytes)?;
-        }
+    fn a_damaged_request_is_read_as_prost_reads_it(request in request(), damage in damage()) {
+        damaged_agrees(&request, &damage, decode)?;
     }
 }
 

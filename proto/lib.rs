@@ -12,7 +12,7 @@
 //! - [`bearer`]: [`Bearer`], the `authorization: Bearer <token>` every client sends to a
 //!   daemon started with `--tokens`.
 //! - [`codec`]: the codec of every RPC (protobuf, with cheaper buffer handling for small
-//!   messages).
+//!   messages, and a Session's common messages read and written by hand as prost would).
 //! - [`name`]: [`ProtectorName`], a name checked against the contract's rule, so clients
 //!   can refuse a bad name before sending it and the daemon checks it the same way.
 //!

@@ -35,7 +35,9 @@
 //! - [`clock`]: tokio's (pausable) clock anchored to the wall clock.
 //! - [`connections`]: the cap on open client connections, the handshake and idle
 //!   timeouts that free the places of silent peers, and TCP keepalive
-//!   (`connections/streams.rs`: the layer that counts each connection's calls).
+//!   (`connections/streams.rs`: the layer that counts each connection's calls;
+//!   `connections/threads.rs`: the connection threads, each serving its connections
+//!   to their end).
 //! - [`registry`]: the map of protectors, and what services call: runs the machine,
 //!   commits its changes, answers with the revision, opens Watch streams
 //!   (`registry/persist.rs`: what it journals, the batch flush, snapshots, recovery;

@@ -121,13 +121,25 @@ fn places(max: usize) -> Arc<Semaphore> {
 
 /// Waits for a place, then for a connection, and sets its TCP options. `None` only if
 /// the places were closed, which nothing does.
+///
+/// An accept that fails for want of a resource (no file descriptor left, say) would fail
+/// again at once: it is logged and answered after [`ACCEPT_PAUSE`], so the acceptor does
+/// not spin on a core until one is freed. A peer gone before its accept is no reason to
+/// wait.
 async fn accept(
     listener: &TcpListener,
     places: &Arc<Semaphore>,
     timeouts: &ConnectionConfig,
 ) -> Option<io::Result<Accepted>> {
     let place = Arc::clone(places).acquire_owned().await.ok()?;
-    Some(listener.accept().await.map(|(stream, _)| {
+    let accepted = listener.accept().await;
+    if let Err(e) = &accepted
+        && !peer_gone(e)
+    {
+        tracing::warn!(error = %e, pause = ?ACCEPT_PAUSE, "cannot accept connections; trying again after a pause");
+        tokio::time::sleep(ACCEPT_PAUSE).await;
+    }
+    Some(accepted.map(|(stream, _)| {
         let tcp = tcp_options(&stream, timeouts);
         Accepted {
             stream,
@@ -138,6 +150,17 @@ async fn accept(
             },
         }
     }))
+}
+
+/// How long the acceptor waits after an accept fails for want of a resource.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether an accept failed only because its peer went away meanwhile.
+fn peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// Accepts until tonic stops reading the connections (`ready` closed), handing each
@@ -419,5 +442,30 @@ impl AsyncWrite for Io {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::peer_gone;
+
+    #[test]
+    fn only_a_peer_gone_is_accepted_again_at_once() {
+        let cases = [
+            (io::ErrorKind::ConnectionAborted, true),
+            (io::ErrorKind::ConnectionReset, true),
+            (io::ErrorKind::ConnectionRefused, true),
+            // EMFILE and ENFILE: no descriptor left; ENOBUFS, ENOMEM: no memory.
+            (io::ErrorKind::Other, false),
+            (io::ErrorKind::OutOfMemory, false),
+            (io::ErrorKind::PermissionDenied, false),
+        ];
+        for (kind, gone) in cases {
+            assert_eq!(peer_gone(&io::Error::from(kind)), gone, "{kind:?}");
+        }
+        let emfile = io::Error::from_raw_os_error(24);
+        assert!(!peer_gone(&emfile), "{emfile}");
     }
 }

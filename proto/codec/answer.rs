@@ -27,23 +27,27 @@ const LEN: u8 = 2;
 /// `answer` as prost encodes it, into `scratch` (cleared first), when it is one of the
 /// common shapes; `false` (and `scratch` left alone) when prost must encode it.
 pub(super) fn encode(answer: &SessionResponse, scratch: &mut Vec<u8>) -> bool {
-    let (tag, len) = match &answer.response {
-        Some(Response::Acquire(acquire)) if acquire.transition.is_none() => (2, acquire_len(acquire)),
-        Some(Response::Report(report)) if report.transition.is_none() => (3, report_len(report)),
-        _ => return false,
-    };
-    scratch.clear();
-    // The exact length: no byte below grows the vector.
-    scratch.reserve(uint64_len(answer.id) + message_len(len));
-    let mut out = Out(scratch);
-    out.uint64(1, answer.id);
-    out.nested(tag, len);
     match &answer.response {
-        Some(Response::Acquire(acquire)) => write_acquire(&mut out, acquire),
-        Some(Response::Report(report)) => write_report(&mut out, report),
-        _ => {}
+        Some(Response::Acquire(a)) if a.transition.is_none() => {
+            frame(scratch, answer.id, 2, acquire_len(a), |out| write_acquire(out, a));
+        }
+        Some(Response::Report(r)) if r.transition.is_none() => {
+            frame(scratch, answer.id, 3, report_len(r), |out| write_report(out, r));
+        }
+        _ => return false,
     }
     true
+}
+
+/// The answer's `id`, then its member of the oneof: field `tag`, `len` bytes, which
+/// `write` writes. `scratch` is reserved to the exact length first: no byte grows it.
+fn frame(scratch: &mut Vec<u8>, id: u64, tag: u32, len: usize, write: impl FnOnce(&mut Out)) {
+    scratch.clear();
+    scratch.reserve(uint64_len(id) + message_len(len));
+    let mut out = Out(scratch);
+    out.uint64(1, id);
+    out.nested(tag, len);
+    write(&mut out);
 }
 
 fn acquire_len(a: &AcquireResponse) -> usize {

@@ -14,61 +14,53 @@
 
 use prost_types::Duration;
 
-use super::wire::{Fields, Seen, Value, permit_of, seconds_and_nanos, string};
+use super::wire::{Value, message, permit_of, seconds_and_nanos, string};
 use crate::v1::session_request::Request;
 use crate::v1::{AcquireRequest, ReportRequest, SessionRequest};
 
 /// The request `bytes` hold, when they are written plainly; `None` for prost to decode.
 pub(super) fn decode(bytes: &[u8]) -> Option<SessionRequest> {
-    let mut fields = Fields::new(bytes);
-    let mut request = SessionRequest::default();
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Varint(id)) if seen.first(1) => request.id = id,
-            (2, Value::Bytes(acquire)) if seen.first(2) && seen.first(3) => {
+    message(bytes, |request: &mut SessionRequest, tag, value| {
+        match (tag, value) {
+            (1, Value::Varint(id)) => request.id = id,
+            // One member of the oneof (a second one replaces the first: prost's to read).
+            (2, Value::Bytes(acquire)) if request.request.is_none() => {
                 request.request = Some(Request::Acquire(acquire_request(acquire)?));
             }
-            (3, Value::Bytes(report)) if seen.first(2) && seen.first(3) => {
+            (3, Value::Bytes(report)) if request.request.is_none() => {
                 request.request = Some(Request::Report(report_request(report)?));
             }
             _ => return None,
         }
-    }
-    Some(request)
+        Some(())
+    })
 }
 
 fn acquire_request(bytes: &[u8]) -> Option<AcquireRequest> {
-    let mut fields = Fields::new(bytes);
-    let mut request = AcquireRequest::default();
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Bytes(name)) if seen.first(1) => request.name = string(name)?,
+    message(bytes, |request: &mut AcquireRequest, tag, value| {
+        match (tag, value) {
+            (1, Value::Bytes(name)) => request.name = string(name)?,
             _ => return None,
         }
-    }
-    Some(request)
+        Some(())
+    })
 }
 
 fn report_request(bytes: &[u8]) -> Option<ReportRequest> {
-    let mut fields = Fields::new(bytes);
-    let mut request = ReportRequest::default();
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Bytes(name)) if seen.first(1) => request.name = string(name)?,
-            (2, Value::Bytes(permit)) if seen.first(2) => request.permit = Some(permit_of(permit)?),
+    message(bytes, |request: &mut ReportRequest, tag, value| {
+        match (tag, value) {
+            (1, Value::Bytes(name)) => request.name = string(name)?,
+            (2, Value::Bytes(permit)) => request.permit = Some(permit_of(permit)?),
             // int32 and enums: the varint's low 32 bits, as prost reads them.
-            (3, Value::Varint(outcome)) if seen.first(3) => request.outcome = outcome as i32,
-            (4, Value::Bytes(duration)) if seen.first(4) => {
+            (3, Value::Varint(outcome)) => request.outcome = outcome as i32,
+            (4, Value::Bytes(duration)) => {
                 let (seconds, nanos) = seconds_and_nanos(duration)?;
                 request.duration = Some(Duration { seconds, nanos });
             }
             _ => return None,
         }
-    }
-    Some(request)
+        Some(())
+    })
 }
 
 #[cfg(test)]

@@ -9,69 +9,60 @@
 
 use prost_types::Duration;
 
-use super::wire::{Fields, Seen, Value, permit_of, seconds_and_nanos};
+use super::wire::{Value, message, permit_of, seconds_and_nanos};
 use crate::v1::session_response::Response;
 use crate::v1::{AcquireResponse, ReportResponse, SessionResponse};
 
 /// The answer `bytes` hold, when they are written plainly; `None` for prost to decode.
 pub(super) fn decode(bytes: &[u8]) -> Option<SessionResponse> {
-    let mut fields = Fields::new(bytes);
-    let mut answer = SessionResponse::default();
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Varint(id)) if seen.first(1) => answer.id = id,
-            // One member of the oneof, once (an error, the third, is prost's to read).
-            (2, Value::Bytes(acquire)) if seen.first(2) && seen.first(3) => {
+    message(bytes, |answer: &mut SessionResponse, tag, value| {
+        match (tag, value) {
+            (1, Value::Varint(id)) => answer.id = id,
+            // One member of the oneof (an error, the third, is prost's to read).
+            (2, Value::Bytes(acquire)) if answer.response.is_none() => {
                 answer.response = Some(Response::Acquire(acquire_answer(acquire)?));
             }
-            (3, Value::Bytes(report)) if seen.first(2) && seen.first(3) => {
+            (3, Value::Bytes(report)) if answer.response.is_none() => {
                 answer.response = Some(Response::Report(report_answer(report)?));
             }
             _ => return None,
         }
-    }
-    Some(answer)
+        Some(())
+    })
 }
 
 fn acquire_answer(bytes: &[u8]) -> Option<AcquireResponse> {
-    let mut fields = Fields::new(bytes);
-    let mut answer = AcquireResponse::default();
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
+    message(bytes, |answer: &mut AcquireResponse, tag, value| {
         // int32 and enums are the varint's low 32 bits, a bool any varint but 0, as prost
         // reads them.
-        match field {
-            (1, Value::Varint(decision)) if seen.first(1) => answer.decision = decision as i32,
-            (2, Value::Varint(status)) if seen.first(2) => answer.status = status as i32,
-            (3, Value::Bytes(permit)) if seen.first(3) => answer.permit = Some(permit_of(permit)?),
-            (4, Value::Bytes(retry_after)) if seen.first(4) => {
+        match (tag, value) {
+            (1, Value::Varint(decision)) => answer.decision = decision as i32,
+            (2, Value::Varint(status)) => answer.status = status as i32,
+            (3, Value::Bytes(permit)) => answer.permit = Some(permit_of(permit)?),
+            (4, Value::Bytes(retry_after)) => {
                 let (seconds, nanos) = seconds_and_nanos(retry_after)?;
                 answer.retry_after = Some(Duration { seconds, nanos });
             }
-            (5, Value::Varint(reason)) if seen.first(5) => answer.reason = reason as i32,
-            (6, Value::Varint(revision)) if seen.first(6) => answer.revision = revision,
-            (8, Value::Varint(would_reject)) if seen.first(8) => answer.would_reject = would_reject != 0,
-            (9, Value::Varint(policy_revision)) if seen.first(9) => answer.policy_revision = policy_revision,
+            (5, Value::Varint(reason)) => answer.reason = reason as i32,
+            (6, Value::Varint(revision)) => answer.revision = revision,
+            (8, Value::Varint(would_reject)) => answer.would_reject = would_reject != 0,
+            (9, Value::Varint(policy_revision)) => answer.policy_revision = policy_revision,
             _ => return None,
         }
-    }
-    Some(answer)
+        Some(())
+    })
 }
 
 fn report_answer(bytes: &[u8]) -> Option<ReportResponse> {
-    let mut fields = Fields::new(bytes);
-    let mut answer = ReportResponse::default();
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Varint(accepted)) if seen.first(1) => answer.accepted = accepted != 0,
-            (2, Value::Varint(status)) if seen.first(2) => answer.status = status as i32,
-            (3, Value::Varint(revision)) if seen.first(3) => answer.revision = revision,
+    message(bytes, |answer: &mut ReportResponse, tag, value| {
+        match (tag, value) {
+            (1, Value::Varint(accepted)) => answer.accepted = accepted != 0,
+            (2, Value::Varint(status)) => answer.status = status as i32,
+            (3, Value::Varint(revision)) => answer.revision = revision,
             _ => return None,
         }
-    }
-    Some(answer)
+        Some(())
+    })
 }
 
 #[cfg(test)]

@@ -10,37 +10,50 @@ use crate::v1::Permit;
 const VARINT: u64 = 0;
 const LEN: u64 = 2;
 
-pub(super) fn permit_of(bytes: &[u8]) -> Option<Permit> {
+/// The message `bytes` hold, read field by field: `field` sets the one it is given and
+/// answers `None` for a field it does not read (prost must read the message then). Each
+/// field number may come once; a second time is prost's too (it merges).
+pub(super) fn message<M: Default>(
+    bytes: &[u8],
+    mut field: impl FnMut(&mut M, u32, Value<'_>) -> Option<()>,
+) -> Option<M> {
     let mut fields = Fields::new(bytes);
-    let mut permit = Permit::default();
+    let mut message = M::default();
     let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Varint(generation)) if seen.first(1) => permit.generation = generation,
-            (2, Value::Varint(id)) if seen.first(2) => permit.id = id,
-            (3, Value::Bytes(expires_at)) if seen.first(3) => {
+    while let Some((tag, value)) = fields.next()? {
+        if !seen.first(tag) {
+            return None;
+        }
+        field(&mut message, tag, value)?;
+    }
+    Some(message)
+}
+
+pub(super) fn permit_of(bytes: &[u8]) -> Option<Permit> {
+    message(bytes, |permit: &mut Permit, tag, value| {
+        match (tag, value) {
+            (1, Value::Varint(generation)) => permit.generation = generation,
+            (2, Value::Varint(id)) => permit.id = id,
+            (3, Value::Bytes(expires_at)) => {
                 let (seconds, nanos) = seconds_and_nanos(expires_at)?;
                 permit.expires_at = Some(Timestamp { seconds, nanos });
             }
             _ => return None,
         }
-    }
-    Some(permit)
+        Some(())
+    })
 }
 
 /// A Timestamp's or a Duration's fields: int64 seconds, int32 nanos.
 pub(super) fn seconds_and_nanos(bytes: &[u8]) -> Option<(i64, i32)> {
-    let mut fields = Fields::new(bytes);
-    let (mut seconds, mut nanos) = (0, 0);
-    let mut seen = Seen::default();
-    while let Some(field) = fields.next()? {
-        match field {
-            (1, Value::Varint(s)) if seen.first(1) => seconds = s as i64,
-            (2, Value::Varint(n)) if seen.first(2) => nanos = n as i32,
+    message(bytes, |(seconds, nanos): &mut (i64, i32), tag, value| {
+        match (tag, value) {
+            (1, Value::Varint(s)) => *seconds = s as i64,
+            (2, Value::Varint(n)) => *nanos = n as i32,
             _ => return None,
         }
-    }
-    Some((seconds, nanos))
+        Some(())
+    })
 }
 
 /// A string field: UTF-8 or prost's error.
@@ -50,11 +63,11 @@ pub(super) fn string(bytes: &[u8]) -> Option<String> {
 
 /// The field numbers met so far in one message (every number here is below 16).
 #[derive(Debug, Default)]
-pub(super) struct Seen(u16);
+struct Seen(u16);
 
 impl Seen {
     /// Whether `tag` is met for the first time; it is met from now on either way.
-    pub(super) fn first(&mut self, tag: u32) -> bool {
+    fn first(&mut self, tag: u32) -> bool {
         let bit = 1u16 << tag;
         let first = self.0 & bit == 0;
         self.0 |= bit;
@@ -71,19 +84,19 @@ pub(super) enum Value<'a> {
 
 /// One message's fields, in the order written.
 #[derive(Debug)]
-pub(super) struct Fields<'a> {
+struct Fields<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Fields<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Fields<'a> {
+    fn new(bytes: &'a [u8]) -> Fields<'a> {
         Fields { bytes }
     }
 
     /// The next field: `Some(None)` at the message's end, `None` where prost must decide
     /// (a wire type other than varint or length-delimited, a field number of 16 or more,
     /// a varint or a length that does not decode).
-    pub(super) fn next(&mut self) -> Option<Option<(u32, Value<'a>)>> {
+    fn next(&mut self) -> Option<Option<(u32, Value<'a>)>> {
         if self.bytes.is_empty() {
             return Some(None);
         }

@@ -120,25 +120,10 @@ impl Daemon {
             5 => drop(p.get_protector(decode!(v1::GetProtectorRequest)).await),
             6 => drop(p.list_protectors(decode!(v1::ListProtectorsRequest)).await),
             7 => {
-                // Read as a Session reads it, by the codec's hand-written path where it
-                // can: whatever that reads, prost must read alike (refusals included).
-                let by_codec =
-                    resilient_circuit_api::codec::decode_from::<v1::SessionRequest>(&mut &bytes[..]);
-                let by_prost = v1::SessionRequest::decode(bytes);
-                assert_eq!(
-                    by_codec.as_ref().map_err(ToString::to_string),
-                    by_prost.as_ref().map_err(ToString::to_string),
-                    "the codec and prost read a Session request apart"
-                );
-                // The same bytes as an answer, as a client's codec reads one.
-                let by_codec =
-                    resilient_circuit_api::codec::decode_from::<v1::SessionResponse>(&mut &bytes[..]);
-                let by_prost = v1::SessionResponse::decode(bytes);
-                assert_eq!(
-                    by_codec.as_ref().map_err(ToString::to_string),
-                    by_prost.as_ref().map_err(ToString::to_string),
-                    "the codec and prost read a Session answer apart"
-                );
+                // Read as a Session reads it (a request on the daemon, an answer on a
+                // client), by the codec's hand-written paths where they can.
+                codec_reads_as_prost::<v1::SessionRequest>(bytes);
+                codec_reads_as_prost::<v1::SessionResponse>(bytes);
                 // A session runs each message as the unary call would (`service::session`).
                 match decode!(v1::SessionRequest).into_inner().request {
                     Some(v1::session_request::Request::Acquire(r)) => drop(p.acquire(Request::new(r)).await),
@@ -187,6 +172,19 @@ impl Daemon {
             );
         }
     }
+}
+
+/// `bytes` read as an `M` by the codec (`resilient_circuit_api::codec::decode_from`) and by
+/// prost: the same message, or the same refusal.
+fn codec_reads_as_prost<M: Message + Default + PartialEq + std::fmt::Debug + 'static>(bytes: &[u8]) {
+    let by_codec = resilient_circuit_api::codec::decode_from::<M>(&mut &bytes[..]);
+    let by_prost = M::decode(bytes);
+    assert_eq!(
+        by_codec.map_err(|e| e.to_string()),
+        by_prost.map_err(|e| e.to_string()),
+        "the codec and prost read a {} apart",
+        std::any::type_name::<M>()
+    );
 }
 
 /// Requests of every RPC (the kind byte of each piece picks the type: see

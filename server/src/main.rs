@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Some(n) = settings.worker_threads {
+    // The same count as the connection threads: the runtime runs the rest.
+    if let Some(n) = settings.config.connection_threads {
         runtime.worker_threads(n);
     }
     let run = runtime

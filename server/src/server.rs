@@ -564,18 +564,12 @@ impl Prepared {
         let data_transport = async move {
             let finished = threads.finished();
             tokio::pin!(finished);
-            // Until shutdown begins, a thread that finishes has failed.
+            // The threads end only on `draining`, unless one fails: that stops the daemon.
             tokio::select! {
                 finished = &mut finished => return finished,
                 () = begin_drain => {}
             }
             finished.await
-        };
-        let data_transport = async move {
-            data_transport.await.map_err(|e| match e {
-                crate::connections::threads::ThreadError::Transport(e) => ServeError::Transport(e),
-                e @ crate::connections::threads::ThreadError::Stopped => ServeError::Threads(e.to_string()),
-            })
         };
         let transport = async move {
             match admin_transport {

@@ -53,9 +53,8 @@ pub struct Args {
     /// Log format on stderr [default: text]
     #[arg(long, env = "CIRCUITD_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Threads that serve calls, 1 to 1024; fewer than the cores leaves the others to
-    /// processes sharing the host (each idle thread is woken, and switched to, for work
-    /// another takes) [default: one per core]
+    /// Threads that serve client connections (each connection on one for its whole life),
+    /// and workers of the runtime that runs the rest, 1 to 1024 [default: one per core]
     #[arg(long, env = "CIRCUITD_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
     /// Most protectors at once [default: 100000]

@@ -29,11 +29,6 @@ pub struct Settings {
     pub config: Config,
     /// How the binary writes its logs. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
-    /// The runtime's worker threads (`--worker-threads`, 1 to [`MAX_WORKER_THREADS`]).
-    /// Default `None`: one per core. The runtime is the binary's (the daemon library runs
-    /// its own tasks on whatever runtime its host gives it), so this is not part of
-    /// [`Config`]; the same count is [`Config::connection_threads`].
-    pub worker_threads: Option<usize>,
 }
 
 /// The most worker threads `--worker-threads` takes: beyond any host's cores, where a
@@ -333,7 +328,6 @@ impl Layers<'_> {
             limits,
             watch,
             connections,
-            // The same count serves the connections (one thread each) and runs the rest.
             connection_threads: threads.value,
             shutdown_grace: pick!(self, shutdown_grace, shutdown_grace, d.shutdown_grace).value,
             protectors,
@@ -366,11 +360,7 @@ impl Layers<'_> {
             });
         }
         let log_format = pick!(self, log_format, log_format, LogFormat::default()).value;
-        Ok(Settings {
-            config,
-            log_format,
-            worker_threads: threads.value,
-        })
+        Ok(Settings { config, log_format })
     }
 }
 

@@ -63,7 +63,6 @@ fn defaults_without_any_source() {
         Settings {
             config: binary_defaults(),
             log_format: LogFormat::Text,
-            worker_threads: None,
         }
     );
 }
@@ -90,7 +89,6 @@ fn worker_threads_from_each_source_and_out_of_range_refused_naming_it() {
     for (argv, env, want) in cases {
         let with_file = argv.contains(&"--config").then_some(file);
         let settings = load_ok(argv, env, with_file);
-        assert_eq!(settings.worker_threads, want, "{argv:?} {env:?}");
         assert_eq!(settings.config.connection_threads, want, "{argv:?} {env:?}");
     }
     for bad in ["0", "1025"] {

@@ -45,8 +45,10 @@ pub struct Config {
     /// Keepalives and the timeouts that close silent connections.
     pub connections: ConnectionConfig,
     /// The threads that serve the data listener's connections, each connection on one
-    /// of them for its whole life (`crate::connections::threads`). Default `None`: one
-    /// per core. The binary sets it with `--worker-threads`.
+    /// of them for its whole life (`crate::connections::threads`), 1 to
+    /// [`MAX_WORKER_THREADS`](crate::config::MAX_WORKER_THREADS). Default `None`: one per
+    /// core. The binary sets it with `--worker-threads`, and gives its runtime (which the
+    /// library runs the rest on) as many workers.
     pub connection_threads: Option<usize>,
     /// How long shutdown may take before open connections are dropped. Default 5 s.
     pub shutdown_grace: Duration,

@@ -36,6 +36,7 @@ use tonic::transport::server::TcpConnectInfo;
 
 use super::{Accepted, Alpn, Counted, Place, Ready, accept, places};
 use crate::config::ConnectionConfig;
+use crate::error::ServeError;
 use crate::tls::Tls;
 
 #[cfg(test)]
@@ -194,30 +195,22 @@ where
 
 impl Threads {
     /// Completes when every thread's server has returned, or the first fails; a thread
-    /// that stopped without answering counts as a failure of its server.
-    pub async fn finished(self) -> Result<(), ThreadError> {
+    /// that stopped without answering (it panicked) is [`ServeError::Threads`].
+    pub async fn finished(self) -> Result<(), ServeError> {
         let Threads { served, _abort } = self;
         let mut served: FuturesUnordered<_> = served.into_iter().collect();
         while let Some(result) = served.next().await {
             match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(ThreadError::Transport(e)),
-                Err(_) => return Err(ThreadError::Stopped),
+                Ok(served) => served?,
+                Err(_) => {
+                    return Err(ServeError::Threads(
+                        "a connection thread stopped unexpectedly".into(),
+                    ));
+                }
             }
         }
         Ok(())
     }
-}
-
-/// Why a connection thread stopped serving before the others.
-#[derive(Debug, thiserror::Error)]
-pub enum ThreadError {
-    /// Its server failed.
-    #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
-    /// It stopped without a result: it panicked.
-    #[error("a connection thread stopped unexpectedly")]
-    Stopped,
 }
 
 /// Accepts, and hands each connection to the thread serving the fewest, until a thread

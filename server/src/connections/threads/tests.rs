@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Incoming, ThreadError, Threads, serve};
+use super::{Incoming, Threads, serve};
 use crate::config::ConnectionConfig;
 
 /// Generous: only a broken hand-off waits this long.
@@ -198,5 +198,8 @@ async fn a_thread_that_panics_is_a_failure() {
     let finished = tokio::time::timeout(DEADLINE, threads.finished())
         .await
         .expect("a panicked thread went unnoticed");
-    assert!(matches!(finished, Err(ThreadError::Stopped)), "{finished:?}");
+    assert!(
+        matches!(finished, Err(crate::error::ServeError::Threads(_))),
+        "{finished:?}"
+    );
 }

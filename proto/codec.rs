@@ -11,18 +11,23 @@
 //!   then copies it into tonic's buffer in one piece, instead of growing a `BytesMut`
 //!   byte by byte.
 //! - A Session's common messages are read and written by hand, as prost would read and
-//!   write them: requests read by the daemon (`request`), answers written by the daemon
-//!   (`answer`) and read by its clients (`response`). Anything else is prost's.
+//!   write them: requests written by clients (`ask`) and read by the daemon (`request`),
+//!   answers written by the daemon (`answer`) and read by its clients (`response`).
+//!   Anything else is prost's. A name read by hand goes into a spare buffer of its
+//!   thread when the daemon has handed one back (`names`).
 //!
 //! Errors are those of `ProstCodec`: a message that does not decode is INTERNAL, as gRPC's
 //! status code guide asks.
 
 mod answer;
+mod ask;
+pub mod names;
 mod request;
 mod response;
 #[cfg(test)]
 mod strategies;
 mod wire;
+mod write;
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -92,12 +97,17 @@ impl<T: Message + 'static> Encoder for FastEncoder<T> {
 }
 
 /// `item` into `buf`, through `scratch` (left empty, its capacity kept when small). A
-/// Session answer of a common shape is written by hand (see `answer`); the type test is
-/// decided when this is compiled for `T`.
+/// Session answer of a common shape and a Session request are written by hand (see
+/// `answer` and `ask`); the type test is decided when this is compiled for `T`.
 pub fn encode_into<T: Message + 'static>(scratch: &mut Vec<u8>, item: &T, buf: &mut impl BufMut) {
-    let by_hand = (item as &dyn Any)
-        .downcast_ref::<crate::v1::SessionResponse>()
-        .is_some_and(|answer| answer::encode(answer, scratch));
+    let any = item as &dyn Any;
+    let by_hand = if let Some(answer) = any.downcast_ref::<crate::v1::SessionResponse>() {
+        answer::encode(answer, scratch)
+    } else if let Some(request) = any.downcast_ref::<crate::v1::SessionRequest>() {
+        ask::encode(request, scratch)
+    } else {
+        false
+    };
     if !by_hand {
         scratch.clear();
         // A `Vec` grows as needed: `encode_raw` cannot run out of space.

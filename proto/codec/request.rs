@@ -14,53 +14,60 @@
 
 use prost_types::Duration;
 
-use super::wire::{Value, message, permit_of, seconds_and_nanos, string};
+use super::wire::Reader;
+use super::wire::keys::*;
 use crate::v1::session_request::Request;
 use crate::v1::{AcquireRequest, ReportRequest, SessionRequest};
 
 /// The request `bytes` hold, when they are written plainly; `None` for prost to decode.
 pub(super) fn decode(bytes: &[u8]) -> Option<SessionRequest> {
-    message(bytes, |request: &mut SessionRequest, tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(id)) => request.id = id,
+    let mut r = Reader::new(bytes);
+    let mut request = SessionRequest::default();
+    while let Some(k) = r.key()? {
+        match k {
+            V1 => request.id = r.varint()?,
             // One member of the oneof (a second one replaces the first: prost's to read).
-            (2, Value::Bytes(acquire)) if request.request.is_none() => {
-                request.request = Some(Request::Acquire(acquire_request(acquire)?));
+            L2 if request.request.is_none() => {
+                request.request = Some(Request::Acquire(acquire_request(r.bytes()?)?));
             }
-            (3, Value::Bytes(report)) if request.request.is_none() => {
-                request.request = Some(Request::Report(report_request(report)?));
+            L3 if request.request.is_none() => {
+                request.request = Some(Request::Report(report_request(r.bytes()?)?));
             }
             _ => return None,
         }
-        Some(())
-    })
+    }
+    Some(request)
 }
 
 fn acquire_request(bytes: &[u8]) -> Option<AcquireRequest> {
-    message(bytes, |request: &mut AcquireRequest, tag, value| {
-        match (tag, value) {
-            (1, Value::Bytes(name)) => request.name = string(name)?,
+    let mut r = Reader::new(bytes);
+    let mut request = AcquireRequest::default();
+    while let Some(k) = r.key()? {
+        match k {
+            L1 => request.name = r.string()?,
             _ => return None,
         }
-        Some(())
-    })
+    }
+    Some(request)
 }
 
 fn report_request(bytes: &[u8]) -> Option<ReportRequest> {
-    message(bytes, |request: &mut ReportRequest, tag, value| {
-        match (tag, value) {
-            (1, Value::Bytes(name)) => request.name = string(name)?,
-            (2, Value::Bytes(permit)) => request.permit = Some(permit_of(permit)?),
+    let mut r = Reader::new(bytes);
+    let mut request = ReportRequest::default();
+    while let Some(k) = r.key()? {
+        match k {
+            L1 => request.name = r.string()?,
+            L2 => request.permit = Some(r.permit()?),
             // int32 and enums: the varint's low 32 bits, as prost reads them.
-            (3, Value::Varint(outcome)) => request.outcome = outcome as i32,
-            (4, Value::Bytes(duration)) => {
-                let (seconds, nanos) = seconds_and_nanos(duration)?;
+            V3 => request.outcome = r.varint()? as i32,
+            L4 => {
+                let (seconds, nanos) = r.seconds_and_nanos()?;
                 request.duration = Some(Duration { seconds, nanos });
             }
             _ => return None,
         }
-        Some(())
-    })
+    }
+    Some(request)
 }
 
 #[cfg(test)]

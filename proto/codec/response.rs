@@ -9,60 +9,67 @@
 
 use prost_types::Duration;
 
-use super::wire::{Value, message, permit_of, seconds_and_nanos};
+use super::wire::Reader;
+use super::wire::keys::*;
 use crate::v1::session_response::Response;
 use crate::v1::{AcquireResponse, ReportResponse, SessionResponse};
 
 /// The answer `bytes` hold, when they are written plainly; `None` for prost to decode.
 pub(super) fn decode(bytes: &[u8]) -> Option<SessionResponse> {
-    message(bytes, |answer: &mut SessionResponse, tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(id)) => answer.id = id,
+    let mut r = Reader::new(bytes);
+    let mut answer = SessionResponse::default();
+    while let Some(k) = r.key()? {
+        match k {
+            V1 => answer.id = r.varint()?,
             // One member of the oneof (an error, the third, is prost's to read).
-            (2, Value::Bytes(acquire)) if answer.response.is_none() => {
-                answer.response = Some(Response::Acquire(acquire_answer(acquire)?));
+            L2 if answer.response.is_none() => {
+                answer.response = Some(Response::Acquire(acquire_answer(r.bytes()?)?));
             }
-            (3, Value::Bytes(report)) if answer.response.is_none() => {
-                answer.response = Some(Response::Report(report_answer(report)?));
+            L3 if answer.response.is_none() => {
+                answer.response = Some(Response::Report(report_answer(r.bytes()?)?));
             }
             _ => return None,
         }
-        Some(())
-    })
+    }
+    Some(answer)
 }
 
 fn acquire_answer(bytes: &[u8]) -> Option<AcquireResponse> {
-    message(bytes, |answer: &mut AcquireResponse, tag, value| {
-        // int32 and enums are the varint's low 32 bits, a bool any varint but 0, as prost
-        // reads them.
-        match (tag, value) {
-            (1, Value::Varint(decision)) => answer.decision = decision as i32,
-            (2, Value::Varint(status)) => answer.status = status as i32,
-            (3, Value::Bytes(permit)) => answer.permit = Some(permit_of(permit)?),
-            (4, Value::Bytes(retry_after)) => {
-                let (seconds, nanos) = seconds_and_nanos(retry_after)?;
+    let mut r = Reader::new(bytes);
+    let mut answer = AcquireResponse::default();
+    // int32 and enums are the varint's low 32 bits, a bool any varint but 0, as prost
+    // reads them.
+    while let Some(k) = r.key()? {
+        match k {
+            V1 => answer.decision = r.varint()? as i32,
+            V2 => answer.status = r.varint()? as i32,
+            L3 => answer.permit = Some(r.permit()?),
+            L4 => {
+                let (seconds, nanos) = r.seconds_and_nanos()?;
                 answer.retry_after = Some(Duration { seconds, nanos });
             }
-            (5, Value::Varint(reason)) => answer.reason = reason as i32,
-            (6, Value::Varint(revision)) => answer.revision = revision,
-            (8, Value::Varint(would_reject)) => answer.would_reject = would_reject != 0,
-            (9, Value::Varint(policy_revision)) => answer.policy_revision = policy_revision,
+            V5 => answer.reason = r.varint()? as i32,
+            V6 => answer.revision = r.varint()?,
+            V8 => answer.would_reject = r.varint()? != 0,
+            V9 => answer.policy_revision = r.varint()?,
             _ => return None,
         }
-        Some(())
-    })
+    }
+    Some(answer)
 }
 
 fn report_answer(bytes: &[u8]) -> Option<ReportResponse> {
-    message(bytes, |answer: &mut ReportResponse, tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(accepted)) => answer.accepted = accepted != 0,
-            (2, Value::Varint(status)) => answer.status = status as i32,
-            (3, Value::Varint(revision)) => answer.revision = revision,
+    let mut r = Reader::new(bytes);
+    let mut answer = ReportResponse::default();
+    while let Some(k) = r.key()? {
+        match k {
+            V1 => answer.accepted = r.varint()? != 0,
+            V2 => answer.status = r.varint()? as i32,
+            V3 => answer.revision = r.varint()?,
             _ => return None,
         }
-        Some(())
-    })
+    }
+    Some(answer)
 }
 
 #[cfg(test)]

@@ -4,8 +4,11 @@
 use proptest::prelude::*;
 use prost_types::{Duration, Timestamp};
 
+use crate::v1::session_request::Request;
 use crate::v1::session_response::Response;
-use crate::v1::{AcquireResponse, Permit, ReportResponse, SessionResponse};
+use crate::v1::{
+    AcquireRequest, AcquireResponse, Permit, ReportRequest, ReportResponse, SessionRequest, SessionResponse,
+};
 
 pub(super) fn u64s() -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -161,4 +164,30 @@ where
     agrees_with_prost(decode(&bytes), &bytes)?;
     bytes.truncate(damage.cut.index(bytes.len()));
     agrees_with_prost(decode(&bytes), &bytes)
+}
+
+/// Names as clients send them, empty and arbitrary ones too.
+pub(super) fn name() -> impl Strategy<Value = String> {
+    prop_oneof![Just(String::new()), "[a-z0-9._-]{1,40}", any::<String>()]
+}
+
+/// Session requests of every shape a client sends, and none.
+pub(super) fn request() -> impl Strategy<Value = SessionRequest> {
+    let acquire = name().prop_map(|name| Request::Acquire(AcquireRequest { name }));
+    let report = (
+        name(),
+        proptest::option::of(permit()),
+        i32s(),
+        proptest::option::of(duration()),
+    )
+        .prop_map(|(name, permit, outcome, duration)| {
+            Request::Report(ReportRequest {
+                name,
+                permit,
+                outcome,
+                duration,
+            })
+        });
+    (u64s(), proptest::option::of(prop_oneof![acquire, report]))
+        .prop_map(|(id, request)| SessionRequest { id, request })
 }

@@ -1,133 +1,94 @@
 //! Reading plainly written messages from a slice, for the codec's hand-written paths
-//! (`request`, `response`): fields by number and wire type, each at most once, and the
-//! small messages both directions carry (a permit, a timestamp, a duration).
+//! (`request`, `response`): fields by key, each at most once, and the small messages both
+//! directions carry (a permit, a timestamp, a duration).
+//!
+//! A reader takes each field's key as its one byte (every field number read by hand is
+//! below 16) and each decoder matches that byte against the keys it knows, so a field
+//! costs a compare and its value's read. Whatever is not read here (a key of more than
+//! one byte, field number 0, a field met twice, a key no decoder knows, a varint or a
+//! length that does not decode) makes the decoder answer `None`, and prost reads the
+//! message, so every outcome, errors included, is prost's.
 
 use prost_types::Timestamp;
 
 use crate::v1::Permit;
+use keys::{L3, V1, V2};
 
 /// Protobuf wire types.
-const VARINT: u64 = 0;
-const LEN: u64 = 2;
+const VARINT: u8 = 0;
+const LEN: u8 = 2;
 
-/// The message `bytes` hold, read field by field: `field` sets the one it is given and
-/// answers `None` for a field it does not read (prost must read the message then). Each
-/// field number may come once; a second time is prost's too (it merges).
-pub(super) fn message<M: Default>(
-    bytes: &[u8],
-    mut field: impl FnMut(&mut M, u32, Value<'_>) -> Option<()>,
-) -> Option<M> {
-    let mut fields = Fields::new(bytes);
-    let mut message = M::default();
-    let mut seen = Seen::default();
-    while let Some((tag, value)) = fields.next()? {
-        if !seen.first(tag) {
-            return None;
-        }
-        field(&mut message, tag, value)?;
-    }
-    Some(message)
+/// The one-byte key of field `number` (below 16) with `wire_type`.
+const fn key(number: u8, wire_type: u8) -> u8 {
+    number << 3 | wire_type
 }
 
-pub(super) fn permit_of(bytes: &[u8]) -> Option<Permit> {
-    message(bytes, |permit: &mut Permit, tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(generation)) => permit.generation = generation,
-            (2, Value::Varint(id)) => permit.id = id,
-            (3, Value::Bytes(expires_at)) => {
-                let (seconds, nanos) = seconds_and_nanos(expires_at)?;
-                permit.expires_at = Some(Timestamp { seconds, nanos });
-            }
-            _ => return None,
-        }
-        Some(())
-    })
-}
+/// Keys by field number and wire type, for the decoders' `match`: `Vn` is field `n`
+/// written as a varint, `Ln` field `n` length-delimited.
+pub(super) mod keys {
+    use super::{LEN, VARINT, key};
 
-/// A Timestamp's or a Duration's fields: int64 seconds, int32 nanos.
-pub(super) fn seconds_and_nanos(bytes: &[u8]) -> Option<(i64, i32)> {
-    message(bytes, |(seconds, nanos): &mut (i64, i32), tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(s)) => *seconds = s as i64,
-            (2, Value::Varint(n)) => *nanos = n as i32,
-            _ => return None,
-        }
-        Some(())
-    })
-}
-
-/// A string field: UTF-8 or prost's error.
-pub(super) fn string(bytes: &[u8]) -> Option<String> {
-    std::str::from_utf8(bytes).ok().map(str::to_owned)
-}
-
-/// The field numbers met so far in one message (every number here is below 16).
-#[derive(Debug, Default)]
-struct Seen(u16);
-
-impl Seen {
-    /// Whether `tag` is met for the first time; it is met from now on either way.
-    fn first(&mut self, tag: u32) -> bool {
-        let bit = 1u16 << tag;
-        let first = self.0 & bit == 0;
-        self.0 |= bit;
-        first
-    }
-}
-
-/// A field's value, by its wire type.
-#[derive(Debug)]
-pub(super) enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
+    pub(in crate::codec) const V1: u8 = key(1, VARINT);
+    pub(in crate::codec) const V2: u8 = key(2, VARINT);
+    pub(in crate::codec) const V3: u8 = key(3, VARINT);
+    pub(in crate::codec) const V5: u8 = key(5, VARINT);
+    pub(in crate::codec) const V6: u8 = key(6, VARINT);
+    pub(in crate::codec) const V8: u8 = key(8, VARINT);
+    pub(in crate::codec) const V9: u8 = key(9, VARINT);
+    pub(in crate::codec) const L1: u8 = key(1, LEN);
+    pub(in crate::codec) const L2: u8 = key(2, LEN);
+    pub(in crate::codec) const L3: u8 = key(3, LEN);
+    pub(in crate::codec) const L4: u8 = key(4, LEN);
 }
 
 /// One message's fields, in the order written.
 #[derive(Debug)]
-struct Fields<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
+    /// The field numbers met so far, a bit each.
+    seen: u16,
 }
 
-impl<'a> Fields<'a> {
-    fn new(bytes: &'a [u8]) -> Fields<'a> {
-        Fields { bytes }
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, seen: 0 }
     }
 
-    /// The next field: `Some(None)` at the message's end, `None` where prost must decide
-    /// (a wire type other than varint or length-delimited, a field number of 16 or more,
-    /// a varint or a length that does not decode).
-    fn next(&mut self) -> Option<Option<(u32, Value<'a>)>> {
-        if self.bytes.is_empty() {
+    /// The next field's key: `Some(None)` at the message's end, `None` where prost must
+    /// read the message (a key of more than one byte, field number 0, a field number met
+    /// before: protobuf merges a repeated field, which is prost's to do).
+    #[inline]
+    pub(super) fn key(&mut self) -> Option<Option<u8>> {
+        let Some((&key, rest)) = self.bytes.split_first() else {
             return Some(None);
-        }
-        let key = self.varint()?;
-        let tag = key >> 3;
-        if !(1..16).contains(&tag) {
+        };
+        if !(8..0x80).contains(&key) {
             return None;
         }
-        let value = match key & 7 {
-            VARINT => Value::Varint(self.varint()?),
-            LEN => {
-                let len = usize::try_from(self.varint()?).ok()?;
-                let (value, rest) = self.bytes.split_at_checked(len)?;
-                self.bytes = rest;
-                Value::Bytes(value)
-            }
-            _ => return None,
-        };
-        Some(Some((tag as u32, value)))
+        let bit = 1u16 << (key >> 3);
+        if self.seen & bit != 0 {
+            return None;
+        }
+        self.seen |= bit;
+        self.bytes = rest;
+        Some(Some(key))
     }
 
-    /// A varint as prost reads one: at most ten bytes, the tenth at most 1.
-    #[inline]
-    fn varint(&mut self) -> Option<u64> {
-        // Keys, enums and small numbers: one byte.
+    /// A varint as prost reads one: at most ten bytes, the tenth at most 1. Keys, enums,
+    /// lengths and small numbers are one byte, read here; longer ones out of line.
+    #[inline(always)]
+    pub(super) fn varint(&mut self) -> Option<u64> {
         if let Some((&byte, rest)) = self.bytes.split_first()
             && byte < 0x80
         {
             self.bytes = rest;
             return Some(u64::from(byte));
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for (i, &byte) in self.bytes.iter().enumerate().take(10) {
             if i == 9 && byte > 1 {
@@ -140,5 +101,56 @@ impl<'a> Fields<'a> {
             }
         }
         None
+    }
+
+    /// A length-delimited value: its length, then that many bytes.
+    #[inline]
+    pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        let (value, rest) = self.bytes.split_at_checked(len)?;
+        self.bytes = rest;
+        Some(value)
+    }
+
+    /// A string field's value: UTF-8, or prost's error.
+    #[inline]
+    pub(super) fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.bytes()?).ok().map(super::names::owned)
+    }
+
+    /// A Timestamp's or a Duration's fields (int64 seconds, int32 nanos), from a
+    /// length-delimited value.
+    #[inline]
+    pub(super) fn seconds_and_nanos(&mut self) -> Option<(i64, i32)> {
+        let mut r = Reader::new(self.bytes()?);
+        let (mut seconds, mut nanos) = (0, 0);
+        while let Some(k) = r.key()? {
+            match k {
+                V1 => seconds = r.varint()? as i64,
+                // int32: the varint's low 32 bits, as prost reads them.
+                V2 => nanos = r.varint()? as i32,
+                _ => return None,
+            }
+        }
+        Some((seconds, nanos))
+    }
+
+    /// A Permit, from a length-delimited value.
+    #[inline]
+    pub(super) fn permit(&mut self) -> Option<Permit> {
+        let mut r = Reader::new(self.bytes()?);
+        let mut permit = Permit::default();
+        while let Some(k) = r.key()? {
+            match k {
+                V1 => permit.generation = r.varint()?,
+                V2 => permit.id = r.varint()?,
+                L3 => {
+                    let (seconds, nanos) = r.seconds_and_nanos()?;
+                    permit.expires_at = Some(Timestamp { seconds, nanos });
+                }
+                _ => return None,
+            }
+        }
+        Some(permit)
     }
 }

@@ -11,9 +11,14 @@
 //! - `codec/decode_acquire_daemon` and `codec/decode_acquire_prost`: decoding one
 //!   Acquire message through a `BytesMut`, with the daemon's codec and with prost's
 //!   `decode` on the buffer as `tonic_prost` does it (the codec's saving shows as the gap).
+//! - `codec/decode_acquire_daemon_recycled`: the same, the name handed back to the
+//!   codec's spare buffers afterwards, as the daemon does once a request is decided.
 //! - `codec/encode_answer_daemon` and `codec/encode_answer_prost`: encoding one Acquire
 //!   answer (admitted, with its permit), by the codec's hand-written path and by prost
 //!   through the scratch vector.
+//! - `codec/encode_request_daemon` and `codec/encode_request_prost`: encoding one Report
+//!   request (with its permit), as a client sends it, by the codec's hand-written path and
+//!   by prost through the scratch vector.
 //!
 //! Services are built as `circuitd --in-memory` wires them (default limits, a standalone
 //! cluster); each routine runs on a current-thread runtime, one message after another.
@@ -29,7 +34,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use prost::Message;
 use prost::bytes::{Buf, BytesMut};
-use resilient_circuit_api::codec::{decode_from, encode_into};
+use resilient_circuit_api::codec::{decode_from, encode_into, names};
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio_util::sync::CancellationToken;
 
@@ -128,6 +133,18 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // As the daemon does it: the name handed back once decided, for the next one.
+    c.bench_function("codec/decode_acquire_daemon_recycled", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&acquire);
+            let request = decode_from::<v1::SessionRequest>(&mut wire).expect("decodes");
+            if let Some(session_request::Request::Acquire(a)) = black_box(request).request {
+                names::recycle(a.name);
+            }
+        })
+    });
+
     c.bench_function("codec/decode_acquire_prost", |b| {
         b.iter(|| {
             wire.clear();
@@ -157,6 +174,37 @@ fn benches(c: &mut Criterion) {
             // The scratch path every other message takes: prost's encoding, then one copy.
             scratch.clear();
             black_box(&answer).encode_raw(&mut scratch);
+            out.extend_from_slice(&scratch);
+            black_box(&out);
+        })
+    });
+    // A Report as a client sends it: the permit of a call admitted under CLOSED.
+    let report = v1::SessionRequest {
+        id: 17,
+        request: Some(session_request::Request::Report(v1::ReportRequest {
+            name: NAME.into(),
+            permit: Some(v1::Permit {
+                generation: 1,
+                id: 0,
+                expires_at: None,
+            }),
+            outcome: v1::Outcome::Success as i32,
+            duration: None,
+        })),
+    };
+    c.bench_function("codec/encode_request_daemon", |b| {
+        b.iter(|| {
+            out.clear();
+            encode_into(&mut scratch, black_box(&report), &mut out);
+            black_box(&out);
+        })
+    });
+
+    c.bench_function("codec/encode_request_prost", |b| {
+        b.iter(|| {
+            out.clear();
+            scratch.clear();
+            black_box(&report).encode_raw(&mut scratch);
             out.extend_from_slice(&scratch);
             black_box(&out);
         })

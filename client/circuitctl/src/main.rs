@@ -46,11 +46,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // The load generator needs every core; each other command is a few calls.
-    let mut builder = if matches!(cli.command, cli::Command::Bench(_)) {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+    // The load generator needs every core (unless told otherwise); each other command is
+    // a few calls.
+    let mut builder = match &cli.command {
+        cli::Command::Bench(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.client_threads {
+                builder.worker_threads(threads.into());
+            }
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
     };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

@@ -106,6 +106,16 @@ fn session_reports_its_figures_and_the_baseline_ratio() {
 }
 
 #[test]
+fn client_threads_sets_the_load_generators_runtime() {
+    let served = BlockingDaemon::start();
+    let mut args = vec!["--mode", "session", "--baseline", "--client-threads", "1"];
+    args.extend(SHORT);
+    let report = bench_json(&served, &args);
+    check_short_run_with_baseline(&report, "session");
+    assert_eq!(report["client_threads"], 1, "{report:#}");
+}
+
+#[test]
 fn the_summary_names_rate_latency_and_ratio() {
     let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "session", "--baseline", "--connections", "2"];
@@ -248,6 +258,7 @@ fn malformed_flags_are_usage_errors() {
     for bad in [
         &["--mode", "nonsense"][..],
         &["--concurrency", "0"],
+        &["--client-threads", "0"],
         &["--failure-rate", "1.5"],
         &["--duration", "0s"],
         &["--duration", "2h"],

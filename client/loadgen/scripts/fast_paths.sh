@@ -8,6 +8,8 @@
 # PARTS (default "session cached python") which sets to run; RUNS (default 3, at most 9) how many
 # runs of each shape. BEFORE=DIR interleaves the Session runs with the daemon in DIR (e.g. a copy of
 # an older build), each logged as inflight=N/before, so a comparison sees the same machine state.
+# CLIENT_THREADS=N runs the Session sets with `bench --client-threads N` (1: the steadier instrument of the
+# fifth pass; unset: one worker per core, as every earlier set).
 # Coordinates with other benchmarks through /tmp/bench.lock, as the earlier sets did.
 # Tables and medians of its output: python3 client/loadgen/scripts/fast_paths_summary.py LOG
 set -u
@@ -32,7 +34,7 @@ session() { # $1: in flight, $2: run, $3: the daemon's directory, $4: the label'
   start "$3"
   load=$(cut -d' ' -f1 /proc/loadavg)
   out=$($R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $1 --connections 1 \
-    --duration ${D}s --warmup 1s --baseline 2>/dev/null)
+    --duration ${D}s --warmup 1s --baseline ${CLIENT_THREADS:+--client-threads $CLIENT_THREADS} 2>/dev/null)
   echo "SESSION inflight=$1$4 run=$2 load=$load $out"
   kill $PID; wait $PID 2>/dev/null
 }

@@ -58,6 +58,12 @@ pub struct Args {
     /// Run the echo baseline first, in the same shape, and report the ratio.
     #[arg(long)]
     pub baseline: bool,
+    /// Worker threads of the load generator's own runtime (default: one per core). With
+    /// one connection in session mode, 1 keeps the stream's tasks on one thread, so no
+    /// wake-up crosses threads: runs vary far less, and the transport (and its echo
+    /// baseline) goes faster. The caller builds the runtime (circuitctl does).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub client_threads: Option<u16>,
     /// The seed of the outcome sequences.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -30,6 +30,7 @@ impl Summary<'_> {
             "mode": self.args.mode.word(),
             "concurrency": self.args.concurrency,
             "connections": self.connections,
+            "client_threads": client_threads(),
             "protectors": self.args.protectors,
             "duration_s": m.duration.as_secs_f64(),
             "warmup_s": self.args.warmup.as_secs_f64(),
@@ -130,6 +131,11 @@ impl Summary<'_> {
 }
 
 /// This run's rate over the baseline's; null when the baseline made none.
+/// The worker threads of the runtime the run drove from (1 outside a multi-thread one).
+fn client_threads() -> usize {
+    tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+}
+
 fn ratio(m: &Measured, b: &Measured) -> Value {
     if b.rate() > 0.0 {
         json!((m.rate() / b.rate() * 1000.0).round() / 1000.0)

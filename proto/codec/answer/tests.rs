@@ -19,7 +19,7 @@ fn by_hand(answer: &SessionResponse) -> Option<Vec<u8>> {
     } else {
         assert_eq!(
             scratch, [0xee; 3],
-            "touched the scratch of an answer it left to prost"
+            "touched the scratch of a answer it left to prost"
         );
         None
     }

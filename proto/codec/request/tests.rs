@@ -5,33 +5,9 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::decode;
-use crate::codec::strategies::{agrees_with_prost, damage, damaged_agrees, duration, i32s, permit, u64s};
+use crate::codec::strategies::{agrees_with_prost, damage, damaged_agrees, request};
 use crate::v1::session_request::Request;
 use crate::v1::{AcquireRequest, Permit, ReportRequest, SessionRequest};
-
-fn name() -> impl Strategy<Value = String> {
-    prop_oneof![Just(String::new()), "[a-z0-9._-]{1,40}", any::<String>()]
-}
-
-fn request() -> impl Strategy<Value = SessionRequest> {
-    let acquire = name().prop_map(|name| Request::Acquire(AcquireRequest { name }));
-    let report = (
-        name(),
-        proptest::option::of(permit()),
-        i32s(),
-        proptest::option::of(duration()),
-    )
-        .prop_map(|(name, permit, outcome, duration)| {
-            Request::Report(ReportRequest {
-                name,
-                permit,
-                outcome,
-                duration,
-            })
-        });
-    (u64s(), proptest::option::of(prop_oneof![acquire, report]))
-        .prop_map(|(id, request)| SessionRequest { id, request })
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]

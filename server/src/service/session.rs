@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesUnordered, Stream};
 use futures_util::{FutureExt, StreamExt};
+use resilient_circuit_api::codec::names;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status;
@@ -43,7 +44,8 @@ enum Answered {
 }
 
 /// Decides one request under its protector's guard, synchronously: only an answer that
-/// must wait for the journal builds (and allocates) a future.
+/// must wait for the journal builds (and allocates) a future. A name no longer needed
+/// goes back to the codec's spare buffers, for the next request read on this thread.
 fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
     let id = request.id;
     let answer = move |response| v1::SessionResponse {
@@ -59,9 +61,12 @@ fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
                 Ok((registry, name, decided))
             });
             match decided {
-                Ok((registry, _, decided)) if registry.is_durable(&decided) => Answered::Now(answer(
-                    session_response::Response::Acquire(acquire_answer(decided.value)),
-                )),
+                Ok((registry, name, decided)) if registry.is_durable(&decided) => {
+                    names::recycle(name.into_string());
+                    Answered::Now(answer(session_response::Response::Acquire(acquire_answer(
+                        decided.value,
+                    ))))
+                }
                 Ok((registry, name, decided)) => {
                     let acquired = Arc::clone(&registry).acquired(name, decided);
                     Answered::Later(Box::pin(async move {
@@ -80,6 +85,7 @@ fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
                 .and_then(|(name, permit, outcome, duration)| {
                     let registry = shared.cluster.registry_now();
                     let decided = registry.decide_report(&name, permit, outcome, duration)?;
+                    names::recycle(name.into_string());
                     Ok((registry, decided))
                 });
             match decided {

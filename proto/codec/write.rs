@@ -7,9 +7,10 @@
 //! prost writes a nested message by computing its length, then writing it, and each
 //! nested message computes its own nested lengths again; every varint goes through a
 //! generic writer that grows the buffer byte by byte. Here each length is computed once,
-//! bottom up, and the bytes are written into the encoder's scratch vector, sized to the
-//! exact length first and indexed by a local count (no byte goes through a `Vec`'s length
-//! and capacity in memory), then copied into the transport's buffer in one piece.
+//! bottom up, and the bytes are written into an array on the stack (a message longer
+//! than [`ON_STACK`] into the encoder's scratch vector, sized to the exact length first),
+//! indexed by a local count, so no byte goes through a `Vec`'s length and capacity in
+//! memory. The codec then copies the message into the transport's buffer.
 
 use prost_types::{Duration, Timestamp};
 

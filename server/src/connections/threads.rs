@@ -119,7 +119,9 @@ pub fn count_of(asked: Option<usize>) -> usize {
 #[derive(Debug)]
 pub struct Threads {
     served: Vec<oneshot::Receiver<Served>>,
-    _abort: DropGuard,
+    /// The acceptor, which owns the listener.
+    acceptor: tokio::task::JoinHandle<()>,
+    abort: DropGuard,
 }
 
 /// The connection threads, `count` of them (one per core when `None`), started: the
@@ -180,7 +182,7 @@ where
     let dropped = abort.clone();
     // It owns the listener: stopping, or the threads dropped (the serving future with
     // them), closes it at once, as tonic closes a listener it serves.
-    tokio::spawn(async move {
+    let acceptor = tokio::spawn(async move {
         tokio::select! {
             () = stop.cancelled() => {}
             () = dropped.cancelled() => {}
@@ -189,27 +191,39 @@ where
     });
     Ok(Threads {
         served,
-        _abort: abort.drop_guard(),
+        acceptor,
+        abort: abort.drop_guard(),
     })
 }
 
 impl Threads {
     /// Completes when every thread's server has returned, or the first fails; a thread
-    /// that stopped without answering (it panicked) is [`ServeError::Threads`].
+    /// that stopped without answering (it panicked) is [`ServeError::Threads`]. Either
+    /// way the acceptor has ended by then and the listener is closed, so its address can
+    /// be bound again at once (a daemon restarted on the same port).
     pub async fn finished(self) -> Result<(), ServeError> {
-        let Threads { served, _abort } = self;
+        let Threads {
+            served,
+            acceptor,
+            abort,
+        } = self;
         let mut served: FuturesUnordered<_> = served.into_iter().collect();
-        while let Some(result) = served.next().await {
-            match result {
-                Ok(served) => served?,
-                Err(_) => {
-                    return Err(ServeError::Threads(
-                        "a connection thread stopped unexpectedly".into(),
-                    ));
-                }
-            }
+        let mut result = Ok(());
+        while let Some(outcome) = served.next().await {
+            let failed = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.into(),
+                Err(_) => ServeError::Threads("a connection thread stopped unexpectedly".into()),
+            };
+            result = Err(failed);
+            break;
         }
-        Ok(())
+        // The threads are done (or one failed, and the rest are told to stop): the
+        // acceptor goes too, and is waited for. Without the wait it would close the
+        // listener only when next polled, after this has returned.
+        drop(abort);
+        let _ = acceptor.await;
+        result
     }
 }
 

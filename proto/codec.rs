@@ -37,6 +37,16 @@ use prost::bytes::{Buf, BufMut};
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
+/// Protobuf wire types, for the hand-written paths (`wire` reads, `write` writes).
+const VARINT: u8 = 0;
+const LEN: u8 = 2;
+
+/// The one-byte key of field `number` (below 16: every field the hand-written paths read
+/// or write) with `wire_type`.
+const fn key(number: u8, wire_type: u8) -> u8 {
+    number << 3 | wire_type
+}
+
 /// Scratch space an encoder keeps between messages; a larger message's buffer is not
 /// kept (so a stream's memory stays bounded by its usual message, not its largest).
 const KEEP_SCRATCH: usize = 4096;

@@ -4,8 +4,9 @@
 //! prost writes a nested message by computing its length, then writing it, and each
 //! nested message computes its own nested lengths again: a Session answer's permit
 //! expiry is measured three times and every varint goes through a generic writer. Here
-//! each length is computed once, bottom up, and the bytes are written into an array on
-//! the stack, then put into the transport's buffer in one piece. In
+//! each length is computed once, bottom up, and the bytes written by `write` (a stack
+//! array, copied into the encoder's scratch vector and from there into the transport's
+//! buffer). In
 //! callgrind, prost's `encode_varint` was the daemon's largest single cost: about a
 //! tenth of its instructions per decision.
 //!
@@ -15,7 +16,8 @@
 //! answers. Anything else (an answer with a transition, an error, an empty answer) is left
 //! to prost.
 
-use super::write::{Out, VARINT, duration_len, int32_len, message_len, permit_len, uint64_len};
+use super::VARINT;
+use super::write::{Out, duration_len, int32_len, message_len, permit_len, uint64_len};
 use crate::v1::session_response::Response;
 use crate::v1::{AcquireResponse, ReportResponse, SessionResponse};
 

@@ -14,19 +14,10 @@ use prost_types::Timestamp;
 use crate::v1::Permit;
 use keys::{L3, V1, V2};
 
-/// Protobuf wire types.
-const VARINT: u8 = 0;
-const LEN: u8 = 2;
-
-/// The one-byte key of field `number` (below 16) with `wire_type`.
-const fn key(number: u8, wire_type: u8) -> u8 {
-    number << 3 | wire_type
-}
-
 /// Keys by field number and wire type, for the decoders' `match`: `Vn` is field `n`
 /// written as a varint, `Ln` field `n` length-delimited.
 pub(super) mod keys {
-    use super::{LEN, VARINT, key};
+    use super::super::{LEN, VARINT, key};
 
     pub(in crate::codec) const V1: u8 = key(1, VARINT);
     pub(in crate::codec) const V2: u8 = key(2, VARINT);

@@ -16,9 +16,7 @@ use prost_types::{Duration, Timestamp};
 
 use crate::v1::Permit;
 
-/// Protobuf wire types.
-pub(super) const VARINT: u8 = 0;
-const LEN: u8 = 2;
+use super::{LEN, VARINT, key};
 
 #[inline]
 pub(super) fn permit_len(p: &Permit) -> usize {
@@ -127,7 +125,7 @@ impl Out<'_> {
 
     #[inline]
     pub(super) fn key(&mut self, tag: u8, wire_type: u8) {
-        self.put(tag << 3 | wire_type);
+        self.put(key(tag, wire_type));
     }
 
     #[inline]

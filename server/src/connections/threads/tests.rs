@@ -105,6 +105,16 @@ async fn connect(
     }
 }
 
+/// Stops the threads with a connection still open and waits until they have finished.
+async fn stopped(stop: &CancellationToken, threads: Threads) {
+    stop.cancel();
+    // The stand-in ends when its connections stop coming, as tonic does on its signal.
+    tokio::time::timeout(DEADLINE, threads.finished())
+        .await
+        .expect("the threads did not finish")
+        .expect("finished cleanly");
+}
+
 #[tokio::test]
 async fn each_connection_goes_to_the_thread_serving_the_fewest() {
     let stop = CancellationToken::new();
@@ -139,13 +149,7 @@ async fn stopping_closes_the_listener_and_ends_every_thread() {
     let stop = CancellationToken::new();
     let (addr, threads, mut reports) = started(&stop).await;
     let (_open, _) = connect(addr, &mut reports).await;
-
-    stop.cancel();
-    // The stand-in ends when its connections stop coming, as tonic does on its signal.
-    tokio::time::timeout(DEADLINE, threads.finished())
-        .await
-        .expect("the threads did not finish")
-        .expect("finished cleanly");
+    stopped(&stop, threads).await;
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "the listener is closed: {refused:?}");
 }
@@ -161,11 +165,7 @@ async fn the_address_is_free_once_the_threads_have_finished() {
         let stop = CancellationToken::new();
         let (addr, threads, mut reports) = started(&stop).await;
         let (_open, _) = connect(addr, &mut reports).await;
-        stop.cancel();
-        tokio::time::timeout(DEADLINE, threads.finished())
-            .await
-            .expect("the threads did not finish")
-            .expect("finished cleanly");
+        stopped(&stop, threads).await;
         let again = tokio::net::TcpListener::bind(addr).await;
         assert!(again.is_ok(), "the address is still taken: {again:?}");
     }

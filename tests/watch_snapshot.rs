@@ -53,55 +53,74 @@ async fn change(writer: &mpsc::Sender<oneshot::Sender<()>>) {
     acked.await.expect("change made");
 }
 
-/// A watcher's view: each protector's status as its latest event says.
+/// A watcher's view: each protector's status and revision as its latest event says.
 #[derive(Default)]
 struct View {
     status: BTreeMap<String, i32>,
+    /// Each protector's revision in the view: a snapshot's `mod_revision`, or a change's.
+    revision: BTreeMap<String, u64>,
     /// Between SYNCED and the next RESYNC.
     synced: bool,
-    /// The newest revision the view reflects.
-    heard: u64,
+    /// SYNCED's revision, then that of each change after it: changes after SYNCED come
+    /// in revision order, each above it. (A change may be below a snapshot item of
+    /// *another* protector: the snapshot reads each protector as it reaches it, and a
+    /// change already reflected in its own protector's item is not sent again.)
+    last: u64,
     resyncs: usize,
     snapshot_items: usize,
 }
 
 impl View {
-    /// Applies one event; a change after SYNCED must come in revision order.
+    /// Applies one event; a change after SYNCED must come in revision order, and after
+    /// what the view holds of its protector.
     fn apply(&mut self, event: v1::WatchEvent) {
         let revision = event.revision;
         match event.event.expect("event") {
             Event::Snapshot(p) => {
                 assert!(!self.synced, "a snapshot after SYNCED without RESYNC");
                 self.snapshot_items += 1;
-                self.heard = self.heard.max(revision);
+                self.revision.insert(p.name.clone(), revision);
                 self.status.insert(p.name, p.status);
             }
             Event::StatusChanged(sc) => {
                 assert!(self.synced, "a change before SYNCED");
                 assert!(
-                    revision > self.heard,
-                    "change at revision {revision} after {}",
-                    self.heard
+                    revision > self.last,
+                    "change at revision {revision} after SYNCED or a change at {}",
+                    self.last
                 );
-                self.heard = revision;
+                let held = self.revision.get(&sc.name).copied().unwrap_or(0);
+                assert!(
+                    revision > held,
+                    "change of {} at revision {revision}, which the view already holds at {held}",
+                    sc.name
+                );
+                self.last = revision;
+                self.revision.insert(sc.name.clone(), revision);
                 let to = sc.transition.expect("transition").to;
                 self.status.insert(sc.name, to);
             }
             Event::Synced(_) => {
                 self.synced = true;
-                self.heard = self.heard.max(revision);
+                self.last = revision;
             }
             // A watcher that cannot keep up after SYNCED is resynced: the snapshot that
             // follows replaces the view.
             Event::Resync(_) => {
                 self.resyncs += 1;
                 self.synced = false;
-                self.heard = 0;
+                self.last = 0;
                 self.status.clear();
+                self.revision.clear();
             }
             Event::Progress(_) => {}
             other => panic!("nothing else happens here, got {other:?}"),
         }
+    }
+
+    /// Whether the view is synced and holds `p` at its `mod_revision` or later.
+    fn holds(&self, p: &v1::Protector) -> bool {
+        self.synced && self.revision.get(&p.name).is_some_and(|&r| r >= p.mod_revision)
     }
 }
 
@@ -159,8 +178,8 @@ async fn a_snapshot_larger_than_the_buffer_reaches_synced_while_changes_keep_com
         "every protector in the view at SYNCED"
     );
 
-    // Consistent: once the watcher heard the latest change, its view equals what
-    // GetProtector says. (The transport holds many snapshot items the daemon already
+    // Consistent: once the watcher holds each of these protectors at the revision
+    // GetProtector gave, its view equals what GetProtector says. (The transport holds many snapshot items the daemon already
     // sent, and the changes made while the watcher drains them may overflow its small
     // buffer after SYNCED: that is an ordinary RESYNC, handled by the view.)
     // Every churned protector, and some of the others.
@@ -168,8 +187,7 @@ async fn a_snapshot_larger_than_the_buffer_reaches_synced_while_changes_keep_com
     for i in (0..CHURN).chain((CHURN..PROTECTORS).step_by(250)) {
         now.push(get(&mut client, &name(i)).await);
     }
-    let latest = now.iter().map(|p| p.mod_revision).max().expect("protectors");
-    while !view.synced || view.heard < latest {
+    while !now.iter().all(|p| view.holds(p)) {
         view.apply(watcher.next().await);
     }
     for p in &now {

@@ -23,6 +23,7 @@ mod connection_timeouts;
 mod coordination;
 mod crash_recovery;
 mod dashboard_replicated;
+mod descriptors;
 mod durability;
 mod forwarded_trust;
 mod forwarding;

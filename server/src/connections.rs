@@ -21,7 +21,11 @@
 //! The data listener's connections are served by [`threads`], each on one thread for its
 //! whole life; the admin and HTTP listeners' by [`incoming`] and [`incoming_for`], on the
 //! runtime that calls them.
+//!
+//! A connection is a file descriptor: [`descriptors`] raises the process's limit at
+//! start so that each listener can hold `max_connections`.
 
+pub mod descriptors;
 mod streams;
 pub mod threads;
 

@@ -48,6 +48,10 @@ fn main() -> ExitCode {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     init_tracing(settings.log_format)?;
     let mut config = settings.config;
+    // Each listener may hold max_connections: the descriptor limit must allow them all.
+    let listeners =
+        1 + usize::from(config.admin_listen.is_some()) + usize::from(config.http_listen.is_some());
+    circuitd::connections::descriptors::ensure(config.limits.max_connections, listeners);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

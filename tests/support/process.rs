@@ -171,8 +171,28 @@ impl Circuitd {
         Circuitd::spawn(&args, Probe::GetCluster).await
     }
 
+    /// Starts the binary on `data_dir` (on `127.0.0.1:0`) with `extra` flags, under a
+    /// file-descriptor limit of `soft` and `hard` (set by `sh`'s `ulimit` before it execs
+    /// the binary, which keeps the process id), and waits until it serves or exits.
+    pub async fn launch_with_nofile(data_dir: &Path, extra: &[&str], soft: u64, hard: u64) -> Launch {
+        let mut args: Vec<OsString> = vec![
+            "-c".into(),
+            r#"ulimit -S -n "$1" && ulimit -H -n "$2" && shift 2 && exec "$@""#.into(),
+            "sh".into(),
+            soft.to_string().into(),
+            hard.to_string().into(),
+            binary().into(),
+        ];
+        args.extend(on_loopback(data_dir, extra));
+        Circuitd::spawn_program(Path::new("sh"), &args, Probe::ListProtectors).await
+    }
+
     async fn spawn(args: &[OsString], probe: Probe) -> Launch {
-        let mut command = Command::new(binary());
+        Circuitd::spawn_program(binary(), args, probe).await
+    }
+
+    async fn spawn_program(program: &Path, args: &[OsString], probe: Probe) -> Launch {
+        let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())

@@ -206,6 +206,42 @@ async fn a_trip_and_its_recovery_between_two_scrapes_are_counted() {
 }
 
 #[tokio::test]
+async fn shadow_mode_counts_what_it_would_have_refused_apart_from_refusals() {
+    let dir = TempDir::new("metrics-shadow");
+    let daemon = Circuitd::start(dir.path(), &["--http-listen", "127.0.0.1:0"]).await;
+    let mut client = daemon.protectors().await;
+    let hour = std::time::Duration::from_secs(3600);
+    let shadow = v1::Policy {
+        shadow: true,
+        ..policy(hour, (1, 1), None)
+    };
+    ensure(&mut client, "trial", shadow).await;
+    call(&mut client, "trial", v1::Outcome::Failure).await;
+    // OPEN now, but in shadow: both Acquires are admitted, each saying it would have been
+    // refused.
+    for _ in 0..2 {
+        let a = acquire(&mut client, "trial").await;
+        assert_eq!(a.decision, v1::Decision::Admitted as i32, "{a:?}");
+        assert!(a.would_reject, "{a:?}");
+    }
+    let text = scrape(&daemon).await;
+    let open = [("protector", "trial"), ("reason", "open")];
+    assert_eq!(expect(&text, "circuitd_protector_would_reject_total", &open), 2.0);
+    assert_eq!(
+        expect(&text, "circuitd_protector_not_permitted_total", &open),
+        0.0
+    );
+    assert_eq!(
+        expect(&text, "circuitd_would_reject_total", &[("reason", "open")]),
+        2.0
+    );
+    assert_eq!(
+        expect(&text, "circuitd_not_permitted_total", &[("reason", "open")]),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn per_protector_series_stop_at_the_cap_and_the_rest_count_daemon_wide() {
     let dir = TempDir::new("metrics-cap");
     let daemon = Circuitd::start(

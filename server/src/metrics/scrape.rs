@@ -76,6 +76,9 @@ fn classic(openmetrics: &str) -> String {
 
 type Result = std::result::Result<(), std::fmt::Error>;
 
+/// A sample's counts by reason, in [`REJECTIONS`] order.
+type ByReason = fn(&Sample) -> [u64; 3];
+
 fn counter(m: &mut MetricEncoder<'_>, labels: &impl EncodeLabelSet, value: u64) -> Result {
     m.encode_family(labels)?
         .encode_counter::<NoLabelSet, _, u64>(&value, None)
@@ -163,15 +166,25 @@ impl Scrape {
                 counter(&mut m, &[("protector", s.name.as_str()), ("outcome", outcome)], n)?;
             }
         }
-        let mut m = e.encode_descriptor(
-            "circuitd_protector_not_permitted",
-            "Acquires refused, by reason",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in &self.samples {
-            for (reason, n) in REJECTIONS.iter().zip(s.rejected) {
-                counter(&mut m, &[("protector", s.name.as_str()), ("reason", reason)], n)?;
+        // Refusals, and what a shadow policy would have refused: the same reasons.
+        let by_reason: [(&str, &str, ByReason); 2] = [
+            (
+                "circuitd_protector_not_permitted",
+                "Acquires refused, by reason",
+                |s| s.rejected,
+            ),
+            (
+                "circuitd_protector_would_reject",
+                "Acquires admitted in shadow mode that the policy would have refused, by reason",
+                |s| s.would_reject,
+            ),
+        ];
+        for (name, help, counts) in by_reason {
+            let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for s in &self.samples {
+                for (reason, n) in REJECTIONS.iter().zip(counts(s)) {
+                    counter(&mut m, &[("protector", s.name.as_str()), ("reason", reason)], n)?;
+                }
             }
         }
         let mut m = e.encode_descriptor(
@@ -253,14 +266,22 @@ impl Scrape {
         for (outcome, n) in OUTCOMES.iter().zip(t.calls) {
             counter(&mut m, &[("outcome", *outcome)], n)?;
         }
-        let mut m = e.encode_descriptor(
-            "circuitd_not_permitted",
-            "Acquires refused by every protector, by reason",
-            None,
-            MetricType::Counter,
-        )?;
-        for (reason, n) in REJECTIONS.iter().zip(t.rejected) {
-            counter(&mut m, &[("reason", *reason)], n)?;
+        for (name, help, counts) in [
+            (
+                "circuitd_not_permitted",
+                "Acquires refused by every protector, by reason",
+                t.rejected,
+            ),
+            (
+                "circuitd_would_reject",
+                "Acquires admitted in shadow mode that every protector's policy would have refused, by reason",
+                t.would_reject,
+            ),
+        ] {
+            let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (reason, n) in REJECTIONS.iter().zip(counts) {
+                counter(&mut m, &[("reason", *reason)], n)?;
+            }
         }
         let mut m = e.encode_descriptor(
             "circuitd_transitions",

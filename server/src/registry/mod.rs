@@ -363,6 +363,9 @@ impl Registry {
     pub fn decide_acquire(&self, name: &str) -> Result<Decided<Acquired>, Error> {
         let (acquired, seq) = self.with_entry(name, |entry, now| {
             let result = entry.protector.acquire(now);
+            if let Some(reason) = result.would_reject {
+                entry.stats.would_reject(reason);
+            }
             let keep = match result.decision {
                 Decision::Admitted {
                     reason: DecisionReason::Trial,

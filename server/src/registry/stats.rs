@@ -101,6 +101,16 @@ pub fn reason_label(reason: TransitionReason) -> &'static str {
     }
 }
 
+/// A refusal's place in [`REJECTIONS`]; `None` for the reasons that admit.
+fn rejection_slot(reason: DecisionReason) -> Option<usize> {
+    match reason {
+        DecisionReason::Open => Some(0),
+        DecisionReason::TrialsExhausted => Some(1),
+        DecisionReason::ForcedOpen => Some(2),
+        DecisionReason::Closed | DecisionReason::Trial | DecisionReason::Disabled => None,
+    }
+}
+
 fn kind_key(kind: TransitionKind) -> (u8, u8, u8) {
     (kind.0 as u8, kind.1 as u8, kind.2 as u8)
 }
@@ -110,6 +120,9 @@ fn kind_key(kind: TransitionKind) -> (u8, u8, u8) {
 #[derive(Debug, Clone)]
 pub(super) struct Stats {
     rejected: [u64; 3],
+    /// Acquires admitted in shadow mode that the policy would have refused, by
+    /// [`REJECTIONS`].
+    would_reject: [u64; 3],
     /// Each kind of transition seen, and how often (a handful at most).
     transitions: Vec<(TransitionKind, u64)>,
     /// Nanoseconds spent in each state before the current one began.
@@ -123,6 +136,7 @@ impl Stats {
     pub(super) fn new(state: State, now: Time) -> Stats {
         Stats {
             rejected: [0; 3],
+            would_reject: [0; 3],
             transitions: Vec::new(),
             nanos: [0; 5],
             state,
@@ -132,13 +146,16 @@ impl Stats {
 
     /// Counts an Acquire refused for `reason`.
     pub(super) fn rejected(&mut self, reason: DecisionReason) {
-        let slot = match reason {
-            DecisionReason::Open => 0,
-            DecisionReason::TrialsExhausted => 1,
-            DecisionReason::ForcedOpen => 2,
-            DecisionReason::Closed | DecisionReason::Trial | DecisionReason::Disabled => return,
-        };
-        self.rejected[slot] += 1;
+        if let Some(slot) = rejection_slot(reason) {
+            self.rejected[slot] += 1;
+        }
+    }
+
+    /// Counts an Acquire admitted in shadow mode that `reason` would have refused.
+    pub(super) fn would_reject(&mut self, reason: DecisionReason) {
+        if let Some(slot) = rejection_slot(reason) {
+            self.would_reject[slot] += 1;
+        }
     }
 
     /// Counts a committed transition and enters its status at its instant (unless an
@@ -190,6 +207,8 @@ pub struct Sample {
     pub counters: Counters,
     /// Acquires refused, by [`REJECTIONS`].
     pub rejected: [u64; 3],
+    /// Acquires admitted in shadow mode that would have been refused, by [`REJECTIONS`].
+    pub would_reject: [u64; 3],
     /// Transitions by kind.
     pub transitions: Vec<(TransitionKind, u64)>,
     /// Seconds in each state, [`State::ALL`] order.
@@ -209,6 +228,8 @@ pub struct Totals {
     pub calls: [u64; 3],
     /// Acquires refused, by [`REJECTIONS`].
     pub rejected: [u64; 3],
+    /// Acquires admitted in shadow mode that would have been refused, by [`REJECTIONS`].
+    pub would_reject: [u64; 3],
     /// Reports refused as stale.
     pub stale_reports: u64,
     /// Trial permits that expired.
@@ -227,6 +248,9 @@ impl Totals {
         self.stale_reports += c.stale_reports;
         self.expired_permits += c.expired_permits;
         for (total, n) in self.rejected.iter_mut().zip(stats.rejected) {
+            *total += n;
+        }
+        for (total, n) in self.would_reject.iter_mut().zip(stats.would_reject) {
             *total += n;
         }
         for (kind, n) in &stats.transitions {
@@ -248,6 +272,7 @@ pub(super) fn sample(name: String, protector: &Protector, stats: &Stats, now: Ti
         state: State::of_protector(protector),
         counters: *protector.counters(),
         rejected: stats.rejected,
+        would_reject: stats.would_reject,
         transitions: stats.transitions.clone(),
         seconds: stats.seconds(now),
         failure_rate,

@@ -1,5 +1,6 @@
-//! The `circuitd` binary: load the settings, start logging, bind, serve until SIGINT or
-//! SIGTERM. Everything else lives in the `circuitd` library.
+//! The `circuitd` binary: load the settings, start logging, raise the file-descriptor
+//! limit for the listeners' connections, bind, serve until SIGINT or SIGTERM. Everything
+//! else lives in the `circuitd` library.
 //!
 //! Logs go to stderr. Once bound, the binary also prints `listening on ADDR` (the bound
 //! address, so `--listen 127.0.0.1:0` reveals its port) as one line on stdout, for

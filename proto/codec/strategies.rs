@@ -166,6 +166,25 @@ where
     agrees_with_prost(decode(&bytes), &bytes)
 }
 
+/// What a hand-written `encode` writes for `message`, or `None` when it leaves the
+/// message to prost (and then it must not have touched the scratch it was given).
+pub(super) fn written_by_hand<M: std::fmt::Debug>(
+    encode: impl Fn(&M, &mut Vec<u8>) -> bool,
+    message: &M,
+) -> Option<Vec<u8>> {
+    // Stale bytes from an earlier message, as an encoder's scratch may hold.
+    let mut scratch = vec![0xee; 3];
+    if encode(message, &mut scratch) {
+        Some(scratch)
+    } else {
+        assert_eq!(
+            scratch, [0xee; 3],
+            "touched the scratch of a message it left to prost: {message:?}"
+        );
+        None
+    }
+}
+
 /// Names as clients send them, empty and arbitrary ones too.
 pub(super) fn name() -> impl Strategy<Value = String> {
     prop_oneof![Just(String::new()), "[a-z0-9._-]{1,40}", any::<String>()]

@@ -130,12 +130,12 @@ impl Summary<'_> {
     }
 }
 
-/// This run's rate over the baseline's; null when the baseline made none.
 /// The worker threads of the runtime the run drove from (1 outside a multi-thread one).
 fn client_threads() -> usize {
     tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
 }
 
+/// This run's rate over the baseline's; null when the baseline made none.
 fn ratio(m: &Measured, b: &Measured) -> Value {
     if b.rate() > 0.0 {
         json!((m.rate() / b.rate() * 1000.0).round() / 1000.0)

@@ -6,23 +6,13 @@ use prost::Message;
 use prost_types::{Duration, Timestamp};
 
 use super::encode;
-use crate::codec::strategies::answer;
+use crate::codec::strategies::{answer, written_by_hand};
 use crate::v1::session_response::Response;
 use crate::v1::{AcquireResponse, Permit, ReportResponse, SessionError, SessionResponse, Transition};
 
 /// What [`encode`] writes for `answer`, or `None` when it leaves it to prost.
 fn by_hand(answer: &SessionResponse) -> Option<Vec<u8>> {
-    // Stale bytes from an earlier message, as an encoder's scratch may hold.
-    let mut scratch = vec![0xee; 3];
-    if encode(answer, &mut scratch) {
-        Some(scratch)
-    } else {
-        assert_eq!(
-            scratch, [0xee; 3],
-            "touched the scratch of a answer it left to prost"
-        );
-        None
-    }
+    written_by_hand(encode, answer)
 }
 
 proptest! {

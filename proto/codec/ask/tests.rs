@@ -5,23 +5,13 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::encode;
-use crate::codec::strategies::request;
+use crate::codec::strategies::{request, written_by_hand};
 use crate::v1::session_request::Request;
 use crate::v1::{ReportRequest, SessionRequest};
 
 /// What [`encode`] writes for `request`, or `None` when it leaves it to prost.
 fn by_hand(request: &SessionRequest) -> Option<Vec<u8>> {
-    // Stale bytes from an earlier message, as an encoder's scratch may hold.
-    let mut scratch = vec![0xee; 3];
-    if encode(request, &mut scratch) {
-        Some(scratch)
-    } else {
-        assert_eq!(
-            scratch, [0xee; 3],
-            "touched the scratch of a request it left to prost"
-        );
-        None
-    }
+    written_by_hand(encode, request)
 }
 
 proptest! {

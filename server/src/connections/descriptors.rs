@@ -15,10 +15,10 @@ pub const RESERVED: u64 = 256;
 
 /// What the daemon did about its descriptor limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// The soft limit already allowed `wanted`.
-    Enough { soft: u64 },
-    /// The soft limit was raised from `from` to `to`, which allows `wanted`.
+enum Limit {
+    /// The soft limit already allowed what is wanted.
+    Enough,
+    /// The soft limit was raised from `from` to `to`, which allows what is wanted.
     Raised { from: u64, to: u64 },
     /// Even the hard limit does not allow `wanted`: the soft limit is now `soft` (raised
     /// to the hard limit if it was lower).
@@ -43,17 +43,17 @@ pub fn raise_to(soft: u64, hard: u64, wanted: u64) -> Option<u64> {
 /// Raises the soft `RLIMIT_NOFILE` for `max_connections` on each of `listeners`
 /// listeners, and logs what it did: a warning when the limit stays short, or when it
 /// cannot be read or set (the daemon still starts).
-pub fn ensure(max_connections: usize, listeners: usize) -> Option<Limit> {
+pub fn ensure(max_connections: usize, listeners: usize) {
     let wanted = wanted(max_connections, listeners);
     let limit = match apply(wanted) {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read or raise the file descriptor limit (RLIMIT_NOFILE)");
-            return None;
+            return;
         }
     };
     match limit {
-        Limit::Enough { .. } => {}
+        Limit::Enough => {}
         Limit::Raised { from, to } => tracing::info!(
             "raised the file descriptor limit from {from} to {to}: {listeners} listener(s) of up to \
              {max_connections} connections (max_connections), and {RESERVED} for the daemon's own files"
@@ -66,7 +66,6 @@ pub fn ensure(max_connections: usize, listeners: usize) -> Option<Limit> {
             soft.saturating_sub(RESERVED)
         ),
     }
-    Some(limit)
 }
 
 fn apply(wanted: u64) -> std::io::Result<Limit> {
@@ -83,7 +82,7 @@ fn apply(wanted: u64) -> std::io::Result<Limit> {
     } else if now > soft {
         Limit::Raised { from: soft, to: now }
     } else {
-        Limit::Enough { soft }
+        Limit::Enough
     })
 }
 

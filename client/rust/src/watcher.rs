@@ -85,6 +85,12 @@ pub(crate) struct Notifier {
     name: String,
     callbacks: Mutex<Vec<Callback>>,
     seen: Mutex<Seen>,
+    /// Held from taking a transition to the end of its callbacks: a transition a report's
+    /// answer and the Watch stream both bring is fired by whichever took it first, and
+    /// the other waits here until that is done. So when a report returns, the callbacks
+    /// of the transition it caused have run, whichever path fired them, and callbacks
+    /// run one at a time, in the order their transitions were taken.
+    firing: Mutex<()>,
     /// See [`Notifier::restart_watch`].
     restart: tokio::sync::Notify,
 }
@@ -136,6 +142,7 @@ impl Notifier {
             name,
             callbacks: Mutex::new(Vec::new()),
             seen: Mutex::new(Seen::default()),
+            firing: Mutex::new(()),
             restart: tokio::sync::Notify::new(),
         }
     }
@@ -153,6 +160,7 @@ impl Notifier {
 
     /// A transition, from a report's answer or the Watch stream.
     pub(crate) fn transition(&self, change: StatusChange, revision: u64) {
+        let _firing = lock(&self.firing);
         {
             let mut s = lock(&self.seen);
             let g = change.generation;
@@ -179,6 +187,7 @@ impl Notifier {
         let Ok(now) = Status::try_from(p.status()) else {
             return;
         };
+        let _firing = lock(&self.firing);
         let synthetic = {
             let mut s = lock(&self.seen);
             if !created && revision < s.revision {

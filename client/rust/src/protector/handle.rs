@@ -209,7 +209,8 @@ impl Protector {
     /// stream for the others. The stream is read by one background task per protector
     /// handle family, started by the first callback and stopped when the last handle is
     /// dropped; it resumes after a disconnect. Callbacks run on that task or on the
-    /// reporting one: keep them short and non-blocking. Transitions of a LOCAL
+    /// reporting one, one at a time (a report that caused a transition returns once its
+    /// callbacks have run, whichever path ran them): keep them short and non-blocking. Transitions of a LOCAL
     /// fallback's in-process machine are not announced here. A callback that holds a
     /// clone of its own protector keeps the protector, and its watch, alive for good.
     pub fn on_status_change(&self, callback: impl Fn(&StatusChange) + Send + Sync + 'static) {

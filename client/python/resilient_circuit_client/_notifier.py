@@ -31,6 +31,12 @@ class Notifier:
         self.name = name
         self._fire = fire
         self._lock = threading.Lock()
+        # Held from taking a transition to the end of its callback: a transition both a
+        # report's answer and the Watch thread bring is fired by whichever took it first,
+        # and the other waits until that is done, so a report returns once the callback of
+        # the transition it caused has run. Callbacks run one at a time, in the order taken.
+        # Reentrant: a callback may call into its own protector on the same thread.
+        self._firing = threading.RLock()
         self._floor = 0
         self._fired: set[int] = set()
         self.status: Optional[str] = None
@@ -46,19 +52,20 @@ class Notifier:
             log.exception("on_status_change of %s raised", self.name)
 
     def transition(self, before: str, after: str, generation: int, revision: int) -> None:
-        with self._lock:
-            if generation <= self._floor or generation in self._fired:
-                return
-            self._fired.add(generation)
-            if generation == self._highest():
-                self.status = after
-            self.revision = max(self.revision, revision)
-            while self._fired and (self._floor + 1 in self._fired or len(self._fired) > MAX_REMEMBERED):
-                lowest = min(self._fired)
-                self._fired.discard(lowest)
-                self._floor = lowest
-        log.debug("%s: %s -> %s (generation %d)", self.name, before, after, generation)
-        self._call(before, after)
+        with self._firing:
+            with self._lock:
+                if generation <= self._floor or generation in self._fired:
+                    return
+                self._fired.add(generation)
+                if generation == self._highest():
+                    self.status = after
+                self.revision = max(self.revision, revision)
+                while self._fired and (self._floor + 1 in self._fired or len(self._fired) > MAX_REMEMBERED):
+                    lowest = min(self._fired)
+                    self._fired.discard(lowest)
+                    self._floor = lowest
+            log.debug("%s: %s -> %s (generation %d)", self.name, before, after, generation)
+            self._call(before, after)
 
     def entered(self, generation: int, status: str, revision: int) -> None:
         """The protector is known to be in `status` at `generation` (an Acquire's answer):
@@ -72,19 +79,20 @@ class Notifier:
             self.transition(before, status, generation, revision)
 
     def snapshot(self, status: str, generation: int, revision: int, created: bool) -> None:
-        with self._lock:
-            if not created and revision < self.revision:
-                return
-            self.revision = revision
-            synthetic = created or generation != self._highest()
-            if synthetic:
-                self._floor = generation
-                self._fired.clear()
-            before = self.status
-            self.status = status
-        if synthetic and before is not None and before != status:
-            log.debug("%s: status reconciled from a snapshot: %s -> %s", self.name, before, status)
-            self._call(before, status)
+        with self._firing:
+            with self._lock:
+                if not created and revision < self.revision:
+                    return
+                self.revision = revision
+                synthetic = created or generation != self._highest()
+                if synthetic:
+                    self._floor = generation
+                    self._fired.clear()
+                before = self.status
+                self.status = status
+            if synthetic and before is not None and before != status:
+                log.debug("%s: status reconciled from a snapshot: %s -> %s", self.name, before, status)
+                self._call(before, status)
 
     def knows_status(self) -> bool:
         return self.status is not None

@@ -9,7 +9,8 @@
 //!   decoding cost for an Acquire.
 //! - Encoding writes the message into a scratch vector the encoder keeps for its stream,
 //!   then copies it into tonic's buffer in one piece, instead of growing a `BytesMut`
-//!   byte by byte.
+//!   byte by byte (a Session message written by hand goes from an array on the stack
+//!   into tonic's buffer).
 //! - A Session's common messages are read and written by hand, as prost would read and
 //!   write them: requests written by clients (`ask`) and read by the daemon (`request`),
 //!   answers written by the daemon (`answer`) and read by its clients (`response`).
@@ -106,15 +107,16 @@ impl<T: Message + 'static> Encoder for FastEncoder<T> {
     }
 }
 
-/// `item` into `buf`, through `scratch` (left empty, its capacity kept when small). A
-/// Session answer of a common shape and a Session request are written by hand (see
-/// `answer` and `ask`); the type test is decided when this is compiled for `T`.
+/// `item` into `buf`, through `scratch` when it is prost's to write or long (left empty,
+/// its capacity kept when small). A Session answer of a common shape and a Session
+/// request are written by hand (see `answer` and `ask`); the type test is decided when
+/// this is compiled for `T`.
 pub fn encode_into<T: Message + 'static>(scratch: &mut Vec<u8>, item: &T, buf: &mut impl BufMut) {
     let any = item as &dyn Any;
     let by_hand = if let Some(answer) = any.downcast_ref::<crate::v1::SessionResponse>() {
-        answer::encode(answer, scratch)
+        answer::encode(answer, scratch, buf)
     } else if let Some(request) = any.downcast_ref::<crate::v1::SessionRequest>() {
-        ask::encode(request, scratch)
+        ask::encode(request, scratch, buf)
     } else {
         false
     };
@@ -122,8 +124,8 @@ pub fn encode_into<T: Message + 'static>(scratch: &mut Vec<u8>, item: &T, buf: &
         scratch.clear();
         // A `Vec` grows as needed: `encode_raw` cannot run out of space.
         item.encode_raw(scratch);
+        buf.put_slice(scratch);
     }
-    buf.put_slice(scratch);
     if scratch.capacity() > KEEP_SCRATCH {
         *scratch = Vec::new();
     }

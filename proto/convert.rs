@@ -357,6 +357,7 @@ impl From<breaker::Permit> for v1::Permit {
 
 /// A wire permit as a [`breaker::Permit`]. `expires_at` is dropped: the daemon tracks
 /// each trial's expiry itself and never trusts the client's copy.
+#[inline]
 pub fn permit(p: &v1::Permit) -> Result<breaker::Permit, FieldError> {
     Ok(breaker::Permit {
         generation: generation(p.generation)?,
@@ -379,6 +380,7 @@ fn generation(g: u64) -> Result<u64, FieldError> {
 /// revision it reflects and the transition it caused (OPEN to HALF_OPEN), if any.
 /// `would_reject` is the shadow mode's mark; `policy_revision`, the revision at which the
 /// policy that decided was set.
+#[inline]
 pub fn acquire_response(
     decision: breaker::Decision,
     status: breaker::Status,

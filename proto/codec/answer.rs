@@ -5,8 +5,7 @@
 //! nested message computes its own nested lengths again: a Session answer's permit
 //! expiry is measured three times and every varint goes through a generic writer. Here
 //! each length is computed once, bottom up, and `write` writes the bytes (into a stack
-//! array, copied into the encoder's scratch vector and from there into the transport's
-//! buffer). In callgrind, prost's `encode_varint` was the daemon's largest single cost:
+//! array, copied into the transport's buffer once). In callgrind, prost's `encode_varint` was the daemon's largest single cost:
 //! about a tenth of its instructions per decision.
 //!
 //! The bytes are exactly prost's: fields in tag order, a proto3 scalar only when it is
@@ -15,20 +14,27 @@
 //! answers. Anything else (an answer with a transition, an error, an empty answer) is left
 //! to prost.
 
+use prost::bytes::BufMut;
+
 use super::VARINT;
 use super::write::{Out, duration_len, int32_len, message_len, permit_len, uint64_len};
 use crate::v1::session_response::Response;
 use crate::v1::{AcquireResponse, ReportResponse, SessionResponse};
 
-/// `answer` as prost encodes it, into `scratch` (cleared first), when it is one of the
-/// common shapes; `false` (and `scratch` left alone) when prost must encode it.
-pub(super) fn encode(answer: &SessionResponse, scratch: &mut Vec<u8>) -> bool {
+/// `answer` as prost encodes it, appended to `buf` (through `scratch` when it is long),
+/// when it is one of the common shapes; `false` (`buf` and `scratch` left alone) when
+/// prost must encode it.
+pub(super) fn encode(answer: &SessionResponse, scratch: &mut Vec<u8>, buf: &mut impl BufMut) -> bool {
     match &answer.response {
         Some(Response::Acquire(a)) if a.transition.is_none() => {
-            Out::frame(scratch, answer.id, 2, acquire_len(a), |out| write_acquire(out, a));
+            Out::frame(scratch, buf, answer.id, 2, acquire_len(a), |out| {
+                write_acquire(out, a)
+            });
         }
         Some(Response::Report(r)) if r.transition.is_none() => {
-            Out::frame(scratch, answer.id, 3, report_len(r), |out| write_report(out, r));
+            Out::frame(scratch, buf, answer.id, 3, report_len(r), |out| {
+                write_report(out, r)
+            });
         }
         _ => return false,
     }

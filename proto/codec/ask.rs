@@ -3,21 +3,25 @@
 //! The bytes are exactly prost's (see `write`); `tests` checks that byte for byte over
 //! arbitrary requests. A request with no member of the oneof is left to prost.
 
+use prost::bytes::BufMut;
+
 use super::write::{Out, duration_len, int32_len, message_len, permit_len, string_len};
 use crate::v1::session_request::Request;
 use crate::v1::{AcquireRequest, ReportRequest, SessionRequest};
 
-/// `request` as prost encodes it, into `scratch` (cleared first); `false` (and `scratch`
-/// left alone) when prost must encode it.
-pub(super) fn encode(request: &SessionRequest, scratch: &mut Vec<u8>) -> bool {
+/// `request` as prost encodes it, appended to `buf` (through `scratch` when it is long);
+/// `false` (`buf` and `scratch` left alone) when prost must encode it.
+pub(super) fn encode(request: &SessionRequest, scratch: &mut Vec<u8>, buf: &mut impl BufMut) -> bool {
     match &request.request {
         Some(Request::Acquire(a)) => {
-            Out::frame(scratch, request.id, 2, acquire_len(a), |out| {
+            Out::frame(scratch, buf, request.id, 2, acquire_len(a), |out| {
                 out.string(1, &a.name)
             });
         }
         Some(Request::Report(r)) => {
-            Out::frame(scratch, request.id, 3, report_len(r), |out| write_report(out, r));
+            Out::frame(scratch, buf, request.id, 3, report_len(r), |out| {
+                write_report(out, r)
+            });
         }
         None => return false,
     }

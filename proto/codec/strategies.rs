@@ -166,20 +166,24 @@ where
     agrees_with_prost(decode(&bytes), &bytes)
 }
 
-/// What a hand-written `encode` writes for `message`, or `None` when it leaves the
-/// message to prost (and then it must not have touched the scratch it was given).
+/// What a hand-written `encode` appends for `message`, or `None` when it leaves the
+/// message to prost (and then it must have touched neither the buffer nor the scratch).
 pub(super) fn written_by_hand<M: std::fmt::Debug>(
-    encode: impl Fn(&M, &mut Vec<u8>) -> bool,
+    encode: impl Fn(&M, &mut Vec<u8>, &mut Vec<u8>) -> bool,
     message: &M,
 ) -> Option<Vec<u8>> {
-    // Stale bytes from an earlier message, as an encoder's scratch may hold.
+    // Stale bytes from an earlier message, as an encoder's scratch may hold, and bytes
+    // of the messages before this one in the transport's buffer.
     let mut scratch = vec![0xee; 3];
-    if encode(message, &mut scratch) {
-        Some(scratch)
+    let mut buf = vec![0xdd; 2];
+    if encode(message, &mut scratch, &mut buf) {
+        assert_eq!(buf[..2], [0xdd; 2], "overwrote what the buffer held: {message:?}");
+        Some(buf.split_off(2))
     } else {
         assert_eq!(
-            scratch, [0xee; 3],
-            "touched the scratch of a message it left to prost: {message:?}"
+            (scratch, buf),
+            (vec![0xee; 3], vec![0xdd; 2]),
+            "touched the scratch or the buffer of a message it left to prost: {message:?}"
         );
         None
     }

@@ -10,8 +10,9 @@
 //! bottom up, and the bytes are written into an array on the stack (a message longer
 //! than [`ON_STACK`] into the encoder's scratch vector, sized to the exact length first),
 //! indexed by a local count, so no byte goes through a `Vec`'s length and capacity in
-//! memory. The codec then copies the message into the transport's buffer.
+//! memory. The array is then copied into the transport's buffer, once.
 
+use prost::bytes::BufMut;
 use prost_types::{Duration, Timestamp};
 
 use crate::v1::Permit;
@@ -84,11 +85,18 @@ pub(super) struct Out<'a> {
 
 impl Out<'_> {
     /// A message of `id` (field 1) and one member of a oneof (field `tag`, a message of
-    /// `len` bytes, which `write` writes), into `scratch` (cleared first). A message of
-    /// at most [`ON_STACK`] bytes (every common one) is written on the stack and copied
-    /// once; a longer one straight into `scratch`, zeroed to its length first.
+    /// `len` bytes, which `write` writes), appended to `buf`. A message of at most
+    /// [`ON_STACK`] bytes (every common one) is written on the stack and copied into `buf`
+    /// once; a longer one into `scratch` (cleared, then zeroed to its length), then `buf`.
     #[inline]
-    pub(super) fn frame(scratch: &mut Vec<u8>, id: u64, tag: u8, len: usize, write: impl Fn(&mut Out<'_>)) {
+    pub(super) fn frame(
+        scratch: &mut Vec<u8>,
+        buf: &mut impl BufMut,
+        id: u64,
+        tag: u8,
+        len: usize,
+        write: impl Fn(&mut Out<'_>),
+    ) {
         let total = uint64_len(id) + message_len(len);
         let fill = |bytes: &mut [u8]| {
             let mut out = Out { bytes, len: 0 };
@@ -97,14 +105,15 @@ impl Out<'_> {
             write(&mut out);
             debug_assert_eq!(out.len, total, "a length computed is not the length written");
         };
-        scratch.clear();
         if total <= ON_STACK {
             let mut bytes = [0; ON_STACK];
             fill(&mut bytes[..total]);
-            scratch.extend_from_slice(&bytes[..total]);
+            buf.put_slice(&bytes[..total]);
         } else {
+            scratch.clear();
             scratch.resize(total, 0);
             fill(scratch);
+            buf.put_slice(scratch);
         }
     }
 

@@ -7,10 +7,12 @@
 //! leader that loses its lease or etcd goes back to following. Each change of role may
 //! replace the registry (a new leader restores a deciding registry from the replicated
 //! state; a deposed one throws away what it had not made durable), so the services read
-//! [`Cluster::registry`] per call rather than holding one. The sequencer, and so every
+//! [`Cluster::registry`] per call rather than holding one (a Session keeps a
+//! [`RegistryCache`] while requests flow, which sees a swap at its next message). The sequencer, and so every
 //! open Watch stream, outlives those swaps.
 
 use std::net::IpAddr;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -20,6 +22,21 @@ use tokio::sync::watch;
 
 pub use crate::fence::Fence;
 use crate::registry::Registry;
+
+/// The registry a [`Cluster`] serves, kept between calls (see [`Cluster::registry_cache`]).
+pub type RegistryCache = arc_swap::Cache<Registries, Arc<Registry>>;
+
+/// A cluster's registry slot, for [`RegistryCache`].
+#[derive(Debug)]
+pub struct Registries(Arc<Cluster>);
+
+impl Deref for Registries {
+    type Target = ArcSwap<Registry>;
+
+    fn deref(&self) -> &ArcSwap<Registry> {
+        &self.0.registry
+    }
+}
 
 /// One replica as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,10 +149,12 @@ impl Cluster {
         self.registry.load_full()
     }
 
-    /// The registry to serve this call from, borrowed: no reference count moves (the
-    /// hot path's way; hold it only for the call's synchronous part).
-    pub fn registry_now(&self) -> arc_swap::Guard<Arc<Registry>> {
-        self.registry.load()
+    /// The registry to serve from, kept between calls: [`RegistryCache::load`] compares
+    /// one pointer and reads the registry again only when it was replaced (a Session's
+    /// way, per message). Whoever keeps one keeps a replaced registry alive until its
+    /// next load, so it drops the cache when it goes idle.
+    pub fn registry_cache(self: &Arc<Self>) -> RegistryCache {
+        arc_swap::Cache::new(Registries(Arc::clone(self)))
     }
 
     /// Serves `registry` from now on.
@@ -200,5 +219,29 @@ impl Cluster {
     /// IPv6 socket counts as itself).
     pub fn is_member_address(&self, ip: IpAddr) -> bool {
         self.member_addresses.load().contains(&ip.to_canonical())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::tests::empty_registry;
+
+    #[tokio::test]
+    async fn a_registry_cache_reads_a_replaced_registry_at_its_next_load() {
+        let first = Arc::new(empty_registry());
+        let cluster = Cluster::standalone(Arc::clone(&first), "127.0.0.1:0".to_owned(), None);
+        let mut cache = cluster.registry_cache();
+        assert!(Arc::ptr_eq(cache.load(), &first));
+        assert!(Arc::ptr_eq(cache.load(), &first), "kept, not read again");
+
+        let second = Arc::new(empty_registry());
+        cluster.set_registry(Arc::clone(&second));
+        assert!(Arc::ptr_eq(cache.load(), &second));
+        assert_eq!(
+            Arc::strong_count(&first),
+            1,
+            "neither the cluster nor the cache keeps the replaced registry"
+        );
     }
 }

@@ -12,6 +12,7 @@ use resilient_circuit_breaker as breaker;
 use crate::error::Error;
 
 /// A protector name under [`ProtectorName`]'s rule, with this daemon's `max_len`.
+#[inline]
 pub fn name(field: &str, name: String, max_len: usize) -> Result<ProtectorName, Error> {
     ProtectorName::with_max_len(name, max_len).map_err(|e| Error::invalid(field, e.to_string()))
 }
@@ -41,6 +42,7 @@ pub fn policy(field: &str, p: Option<&v1::Policy>) -> Result<breaker::Policy, Er
 
 /// A permit, which is required; errors name the permit field under `field`, e.g.
 /// `permit.generation`.
+#[inline]
 pub fn permit(field: &str, p: Option<&v1::Permit>) -> Result<breaker::Permit, Error> {
     convert::permit(required(field, p)?).map_err(|e| Error::from_field(field, e))
 }
@@ -59,6 +61,7 @@ pub fn status(field: &str, v: i32) -> Result<breaker::Status, Error> {
 }
 
 /// An outcome: SUCCESS, FAILURE or IGNORED.
+#[inline]
 pub fn outcome(field: &str, v: i32) -> Result<breaker::Outcome, Error> {
     let accepted =
         [v1::Outcome::Success, v1::Outcome::Failure, v1::Outcome::Ignored].map(|o| o.as_str_name());
@@ -79,6 +82,7 @@ pub fn override_kind(field: &str, v: i32) -> Result<Option<breaker::OverrideKind
 }
 
 /// An optional duration within `min..=max`; unset stays `None`.
+#[inline]
 pub fn duration_in(
     field: &str,
     d: Option<&prost_types::Duration>,
@@ -106,6 +110,7 @@ pub const MAX_CALL_DURATION: Duration = resilient_circuit_breaker::rules::MAX_SL
 
 /// A reported call's duration (ReportRequest.duration): unset stays `None` (never slow),
 /// 0 to 1 h.
+#[inline]
 pub fn call_duration(field: &str, d: Option<&prost_types::Duration>) -> Result<Option<Duration>, Error> {
     duration_in(field, d, Duration::ZERO, MAX_CALL_DURATION)
 }

@@ -44,7 +44,7 @@ mod replica;
 mod simulate;
 mod stats;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeSet;
 use std::future::Future;

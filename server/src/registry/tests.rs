@@ -157,7 +157,7 @@ async fn a_change_the_journal_refuses_is_never_answered_from() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-pub(super) fn empty_registry() -> Registry {
+pub(crate) fn empty_registry() -> Registry {
     let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
     Registry::new(
         10,

@@ -26,7 +26,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status;
 
 use super::{SessionStream, Shared, acquire_answer, report_answer};
+use crate::cluster::RegistryCache;
 use crate::error::Error;
+use crate::registry::Registry;
 use crate::validate;
 
 /// Requests a session may have unanswered at once; past it, the daemon stops reading
@@ -43,10 +45,11 @@ enum Answered {
     Later(Waiting),
 }
 
-/// Decides one request under its protector's guard, synchronously: only an answer that
-/// must wait for the journal builds (and allocates) a future. A name no longer needed
-/// goes back to the codec's spare buffers, for the next request read on this thread.
-fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
+/// Decides one request from `registry` under its protector's guard, synchronously: only
+/// an answer that must wait for the journal builds (and allocates) a future. A name no
+/// longer needed goes back to the codec's spare buffers, for the next request read on
+/// this thread.
+fn decide(shared: &Shared, registry: &Arc<Registry>, request: v1::SessionRequest) -> Answered {
     let id = request.id;
     let answer = move |response| v1::SessionResponse {
         id,
@@ -56,19 +59,18 @@ fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
     match request.request {
         Some(session_request::Request::Acquire(req)) => {
             let decided = shared.name("name", req.name).and_then(|name| {
-                let registry = shared.cluster.registry_now();
                 let decided = registry.decide_acquire(&name)?;
-                Ok((registry, name, decided))
+                Ok((name, decided))
             });
             match decided {
-                Ok((registry, name, decided)) if registry.is_durable(&decided) => {
+                Ok((name, decided)) if registry.is_durable(&decided) => {
                     names::recycle(name.into_string());
                     Answered::Now(answer(session_response::Response::Acquire(acquire_answer(
                         decided.value,
                     ))))
                 }
-                Ok((registry, name, decided)) => {
-                    let acquired = Arc::clone(&registry).acquired(name, decided);
+                Ok((name, decided)) => {
+                    let acquired = Arc::clone(registry).acquired(name, decided);
                     Answered::Later(Box::pin(async move {
                         match acquired.await {
                             Ok(a) => answer(session_response::Response::Acquire(acquire_answer(a))),
@@ -83,17 +85,16 @@ fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
             let decided = shared
                 .report_fields(req)
                 .and_then(|(name, permit, outcome, duration)| {
-                    let registry = shared.cluster.registry_now();
                     let decided = registry.decide_report(&name, permit, outcome, duration)?;
                     names::recycle(name.into_string());
-                    Ok((registry, decided))
+                    Ok(decided)
                 });
             match decided {
-                Ok((registry, decided)) if registry.is_durable(&decided) => Answered::Now(answer(
+                Ok(decided) if registry.is_durable(&decided) => Answered::Now(answer(
                     session_response::Response::Report(report_answer(decided.value)),
                 )),
-                Ok((registry, decided)) => {
-                    let reported = Arc::clone(&registry).reported(decided);
+                Ok(decided) => {
+                    let reported = Arc::clone(registry).reported(decided);
                     Answered::Later(Box::pin(async move {
                         match reported.await {
                             Ok(r) => answer(session_response::Response::Report(report_answer(r))),
@@ -114,6 +115,10 @@ fn decide(shared: &Arc<Shared>, request: v1::SessionRequest) -> Answered {
 struct Session {
     shared: Arc<Shared>,
     inbound: tonic::Streaming<v1::SessionRequest>,
+    /// The registry, kept while requests flow (one pointer compared a message, not a
+    /// load of the cluster's registry); dropped when the session waits, so an idle
+    /// session never keeps a registry the cluster has replaced.
+    registry: Option<RegistryCache>,
     /// Answers still waiting (for the journal, in practice).
     in_flight: FuturesUnordered<Waiting>,
     /// Polled only when nothing else is ready: while requests flow, the cheap check of
@@ -162,7 +167,11 @@ impl Stream for Session {
                                 "leader changed: this replica no longer decides; open a new session",
                             ));
                         }
-                        match decide(&this.shared, request) {
+                        let registry = this
+                            .registry
+                            .get_or_insert_with(|| this.shared.cluster.registry_cache())
+                            .load();
+                        match decide(&this.shared, registry, request) {
                             Answered::Now(response) => return Poll::Ready(Some(Ok(response))),
                             Answered::Later(waiting) => {
                                 this.in_flight.push(waiting);
@@ -185,7 +194,10 @@ impl Stream for Session {
             // Nothing ready: wake on shutdown too.
             return match this.shutdown.poll_unpin(cx) {
                 Poll::Ready(()) => this.end(Status::unavailable("circuitd is shutting down")),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    this.registry = None;
+                    Poll::Pending
+                }
             };
         }
     }
@@ -197,6 +209,7 @@ pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>) 
         shutdown: Box::pin(shared.shutdown.clone().cancelled_owned()),
         shared,
         inbound,
+        registry: None,
         in_flight: FuturesUnordered::new(),
         reading: true,
         ended: false,
@@ -258,7 +271,7 @@ impl super::ProtectorApi {
     /// benches' way in (`benches/session.rs`). Not part of the daemon's interface.
     #[doc(hidden)]
     pub async fn session_message(&self, request: v1::SessionRequest) -> v1::SessionResponse {
-        match decide(&self.0, request) {
+        match decide(&self.0, &self.0.cluster.registry(), request) {
             Answered::Now(response) => response,
             Answered::Later(waiting) => waiting.await,
         }

@@ -122,6 +122,9 @@ impl Protector {
     /// The daemon's scheduler wakes for it; nothing is lost if it wakes late, since every
     /// expiry takes effect at its own instant.
     pub fn next_deadline(&self) -> Option<Time> {
+        if !self.may_expire() {
+            return None;
+        }
         let override_end = self.override_.and_then(|o| o.expires_at);
         let trial = self.trials.earliest().map(|(at, _)| at);
         let half_open = self.auto_half_open_at();
@@ -408,6 +411,14 @@ impl Protector {
         }
     }
 
+    /// Whether anything could expire: an override, a trial permit or an OPEN status.
+    /// Most decisions are of a CLOSED protector with none, and skip the search for what
+    /// is due ([`advance`](Self::advance), [`next_deadline`](Self::next_deadline)).
+    #[inline]
+    fn may_expire(&self) -> bool {
+        self.override_.is_some() || !self.trials.is_empty() || self.status == Status::Open
+    }
+
     /// The earliest expiry due by `now`, with its instant.
     fn due(&self, now: Time) -> Option<(Time, Due)> {
         let override_end = self
@@ -424,7 +435,15 @@ impl Protector {
     }
 
     /// Applies every expiry due by `now`, earliest first, each at its own instant.
+    #[inline]
     fn advance(&mut self, now: Time, changes: &mut Vec<Change>) {
+        if self.may_expire() {
+            self.expire(now, changes);
+        }
+    }
+
+    /// [`advance`](Self::advance)'s work, when anything could expire.
+    fn expire(&mut self, now: Time, changes: &mut Vec<Change>) {
         while let Some((at, due)) = self.due(now) {
             match due {
                 Due::Override => {

@@ -5,8 +5,8 @@
 //! nested message computes its own nested lengths again: a Session answer's permit
 //! expiry is measured three times and every varint goes through a generic writer. Here
 //! each length is computed once, bottom up, and `write` writes the bytes (into a stack
-//! array, copied into the transport's buffer once). In callgrind, prost's `encode_varint` was the daemon's largest single cost:
-//! about a tenth of its instructions per decision.
+//! array, copied into the transport's buffer once). In callgrind, prost's `encode_varint`
+//! was the daemon's largest single cost: about a tenth of its instructions per decision.
 //!
 //! The bytes are exactly prost's: fields in tag order, a proto3 scalar only when it is
 //! not zero, a present message even when empty, enums and signed integers as

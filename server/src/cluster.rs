@@ -8,8 +8,8 @@
 //! replace the registry (a new leader restores a deciding registry from the replicated
 //! state; a deposed one throws away what it had not made durable), so the services read
 //! [`Cluster::registry`] per call rather than holding one (a Session keeps a
-//! [`RegistryCache`] while requests flow, which sees a swap at its next message). The sequencer, and so every
-//! open Watch stream, outlives those swaps.
+//! [`RegistryCache`] while requests flow, which sees a swap at its next message). The
+//! sequencer, and so every open Watch stream, outlives those swaps.
 
 use std::net::IpAddr;
 use std::ops::Deref;

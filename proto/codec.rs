@@ -86,7 +86,8 @@ where
     }
 }
 
-/// Encodes through a reused scratch vector.
+/// Encodes through a reused scratch vector (what prost writes, and a long message written
+/// by hand; a common Session message goes from the stack straight into tonic's buffer).
 #[derive(Debug)]
 pub struct FastEncoder<T> {
     scratch: Vec<u8>,

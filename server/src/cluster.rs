@@ -227,8 +227,8 @@ mod tests {
     use super::*;
     use crate::registry::tests::empty_registry;
 
-    #[tokio::test]
-    async fn a_registry_cache_reads_a_replaced_registry_at_its_next_load() {
+    #[test]
+    fn a_registry_cache_reads_a_replaced_registry_at_its_next_load() {
         let first = Arc::new(empty_registry());
         let cluster = Cluster::standalone(Arc::clone(&first), "127.0.0.1:0".to_owned(), None);
         let mut cache = cluster.registry_cache();

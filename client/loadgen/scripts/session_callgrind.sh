@@ -14,6 +14,10 @@ set -u
 cd "$(dirname "$0")/../../.."
 R=${R:-target/release}
 SIDE=${1:-daemon}
+case $SIDE in
+  daemon | echo) ;;
+  *) echo "usage: $0 [daemon|echo] (not '$SIDE')" >&2; exit 2 ;;
+esac
 T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9

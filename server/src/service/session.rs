@@ -268,7 +268,9 @@ impl Shared {
 
 impl super::ProtectorApi {
     /// One Session message answered as a session answers it, without the transport: the
-    /// benches' way in (`benches/session.rs`). Not part of the daemon's interface.
+    /// benches' way in (`benches/session.rs`). It reads the cluster's registry for each
+    /// message, where a session keeps it while requests flow. Not part of the daemon's
+    /// interface.
     #[doc(hidden)]
     pub async fn session_message(&self, request: v1::SessionRequest) -> v1::SessionResponse {
         match decide(&self.0, &self.0.cluster.registry(), request) {

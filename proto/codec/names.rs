@@ -21,15 +21,16 @@ thread_local! {
 
 /// Keeps `name`'s buffer for a name decoded later on this thread (or frees it, when
 /// enough are kept or it is long).
+#[inline]
 pub fn recycle(mut name: String) {
     if name.capacity() > LONGEST {
         return;
     }
     name.clear();
-    SPARE.with(|spare| {
-        if let Ok(mut spare) = spare.try_borrow_mut()
-            && spare.len() < SPARES
-        {
+    // Nothing runs while the pool is borrowed (no callback, no allocation that could
+    // reach it), so the borrow never fails.
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < SPARES {
             spare.push(name);
         }
     });
@@ -38,7 +39,7 @@ pub fn recycle(mut name: String) {
 /// `name` as a `String`, in a spare buffer when this thread has one.
 #[inline]
 pub(super) fn owned(name: &str) -> String {
-    let spare = SPARE.with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+    let spare = SPARE.with_borrow_mut(Vec::pop);
     match spare {
         Some(mut buffer) => {
             buffer.push_str(name);

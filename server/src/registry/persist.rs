@@ -130,14 +130,22 @@ impl Registry {
     }
 
     /// Marks the entry for the next batch flush (once per flush, however many calls).
+    #[inline]
     pub(super) fn mark_dirty(&self, name: &str, entry: &mut Entry) {
         if self.store.is_some() && !entry.dirty {
-            entry.dirty = true;
-            self.dirty
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(name.to_owned());
+            self.list_dirty(name, entry);
         }
+    }
+
+    /// The rare part of [`mark_dirty`](Self::mark_dirty), out of line so that the check
+    /// made on every decision stays small enough to inline.
+    #[inline(never)]
+    fn list_dirty(&self, name: &str, entry: &mut Entry) {
+        entry.dirty = true;
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.to_owned());
     }
 
     /// Whether `decided` may be answered now, without [`durable`](Self::durable)'s wait:

@@ -340,17 +340,19 @@ impl ProtectorService for ProtectorApi {
         // Counted on the replica the client reached, whether it serves the session or
         // pipes it to the leader: the stream is held open here either way.
         let slot = self.0.session(&identity(&request))?;
-        let held = |stream: SessionStream| -> SessionStream { Box::pin(crate::limits::hold(stream, slot)) };
         if let Some(leader) = self.0.forward.route(request.metadata(), forward::Plane::Data)? {
             self.0.ready()?;
             let response = leader.session(request, self.0.shutdown.clone()).await?;
-            return Ok(response.map(held));
+            return Ok(
+                response.map(|stream| -> SessionStream { Box::pin(crate::limits::hold(stream, slot)) })
+            );
         }
         self.0.ready()?;
-        Ok(Response::new(held(session::open(
+        Ok(Response::new(session::open(
             Arc::clone(&self.0),
             request.into_inner(),
-        ))))
+            slot,
+        )))
     }
 
     async fn report_batch(

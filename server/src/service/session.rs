@@ -28,6 +28,7 @@ use tonic::Status;
 use super::{SessionStream, Shared, acquire_answer, report_answer};
 use crate::cluster::RegistryCache;
 use crate::error::Error;
+use crate::limits::Slot;
 use crate::registry::Registry;
 use crate::validate;
 
@@ -126,6 +127,9 @@ struct Session {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     reading: bool,
     ended: bool,
+    /// The identity's count of open sessions, given back when the session is dropped
+    /// (held here, not by a wrapping stream: one layer fewer on every message).
+    _slot: Slot,
 }
 
 impl Session {
@@ -203,8 +207,8 @@ impl Stream for Session {
     }
 }
 
-/// Starts serving one session stream.
-pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>) -> SessionStream {
+/// Starts serving one session stream, holding `slot` for as long as it lives.
+pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>, slot: Slot) -> SessionStream {
     Box::pin(Session {
         shutdown: Box::pin(shared.shutdown.clone().cancelled_owned()),
         shared,
@@ -213,6 +217,7 @@ pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>) 
         in_flight: FuturesUnordered::new(),
         reading: true,
         ended: false,
+        _slot: slot,
     })
 }
 

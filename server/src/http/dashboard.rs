@@ -187,7 +187,7 @@ async fn list(State(ctx): State<HttpContext>, parts: Parts, Query(q): Query<List
                 "protectors": answer.protectors.iter().map(view::protector).collect::<Vec<_>>(),
                 "next_page_token": answer.next_page_token,
                 "revision": answer.revision,
-                "now_ms": view::now_millis(),
+                "now_ms": view::now_millis(&ctx.clock()),
             }))
         }
         Err(status) => failed(&status),
@@ -208,7 +208,7 @@ async fn one(State(ctx): State<HttpContext>, parts: Parts, Query(q): Query<OneQu
             ok(json!({
                 "protector": answer.protector.as_ref().map(view::protector),
                 "revision": answer.revision,
-                "now_ms": view::now_millis(),
+                "now_ms": view::now_millis(&ctx.clock()),
             }))
         }
         Err(status) => failed(&status),

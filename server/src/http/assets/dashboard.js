@@ -31,6 +31,8 @@ const state = {
   rows: new Map(), // name -> protector, the current page
   order: [],
   offset: 0, // server clock - browser clock, ms
+  offsetError: 0, // how far off that may be, ms (half the round trip it was read in)
+  offsetReadAt: 0, // when it was read (browser clock, ms; 0: never)
   lastRevision: null, // the newest revision the feed accounted for
   epoch: null, // the history lastRevision belongs to (from SYNCED; a string, as it is a u64)
   stream: null, // the AbortController of the live feed
@@ -84,19 +86,33 @@ function refused(error) {
 
 // ---- the table ------------------------------------------------------------------------
 
+// The daemon read its clock (`now_ms`) somewhere between `sent` and `back`: the middle
+// (Cristian's estimate) is off by at most half the round trip. The reading with the
+// shortest round trip is kept, and replaced after ten minutes, for the clocks' drift.
+function readClock(nowMs, sent, back) {
+  const error = (back - sent) / 2;
+  if (state.offsetReadAt === 0 || error <= state.offsetError || back - state.offsetReadAt > 600000) {
+    state.offset = nowMs - (sent + back) / 2;
+    state.offsetError = error;
+    state.offsetReadAt = back;
+  }
+}
+
 async function loadPage() {
   const q = new URLSearchParams({ prefix: state.prefix, page_size: String(PAGE_SIZE) });
   const token = state.pageTokens[state.page];
   if (token) q.set("page_token", token);
-  let page;
+  let page, sent, back;
   try {
+    sent = Date.now();
     page = await getJson("/api/protectors?" + q);
+    back = Date.now();
   } catch (error) {
     if (!refused(error)) notice("could not list protectors: " + error.message);
     return null;
   }
   notice("");
-  state.offset = page.now_ms - Date.now();
+  readClock(page.now_ms, sent, back);
   state.nextToken = page.next_page_token;
   // A row an event already moved past this page's read keeps the newer state.
   const rows = page.protectors.map((p) => {
@@ -309,7 +325,8 @@ function addFeed(name, text, transition, revision) {
   const li = document.createElement("li");
   li.dataset.name = name;
   li.dataset.revision = String(revision);
-  li.dataset.received = String(Date.now() + state.offset);
+  li.dataset.received = String(Math.round(Date.now() + state.offset));
+  li.dataset.receivedError = String(Math.ceil(state.offsetError));
   if (transition) {
     li.dataset.to = transition.to;
     li.dataset.at = String(transition.at_ms);

@@ -5,10 +5,10 @@
 //! names the metrics use (`half_open`), times as Unix milliseconds, and the failure rate
 //! of the current window computed once here rather than in every browser.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use resilient_circuit_api::v1;
 use serde_json::{Value, json};
+
+use crate::clock::Clock;
 
 /// An enum value's proto name without its prefix, lowercase: `STATUS_HALF_OPEN` ->
 /// `half_open`; `unspecified` for a number the contract does not know.
@@ -49,11 +49,12 @@ pub fn millis(t: Option<&prost_types::Timestamp>) -> Option<i64> {
 }
 
 /// The daemon's clock now, in Unix milliseconds: the page counts cooldowns down against
-/// it, so a browser whose clock is off still shows the right time left.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// it, so a browser whose clock is off still shows the right time left. The clock that
+/// writes the protectors' deadlines and transitions (the wall clock read at start, then
+/// the monotonic clock), not the wall clock now: the two drift apart while the daemon
+/// runs, and a countdown is a deadline minus this.
+pub fn now_millis(clock: &Clock) -> i64 {
+    i64::try_from(clock.now().as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One protector as a table row and a detail sample.
@@ -160,5 +161,15 @@ mod tests {
         assert_eq!(row["override"], Value::Null);
         let empty = protector(&v1::Protector::default());
         assert_eq!(empty["failure_rate"], Value::Null);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn now_is_the_daemons_clock_not_the_wall_clock() {
+        // A clock that reads 1,000 s past the epoch at start: the deadlines the page counts
+        // down are written on it, so "now" must be read on it too.
+        let clock = Clock::starting_at(std::time::Duration::from_secs(1_000));
+        assert_eq!(now_millis(&clock), 1_000_000);
+        tokio::time::advance(std::time::Duration::from_millis(1_500)).await;
+        assert_eq!(now_millis(&clock), 1_001_500);
     }
 }

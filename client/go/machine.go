@@ -174,31 +174,41 @@ func (m *machine) record(outcome pb.Outcome) {
 	}
 }
 
+// failures counts the FAILUREs in the window.
+func (m *machine) failures() int {
+	n := 0
+	for _, f := range m.window {
+		if f {
+			n++
+		}
+	}
+	return n
+}
+
 func (m *machine) evaluate(outcome pb.Outcome, at time.Time, expired bool) (localTransition, bool) {
 	if outcome == pb.Outcome_OUTCOME_IGNORED {
 		return localTransition{}, false
 	}
-	if m.status == pb.Status_STATUS_CLOSED && outcome == pb.Outcome_OUTCOME_FAILURE &&
-		m.consecutive > 0 && m.consecutiveFailures >= m.consecutive {
-		return m.enter(pb.Status_STATUS_OPEN, pb.TransitionReason_TRANSITION_REASON_CONSECUTIVE_FAILURES, at), true
-	}
-	if len(m.window) < m.windowSize {
-		return localTransition{}, false
-	}
-	failures := 0
-	for _, f := range m.window {
-		if f {
-			failures++
-		}
-	}
-	length := len(m.window)
+	full, length := len(m.window) >= m.windowSize, len(m.window)
 	switch m.status {
 	case pb.Status_STATUS_CLOSED:
-		if outcome == pb.Outcome_OUTCOME_FAILURE && m.failureLimit.reachedBy(failures, length) {
+		// When one FAILURE meets both rules, the older rule's reason wins
+		// (proto/SEMANTICS.md, "Which reason wins"): FAILURE_LIMIT, then CONSECUTIVE_FAILURES.
+		if outcome != pb.Outcome_OUTCOME_FAILURE {
+			return localTransition{}, false
+		}
+		if full && m.failureLimit.reachedBy(m.failures(), length) {
 			return m.enter(pb.Status_STATUS_OPEN, pb.TransitionReason_TRANSITION_REASON_FAILURE_LIMIT, at), true
+		}
+		if m.consecutive > 0 && m.consecutiveFailures >= m.consecutive {
+			return m.enter(pb.Status_STATUS_OPEN, pb.TransitionReason_TRANSITION_REASON_CONSECUTIVE_FAILURES, at), true
 		}
 		return localTransition{}, false
 	case pb.Status_STATUS_HALF_OPEN:
+		if !full {
+			return localTransition{}, false
+		}
+		failures := m.failures()
 		var close bool
 		if m.successLimit != nil {
 			close = m.successLimit.reachedBy(length-failures, length)

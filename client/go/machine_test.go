@@ -67,12 +67,23 @@ func TestLocalMachine(t *testing.T) {
 	}
 }
 
-func TestLocalMachineConsecutiveFailures(t *testing.T) {
-	m := newMachine(&pb.Policy{FailureLimit: &pb.Fraction{Numerator: 10, Denominator: 10}, ConsecutiveFailures: 2})
-	now := time.Unix(1_000, 0)
-	m.report(1, 0, pb.Outcome_OUTCOME_FAILURE, now)
-	if _, changes := m.report(1, 0, pb.Outcome_OUTCOME_FAILURE, now); len(changes) != 1 ||
-		changes[0].reason != pb.TransitionReason_TRANSITION_REASON_CONSECUTIVE_FAILURES {
-		t.Fatalf("want a CONSECUTIVE_FAILURES trip, got %+v", changes)
+func TestLocalMachineClosedTripsAndTheirReasons(t *testing.T) {
+	// Two FAILUREs in a row under consecutive_failures 2. With a 10/10 window the streak
+	// trips before the window is full; with 2/2 the same FAILURE also fills the window and
+	// the older rule's reason wins, as the daemon's machine reports it.
+	cases := []struct {
+		window uint32
+		want   pb.TransitionReason
+	}{
+		{10, pb.TransitionReason_TRANSITION_REASON_CONSECUTIVE_FAILURES},
+		{2, pb.TransitionReason_TRANSITION_REASON_FAILURE_LIMIT},
+	}
+	for _, c := range cases {
+		m := newMachine(&pb.Policy{FailureLimit: &pb.Fraction{Numerator: c.window, Denominator: c.window}, ConsecutiveFailures: 2})
+		now := time.Unix(1_000, 0)
+		m.report(1, 0, pb.Outcome_OUTCOME_FAILURE, now)
+		if _, changes := m.report(1, 0, pb.Outcome_OUTCOME_FAILURE, now); len(changes) != 1 || changes[0].reason != c.want {
+			t.Errorf("failure_limit %d/%d: want one %v trip, got %+v", c.window, c.window, c.want, changes)
+		}
 	}
 }

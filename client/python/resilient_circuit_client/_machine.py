@@ -2,13 +2,17 @@
 
 Design note. The daemon's rules, less what a single process has no use for (overrides,
 counters, revisions): CLOSED admits and trips only when a FAILURE is recorded into a full
-window whose failure rate reaches `failure_limit`; OPEN rejects until `open_until`, and
+window whose failure rate reaches `failure_limit`, or (section 2a) when
+`consecutive_failures` FAILUREs came in a row (FAILURE_LIMIT's reason wins when one
+FAILURE meets both, as the daemon's does); OPEN rejects until `open_until`, and
 the first acquire at or after it enters HALF_OPEN as a trial; HALF_OPEN admits up to
 `trial_permits` trials into a fresh window of `success_limit`'s denominator (else
 `failure_limit`'s) and decides once it is full. A permit carries its generation, so a
 report from another generation is stale. A trial permit unreported after `permit_ttl`
-counts as a FAILURE at its own expiry instant. Time is passed in (seconds on any
-monotonic scale), so tests drive it.
+counts as a FAILURE at its own expiry instant. The other rules of section 2a (time windows,
+slow calls, cooldown backoff, shadow) are the daemon's alone, as in the Go and TypeScript
+clients' fallbacks: a fallback is a stopgap. Time is passed in (seconds on any monotonic
+scale), so tests drive it.
 """
 
 from __future__ import annotations
@@ -71,8 +75,11 @@ class Machine:
         success_limit: Optional[Limit] = None,
         trial_permits: Optional[int] = None,
         permit_ttl: float = 30.0,
+        consecutive_limit: int = 0,
     ) -> None:
         self.cooldown = cooldown
+        #: FAILUREs in a row that trip CLOSED at once; 0: off.
+        self.consecutive_limit = consecutive_limit
         self.failure_limit = failure_limit
         self.success_limit = success_limit
         self.trial_permits = trial_permits
@@ -165,16 +172,23 @@ class Machine:
             self.consecutive_failures += 1
 
     def _evaluate(self, outcome: str, at: float, *, expired: bool) -> Optional[Transition]:
-        if outcome == IGNORED or len(self.window) < self.window.maxlen:
+        if outcome == IGNORED:
             return None
-        failures = sum(self.window)
+        full = len(self.window) >= self.window.maxlen
         length = len(self.window)
         if self.status == CLOSED:
-            if outcome == FAILURE and self.failure_limit.reached_by(failures, length):
+            # When one FAILURE meets both rules, the older rule's reason wins
+            # (proto/SEMANTICS.md, "Which reason wins").
+            if outcome != FAILURE:
+                return None
+            if full and self.failure_limit.reached_by(sum(self.window), length):
                 return self._enter(OPEN, "FAILURE_LIMIT", at)
+            if self.consecutive_limit and self.consecutive_failures >= self.consecutive_limit:
+                return self._enter(OPEN, "CONSECUTIVE_FAILURES", at)
             return None
-        if self.status != HALF_OPEN:
+        if self.status != HALF_OPEN or not full:
             return None
+        failures = sum(self.window)
         if self.success_limit is not None:
             close = self.success_limit.reached_by(length - failures, length)
         else:

@@ -179,6 +179,7 @@ def machine_settings(p: types_pb2.Policy) -> dict:
         ),
         "trial_permits": p.trial_permits if p.HasField("trial_permits") else None,
         "permit_ttl": p.permit_ttl.ToTimedelta().total_seconds() if p.HasField("permit_ttl") else 30.0,
+        "consecutive_limit": p.consecutive_failures,
     }
 
 

@@ -143,3 +143,34 @@ def test_ignored_outcomes_are_recorded_nowhere():
     m = Machine(failure_limit=Limit(1, 2))
     assert calls(m, "IIIF") == []
     assert list(m.window) == [True]
+
+
+def test_consecutive_failures_trip_before_the_window_is_full():
+    m = Machine(failure_limit=Limit(10, 10), consecutive_limit=3)
+    # A SUCCESS ends a streak; IGNORED does not.
+    assert calls(m, "FF S FF I") == []
+    tripped = calls(m, "F")
+    assert [(t.after, t.reason) for t in tripped] == [(OPEN, "CONSECUTIVE_FAILURES")]
+
+
+def test_when_one_failure_meets_both_closed_rules_the_older_rules_reason_wins():
+    # A 2/2 window filled and a streak of two at the same FAILURE: FAILURE_LIMIT, as the
+    # daemon reports it.
+    m = Machine(failure_limit=Limit(2, 2), consecutive_limit=2)
+    assert [(t.after, t.reason) for t in calls(m, "FF")] == [(OPEN, "FAILURE_LIMIT")]
+
+
+def test_a_streak_starts_again_when_the_protector_closes():
+    m = Machine(failure_limit=Limit(10, 10), consecutive_limit=2)
+    calls(m, "F")
+    m.set_status(CLOSED, 0.0)
+    assert calls(m, "F") == [] and m.status == CLOSED
+
+
+def test_the_wire_policy_carries_the_streak_limit_to_the_machine():
+    from resilient_circuit_client._wire import machine_settings
+    from resilient_circuit_client._generated import types_pb2
+
+    settings = machine_settings(types_pb2.Policy(consecutive_failures=4))
+    assert settings["consecutive_limit"] == 4
+    assert Machine(**settings).consecutive_limit == 4

@@ -143,21 +143,24 @@ export class Machine {
 
   private evaluate(outcome: OutcomeName, at: number, expired: boolean): MachineTransition | undefined {
     if (outcome === "IGNORED") return undefined;
-    if (this.status === "CLOSED" && outcome === "FAILURE" && this.consecutiveLimit > 0) {
-      if (this.consecutive >= this.consecutiveLimit) return this.enter("OPEN", "CONSECUTIVE_FAILURES", at);
-    }
-    if (this.window.length < this.size) return undefined;
-    const failures = this.window.filter(Boolean).length;
+    const full = this.window.length >= this.size;
     const length = this.window.length;
+    const failures = () => this.window.filter(Boolean).length;
     if (this.status === "CLOSED") {
-      return outcome === "FAILURE" && reached(this.failureLimit, failures, length)
-        ? this.enter("OPEN", "FAILURE_LIMIT", at)
-        : undefined;
+      // When one FAILURE meets both rules, the older rule's reason wins
+      // (proto/SEMANTICS.md, "Which reason wins"): FAILURE_LIMIT, then CONSECUTIVE_FAILURES.
+      if (outcome !== "FAILURE") return undefined;
+      if (full && reached(this.failureLimit, failures(), length)) return this.enter("OPEN", "FAILURE_LIMIT", at);
+      if (this.consecutiveLimit > 0 && this.consecutive >= this.consecutiveLimit) {
+        return this.enter("OPEN", "CONSECUTIVE_FAILURES", at);
+      }
+      return undefined;
     }
-    if (this.status !== "HALF_OPEN") return undefined;
+    if (this.status !== "HALF_OPEN" || !full) return undefined;
+    const failed = failures();
     const close = this.successLimit
-      ? reached(this.successLimit, length - failures, length)
-      : !reached(this.failureLimit, failures, length);
+      ? reached(this.successLimit, length - failed, length)
+      : !reached(this.failureLimit, failed, length);
     const reason = expired ? "PERMIT_EXPIRED" : close ? "TRIALS_SUCCEEDED" : "TRIALS_FAILED";
     return this.enter(close ? "CLOSED" : "OPEN", reason, at);
   }

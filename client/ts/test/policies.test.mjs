@@ -45,12 +45,16 @@ describe("the LOCAL fallback's machine", () => {
     );
   });
 
-  test("consecutive failures trip before the window is full", () => {
-    const m = new Machine(policy({ failureLimit: [10, 10], consecutiveFailures: 2 }));
-    const changes = [];
-    m.report(m.acquire(0), "FAILURE", 0, changes);
-    m.report(m.acquire(0), "FAILURE", 0, changes);
-    assert.deepEqual(changes.map((c) => c.reason), ["CONSECUTIVE_FAILURES"]);
+  test("consecutive failures trip before the window is full, and lose to FAILURE_LIMIT on the same failure", () => {
+    // Two FAILUREs in a row under consecutiveFailures 2: a 10/10 window is not full yet; a
+    // 2/2 one is, and the older rule's reason wins, as the daemon reports it.
+    for (const [window, want] of [[10, "CONSECUTIVE_FAILURES"], [2, "FAILURE_LIMIT"]]) {
+      const m = new Machine(policy({ failureLimit: [window, window], consecutiveFailures: 2 }));
+      const changes = [];
+      m.report(m.acquire(0), "FAILURE", 0, changes);
+      m.report(m.acquire(0), "FAILURE", 0, changes);
+      assert.deepEqual(changes.map((c) => c.reason), [want], `failureLimit ${window}/${window}`);
+    }
   });
 });
 

@@ -2,12 +2,13 @@
 //! policy is set, as UpdatePolicy, with a new `policy_revision` and an audit line; an
 //! unchanged one is left alone; a new one is created; only an entry marked
 //! `delete = true` deletes; a file that does not load is refused and changes nothing.
+//! In a cluster (real etcd, real replicas) only the leader applies its file.
 
 use std::time::Duration;
 
 use resilient_circuit_api::v1;
 use support::process::Circuitd;
-use support::{TempDir, duration, eventually, policy};
+use support::{Etcd, Replicas, TempDir, duration, eventually, policy};
 
 fn entry(name: &str, failure_limit: &str, extra: &str) -> String {
     format!(
@@ -114,4 +115,86 @@ async fn sighup_applies_the_declared_protectors_and_nothing_else() {
     std::fs::write(&file, entry("changed", "2/4", "consecutive_failures = 3")).expect("fix");
     hangup_until(&daemon, "[[protectors]] applied", 2).await;
     daemon.terminate().await;
+}
+
+/// The failure limit of `name` as replica `i` of `replicas` sees it.
+async fn failure_limit(replicas: &Replicas, i: usize, name: &str) -> Result<(u32, u32), tonic::Status> {
+    let p = replicas
+        .protectors(i)
+        .await
+        .get_protector(v1::GetProtectorRequest { name: name.into() })
+        .await?
+        .into_inner()
+        .protector
+        .and_then(|p| p.policy)
+        .and_then(|p| p.failure_limit)
+        .expect("a protector's policy has its failure limit");
+    Ok((p.numerator, p.denominator))
+}
+
+/// Sends SIGHUP to replica `i` and waits until it has logged one more line holding
+/// `marker` than before.
+async fn hangup_replica_until(replicas: &Replicas, i: usize, marker: &str) {
+    let before = replicas.stderr(i).matches(marker).count();
+    replicas.replica(i).hangup();
+    eventually(
+        async || {
+            let seen = replicas.stderr(i).matches(marker).count();
+            if seen > before { Ok(()) } else { Err(seen) }
+        },
+        |seen| {
+            format!(
+                "replica {i}: {seen} lines with {marker:?}, not {}:\n{}",
+                before + 1,
+                replicas.stderr(i)
+            )
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_only_the_leader_applies_its_file_on_sighup() {
+    let dir = TempDir::new("cluster-reload");
+    let file = dir.path().join("circuitd.toml");
+    std::fs::write(&file, entry("declared", "1/1", "")).expect("write");
+    let etcd = Etcd::single().await;
+    let replicas = Replicas::start(&etcd, 2, &["--config", file.to_str().expect("utf-8")]).await;
+    let leader = replicas.leader().await;
+    let follower = 1 - leader;
+    // The file as the cluster started: applied by the replica that leads.
+    eventually(
+        async || failure_limit(&replicas, leader, "declared").await,
+        |e| format!("the declared protector on the leader: {e}"),
+    )
+    .await;
+
+    std::fs::write(&file, entry("declared", "2/4", "") + &entry("added", "1/1", "")).expect("rewrite");
+    // A follower's SIGHUP says it skips, and changes nothing.
+    hangup_replica_until(&replicas, follower, "this replica does not lead").await;
+    for i in [leader, follower] {
+        let added = failure_limit(&replicas, i, "added").await;
+        assert_eq!(
+            added.map_err(|e| e.code()),
+            Err(tonic::Code::NotFound),
+            "replica {i}"
+        );
+        let declared = failure_limit(&replicas, i, "declared").await;
+        assert_eq!(declared.map_err(|e| e.code()), Ok((1, 1)), "replica {i}");
+    }
+
+    // The leader's applies it, and every replica then sees it.
+    hangup_replica_until(&replicas, leader, "[[protectors]] applied").await;
+    for i in [leader, follower] {
+        for (name, want) in [("declared", (2, 4)), ("added", (1, 1))] {
+            eventually(
+                async || match failure_limit(&replicas, i, name).await {
+                    Ok(got) if got == want => Ok(()),
+                    other => Err(other),
+                },
+                |got| format!("replica {i}: {name} has {got:?}, not {want:?}"),
+            )
+            .await;
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! `--http-listen` and `/metrics`: the listener prints its address, `/metrics` passes
 //! `promtool check metrics`, counters read back after known traffic (a trip and its
 //! recovery between two scrapes show in transitions and state seconds), the cap on
-//! per-protector series, and the tokens on HTTP.
+//! per-protector series, the tokens on HTTP, and that every series the Grafana dashboard
+//! (`docs/grafana/circuitd.json`) queries is exported (`circuitd_leader` by a cluster's
+//! replicas, 1 on the leader alone).
 
 use std::process::Stdio;
 
@@ -292,10 +294,10 @@ fn need_promtool() {
     }
 }
 
-#[tokio::test]
-async fn metrics_pass_promtool_check_metrics() {
-    need_promtool();
-    let dir = TempDir::new("metrics-promtool");
+/// A daemon with a journal and `--http-listen`, whose protector `checked` (cooldown 1 h)
+/// has tripped on a failure and then refused an Acquire. The directory goes with it.
+async fn tripped_daemon(label: &str) -> (TempDir, Circuitd) {
+    let dir = TempDir::new(label);
     let daemon = Circuitd::start(dir.path(), &["--http-listen", "127.0.0.1:0"]).await;
     let mut client = daemon.protectors().await;
     ensure(
@@ -306,6 +308,13 @@ async fn metrics_pass_promtool_check_metrics() {
     .await;
     call(&mut client, "checked", v1::Outcome::Failure).await;
     acquire(&mut client, "checked").await;
+    (dir, daemon)
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    need_promtool();
+    let (_dir, daemon) = tripped_daemon("metrics-promtool").await;
     let text = scrape(&daemon).await;
     assert!(text.contains("circuitd_protector_transitions_total{"), "{text}");
 
@@ -363,4 +372,61 @@ async fn with_tokens_http_needs_a_token_with_the_read_role() {
     assert!(reader.body.contains("circuitd_build_info"));
     // /healthz says only whether the daemon serves: probes carry no token.
     assert_eq!(http::get(addr, "/healthz", None).await.status, 200);
+}
+
+/// The metric names a PromQL expression (or any text) mentions: `circuitd_` and what
+/// follows it of `[a-z0-9_]`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<&str> {
+    text.match_indices("circuitd_")
+        .map(|(at, _)| {
+            let rest = &text[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_queries_only_series_the_daemon_exports() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/circuitd.json");
+    let dashboard = std::fs::read_to_string(&path).expect("docs/grafana/circuitd.json");
+    let wanted = metric_names(&dashboard);
+    assert!(wanted.len() > 10, "{wanted:?}");
+
+    // Every series the dashboard draws has a sample once a protector has tripped and
+    // refused a call, the journal has committed, and the daemon has answered RPCs.
+    let (_dir, daemon) = tripped_daemon("metrics-grafana").await;
+    let standalone = scrape(&daemon).await;
+    let mut exported = metric_names(&standalone);
+
+    // And a cluster's replicas (real etcd): `circuitd_leader`, 1 on the leader alone.
+    let etcd = Etcd::single().await;
+    let replicas = Replicas::start(&etcd, 2, &["--http-listen", "127.0.0.1:0"]).await;
+    let leader = replicas.leader().await;
+    let mut scrapes = Vec::new();
+    for i in 0..replicas.len() {
+        let want = if i == leader { 1.0 } else { 0.0 };
+        let text = eventually(
+            async || {
+                let text = scrape(replicas.replica(i)).await;
+                match value(&text, "circuitd_leader", &[]) {
+                    Some(v) if v == want => Ok(text),
+                    other => Err(other),
+                }
+            },
+            |got| format!("replica {i}: circuitd_leader {got:?}, not {want}"),
+        )
+        .await;
+        scrapes.push(text);
+    }
+    for text in &scrapes {
+        exported.extend(metric_names(text));
+    }
+    let missing: Vec<_> = wanted.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which /metrics does not export:\n{standalone}"
+    );
 }

@@ -95,6 +95,17 @@ async fn cluster_shows_the_leader_and_the_follower_of_a_real_cluster() {
     let replicas = Replicas::start(&etcd, 2, &[]).await;
     let leader = replicas.leader().await;
     let follower = 1 - leader;
+    // Each replica learns its own role from the election and the others' entries from
+    // their registrations, a separate etcd watch: a follower can know it follows before
+    // its view lists the leader. Wait for a whole view, then ask circuitctl.
+    support::eventually(
+        async || match replicas.cluster(follower).await {
+            Ok(view) if view.replicas.len() == 2 => Ok(()),
+            other => Err(other),
+        },
+        |view| format!("the follower's view never listed both replicas: {view:?}"),
+    )
+    .await;
     // Asked of the follower first: it answers for the whole cluster.
     let uris = format!("{},{}", replicas.uris()[follower], replicas.uris()[leader]);
     let (out, _) =

@@ -117,40 +117,20 @@ async fn sighup_applies_the_declared_protectors_and_nothing_else() {
     daemon.terminate().await;
 }
 
-/// The failure limit of `name` as replica `i` of `replicas` sees it.
-async fn failure_limit(replicas: &Replicas, i: usize, name: &str) -> Result<(u32, u32), tonic::Status> {
-    let p = replicas
-        .protectors(i)
-        .await
-        .get_protector(v1::GetProtectorRequest { name: name.into() })
+/// The failure limit of `name` as `replica` sees it.
+async fn failure_limit(replica: &Circuitd, name: &str) -> Result<(u32, u32), tonic::Status> {
+    let p = get(replica, name)
         .await?
-        .into_inner()
-        .protector
-        .and_then(|p| p.policy)
+        .policy
         .and_then(|p| p.failure_limit)
         .expect("a protector's policy has its failure limit");
     Ok((p.numerator, p.denominator))
 }
 
-/// Sends SIGHUP to replica `i` and waits until it has logged one more line holding
-/// `marker` than before.
-async fn hangup_replica_until(replicas: &Replicas, i: usize, marker: &str) {
-    let before = replicas.stderr(i).matches(marker).count();
-    replicas.replica(i).hangup();
-    eventually(
-        async || {
-            let seen = replicas.stderr(i).matches(marker).count();
-            if seen > before { Ok(()) } else { Err(seen) }
-        },
-        |seen| {
-            format!(
-                "replica {i}: {seen} lines with {marker:?}, not {}:\n{}",
-                before + 1,
-                replicas.stderr(i)
-            )
-        },
-    )
-    .await;
+/// SIGHUP to `replica`, waiting until it has logged one more line holding `marker`.
+async fn hangup_once_more(replica: &Circuitd, marker: &str) {
+    let before = replica.stderr().matches(marker).count();
+    hangup_until(replica, marker, before + 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,31 +144,31 @@ async fn in_a_cluster_only_the_leader_applies_its_file_on_sighup() {
     let follower = 1 - leader;
     // The file as the cluster started: applied by the replica that leads.
     eventually(
-        async || failure_limit(&replicas, leader, "declared").await,
+        async || failure_limit(replicas.replica(leader), "declared").await,
         |e| format!("the declared protector on the leader: {e}"),
     )
     .await;
 
     std::fs::write(&file, entry("declared", "2/4", "") + &entry("added", "1/1", "")).expect("rewrite");
     // A follower's SIGHUP says it skips, and changes nothing.
-    hangup_replica_until(&replicas, follower, "this replica does not lead").await;
+    hangup_once_more(replicas.replica(follower), "this replica does not lead").await;
     for i in [leader, follower] {
-        let added = failure_limit(&replicas, i, "added").await;
+        let added = failure_limit(replicas.replica(i), "added").await;
         assert_eq!(
             added.map_err(|e| e.code()),
             Err(tonic::Code::NotFound),
             "replica {i}"
         );
-        let declared = failure_limit(&replicas, i, "declared").await;
+        let declared = failure_limit(replicas.replica(i), "declared").await;
         assert_eq!(declared.map_err(|e| e.code()), Ok((1, 1)), "replica {i}");
     }
 
     // The leader's applies it, and every replica then sees it.
-    hangup_replica_until(&replicas, leader, "[[protectors]] applied").await;
+    hangup_once_more(replicas.replica(leader), "[[protectors]] applied").await;
     for i in [leader, follower] {
         for (name, want) in [("declared", (2, 4)), ("added", (1, 1))] {
             eventually(
-                async || match failure_limit(&replicas, i, name).await {
+                async || match failure_limit(replicas.replica(i), name).await {
                     Ok(got) if got == want => Ok(()),
                     other => Err(other),
                 },

@@ -168,6 +168,8 @@ fn cached_mode_decides_in_the_client_library() {
         positive(&report, field);
     }
     assert!(report["batched_accepted"].is_u64(), "{report:#}");
+    // What the clock adds to each figure, reported beside them.
+    positive(&report, "timer_floor_p50_ns");
 }
 
 #[test]

@@ -58,17 +58,21 @@ pub async fn run(protectors: &Arc<[Protector]>, workload: &Workload, window: Win
             let mut rng = workload.rng(worker);
             let mut iteration = 0u64;
             loop {
+                // The load generator's own choices are made before the clock starts: the
+                // figure is the library's acquire and resolve, and the clock's reads.
+                let protector = &protectors[workload.index(worker, iteration)];
+                let failure = workload.outcome(&mut rng) == v1::Outcome::Failure;
+                iteration += 1;
                 let started = Instant::now();
                 if !window.open_at(started) {
                     return tally;
                 }
-                let protector = &protectors[workload.index(worker, iteration)];
-                iteration += 1;
                 match protector.acquire().await {
                     Ok(permit) => {
-                        let _ = match workload.outcome(&mut rng) {
-                            v1::Outcome::Failure => permit.failure().await,
-                            _ => permit.success().await,
+                        let _ = if failure {
+                            permit.failure().await
+                        } else {
+                            permit.success().await
                         };
                         tally.decided(&window, started, true);
                     }

@@ -29,7 +29,7 @@ use crate::echo::echo_service_client::EchoServiceClient;
 use crate::echo::{EchoRequest, EchoResponse};
 use crate::error::Error;
 use crate::pipeline::{self, EchoStream, Session};
-use crate::tally::{Tally, Window, Workload};
+use crate::tally::{self, Tally, Window, Workload};
 use crate::unary::{self, Target};
 
 /// Setup calls in flight at once while preparing many protectors.
@@ -234,6 +234,7 @@ impl Plan {
                     ("batched_stale", stats.batched_stale),
                     ("batched_lost", stats.batched_lost),
                     ("fallback_decisions", stats.fallback_decisions),
+                    ("timer_floor_p50_ns", tally::timer_floor_ns()),
                 ]
             }
             None => Vec::new(),

@@ -23,6 +23,23 @@ pub fn latency_histogram() -> Histogram<u64> {
         .expect("the bounds are constants that hdrhistogram accepts")
 }
 
+/// How many empty intervals [`timer_floor_ns`] times.
+const FLOOR_SAMPLES: u32 = 100_000;
+
+/// The median of an empty interval timed as [`Tally::decided`] times a decision (one
+/// clock read at the start, one at the end), in nanoseconds: what the clock itself adds
+/// to every latency figure. A local decision costs tens of nanoseconds, about as much as
+/// a read of a virtual machine's clock, so its figure is read beside this one.
+pub fn timer_floor_ns() -> u64 {
+    let mut floor = latency_histogram();
+    for _ in 0..FLOOR_SAMPLES {
+        let started = Instant::now();
+        let ns = u64::try_from(Instant::now().duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+        floor.saturating_record(ns.max(1));
+    }
+    floor.value_at_quantile(0.5)
+}
+
 /// When the run measures.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {

@@ -88,7 +88,9 @@ mod watcher;
 
 pub use client::{Client, ClientBuilder, ClientStats, Transport};
 pub use error::{CallError, Error, Rejection};
-pub use protector::{CallPermit, Decisions, Fallback, Protector, ProtectorBuilder, Resolved, StatusChange};
+pub use protector::{
+    Acquire, CallPermit, Decisions, Fallback, Protector, ProtectorBuilder, Resolve, Resolved, StatusChange,
+};
 pub use resilient_circuit_breaker::{DecisionReason, TransitionReason};
 /// The optional rules of a policy (proto/SEMANTICS.md section 2a): build with
 /// [`ProtectorPolicy::try_with`]`(spec, Rules { .. })`.

@@ -31,7 +31,7 @@ mod state;
 
 pub use self::builder::ProtectorBuilder;
 pub use self::fallback::Fallback;
-pub use self::handle::{Decisions, Protector};
-pub use self::permit::{CallPermit, Resolved};
+pub use self::handle::{Acquire, Decisions, Protector};
+pub use self::permit::{CallPermit, Resolve, Resolved};
 pub use crate::cached::DEFAULT_CACHED_STALENESS;
 pub use crate::watcher::StatusChange;

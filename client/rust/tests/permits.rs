@@ -110,6 +110,39 @@ fn protected_calls_are_send() {
     });
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_dropped_unpolled_reports_ignored() {
+    let daemon = start_daemon().await;
+    let p = half_open(&daemon, "unpolled-report").await;
+
+    // Like any future, a report does nothing until polled: dropped unpolled, it drops the
+    // permit, which reports IGNORED; the SUCCESS it would have sent is never sent.
+    let trial = p.acquire().await.expect("the trial is admitted");
+    drop(trial.success());
+    let after = daemon
+        .wait_until("unpolled-report", "free of trials", |p| p.trials_in_flight == 0)
+        .await;
+    let counters = after.counters.expect("counters");
+    assert_eq!((counters.ignored, counters.successes), (1, 0));
+    assert_eq!(after.status, resilient_circuit_api::v1::Status::HalfOpen as i32);
+
+    // An acquire dropped unpolled asks nothing: the slot stays free for the next one.
+    drop(p.acquire());
+    let trial = p.acquire().await.expect("no slot was taken");
+    assert_eq!(trial.success().await.status, Some(Status::Closed));
+}
+
+/// The futures of `acquire` and of a permit's report stay a few words long whatever the
+/// gRPC exchange behind them: a cached decision is ready at the first poll, and moving a
+/// future the size of the whole exchange (about 3 KB) cost more than the decision did.
+#[test]
+fn the_futures_of_a_decision_stay_small() {
+    let acquire = std::mem::size_of::<resilient_circuit::Acquire<'static>>();
+    let resolve = std::mem::size_of::<resilient_circuit::Resolve>();
+    assert!(acquire <= 64, "Acquire is {acquire} bytes");
+    assert!(resolve <= 256, "Resolve is {resolve} bytes");
+}
+
 #[derive(Debug, PartialEq)]
 enum AppError {
     Timeout,

@@ -2,8 +2,10 @@
 //! the daemon, or by the fallback.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use resilient_circuit_api::{convert, v1};
 use resilient_circuit_breaker::{Decision, DecisionReason, Outcome, Status};
@@ -93,10 +95,14 @@ impl Protector {
     /// May a call go ahead? The first step of the two-step API: run the call, then
     /// resolve the permit with its outcome. Answers within the client's acquire
     /// deadline; a rejection carries the status and, when known, when to ask again.
-    pub async fn acquire(&self) -> Result<CallPermit, Rejection> {
-        if let Some(local) = self.decide_cached() {
-            return local;
+    pub fn acquire(&self) -> Acquire<'_> {
+        Acquire {
+            state: Asking::Start(self),
         }
+    }
+
+    /// Asks the daemon (or, when it cannot be asked, the fallback).
+    async fn ask_daemon(&self) -> Result<CallPermit, Rejection> {
         let link = &self.inner.connection.link;
         let why = match link.attempt() {
             Attempt::Skip => "the link to the daemon is down".to_owned(),
@@ -301,5 +307,58 @@ impl Protector {
             tracing::debug!(name = %inner.name, fallback = ?inner.fallback, admitted, why, "fallback decision");
         }
         decision
+    }
+}
+
+/// The future of [`Protector::acquire`]. Like any future it does nothing until polled.
+///
+/// On its first poll a cached protector decides in this process when it can, and the
+/// future is ready at once. Asking the daemon runs in a boxed future of its own, so that
+/// this one stays a few words long: a cached decision costs nanoseconds, and moving a
+/// future the size of the whole gRPC exchange would cost more than the decision.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Acquire<'a> {
+    state: Asking<'a>,
+}
+
+type Answer = Result<CallPermit, Rejection>;
+
+enum Asking<'a> {
+    Start(&'a Protector),
+    Daemon(Pin<Box<dyn Future<Output = Answer> + Send + 'a>>),
+    Done,
+}
+
+impl std::fmt::Debug for Acquire<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            Asking::Start(_) => "not polled",
+            Asking::Daemon(_) => "asking the daemon",
+            Asking::Done => "done",
+        };
+        f.debug_struct("Acquire").field("state", &state).finish()
+    }
+}
+
+impl Future for Acquire<'_> {
+    type Output = Answer;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let this = &mut *self;
+        if let Asking::Start(protector) = this.state {
+            if let Some(local) = protector.decide_cached() {
+                this.state = Asking::Done;
+                return Poll::Ready(local);
+            }
+            this.state = Asking::Daemon(Box::pin(protector.ask_daemon()));
+        }
+        match &mut this.state {
+            Asking::Daemon(asking) => {
+                let answer = std::task::ready!(asking.as_mut().poll(cx));
+                this.state = Asking::Done;
+                Poll::Ready(answer)
+            }
+            Asking::Start(_) | Asking::Done => panic!("`Acquire` polled after it completed"),
+        }
     }
 }

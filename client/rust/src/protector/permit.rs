@@ -1,5 +1,8 @@
 //! [`CallPermit`]: an admitted call, to resolve with its outcome.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use resilient_circuit_api::v1;
@@ -38,7 +41,7 @@ enum Grant {
 
 /// A report that needs the network.
 #[derive(Debug)]
-enum Remote {
+enum Network {
     Daemon(v1::Permit),
     /// A FAILURE of a cached permit, sent at once.
     CachedFailure(u64),
@@ -141,52 +144,138 @@ impl CallPermit {
     /// `accepted` true and `status` `None` (it is queued for the next batch; `accepted`
     /// is false for a slow success the full queue of slow calls drops); a FAILURE
     /// is sent at once and answers like a unary report.
-    pub async fn resolve(self, outcome: Outcome) -> Resolved {
-        let measured = self.started.map(|t| t.elapsed());
-        self.report(outcome, measured).await
+    ///
+    /// The report is made when the returned future is first polled, and the call's
+    /// duration is measured then; a future dropped unpolled drops the permit, which
+    /// reports IGNORED.
+    pub fn resolve(self, outcome: Outcome) -> Resolve {
+        Resolve::start(self, outcome, None)
     }
 
     /// Reports how the call went, with how long it took as the caller measured it
     /// (instead of the time since the permit was handed out).
-    pub async fn resolve_timed(self, outcome: Outcome, duration: Duration) -> Resolved {
-        self.report(outcome, Some(duration)).await
+    pub fn resolve_timed(self, outcome: Outcome, duration: Duration) -> Resolve {
+        Resolve::start(self, outcome, Some(duration))
     }
 
-    async fn report(mut self, outcome: Outcome, duration: Option<Duration>) -> Resolved {
-        match self
-            .grant
-            .take()
-            .map(|g| report_in_process(&self.protector, g, outcome, duration))
-        {
-            Some(Err(Remote::Daemon(permit))) => {
+    /// Reports SUCCESS.
+    pub fn success(self) -> Resolve {
+        self.resolve(Outcome::Success)
+    }
+
+    /// Reports FAILURE.
+    pub fn failure(self) -> Resolve {
+        self.resolve(Outcome::Failure)
+    }
+
+    /// Reports IGNORED: recorded nowhere, but frees a trial slot.
+    pub fn ignore(self) -> Resolve {
+        self.resolve(Outcome::Ignored)
+    }
+
+    /// The report's first step, on the future's first poll: what needs no I/O is done
+    /// here; what needs the network comes back as a future that owns the permit.
+    fn report(mut self, outcome: Outcome, timed: Option<Duration>) -> Result<Resolved, Remote> {
+        let duration = timed.or_else(|| self.started.map(|t| t.elapsed()));
+        let Some(grant) = self.grant.take() else {
+            return Ok(Resolved::NOT_RECORDED);
+        };
+        match report_in_process(&self.protector, grant, outcome, duration) {
+            Ok(resolved) => Ok(resolved),
+            Err(Network::Daemon(permit)) => Err(Box::pin(async move {
                 report_to_daemon(&self.protector, permit, outcome, duration).await
-            }
-            Some(Err(Remote::CachedFailure(generation))) => {
+            })),
+            Err(Network::CachedFailure(generation)) => {
                 let last = Last {
                     generation,
                     outcome,
                     duration,
                 };
-                report_cached(&self.protector, last).await
+                Err(Box::pin(
+                    async move { report_cached(&self.protector, last).await },
+                ))
             }
-            Some(Ok(resolved)) => resolved,
-            None => Resolved::NOT_RECORDED,
         }
     }
+}
 
-    /// Reports SUCCESS.
-    pub async fn success(self) -> Resolved {
-        self.resolve(Outcome::Success).await
+/// A report on its way to the daemon.
+type Remote = Pin<Box<dyn Future<Output = Resolved> + Send>>;
+
+/// The future of [`CallPermit::resolve`] and its shorthands. Like any future it does
+/// nothing until polled.
+///
+/// What needs no I/O (a cached success, a fallback's permit) is done on the first poll,
+/// and the future is ready at once. A report that goes to the daemon runs in a boxed
+/// future of its own, so that this one stays a few words long: moving a future the
+/// size of the whole gRPC exchange would cost more than a cached success.
+#[must_use = "futures do nothing unless you `.await` or poll them; dropped unpolled, the permit reports IGNORED"]
+pub struct Resolve {
+    state: Reporting,
+}
+
+enum Reporting {
+    Start {
+        permit: CallPermit,
+        outcome: Outcome,
+        /// The caller's measure of the call; `None` to measure it from the permit.
+        timed: Option<Duration>,
+    },
+    Remote(Remote),
+    Done,
+}
+
+impl Resolve {
+    fn start(permit: CallPermit, outcome: Outcome, timed: Option<Duration>) -> Resolve {
+        Resolve {
+            state: Reporting::Start {
+                permit,
+                outcome,
+                timed,
+            },
+        }
     }
+}
 
-    /// Reports FAILURE.
-    pub async fn failure(self) -> Resolved {
-        self.resolve(Outcome::Failure).await
+impl std::fmt::Debug for Resolve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Resolve");
+        match &self.state {
+            Reporting::Start { permit, outcome, .. } => d.field("permit", permit).field("outcome", outcome),
+            Reporting::Remote(_) => d.field("state", &"reporting to the daemon"),
+            Reporting::Done => d.field("state", &"done"),
+        };
+        d.finish()
     }
+}
 
-    /// Reports IGNORED: recorded nowhere, but frees a trial slot.
-    pub async fn ignore(self) -> Resolved {
-        self.resolve(Outcome::Ignored).await
+impl Future for Resolve {
+    type Output = Resolved;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resolved> {
+        let this = &mut *self;
+        if let Reporting::Start { .. } = this.state {
+            let Reporting::Start {
+                permit,
+                outcome,
+                timed,
+            } = std::mem::replace(&mut this.state, Reporting::Done)
+            else {
+                unreachable!("matched just above");
+            };
+            match permit.report(outcome, timed) {
+                Ok(resolved) => return Poll::Ready(resolved),
+                Err(remote) => this.state = Reporting::Remote(remote),
+            }
+        }
+        match &mut this.state {
+            Reporting::Remote(remote) => {
+                let resolved = std::task::ready!(remote.as_mut().poll(cx));
+                this.state = Reporting::Done;
+                Poll::Ready(resolved)
+            }
+            Reporting::Start { .. } | Reporting::Done => panic!("`Resolve` polled after it completed"),
+        }
     }
 }
 
@@ -194,7 +283,7 @@ impl Drop for CallPermit {
     fn drop(&mut self) {
         let Some(grant) = self.grant.take() else { return };
         // IGNORED of a cached permit needs no report, so only a daemon permit is left.
-        let Err(Remote::Daemon(permit)) = report_in_process(&self.protector, grant, Outcome::Ignored, None)
+        let Err(Network::Daemon(permit)) = report_in_process(&self.protector, grant, Outcome::Ignored, None)
         else {
             return;
         };
@@ -225,11 +314,11 @@ fn report_in_process(
     grant: Grant,
     outcome: Outcome,
     duration: Option<Duration>,
-) -> Result<Resolved, Remote> {
+) -> Result<Resolved, Network> {
     match grant {
-        Grant::Daemon(permit) => Err(Remote::Daemon(permit)),
+        Grant::Daemon(permit) => Err(Network::Daemon(permit)),
         Grant::Cached(generation) => match (outcome, &protector.cache) {
-            (Outcome::Failure, _) => Err(Remote::CachedFailure(generation)),
+            (Outcome::Failure, _) => Err(Network::CachedFailure(generation)),
             (outcome, Some(cache)) => {
                 let queued = outcome != Outcome::Success || cache.success_timed(generation, duration);
                 if !queued {

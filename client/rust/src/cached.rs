@@ -29,11 +29,11 @@
 //! the model, so the daemon decides.
 //!
 //! Outcomes. A SUCCESS of a local permit increments a counter (an `AtomicU64` holding
-//! a generation tag and a count), the calling thread's own among [`STRIPES`] counters on
+//! a generation tag and a count), the calling thread's own among [`STRIPES`](crate::stripe::STRIPES) counters on
 //! cache lines of their own (`stripe`), so threads sharing a protector never contend
 //! for one line (only a slow success, under a slow-call rule, is queued under a mutex:
 //! see "Slow calls" below); a background flusher takes and sums them every [`FLUSH_INTERVAL`]
-//! (50 ms), or as soon as one reaches [`FLUSH_AT`] (1,000), and sends one ReportBatch.
+//! (50 ms), or as soon as one reaches [`FLUSH_AT`](pending::FLUSH_AT) (1,000), and sends one ReportBatch.
 //! The stripes' tags change together, under the tally's lock, so each success is taken
 //! exactly once, by the batch of its generation. A FAILURE is sent at once: a ReportBatch with the pending
 //! successes first and then the FAILURE, whose answer updates the model before the
@@ -73,48 +73,44 @@
 //! not counted: it is queued with its duration and sent in the next batch's `outcomes`
 //! (OutcomeBatch.durations), so `successes` only counts calls that were not slow, as the
 //! daemon's rule needs. A FAILURE carries its duration too. Without the rule no clock is
-//! read on the cached path. At most [`MAX_SLOW_PENDING`] slow successes wait for a flush;
+//! read on the cached path. At most [`MAX_SLOW_PENDING`](pending::MAX_SLOW_PENDING) slow successes wait for a flush;
 //! past that they are dropped and counted as lost (`batched_lost`).
+//!
+//! Layout: this module holds the model and the local decision; `pending`, the outcomes
+//! waiting for the next batch; `tests`, the model's unit tests. The batches themselves
+//! are sent by `crate::batches`.
 //!
 //! [`ClientStats::batched_stale`]: crate::ClientStats::batched_stale
 //! [`ClientStats::batched_lost`]: crate::ClientStats::batched_lost
 
+mod pending;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use resilient_circuit_api::convert;
 use resilient_circuit_api::v1::{self, watch_event::Event};
-use resilient_circuit_breaker::{Outcome, Status, Transition};
+use resilient_circuit_breaker::{Status, Transition};
 
-use crate::stripe::{self, Padded, STRIPES};
+use self::pending::Pending;
+pub(crate) use self::pending::outcome_batch;
+use crate::stripe;
 use crate::sync::lock;
-use crate::transport::{Connection, Stats};
-use crate::watcher::{Follower, Notifier, StatusChange, wall};
+use crate::watcher::{Follower, wall};
 
 /// The default staleness bound of a cached protector's Watch stream.
 pub const DEFAULT_CACHED_STALENESS: Duration = Duration::from_secs(2);
 /// How often pending successes are sent.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Pending successes that trigger a flush before the interval ends.
-pub const FLUSH_AT: u64 = 1_000;
-/// Slow successes (each listed with its duration) waiting for a flush, at most.
-pub const MAX_SLOW_PENDING: usize = 10_000;
 
 const MODE_BITS: u32 = 2;
 const MODE_MASK: u64 = (1 << MODE_BITS) - 1;
 const REMOTE: u64 = 0;
 const CLOSED: u64 = 1;
 const OPEN: u64 = 2;
-
-/// The success counter: the low bits count, the high bits tag the generation counted.
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const TAG_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
-
-fn tag(generation: u64) -> u64 {
-    (generation & TAG_MASK) << COUNT_BITS
-}
 
 /// What the cache decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,14 +156,6 @@ impl Model {
     }
 }
 
-/// Successes of generations other than the one the counter is tagged with.
-#[derive(Debug, Default)]
-struct Tally {
-    /// The full generation the counter's tag stands for.
-    generation: u64,
-    older: Vec<(u64, u64)>,
-}
-
 /// The cached state of one protector (see the module note).
 #[derive(Debug)]
 pub(crate) struct Cache {
@@ -179,23 +167,14 @@ pub(crate) struct Cache {
     /// Nanoseconds since `base` when OPEN ends.
     open_until: AtomicU64,
     staleness: Duration,
-    /// Pending successes, striped by thread: each holds a generation tag and a count.
-    successes: Box<[Padded<AtomicU64>]>,
+    /// Outcomes of local permits waiting for the next batch.
+    pending: Pending,
     /// Local decisions taken, striped by thread.
     decisions: stripe::Counter,
-    tally: Mutex<Tally>,
-    /// Pending successes of a life that ended, dropped: the next send counts them lost.
-    dropped: AtomicU64,
     /// Held while a batch is taken and sent, and while the protector is ensured: a batch
     /// taken before a deletion lands before the protector is created again.
     pub(crate) sending: tokio::sync::Mutex<()>,
     model: Mutex<Model>,
-    flush_now: tokio::sync::Notify,
-    /// The daemon's `slow_call_duration` in nanoseconds; 0 while its policy has no
-    /// slow-call rule (or is not known yet).
-    slow_call_nanos: AtomicU64,
-    /// Slow successes waiting for a flush: (generation, duration), oldest first.
-    slow: Mutex<Vec<(u64, Duration)>>,
 }
 
 /// Whether an override holds: unless the daemon says NONE, the daemon decides.
@@ -241,15 +220,10 @@ impl Cache {
             fresh_until: AtomicU64::new(0),
             open_until: AtomicU64::new(0),
             staleness,
-            successes: (0..STRIPES).map(|_| Padded(AtomicU64::new(0))).collect(),
+            pending: Pending::default(),
             decisions: stripe::Counter::default(),
-            tally: Mutex::new(Tally::default()),
-            dropped: AtomicU64::new(0),
             sending: tokio::sync::Mutex::new(()),
             model: Mutex::new(Model::default()),
-            flush_now: tokio::sync::Notify::new(),
-            slow_call_nanos: AtomicU64::new(0),
-            slow: Mutex::new(Vec::new()),
         }
     }
 
@@ -257,10 +231,7 @@ impl Cache {
     /// permit then measures its call.
     #[inline]
     pub(crate) fn slow_call_duration(&self) -> Option<Duration> {
-        match self.slow_call_nanos.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(Duration::from_nanos(n)),
-        }
+        self.pending.slow_call_duration()
     }
 
     /// Takes in the daemon's policy (from an answer or an event): only its slow-call rule
@@ -273,30 +244,17 @@ impl Cache {
             .filter(|_| policy.slow_call_limit.is_some())
             .and_then(|d| convert::std_duration(d).ok())
             .map_or(0, |d| nanos(d).max(1));
-        self.slow_call_nanos.store(slow, Ordering::Relaxed);
+        self.pending.set_slow_call_nanos(slow);
     }
 
     /// A SUCCESS of a permit admitted in `generation` that took `duration`: counted, or,
     /// when slow under the daemon's rule, queued with its duration. `false` when the queue
     /// is full and the outcome is dropped.
+    #[inline]
     pub(crate) fn success_timed(&self, generation: u64, duration: Option<Duration>) -> bool {
-        match (self.slow_call_duration(), duration) {
-            (Some(slow), Some(took)) if took >= slow => {
-                let mut queue = lock(&self.slow);
-                if queue.len() >= MAX_SLOW_PENDING {
-                    return false;
-                }
-                queue.push((generation, took));
-                if queue.len().is_multiple_of(FLUSH_AT as usize) {
-                    self.flush_now.notify_one();
-                }
-                true
-            }
-            _ => {
-                self.success(generation);
-                true
-            }
-        }
+        self.pending.success_timed(generation, duration, || {
+            self.word.load(Ordering::Acquire) >> MODE_BITS
+        })
     }
 
     fn now(&self) -> u64 {
@@ -428,15 +386,9 @@ impl Cache {
         self.drop_pending();
     }
 
-    /// Drops every pending success, counted for the next send to report lost (the slow
-    /// successes, listed one by one with their durations, too).
+    /// Drops every pending success, counted for the next send to report lost.
     fn drop_pending(&self) {
-        let pending: u64 = self
-            .take("")
-            .iter()
-            .map(|b| b.successes + b.outcomes.len() as u64)
-            .sum();
-        self.dropped.fetch_add(pending, Ordering::Relaxed);
+        self.pending.drop_all();
     }
 
     /// A transition, from the stream or an answer. An older one changes nothing.
@@ -453,7 +405,7 @@ impl Cache {
 
     /// The status and generation a batch's answer reports, with the transition it
     /// carried.
-    fn answered(&self, r: &v1::OutcomeBatchResult, transition: Option<&Transition>) {
+    pub(crate) fn answered(&self, r: &v1::OutcomeBatchResult, transition: Option<&Transition>) {
         if let Some(t) = transition {
             self.transition(t);
         }
@@ -485,115 +437,24 @@ impl Cache {
         });
     }
 
-    /// Counts a SUCCESS of a permit admitted in `generation`, on this thread's stripe.
-    #[inline]
-    pub(crate) fn success(&self, generation: u64) {
-        let tag = tag(generation);
-        let stripe = &self.successes[stripe::index()];
-        let mut w = stripe.load(Ordering::Relaxed);
-        while w & !COUNT_MASK == tag {
-            match stripe.compare_exchange_weak(w, w + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => {
-                    if (w + 1) & COUNT_MASK == FLUSH_AT {
-                        self.flush_now.notify_one();
-                    }
-                    return;
-                }
-                Err(now) => w = now,
-            }
-        }
-        self.success_elsewhere(generation);
+    /// Takes every pending success, oldest generations first, as batches for `name`.
+    pub(crate) fn take(&self, name: &str) -> Vec<v1::OutcomeBatch> {
+        self.pending.take(name)
     }
 
-    /// A success of another generation than the counters': the counters move on to a
-    /// newer (or the current) generation; a late one is kept aside.
-    #[cold]
-    fn success_elsewhere(&self, generation: u64) {
-        let mut t = lock(&self.tally);
-        // The tags change only under this lock, all together: every stripe is tagged
-        // with `t.generation` whenever the lock is free.
-        let stripe = &self.successes[stripe::index()];
-        if stripe.load(Ordering::Relaxed) & !COUNT_MASK == tag(generation) {
-            stripe.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let current = self.word.load(Ordering::Acquire) >> MODE_BITS;
-        if generation > t.generation || generation == current {
-            // Each stripe's count is taken with its retagging in one step: an increment
-            // lands before it (and is taken here) or fails its exchange and retries.
-            let before: u64 = self
-                .successes
-                .iter()
-                .map(|s| s.swap(tag(generation), Ordering::Relaxed) & COUNT_MASK)
-                .sum();
-            stripe.fetch_add(1, Ordering::Relaxed);
-            let previous = t.generation;
-            add(&mut t.older, previous, before);
-            t.generation = generation;
-        } else {
-            add(&mut t.older, generation, 1);
-        }
+    /// How many pending outcomes were dropped (their life ended) since the last call.
+    pub(crate) fn take_dropped(&self) -> u64 {
+        self.pending.take_dropped()
     }
 
-    /// Takes every pending success, oldest generations first.
-    fn take(&self, name: &str) -> Vec<v1::OutcomeBatch> {
-        let mut t = lock(&self.tally);
-        let counted: u64 = self
-            .successes
-            .iter()
-            .map(|s| s.fetch_and(!COUNT_MASK, Ordering::Relaxed) & COUNT_MASK)
-            .sum();
-        let generation = t.generation;
-        let mut taken = std::mem::take(&mut t.older);
-        add(&mut taken, generation, counted);
-        drop(t);
-        let mut batches: Vec<v1::OutcomeBatch> = taken
-            .into_iter()
-            .map(|(generation, successes)| v1::OutcomeBatch {
-                durations: Vec::new(),
-                name: name.to_owned(),
-                generation,
-                successes,
-                outcomes: Vec::new(),
-            })
-            .collect();
-        // Each slow success is listed with its duration, in its generation's batch.
-        let slow = std::mem::take(&mut *lock(&self.slow));
-        for (generation, took) in slow {
-            let at = match batches.iter().position(|b| b.generation == generation) {
-                Some(at) => at,
-                None => {
-                    batches.push(v1::OutcomeBatch {
-                        durations: Vec::new(),
-                        name: name.to_owned(),
-                        generation,
-                        successes: 0,
-                        outcomes: Vec::new(),
-                    });
-                    batches.len() - 1
-                }
-            };
-            let b = &mut batches[at];
-            b.outcomes.push(v1::Outcome::Success as i32);
-            b.durations.push(convert::duration(took));
-        }
-        batches.sort_by_key(|b| b.generation);
-        batches
+    /// Waits until the pending outcomes should be sent before the flush interval ends.
+    pub(crate) async fn flush_wanted(&self) {
+        self.pending.flush_wanted().await;
     }
 
     /// How many decisions this cache took (see `Protector::decisions`).
     pub(crate) fn decisions(&self) -> &stripe::Counter {
         &self.decisions
-    }
-}
-
-fn add(counts: &mut Vec<(u64, u64)>, generation: u64, n: u64) {
-    if n == 0 || generation == 0 {
-        return;
-    }
-    match counts.iter_mut().find(|(g, _)| *g == generation) {
-        Some((_, count)) => *count += n,
-        None => counts.push((generation, n)),
     }
 }
 
@@ -642,237 +503,5 @@ impl Follower for Cache {
 
     fn interrupted(&self) {
         self.unsynced();
-    }
-}
-
-/// The outcome a report sends after the pending successes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Last {
-    pub(crate) generation: u64,
-    pub(crate) outcome: Outcome,
-    /// How long the call took, when measured.
-    pub(crate) duration: Option<Duration>,
-}
-
-/// What a cached protector's reports need.
-#[derive(Debug, Clone)]
-pub(crate) struct Reporter {
-    pub(crate) name: String,
-    pub(crate) connection: Arc<Connection>,
-    pub(crate) cache: Arc<Cache>,
-    pub(crate) notifier: Arc<Notifier>,
-}
-
-impl Reporter {
-    /// Sends the pending successes and, if given, one more outcome of `generation`, with
-    /// its duration when the call was measured. Answers the result of the last batch,
-    /// when the daemon answered it.
-    pub(crate) async fn send(&self, last: Option<Last>) -> Option<v1::OutcomeBatchResult> {
-        let _sending = self.cache.sending.lock().await;
-        let stats = &self.connection.stats;
-        let dropped = self.cache.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            Stats::add(&stats.batched_lost, dropped);
-            tracing::warn!(name = %self.name, outcomes = dropped, "successes of a life of the protector that ended (deleted, or created again) are dropped");
-        }
-        let mut batches = self.cache.take(&self.name);
-        if let Some(Last {
-            generation,
-            outcome,
-            duration,
-        }) = last
-        {
-            let outcome = v1::Outcome::from(outcome) as i32;
-            let b = match batches.last_mut().filter(|b| b.generation == generation) {
-                Some(b) => b,
-                None => {
-                    batches.push(v1::OutcomeBatch {
-                        durations: Vec::new(),
-                        name: self.name.clone(),
-                        generation,
-                        successes: 0,
-                        outcomes: Vec::new(),
-                    });
-                    batches.last_mut().expect("just pushed")
-                }
-            };
-            // Durations go by position: only when every outcome listed before has one
-            // (they are all slow successes, each with its duration).
-            if let Some(d) = duration.filter(|_| b.durations.len() == b.outcomes.len()) {
-                b.durations.push(convert::duration(d));
-            }
-            b.outcomes.push(outcome);
-        }
-        if batches.is_empty() {
-            return None;
-        }
-        let outcomes: u64 = batches
-            .iter()
-            .map(|b| b.successes + b.outcomes.len() as u64)
-            .sum();
-        let timeout = self.connection.config.request_timeout;
-        let why = if self.connection.link.is_down() {
-            "the link to the daemon is down".to_owned()
-        } else {
-            // Cloned for each replica asked: one, unless the current one cannot be reached.
-            let send = self
-                .connection
-                .ask(timeout, |replica| replica.report_batch(batches.clone()));
-            match send.await {
-                Ok(answer) => {
-                    for r in &answer.results {
-                        if let Some(e) = &r.error {
-                            tracing::warn!(name = %self.name, code = e.code, message = %e.message, "the daemon refused a batch of outcomes");
-                            continue;
-                        }
-                        Stats::add(&stats.batched_accepted, r.accepted);
-                        Stats::add(&stats.batched_stale, r.stale);
-                        let transition = r.transition.as_ref().and_then(|t| convert::transition(t).ok());
-                        self.cache.answered(r, transition.as_ref());
-                        if let Some(t) = transition {
-                            let change = StatusChange::announced(&self.name, &t);
-                            self.notifier.transition(change, answer.revision);
-                        }
-                    }
-                    return answer.results.into_iter().last();
-                }
-                Err(why) => why.to_string(),
-            }
-        };
-        Stats::add(&stats.batched_lost, outcomes);
-        tracing::warn!(name = %self.name, outcomes, why, "outcomes of locally admitted calls could not reach the daemon");
-        None
-    }
-
-    /// Sends pending successes every [`FLUSH_INTERVAL`], or at once past [`FLUSH_AT`],
-    /// until aborted.
-    pub(crate) async fn flush_forever(self) {
-        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = self.cache.flush_now.notified() => {}
-            }
-            self.send(None).await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use resilient_circuit_api::v1;
-
-    use super::{CLOCK_EVERY, Cache, clock_due};
-
-    fn pending(cache: &Cache) -> Vec<(u64, u64)> {
-        cache
-            .take("p")
-            .iter()
-            .map(|b| (b.generation, b.successes))
-            .collect()
-    }
-
-    /// The protector as created at `mod_revision`: CLOSED, generation 1.
-    fn created(mod_revision: u64) -> v1::Protector {
-        v1::Protector {
-            generation: 1,
-            status: v1::Status::Closed as i32,
-            mod_revision,
-            ..v1::Protector::default()
-        }
-    }
-
-    #[test]
-    fn successes_of_a_life_that_ended_are_dropped_whichever_news_comes_first() {
-        let cache = Cache::new(Duration::from_secs(2));
-        cache.snapshot(&created(1), true);
-        // Deleted at revision 5, the stream says so first: the old life's successes go.
-        (0..3).for_each(|_| cache.success(1));
-        cache.deleted(5);
-        assert_eq!(pending(&cache), vec![]);
-        // Created again at 6 (an EnsureProtector's answer); a success of the new life.
-        cache.snapshot(&created(6), true);
-        cache.success(1);
-        // The stream's news of revisions the model has passed changes nothing.
-        cache.deleted(5);
-        cache.snapshot(&created(6), true);
-        assert_eq!(pending(&cache), vec![(1, 1)]);
-        // Deleted at 7 and created at 8: the answer re-creating it comes before the
-        // stream's DELETED, which must not take the new life's success with it.
-        cache.success(1);
-        cache.snapshot(&created(8), true);
-        cache.success(1);
-        cache.deleted(7);
-        assert_eq!(pending(&cache), vec![(1, 1)], "the new life's success stays");
-        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
-    }
-
-    #[test]
-    fn another_daemon_history_drops_pending_successes_and_starts_lives_over() {
-        let cache = Cache::new(Duration::from_secs(2));
-        cache.synced(1);
-        cache.snapshot(&created(900), true);
-        (0..3).for_each(|_| cache.success(1));
-        // The daemon restarted without its state: SYNCED of another history. Its
-        // generation 1 is not the old one's: the pending successes go.
-        cache.synced(2);
-        assert_eq!(pending(&cache), vec![]);
-        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
-        // Its revisions start over: a creation at revision 4 (below the old life's 900)
-        // is a new life, which drops what was counted before it.
-        cache.success(1);
-        cache.snapshot(&created(4), true);
-        assert_eq!(pending(&cache), vec![]);
-        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
-        // The same history again changes nothing.
-        cache.success(1);
-        cache.synced(2);
-        assert_eq!(pending(&cache), vec![(1, 1)]);
-    }
-
-    #[test]
-    fn slow_successes_of_a_life_that_ended_are_counted_lost_too() {
-        let cache = Cache::new(Duration::from_secs(2));
-        cache.learn_policy(Some(&v1::Policy {
-            slow_call_duration: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
-            slow_call_limit: Some(v1::Fraction {
-                numerator: 1,
-                denominator: 2,
-            }),
-            ..v1::Policy::default()
-        }));
-        cache.snapshot(&created(1), true);
-        // Two quick successes are counted, two slow ones listed with their durations.
-        for took in [1, 2, 1500, 3000] {
-            assert!(cache.success_timed(1, Some(Duration::from_millis(took))));
-        }
-        cache.deleted(2);
-        assert!(cache.take("p").is_empty(), "nothing of the old life is sent");
-        assert_eq!(cache.dropped.load(std::sync::atomic::Ordering::Relaxed), 4);
-    }
-
-    #[test]
-    fn the_clock_is_read_for_each_protector_however_a_thread_interleaves_them() {
-        // Runs of one protector, strict alternation, and uneven mixes: per protector, no
-        // more than CLOCK_EVERY - 1 admissions go by without a clock read.
-        let patterns: [&dyn Fn(u32) -> usize; 3] = [&|i| (i / 100) as usize % 2, &|i| i as usize % 2, &|i| {
-            usize::from(i % 3 == 0)
-        }];
-        for (p, pick) in patterns.iter().enumerate() {
-            let mut unchecked = [0u32; 2];
-            for i in 0..20 * CLOCK_EVERY {
-                let which = pick(i);
-                // Two distinct addresses stand for two protectors.
-                if clock_due(0x1000 + which * 64) {
-                    unchecked[which] = 0;
-                } else {
-                    unchecked[which] += 1;
-                }
-                assert!(unchecked[which] < CLOCK_EVERY, "pattern {p}, admission {i}");
-            }
-        }
     }
 }

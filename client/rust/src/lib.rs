@@ -58,8 +58,9 @@
 //! - [`protector`]: [`Protector`], the handle that acquires, runs and reports a call, its
 //!   [`ProtectorBuilder`], the two-step [`CallPermit`], its [`Fallback`] when the daemon
 //!   is down or slow, and [`StatusChange`] notifications.
+//! - `batches` (private): a cached protector's batched reports, and its flusher.
 //! - `cached` (private): the local decisions of a cached protector (see
-//!   [`ProtectorBuilder::cached`]) and its batched reports.
+//!   [`ProtectorBuilder::cached`]) and the outcomes waiting for the next batch.
 //! - `watcher` (private): the Watch task and the exactly-once notifier.
 //! - `transport` (private): every RPC the client makes, to one replica of the daemon
 //!   per address given ([`Client::builder_many`]), Acquire and Report on the
@@ -73,6 +74,7 @@
 //! the one lock helper.
 
 pub mod backoff;
+mod batches;
 mod cached;
 pub mod client;
 pub mod error;

@@ -51,6 +51,12 @@ impl ProtectorBuilder {
     /// [`ClientStats::batched_stale`](crate::ClientStats::batched_stale)). The window
     /// lasts as long as the Watch delivery (BENCHMARKS.md has the figures), at worst the
     /// staleness bound.
+    ///
+    /// Slow calls: while the daemon's policy has a slow-call rule, a local permit
+    /// measures its call, and a success at or above the rule's duration is sent with
+    /// its duration in the next batch (at most 10,000 wait; past that they are counted
+    /// in [`ClientStats::batched_lost`](crate::ClientStats::batched_lost)). Without the
+    /// rule no clock is read on the local path.
     pub fn cached(mut self, cached: bool) -> Self {
         self.cached = cached.then(|| self.cached.unwrap_or(DEFAULT_CACHED_STALENESS));
         self

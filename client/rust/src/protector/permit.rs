@@ -9,7 +9,7 @@ use resilient_circuit_api::v1;
 use resilient_circuit_breaker::{self as breaker, Outcome, Status};
 
 use super::state::{Hold, Inner};
-use crate::cached::Last;
+use crate::batches::Last;
 use crate::transport::Stats;
 
 /// How a permit's report ended.
@@ -54,7 +54,7 @@ enum Network {
 /// history) is measured from the moment the permit was handed out to its
 /// [`resolve`](Self::resolve), unless the caller gives its own with
 /// [`resolve_timed`](Self::resolve_timed). A cached protector's local permit measures only
-/// while the daemon's policy has a slow-call rule (see [`crate::cached`]).
+/// while the daemon's policy has a slow-call rule (see [`ProtectorBuilder::cached`](crate::ProtectorBuilder::cached)).
 #[must_use = "resolve the permit with success(), failure() or ignore(); dropping it reports IGNORED"]
 #[derive(Debug)]
 pub struct CallPermit {

@@ -9,7 +9,8 @@ use resilient_circuit_breaker::Policy as ProtectorPolicy;
 use tokio::task::AbortHandle;
 
 use super::fallback::{Fallback, LocalMachine};
-use crate::cached::{Cache, Reporter};
+use crate::batches::Reporter;
+use crate::cached::Cache;
 use crate::stripe::{self, Padded};
 use crate::sync::lock;
 use crate::transport::{Connection, Replica};

@@ -40,7 +40,8 @@
 //!   to their end).
 //! - [`registry`]: the map of protectors, and what services call: runs the machine,
 //!   commits its changes, answers with the revision, opens Watch streams
-//!   (`registry/persist.rs`: what it journals, the batch flush, snapshots, recovery;
+//!   (`registry/admin.rs`: creation, the operator's changes, deletion;
+//!   `registry/persist.rs`: what it journals, the batch flush, snapshots, recovery;
 //!   `registry/read.rs`: reads, pages and watches; `registry/answers.rs`: its answers;
 //!   `registry/batch.rs`: ReportBatch in bounded chunks; `registry/release.rs`: the
 //!   trial permits of calls dropped before their answer).

@@ -9,8 +9,9 @@
 //!
 //! Layout (this module only declares its parts and re-exports them; no part imports it):
 //! `types` the settings and their defaults, `error` what loading can refuse, `args` the
-//! command line and environment, `file` the TOML shape, `load` the precedence and the rules,
-//! `reload` the `[[protectors]]` read again on SIGHUP.
+//! command line and environment, `file` the TOML shape, `load` the precedence and the rules
+//! (`load/sections` those of `[cluster]` and `[connections]`), `reload` the
+//! `[[protectors]]` read again on SIGHUP.
 
 mod args;
 mod error;

@@ -294,8 +294,9 @@ impl Replica {
                 Err(status) => return Err(status),
             }
         }
-        self.rpc()
-            .report(request(permit))
+        // Boxed: the unary call's future is eight times the size of the Session's, and
+        // every Report's future would carry it whichever transport it takes.
+        Box::pin(self.rpc().report(request(permit)))
             .await
             .map(tonic::Response::into_inner)
     }

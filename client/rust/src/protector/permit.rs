@@ -346,7 +346,7 @@ fn report_in_process(
     }
 }
 
-async fn report_to_daemon(
+pub(super) async fn report_to_daemon(
     protector: &Inner,
     permit: v1::Permit,
     outcome: Outcome,

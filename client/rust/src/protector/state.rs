@@ -171,14 +171,16 @@ impl Inner {
 
     /// Asks the daemon, ensuring the protector first when the daemon does not know it.
     pub(super) async fn ask(&self, replica: &Replica) -> Result<v1::AcquireResponse, tonic::Status> {
+        // The ensure is rare and its unary call's future is ten times the size of the
+        // Acquire's: boxed, so that every Acquire's future does not carry (and move) it.
         if !self.ensured.load(Ordering::Acquire) {
-            self.ensure(replica).await?;
+            Box::pin(self.ensure(replica)).await?;
         }
         match replica.acquire(&self.name).await {
             Err(status) if status.code() == tonic::Code::NotFound => {
                 self.ensured.store(false, Ordering::Release);
                 tracing::info!(name = %self.name, "the daemon does not know the protector; ensuring it again");
-                self.ensure(replica).await?;
+                Box::pin(self.ensure(replica)).await?;
                 replica.acquire(&self.name).await
             }
             other => other,

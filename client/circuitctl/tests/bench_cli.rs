@@ -156,20 +156,42 @@ fn a_tripping_workload_counts_the_daemons_transitions() {
     assert!(report.get("ratio_to_baseline").is_none(), "{report:#}");
 }
 
-#[test]
-fn cached_mode_decides_in_the_client_library() {
+/// A short run of `mode` (cached or library) on a daemon of its own, checked for what
+/// both report; the daemon stays up for the caller to inspect.
+fn library_run(mode: &str) -> (BlockingDaemon, Value) {
     let served = BlockingDaemon::start();
-    let mut args = vec!["--mode", "cached"];
+    let mut args = vec!["--mode", mode];
     args.extend(SHORT);
     let report = bench_json(&served, &args);
-    assert_eq!(report["mode"], "cached");
+    assert_eq!(report["mode"], mode);
     assert_eq!(report["errors"], 0, "{report:#}");
     for field in ["decisions_per_sec", "p50_us", "p99_us", "p999_us"] {
         positive(&report, field);
     }
+    (served, report)
+}
+
+#[test]
+fn cached_mode_decides_in_the_client_library() {
+    let (_served, report) = library_run("cached");
     assert!(report["batched_accepted"].is_u64(), "{report:#}");
     // What the clock adds to each figure, reported beside them.
     positive(&report, "timer_floor_p50_ns");
+}
+
+#[test]
+fn library_mode_asks_the_daemon_through_the_client_library() {
+    let (served, report) = library_run("library");
+    // Every decision was the daemon's: none batched, none left to a fallback.
+    assert_eq!(report["batched_accepted"], 0, "{report:#}");
+    assert_eq!(report["fallback_decisions"], 0, "{report:#}");
+    let decisions = positive(&report, "decisions");
+    // The daemon admitted each of them itself (in cached mode it would have seen none).
+    let counters = served.inspect("bench-0").counters.expect("counters");
+    assert!(
+        counters.admitted as f64 >= decisions,
+        "{counters:?} for {decisions} decisions"
+    );
 }
 
 #[test]

@@ -12,8 +12,11 @@ use clap::ValueEnum;
 pub struct Args {
     /// unary: Acquire then Report as two calls; session: both pipelined on Session
     /// streams; cached: the client library's protectors in cached mode (local decisions,
-    /// batched successes; its baseline is the unary one); echo: the baseline alone (in
-    /// the unary shape); watch: how long SetStatus takes to reach --watchers Watch streams.
+    /// batched successes; its baseline is the unary one); library: the client library's
+    /// protectors without cached mode, every decision asked of the daemon on the
+    /// library's default transport, one Session stream (its baseline is the session one);
+    /// echo: the baseline alone (in the unary shape); watch: how long SetStatus takes to
+    /// reach --watchers Watch streams.
     #[arg(long, value_enum, default_value_t = Mode::Unary)]
     pub mode: Mode,
     /// Decisions in flight at once, across all connections.
@@ -92,6 +95,8 @@ pub enum Mode {
     Session,
     /// The client library's cached mode.
     Cached,
+    /// The client library, every decision asked of the daemon.
+    Library,
     /// The echo baseline only.
     Echo,
     /// Transitions fanned out to Watch streams.
@@ -105,6 +110,7 @@ impl Mode {
             Mode::Unary => "unary",
             Mode::Session => "session",
             Mode::Cached => "cached",
+            Mode::Library => "library",
             Mode::Echo => "echo",
             Mode::Watch => "watch",
         }

@@ -23,16 +23,17 @@
 //! - `plan`: one run: connecting, preparing the protectors, opening the streams, counting
 //!   the daemon's transitions.
 //! - `tally`: the measured window, the counters and latencies, the workload.
-//! - `unary`, `pipeline` and `cached`: the three shapes of decisions.
+//! - `unary`, `pipeline` and `library`: the shapes of decisions (`library`: through the
+//!   client library, cached or not).
 //! - `watch`: the fan-out of transitions to watchers, with figures of its own.
 //! - `baseline`: the echo server; [`echo`], its generated code.
 //! - `report`: how a run's result looks.
 
 pub mod args;
 mod baseline;
-mod cached;
 pub mod daemon;
 pub mod error;
+mod library;
 mod pipeline;
 mod plan;
 mod report;
@@ -78,13 +79,13 @@ pub async fn run_with(
     tls: Option<tonic::transport::ClientTlsConfig>,
     credentials: Credentials,
 ) -> Result<(), Error> {
-    if tls.is_some() && matches!(args.mode, Mode::Watch | Mode::Cached) {
+    if tls.is_some() && matches!(args.mode, Mode::Watch | Mode::Cached | Mode::Library) {
         return Err(Error::other(format!(
             "bench --mode {} does not speak TLS yet: use unary or session, or a plaintext listener",
             args.mode.word()
         )));
     }
-    if credentials.is_set() && matches!(args.mode, Mode::Watch | Mode::Cached) {
+    if credentials.is_set() && matches!(args.mode, Mode::Watch | Mode::Cached | Mode::Library) {
         return Err(Error::other(format!(
             "bench --mode {} does not send a token yet: use unary or session, or a daemon without --tokens",
             args.mode.word()

@@ -23,11 +23,11 @@ use tonic::transport::ClientTlsConfig;
 
 use crate::args::{Args, Mode};
 use crate::baseline::EchoServer;
-use crate::cached;
 use crate::daemon::{Credentials, Transport, connect_with, within};
 use crate::echo::echo_service_client::EchoServiceClient;
 use crate::echo::{EchoRequest, EchoResponse};
 use crate::error::Error;
+use crate::library;
 use crate::pipeline::{self, EchoStream, Session};
 use crate::tally::{self, Tally, Window, Workload};
 use crate::unary::{self, Target};
@@ -151,7 +151,8 @@ impl Plan {
         let uri = server.uri();
         let result = async {
             let channels = self.connect(&uri, None, &Credentials::default()).await?;
-            let tally = if mode == Mode::Session {
+            // The library's default transport is one Session stream.
+            let tally = if matches!(mode, Mode::Session | Mode::Library) {
                 let opened = self.open_streams(&uri, &channels, Server::Echo).await?;
                 self.pipelined(opened).await
             } else {
@@ -173,12 +174,13 @@ impl Plan {
         })
     }
 
-    /// The daemon at `addr`, in unary, session or cached mode.
+    /// The daemon at `addr`, in unary, session, cached or library mode.
     pub async fn against_daemon(&self, mode: Mode, addr: &str) -> Result<Measured, Error> {
         let channels = self.connect(addr, self.tls.as_ref(), &self.credentials).await?;
         self.ensure(addr, &channels[0]).await?;
-        let library = if mode == Mode::Cached {
-            Some(cached::prepare(addr, &self.workload, &self.policy, self.timeout).await?)
+        let library = if matches!(mode, Mode::Cached | Mode::Library) {
+            let cached = mode == Mode::Cached;
+            Some(library::prepare(addr, &self.workload, &self.policy, self.timeout, cached).await?)
         } else {
             None
         };
@@ -201,7 +203,7 @@ impl Plan {
             })
         });
         let tally = if let Some((_, protectors)) = &library {
-            cached::run(protectors, &self.workload, window).await
+            library::run(protectors, &self.workload, window).await
         } else if mode == Mode::Session {
             self.pipelined_in(opened, window).await
         } else {

@@ -79,6 +79,7 @@ impl Summary<'_> {
             Mode::Echo => "two unary Echo calls",
             Mode::Watch => "a Watch delivery",
             Mode::Cached => "the library's acquire + resolve, cached",
+            Mode::Library => "the library's acquire + resolve, through the daemon",
         };
         let mut out = format!(
             "bench {}: {} in flight on {}, {}, {} measured after {} warmup\n",
@@ -96,7 +97,7 @@ impl Summary<'_> {
             m.tally.rejected,
             m.tally.errors,
         );
-        let what = if a.acquire_only && a.mode != Mode::Cached {
+        let what = if a.acquire_only && !matches!(a.mode, Mode::Cached | Mode::Library) {
             "one Acquire, not reported"
         } else {
             what
@@ -112,7 +113,7 @@ impl Summary<'_> {
             out += &format!("  {key:<15} {value:>12}\n");
         }
         if let Some(b) = self.baseline {
-            let shape = if a.mode == Mode::Session {
+            let shape = if matches!(a.mode, Mode::Session | Mode::Library) {
                 "two messages on an EchoStream"
             } else {
                 "two unary Echo calls"

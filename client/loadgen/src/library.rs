@@ -1,7 +1,9 @@
-//! The cached shape: decisions taken by the client library in this process, with
-//! protectors built in cached mode, each worker acquiring and resolving permits as an
-//! application would. Latency here is the library's own: a local decision costs
-//! nanoseconds, so the figure shows what the application pays per call, not a round trip.
+//! Decisions through the client library, each worker acquiring and resolving permits as
+//! an application would. In cached mode the protectors decide in this process: latency
+//! is then the library's own (a local decision costs nanoseconds), what the application
+//! pays per call, not a round trip. Without it every decision is asked of the daemon on
+//! the library's own transport, so the figure includes what the library adds to the
+//! round trip.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,12 +19,14 @@ use crate::tally::{Tally, Window, Workload};
 /// without a yield a worker would keep its thread from the Watch streams and flushers.
 const DECISIONS_PER_YIELD: u64 = 256;
 
-/// A client on `addr` and one cached protector per name, each synced with the daemon.
+/// A client on `addr` and one protector per name, in cached mode (each synced with the
+/// daemon) when `cached`.
 pub async fn prepare(
     addr: &str,
     workload: &Workload,
     policy: &v1::Policy,
     timeout: Duration,
+    cached: bool,
 ) -> Result<(Client, Arc<[Protector]>), Error> {
     let policy = resilient_circuit_api::convert::policy(policy)
         .map_err(|e| Error::other(format!("the bench policy: {e}")))?;
@@ -35,19 +39,19 @@ pub async fn prepare(
         let build = client
             .protector_builder(name.clone())
             .policy(policy)
-            .cached(true)
+            .cached(cached)
             .build();
         let protector = tokio::time::timeout(timeout, build)
             .await
             .map_err(|_| Error::other(format!("{name}: not ready within {timeout:?}")))?
-            .map_err(|e| Error::because(format!("{name}: cannot build the cached protector"), e))?;
+            .map_err(|e| Error::because(format!("{name}: cannot build the protector"), e))?;
         protectors.push(protector);
     }
     Ok((client, protectors.into()))
 }
 
-/// Runs `workload.concurrency` workers on the cached protectors (`protectors[i]` is the
-/// one named `workload.names[i]`).
+/// Runs `workload.concurrency` workers on the protectors (`protectors[i]` is the one named
+/// `workload.names[i]`).
 pub async fn run(protectors: &Arc<[Protector]>, workload: &Workload, window: Window) -> Tally {
     let mut workers = JoinSet::new();
     for worker in 0..workload.concurrency {

@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 use crate::error::Error;
 use crate::tally::{Tally, Window, Workload};
 
-/// Local decisions a worker takes between yields: a local decision never waits, so
-/// without a yield a worker would keep its thread from the Watch streams and flushers.
+/// Decisions a worker takes between yields. A cached protector's local decision never
+/// waits, so without a yield a worker would keep its thread from the Watch streams and
+/// flushers; a decision asked of the daemon yields on its own while it waits.
 const DECISIONS_PER_YIELD: u64 = 256;
 
 /// A client on `addr` and one protector per name, in cached mode (each synced with the

@@ -89,23 +89,23 @@ impl Pending {
         duration: Option<Duration>,
         current: impl FnOnce() -> u64,
     ) -> bool {
-        match (self.slow_call_duration(), duration) {
-            (Some(slow), Some(took)) if took >= slow => {
-                let mut queue = lock(&self.slow);
-                if queue.len() >= MAX_SLOW_PENDING {
-                    return false;
-                }
-                queue.push((generation, took));
-                if queue.len().is_multiple_of(FLUSH_AT as usize) {
-                    self.flush_now.notify_one();
-                }
-                true
+        // An unmeasured call (no slow-call rule when its permit was handed out) is
+        // counted without reading the rule again.
+        if let Some(took) = duration
+            && self.slow_call_duration().is_some_and(|slow| took >= slow)
+        {
+            let mut queue = lock(&self.slow);
+            if queue.len() >= MAX_SLOW_PENDING {
+                return false;
             }
-            _ => {
-                self.success(generation, current);
-                true
+            queue.push((generation, took));
+            if queue.len().is_multiple_of(FLUSH_AT as usize) {
+                self.flush_now.notify_one();
             }
+            return true;
         }
+        self.success(generation, current);
+        true
     }
 
     /// Counts a SUCCESS of a permit admitted in `generation`, on this thread's stripe.

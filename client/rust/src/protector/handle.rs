@@ -352,14 +352,12 @@ impl Future for Acquire<'_> {
             }
             this.state = Asking::Daemon(Box::pin(protector.ask_daemon()));
         }
-        match &mut this.state {
-            Asking::Daemon(asking) => {
-                let answer = std::task::ready!(asking.as_mut().poll(cx));
-                this.state = Asking::Done;
-                Poll::Ready(answer)
-            }
-            Asking::Start(_) | Asking::Done => panic!("`Acquire` polled after it completed"),
-        }
+        let Asking::Daemon(asking) = &mut this.state else {
+            panic!("`Acquire` polled after it completed");
+        };
+        let answer = std::task::ready!(asking.as_mut().poll(cx));
+        this.state = Asking::Done;
+        Poll::Ready(answer)
     }
 }
 

@@ -254,28 +254,23 @@ impl Future for Resolve {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resolved> {
         let this = &mut *self;
-        if let Reporting::Start { .. } = this.state {
-            let Reporting::Start {
+        match std::mem::replace(&mut this.state, Reporting::Done) {
+            Reporting::Start {
                 permit,
                 outcome,
                 timed,
-            } = std::mem::replace(&mut this.state, Reporting::Done)
-            else {
-                unreachable!("matched just above");
-            };
-            match permit.report(outcome, timed) {
+            } => match permit.report(outcome, timed) {
                 Ok(resolved) => return Poll::Ready(resolved),
                 Err(remote) => this.state = Reporting::Remote(remote),
-            }
+            },
+            state => this.state = state,
         }
-        match &mut this.state {
-            Reporting::Remote(remote) => {
-                let resolved = std::task::ready!(remote.as_mut().poll(cx));
-                this.state = Reporting::Done;
-                Poll::Ready(resolved)
-            }
-            Reporting::Start { .. } | Reporting::Done => panic!("`Resolve` polled after it completed"),
-        }
+        let Reporting::Remote(remote) = &mut this.state else {
+            panic!("`Resolve` polled after it completed");
+        };
+        let resolved = std::task::ready!(remote.as_mut().poll(cx));
+        this.state = Reporting::Done;
+        Poll::Ready(resolved)
     }
 }
 

@@ -42,10 +42,18 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Flags that clap takes one by one but that cannot run together: usage errors too.
+    if let cli::Command::Bench(args) = &cli.command
+        && let Some(why) = args.conflict()
+    {
+        cli::Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit();
+    }
     // The load generator needs every core (unless told otherwise); each other command is
     // a few calls.
     let mut builder = match &cli.command {

@@ -106,6 +106,56 @@ fn session_reports_its_figures_and_the_baseline_ratio() {
 }
 
 #[test]
+fn rounds_take_turns_with_the_echo_and_sum_the_slices() {
+    let served = BlockingDaemon::start();
+    for mode in ["session", "unary"] {
+        let mut args = vec!["--mode", mode, "--baseline", "--rounds", "3"];
+        args.extend(SHORT);
+        let report = bench_json(&served, &args);
+        // Three slices of 100 ms each side, summed: the same window as one run.
+        check_short_run_with_baseline(&report, mode);
+        assert_eq!(report["rounds"], 3, "{report:#}");
+    }
+    let mut args = vec!["--mode", "session", "--baseline"];
+    args.extend(SHORT);
+    assert_eq!(bench_json(&served, &args)["rounds"], 1);
+    let (stdout, _) = run(
+        bench(&served, &["--mode", "session", "--baseline", "--rounds", "2"]).args(SHORT),
+        0,
+    );
+    assert!(
+        stdout.contains("echo and daemon in turns, 150ms slices each"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn rounds_that_cannot_take_turns_are_usage_errors() {
+    let served = BlockingDaemon::start();
+    let rows: [(&[&str], &str); 4] = [
+        (&["--mode", "session", "--rounds", "2"], "add --baseline"),
+        (
+            &["--mode", "cached", "--baseline", "--rounds", "2"],
+            "unary and session modes, not cached",
+        ),
+        (
+            &["--mode", "echo", "--baseline", "--rounds", "2"],
+            "unary and session modes, not echo",
+        ),
+        (
+            &["--mode", "session", "--baseline", "--rounds", "4"],
+            "cut into 4 rounds leaves slices under 100ms",
+        ),
+    ];
+    for (bad, expected) in rows {
+        let (_, stderr) = run(bench(&served, bad).args(SHORT), 2);
+        assert!(stderr.contains(expected), "{bad:?}: {stderr}");
+    }
+    let (_, stderr) = run(&mut bench(&served, &["--rounds", "0"]), 2);
+    assert!(stderr.contains("--rounds"), "{stderr}");
+}
+
+#[test]
 fn client_threads_sets_the_load_generators_runtime() {
     let served = BlockingDaemon::start();
     let mut args = vec!["--mode", "session", "--baseline", "--client-threads", "1"];

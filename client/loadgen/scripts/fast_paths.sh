@@ -8,6 +8,9 @@
 # PARTS (default "session cached python") which sets to run; RUNS (default 3, at most 9) how many
 # runs of each shape. BEFORE=DIR interleaves the Session runs with the daemon in DIR (e.g. a copy of
 # an older build), each logged as inflight=N/before, so a comparison sees the same machine state.
+# ROUNDS=N runs each Session set with `bench --rounds N`: the echo and the daemon take turns in N slices
+# of the window, each after its own 1 s warmup, so both see the same moments of the machine (unset: one
+# echo run, then one daemon run, as every set before the tenth pass).
 # CLIENT_THREADS=N runs the Session sets with `bench --client-threads N` (1: the steadier instrument of the
 # fifth pass; unset: one worker per core, as every earlier set).
 # Coordinates with other benchmarks through /tmp/bench.lock, as the earlier sets did.
@@ -34,7 +37,8 @@ session() { # $1: in flight, $2: run, $3: the daemon's directory, $4: the label'
   start "$3"
   load=$(cut -d' ' -f1 /proc/loadavg)
   out=$($R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $1 --connections 1 \
-    --duration ${D}s --warmup 1s --baseline ${CLIENT_THREADS:+--client-threads $CLIENT_THREADS} 2>/dev/null)
+    --duration ${D}s --warmup 1s --baseline ${CLIENT_THREADS:+--client-threads $CLIENT_THREADS} \
+    ${ROUNDS:+--rounds $ROUNDS} 2>/dev/null)
   echo "SESSION inflight=$1$4 run=$2 load=$load $out"
   kill $PID; wait $PID 2>/dev/null
 }

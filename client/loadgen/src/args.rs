@@ -61,6 +61,13 @@ pub struct Args {
     /// Run the echo baseline first, in the same shape, and report the ratio.
     #[arg(long)]
     pub baseline: bool,
+    /// With --baseline (unary and session modes): cut --duration into this many equal
+    /// slices, at least 100ms each, and measure the echo and the daemon in turn, slice by
+    /// slice, each after its own --warmup; the figures sum the slices. On a shared
+    /// machine whose speed drifts from second to second, both sides then see the same
+    /// moments, and the ratio varies far less than with one echo run, then one daemon run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     /// Worker threads of the load generator's own runtime (default: one per core). With
     /// one connection in session mode, 1 keeps the stream's tasks on one thread, so no
     /// wake-up crosses threads: runs vary far less, and the transport (and its echo
@@ -116,6 +123,37 @@ impl Mode {
         }
     }
 }
+
+impl Args {
+    /// Why these flags cannot run together, if they cannot (beyond each value's own
+    /// bounds, which clap checks): a usage error, which [`run`](crate::run) also refuses.
+    pub fn conflict(&self) -> Option<String> {
+        if self.rounds == 1 {
+            return None;
+        }
+        if !self.baseline {
+            return Some("--rounds takes turns with the echo baseline: add --baseline".to_owned());
+        }
+        if !matches!(self.mode, Mode::Unary | Mode::Session) {
+            return Some(format!(
+                "--rounds is for unary and session modes, not {}",
+                self.mode.word()
+            ));
+        }
+        if self.duration / self.rounds < MIN_SLICE {
+            return Some(format!(
+                "--duration {} cut into {} rounds leaves slices under {}: measure longer or in fewer rounds",
+                humantime::format_duration(self.duration),
+                self.rounds,
+                humantime::format_duration(MIN_SLICE),
+            ));
+        }
+        None
+    }
+}
+
+/// The shortest slice `--rounds` may cut: shorter, a slice's decisions are too few to count.
+const MIN_SLICE: Duration = Duration::from_millis(100);
 
 /// A human duration such as `30s`, `1m30s` or `250ms`.
 fn duration(s: &str) -> Result<Duration, String> {

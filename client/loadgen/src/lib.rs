@@ -7,7 +7,8 @@
 //! latency of one whole decision. With `--baseline` it first drives the same shape
 //! against an echo service it serves itself on 127.0.0.1:0 (two Echo calls per decision,
 //! or two messages on an EchoStream), so the figure is also a ratio to what the transport
-//! alone manages on this machine at this moment. Everything is bounded: the run ends
+//! alone manages on this machine at this moment; with `--rounds N` the two take turns in N
+//! slices of the window, so both see the same moments of a machine whose speed drifts. Everything is bounded: the run ends
 //! after warmup + duration, and answers still missing `--timeout` later are abandoned.
 //! What it measured on which machine is in BENCHMARKS.md, never here.
 //!
@@ -91,20 +92,28 @@ pub async fn run_with(
             args.mode.word()
         )));
     }
+    if let Some(why) = args.conflict() {
+        return Err(Error::other(why));
+    }
     if args.mode == Mode::Watch {
         return watch::run(args, addr, timeout, json).await;
     }
     let mut plan = plan::Plan::new(args, timeout);
     plan.tls = tls;
     plan.credentials = credentials;
-    let baseline = if args.baseline || args.mode == Mode::Echo {
-        Some(plan.against_echo(args.mode).await?)
+    let (measured, baseline) = if args.mode == Mode::Echo {
+        (plan.against_echo(args.mode).await?, None)
+    } else if args.baseline {
+        // In turns, echo first (`conflict` allows several rounds only here).
+        let mut echo = plan.against_echo(args.mode).await?;
+        let mut daemon = plan.against_daemon(args.mode, addr).await?;
+        for _ in 1..args.rounds {
+            echo.add(plan.against_echo(args.mode).await?);
+            daemon.add(plan.against_daemon(args.mode, addr).await?);
+        }
+        (daemon, Some(echo))
     } else {
-        None
-    };
-    let (measured, baseline) = match (args.mode, baseline) {
-        (Mode::Echo, Some(echo)) => (echo, None),
-        (_, baseline) => (plan.against_daemon(args.mode, addr).await?, baseline),
+        (plan.against_daemon(args.mode, addr).await?, None)
     };
     let summary = report::Summary {
         args,

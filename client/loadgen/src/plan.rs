@@ -49,6 +49,17 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// `other`, a later slice of the same shape, added to this one: decisions, latencies,
+    /// the window's length and transitions sum (`extra` is for modes `--rounds` refuses).
+    pub fn add(&mut self, other: Measured) {
+        self.tally.merge(&other.tally);
+        self.duration += other.duration;
+        self.transitions = match (self.transitions, other.transitions) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
     /// Decisions per second of the window.
     pub fn rate(&self) -> f64 {
         self.tally.decisions() as f64 / self.duration.as_secs_f64()
@@ -132,7 +143,8 @@ impl Plan {
             },
             connections: (args.connections.unwrap_or(1) as usize).min(concurrency),
             warmup: args.warmup,
-            duration: args.duration,
+            // One slice of `--rounds` (the whole window without it).
+            duration: args.duration / args.rounds.max(1),
             timeout,
             policy,
             tls: None,

@@ -34,6 +34,7 @@ impl Summary<'_> {
             "protectors": self.args.protectors,
             "duration_s": m.duration.as_secs_f64(),
             "warmup_s": self.args.warmup.as_secs_f64(),
+            "rounds": self.args.rounds,
             "failure_rate": self.args.failure_rate,
             "trip": self.args.trip,
             "acquire_only": self.args.acquire_only,
@@ -125,6 +126,13 @@ impl Summary<'_> {
             );
             if let Some(r) = ratio(m, b).as_f64() {
                 out += &format!("  ratio           {r:>12.3}   of the baseline's decisions/s\n");
+            }
+            if a.rounds > 1 {
+                out += &format!(
+                    "  rounds          {:>12}   (echo and daemon in turns, {} slices each)\n",
+                    a.rounds,
+                    humantime::format_duration(m.duration / a.rounds)
+                );
             }
         }
         out

@@ -8,8 +8,9 @@
 //! against an echo service it serves itself on 127.0.0.1:0 (two Echo calls per decision,
 //! or two messages on an EchoStream), so the figure is also a ratio to what the transport
 //! alone manages on this machine at this moment; with `--rounds N` the two take turns in N
-//! slices of the window, so both see the same moments of a machine whose speed drifts. Everything is bounded: the run ends
-//! after warmup + duration, and answers still missing `--timeout` later are abandoned.
+//! slices of the window, so both see the same moments of a machine whose speed drifts.
+//! Everything is bounded: the run ends after warmup + duration (and a warmup before each
+//! slice with `--rounds`), and answers still missing `--timeout` later are abandoned.
 //! What it measured on which machine is in BENCHMARKS.md, never here.
 //!
 //! The caller parses [`Args`] with clap (they are a `clap::Args` to flatten into its own

@@ -108,13 +108,19 @@ fn session_reports_its_figures_and_the_baseline_ratio() {
 #[test]
 fn rounds_take_turns_with_the_echo_and_sum_the_slices() {
     let served = BlockingDaemon::start();
-    for mode in ["session", "unary"] {
+    for mode in ["session", "unary", "library"] {
         let mut args = vec!["--mode", mode, "--baseline", "--rounds", "3"];
         args.extend(SHORT);
         let report = bench_json(&served, &args);
         // Three slices of 100 ms each side, summed: the same window as one run.
         check_short_run_with_baseline(&report, mode);
         assert_eq!(report["rounds"], 3, "{report:#}");
+        if mode == "library" {
+            // The library's counters sum over the slices; the clock's floor is one reading.
+            assert_eq!(report["fallback_decisions"], 0, "{report:#}");
+            assert_eq!(report["batched_accepted"], 0, "{report:#}");
+            positive(&report, "timer_floor_p50_ns");
+        }
     }
     let mut args = vec!["--mode", "session", "--baseline"];
     args.extend(SHORT);
@@ -136,11 +142,11 @@ fn rounds_that_cannot_take_turns_are_usage_errors() {
         (&["--mode", "session", "--rounds", "2"], "add --baseline"),
         (
             &["--mode", "cached", "--baseline", "--rounds", "2"],
-            "unary and session modes, not cached",
+            "unary, session and library modes, not cached",
         ),
         (
             &["--mode", "echo", "--baseline", "--rounds", "2"],
-            "unary and session modes, not echo",
+            "unary, session and library modes, not echo",
         ),
         (
             &["--mode", "session", "--baseline", "--rounds", "4"],

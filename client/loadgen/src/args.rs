@@ -61,7 +61,7 @@ pub struct Args {
     /// Run the echo baseline first, in the same shape, and report the ratio.
     #[arg(long)]
     pub baseline: bool,
-    /// With --baseline (unary and session modes): cut --duration into this many equal
+    /// With --baseline (unary, session and library modes): cut --duration into this many equal
     /// slices, at least 100ms each, and measure the echo and the daemon in turn, slice by
     /// slice, each after its own --warmup; the figures sum the slices. On a shared
     /// machine whose speed drifts from second to second, both sides then see the same
@@ -134,9 +134,9 @@ impl Args {
         if !self.baseline {
             return Some("--rounds takes turns with the echo baseline: add --baseline".to_owned());
         }
-        if !matches!(self.mode, Mode::Unary | Mode::Session) {
+        if !matches!(self.mode, Mode::Unary | Mode::Session | Mode::Library) {
             return Some(format!(
-                "--rounds is for unary and session modes, not {}",
+                "--rounds is for unary, session and library modes, not {}",
                 self.mode.word()
             ));
         }

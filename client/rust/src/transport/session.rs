@@ -27,8 +27,10 @@
 //! found abandoned by the driver: never lost with a trial permit in it.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use resilient_circuit_api::Bearer;
 use resilient_circuit_api::convert;
@@ -51,14 +53,19 @@ pub(crate) type Answer = Result<session_response::Response, tonic::Status>;
 /// Requests waiting for their answer; `None` once the stream broke.
 type Pending = Mutex<Option<Waiting>>;
 
+/// Maps keyed by request id: the ids are the client's own counter, never an attacker's
+/// choice, so they need no keyed hash (std's SipHash costs more than the rest of an
+/// insert), only a fast one that spreads consecutive ids.
+type ById<V> = HashMap<u64, V, foldhash::fast::FixedState>;
+
 /// What a stream's driver has to hand answers to.
 #[derive(Debug, Default)]
 struct Waiting {
     /// Callers waiting, by request id.
-    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    answers: ById<oneshot::Sender<Answer>>,
     /// Acquires whose callers gave up before the answer came: their protector's name,
     /// to give back a trial permit the answer may carry. Emptied as answers arrive.
-    abandoned: HashMap<u64, String>,
+    abandoned: ById<String>,
 }
 
 /// The id of a request nobody waits for (callers' ids start at 1).
@@ -98,12 +105,23 @@ fn release(requests: &mpsc::UnboundedSender<v1::SessionRequest>, name: String, a
 #[derive(Debug)]
 struct Stream {
     requests: mpsc::UnboundedSender<v1::SessionRequest>,
-    pending: Arc<Pending>,
+    /// Shared with the driver, which empties it when the stream breaks.
+    shared: Arc<Shared>,
+}
+
+/// What a stream's callers and its driver share.
+#[derive(Debug)]
+struct Shared {
+    pending: Pending,
+    /// Set by the driver before it takes the pending map away: a stream found broken is
+    /// replaced without taking the map's lock (a caller that finds it unset and the map
+    /// gone is answered UNAVAILABLE, as before).
+    broken: AtomicBool,
 }
 
 impl Stream {
     fn alive(&self) -> bool {
-        lock(&self.pending).is_some()
+        !self.shared.broken.load(Ordering::Acquire)
     }
 }
 
@@ -124,11 +142,17 @@ struct Forget<'a> {
     /// The protector's name, for an Acquire.
     acquire: Option<&'a str>,
     answer: oneshot::Receiver<Answer>,
+    /// The answer (or the stream's end) came: the driver took the request out of the map
+    /// already, and there is nothing to forget.
+    settled: bool,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        let mut pending = lock(&self.stream.pending);
+        if self.settled {
+            return;
+        }
+        let mut pending = lock(&self.stream.shared.pending);
         let Some(waiting) = pending.as_mut() else { return };
         if waiting.answers.remove(&self.id).is_some() {
             if let Some(name) = self.acquire {
@@ -177,18 +201,24 @@ impl Session {
             return Arc::clone(stream);
         }
         let (requests, queued) = mpsc::unbounded_channel();
-        let pending = Arc::new(Mutex::new(Some(Waiting::default())));
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Some(Waiting::default())),
+            broken: AtomicBool::new(false),
+        });
         // Weak: the driver's own releases must not keep the request stream open.
         let releases = requests.downgrade();
         let stream = Arc::new(Stream {
             requests,
-            pending: Arc::clone(&pending),
+            shared: Arc::clone(&shared),
         });
         let rpc = ProtectorServiceClient::new(self.channel.clone());
         tokio::spawn(drive(
             rpc,
-            UnboundedReceiverStream::new(queued),
-            pending,
+            Corked {
+                queued: UnboundedReceiverStream::new(queued),
+                idle: false,
+            },
+            shared,
             releases,
         ));
         *current = Some(Arc::clone(&stream));
@@ -201,7 +231,7 @@ impl Session {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stream = self.stream();
         let (tx, rx) = oneshot::channel();
-        match lock(&stream.pending).as_mut() {
+        match lock(&stream.shared.pending).as_mut() {
             Some(waiting) => waiting.answers.insert(id, tx),
             None => return Err(unavailable("the session stream broke")),
         };
@@ -210,6 +240,7 @@ impl Session {
             id,
             acquire: acquire_of,
             answer: rx,
+            settled: false,
         };
         let request = v1::SessionRequest {
             id,
@@ -218,9 +249,38 @@ impl Session {
         if stream.requests.send(request).is_err() {
             return Err(unavailable("the session stream ended"));
         }
-        (&mut forget.answer)
-            .await
-            .unwrap_or_else(|_| Err(unavailable("the session stream ended")))
+        let answer = (&mut forget.answer).await;
+        // Either way the driver let go of the request: it sent the answer, or it dropped
+        // the sender with the map when the stream broke.
+        forget.settled = true;
+        answer.unwrap_or_else(|_| Err(unavailable("the session stream ended")))
+    }
+}
+
+/// The requests of a stream as the transport reads them, gathered: when a request comes
+/// after the queue ran dry, the stream first lets the tasks already due to run go (it
+/// wakes itself, behind them on the runtime's queue), so that callers woken by the same
+/// batch of answers add their requests before the transport takes any. Taken at once, each
+/// request would leave in an HTTP/2 frame and a write of its own: under load, most of the
+/// client's time went to those writes.
+struct Corked {
+    queued: UnboundedReceiverStream<v1::SessionRequest>,
+    /// The queue was found empty: the next request waits one turn of the runtime.
+    idle: bool,
+}
+
+impl tokio_stream::Stream for Corked {
+    type Item = v1::SessionRequest;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.idle {
+            self.idle = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let next = Pin::new(&mut self.queued).poll_next(cx);
+        self.idle = next.is_pending();
+        next
     }
 }
 
@@ -228,10 +288,11 @@ impl Session {
 /// still waiting.
 async fn drive(
     mut rpc: ProtectorServiceClient<Wired>,
-    requests: UnboundedReceiverStream<v1::SessionRequest>,
-    pending: Arc<Pending>,
+    requests: Corked,
+    shared: Arc<Shared>,
     releases: mpsc::WeakUnboundedSender<v1::SessionRequest>,
 ) {
+    let pending = &shared.pending;
     let why = match rpc.session(requests).await {
         Err(status) => status,
         Ok(response) => {
@@ -239,7 +300,7 @@ async fn drive(
             loop {
                 match answers.message().await {
                     Ok(Some(answer)) => {
-                        if let Some((name, late)) = hand_out(&pending, answer)
+                        if let Some((name, late)) = hand_out(pending, answer)
                             && let Some(requests) = releases.upgrade()
                         {
                             release(&requests, name, late);
@@ -252,7 +313,8 @@ async fn drive(
         }
     };
     tracing::debug!(code = ?why.code(), message = why.message(), "session stream closed");
-    let waiting = lock(&pending).take().map(|w| w.answers);
+    shared.broken.store(true, Ordering::Release);
+    let waiting = lock(pending).take().map(|w| w.answers);
     for (_, tx) in waiting.into_iter().flatten() {
         let _ = tx.send(Err(tonic::Status::new(why.code(), why.message().to_owned())));
     }
@@ -279,5 +341,73 @@ fn hand_out(pending: &Pending, answer: v1::SessionResponse) -> Option<(String, v
     match answer.response {
         Some(session_response::Response::Acquire(late)) => Some((name, late)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use tokio_stream::Stream as _;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn request(id: u64) -> v1::SessionRequest {
+        v1::SessionRequest { id, request: None }
+    }
+
+    #[test]
+    fn a_request_after_a_dry_queue_waits_one_turn_then_leaves_with_the_rest() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut corked = Corked {
+            queued: UnboundedReceiverStream::new(rx),
+            idle: false,
+        };
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut next = |corked: &mut Corked| match Pin::new(corked).poll_next(&mut cx) {
+            Poll::Ready(Some(r)) => Some(Some(r.id)),
+            Poll::Ready(None) => Some(None),
+            Poll::Pending => None,
+        };
+        let woken = || count.0.load(Ordering::SeqCst);
+
+        // What is queued when the stream opens leaves at once.
+        tx.send(request(1)).unwrap();
+        assert_eq!(next(&mut corked), Some(Some(1)));
+        assert_eq!(next(&mut corked), None, "the queue ran dry");
+
+        // The next request finds the queue dry: its first poll gives up its turn (waking
+        // the stream again, behind the tasks already due), and the requests queued by
+        // then leave together, in order.
+        tx.send(request(2)).unwrap();
+        tx.send(request(3)).unwrap();
+        let before = woken();
+        assert_eq!(next(&mut corked), None, "one turn given up");
+        assert_eq!(woken(), before + 1, "and the stream woken for the next");
+        assert_eq!(next(&mut corked), Some(Some(2)));
+        assert_eq!(next(&mut corked), Some(Some(3)));
+        assert_eq!(next(&mut corked), None);
+
+        // The end of the requests comes the same way, one turn later.
+        drop(tx);
+        assert_eq!(next(&mut corked), None);
+        assert_eq!(next(&mut corked), Some(None));
     }
 }

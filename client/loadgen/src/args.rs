@@ -61,9 +61,9 @@ pub struct Args {
     /// Run the echo baseline first, in the same shape, and report the ratio.
     #[arg(long)]
     pub baseline: bool,
-    /// With --baseline (unary, session and library modes): cut --duration into this many equal
-    /// slices, at least 100ms each, and measure the echo and the daemon in turn, slice by
-    /// slice, each after its own --warmup; the figures sum the slices. On a shared
+    /// With --baseline (unary, session and library modes): cut --duration into this many
+    /// equal slices, at least 100ms each, and measure the echo and the daemon in turn, slice
+    /// by slice, each after its own --warmup; the figures sum the slices. On a shared
     /// machine whose speed drifts from second to second, both sides then see the same
     /// moments, and the ratio varies far less than with one echo run, then one daemon run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -11,6 +11,9 @@
 # ROUNDS=N runs each Session set with `bench --rounds N`: the echo and the daemon take turns in N slices
 # of the window, each after its own 1 s warmup, so both see the same moments of the machine (unset: one
 # echo run, then one daemon run, as every set before the tenth pass).
+# PARTS may also name "library": the Rust client library's uncached path (`bench --mode library`, every
+# decision asked of the daemon on the library's Session stream) against the Session echo, 64 in flight,
+# not one of the targets (BENCHMARKS.md, eleventh pass); ROUNDS applies to it too.
 # CLIENT_THREADS=N runs the Session sets with `bench --client-threads N` (1: the steadier instrument of the
 # fifth pass; unset: one worker per core, as every earlier set).
 # Coordinates with other benchmarks through /tmp/bench.lock, as the earlier sets did.
@@ -47,6 +50,14 @@ part session && for inflight in 64 256; do
     [ -n "${BEFORE:-}" ] && session $inflight $run "$BEFORE" /before
     session $inflight $run $R ""
   done
+done
+part library && for run in $(seq $RUNS); do
+  start
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  out=$($R/circuitctl --addr http://$ADDR --json bench --mode library --concurrency 64 --connections 1 \
+    --duration ${D}s --warmup 1s --baseline ${ROUNDS:+--rounds $ROUNDS} 2>/dev/null)
+  echo "LIBRARY inflight=64 run=$run load=$load $out"
+  kill $PID; wait $PID 2>/dev/null
 done
 part cached && for run in $(seq $RUNS); do
   start

@@ -36,14 +36,18 @@ start() { # sets ADDR, PID; $1: the directory of the daemon (default $R)
 PARTS=${PARTS:-session cached python}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R"
-session() { # $1: in flight, $2: run, $3: the daemon's directory, $4: the label's suffix
-  start "$3"
+bench() { # $1: the daemon's directory, $2: the line's label; the rest: bench's arguments. One daemon per run.
+  local dir=$1 label=$2
+  shift 2
+  start "$dir"
   load=$(cut -d' ' -f1 /proc/loadavg)
-  out=$($R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $1 --connections 1 \
-    --duration ${D}s --warmup 1s --baseline ${CLIENT_THREADS:+--client-threads $CLIENT_THREADS} \
-    ${ROUNDS:+--rounds $ROUNDS} 2>/dev/null)
-  echo "SESSION inflight=$1$4 run=$2 load=$load $out"
+  out=$($R/circuitctl --addr http://$ADDR --json bench --duration ${D}s --warmup 1s "$@" 2>/dev/null)
+  echo "$label load=$load $out"
   kill $PID; wait $PID 2>/dev/null
+}
+session() { # $1: in flight, $2: run, $3: the daemon's directory, $4: the label's suffix
+  bench "$3" "SESSION inflight=$1$4 run=$2" --mode session --concurrency $1 --connections 1 --baseline \
+    ${CLIENT_THREADS:+--client-threads $CLIENT_THREADS} ${ROUNDS:+--rounds $ROUNDS}
 }
 part session && for inflight in 64 256; do
   for run in $(seq $RUNS); do
@@ -52,19 +56,11 @@ part session && for inflight in 64 256; do
   done
 done
 part library && for run in $(seq $RUNS); do
-  start
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  out=$($R/circuitctl --addr http://$ADDR --json bench --mode library --concurrency 64 --connections 1 \
-    --duration ${D}s --warmup 1s --baseline ${ROUNDS:+--rounds $ROUNDS} 2>/dev/null)
-  echo "LIBRARY inflight=64 run=$run load=$load $out"
-  kill $PID; wait $PID 2>/dev/null
+  bench $R "LIBRARY inflight=64 run=$run" --mode library --concurrency 64 --connections 1 --baseline \
+    ${ROUNDS:+--rounds $ROUNDS}
 done
 part cached && for run in $(seq $RUNS); do
-  start
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  out=$($R/circuitctl --addr http://$ADDR --json bench --mode cached --concurrency 64 --duration ${D}s --warmup 1s 2>/dev/null)
-  echo "CACHED tasks=64 run=$run load=$load $out"
-  kill $PID; wait $PID 2>/dev/null
+  bench $R "CACHED tasks=64 run=$run" --mode cached --concurrency 64
 done
 part python && for run in $(seq $RUNS); do
   load=$(cut -d' ' -f1 /proc/loadavg)

@@ -54,8 +54,8 @@ pub(crate) type Answer = Result<session_response::Response, tonic::Status>;
 type Pending = Mutex<Option<Waiting>>;
 
 /// Maps keyed by request id: the ids are the client's own counter, never an attacker's
-/// choice, so they need no keyed hash (std's SipHash costs more than the rest of an
-/// insert), only a fast one that spreads consecutive ids.
+/// choice, so they need no keyed hash (std's SipHash, the slower of the two), only a fast
+/// one that spreads consecutive ids.
 type ById<V> = HashMap<u64, V, foldhash::fast::FixedState>;
 
 /// What a stream's driver has to hand answers to.
@@ -260,9 +260,9 @@ impl Session {
 /// The requests of a stream as the transport reads them, gathered: when a request comes
 /// after the queue ran dry, the stream first lets the tasks already due to run go (it
 /// wakes itself, behind them on the runtime's queue), so that callers woken by the same
-/// batch of answers add their requests before the transport takes any. Taken at once, each
-/// request would leave in an HTTP/2 frame and a write of its own: under load, most of the
-/// client's time went to those writes.
+/// batch of answers add their requests before the transport takes any. Taken at once, the
+/// requests left in many small HTTP/2 frames, a write each: under load, a fifth of the
+/// client's time went to those writes (BENCHMARKS.md, eleventh pass).
 struct Corked {
     queued: UnboundedReceiverStream<v1::SessionRequest>,
     /// The queue was found empty: the next request waits one turn of the runtime.

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Maps tokio's clock to [`Time`] and back.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     base_instant: Instant,
     base_time: Time,

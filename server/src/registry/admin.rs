@@ -87,6 +87,7 @@ impl Registry {
                     stats,
                     policy_revision: committed.revision,
                     history: Entry::history_for(&policy),
+                    latest: std::time::Duration::ZERO,
                 });
                 self.index_insert(name);
                 let ensured = Ensured {

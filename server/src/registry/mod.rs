@@ -1,8 +1,9 @@
 //! The map of protectors: the only state the hot path touches.
 //!
 //! Design note. `DashMap<String, Entry>`: a protector's entry guard is the only lock an
-//! Acquire or Report takes. Inside it, synchronously, the daemon reads the clock, runs
-//! the pure status machine, commits each resulting change through the [`Sequencer`]
+//! Acquire or Report takes. Inside it, synchronously, the daemon reads the clock (or
+//! takes the reading a Session shares among the requests it read together, never earlier
+//! than the protector's latest instant), runs the pure status machine, commits each resulting change through the [`Sequencer`]
 //! (which assigns its revision and, with a store, journals the protector's new state in
 //! the same step) and notes the protector's next deadline for the [`Scheduler`]. The
 //! guard is released before anything is awaited: an operation that must be durable
@@ -32,6 +33,9 @@
 //!   UpdatePolicy), stored with every state of it and sent on every AcquireResponse.
 //! - `history`: with `history_size` > 0, its recent accepted outcomes for a what-if
 //!   (`history.rs`); boxed, so a protector without one pays a word.
+//! - `latest`: the latest instant an operation on it was decided at. An operation given
+//!   an older reading (a Session's, taken before the guard) is decided at this one, so
+//!   one protector's time never goes back.
 
 mod admin;
 mod answers;
@@ -81,6 +85,7 @@ struct Entry {
     stats: stats::Stats,
     policy_revision: u64,
     history: Option<Box<resilient_circuit_breaker::History>>,
+    latest: Time,
 }
 
 pub use crate::config::DEFAULT_MAX_HISTORY_ENTRIES;
@@ -264,7 +269,7 @@ impl Registry {
 
     /// May a call protected by `name` go ahead?
     pub async fn acquire(&self, name: &str) -> Result<Acquired, Error> {
-        let decided = self.decide_acquire(name)?;
+        let decided = self.decide_acquire(name, None)?;
         // Dropped before the answer leaves (the client gave up): the trial goes back.
         let unanswered = release::Unanswered::new(self, name, &decided.value.decision);
         self.durable(decided.seq).await?;
@@ -275,9 +280,11 @@ impl Registry {
     /// The decision of an Acquire, taken under the entry's guard; its answer may leave
     /// once [`is_durable`](Self::is_durable) says so, or after [`acquired`](Self::acquired). The
     /// Session answers an Acquire whose state is already durable (in memory, always)
-    /// without building a future for it.
-    pub fn decide_acquire(&self, name: &str) -> Result<Decided<Acquired>, Error> {
-        let (acquired, seq) = self.with_entry(name, |entry, now| {
+    /// without building a future for it. `at` is a reading of [`clock`](Self::clock)
+    /// taken before the guard (a Session shares one among the requests it read together),
+    /// or `None` to read the clock under the guard; see [`with_entry_at`](Self::with_entry_at).
+    pub fn decide_acquire(&self, name: &str, at: Option<Time>) -> Result<Decided<Acquired>, Error> {
+        let (acquired, seq) = self.with_entry_at(name, at, |entry, now| {
             let result = entry.protector.acquire(now);
             if let Some(reason) = result.would_reject {
                 entry.stats.would_reject(reason);
@@ -349,21 +356,22 @@ impl Registry {
         outcome: Outcome,
         duration: Option<Duration>,
     ) -> Result<Reported, Error> {
-        let decided = self.decide_report(name, permit, outcome, duration)?;
+        let decided = self.decide_report(name, permit, outcome, duration, None)?;
         self.durable(decided.seq).await?;
         Ok(decided.value)
     }
 
     /// [`report_timed`](Self::report_timed) under the entry's guard, without the wait
-    /// for durability (as [`decide_acquire`](Self::decide_acquire)).
+    /// for durability, at `at` (as [`decide_acquire`](Self::decide_acquire)).
     pub fn decide_report(
         &self,
         name: &str,
         permit: Permit,
         outcome: Outcome,
         duration: Option<Duration>,
+        at: Option<Time>,
     ) -> Result<Decided<Reported>, Error> {
-        let (reported, seq) = self.with_entry(name, |entry, now| {
+        let (reported, seq) = self.with_entry_at(name, at, |entry, now| {
             let result = entry.protector.report_timed(permit, outcome, duration, now);
             if result.accepted {
                 entry.note(now, outcome, duration);
@@ -415,10 +423,30 @@ impl Registry {
         name: &str,
         f: impl FnOnce(&mut Entry, Time) -> Result<R, Error>,
     ) -> Result<R, Error> {
+        self.with_entry_at(name, None, f)
+    }
+
+    /// [`with_entry`](Self::with_entry) at `at`, a reading of the clock taken before the
+    /// guard, or `None` to read it under the guard. Either way `f` gets no earlier
+    /// instant than the entry's `latest`: a reading taken before the guard may be older
+    /// than an operation another thread decided meanwhile, and the machine must not see
+    /// one protector's time go back (a transition stamped before the one it follows).
+    fn with_entry_at<R>(
+        &self,
+        name: &str,
+        at: Option<Time>,
+        f: impl FnOnce(&mut Entry, Time) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         self.fenced()?;
         let mut entry = self.map.get_mut(name).ok_or_else(|| Error::not_found(name))?;
-        // Read under the guard, so one protector's operations see time in order.
-        let now = self.clock.now();
+        // Read under the guard, or shared and raised to the entry's latest: either way
+        // one protector's operations see time in order.
+        let now = match at {
+            Some(at) => at,
+            None => self.clock.now(),
+        }
+        .max(entry.latest);
+        entry.latest = now;
         let result = f(&mut entry, now);
         // An override set or ended moves the state the metrics time.
         let entry = &mut *entry;

@@ -270,6 +270,7 @@ impl Registry {
                     creator: stored.creator.as_deref().map(Arc::from),
                     policy_revision: stored.policy_revision.unwrap_or_default(),
                     history,
+                    latest: std::time::Duration::ZERO,
                 },
             );
             self.creators.add(stored.creator.as_deref());

@@ -50,6 +50,7 @@ impl Registry {
                     policy_revision: stored.policy_revision.unwrap_or_default(),
                     // A follower records no outcome: the leader keeps the history.
                     history: None,
+                    latest: std::time::Duration::ZERO,
                 });
                 self.creators.add(stored.creator.as_deref());
                 self.index_insert(&stored.name);

@@ -1,10 +1,12 @@
 //! The registry's ReportBatch in chunks: between two chunks the entry guard is free (an
 //! Acquire of the same protector proceeds), and the generation fence still holds. And a
-//! change whose record the journal refuses outright is answered from by nobody.
+//! change whose record the journal refuses outright is answered from by nobody. And a
+//! clock reading older than a protector's latest instant is raised to it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use resilient_circuit_breaker::{Outcome, Policy, PolicySpec, Status};
+use resilient_circuit_breaker::{Decision, DecisionReason, Outcome, Policy, PolicySpec, Status};
 use tokio_util::sync::CancellationToken;
 
 use super::Registry;
@@ -79,6 +81,51 @@ async fn a_transition_between_chunks_makes_the_rest_stale() {
         .expect("batch");
     assert_eq!((r.accepted, r.stale), (BATCH_CHUNK as u64, BATCH_CHUNK as u64));
     assert_eq!((r.status, r.generation), (Status::Open, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reading_older_than_the_protectors_latest_instant_decides_at_that_instant() {
+    let registry = registry_with("late").await;
+    let before = registry.clock().now();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Opened for 30 s at the clock read under the guard, 5 s after `before`.
+    registry
+        .with_entry("late", |entry, now| {
+            let changes = entry
+                .protector
+                .set_status(Status::Open, Some(Duration::from_secs(30)), now);
+            registry.commit_changes("late", entry, &changes, Vec::new(), super::Keep::Now)
+        })
+        .expect("open");
+    let retry_after = |at| match registry
+        .decide_acquire("late", Some(at))
+        .expect("acquire")
+        .value
+        .decision
+    {
+        Decision::Rejected { retry_after, .. } => retry_after,
+        admitted => panic!("admitted while OPEN: {admitted:?}"),
+    };
+    // A Session's reading from before the transition is decided at the transition's
+    // instant (30 s to wait), not 5 s before it (35 s).
+    assert_eq!(retry_after(before), Some(Duration::from_secs(30)));
+    // A later reading is taken as it is, and an older one after it is raised to it.
+    assert_eq!(
+        retry_after(before + Duration::from_secs(15)),
+        Some(Duration::from_secs(20))
+    );
+    assert_eq!(
+        retry_after(before + Duration::from_secs(6)),
+        Some(Duration::from_secs(20))
+    );
+    // Read under the guard: the clock itself (5 s after `before`) is older still.
+    assert_eq!(
+        registry.acquire("late").await.expect("acquire").decision,
+        Decision::Rejected {
+            reason: DecisionReason::Open,
+            retry_after: Some(Duration::from_secs(20)),
+        }
+    );
 }
 
 #[tokio::test]

@@ -22,10 +22,12 @@ use futures_util::stream::{FuturesUnordered, Stream};
 use futures_util::{FutureExt, StreamExt};
 use resilient_circuit_api::codec::names;
 use resilient_circuit_api::v1::{self, session_request, session_response};
+use resilient_circuit_breaker::Time;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status;
 
 use super::{SessionStream, Shared, acquire_answer, report_answer};
+use crate::clock::Clock;
 use crate::cluster::RegistryCache;
 use crate::error::Error;
 use crate::limits::Slot;
@@ -46,11 +48,17 @@ enum Answered {
     Later(Waiting),
 }
 
-/// Decides one request from `registry` under its protector's guard, synchronously: only
+/// Decides one request from `registry` under its protector's guard, at `at` (a reading
+/// of the registry's clock; `None` reads it under the guard), synchronously: only
 /// an answer that must wait for the journal builds (and allocates) a future. A name no
 /// longer needed goes back to the codec's spare buffers, for the next request read on
 /// this thread.
-fn decide(shared: &Shared, registry: &Arc<Registry>, request: v1::SessionRequest) -> Answered {
+fn decide(
+    shared: &Shared,
+    registry: &Arc<Registry>,
+    at: Option<Time>,
+    request: v1::SessionRequest,
+) -> Answered {
     let id = request.id;
     let answer = move |response| v1::SessionResponse {
         id,
@@ -60,7 +68,7 @@ fn decide(shared: &Shared, registry: &Arc<Registry>, request: v1::SessionRequest
     match request.request {
         Some(session_request::Request::Acquire(req)) => {
             let decided = shared.name("name", req.name).and_then(|name| {
-                let decided = registry.decide_acquire(&name)?;
+                let decided = registry.decide_acquire(&name, at)?;
                 Ok((name, decided))
             });
             match decided {
@@ -86,7 +94,7 @@ fn decide(shared: &Shared, registry: &Arc<Registry>, request: v1::SessionRequest
             let decided = shared
                 .report_fields(req)
                 .and_then(|(name, permit, outcome, duration)| {
-                    let decided = registry.decide_report(&name, permit, outcome, duration)?;
+                    let decided = registry.decide_report(&name, permit, outcome, duration, at)?;
                     names::recycle(name.into_string());
                     Ok(decided)
                 });
@@ -110,6 +118,60 @@ fn decide(shared: &Shared, registry: &Arc<Registry>, request: v1::SessionRequest
     }
 }
 
+/// The most requests a session decides at one reading of the clock.
+const SHARED_READING: u32 = 64;
+
+/// The clock reading a session decides its requests at: one for the requests it reads
+/// together, not one each. A reading is taken for the first request after the session
+/// waited, and again after every [`SHARED_READING`] requests, or when the request is to be
+/// decided by a registry of another clock (the cluster replaced it). So a reading is at
+/// most one group of requests old: tens of microseconds at the daemon's rate, less than
+/// a client can tell from its request's time on the wire.
+///
+/// Why: on the virtual machines this was measured on, a reading costs about 30 ns, and
+/// with two a decision (Acquire and Report) the clock was the largest item the daemon adds
+/// to a Session's transport (BENCHMARKS.md, twelfth pass). The registry raises a reading
+/// older than a protector's latest instant to that instant, so sharing one never moves a
+/// protector's time back.
+#[derive(Debug, Default)]
+struct SharedNow(Option<Reading>);
+
+#[derive(Debug)]
+struct Reading {
+    clock: Clock,
+    at: Time,
+    /// Requests that may still be decided at it.
+    left: u32,
+}
+
+impl SharedNow {
+    /// The instant to decide the next request at, in `registry`.
+    #[inline]
+    fn next(&mut self, registry: &Registry) -> Time {
+        let clock = registry.clock();
+        match &mut self.0 {
+            Some(r) if r.left > 0 && r.clock == clock => {
+                r.left -= 1;
+                r.at
+            }
+            _ => {
+                let at = clock.now();
+                self.0 = Some(Reading {
+                    clock,
+                    at,
+                    left: SHARED_READING - 1,
+                });
+                at
+            }
+        }
+    }
+
+    /// The session waits: the next request read takes a new reading.
+    fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// One session's state, a stream polled by the transport: reading a request, deciding it
 /// and writing its answer all happen in that poll, with no task, channel or future of its
 /// own in between (each would cost a wake-up or an allocation per message).
@@ -120,6 +182,8 @@ struct Session {
     /// load of the cluster's registry); dropped when the session waits, so an idle
     /// session never keeps a registry the cluster has replaced.
     registry: Option<RegistryCache>,
+    /// The clock reading the requests read together are decided at.
+    now: SharedNow,
     /// Answers still waiting (for the journal, in practice).
     in_flight: FuturesUnordered<Waiting>,
     /// Polled only when nothing else is ready: while requests flow, the cheap check of
@@ -175,7 +239,8 @@ impl Stream for Session {
                             .registry
                             .get_or_insert_with(|| this.shared.cluster.registry_cache())
                             .load();
-                        match decide(&this.shared, registry, request) {
+                        let at = this.now.next(registry);
+                        match decide(&this.shared, registry, Some(at), request) {
                             Answered::Now(response) => return Poll::Ready(Some(Ok(response))),
                             Answered::Later(waiting) => {
                                 this.in_flight.push(waiting);
@@ -200,6 +265,7 @@ impl Stream for Session {
                 Poll::Ready(()) => this.end(Status::unavailable("circuitd is shutting down")),
                 Poll::Pending => {
                     this.registry = None;
+                    this.now.forget();
                     Poll::Pending
                 }
             };
@@ -214,6 +280,7 @@ pub fn open(shared: Arc<Shared>, inbound: tonic::Streaming<v1::SessionRequest>, 
         shared,
         inbound,
         registry: None,
+        now: SharedNow::default(),
         in_flight: FuturesUnordered::new(),
         reading: true,
         ended: false,
@@ -278,9 +345,65 @@ impl super::ProtectorApi {
     /// interface.
     #[doc(hidden)]
     pub async fn session_message(&self, request: v1::SessionRequest) -> v1::SessionResponse {
-        match decide(&self.0, &self.0.cluster.registry(), request) {
+        match decide(&self.0, &self.0.cluster.registry(), None, request) {
             Answered::Now(response) => response,
             Answered::Later(waiting) => waiting.await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::{SHARED_READING, SharedNow};
+    use crate::clock::Clock;
+    use crate::config::WatchConfig;
+    use crate::registry::Registry;
+    use crate::sequencer::Sequencer;
+    use crate::watch::Watchers;
+
+    /// A registry whose clock reads `secs` seconds now.
+    fn registry_at(secs: u64) -> Registry {
+        let sequencer = Arc::new(Sequencer::new(&WatchConfig::default(), 0, 1, false));
+        let watchers = Watchers::new(1, CancellationToken::new());
+        let clock = Clock::starting_at(Duration::from_secs(secs));
+        Registry::new(10, sequencer, watchers, clock, None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_read_together_share_a_reading_until_the_session_waits() {
+        let registry = registry_at(1_000);
+        let ms = Duration::from_millis(1);
+        let mut now = SharedNow::default();
+        let first = now.next(&registry);
+        assert_eq!(first, Duration::from_secs(1_000));
+        tokio::time::advance(ms).await;
+        for _ in 1..SHARED_READING {
+            assert_eq!(now.next(&registry), first, "one reading for a group");
+        }
+        // A group longer than SHARED_READING takes a new reading.
+        let second = now.next(&registry);
+        assert_eq!(second, first + ms);
+        assert_eq!(now.next(&registry), second);
+        // After the session waited, the next request takes a new reading.
+        tokio::time::advance(ms).await;
+        now.forget();
+        assert_eq!(now.next(&registry), second + ms);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_registry_of_another_clock_takes_its_own_reading() {
+        let old = registry_at(1_000);
+        let mut now = SharedNow::default();
+        assert_eq!(now.next(&old), Duration::from_secs(1_000));
+        // The cluster replaced its registry (a new leader's, anchored anew).
+        let new = registry_at(2_000);
+        assert_eq!(now.next(&new), Duration::from_secs(2_000));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(now.next(&new), Duration::from_secs(2_000), "shared from here on");
     }
 }

@@ -149,6 +149,41 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // A Report as a client sends it: the permit of a call admitted under CLOSED.
+    let report = v1::SessionRequest {
+        id: 17,
+        request: Some(session_request::Request::Report(v1::ReportRequest {
+            name: NAME.into(),
+            permit: Some(v1::Permit {
+                generation: 1,
+                id: 0,
+                expires_at: None,
+            }),
+            outcome: v1::Outcome::Success as i32,
+            duration: None,
+        })),
+    };
+    // With a duration too, as a timed call reports: every field a client sends, and the
+    // most fields a request's reader keys through.
+    let mut timed = report.clone();
+    if let Some(session_request::Request::Report(r)) = &mut timed.request {
+        r.duration = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 250_000,
+        });
+    }
+    let report_wire = timed.encode_to_vec();
+    c.bench_function("codec/decode_report_daemon_recycled", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&report_wire);
+            let request = decode_from::<v1::SessionRequest>(&mut wire).expect("decodes");
+            if let Some(session_request::Request::Report(r)) = black_box(request).request {
+                names::recycle(r.name);
+            }
+        })
+    });
+
     c.bench_function("codec/decode_acquire_prost", |b| {
         b.iter(|| {
             wire.clear();
@@ -182,20 +217,18 @@ fn benches(c: &mut Criterion) {
             black_box(&out);
         })
     });
-    // A Report as a client sends it: the permit of a call admitted under CLOSED.
-    let report = v1::SessionRequest {
-        id: 17,
-        request: Some(session_request::Request::Report(v1::ReportRequest {
-            name: NAME.into(),
-            permit: Some(v1::Permit {
-                generation: 1,
-                id: 0,
-                expires_at: None,
-            }),
-            outcome: v1::Outcome::Success as i32,
-            duration: None,
-        })),
-    };
+
+    // The same answer as a client reads it (the Rust client's codec, and the load
+    // generator's).
+    let answer_wire = answer.encode_to_vec();
+    c.bench_function("codec/decode_answer_client", |b| {
+        b.iter(|| {
+            wire.clear();
+            wire.extend_from_slice(&answer_wire);
+            black_box(decode_from::<v1::SessionResponse>(&mut wire).expect("decodes"));
+        })
+    });
+
     c.bench_function("codec/encode_request_daemon", |b| {
         b.iter(|| {
             out.clear();

@@ -124,9 +124,12 @@ const SHARED_READING: u32 = 64;
 /// The clock reading a session decides its requests at: one for the requests it reads
 /// together, not one each. A reading is taken for the first request after the session
 /// waited, and again after every [`SHARED_READING`] requests, or when the request is to be
-/// decided by a registry of another clock (the cluster replaced it). So a reading is at
-/// most one group of requests old: tens of microseconds at the daemon's rate, less than
-/// a client can tell from its request's time on the wire.
+/// decided by a registry of another clock (the cluster replaced it). So a reading serves
+/// at most 64 requests read one after another: tens of microseconds at the daemon's rate.
+/// (A session that gave its thread to other connections without running dry keeps its
+/// reading, and may decide requests read after that at it, as if they had come a little
+/// earlier; the count still bounds it.) A client cannot tell that from its request's
+/// time on the wire.
 ///
 /// Why: on the virtual machines this was measured on, a reading costs about 30 ns, and
 /// with two a decision (Acquire and Report) the clock was the largest item the daemon adds

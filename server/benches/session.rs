@@ -97,6 +97,19 @@ fn message(
     response
 }
 
+/// A request decoded from `bytes` as the daemon does it: its name handed back once
+/// decided, for the next one.
+fn decode_recycled(wire: &mut BytesMut, bytes: &[u8]) {
+    wire.clear();
+    wire.extend_from_slice(bytes);
+    let request = decode_from::<v1::SessionRequest>(wire).expect("decodes");
+    match black_box(request).request {
+        Some(session_request::Request::Acquire(a)) => names::recycle(a.name),
+        Some(session_request::Request::Report(r)) => names::recycle(r.name),
+        None => {}
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,16 +150,8 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    // As the daemon does it: the name handed back once decided, for the next one.
     c.bench_function("codec/decode_acquire_daemon_recycled", |b| {
-        b.iter(|| {
-            wire.clear();
-            wire.extend_from_slice(&acquire);
-            let request = decode_from::<v1::SessionRequest>(&mut wire).expect("decodes");
-            if let Some(session_request::Request::Acquire(a)) = black_box(request).request {
-                names::recycle(a.name);
-            }
-        })
+        b.iter(|| decode_recycled(&mut wire, &acquire))
     });
 
     // A Report as a client sends it: the permit of a call admitted under CLOSED.
@@ -174,14 +179,7 @@ fn benches(c: &mut Criterion) {
     }
     let report_wire = timed.encode_to_vec();
     c.bench_function("codec/decode_report_daemon_recycled", |b| {
-        b.iter(|| {
-            wire.clear();
-            wire.extend_from_slice(&report_wire);
-            let request = decode_from::<v1::SessionRequest>(&mut wire).expect("decodes");
-            if let Some(session_request::Request::Report(r)) = black_box(request).request {
-                names::recycle(r.name);
-            }
-        })
+        b.iter(|| decode_recycled(&mut wire, &report_wire))
     });
 
     c.bench_function("codec/decode_acquire_prost", |b| {

@@ -3,13 +3,14 @@
 //! Design note. `DashMap<String, Entry>`: a protector's entry guard is the only lock an
 //! Acquire or Report takes. Inside it, synchronously, the daemon reads the clock (or
 //! takes the reading a Session shares among the requests it read together, never earlier
-//! than the protector's latest instant), runs the pure status machine, commits each resulting change through the [`Sequencer`]
-//! (which assigns its revision and, with a store, journals the protector's new state in
-//! the same step) and notes the protector's next deadline for the [`Scheduler`]. The
-//! guard is released before anything is awaited: an operation that must be durable
-//! returns the journal sequence number it waits for after the guard is gone. The
-//! registry is what services see: it answers with [`Registry::revision`] and opens
-//! streams with [`Registry::watch`], serving their snapshots itself.
+//! than the protector's latest instant), runs the pure status machine, commits each
+//! resulting change through the [`Sequencer`] (which assigns its revision and, with a
+//! store, journals the protector's new state in the same step) and notes the
+//! protector's next deadline for the [`Scheduler`]. The guard is released before
+//! anything is awaited: an operation that must be durable returns the journal sequence
+//! number it waits for after the guard is gone. The registry is what services see: it
+//! answers with [`Registry::revision`] and opens streams with [`Registry::watch`],
+//! serving their snapshots itself.
 //!
 //! Lock order is entry guard, then the sequencer's mutex (and the journal's buffer inside
 //! it), then the name index (create and delete only), then the scheduler's mutex; none of
@@ -282,7 +283,8 @@ impl Registry {
     /// Session answers an Acquire whose state is already durable (in memory, always)
     /// without building a future for it. `at` is a reading of [`clock`](Self::clock)
     /// taken before the guard (a Session shares one among the requests it read together),
-    /// or `None` to read the clock under the guard; see [`with_entry_at`](Self::with_entry_at).
+    /// or `None` to read the clock under the guard; either way the protector's time never
+    /// goes back (the private `with_entry_at` raises an older reading to its latest).
     pub fn decide_acquire(&self, name: &str, at: Option<Time>) -> Result<Decided<Acquired>, Error> {
         let (acquired, seq) = self.with_entry_at(name, at, |entry, now| {
             let result = entry.protector.acquire(now);

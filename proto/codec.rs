@@ -144,9 +144,15 @@ impl<U: Message + Default + 'static> Decoder for FastDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        decode_from(buf)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
+        // Read where tonic takes the message from, not built here and moved there (see
+        // `request::decode_into`).
+        let mut decoded = Ok(Some(U::default()));
+        if let Ok(Some(message)) = &mut decoded
+            && let Err(e) = decode_into(buf, message)
+        {
+            decoded = Err(Status::internal(e.to_string()));
+        }
+        decoded
     }
 
     fn buffer_settings(&self) -> BufferSettings {
@@ -154,31 +160,48 @@ impl<U: Message + Default + 'static> Decoder for FastDecoder<U> {
     }
 }
 
-/// The message that is all of `buf`'s remaining bytes, read from one slice when they are
-/// contiguous (and from `buf` itself when not); `buf` is left empty either way. A Session
-/// request or answer written plainly is read by hand (see `request` and `response`); the
-/// type test is decided when this is compiled for `U`.
+/// The message that is all of `buf`'s remaining bytes (see [`decode_into`]).
 pub fn decode_from<U: Message + Default + 'static>(buf: &mut impl Buf) -> Result<U, prost::DecodeError> {
+    let mut message = U::default();
+    decode_into(buf, &mut message)?;
+    Ok(message)
+}
+
+/// Reads the message that is all of `buf`'s remaining bytes into `message` (a default
+/// one), as `U::decode` would return it: from one slice when the bytes are contiguous
+/// (and from `buf` itself when not); `buf` is left empty either way. A Session request or
+/// answer written plainly is read by hand (see `request` and `response`), in place; the
+/// type test is decided when this is compiled for `U`.
+pub fn decode_into<U: Message + Default + 'static>(
+    buf: &mut impl Buf,
+    message: &mut U,
+) -> Result<(), prost::DecodeError> {
     let len = buf.remaining();
     let chunk = buf.chunk();
-    if chunk.len() >= len {
-        let bytes = &chunk[..len];
-        let mut by_hand: Option<U> = None;
-        let slot = &mut by_hand as &mut dyn Any;
-        if let Some(slot) = slot.downcast_mut::<Option<crate::v1::SessionRequest>>() {
-            *slot = request::decode(bytes);
-        } else if let Some(slot) = slot.downcast_mut::<Option<crate::v1::SessionResponse>>() {
-            *slot = response::decode(bytes);
-        }
-        let message = match by_hand {
-            Some(message) => Ok(message),
-            None => U::decode(bytes),
-        };
-        buf.advance(len);
-        message
-    } else {
-        U::decode(buf)
+    if chunk.len() < len {
+        return message.merge(buf);
     }
+    let bytes = &chunk[..len];
+    let any = message as &mut dyn Any;
+    let by_hand = if let Some(request) = any.downcast_mut::<crate::v1::SessionRequest>() {
+        Some(request::decode_into(bytes, request).is_some())
+    } else {
+        any.downcast_mut::<crate::v1::SessionResponse>()
+            .map(|answer| response::decode_into(bytes, answer).is_some())
+    };
+    let decoded = match by_hand {
+        Some(true) => Ok(()),
+        // What the hand-written path read before it stopped goes, and prost reads the
+        // message anew (merging the same bytes into what was read would come to the
+        // same message, but only by the rules of merging; anew, it plainly is prost's).
+        Some(false) => {
+            *message = U::default();
+            message.merge(bytes)
+        }
+        None => message.merge(bytes),
+    };
+    buf.advance(len);
+    decoded
 }
 
 #[cfg(test)]
@@ -219,6 +242,50 @@ mod tests {
         let decoded: v1::SessionRequest = decode_from(&mut chained).unwrap();
         assert_eq!(decoded, request("a-longer-name-for-two-chunks"));
         assert_eq!(chained.remaining(), 0);
+    }
+
+    /// `bytes` read by the codec and by prost: the same message, or the same refusal.
+    fn reads_as_prost<M>(bytes: &[u8]) -> Result<(), proptest::test_runner::TestCaseError>
+    where
+        M: Message + Default + PartialEq + std::fmt::Debug + 'static,
+    {
+        let by_codec = decode_from::<M>(&mut &bytes[..]).map_err(|e| e.to_string());
+        proptest::prop_assert_eq!(by_codec, M::decode(bytes).map_err(|e| e.to_string()));
+        Ok(())
+    }
+
+    /// A field this contract does not know (field 5, a varint): prost skips it.
+    const UNKNOWN_FIELD: [u8; 2] = [key(5, VARINT), 1];
+
+    proptest::proptest! {
+        // The hand-written readers fill the message in place and stop at what they
+        // leave to prost (here a field this contract does not know, and a message
+        // written twice, which protobuf merges); the message is then prost's to read,
+        // and must be what prost reads.
+        #[test]
+        fn a_message_the_hand_reader_stops_in_is_read_as_prost_reads_it(
+            request in strategies::request(),
+            answer in strategies::answer(),
+        ) {
+            for bytes in [
+                [request.encode_to_vec(), UNKNOWN_FIELD.to_vec()].concat(),
+                [request.encode_to_vec(), request.encode_to_vec()].concat(),
+            ] {
+                reads_as_prost::<v1::SessionRequest>(&bytes)?;
+            }
+            for bytes in [
+                [answer.encode_to_vec(), UNKNOWN_FIELD.to_vec()].concat(),
+                [answer.encode_to_vec(), answer.encode_to_vec()].concat(),
+            ] {
+                reads_as_prost::<v1::SessionResponse>(&bytes)?;
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_read_as_prost_reads_them(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            reads_as_prost::<v1::SessionRequest>(&bytes)?;
+            reads_as_prost::<v1::SessionResponse>(&bytes)?;
+        }
     }
 
     #[test]

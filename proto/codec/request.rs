@@ -7,57 +7,83 @@
 //! the name is copied once, at its length. In callgrind prost's decoding of a Session
 //! request was about a fifth of the daemon's instructions per decision.
 //!
+//! The fields are read into the message where it will stay (`decode_into`), not built
+//! here and returned: see `decode_into`'s note.
+//!
 //! Anything else (a field repeated, which protobuf merges; a field unknown to this
-//! contract; bytes that do not decode) returns `None`, and prost decodes the message, so
-//! every outcome, errors included, is prost's. `tests` checks that against prost over
-//! arbitrary requests and arbitrary bytes.
+//! contract; bytes that do not decode) returns `None`, and prost decodes the message anew,
+//! so every outcome, errors included, is prost's. `tests` checks that against prost over
+//! arbitrary requests and arbitrary bytes (and the codec's own tests, that nothing read
+//! before the reader stopped stays).
 
 use prost_types::Duration;
 
 use super::wire::Reader;
 use super::wire::keys::*;
 use crate::v1::session_request::Request;
-use crate::v1::{AcquireRequest, ReportRequest, SessionRequest};
+use crate::v1::{AcquireRequest, Permit, ReportRequest, SessionRequest};
 
 /// The request `bytes` hold, when they are written plainly; `None` for prost to decode.
+#[cfg(test)]
 pub(super) fn decode(bytes: &[u8]) -> Option<SessionRequest> {
-    let mut r = Reader::new(bytes);
     let mut request = SessionRequest::default();
+    decode_into(bytes, &mut request)?;
+    Some(request)
+}
+
+/// Reads the request `bytes` hold into `request` (a default one), field by field where
+/// it will stay: `None` for prost to decode, `request` then holding whatever was read.
+///
+/// In place, not returned: a request built on the stack and then moved is copied right
+/// after its fields were stored, and the copy's wide loads cannot be forwarded from those
+/// narrower stores, so each copy stalls (the decoder's largest item in a time profile;
+/// BENCHMARKS.md, thirteenth pass).
+pub(super) fn decode_into(bytes: &[u8], request: &mut SessionRequest) -> Option<()> {
+    let mut r = Reader::new(bytes);
     while let Some(k) = r.key()? {
         match k {
             V1 => request.id = r.varint()?,
             // One member of the oneof (a second one replaces the first: prost's to read).
             L2 if request.request.is_none() => {
-                request.request = Some(Request::Acquire(acquire_request(r.bytes()?)?));
+                let bytes = r.bytes()?;
+                if let Request::Acquire(acquire) = request
+                    .request
+                    .insert(Request::Acquire(AcquireRequest::default()))
+                {
+                    acquire_into(bytes, acquire)?;
+                }
             }
             L3 if request.request.is_none() => {
-                request.request = Some(Request::Report(report_request(r.bytes()?)?));
+                let bytes = r.bytes()?;
+                if let Request::Report(report) =
+                    request.request.insert(Request::Report(ReportRequest::default()))
+                {
+                    report_into(bytes, report)?;
+                }
             }
             _ => return None,
         }
     }
-    Some(request)
+    Some(())
 }
 
-fn acquire_request(bytes: &[u8]) -> Option<AcquireRequest> {
+fn acquire_into(bytes: &[u8], request: &mut AcquireRequest) -> Option<()> {
     let mut r = Reader::new(bytes);
-    let mut request = AcquireRequest::default();
     while let Some(k) = r.key()? {
         match k {
             L1 => request.name = r.string()?,
             _ => return None,
         }
     }
-    Some(request)
+    Some(())
 }
 
-fn report_request(bytes: &[u8]) -> Option<ReportRequest> {
+fn report_into(bytes: &[u8], request: &mut ReportRequest) -> Option<()> {
     let mut r = Reader::new(bytes);
-    let mut request = ReportRequest::default();
     while let Some(k) = r.key()? {
         match k {
             L1 => request.name = r.string()?,
-            L2 => request.permit = Some(r.permit()?),
+            L2 => r.permit_into(request.permit.insert(Permit::default()))?,
             // int32 and enums: the varint's low 32 bits, as prost reads them.
             V3 => request.outcome = r.varint()? as i32,
             L4 => {
@@ -67,7 +93,7 @@ fn report_request(bytes: &[u8]) -> Option<ReportRequest> {
             _ => return None,
         }
     }
-    Some(request)
+    Some(())
 }
 
 #[cfg(test)]

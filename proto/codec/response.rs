@@ -3,7 +3,7 @@
 //! Report answer without a transition).
 //!
 //! Anything else (a transition, an error, a field repeated or unknown, bytes that do not
-//! decode) returns `None`, and prost decodes the message, so every outcome, errors
+//! decode) returns `None`, and prost decodes the message anew, so every outcome, errors
 //! included, is prost's. `tests` checks that against prost over arbitrary answers and
 //! arbitrary bytes.
 
@@ -12,38 +12,58 @@ use prost_types::Duration;
 use super::wire::Reader;
 use super::wire::keys::*;
 use crate::v1::session_response::Response;
-use crate::v1::{AcquireResponse, ReportResponse, SessionResponse};
+use crate::v1::{AcquireResponse, Permit, ReportResponse, SessionResponse};
 
 /// The answer `bytes` hold, when they are written plainly; `None` for prost to decode.
+#[cfg(test)]
 pub(super) fn decode(bytes: &[u8]) -> Option<SessionResponse> {
-    let mut r = Reader::new(bytes);
     let mut answer = SessionResponse::default();
+    decode_into(bytes, &mut answer)?;
+    Some(answer)
+}
+
+/// Reads the answer `bytes` hold into `answer` (a default one), in place, as
+/// `request::decode_into` reads a request (and for the same reason): `None` for prost to
+/// decode, `answer` then holding whatever was read.
+pub(super) fn decode_into(bytes: &[u8], answer: &mut SessionResponse) -> Option<()> {
+    let mut r = Reader::new(bytes);
     while let Some(k) = r.key()? {
         match k {
             V1 => answer.id = r.varint()?,
             // One member of the oneof (an error, the third, is prost's to read).
             L2 if answer.response.is_none() => {
-                answer.response = Some(Response::Acquire(acquire_answer(r.bytes()?)?));
+                let bytes = r.bytes()?;
+                if let Response::Acquire(acquire) = answer
+                    .response
+                    .insert(Response::Acquire(AcquireResponse::default()))
+                {
+                    acquire_into(bytes, acquire)?;
+                }
             }
             L3 if answer.response.is_none() => {
-                answer.response = Some(Response::Report(report_answer(r.bytes()?)?));
+                let bytes = r.bytes()?;
+                if let Response::Report(report) = answer
+                    .response
+                    .insert(Response::Report(ReportResponse::default()))
+                {
+                    report_into(bytes, report)?;
+                }
             }
             _ => return None,
         }
     }
-    Some(answer)
+    Some(())
 }
 
-fn acquire_answer(bytes: &[u8]) -> Option<AcquireResponse> {
+fn acquire_into(bytes: &[u8], answer: &mut AcquireResponse) -> Option<()> {
     let mut r = Reader::new(bytes);
-    let mut answer = AcquireResponse::default();
     // int32 and enums are the varint's low 32 bits, a bool any varint but 0, as prost
     // reads them.
     while let Some(k) = r.key()? {
         match k {
             V1 => answer.decision = r.varint()? as i32,
             V2 => answer.status = r.varint()? as i32,
-            L3 => answer.permit = Some(r.permit()?),
+            L3 => r.permit_into(answer.permit.insert(Permit::default()))?,
             L4 => {
                 let (seconds, nanos) = r.seconds_and_nanos()?;
                 answer.retry_after = Some(Duration { seconds, nanos });
@@ -55,12 +75,11 @@ fn acquire_answer(bytes: &[u8]) -> Option<AcquireResponse> {
             _ => return None,
         }
     }
-    Some(answer)
+    Some(())
 }
 
-fn report_answer(bytes: &[u8]) -> Option<ReportResponse> {
+fn report_into(bytes: &[u8], answer: &mut ReportResponse) -> Option<()> {
     let mut r = Reader::new(bytes);
-    let mut answer = ReportResponse::default();
     while let Some(k) = r.key()? {
         match k {
             V1 => answer.accepted = r.varint()? != 0,
@@ -69,7 +88,7 @@ fn report_answer(bytes: &[u8]) -> Option<ReportResponse> {
             _ => return None,
         }
     }
-    Some(answer)
+    Some(())
 }
 
 #[cfg(test)]

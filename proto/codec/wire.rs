@@ -131,11 +131,10 @@ impl<'a> Reader<'a> {
         Some((seconds, nanos))
     }
 
-    /// A Permit, from a length-delimited value.
+    /// A Permit, from a length-delimited value, read into `permit` (a default one).
     #[inline]
-    pub(super) fn permit(&mut self) -> Option<Permit> {
+    pub(super) fn permit_into(&mut self, permit: &mut Permit) -> Option<()> {
         let mut r = Reader::new(self.bytes()?);
-        let mut permit = Permit::default();
         while let Some(k) = r.key()? {
             match k {
                 V1 => permit.generation = r.varint()?,
@@ -147,6 +146,6 @@ impl<'a> Reader<'a> {
                 _ => return None,
             }
         }
-        Some(permit)
+        Some(())
     }
 }

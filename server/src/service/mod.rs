@@ -168,8 +168,8 @@ impl Shared {
     }
 
     /// Report, for the unary call (as [`acquire`](Self::acquire)).
-    async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
-        let (name, permit, outcome, duration) = self.report_fields(req)?;
+    async fn report(&self, mut req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
+        let (name, permit, outcome, duration) = self.report_fields(&mut req)?;
         let reported = self
             .registry()
             .report_timed(&name, permit, outcome, duration)
@@ -177,12 +177,13 @@ impl Shared {
         Ok(report_answer(reported))
     }
 
-    /// A Report's fields, each checked and named in its error.
+    /// A Report's fields, each checked and named in its error (its name taken out of
+    /// `req`, the rest read where it is).
     fn report_fields(
         &self,
-        req: v1::ReportRequest,
+        req: &mut v1::ReportRequest,
     ) -> Result<(ProtectorName, Permit, Outcome, Option<Duration>), Error> {
-        let name = self.name("name", req.name)?;
+        let name = self.name("name", std::mem::take(&mut req.name))?;
         let permit = validate::permit("permit", req.permit.as_ref())?;
         let outcome = validate::outcome("outcome", req.outcome)?;
         let duration = validate::call_duration("duration", req.duration.as_ref())?;
@@ -190,7 +191,9 @@ impl Shared {
     }
 }
 
-/// The wire form of an Acquire's answer.
+/// The wire form of an Acquire's answer (inlined, so a Session's answer is built where
+/// it goes rather than built here and copied: see `codec::request::decode_into`).
+#[inline]
 fn acquire_answer(acquired: Acquired) -> v1::AcquireResponse {
     convert::acquire_response(
         acquired.decision,
@@ -202,7 +205,8 @@ fn acquire_answer(acquired: Acquired) -> v1::AcquireResponse {
     )
 }
 
-/// The wire form of a Report's answer.
+/// The wire form of a Report's answer (inlined, as `acquire_answer`).
+#[inline]
 fn report_answer(reported: Reported) -> v1::ReportResponse {
     v1::ReportResponse {
         accepted: reported.accepted,

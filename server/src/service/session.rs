@@ -52,12 +52,13 @@ enum Answered {
 /// of the registry's clock; `None` reads it under the guard), synchronously: only
 /// an answer that must wait for the journal builds (and allocates) a future. A name no
 /// longer needed goes back to the codec's spare buffers, for the next request read on
-/// this thread.
+/// this thread. The request is read where the transport left it (its name taken out),
+/// not moved: see `Session::poll_next`.
 fn decide(
     shared: &Shared,
     registry: &Arc<Registry>,
     at: Option<Time>,
-    request: v1::SessionRequest,
+    request: &mut v1::SessionRequest,
 ) -> Answered {
     let id = request.id;
     let answer = move |response| v1::SessionResponse {
@@ -65,12 +66,14 @@ fn decide(
         response: Some(response),
     };
     let failed = move |e: Error| answer(session_response::Response::Error(v1::SessionError::from(e)));
-    match request.request {
+    match &mut request.request {
         Some(session_request::Request::Acquire(req)) => {
-            let decided = shared.name("name", req.name).and_then(|name| {
-                let decided = registry.decide_acquire(&name, at)?;
-                Ok((name, decided))
-            });
+            let decided = shared
+                .name("name", std::mem::take(&mut req.name))
+                .and_then(|name| {
+                    let decided = registry.decide_acquire(&name, at)?;
+                    Ok((name, decided))
+                });
             match decided {
                 Ok((name, decided)) if registry.is_durable(&decided) => {
                     names::recycle(name.into_string());
@@ -229,7 +232,10 @@ impl Stream for Session {
                 }
             } else if this.in_flight.len() < MAX_IN_FLIGHT {
                 match this.inbound.poll_next_unpin(cx) {
-                    Poll::Ready(Some(Ok(request))) => {
+                    // Bound by reference: moving the request out of what the transport
+                    // returned would copy it right after it was written (see
+                    // `codec::request::decode_into`).
+                    Poll::Ready(Some(Ok(ref mut request))) => {
                         // A session opened while this replica decided must not go on
                         // deciding from a follower's registry: it ends, and the client's
                         // next session is forwarded to the new leader.
@@ -347,8 +353,8 @@ impl super::ProtectorApi {
     /// message, where a session keeps it while requests flow. Not part of the daemon's
     /// interface.
     #[doc(hidden)]
-    pub async fn session_message(&self, request: v1::SessionRequest) -> v1::SessionResponse {
-        match decide(&self.0, &self.0.cluster.registry(), None, request) {
+    pub async fn session_message(&self, mut request: v1::SessionRequest) -> v1::SessionResponse {
+        match decide(&self.0, &self.0.cluster.registry(), None, &mut request) {
             Answered::Now(response) => response,
             Answered::Later(waiting) => waiting.await,
         }

@@ -13,8 +13,8 @@
 //! Anything else (a field repeated, which protobuf merges; a field unknown to this
 //! contract; bytes that do not decode) returns `None`, and prost decodes the message anew,
 //! so every outcome, errors included, is prost's. `tests` checks that against prost over
-//! arbitrary requests and arbitrary bytes (and the codec's own tests, that nothing read
-//! before the reader stopped stays).
+//! arbitrary requests and arbitrary bytes (and the codec's own tests, that a request the
+//! reader stops in is read as prost reads it).
 
 use prost_types::Duration;
 
@@ -36,8 +36,8 @@ pub(super) fn decode(bytes: &[u8]) -> Option<SessionRequest> {
 ///
 /// In place, not returned: a request built on the stack and then moved is copied right
 /// after its fields were stored, and the copy's wide loads cannot be forwarded from those
-/// narrower stores, so each copy stalls (the decoder's largest item in a time profile;
-/// BENCHMARKS.md, thirteenth pass).
+/// narrower stores, so each copy stalls (most of `FastDecoder::decode`'s time in a
+/// profile; BENCHMARKS.md, thirteenth pass).
 pub(super) fn decode_into(bytes: &[u8], request: &mut SessionRequest) -> Option<()> {
     let mut r = Reader::new(bytes);
     while let Some(k) = r.key()? {

@@ -206,6 +206,8 @@ pub fn decode_into<U: Message + Default + 'static>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::any;
     use prost::bytes::{Buf, BytesMut};
 
     use super::*;
@@ -282,7 +284,7 @@ mod tests {
         }
 
         #[test]
-        fn any_bytes_are_read_as_prost_reads_them(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        fn any_bytes_are_read_as_prost_reads_them(bytes in vec(any::<u8>(), 0..64)) {
             reads_as_prost::<v1::SessionRequest>(&bytes)?;
             reads_as_prost::<v1::SessionResponse>(&bytes)?;
         }

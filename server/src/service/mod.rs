@@ -191,8 +191,9 @@ impl Shared {
     }
 }
 
-/// The wire form of an Acquire's answer (inlined, so a Session's answer is built where
-/// it goes rather than built here and copied: see `codec::request::decode_into`).
+/// The wire form of an Acquire's answer. Inlined: called apart, its result was copied
+/// into the Session's answer right after it was built, a copy that stalls (see
+/// `codec::request::decode_into`).
 #[inline]
 fn acquire_answer(acquired: Acquired) -> v1::AcquireResponse {
     convert::acquire_response(

@@ -136,9 +136,9 @@ const SHARED_READING: u32 = 64;
 ///
 /// Why: on the virtual machines this was measured on, a reading costs about 30 ns, and
 /// with two a decision (Acquire and Report) the clock was the largest single item of the
-/// daemon's that its echo twin does not also do (BENCHMARKS.md, twelfth pass). The registry raises a reading
-/// older than a protector's latest instant to that instant, so sharing one never moves a
-/// protector's time back.
+/// daemon's that its echo twin does not also do (BENCHMARKS.md, twelfth pass). The
+/// registry raises a reading older than a protector's latest instant to that instant, so
+/// sharing one never moves a protector's time back.
 #[derive(Debug, Default)]
 struct SharedNow(Option<Reading>);
 

@@ -8,6 +8,12 @@
 //!   made in the loop, from the permit just answered: one small encoding beyond the daemon's
 //!   work).
 //! - `session/acquire`: the Acquire message alone.
+//! - `session/stream_64`: a Session stream as the transport serves it, without the
+//!   network: 64 messages (32 Acquires and 32 Reports, in turns) in one body, read
+//!   through tonic's `Streaming` with the daemon's decoder, answered by the stream that
+//!   `ProtectorService::session` opens (its loop, as the transport polls it), and each
+//!   answer encoded. What `session/acquire_report` leaves out: the framing, the stream's
+//!   poll and the answer's way out of it.
 //! - `codec/decode_acquire_daemon` and `codec/decode_acquire_prost`: decoding one
 //!   Acquire message through a `BytesMut`, with the daemon's codec and with prost's
 //!   `decode` on the buffer as `tonic_prost` does it (the codec's saving shows as the gap).
@@ -26,21 +32,27 @@
 //! Services are built as `circuitd --in-memory` wires them (default limits, a standalone
 //! cluster); each routine runs on a current-thread runtime, one message after another.
 
+use std::convert::Infallible;
 use std::hint::black_box;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use circuitd::Config;
 use circuitd::cluster::Cluster;
 use circuitd::registry::Registry;
 use circuitd::service::{self, ProtectorApi};
 use criterion::{Criterion, criterion_group, criterion_main};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
+use http_body::Frame;
 use prost::Message;
-use prost::bytes::{Buf, BytesMut};
+use prost::bytes::{Buf, BufMut, Bytes, BytesMut};
 use resilient_circuit_api::ProtectorName;
-use resilient_circuit_api::codec::{decode_from, encode_into, names};
+use resilient_circuit_api::codec::{FastCodec, decode_from, encode_into, names};
+use resilient_circuit_api::v1::protector_service_server::ProtectorService;
 use resilient_circuit_api::v1::{self, session_request, session_response};
 use tokio_util::sync::CancellationToken;
+use tonic::codec::{Codec, Streaming};
 
 const NAME: &str = "bench-session";
 
@@ -110,6 +122,75 @@ fn decode_recycled(wire: &mut BytesMut, bytes: &[u8]) {
     }
 }
 
+/// A request body holding one chunk of bytes, as a connection's reads hand it over.
+struct Chunk(Option<Bytes>);
+
+impl http_body::Body for Chunk {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().0.take().map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// Messages in `session/stream_64`'s body.
+const IN_ONE_BODY: u64 = 64;
+
+/// The body of `session/stream_64`: Acquires (even ids) and Reports (odd ids), each in
+/// its gRPC frame. A Report's permit is one CLOSED gives in the protector's first
+/// generation (a permit CLOSED gives is not one of a kind: any of its generation reports).
+fn stream_body() -> Bytes {
+    let mut body = BytesMut::new();
+    for id in 0..IN_ONE_BODY {
+        let message = if id % 2 == 0 {
+            acquire_bytes(id)
+        } else {
+            let permit = v1::Permit {
+                generation: 1,
+                ..Default::default()
+            };
+            report_bytes(id, permit)
+        };
+        body.put_u8(0);
+        body.put_u32(u32::try_from(message.len()).expect("a small message"));
+        body.put_slice(&message);
+    }
+    body.freeze()
+}
+
+/// Serves one stream of `body` to its end, each answer encoded into `out`; how many
+/// answers were admitted Acquires and accepted Reports (a failed request panics).
+fn serve_stream(api: &ProtectorApi, body: &Bytes, scratch: &mut Vec<u8>, out: &mut BytesMut) -> u64 {
+    let mut codec = FastCodec::<v1::SessionResponse, v1::SessionRequest>::default();
+    let inbound = Streaming::new_request(codec.decoder(), Chunk(Some(body.clone())), None, None);
+    let opened = api
+        .session(tonic::Request::new(inbound))
+        .now_or_never()
+        .expect("opened at once")
+        .expect("a session");
+    let mut answers = opened.into_inner();
+    let mut count = 0;
+    out.clear();
+    while let Some(answer) = answers
+        .next()
+        .now_or_never()
+        .expect("in-memory answers are ready at once")
+    {
+        let answer = answer.expect("no stream error");
+        count += u64::from(match &answer.response {
+            Some(session_response::Response::Acquire(a)) => a.decision == v1::Decision::Admitted as i32,
+            Some(session_response::Response::Report(r)) => r.accepted,
+            other => panic!("answer {}: {other:?}", answer.id),
+        });
+        encode_into(scratch, &answer, out);
+    }
+    count
+}
+
 fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -140,6 +221,16 @@ fn benches(c: &mut Criterion) {
             wire.extend_from_slice(&report_bytes(2, a.permit.expect("CLOSED admits")));
             black_box(message(&api, &mut wire, &mut scratch, &mut out));
         })
+    });
+
+    let body = stream_body();
+    assert_eq!(
+        serve_stream(&api, &body, &mut scratch, &mut out),
+        IN_ONE_BODY,
+        "every Acquire admitted, every Report accepted"
+    );
+    c.bench_function("session/stream_64", |b| {
+        b.iter(|| black_box(serve_stream(&api, &body, &mut scratch, &mut out)))
     });
 
     c.bench_function("codec/decode_acquire_daemon", |b| {

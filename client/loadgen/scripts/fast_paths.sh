@@ -16,11 +16,15 @@
 # not one of the issue's targets (BENCHMARKS.md, eleventh pass); ROUNDS applies to it too.
 # CLIENT_THREADS=N runs the Session sets with `bench --client-threads N` (1: the steadier instrument of the
 # fifth pass; unset: one worker per core, as every earlier set).
+# SLICE=NS asks Linux's EEVDF scheduler for a slice of NS nanoseconds (0.1 to 100 ms) for the daemon's
+# connection threads and the echo server's threads alike (sched_slice.py; BENCHMARKS.md, fourteenth pass):
+# an experiment on how the two servers share a core with the client, not how circuitd runs by default.
 # Coordinates with other benchmarks through /tmp/bench.lock, as the earlier sets did.
 # Tables and medians of its output: python3 client/loadgen/scripts/fast_paths_summary.py LOG
 set -u
 cd "$(dirname "$0")/../../.."
 R=${R:-target/release}
+S=client/loadgen/scripts
 D=${SECONDS_PER_RUN:-10}
 T=$(mktemp -d)
 exec 9>/tmp/bench.lock
@@ -35,14 +39,23 @@ start() { # sets ADDR, PID; $1: the directory of the daemon (default $R)
 }
 PARTS=${PARTS:-session cached python}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
-echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R"
+echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R${SLICE:+  slice ${SLICE} ns}"
 bench() { # $1: the daemon's directory, $2: the line's label; the rest: bench's arguments. One daemon per run.
   local dir=$1 label=$2
   shift 2
   start "$dir"
+  [ -n "${SLICE:-}" ] && { python3 $S/sched_slice.py $PID $SLICE circuitd-conn- > /dev/null || exit 2; }
   load=$(cut -d' ' -f1 /proc/loadavg)
-  out=$($R/circuitctl --addr http://$ADDR --json bench --duration ${D}s --warmup 1s "$@" 2>/dev/null)
-  echo "$label load=$load $out"
+  $R/circuitctl --addr http://$ADDR --json bench --duration ${D}s --warmup 1s "$@" > $T/bench.json 2>/dev/null &
+  local client=$! watcher=
+  if [ -n "${SLICE:-}" ]; then
+    # The echo server's threads start anew for each slice of a run: followed until the client exits.
+    python3 $S/sched_slice.py $client $SLICE echo-server- --watch > /dev/null &
+    watcher=$!
+  fi
+  wait $client
+  [ -z "$watcher" ] || wait $watcher
+  echo "$label load=$load $(cat $T/bench.json)"
   kill $PID; wait $PID 2>/dev/null
 }
 session() { # $1: in flight, $2: run, $3: the daemon's directory, $4: the label's suffix

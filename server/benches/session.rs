@@ -32,11 +32,8 @@
 //! Services are built as `circuitd --in-memory` wires them (default limits, a standalone
 //! cluster); each routine runs on a current-thread runtime, one message after another.
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use circuitd::Config;
 use circuitd::cluster::Cluster;
@@ -44,7 +41,7 @@ use circuitd::registry::Registry;
 use circuitd::service::{self, ProtectorApi};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::{FutureExt, StreamExt};
-use http_body::Frame;
+use http_body_util::Full;
 use prost::Message;
 use prost::bytes::{Buf, BufMut, Bytes, BytesMut};
 use resilient_circuit_api::ProtectorName;
@@ -122,21 +119,6 @@ fn decode_recycled(wire: &mut BytesMut, bytes: &[u8]) {
     }
 }
 
-/// A request body holding one chunk of bytes, as a connection's reads hand it over.
-struct Chunk(Option<Bytes>);
-
-impl http_body::Body for Chunk {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().0.take().map(|bytes| Ok(Frame::data(bytes))))
-    }
-}
-
 /// Messages in `session/stream_64`'s body.
 const IN_ONE_BODY: u64 = 64;
 
@@ -166,7 +148,7 @@ fn stream_body() -> Bytes {
 /// answers were admitted Acquires and accepted Reports (a failed request panics).
 fn serve_stream(api: &ProtectorApi, body: &Bytes, scratch: &mut Vec<u8>, out: &mut BytesMut) -> u64 {
     let mut codec = FastCodec::<v1::SessionResponse, v1::SessionRequest>::default();
-    let inbound = Streaming::new_request(codec.decoder(), Chunk(Some(body.clone())), None, None);
+    let inbound = Streaming::new_request(codec.decoder(), Full::new(body.clone()), None, None);
     let opened = api
         .session(tonic::Request::new(inbound))
         .now_or_never()

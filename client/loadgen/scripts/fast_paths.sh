@@ -54,7 +54,8 @@ bench() { # $1: the daemon's directory, $2: the line's label; the rest: bench's 
     watcher=$!
   fi
   wait $client
-  [ -z "$watcher" ] || wait $watcher
+  # A slice refused for the echo server's threads stops the set, as one refused for the daemon's.
+  [ -z "$watcher" ] || wait $watcher || exit 2
   echo "$label load=$load $(cat $T/bench.json)"
   kill $PID; wait $PID 2>/dev/null
 }

@@ -75,6 +75,12 @@ impl ProtectorName {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// Whether `name` is valid and at most `max_len` bytes long, checked where it is: for
+    /// a caller that only looks a name up and need not keep it.
+    pub fn check(name: &str, max_len: usize) -> Result<(), InvalidName> {
+        check(name, max_len)
+    }
 }
 
 /// The rules in the order they are reported: emptiness, length, then characters.
@@ -235,11 +241,21 @@ mod tests {
         for (name, want) in cases {
             let e = ProtectorName::try_from(name).expect_err(name);
             assert_eq!(e.to_string(), want, "{name:?}");
+            assert_eq!(
+                ProtectorName::check(name, ProtectorName::MAX_LEN),
+                Err(e),
+                "in place: {name:?}"
+            );
         }
         assert_eq!(
             ProtectorName::with_max_len("abcde", 4),
             Err(InvalidName::TooLong { len: 5, max: 4 })
         );
+        assert_eq!(
+            ProtectorName::check("abcde", 4),
+            Err(InvalidName::TooLong { len: 5, max: 4 })
+        );
+        assert_eq!(ProtectorName::check("abcd", 4), Ok(()));
     }
 
     #[test]

@@ -36,17 +36,17 @@ pub fn recycle(mut name: String) {
     });
 }
 
-/// `name` as a `String`, in a spare buffer when this thread has one.
+/// Replaces what `field` holds with `name`: in its own buffer when it has one, else in a
+/// spare buffer when this thread has one.
 #[inline]
-pub(super) fn owned(name: &str) -> String {
-    let spare = SPARE.with_borrow_mut(Vec::pop);
-    match spare {
-        Some(mut buffer) => {
-            buffer.push_str(name);
-            buffer
-        }
-        None => name.to_owned(),
+pub(super) fn fill(field: &mut String, name: &str) {
+    if field.capacity() == 0
+        && let Some(buffer) = SPARE.with_borrow_mut(Vec::pop)
+    {
+        *field = buffer;
     }
+    field.clear();
+    field.push_str(name);
 }
 
 #[cfg(test)]
@@ -55,6 +55,26 @@ mod tests {
 
     fn kept() -> usize {
         SPARE.with(|spare| spare.borrow().len())
+    }
+
+    /// `name` in a new field, as the codec reads a request's name.
+    fn owned(name: &str) -> String {
+        let mut field = String::new();
+        fill(&mut field, name);
+        field
+    }
+
+    #[test]
+    fn a_field_that_holds_a_name_is_refilled_in_its_own_buffer() {
+        let mut field = String::with_capacity(32);
+        field.push_str("an-earlier-name");
+        let at = field.as_ptr();
+        recycle(String::with_capacity(16));
+        let spares = kept();
+        fill(&mut field, "ledger");
+        assert_eq!(field, "ledger", "replaced, not appended to");
+        assert_eq!(field.as_ptr(), at, "its own buffer");
+        assert_eq!(kept(), spares, "no spare taken");
     }
 
     #[test]

@@ -71,7 +71,7 @@ fn acquire_into(bytes: &[u8], request: &mut AcquireRequest) -> Option<()> {
     let mut r = Reader::new(bytes);
     while let Some(k) = r.key()? {
         match k {
-            L1 => request.name = r.string()?,
+            L1 => r.string_into(&mut request.name)?,
             _ => return None,
         }
     }
@@ -82,7 +82,7 @@ fn report_into(bytes: &[u8], request: &mut ReportRequest) -> Option<()> {
     let mut r = Reader::new(bytes);
     while let Some(k) = r.key()? {
         match k {
-            L1 => request.name = r.string()?,
+            L1 => r.string_into(&mut request.name)?,
             L2 => r.permit_into(request.permit.insert(Permit::default()))?,
             // int32 and enums: the varint's low 32 bits, as prost reads them.
             V3 => request.outcome = r.varint()? as i32,

@@ -108,10 +108,15 @@ impl<'a> Reader<'a> {
         Some(value)
     }
 
-    /// A string field's value: UTF-8, or prost's error.
+    /// A string field's value, read into `field` (replacing what it held): UTF-8, or
+    /// prost's error. Written where it stays, not returned: a `String` returned is stored a
+    /// word at a time and read back at once with one wide load, which stalls (as a request
+    /// returned would: see `request::decode_into`).
     #[inline]
-    pub(super) fn string(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(super::names::owned)
+    pub(super) fn string_into(&mut self, field: &mut String) -> Option<()> {
+        let value = std::str::from_utf8(self.bytes()?).ok()?;
+        super::names::fill(field, value);
+        Some(())
     }
 
     /// A Timestamp's or a Duration's fields (int64 seconds, int32 nanos), from a

@@ -17,6 +17,13 @@ pub fn name(field: &str, name: String, max_len: usize) -> Result<ProtectorName, 
     ProtectorName::with_max_len(name, max_len).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
+/// A protector name under [`ProtectorName`]'s rule, checked where it is (see
+/// [`ProtectorName::check`]).
+#[inline]
+pub fn name_in_place(field: &str, name: &str, max_len: usize) -> Result<(), Error> {
+    ProtectorName::check(name, max_len).map_err(|e| Error::invalid(field, e.to_string()))
+}
+
 /// Every name of a repeated field; an error names the element, e.g. `names.names[2]`.
 pub fn names(field: &str, names: Vec<String>, max_len: usize) -> Result<Vec<ProtectorName>, Error> {
     names

@@ -161,6 +161,12 @@ impl Shared {
         validate::name(field, name, self.limits.max_name_len)
     }
 
+    /// As [`name`](Self::name), the name checked where it is rather than taken.
+    fn name_in_place(&self, field: &str, name: &str) -> Result<(), Error> {
+        self.ready()?;
+        validate::name_in_place(field, name, self.limits.max_name_len)
+    }
+
     /// Acquire, for the unary call (the session decides through `session::decide`).
     async fn acquire(&self, req: v1::AcquireRequest) -> Result<v1::AcquireResponse, Error> {
         let name = self.name("name", req.name)?;
@@ -168,26 +174,23 @@ impl Shared {
     }
 
     /// Report, for the unary call (as [`acquire`](Self::acquire)).
-    async fn report(&self, mut req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
-        let (name, permit, outcome, duration) = self.report_fields(&mut req)?;
+    async fn report(&self, req: v1::ReportRequest) -> Result<v1::ReportResponse, Error> {
+        let (permit, outcome, duration) = self.report_fields(&req)?;
         let reported = self
             .registry()
-            .report_timed(&name, permit, outcome, duration)
+            .report_timed(&req.name, permit, outcome, duration)
             .await?;
         Ok(report_answer(reported))
     }
 
-    /// A Report's fields, each checked and named in its error (its name taken out of
-    /// `req`, the rest read where it is).
-    fn report_fields(
-        &self,
-        req: &mut v1::ReportRequest,
-    ) -> Result<(ProtectorName, Permit, Outcome, Option<Duration>), Error> {
-        let name = self.name("name", std::mem::take(&mut req.name))?;
+    /// A Report's fields, each checked and named in its error, read where they are (the
+    /// name only checked: the caller looks it up in `req`).
+    fn report_fields(&self, req: &v1::ReportRequest) -> Result<(Permit, Outcome, Option<Duration>), Error> {
+        self.name_in_place("name", &req.name)?;
         let permit = validate::permit("permit", req.permit.as_ref())?;
         let outcome = validate::outcome("outcome", req.outcome)?;
         let duration = validate::call_duration("duration", req.duration.as_ref())?;
-        Ok((name, permit, outcome, duration))
+        Ok((permit, outcome, duration))
     }
 }
 

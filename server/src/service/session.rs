@@ -52,8 +52,11 @@ enum Answered {
 /// of the registry's clock; `None` reads it under the guard), synchronously: only
 /// an answer that must wait for the journal builds (and allocates) a future. A name no
 /// longer needed goes back to the codec's spare buffers, for the next request read on
-/// this thread. The request is read where the transport left it (its name taken out),
-/// not moved: see `Session::poll_next`.
+/// this thread. The request is read where the transport left it, not moved: see
+/// `Session::poll_next`. Its name too is checked and looked up where it is, and taken out
+/// only once decided (to be recycled, or kept by an answer that waits): taken at once,
+/// its three words were read back with one wide load right after the codec stored them
+/// one by one, a load that stalls (BENCHMARKS.md, fifteenth pass).
 fn decide(
     shared: &Shared,
     registry: &Arc<Registry>,
@@ -69,20 +72,17 @@ fn decide(
     match &mut request.request {
         Some(session_request::Request::Acquire(req)) => {
             let decided = shared
-                .name("name", std::mem::take(&mut req.name))
-                .and_then(|name| {
-                    let decided = registry.decide_acquire(&name, at)?;
-                    Ok((name, decided))
-                });
+                .name_in_place("name", &req.name)
+                .and_then(|()| registry.decide_acquire(&req.name, at));
             match decided {
-                Ok((name, decided)) if registry.is_durable(&decided) => {
-                    names::recycle(name.into_string());
+                Ok(decided) if registry.is_durable(&decided) => {
+                    names::recycle(std::mem::take(&mut req.name));
                     Answered::Now(answer(session_response::Response::Acquire(acquire_answer(
                         decided.value,
                     ))))
                 }
-                Ok((name, decided)) => {
-                    let acquired = Arc::clone(registry).acquired(name, decided);
+                Ok(decided) => {
+                    let acquired = Arc::clone(registry).acquired(std::mem::take(&mut req.name), decided);
                     Answered::Later(Box::pin(async move {
                         match acquired.await {
                             Ok(a) => answer(session_response::Response::Acquire(acquire_answer(a))),
@@ -94,13 +94,11 @@ fn decide(
             }
         }
         Some(session_request::Request::Report(req)) => {
-            let decided = shared
-                .report_fields(req)
-                .and_then(|(name, permit, outcome, duration)| {
-                    let decided = registry.decide_report(&name, permit, outcome, duration, at)?;
-                    names::recycle(name.into_string());
-                    Ok(decided)
-                });
+            let decided = shared.report_fields(req).and_then(|(permit, outcome, duration)| {
+                let decided = registry.decide_report(&req.name, permit, outcome, duration, at)?;
+                names::recycle(std::mem::take(&mut req.name));
+                Ok(decided)
+            });
             match decided {
                 Ok(decided) if registry.is_durable(&decided) => Answered::Now(answer(
                     session_response::Response::Report(report_answer(decided.value)),

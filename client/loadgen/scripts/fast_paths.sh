@@ -30,32 +30,28 @@ T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9
 RUNS=${RUNS:-3}
-start() { # sets ADDR, PID; $1: the directory of the daemon (default $R)
-  rm -f $T/d.out
-  ${1:-$R}/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/d.err &
-  PID=$!
-  for i in $(seq 200); do grep -q '^listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
-  ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
-}
+. $S/lib.sh
+need_binaries $R
+[ -z "${BEFORE:-}" ] || need_binaries $BEFORE
 PARTS=${PARTS:-session cached python}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R${SLICE:+  slice ${SLICE} ns}"
 bench() { # $1: the daemon's directory, $2: the line's label; the rest: bench's arguments. One daemon per run.
   local dir=$1 label=$2
   shift 2
-  start "$dir"
-  [ -n "${SLICE:-}" ] && { python3 $S/sched_slice.py $PID $SLICE circuitd-conn- > /dev/null || exit 2; }
+  start_daemon "$dir"
+  [ -n "${SLICE:-}" ] && { python3 $S/sched_slice.py $PID $SLICE circuitd-conn- > /dev/null || { kill $PID; exit 2; }; }
   load=$(cut -d' ' -f1 /proc/loadavg)
-  $R/circuitctl --addr http://$ADDR --json bench --duration ${D}s --warmup 1s "$@" > $T/bench.json 2>/dev/null &
+  $R/circuitctl --addr http://$ADDR --json bench --duration ${D}s --warmup 1s "$@" > $T/bench.json 2>$T/bench.err &
   local client=$! watcher=
   if [ -n "${SLICE:-}" ]; then
     # The echo server's threads start anew for each slice of a run: followed until the client exits.
     python3 $S/sched_slice.py $client $SLICE echo-server- --watch > /dev/null &
     watcher=$!
   fi
-  wait $client
+  wait $client || { echo "$label: circuitctl bench failed: $(cat $T/bench.err)" >&2; kill $PID; exit 1; }
   # A slice refused for the echo server's threads stops the set, as one refused for the daemon's.
-  [ -z "$watcher" ] || wait $watcher || exit 2
+  [ -z "$watcher" ] || wait $watcher || { kill $PID; exit 2; }
   echo "$label load=$load $(cat $T/bench.json)"
   kill $PID; wait $PID 2>/dev/null
 }

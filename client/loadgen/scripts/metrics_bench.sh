@@ -5,14 +5,9 @@ set -u
 cd "$(dirname "$0")/../../.."
 R=target/release
 T=$(mktemp -d)
-start() { # $@: extra flags; sets ADDR, HTTP, PID
-  rm -f $T/d.out
-  $R/circuitd --listen 127.0.0.1:0 --in-memory "$@" > $T/d.out 2>$T/d.err &
-  PID=$!
-  for i in $(seq 100); do grep -q 'listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
-  sleep 0.2
-  ADDR=$(awk '/^listening on/{print $3}' $T/d.out); HTTP=$(awk '/^http listening on/{print $4}' $T/d.out)
-}
+. client/loadgen/scripts/lib.sh
+need_binaries $R
+start() { start_daemon $R "$@"; } # $@: extra flags; sets ADDR, HTTP, PID
 for round in 1 2 3; do
   for kind in off on; do
     if [ $kind = on ]; then start --http-listen 127.0.0.1:0; else start; fi

@@ -8,13 +8,9 @@ R=target/release
 T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9
-start() { # sets ADDR, PID
-  rm -f $T/d.out
-  $R/circuitd --listen 127.0.0.1:0 --in-memory "$@" > $T/d.out 2>$T/d.err &
-  PID=$!
-  for i in $(seq 100); do grep -q 'listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
-  ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
-}
+. client/loadgen/scripts/lib.sh
+need_binaries $R
+start() { start_daemon $R "$@"; } # sets ADDR, PID
 # Each call gives its own --duration (clap takes the flag once).
 bench() { $R/circuitctl --addr http://$ADDR --json bench --concurrency 64 --connections 1 --warmup 1s "$@" 2>/dev/null; }
 for round in 1 2 3; do

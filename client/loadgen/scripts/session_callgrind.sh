@@ -21,15 +21,15 @@ esac
 T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9
-start() { # $1: a command to run the daemon with (empty or valgrind's); sets PID and ADDR
-  $1 $R/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/vg.err &
-  PID=$! ADDR=
-  for i in $(seq 600); do ADDR=$(awk '/^listening on/{print $3}' $T/d.out); [ -n "$ADDR" ] && break; sleep 0.1; done
-}
+. client/loadgen/scripts/lib.sh
+need_binaries $R
+command -v valgrind > /dev/null || { echo "valgrind is missing (Debian: apt-get install valgrind)" >&2; exit 2; }
+# $1: a command to run the daemon with (empty or valgrind's, which starts it slowly); sets PID and ADDR
+start() { WRAP=$1 WAIT=60 start_daemon $R; }
 total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}'; }
 bench() { # $1: duration, $2: a command to run circuitctl with, $3: more arguments; prints its JSON
   $2 $R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency 64 --connections 1 \
-    --duration $1 --warmup 0s $3 2>>$T/vg.err
+    --duration $1 --warmup 0s $3 2>>$T/d.err
 }
 run() { # $1: duration; prints "instructions decisions"
   if [ "$SIDE" = echo ]; then

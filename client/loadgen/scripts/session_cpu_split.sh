@@ -15,10 +15,9 @@ T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9
 trap 'rm -rf $T' EXIT
-$R/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2>$T/d.err &
-PID=$!
-for i in $(seq 200); do grep -q '^listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
-ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
+. client/loadgen/scripts/lib.sh
+need_binaries $R
+start_daemon $R
 perf record -q -F 999 -o $T/perf.data $R/circuitctl --addr http://$ADDR --json bench --mode session \
   --concurrency $N --connections 1 --duration ${S}s --warmup 0s --baseline > $T/bench.json 2>/dev/null
 DAEMON_TICKS=$(awk '{print $14 + $15}' /proc/$PID/stat)

@@ -17,10 +17,9 @@ command -v perf > /dev/null || { echo "perf is missing (Debian: apt-get install 
 T=$(mktemp -d)
 exec 9>/tmp/bench.lock
 flock 9
-$R/circuitd --listen 127.0.0.1:0 --in-memory > $T/d.out 2> $T/d.err &
-PID=$!
-for i in $(seq 200); do grep -q '^listening on' $T/d.out 2>/dev/null && break; sleep 0.05; done
-ADDR=$(awk '/^listening on/{print $3}' $T/d.out)
+. client/loadgen/scripts/lib.sh
+need_binaries $R
+start_daemon $R
 [ -n "${SLICE:-}" ] && { python3 client/loadgen/scripts/sched_slice.py $PID $SLICE circuitd-conn- > /dev/null || exit 2; }
 perf record -q -a -e sched:sched_switch -o $T/sched.data 2> $T/perf.err &
 PERF=$!

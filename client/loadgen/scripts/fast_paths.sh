@@ -32,7 +32,7 @@ flock 9
 RUNS=${RUNS:-3}
 . $S/lib.sh
 need_binaries $R
-[ -z "${BEFORE:-}" ] || need_binaries $BEFORE
+[ -z "${BEFORE:-}" ] || need_binaries $BEFORE circuitd
 PARTS=${PARTS:-session cached python}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 echo "date $(date -u +%FT%TZ)  host $(nproc) cores  binaries $R${SLICE:+  slice ${SLICE} ns}"

@@ -1,12 +1,15 @@
 # Sourced by the benchmark scripts beside it: finding the binaries and starting one daemon.
 # Expects T (a scratch directory) to be set; every failure names what is wrong and exits.
 
-# need_binaries DIR: DIR holds executable circuitd and circuitctl, or the script stops (exit 2).
+# need_binaries DIR [BINARY...]: DIR holds each BINARY executable (by default circuitd and circuitctl), or
+# the script stops (exit 2).
 need_binaries() {
-  local b
-  for b in circuitd circuitctl; do
-    [ -x "$1/$b" ] || {
-      echo "no executable $1/$b: build it (cargo build --release -p circuitd -p circuitctl) or point R= at a directory that holds both" >&2
+  local dir=$1 b
+  shift
+  [ $# -gt 0 ] || set -- circuitd circuitctl
+  for b in "$@"; do
+    [ -x "$dir/$b" ] || {
+      echo "no executable $dir/$b: build it (cargo build --release -p circuitd -p circuitctl) or point the script at a directory that holds it" >&2
       exit 2
     }
   done

@@ -20,7 +20,7 @@ flock 9
 . client/loadgen/scripts/lib.sh
 need_binaries $R
 start_daemon $R
-[ -n "${SLICE:-}" ] && { python3 client/loadgen/scripts/sched_slice.py $PID $SLICE circuitd-conn- > /dev/null || exit 2; }
+[ -n "${SLICE:-}" ] && { python3 client/loadgen/scripts/sched_slice.py $PID $SLICE circuitd-conn- > /dev/null || { kill $PID; exit 2; }; }
 perf record -q -a -e sched:sched_switch -o $T/sched.data 2> $T/perf.err &
 PERF=$!
 $R/circuitctl --addr http://$ADDR --json bench --mode session --concurrency $N --connections 1 \
